@@ -1,0 +1,167 @@
+"""The one entry point: ``check(listing)`` and ``check_many(listings)``.
+
+Every interface (Python API, CLI, HTTP, bulk audit) goes through ``Checker`` so the same listing gets the
+same answer everywhere. A listing that cannot be checked (malformed, unknown category, empty text) gets
+a result with ``error`` instead of an exception, because one bad row must never stop a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from moderation.rules.engine import RulesEngine
+from moderation.schema import (
+    CheckResult,
+    ClassifierScore,
+    Finding,
+    ImageResult,
+    Listing,
+    ListingError,
+    parse_listing,
+)
+from moderation.verdict import decide
+
+log = logging.getLogger(__name__)
+
+
+class Checker:
+    """Rules engine plus, when available, the risk classifier and the copied-image index.
+
+    ``classifier``: ``True`` loads the shipped model (or ``MODERATION_MODEL_DIR``) and, if that fails,
+    carries on with rules only and says so in the log; ``False`` never loads it; a path loads that
+    checkpoint and fails loudly. ``image_db``: a path to an image index, or ``MODERATION_IMAGE_DB``.
+    """
+
+    def __init__(
+        self,
+        engine: RulesEngine | None = None,
+        *,
+        classifier: bool | str | Path = True,
+        image_db: str | Path | None = None,
+    ) -> None:
+        self.engine = engine or RulesEngine.load()
+        self._classifier_setting = classifier
+        self._model: Any = None
+        self._model_error: str | None = None
+        self._model_loaded = False
+        self._image_db = image_db if image_db is not None else os.environ.get("MODERATION_IMAGE_DB")
+        self._images: Any = None
+        self._lock = threading.Lock()
+
+    # -- optional parts -------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Any:
+        """The risk classifier, loaded on first use (torch import is slow; rules need none of it)."""
+        if self._model_loaded:
+            return self._model
+        with self._lock:
+            if self._model_loaded:
+                return self._model
+            setting = self._classifier_setting
+            if setting is not False:
+                try:
+                    from moderation.classifier import load_model
+
+                    path = None if setting is True else setting
+                    self._model = load_model(path)
+                except Exception as exc:  # the rules engine must keep working without a model
+                    if setting is not True:
+                        raise
+                    self._model_error = str(exc)
+                    log.warning("risk classifier unavailable, checking with rules only: %s", exc)
+            self._model_loaded = True
+        return self._model
+
+    @property
+    def images(self) -> Any:
+        if self._images is None and self._image_db:
+            with self._lock:
+                if self._images is None:
+                    from moderation.images.matcher import ImageChecker
+
+                    self._images = ImageChecker.open(self._image_db)
+        return self._images
+
+    # -- checking -------------------------------------------------------------------------------
+
+    def _prepare(self, raw: Any) -> Listing | CheckResult:
+        if isinstance(raw, Listing):
+            return raw
+        listing_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            return parse_listing(raw)
+        except ListingError as exc:
+            return CheckResult.failed(None if listing_id is None else str(listing_id), exc.code, exc.message)
+
+    def _finish(self, listing: Listing, findings: list[Finding], score: float | None) -> CheckResult:
+        image_results: list[ImageResult] = []
+        if listing.images and self.images is not None:
+            image_results, image_findings = self.images.check_listing(listing)
+            findings = findings + image_findings
+        verdict, risk = decide(findings, self.engine.policy, score)
+        model = self.model
+        return CheckResult(
+            id=listing.id,
+            verdict=verdict,  # type: ignore[arg-type]
+            risk=risk,
+            findings=findings,
+            classifier=ClassifierScore(score=round(score, 4), model=model.name) if score is not None else None,
+            images=image_results,
+        )
+
+    def check(self, raw: Listing | dict[str, Any]) -> CheckResult:
+        """Check one listing (a ``Listing`` or its JSON dict)."""
+        return self.check_many([raw])[0]
+
+    def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64) -> list[CheckResult]:
+        """Check many listings, in order; the classifier scores them in batches."""
+        prepared = [self._prepare(r) for r in raws]
+        return self._check_prepared(prepared, batch_size)
+
+    def _check_prepared(self, prepared: Sequence[Listing | CheckResult], batch_size: int) -> list[CheckResult]:
+        results: list[CheckResult | None] = [p if isinstance(p, CheckResult) else None for p in prepared]
+        todo = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Listing)]
+        model = self.model
+        for offset in range(0, len(todo), batch_size):
+            batch = todo[offset : offset + batch_size]
+            scores: list[float | None] = [None] * len(batch)
+            if model is not None:
+                scores = list(model.score_texts([listing.text() for _, listing in batch]))
+            for (i, listing), score in zip(batch, scores, strict=True):
+                try:
+                    findings = self.engine.find(listing)
+                    results[i] = self._finish(listing, findings, score)
+                except Exception as exc:  # one listing must never stop a run
+                    log.exception("checking listing %s failed", listing.id)
+                    results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
+        return [r for r in results if r is not None]
+
+
+_default: Checker | None = None
+_default_lock = threading.Lock()
+
+
+def default_checker() -> Checker:
+    """A process-wide checker on the shipped rules and model."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Checker()
+    return _default
+
+
+def check(listing: Listing | dict[str, Any]) -> CheckResult:
+    """Check one listing with the default checker."""
+    return default_checker().check(listing)
+
+
+def check_many(listings: Iterable[Listing | dict[str, Any]]) -> list[CheckResult]:
+    """Check listings in order with the default checker."""
+    return default_checker().check_many(listings)

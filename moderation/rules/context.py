@@ -1,0 +1,119 @@
+"""The surroundings of a candidate match: clause, sentence, neighbouring text, listing attributes.
+
+SAMR's 2023 guideline judges an absolute term by what it points at (a usage tip, a standard grade, the
+seller's own range, a service attitude). Those judgements are expressed in rule packs as regular
+expressions over the clause or sentence around the match; this module computes those windows once per
+text and evaluates a rule's ``exempt`` and ``requires`` contexts against them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+from moderation.rules.pack import Context
+from moderation.text.normalise import CLAUSE_PUNCT, SENTENCE_PUNCT
+
+#: How far before/after a match the ``before``/``after`` expressions look (folded characters).
+NEIGHBOUR_CHARS = 16
+
+
+def _positions(text: str, chars: str) -> list[int]:
+    return [i for i, ch in enumerate(text) if ch in chars]
+
+
+class TextWindows:
+    """Clause and sentence boundaries of one folded text, computed on first use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._clause: list[int] | None = None
+        self._sentence: list[int] | None = None
+
+    @staticmethod
+    def _window(bounds: list[int], start: int, end: int, length: int) -> tuple[int, int]:
+        i = bisect_left(bounds, start)
+        lo = bounds[i - 1] + 1 if i > 0 else 0
+        j = bisect_right(bounds, max(start, end - 1))
+        # A punctuation character inside the match itself does not end the window.
+        while j < len(bounds) and bounds[j] < end:
+            j += 1
+        hi = bounds[j] if j < len(bounds) else length
+        return lo, hi
+
+    def clause(self, start: int, end: int) -> tuple[int, int]:
+        if self._clause is None:
+            self._clause = _positions(self.text, CLAUSE_PUNCT)
+        return self._window(self._clause, start, end, len(self.text))
+
+    def sentence(self, start: int, end: int) -> tuple[int, int]:
+        if self._sentence is None:
+            self._sentence = _positions(self.text, SENTENCE_PUNCT)
+        return self._window(self._sentence, start, end, len(self.text))
+
+
+def covered_by_phrase(text: str, start: int, end: int, phrases: tuple[str, ...]) -> bool:
+    """True when some occurrence of one of ``phrases`` covers ``text[start:end]`` entirely."""
+    for phrase in phrases:
+        n = len(phrase)
+        if n < end - start:
+            continue
+        idx = text.find(phrase, max(0, end - n), start + n)
+        while idx != -1 and idx <= start:
+            if idx + n >= end:
+                return True
+            idx = text.find(phrase, idx + 1, start + n)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ListingContext:
+    """What a rule may look at beyond the field it matched in (folded text)."""
+
+    category: str
+    attributes: str  # "key:value" lines
+    listing: str  # every field, one per line
+
+
+def context_matches(
+    ctx: Context,
+    windows: TextWindows,
+    start: int,
+    end: int,
+    listing: ListingContext,
+    *,
+    any_of: bool,
+) -> bool:
+    """Evaluate a context. ``any_of`` (exemptions): one hit suffices. Otherwise (requirements) all must hold."""
+    text = windows.text
+    results: list[bool] = []
+
+    def record(value: bool) -> bool:
+        results.append(value)
+        return any_of and value
+
+    if ctx.phrases and record(covered_by_phrase(text, start, end, ctx.phrases)):
+        return True
+    if ctx.before is not None or ctx.after is not None or ctx.clause is not None:
+        c_lo, c_hi = windows.clause(start, end)
+        if ctx.before is not None and record(
+            ctx.before.search(text[max(c_lo, start - NEIGHBOUR_CHARS) : start]) is not None
+        ):
+            return True
+        if ctx.after is not None and record(
+            ctx.after.match(text[end : min(c_hi, end + NEIGHBOUR_CHARS)]) is not None
+        ):
+            return True
+        if ctx.clause is not None and record(ctx.clause.search(text[c_lo:c_hi]) is not None):
+            return True
+    if ctx.sentence is not None:
+        s_lo, s_hi = windows.sentence(start, end)
+        if record(ctx.sentence.search(text[s_lo:s_hi]) is not None):
+            return True
+    if ctx.attributes is not None and record(ctx.attributes.search(listing.attributes) is not None):
+        return True
+    if ctx.listing is not None and record(ctx.listing.search(listing.listing) is not None):
+        return True
+    if any_of:
+        return False
+    return all(results)

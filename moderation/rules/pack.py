@@ -1,0 +1,294 @@
+"""Rule packs: YAML files in ``rules/packs/``, one per family, loaded and validated here.
+
+A rule is data: adding one never needs code. Because a malformed pack silently disabling a rule would
+be worse than a crash, loading validates every field and fails loudly with the file and line of the
+offending rule (``RulePackError``). The format is documented in ``docs/rule-packs.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from moderation.schema import CATEGORIES
+from moderation.text.normalise import fold_term
+
+SEVERITIES = ("low", "medium", "high", "critical")
+ACTIONS = ("pass", "review", "block")
+BOUNDARIES = ("token", "start", "end", "none")
+_RULE_ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+_PACK_KEYS = {"family", "name", "description", "law", "severity", "action", "categories", "rules"}
+_RULE_KEYS = {
+    "id", "law", "severity", "action", "categories", "except_categories", "terms", "patterns",
+    "anchors", "boundary", "exempt", "requires", "absent", "message", "suggestion", "examples", "note",
+}
+_CONTEXT_KEYS = {"phrases", "before", "after", "clause", "sentence", "attributes", "listing"}
+
+
+class RulePackError(ValueError):
+    """A rule pack that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    category: str = "general"
+    attributes: dict[str, str] = field(default_factory=dict)
+    field: str = "title"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Regular expressions (on folded text) and phrases that describe a claim's surroundings."""
+
+    phrases: tuple[str, ...] = ()
+    before: re.Pattern[str] | None = None
+    after: re.Pattern[str] | None = None
+    clause: re.Pattern[str] | None = None
+    sentence: re.Pattern[str] | None = None
+    attributes: re.Pattern[str] | None = None
+    listing: re.Pattern[str] | None = None
+
+    def is_empty(self) -> bool:
+        return not self.phrases and all(
+            p is None
+            for p in (self.before, self.after, self.clause, self.sentence, self.attributes, self.listing)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    family: str
+    law: str
+    severity: str
+    action: str | None
+    categories: frozenset[str] | None  # None: every category
+    except_categories: frozenset[str]
+    terms: tuple[str, ...]  # folded
+    patterns: tuple[re.Pattern[str], ...]
+    anchors: tuple[str, ...]  # folded
+    absent: tuple[str, ...]  # folded: fires when none of these phrases is in the listing
+    boundary: str
+    exempt: Context
+    requires: Context
+    message: str
+    suggestion: str | None
+    fire: tuple[Example, ...]
+    pass_: tuple[Example, ...]
+    source: str  # "file:line", for error messages and the rules listing
+
+    def applies_to(self, category: str) -> bool:
+        if category in self.except_categories:
+            return False
+        return self.categories is None or category in self.categories
+
+
+@dataclass(frozen=True, slots=True)
+class Pack:
+    family: str
+    name: str
+    path: Path
+    rules: tuple[Rule, ...]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping, so errors can name it."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _fail(where: str, message: str) -> RulePackError:
+    return RulePackError(f"{where}: {message}")
+
+
+def _as_list(value: Any, where: str, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise _fail(where, f"{what} must be a list")
+    return value
+
+
+def _compile(pattern: Any, where: str, what: str) -> re.Pattern[str]:
+    if not isinstance(pattern, str) or not pattern:
+        raise _fail(where, f"{what} must be a non-empty regular expression string")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise _fail(where, f"{what} {pattern!r} is not a valid regular expression: {exc}") from None
+
+
+def _categories(value: Any, where: str, what: str) -> frozenset[str] | None:
+    items = _as_list(value, where, what)
+    if not items or items == ["all"]:
+        return None
+    unknown = [c for c in items if c not in CATEGORIES]
+    if unknown:
+        raise _fail(where, f"{what} has unknown categories {unknown}; known: {', '.join(CATEGORIES)}")
+    return frozenset(items)
+
+
+def _context(value: Any, where: str, what: str) -> Context:
+    if value is None:
+        return Context()
+    if not isinstance(value, dict):
+        raise _fail(where, f"{what} must be a mapping")
+    unknown = set(value) - _CONTEXT_KEYS - {"__line__"}
+    if unknown:
+        raise _fail(where, f"{what} has unknown keys {sorted(unknown)}; allowed: {sorted(_CONTEXT_KEYS)}")
+    phrases = tuple(fold_term(str(p)) for p in _as_list(value.get("phrases"), where, f"{what}.phrases"))
+    if any(not p for p in phrases):
+        raise _fail(where, f"{what}.phrases has an entry that is empty after folding")
+    regexes: dict[str, re.Pattern[str] | None] = {}
+    for key in ("before", "after", "clause", "sentence", "attributes", "listing"):
+        raw = value.get(key)
+        if isinstance(raw, list):
+            raw = "|".join(f"(?:{r})" for r in raw)
+        regexes[key] = _compile(raw, where, f"{what}.{key}") if raw is not None else None
+    return Context(phrases=phrases, **regexes)
+
+
+def _examples(value: Any, where: str, what: str) -> tuple[Example, ...]:
+    out: list[Example] = []
+    for item in _as_list(value, where, what):
+        if isinstance(item, str):
+            out.append(Example(item))
+        elif isinstance(item, dict):
+            text = item.get("text")
+            if not isinstance(text, str) or not text:
+                raise _fail(f"{where.split(':')[0]}:{item.get('__line__', '?')}", f"{what} entry needs text")
+            category = item.get("category", "general")
+            if category not in CATEGORIES:
+                raise _fail(where, f"{what} entry has unknown category {category!r}")
+            attributes = {str(k): str(v) for k, v in (item.get("attributes") or {}).items()}
+            out.append(Example(text, category, attributes, str(item.get("field", "title"))))
+        else:
+            raise _fail(where, f"{what} entries must be strings or mappings with text")
+    return tuple(out)
+
+
+def _rule(raw: Any, pack: dict[str, Any], path: Path) -> Rule:
+    if not isinstance(raw, dict):
+        raise _fail(str(path), "every entry under rules must be a mapping")
+    where = f"{path}:{raw.get('__line__', '?')}"
+    unknown = set(raw) - _RULE_KEYS - {"__line__"}
+    if unknown:
+        raise _fail(where, f"unknown keys {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not _RULE_ID_RE.match(rule_id):
+        raise _fail(where, f"rule id {rule_id!r} must look like 'family.name' (lower case, dots)")
+    where = f"{where}: rule {rule_id}"
+    law = raw.get("law", pack.get("law"))
+    if not isinstance(law, str) or not law.strip():
+        raise _fail(where, "a rule without a law citation is not a rule: give law")
+    severity = raw.get("severity", pack.get("severity"))
+    if severity not in SEVERITIES:
+        raise _fail(where, f"severity must be one of {SEVERITIES}, not {severity!r}")
+    action = raw.get("action", pack.get("action"))
+    if action is not None and action not in ACTIONS:
+        raise _fail(where, f"action must be one of {ACTIONS}, not {action!r}")
+    categories = _categories(raw.get("categories", pack.get("categories")), where, "categories")
+    except_categories = _categories(raw.get("except_categories"), where, "except_categories") or frozenset()
+    terms = tuple(fold_term(str(t)) for t in _as_list(raw.get("terms"), where, "terms"))
+    if any(not t for t in terms):
+        raise _fail(where, "a term is empty after folding (only spaces or symbols?)")
+    patterns = tuple(
+        _compile(p, where, "pattern") for p in _as_list(raw.get("patterns"), where, "patterns")
+    )
+    anchors = tuple(fold_term(str(a)) for a in _as_list(raw.get("anchors"), where, "anchors"))
+    absent = tuple(fold_term(str(a)) for a in _as_list(raw.get("absent"), where, "absent"))
+    if patterns and not anchors:
+        raise _fail(where, "patterns need anchors: literal strings one of which every match contains")
+    if not terms and not patterns and not absent:
+        raise _fail(where, "a rule needs terms, patterns (with anchors) or absent phrases")
+    boundary = raw.get("boundary", "token")
+    if boundary not in BOUNDARIES:
+        raise _fail(where, f"boundary must be one of {BOUNDARIES}")
+    message = raw.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise _fail(where, "message (one line of Chinese saying why) is required")
+    suggestion = raw.get("suggestion")
+    if suggestion is not None and not isinstance(suggestion, str):
+        raise _fail(where, "suggestion must be text")
+    examples = raw.get("examples") or {}
+    if not isinstance(examples, dict):
+        raise _fail(where, "examples must be a mapping with fire and pass lists")
+    fire = _examples(examples.get("fire"), where, "examples.fire")
+    pass_ = _examples(examples.get("pass"), where, "examples.pass")
+    if not fire or not pass_:
+        raise _fail(where, "every rule needs examples that must fire and examples that must not")
+    return Rule(
+        id=rule_id,
+        family=pack["family"],
+        law=law.strip(),
+        severity=severity,
+        action=action,
+        categories=categories,
+        except_categories=except_categories,
+        terms=terms,
+        patterns=patterns,
+        anchors=anchors,
+        absent=absent,
+        boundary=boundary,
+        exempt=_context(raw.get("exempt"), where, "exempt"),
+        requires=_context(raw.get("requires"), where, "requires"),
+        message=message.strip(),
+        suggestion=suggestion.strip() if isinstance(suggestion, str) else None,
+        fire=fire,
+        pass_=pass_,
+        source=where.split(": rule")[0],
+    )
+
+
+def load_pack(path: Path) -> Pack:
+    """Load and validate one pack file."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise RulePackError(f"{path}{line}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RulePackError(f"{path}: a rule pack must be a mapping with family and rules")
+    unknown = set(data) - _PACK_KEYS - {"__line__"}
+    if unknown:
+        raise RulePackError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    family = data.get("family")
+    if family != path.stem:
+        raise RulePackError(f"{path}:1: family {family!r} must equal the file name {path.stem!r}")
+    rules_raw = data.get("rules")
+    if not isinstance(rules_raw, list) or not rules_raw:
+        raise RulePackError(f"{path}: rules must be a non-empty list")
+    rules = tuple(_rule(r, data, path) for r in rules_raw)
+    return Pack(family=family, name=str(data.get("name", family)), path=path, rules=rules)
+
+
+def load_packs(packs_dir: Path) -> list[Pack]:
+    """Load every ``*.yaml`` pack in a folder; rule ids must be unique across packs."""
+    if not packs_dir.is_dir():
+        raise RulePackError(f"{packs_dir}: rule pack folder not found")
+    packs = [load_pack(p) for p in sorted(packs_dir.glob("*.yaml"))]
+    if not packs:
+        raise RulePackError(f"{packs_dir}: no rule packs (*.yaml) found")
+    seen: dict[str, str] = {}
+    for pack in packs:
+        for rule in pack.rules:
+            if rule.id in seen:
+                raise RulePackError(f"{rule.source}: rule id {rule.id} is already defined at {seen[rule.id]}")
+            seen[rule.id] = rule.source
+    return packs

@@ -1,0 +1,196 @@
+"""The data contract of ../shared/CONTRACTS.md: Listing in, CheckResult out.
+
+Everything that crosses a boundary (CLI, HTTP, audit files, the queue) goes through these models so
+that the shapes outside checks rely on are defined in exactly one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CATEGORIES: tuple[str, ...] = (
+    "general",
+    "food",
+    "health_food",
+    "cosmetics",
+    "drug",
+    "medical_device",
+    "medical_service",
+    "baby",
+    "apparel",
+    "education",
+    "finance",
+    "real_estate",
+    "agriculture",
+    "alcohol",
+    "tobacco",
+)
+
+Severity = Literal["low", "medium", "high", "critical"]
+Verdict = Literal["pass", "review", "block"]
+
+#: Largest text field we accept. A 1 MB description is checked; anything beyond this is refused with a
+#: clear error instead of tying up a worker (the contract asks for an error, never a crash).
+MAX_FIELD_CHARS = 2_000_000
+
+
+class ListingError(ValueError):
+    """A listing that cannot be checked; carries a stable error code for the result's ``error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Listing(BaseModel):
+    """A seller's listing as submitted for checking."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    title: str = ""
+    description: str = ""
+    category: str = "general"
+    seller_id: str | None = None
+    brand: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    images: list[str] = Field(default_factory=list)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, v: Any) -> Any:
+        # Integer ids are common in exported catalogues; accept them as text.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+    @field_validator("title", "description", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return "" if v is None else v
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _category_known(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return "general"
+        if v not in CATEGORIES:
+            raise ValueError(f"unknown category {v!r}; expected one of: {', '.join(CATEGORIES)}")
+        return v
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_as_text(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            return {str(k): "" if val is None else str(val) for k, val in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _has_text(self) -> Listing:
+        if not self.title.strip() and not self.description.strip():
+            raise ValueError("a listing needs a non-empty title or description")
+        for name, value in self.text_fields():
+            if len(value) > MAX_FIELD_CHARS:
+                raise ValueError(f"field {name} has {len(value)} characters; the limit is {MAX_FIELD_CHARS}")
+        return self
+
+    def text_fields(self) -> list[tuple[str, str]]:
+        """The fields the checks read, named as a finding's ``field``."""
+        fields = [("title", self.title), ("description", self.description)]
+        fields.extend((f"attributes.{k}", v) for k, v in self.attributes.items())
+        return [(name, text) for name, text in fields if text]
+
+    def text(self) -> str:
+        """All checked text as one string, for the classifier."""
+        return "\n".join(text for _, text in self.text_fields())
+
+
+class Finding(BaseModel):
+    """One violation (or piece of advice) found in one field, with the span the seller typed."""
+
+    rule: str
+    family: str
+    law: str
+    severity: Severity
+    field: str
+    start: int
+    end: int
+    text: str
+    message: str
+    suggestion: str | None = None
+    action: Verdict = "review"
+
+
+class ClassifierScore(BaseModel):
+    score: float
+    model: str
+
+
+class ImageMatchInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    image: str | None = None
+    distance: int
+    hash: str | None = None
+
+
+class ImageResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    image: str
+    match: ImageMatchInfo | None = None
+    error: dict[str, str] | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class CheckResult(BaseModel):
+    id: str | None
+    verdict: Verdict | None = None
+    risk: float | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    classifier: ClassifierScore | None = None
+    images: list[ImageResult] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The contract's JSON: omit what is absent, keep what is there."""
+        data = self.model_dump(exclude_none=True)
+        if self.error is None:
+            data.setdefault("findings", [])
+        return data
+
+    @classmethod
+    def failed(cls, listing_id: str | None, code: str, message: str) -> CheckResult:
+        return cls(id=listing_id, error=ErrorInfo(code=code, message=message), findings=[])
+
+
+def parse_listing(data: Any) -> Listing:
+    """Validate raw JSON-like data into a Listing, raising ListingError with a stable code."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise ListingError("invalid_listing", "a listing must be a JSON object")
+    if "id" not in data or data.get("id") in (None, ""):
+        raise ListingError("missing_id", "the listing has no id")
+    try:
+        return Listing.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "listing"
+        msg = str(first.get("msg", "invalid listing")).removeprefix("Value error, ")
+        code = "unknown_category" if "unknown category" in msg else "invalid_listing"
+        if "non-empty title or description" in msg:
+            code = "empty_text"
+        elif "the limit is" in msg:
+            code = "text_too_long"
+        raise ListingError(code, f"{loc}: {msg}" if loc != "listing" else msg) from None

@@ -1,0 +1,117 @@
+"""jieba tokenisation, used only where a candidate term was found.
+
+Word boundaries decide whether 第一 in 第一次 is a ranking (it is not) or whether 最高 in 最高人民法院 is a
+superlative. Tokenising every listing in full costs more than everything else together (jieba runs at
+roughly 0.5 MB/s), so the engine first scans for candidate terms and tokenises only the *block* around
+each one. jieba itself splits input into blocks of Han/alphanumeric characters (``re_han_default``) and
+segments each block independently, so segmenting the block alone yields exactly the tokens that full-text
+segmentation yields there; ``tests/test_tokenise.py`` checks that property.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from bisect import bisect_right
+from collections.abc import Iterable
+from functools import lru_cache
+
+import jieba
+
+jieba.setLogLevel(logging.WARNING)
+
+#: jieba's own block pattern (jieba.re_han_default); kept identical on purpose.
+BLOCK_RE = re.compile(r"[\u4E00-\u9FD5a-zA-Z0-9+#&\._%\-]+")
+
+
+class Tokeniser:
+    """A private jieba tokenizer with the rule terms in its dictionary, plus a block cache."""
+
+    def __init__(self, user_words: Iterable[str] = ()) -> None:
+        self._jieba = jieba.Tokenizer()
+        self._words = sorted({w for w in user_words if w and BLOCK_RE.fullmatch(w)})
+        self._ready = False
+        self._lock = threading.Lock()
+        self._cut_block = lru_cache(maxsize=65536)(self._cut_block_uncached)
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            self._jieba.initialize()
+            for word in self._words:
+                # Only add words jieba does not know: re-weighting known words (第一, 最高) would
+                # change how everyday phrases such as 第一次 are cut.
+                if self._jieba.FREQ.get(word, 0) == 0:
+                    self._jieba.add_word(word)
+            self._ready = True
+
+    def _cut_block_uncached(self, block: str) -> tuple[int, ...]:
+        """Token end offsets within one block."""
+        ends: list[int] = []
+        pos = 0
+        for token in self._jieba.cut(block, HMM=True):
+            pos += len(token)
+            ends.append(pos)
+        return tuple(ends)
+
+    def cut(self, text: str) -> list[str]:
+        """Full-text segmentation (the reference that block segmentation must equal)."""
+        self._ensure_ready()
+        return list(self._jieba.cut(text, HMM=True))
+
+    def boundaries(self, text: str) -> TextBoundaries:
+        """A lazy view of the token boundaries of ``text``."""
+        self._ensure_ready()
+        return TextBoundaries(self, text)
+
+
+class TextBoundaries:
+    """Token boundaries of one text, computed block by block on demand."""
+
+    def __init__(self, tokeniser: Tokeniser, text: str) -> None:
+        self._tok = tokeniser
+        self._text = text
+        self._blocks: list[tuple[int, int]] | None = None
+        self._block_starts: list[int] = []
+        self._bounds: dict[int, frozenset[int]] = {}
+
+    def _block_at(self, pos: int) -> tuple[int, int] | None:
+        if self._blocks is None:
+            self._blocks = [m.span() for m in BLOCK_RE.finditer(self._text)]
+            self._block_starts = [b[0] for b in self._blocks]
+        i = bisect_right(self._block_starts, pos) - 1
+        if i < 0:
+            return None
+        start, end = self._blocks[i]
+        return (start, end) if start <= pos < end else None
+
+    def _block_bounds(self, block: tuple[int, int]) -> frozenset[int]:
+        cached = self._bounds.get(block[0])
+        if cached is None:
+            start, end = block
+            ends = self._tok._cut_block(self._text[start:end])
+            cached = frozenset([start, *(start + e for e in ends)])
+            self._bounds[start] = cached
+        return cached
+
+    def is_boundary(self, pos: int) -> bool:
+        """True when a token starts or ends at ``pos`` (text edges and non-block characters count)."""
+        if pos <= 0 or pos >= len(self._text):
+            return True
+        block = self._block_at(pos)
+        if block is None or block[0] == pos:
+            return True
+        return pos in self._block_bounds(block)
+
+    def token_at(self, pos: int) -> tuple[int, int] | None:
+        """The token containing position ``pos``, as a span of the text."""
+        block = self._block_at(pos)
+        if block is None:
+            return None
+        bounds = sorted(self._block_bounds(block))
+        i = bisect_right(bounds, pos) - 1
+        return bounds[i], bounds[i + 1]

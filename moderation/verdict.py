@@ -1,0 +1,37 @@
+"""Findings + classifier score + image matches → verdict and risk.
+
+The verdict is the strongest action among findings (``block`` > ``review`` > ``pass``). The classifier
+can raise a listing to ``review`` but never to ``block``: a score is not an explanation a seller can act
+on. ``risk`` is a probability that the listing violates the law, combining the evidence as independent
+signals: 1 − Π(1 − pᵢ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from moderation.rules.policy import Policy
+from moderation.schema import Finding
+
+_RANK = {"pass": 0, "review": 1, "block": 2}
+
+
+def decide(findings: Sequence[Finding], policy: Policy, classifier_score: float | None = None) -> tuple[str, float]:
+    """Return ``(verdict, risk)`` for one listing."""
+    verdict = "pass"
+    for finding in findings:
+        if _RANK[finding.action] > _RANK[verdict]:
+            verdict = finding.action
+    if (
+        verdict == "pass"
+        and classifier_score is not None
+        and classifier_score >= policy.classifier_review_threshold
+    ):
+        verdict = "review"
+    keep = 1.0
+    for finding in findings:
+        keep *= 1.0 - policy.severity_risk[finding.severity]
+    if classifier_score is not None:
+        keep *= 1.0 - min(max(classifier_score, 0.0), 1.0)
+    risk = round(1.0 - keep, 4)
+    return verdict, risk
