@@ -165,8 +165,8 @@ class CheckResult(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The contract's JSON: omit what is absent, keep what is there."""
         data = self.model_dump(exclude_none=True)
-        if self.error is None:
-            data.setdefault("findings", [])
+        data = {"id": self.id, **data}  # always present, null when the line had no usable id
+        data.setdefault("findings", [])
         return data
 
     @classmethod

@@ -258,7 +258,7 @@ def load_pack(path: Path) -> Pack:
     """Load and validate one pack file."""
     try:
         with path.open(encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+            data = yaml.load(fh, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -1,0 +1,152 @@
+"""Engine behaviour that rule packs rely on, tested on small packs written here."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from moderation.paths import rules_dir
+from moderation.rules.engine import RulesEngine
+from moderation.rules.pack import RulePackError
+from moderation.schema import Listing
+
+_PACK = """
+family: testfam
+law: 广告法第十七条
+severity: high
+categories: [food, general]
+rules:
+  - id: testfam.cure
+    terms: [治疗, 治愈]
+    requires:
+      sentence: '(糖尿病|高血压|便秘)'
+    exempt:
+      before: '(不能|无法|不可)$'
+    message: "“{text}”是疾病治疗用语。"
+    suggestion: "删除“{text}”。"
+    examples: {fire: [治疗便秘], pass: [不能治疗便秘]}
+  - id: testfam.special
+    severity: medium
+    categories: [cosmetics]
+    terms: [美白]
+    exempt:
+      attributes: '国妆特字'
+    message: "“{text}”需要特证。"
+    examples:
+      fire: [{text: 美白精华, category: cosmetics}]
+      pass: [{text: 美白精华, category: cosmetics, attributes: {注册证号: 国妆特字G2023}}]
+  - id: testfam.percent
+    severity: medium
+    patterns: ['\\d+(\\.\\d+)?%的(用户|顾客|人)']
+    anchors: ['%的']
+    exempt:
+      sentence: '(来源|据.{1,12}统计)'
+    message: "“{text}”数据未注明来源。"
+    examples: {fire: [98%的用户选择], pass: [98%的用户选择（数据来源：2024年问卷）]}
+  - id: testfam.warning
+    severity: low
+    categories: [food]
+    absent: [本品不能代替药物]
+    message: "缺少“本品不能代替药物”提示。"
+    examples:
+      fire: [{text: 蛋白粉, category: food}]
+      pass: [{text: 蛋白粉。本品不能代替药物, category: food}]
+"""
+
+
+@pytest.fixture(scope="module")
+def test_engine(tmp_path_factory: pytest.TempPathFactory) -> RulesEngine:
+    base = tmp_path_factory.mktemp("rules")
+    (base / "packs").mkdir()
+    (base / "packs" / "testfam.yaml").write_text(_PACK, encoding="utf-8")
+    shutil.copytree(rules_dir() / "lexicons", base / "lexicons")
+    return RulesEngine.load(base)
+
+
+def _find(engine: RulesEngine, title: str, **kw: object) -> list[tuple[str, str]]:
+    listing = Listing(id="t", title=title, **kw)  # type: ignore[arg-type]
+    return [(f.rule, f.text) for f in engine.find(listing)]
+
+
+def test_requires_and_exempt_contexts(test_engine: RulesEngine) -> None:
+    assert _find(test_engine, "喝了能治疗便秘") == [("testfam.cure", "治疗")]
+    assert _find(test_engine, "本品不能治疗便秘") == []
+    assert _find(test_engine, "治疗仪配件") == []  # no disease in the sentence
+
+
+def test_category_and_attribute_conditions(test_engine: RulesEngine) -> None:
+    assert _find(test_engine, "美白精华", category="cosmetics") == [("testfam.special", "美白")]
+    assert _find(test_engine, "美白精华", category="cosmetics", attributes={"注册证号": "国妆特字G2023"}) == []
+    assert _find(test_engine, "美白精华", category="apparel") == []
+
+
+def test_patterns_run_around_anchors(test_engine: RulesEngine) -> None:
+    assert _find(test_engine, "超过98.5%的用户都说好") == [("testfam.percent", "98.5%的用户")]
+    assert _find(test_engine, "98%的用户选择，据2024年平台统计") == []
+
+
+def test_absent_rule_fires_once_per_listing(test_engine: RulesEngine) -> None:
+    listing = Listing(id="t", title="蛋白粉", description="每日一勺", category="food")
+    findings = test_engine.find(listing)
+    assert [f.rule for f in findings] == ["testfam.warning"]
+    assert findings[0].action == "pass"  # low severity is advice
+    assert (findings[0].start, findings[0].end) == (4, 4)
+
+
+def test_spans_point_into_the_original_text_with_evasions(engine: RulesEngine) -> None:
+    title = "🔥新款 zuì 佳 口感 咖啡豆 ＮＯ．１ 國家級"
+    listing = Listing(id="t", title=title)
+    spans = {f.text for f in engine.find(listing)}
+    assert spans == {"zuì 佳", "ＮＯ．１", "國家級"}
+    for f in engine.find(listing):
+        assert title[f.start : f.end] == f.text
+
+
+def test_findings_in_attributes_and_description(engine: RulesEngine) -> None:
+    listing = Listing(id="t", title="保温杯", description="这款杯子是全网最好的", attributes={"卖点": "销量第一"})
+    fields = {(f.field, f.text) for f in engine.find(listing)}
+    assert fields == {("description", "最好"), ("attributes.卖点", "销量第一")}
+
+
+def test_mandatory_statements_and_names_never_fire(engine: RulesEngine) -> None:
+    assert _find(engine, "最高人民法院公报同款封面笔记本") == []
+
+
+def test_latin_terms_respect_word_boundaries(engine: RulesEngine) -> None:
+    assert _find(engine, "No.1 蓝牙耳机") == [("absolute.ranking", "No.1")]
+    assert _find(engine, "TOP 10 热门话题") == []
+
+
+def test_one_megabyte_listing_is_checked_quickly(engine: RulesEngine) -> None:
+    description = ("优质面料，舒适透气，第一次穿就很合身。" * 55_000)[:1_000_000] + "全网最好"
+    listing = Listing(id="big", title="连衣裙", description=description)
+    start = time.perf_counter()
+    findings = engine.find(listing)
+    assert time.perf_counter() - start < 60  # a generous guard against pathological behaviour
+    assert [f.text for f in findings] == ["最好"]
+    assert findings[0].start == len(description) - 2
+
+
+def test_bad_packs_fail_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "packs").mkdir()
+    bad = tmp_path / "packs" / "bad.yaml"
+    bad.write_text(
+        "family: bad\nlaw: 广告法第九条\nseverity: high\nrules:\n  - id: bad.regex\n    patterns: ['(']\n"
+        "    anchors: [x]\n    message: m\n    examples: {fire: [x], pass: [y]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RulePackError, match=r"bad\.yaml:5: rule bad\.regex: .*not a valid regular expression"):
+        RulesEngine.load(tmp_path)
+    bad.write_text("family: bad\nrules: [\n", encoding="utf-8")
+    with pytest.raises(RulePackError, match=r"bad\.yaml:\d+: not valid YAML"):
+        RulesEngine.load(tmp_path)
+    bad.write_text(
+        "family: bad\nlaw: 广告法第九条\nseverity: high\nrules:\n  - id: bad.typo\n    terms: [x]\n"
+        "    mesage: m\n    examples: {fire: [x], pass: [y]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RulePackError, match=r"unknown keys \['mesage'\]"):
+        RulesEngine.load(tmp_path)

@@ -1,0 +1,45 @@
+"""Block tokenisation around candidates must equal full-text jieba segmentation."""
+
+from __future__ import annotations
+
+import random
+
+from moderation.rules.engine import RulesEngine
+from moderation.text.normalise import normalise
+from moderation.text.tokenise import Tokeniser
+
+_SAMPLES = [
+    "第一次购买的新客有优惠，销量第一的保温杯",
+    "最高承重150kg，最近很多买家回购！最好的选择",
+    "唯一的缺点是颜色偏暗。顾客第一，服务至上；本系列最大容量",
+    "TOP1 best seller 国家级工艺 第一代产品 no1",
+    "特级初榨橄榄油500ml，最佳食用方式为凉拌，开封后最佳保存温度为15℃以下",
+]
+
+
+def _full_boundaries(tok: Tokeniser, text: str) -> set[int]:
+    bounds, pos = {0}, 0
+    for token in tok.cut(text):
+        pos += len(token)
+        bounds.add(pos)
+    return bounds
+
+
+def test_block_boundaries_equal_full_text_boundaries(engine: RulesEngine) -> None:
+    tok = engine.tokeniser
+    rng = random.Random(7)
+    texts = [normalise(t).text for t in _SAMPLES]
+    pieces = [t for s in texts for t in s.split("，")]
+    for _ in range(200):
+        rng.shuffle(pieces)
+        texts.append("，".join(pieces[: rng.randint(1, len(pieces))]))
+    for text in texts:
+        full = _full_boundaries(tok, text)
+        view = tok.boundaries(text)
+        for pos in range(len(text) + 1):
+            assert view.is_boundary(pos) == (pos in full), (text, pos)
+
+
+def test_rule_terms_do_not_break_everyday_words(engine: RulesEngine) -> None:
+    tokens = engine.tokeniser.cut("第一次使用")
+    assert "第一次" in tokens
