@@ -12,8 +12,9 @@ different *view* of the picture:
 ``content``  the largest block of "busy" rows and columns (the photo inside a screenshot or a frame with
              a status bar, captions, buttons). Falls back to ``full`` when no frame is found.
 
-Each view is also hashed mirrored, so a horizontal flip is matched without storing anything more: the
-index keeps the unmirrored hashes (``INDEXED_VIEWS``) and a query probes with every view and its mirror.
+The index stores two views per image (``INDEXED_VIEWS``: ``full`` and ``center``); a query probes each
+stored slot with several views of its own (``QUERY_PLAN``: also centred windows of 84-96% for crops) and
+every one of them mirrored, so a horizontal flip is matched without storing anything more.
 
 Decoding is the expensive part, so JPEGs are decoded at reduced size (PIL draft mode) and everything is
 hashed from a small grayscale thumbnail. Anything that cannot be hashed raises :class:`ImageError` with a
@@ -47,13 +48,19 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 #: resolution only costs time; 256 leaves enough for the trim and frame detection to be precise.
 WORK_SIDE = 256
 
-#: The views stored in the index for every image (slot order matters: it is the on-disk layout).
+#: The views stored in the index for every image, in slot order (the on-disk layout).
 INDEXED_VIEWS: tuple[str, ...] = ("full", "center")
 
-#: Every view a query probes with; ``*_m`` is the mirrored picture.
-QUERY_VIEWS: tuple[str, ...] = ("full", "full_m", "center", "center_m", "content", "content_m")
+#: For each indexed slot, the query views compared with it. A view ``*_m`` of each is also probed (the
+#: mirrored picture). ``wideNN`` / ``centerNN`` are centred windows keeping NN% of each side: a crop of
+#: the original that keeps c of each side lines up with the indexed 80% centre when the query keeps 80/c
+#: of its own sides, so a few fractions cover crops of 5-15% per side.
+QUERY_PLAN: dict[str, tuple[str, ...]] = {
+    "full": ("full", "content", "wide96", "wide92"),
+    "center": ("center", "content_center", "center84", "center88"),
+}
 
-#: Fraction of each side kept by the ``center`` view.
+#: Fraction of each side kept by the indexed ``center`` view.
 CENTER_FRACTION = 0.8
 
 _DCT_N = 32
@@ -85,9 +92,12 @@ class ImageHashes:
         """The hashes stored in the index, in slot order."""
         return tuple(self.views[name] for name in INDEXED_VIEWS)
 
-    def query(self) -> dict[str, int]:
-        """The hashes a query probes with."""
-        return {name: self.views[name] for name in QUERY_VIEWS}
+    def query(self) -> dict[str, list[tuple[str, int]]]:
+        """Slot name -> the (view, hash) pairs a query probes that slot with, mirrors included."""
+        return {
+            slot: [(v, self.views[v]) for name in names for v in (name, name + "_m")]
+            for slot, names in QUERY_PLAN.items()
+        }
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -305,9 +315,21 @@ def hash_gray(gray: Image.Image) -> ImageHashes:
         full = (0, 0, gray.width, gray.height)
     trimmed = arr[full[1] : full[3], full[0] : full[2]]
     inner = content_box(trimmed)
-    content = full if inner is None else (full[0] + inner[0], full[1] + inner[1], full[0] + inner[2],
-                                          full[1] + inner[3])
-    boxes = {"full": full, "center": _center(full, CENTER_FRACTION), "content": content}
+    content = (
+        full
+        if inner is None
+        else (full[0] + inner[0], full[1] + inner[1], full[0] + inner[2], full[1] + inner[3])
+    )
+    boxes = {
+        "full": full,
+        "center": _center(full, CENTER_FRACTION),
+        "content": content,
+        "content_center": _center(content, CENTER_FRACTION),
+        "wide96": _center(full, 0.96),
+        "wide92": _center(full, 0.92),
+        "center84": _center(full, 0.84),
+        "center88": _center(full, 0.88),
+    }
     views: dict[str, int] = {}
     for name, box in boxes.items():
         pixels = _resample32(gray.crop(box))

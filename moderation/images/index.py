@@ -1,0 +1,524 @@
+"""A Hamming-distance index of 64-bit image hashes that answers "within distance d" without a full scan.
+
+Multi-index hashing (Norouzi et al.): every 64-bit hash is cut into four 16-bit substrings. If two hashes
+differ in at most ``d`` bits, then by the pigeonhole principle at least one of the four substrings differs
+in at most ``d // 4`` bits. So a query looks up, in each of four tables, every 16-bit key within
+``d // 4`` bits of its own substring, and only those rows are compared in full.
+
+Each table is a permutation of the rows sorted by that substring plus the offsets at which each of the
+65,536 keys starts (what ``np.searchsorted`` of every possible key into the sorted substrings returns,
+precomputed), so a probe is two array reads. Per indexed image and slot that is 8 bytes of hash plus
+4 x 4 bytes of permutation: 24 bytes; with the two slots hashed per image (:data:`INDEXED_VIEWS`) 48
+bytes, plus a fixed 2 MiB of offsets.
+
+Layout of a file store (the folder given by ``--db``)::
+
+    meta.sqlite      images (id, listing, seller, path, hash version, row), tombstones, settings
+    hashes.npy       uint64 [rows, slots]           main segment, memory-mapped on load
+    perm.npy         uint32 [slots, 4, rows]        rows sorted by each 16-bit substring
+    offsets.npy      uint32 [slots, 4, 65537]       start of every key in perm
+
+Images added after the last build live in a small *delta* segment (their hashes are in SQLite and scanned
+linearly in memory); deletes are tombstones. :meth:`HashIndex.compact` rebuilds the main segment
+without deleted rows and is run automatically once the delta or the tombstones grow past a fraction of
+the main segment, so adds stay cheap and queries stay sub-linear. One writer at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moderation.images.hashing import HASH_VERSION, INDEXED_VIEWS
+
+CHUNKS = 4
+CHUNK_BITS = 16
+_KEYS = 1 << CHUNK_BITS
+_SHIFTS = np.array([48, 32, 16, 0], dtype=np.uint64)
+_CHUNK_MASK = np.uint64(_KEYS - 1)
+
+#: Compact once the delta segment exceeds this many rows or this fraction of the main segment.
+DELTA_MIN_ROWS = 4096
+DELTA_FRACTION = 0.125
+#: ...or once this fraction of all rows are tombstones.
+TOMBSTONE_FRACTION = 0.25
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    row INTEGER NOT NULL UNIQUE,
+    listing_id TEXT,
+    seller_id TEXT,
+    path TEXT,
+    version TEXT NOT NULL,
+    hashes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (row INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class IndexError_(Exception):
+    """The index on disk cannot be used (another hash version, missing or damaged files)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _hex_row(hashes: Iterable[int]) -> str:
+    return " ".join(f"{int(h):016x}" for h in hashes)
+
+
+def _probe_masks(radius: int) -> np.ndarray:
+    """All 16-bit XOR masks with at most ``radius`` bits set, fewest bits first."""
+    values = np.arange(_KEYS, dtype=np.uint32)
+    pop = np.bitwise_count(values)
+    keep = values[pop <= radius]
+    return keep[np.argsort(np.bitwise_count(keep), kind="stable")]
+
+
+_MASKS: dict[int, np.ndarray] = {}
+
+
+def probe_masks(radius: int) -> np.ndarray:
+    if radius not in _MASKS:
+        _MASKS[radius] = _probe_masks(radius)
+    return _MASKS[radius]
+
+
+def chunks_of(hashes: np.ndarray) -> np.ndarray:
+    """[n] uint64 -> [n, 4] substrings, most significant first."""
+    return ((hashes[:, None] >> _SHIFTS[None, :]) & _CHUNK_MASK).astype(np.uint32)
+
+
+def build_tables(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation [4, n] and offsets [4, 65537] for one slot's hashes."""
+    n = column.shape[0]
+    keys = chunks_of(column)
+    perm = np.empty((CHUNKS, n), dtype=np.uint32)
+    offsets = np.empty((CHUNKS, _KEYS + 1), dtype=np.uint32)
+    for c in range(CHUNKS):
+        k = keys[:, c].astype(np.uint16)
+        order = np.argsort(k, kind="stable")
+        perm[c] = order
+        counts = np.bincount(k, minlength=_KEYS)
+        offsets[c, 0] = 0
+        np.cumsum(counts, out=offsets[c, 1:])
+    return perm, offsets
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One indexed row within the radius of one query hash."""
+
+    query: int  # position of the query hash in the request
+    row: int
+    distance: int
+
+
+class HashIndex:
+    """Images' 64-bit hashes (``slots`` per image) with metadata, searchable by Hamming distance.
+
+    ``HashIndex.open(None)`` (or no argument) is a throwaway in-memory index with the same API as a
+    file store; ``HashIndex.open(folder)`` creates or opens one on disk.
+    """
+
+    def __init__(self, path: Path | None, slots: int, version: str) -> None:
+        self.path = path
+        self.slots = slots
+        self.version = version
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path / "meta.sqlite")
+        else:
+            self._db = sqlite3.connect(":memory:")
+        self._db.executescript(_SCHEMA)
+        self._check_settings()
+        self._main_hashes = np.zeros((0, slots), dtype=np.uint64)
+        self._perm = np.zeros((slots, CHUNKS, 0), dtype=np.uint32)
+        self._offsets = np.zeros((slots, CHUNKS, _KEYS + 1), dtype=np.uint32)
+        self._load_main()
+        self._load_delta_and_tombstones()
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str] | None = None, slots: int | None = None, version: str | None = None
+    ) -> HashIndex:
+        return cls(
+            Path(path) if path is not None else None,
+            slots if slots is not None else len(INDEXED_VIEWS),
+            version or HASH_VERSION,
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> HashIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_settings(self) -> None:
+        rows = dict(self._db.execute("SELECT key, value FROM settings").fetchall())
+        if not rows:
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO settings VALUES (?, ?)",
+                    [("version", self.version), ("slots", str(self.slots)), ("main_rows", "0")],
+                )
+            return
+        if rows.get("version") != self.version:
+            raise IndexError_(
+                "index_version_mismatch",
+                f"the index holds hashes of version {rows.get('version')!r}, this code computes "
+                f"{self.version!r}; re-index the images into a new --db",
+            )
+        self.slots = int(rows["slots"])
+
+    def _setting(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0]
+
+    def _load_main(self) -> None:
+        n = int(self._setting("main_rows"))
+        if n == 0 or self.path is None:
+            return
+        try:
+            hashes = np.load(self.path / "hashes.npy", mmap_mode="r")
+            perm = np.load(self.path / "perm.npy", mmap_mode="r")
+            offsets = np.load(self.path / "offsets.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise IndexError_(
+                "index_damaged", f"cannot load the index arrays in {self.path}: {exc}"
+            ) from None
+        if hashes.shape != (n, self.slots) or perm.shape != (self.slots, CHUNKS, n):
+            raise IndexError_("index_damaged", f"index arrays in {self.path} do not match its metadata")
+        self._main_hashes, self._perm, self._offsets = hashes, perm, offsets
+
+    def _load_delta_and_tombstones(self) -> None:
+        n = self.main_rows
+        rows = self._db.execute("SELECT row, hashes FROM images WHERE row >= ? ORDER BY row", (n,)).fetchall()
+        self._delta_rows = np.array([r for r, _ in rows], dtype=np.int64)
+        self._delta_hashes = np.array(
+            [[int(h, 16) for h in text.split()] for _, text in rows], dtype=np.uint64
+        ).reshape(-1, self.slots)
+        self._next_row = int(self._db.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM images").fetchone()[0])
+        self._next_row = max(self._next_row, n)
+        dead = self._db.execute("SELECT row FROM tombstones WHERE row < ?", (n,)).fetchall()
+        self._dead = np.zeros(n, dtype=bool)
+        if dead:
+            self._dead[np.array([r for (r,) in dead], dtype=np.int64)] = True
+        self._dead_count = len(dead)
+
+    @property
+    def main_rows(self) -> int:
+        return int(self._main_hashes.shape[0])
+
+    def __len__(self) -> int:
+        return self.main_rows - self._dead_count + int(self._delta_rows.size)
+
+    # ------------------------------------------------------------------------------------- writing
+
+    def add(
+        self,
+        image_id: str,
+        hashes: Sequence[int],
+        *,
+        listing_id: str | None = None,
+        seller_id: str | None = None,
+        path: str | None = None,
+    ) -> int:
+        """Add (or replace) one image; returns its row."""
+        return self.add_many([(image_id, hashes, listing_id, seller_id, path)])[0]
+
+    def add_many(
+        self, items: Iterable[tuple[str, Sequence[int], str | None, str | None, str | None]]
+    ) -> list[int]:
+        """Add (or replace) many images in one transaction: (id, hashes, listing_id, seller_id, path)."""
+        items = list(items)
+        if not items:
+            return []
+        ids = [it[0] for it in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate image ids in one batch")
+        for it in items:
+            if len(it[1]) != self.slots:
+                raise ValueError(f"image {it[0]!r} has {len(it[1])} hashes; this index stores {self.slots}")
+        with self._db:
+            self._delete_ids(ids)
+            start = self._next_row
+            rows = list(range(start, start + len(items)))
+            self._db.executemany(
+                "INSERT INTO images (id, row, listing_id, seller_id, path, version, hashes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (iid, row, lid, sid, p, self.version, _hex_row(hs))
+                    for row, (iid, hs, lid, sid, p) in zip(rows, items, strict=True)
+                ],
+            )
+        self._next_row = start + len(items)
+        new = np.array([[int(h) for h in it[1]] for it in items], dtype=np.uint64).reshape(-1, self.slots)
+        self._delta_rows = np.concatenate([self._delta_rows, np.array(rows, dtype=np.int64)])
+        self._delta_hashes = np.concatenate([self._delta_hashes, new])
+        self._maybe_compact()
+        return self.rows_of(ids)
+
+    def add_arrays(self, hashes: np.ndarray, id_prefix: str = "", metadata: bool = True) -> None:
+        """Bulk-load many anonymous rows (ids ``<prefix><n>``): for benchmarks and migrations.
+
+        ``metadata=False`` (in-memory indexes only) skips the SQLite rows, so a benchmark can load ten
+        million hashes in seconds; such rows are found by :meth:`search` but have no metadata and are
+        dropped by the next :meth:`compact` that renumbers rows, so use it only on a fresh index.
+        """
+        hashes = np.ascontiguousarray(hashes, dtype=np.uint64).reshape(-1, self.slots)
+        if not metadata and self.path is not None:
+            raise ValueError("a file store keeps metadata for every row")
+        start = self._next_row
+        if metadata:
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO images (id, row, version, hashes) VALUES (?, ?, ?, ?)",
+                    (
+                        (f"{id_prefix}{start + i}", start + i, self.version, _hex_row(row))
+                        for i, row in enumerate(hashes.tolist())
+                    ),
+                )
+        self._next_row = start + hashes.shape[0]
+        new_rows = np.arange(start, self._next_row, dtype=np.int64)
+        self._delta_rows = np.concatenate([self._delta_rows, new_rows])
+        self._delta_hashes = np.concatenate([self._delta_hashes, hashes])
+        if metadata:
+            self._maybe_compact()
+        else:
+            self._build_in_memory()
+
+    def _build_in_memory(self) -> None:
+        hashes = np.concatenate([np.asarray(self._main_hashes), self._delta_hashes])
+        perm = np.empty((self.slots, CHUNKS, hashes.shape[0]), dtype=np.uint32)
+        offsets = np.empty((self.slots, CHUNKS, _KEYS + 1), dtype=np.uint32)
+        for s in range(self.slots):
+            perm[s], offsets[s] = build_tables(hashes[:, s])
+        self._main_hashes, self._perm, self._offsets = hashes, perm, offsets
+        self._dead = np.concatenate([self._dead, np.zeros(self._delta_rows.size, dtype=bool)])
+        self._delta_rows = np.zeros(0, dtype=np.int64)
+        self._delta_hashes = np.zeros((0, self.slots), dtype=np.uint64)
+        self._next_row = hashes.shape[0]
+
+    def delete(self, image_id: str) -> bool:
+        """Remove one image; returns whether it was there."""
+        with self._db:
+            return self._delete_ids([image_id]) > 0
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        found: list[int] = []
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            found.extend(
+                r for (r,) in self._db.execute(f"SELECT row FROM images WHERE id IN ({marks})", part)
+            )
+        if not found:
+            return 0
+        self._db.executemany("DELETE FROM images WHERE row = ?", [(r,) for r in found])
+        n = self.main_rows
+        main_dead = [r for r in found if r < n]
+        if main_dead:
+            self._db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(r,) for r in main_dead])
+            newly = [r for r in main_dead if not self._dead[r]]
+            self._dead[np.array(main_dead, dtype=np.int64)] = True
+            self._dead_count += len(newly)
+        delta_dead = np.array([r for r in found if r >= n], dtype=np.int64)
+        if delta_dead.size:
+            keep = ~np.isin(self._delta_rows, delta_dead)
+            self._delta_rows, self._delta_hashes = self._delta_rows[keep], self._delta_hashes[keep]
+        return len(found)
+
+    def _maybe_compact(self) -> None:
+        n = self.main_rows
+        if self._delta_rows.size > max(DELTA_MIN_ROWS, DELTA_FRACTION * n) or (
+            n and self._dead_count > TOMBSTONE_FRACTION * n
+        ):
+            self.compact()
+
+    def compact(self) -> None:
+        """Rebuild the main segment from every live row (renumbering rows), drop tombstones."""
+        live_main = np.flatnonzero(~self._dead)
+        hashes = np.concatenate([np.asarray(self._main_hashes[live_main]), self._delta_hashes])
+        old_rows = np.concatenate([live_main, self._delta_rows])
+        n = int(hashes.shape[0])
+        perm = np.empty((self.slots, CHUNKS, n), dtype=np.uint32)
+        offsets = np.empty((self.slots, CHUNKS, _KEYS + 1), dtype=np.uint32)
+        for s in range(self.slots):
+            perm[s], offsets[s] = build_tables(hashes[:, s])
+        with self._db:
+            # Renumber through negative rows so the UNIQUE constraint never sees two rows at once.
+            if old_rows.size:
+                pairs = [(-1 - new, int(old)) for new, old in enumerate(old_rows.tolist()) if new != old]
+                self._db.executemany("UPDATE images SET row = ? WHERE row = ?", pairs)
+                self._db.execute("UPDATE images SET row = -1 - row WHERE row < 0")
+            self._db.execute("DELETE FROM tombstones")
+            if self.path is not None:
+                self._write_arrays(hashes, perm, offsets)
+            self._db.execute("UPDATE settings SET value = ? WHERE key = 'main_rows'", (str(n),))
+        if self.path is not None:
+            self._load_main()
+        else:
+            self._main_hashes, self._perm, self._offsets = hashes, perm, offsets
+        self._load_delta_and_tombstones()
+
+    def _write_arrays(self, hashes: np.ndarray, perm: np.ndarray, offsets: np.ndarray) -> None:
+        assert self.path is not None
+        # Drop our maps of the old files first, then replace each file atomically.
+        self._main_hashes = np.zeros((0, self.slots), dtype=np.uint64)
+        self._perm = np.zeros((self.slots, CHUNKS, 0), dtype=np.uint32)
+        for name, arr in (("hashes", hashes), ("perm", perm), ("offsets", offsets)):
+            tmp = self.path / f".{name}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, self.path / f"{name}.npy")
+
+    # ------------------------------------------------------------------------------------- reading
+
+    def search(
+        self, queries: Sequence[int] | np.ndarray, slot: int, radius: int, probe_radius: int | None = None
+    ) -> list[Hit]:
+        """Live rows whose hash in ``slot`` is within ``radius`` bits of a query hash.
+
+        Exact when ``probe_radius`` is left at ``radius // 4``. A smaller ``probe_radius`` probes far fewer
+        buckets and is still exact up to ``4 * probe_radius + 3`` bits; beyond that a row is found when
+        one of its four substrings is within ``probe_radius`` (with 12 flipped bits: 98% of rows for
+        ``probe_radius=2``). The matcher uses that trade.
+        """
+        q = np.asarray(queries, dtype=np.uint64).reshape(-1)
+        if q.size == 0:
+            return []
+        probe = radius // CHUNKS if probe_radius is None else min(probe_radius, radius // CHUNKS)
+        qi, rows, dist = self._search_main(q, slot, radius, probe)
+        dqi, drows, ddist = self._search_delta(q, slot, radius)
+        qi = np.concatenate([qi, dqi])
+        rows = np.concatenate([rows, drows])
+        dist = np.concatenate([dist, ddist])
+        return [Hit(a, b, c) for a, b, c in zip(qi.tolist(), rows.tolist(), dist.tolist(), strict=True)]
+
+    def _search_main(self, q: np.ndarray, slot: int, radius: int, probe: int) -> tuple[np.ndarray, ...]:
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        n = self.main_rows
+        if n == 0:
+            return empty
+        masks = probe_masks(probe)
+        keys = chunks_of(q)  # [Q, 4]
+        column = self._main_hashes[:, slot]
+        found_q: list[np.ndarray] = []
+        found_r: list[np.ndarray] = []
+        found_d: list[np.ndarray] = []
+        for c in range(CHUNKS):
+            probes = (keys[:, c, None] ^ masks[None, :]).reshape(-1)  # [Q * P]
+            offs = self._offsets[slot, c]
+            starts = offs[probes].astype(np.int64)
+            counts = offs[probes + 1].astype(np.int64) - starts
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            # Positions starts[i] .. starts[i] + counts[i] for every probe, without a Python loop.
+            run_start = np.repeat(starts - np.cumsum(counts) + counts, counts)
+            pos = run_start + np.arange(total, dtype=np.int64)
+            rows = np.asarray(self._perm[slot, c][pos], dtype=np.int64)
+            qi = np.repeat(np.repeat(np.arange(q.size), masks.size), counts)
+            # Verify before anything else: almost every candidate is rejected here.
+            dist = np.bitwise_count(np.asarray(column[rows]) ^ q[qi])
+            keep = dist <= radius
+            found_q.append(qi[keep])
+            found_r.append(rows[keep])
+            found_d.append(dist[keep].astype(np.int64))
+        if not found_r:
+            return empty
+        rows = np.concatenate(found_r)
+        qi = np.concatenate(found_q)
+        dist = np.concatenate(found_d)
+        # The same row can come out of several tables: keep one (query, row) pair.
+        _, first = np.unique(qi * n + rows, return_index=True)
+        qi, rows, dist = qi[first], rows[first], dist[first]
+        keep = ~self._dead[rows]
+        return qi[keep], rows[keep], dist[keep]
+
+    def _search_delta(self, q: np.ndarray, slot: int, radius: int) -> tuple[np.ndarray, ...]:
+        if self._delta_rows.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        d = np.bitwise_count(self._delta_hashes[None, :, slot] ^ q[:, None]).astype(np.int64)  # [Q, D]
+        qi, j = np.nonzero(d <= radius)
+        return qi.astype(np.int64), self._delta_rows[j], d[qi, j]
+
+    def linear_search(self, queries: Sequence[int] | np.ndarray, slot: int, radius: int) -> list[Hit]:
+        """The same answer as :meth:`search` by comparing every row (the baseline it is measured against)."""
+        q = np.asarray(queries, dtype=np.uint64).reshape(-1)
+        hits: list[Hit] = []
+        column = np.asarray(self._main_hashes[:, slot])
+        for i, h in enumerate(q.tolist()):
+            d = np.bitwise_count(column ^ np.uint64(h))
+            rows = np.flatnonzero((d <= radius) & ~self._dead)
+            hits.extend(Hit(i, int(r), int(d[r])) for r in rows)
+        dqi, drows, ddist = self._search_delta(q, slot, radius)
+        hits.extend(Hit(int(a), int(b), int(c)) for a, b, c in zip(dqi, drows, ddist, strict=True))
+        return hits
+
+    def hashes_of_row(self, row: int) -> tuple[int, ...]:
+        if row < self.main_rows:
+            return tuple(int(h) for h in self._main_hashes[row])
+        j = int(np.searchsorted(self._delta_rows, row))
+        return tuple(int(h) for h in self._delta_hashes[j])
+
+    def rows_of(self, ids: Sequence[str]) -> list[int]:
+        out: list[int] = []
+        for iid in ids:
+            row = self._db.execute("SELECT row FROM images WHERE id = ?", (iid,)).fetchone()
+            if row is None:
+                raise KeyError(iid)
+            out.append(int(row[0]))
+        return out
+
+    def metadata(self, rows: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Row -> {id, listing_id, seller_id, path, version, hashes} for live rows."""
+        rows = sorted({int(r) for r in rows})
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(rows), 500):
+            part = rows[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row, iid, lid, sid, p, ver, hs in self._db.execute(
+                "SELECT row, id, listing_id, seller_id, path, version, hashes FROM images "
+                f"WHERE row IN ({marks})",
+                part,
+            ):
+                out[int(row)] = {
+                    "id": iid,
+                    "listing_id": lid,
+                    "seller_id": sid,
+                    "path": p,
+                    "version": ver,
+                    "hashes": hs.split(),
+                }
+        return out
+
+    def get(self, image_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT row FROM images WHERE id = ?", (image_id,)).fetchone()
+        return None if row is None else self.metadata([row[0]]).get(int(row[0]))
+
+    def index_bytes(self) -> int:
+        """Bytes of the search structures (hashes, permutations, offsets, delta, tombstone mask)."""
+        return int(
+            self._main_hashes.nbytes
+            + self._perm.nbytes
+            + self._offsets.nbytes
+            + self._delta_hashes.nbytes
+            + self._delta_rows.nbytes
+            + self._dead.nbytes
+        )

@@ -1,0 +1,139 @@
+"""Index: exact multi-index search, add/delete/persist/reload, memory-mapped load; the copy policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moderation.images.hashing import hash_pil
+from moderation.images.index import HashIndex, IndexError_
+from moderation.images.matcher import ImageChecker
+from moderation.schema import Listing
+
+try:
+    from images_fixtures import edits, photo, save_jpeg
+except ImportError:  # tests/ is a package in this run
+    from tests.images_fixtures import edits, photo, save_jpeg
+
+
+def random_hashes(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, np.iinfo(np.uint64).max, size=(n, 2), dtype=np.uint64, endpoint=True)
+
+
+def flip_bits(h: int, bits: list[int]) -> int:
+    for b in bits:
+        h ^= 1 << int(b)
+    return h
+
+
+@pytest.mark.parametrize("radius", [0, 3, 7, 12])
+def test_search_equals_linear_scan(radius: int) -> None:
+    hashes = random_hashes(30_000)
+    idx = HashIndex.open()
+    idx.add_arrays(hashes)
+    idx.compact()
+    rng = np.random.default_rng(1)
+    queries = [
+        flip_bits(int(hashes[i, 0]), list(rng.choice(64, 2 + i % 11, replace=False))) for i in range(40)
+    ]
+    got = {(h.query, h.row, h.distance) for h in idx.search(queries, 0, radius)}
+    want = {(h.query, h.row, h.distance) for h in idx.linear_search(queries, 0, radius)}
+    assert got == want
+    planted = {(i, i) for i in range(40) if 2 + i % 11 <= radius}
+    assert planted <= {(q, r) for q, r, _ in got}
+
+
+def test_add_delete_persist_reload(tmp_path) -> None:
+    db = tmp_path / "db"
+    with HashIndex.open(db) as idx:
+        idx.add_arrays(random_hashes(5000), id_prefix="r")
+        idx.compact()
+        idx.add("a", (1, 2), listing_id="L1", seller_id="S1", path="a.jpg")
+        idx.add("b", (0xFFFF, 0xFFFF0000), listing_id="L2", seller_id="S2")
+        assert idx.delete("r10") and not idx.delete("nope")
+        assert len(idx) == 5001
+    with HashIndex.open(db) as idx:
+        assert isinstance(idx._main_hashes, np.memmap)  # loaded memory-mapped
+        assert len(idx) == 5001
+        assert [(h.row, h.distance) for h in idx.search([3], 0, 2)] == [(idx.rows_of(["a"])[0], 1)]
+        assert idx.get("a")["seller_id"] == "S1"
+        assert not idx.search([int(x) for x in random_hashes(5000)[10:11, 0]], 0, 0)  # deleted stays gone
+        idx.add("a", (1 << 40, 7))  # same id: replaced
+        assert not idx.search([3], 0, 2)
+        idx.compact()
+        assert len(idx) == 5001 and idx.get("r10") is None
+        row = idx.rows_of(["b"])[0]
+        assert idx.hashes_of_row(row) == (0xFFFF, 0xFFFF0000)
+    with HashIndex.open(db) as idx:
+        assert [h.row for h in idx.search([7], 1, 0)] == idx.rows_of(["a"])
+        assert idx.index_bytes() / len(idx) < 100 + 2_200_000 / len(idx)
+
+
+def test_auto_compaction_keeps_search_exact(tmp_path) -> None:
+    with HashIndex.open(tmp_path / "db") as idx:
+        hashes = random_hashes(9000, seed=3)
+        for start in range(0, 9000, 3000):
+            idx.add_arrays(hashes[start : start + 3000], id_prefix=f"b{start}-")
+        assert idx.main_rows > 0  # the delta outgrew its limit and was folded in
+        q = [int(h) for h in hashes[::1000, 1]]
+        assert {(h.query, h.row) for h in idx.search(q, 1, 4)} == {
+            (h.query, h.row) for h in idx.linear_search(q, 1, 4)
+        }
+
+
+def test_other_hash_version_is_refused(tmp_path) -> None:
+    HashIndex.open(tmp_path / "db").close()
+    with pytest.raises(IndexError_) as info:
+        HashIndex.open(tmp_path / "db", version="something-else")
+    assert info.value.code == "index_version_mismatch"
+
+
+def build_db(tmp_path):
+    db = tmp_path / "db"
+    with HashIndex.open(db) as idx:
+        for seed, seller in ((1, "S1"), (2, "S2")):
+            idx.add(
+                f"p{seed}.jpg",
+                hash_pil(photo(seed)).indexed(),
+                listing_id=f"L{seed}",
+                seller_id=seller,
+                path=f"/shop/p{seed}.jpg",
+            )
+    return db
+
+
+def test_checker_reports_copies_but_not_own_or_allowed(tmp_path) -> None:
+    db = build_db(tmp_path)
+    copies = [save_jpeg(im, tmp_path / f"{name}.jpg") for name, im in edits(photo(1)).items()]
+    other = save_jpeg(photo(9), tmp_path / "other.jpg")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really")
+    images = [str(p) for p in copies] + [str(other), str(broken), "https://x.test/a.jpg"]
+    checker = ImageChecker.open(db)
+    listing = Listing(id="L9", title="t", seller_id="S9", images=images)
+    results, findings = checker.check_listing(listing)
+    assert [r.image for r in results] == images
+    assert all(r.match is not None and r.match.id == "p1.jpg" for r in results[: len(copies)])
+    assert results[len(copies)].match is None and results[len(copies)].error is None
+    assert results[-2].error["code"] == "unreadable_image"
+    assert results[-1].error["code"] == "remote_not_supported"
+    assert len(findings) == len(copies)
+    f = findings[0]
+    assert (f.rule, f.family, f.law, f.severity, f.field, f.start, f.end, f.action) == (
+        "image.copied",
+        "copied_image",
+        "反不正当竞争法第六条",
+        "high",
+        "image",
+        0,
+        0,
+        "review",
+    )
+    assert f.text == images[0] and "L1" in f.message and "S1" in f.message and f.suggestion
+
+    same_seller = Listing(id="L7", title="t", seller_id="S1", images=images[:2])
+    assert checker.check_listing(same_seller)[1] == []
+    allowed = ImageChecker.open(db, allowed_brands=["Acme"])
+    assert allowed.check_listing(Listing(id="L8", title="t", brand="acme", images=images[:2]))[1] == []
+    assert ImageChecker.open(tmp_path / "missing").check_listing(listing)[1] == []
