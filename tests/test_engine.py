@@ -107,8 +107,23 @@ def test_spans_point_into_the_original_text_with_evasions(engine: RulesEngine) -
 
 def test_findings_in_attributes_and_description(engine: RulesEngine) -> None:
     listing = Listing(id="t", title="保温杯", description="这款杯子是全网最好的", attributes={"卖点": "销量第一"})
-    fields = {(f.field, f.text) for f in engine.find(listing)}
-    assert fields == {("description", "最好"), ("attributes.卖点", "销量第一")}
+    found = {(f.field, f.family) for f in engine.find(listing)}
+    assert found == {("description", "absolute_claims"), ("attributes.卖点", "absolute_claims")}
+    for f in engine.find(listing):
+        source = listing.description if f.field == "description" else listing.attributes["卖点"]
+        assert source[f.start : f.end] == f.text
+
+
+def test_claims_split_between_title_and_description(engine: RulesEngine) -> None:
+    listing = Listing(id="t", title="保温杯 全网最", description="低价 快来抢")
+    split = [f for f in engine.find(listing) if f.field == "title"]
+    assert split and all(listing.title[f.start : f.end] == f.text for f in split)
+    assert any(f.text.endswith("全网最") for f in split)
+
+
+def test_pinyin_for_one_character_of_a_term(engine: RulesEngine) -> None:
+    assert [t for _, t in _find(engine, "zui佳口感 咖啡豆")] == ["zui佳"]
+    assert _find(engine, "Zuider Zee 明信片") == []
 
 
 def test_mandatory_statements_and_names_never_fire(engine: RulesEngine) -> None:
@@ -116,7 +131,7 @@ def test_mandatory_statements_and_names_never_fire(engine: RulesEngine) -> None:
 
 
 def test_latin_terms_respect_word_boundaries(engine: RulesEngine) -> None:
-    assert _find(engine, "No.1 蓝牙耳机") == [("absolute.ranking", "No.1")]
+    assert [text for _, text in _find(engine, "No.1 蓝牙耳机")] == ["No.1"]
     assert _find(engine, "TOP 10 热门话题") == []
 
 
@@ -126,8 +141,8 @@ def test_one_megabyte_listing_is_checked_quickly(engine: RulesEngine) -> None:
     start = time.perf_counter()
     findings = engine.find(listing)
     assert time.perf_counter() - start < 60  # a generous guard against pathological behaviour
-    assert [f.text for f in findings] == ["最好"]
-    assert findings[0].start == len(description) - 2
+    assert len(findings) == 1 and findings[0].text.endswith("最好")
+    assert findings[0].end == len(description)
 
 
 def test_bad_packs_fail_with_file_and_line(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import ahocorasick
@@ -27,6 +28,43 @@ from moderation.text.tokenise import TextBoundaries, Tokeniser
 
 _TERM = 0
 _ANCHOR = 1
+#: Characters on each side of the title/description seam searched for split claims.
+_SPLIT_WINDOW = 12
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+@lru_cache(maxsize=1)
+def _pinyin_table() -> dict[str, tuple[str, ...]]:
+    table: dict[str, tuple[str, ...]] = {}
+    with lexicon_path("pinyin.tsv").open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            char, _, readings = line.rstrip("\n").partition("\t")
+            if char and readings:
+                table[char] = tuple(readings.split(" "))
+    return table
+
+
+def _pinyin_variants(term: str) -> set[str]:
+    """The term with one character spelled in pinyin or its initial (降血糖 → jiang血糖, 包过 → b过).
+
+    Sellers spell one character of a trigger word in Latin letters; officials treat that as the word.
+    Only all-Chinese terms of two or more characters get variants, so a variant always keeps at least
+    one Chinese character and still has to pass the word-boundary check.
+    """
+    if len(term) < 2 or not all(_is_cjk(ch) for ch in term):
+        return set()
+    table = _pinyin_table()
+    variants: set[str] = set()
+    for i, ch in enumerate(term):
+        for reading in table.get(ch, ()):
+            variants.add(term[:i] + reading + term[i + 1 :])
+            variants.add(term[:i] + reading[0] + term[i + 1 :])
+    return variants
 
 
 def _is_ascii_word(text: str) -> bool:
@@ -65,8 +103,12 @@ class RulesEngine:
                 keys.setdefault(term, []).append((idx, _TERM))
             for anchor in rule.anchors:
                 keys.setdefault(anchor, []).append((idx, _ANCHOR))
+        for key, entries in list(keys.items()):
+            for variant in _pinyin_variants(key):
+                keys.setdefault(variant, []).extend(e for e in entries if e[1] == _TERM)
         for key, entries in keys.items():
-            self._automaton.add_word(key, (key, tuple(dict.fromkeys(entries))))
+            if entries:
+                self._automaton.add_word(key, (key, tuple(dict.fromkeys(entries))))
         if keys:
             self._automaton.make_automaton()
         self._absent_rules = tuple(r for r in self.rules if r.absent)
@@ -146,6 +188,10 @@ class RulesEngine:
     def find_in_text(self, text: str, field: str, listing: ListingContext) -> list[Finding]:
         """Findings of every applicable rule in one field's text."""
         norm = normalise(text)
+        return [self._finding(m, norm, field) for m in self._judge(norm, listing)]
+
+    def _judge(self, norm: NormalisedText, listing: ListingContext) -> list[_Match]:
+        """Candidates that survive boundaries, global exemptions, requirements and exemptions."""
         candidates = self._candidates(norm, listing.category)
         if not candidates:
             return []
@@ -167,7 +213,32 @@ class RulesEngine:
             ):
                 continue
             kept.append(m)
-        return [self._finding(m, norm, field) for m in _resolve_overlaps(kept)]
+        return _resolve_overlaps(kept)
+
+    def _split_findings(self, listing: Listing, ctx: ListingContext) -> list[Finding]:
+        """Claims split across the end of the title and the start of the description (全网最 | 低价).
+
+        Reported on the title, from where the claim starts to the end of the title; the message quotes
+        the whole claim.
+        """
+        if not listing.title or not listing.description:
+            return []
+        tail = listing.title[-_SPLIT_WINDOW:]
+        joined = tail + listing.description[:_SPLIT_WINDOW]
+        norm = normalise(joined)
+        out: list[Finding] = []
+        offset = len(listing.title) - len(tail)
+        for m in self._judge(norm, ctx):
+            start, end = norm.original_span(m.start, m.end)
+            if not start < len(tail) < end:
+                continue
+            finding = self._finding(m, norm, "title")
+            out.append(
+                finding.model_copy(
+                    update={"start": offset + start, "end": len(listing.title), "text": tail[start:]}
+                )
+            )
+        return out
 
     def _finding(self, m: _Match, norm: NormalisedText, field: str) -> Finding:
         start, end = norm.original_span(m.start, m.end)
@@ -231,6 +302,7 @@ class RulesEngine:
         findings: list[Finding] = []
         for field, text in listing.text_fields():
             findings.extend(self.find_in_text(text, field, ctx))
+        findings.extend(self._split_findings(listing, ctx))
         findings.extend(self._absent_findings(listing, ctx))
         return findings
 

@@ -96,8 +96,11 @@ class Pack:
     rules: tuple[Rule, ...]
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping, so errors can name it."""
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster when present
+
+
+class _LineLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loader that remembers the line of every mapping, so errors can name it."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
