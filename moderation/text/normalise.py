@@ -125,9 +125,8 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
     import os
 
     path = _cache_file()
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        with np.load(path) as data:
-            return data["fold"], data["noise"]
+    with contextlib.suppress(OSError, ValueError, KeyError), np.load(path) as data:
+        return data["fold"], data["noise"]
     fold, noise = _build_tables()
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
