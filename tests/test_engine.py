@@ -126,6 +126,23 @@ def test_pinyin_for_one_character_of_a_term(engine: RulesEngine) -> None:
     assert _find(engine, "Zuider Zee 明信片") == []
 
 
+def test_brand_and_model_names_are_not_absolute_claims(engine: RulesEngine) -> None:
+    plain = Listing(id="t", title="第一坊 酿造酱油 500ml")
+    named = Listing(id="t", title="第一坊 酿造酱油 500ml", brand="第一坊")
+    by_model = Listing(id="t", title="NO.1 经典款 口红", attributes={"色号": "NO.1"}, category="cosmetics")
+    assert not [f for f in engine.find(named) if f.family == "absolute_claims"]
+    assert not [f for f in engine.find(by_model) if f.family == "absolute_claims"]
+    assert engine.find(Listing(id="t", title="销量第一 酱油", brand="第一坊"))  # the brand exempts only itself
+    del plain
+
+
+def test_colon_does_not_end_the_context_window(engine: RulesEngine) -> None:
+    from moderation.rules.context import TextWindows
+
+    windows = TextWindows("色号：no1，很好看")
+    assert windows.clause(3, 6) == (0, 6)
+
+
 def test_mandatory_statements_and_names_never_fire(engine: RulesEngine) -> None:
     assert _find(engine, "最高人民法院公报同款封面笔记本") == []
 

@@ -73,6 +73,7 @@ class ListingContext:
     category: str
     attributes: str  # "key:value" lines
     listing: str  # every field, one per line
+    names: tuple[str, ...] = ()  # brand and name-like attribute values, folded
 
 
 def context_matches(

@@ -204,6 +204,12 @@ class RulesEngine:
                 continue
             if covered_by_phrase(norm.text, m.start, m.end, self.global_exempt):
                 continue
+            if (
+                listing.names
+                and rule.family in self.policy.names_exempt_families
+                and covered_by_phrase(norm.text, m.start, m.end, listing.names)
+            ):
+                continue
             if not rule.requires.is_empty() and not context_matches(
                 rule.requires, windows, m.start, m.end, listing, any_of=False
             ):
@@ -290,10 +296,14 @@ class RulesEngine:
 
     def listing_context(self, listing: Listing) -> ListingContext:
         attrs = "\n".join(f"{k}:{v}" for k, v in listing.attributes.items())
+        raw_names = [listing.brand or ""]
+        raw_names += [v for k, v in listing.attributes.items() if k in self.policy.name_attributes]
+        names = tuple(n for n in (fold_term(r) for r in raw_names if r) if len(n) >= 2)
         return ListingContext(
             category=listing.category,
             attributes=fold_term(attrs) if attrs else "",
             listing=fold_term(listing.text()),
+            names=names,
         )
 
     def find(self, listing: Listing) -> list[Finding]:

@@ -23,6 +23,10 @@ class Policy:
     classifier_review_threshold: float = 0.5
     #: Rules forced to another action by id (e.g. to soften a noisy rule while it is fixed).
     rule_action: dict[str, str] = field(default_factory=dict)
+    #: Attribute keys whose values are names (model, brand, trademark); with the listing's ``brand``
+    #: they are proper names, and SAMR's guideline (§3.5) exempts names from the families below.
+    name_attributes: tuple[str, ...] = ("品牌", "商标", "型号", "货号", "款号", "色号", "系列", "品名")
+    names_exempt_families: frozenset[str] = frozenset({"absolute_claims"})
 
     def action_for(self, rule: Rule) -> str:
         if rule.id in self.rule_action:
@@ -55,7 +59,10 @@ def load_policy(path: Path) -> Policy:
     threshold = float((data.get("classifier") or {}).get("review_threshold", 0.5))
     if not 0.0 <= threshold <= 1.0:
         raise RulePackError(f"{path}: classifier.review_threshold must be between 0 and 1")
+    names = data.get("names") or {}
     return Policy(
+        name_attributes=tuple(str(k) for k in names.get("attributes", Policy.name_attributes)),
+        names_exempt_families=frozenset(names.get("exempt_families", Policy.names_exempt_families)),
         severity_action=actions,
         severity_risk={k: float(v) for k, v in risks.items()},
         classifier_review_threshold=threshold,

@@ -25,12 +25,13 @@ from moderation.paths import lexicon_path
 _MAX_CP = 0x110000
 
 #: Punctuation that separates clauses. It is kept (never stripped as noise) because it marks the
-#: context window of a claim; stripping it would glue unrelated phrases together.
-CLAUSE_PUNCT = "，。！？；：、,!?;:\n…"
+#: context window of a claim; stripping it would glue unrelated phrases together. A colon is kept but
+#: does not end a clause: "色号：No.1" is one key-value statement.
+CLAUSE_PUNCT = "，。！？；、,!?;\n…"
 #: Marks sentence ends, for sentence-scoped context checks.
 SENTENCE_PUNCT = "。！？!?；;\n"
 #: Other symbols that carry meaning in claims (percentages, prices, rankings) and so are kept.
-_KEEP_SYMBOLS = "#%+&@=<>()（）[]【】{}「」『』《》〈〉〔〕“”\"'/"
+_KEEP_SYMBOLS = "#%+&@=<>()（）[]【】{}「」『』《》〈〉〔〕“”\"'/：:"
 
 
 @dataclass(frozen=True, slots=True)
