@@ -214,6 +214,8 @@ def _rule(raw: Any, pack: dict[str, Any], path: Path) -> Rule:
     )
     anchors = tuple(fold_term(str(a)) for a in _as_list(raw.get("anchors"), where, "anchors"))
     absent = tuple(fold_term(str(a)) for a in _as_list(raw.get("absent"), where, "absent"))
+    if any(not a for a in anchors) or any(not a for a in absent):
+        raise _fail(where, "an anchor or absent phrase is empty after folding (only spaces or symbols?)")
     if patterns and not anchors:
         raise _fail(where, "patterns need anchors: literal strings one of which every match contains")
     if not terms and not patterns and not absent:

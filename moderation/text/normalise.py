@@ -23,6 +23,8 @@ import numpy as np
 from moderation.paths import lexicon_path
 
 _MAX_CP = 0x110000
+#: Kept only between two digits (3.5kg, 35-95㎡, 10~20℃); elsewhere they are evasion noise (最.佳).
+_BETWEEN_DIGITS = ".-~"
 
 #: Punctuation that separates clauses. It is kept (never stripped as noise) because it marks the
 #: context window of a claim; stripping it would glue unrelated phrases together. A colon is kept but
@@ -151,14 +153,17 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray]:
             continue
         if ch in keep:
             continue
+        compat = unicodedata.normalize("NFKC", ch)
+        if len(compat) > 1 and any(c.isalnum() for c in compat):
+            continue  # unit signs such as ㎡, ㎏, ℃ carry meaning ("120㎡"): keep them as they are
         if cat in ("Zs", "Zl", "Zp", "Cf", "Mn", "Me", "So", "Sk", "Co") or (
             cat == "Cc" and ch != "\n"
         ):
             noise[cp] = True
             continue
-        if cat in ("Pc", "Pd", "Po", "Pi", "Pf") and ch not in keep and ch != ".":
+        if cat in ("Pc", "Pd", "Po", "Pi", "Pf") and ch not in keep and ch not in _BETWEEN_DIGITS:
             folded = _fold_char(ch)
-            if folded in keep or folded == ".":
+            if folded in keep or folded in _BETWEEN_DIGITS:
                 fold[cp] = ord(folded)
             else:
                 noise[cp] = True
@@ -265,8 +270,8 @@ def normalise(text: str) -> NormalisedText:
     """Fold ``text`` for matching and keep the map back to the original characters.
 
     Steps: compatibility folding (full-width, circled digits), lower case, traditional → simplified,
-    removal of spacing, symbols, emoji and zero-width characters (a '.' survives only between digits,
-    as in 3.5), then the evasion lexicon (pinyin and homophone spellings of trigger words).
+    removal of spacing, symbols, emoji and zero-width characters (``. - ~`` survive only between digits,
+    as in 3.5 or 35-95; unit signs such as ㎡ and ℃ are kept), then the evasion lexicon (pinyin and homophone spellings of trigger words).
     """
     if not text:
         empty = np.zeros(0, dtype=np.int64)
@@ -277,7 +282,7 @@ def normalise(text: str) -> NormalisedText:
     cps = np.where(cps < _MAX_CP, cps, 0xFFFD).astype(np.uint32)
     folded = fold[cps]
     drop = noise[cps]
-    dots = np.flatnonzero(folded == 0x2E)  # '.'
+    dots = np.flatnonzero((folded == 0x2E) | (folded == 0x2D) | (folded == 0x7E))  # . - ~
     if dots.size:
         digit = (folded >= 0x30) & (folded <= 0x39)
         prev_digit = np.zeros_like(digit)
