@@ -9,7 +9,9 @@ text and evaluates a rule's ``exempt`` and ``requires`` contexts against them.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
 
 from moderation.rules.pack import Context
 from moderation.text.normalise import CLAUSE_PUNCT, SENTENCE_PUNCT
@@ -18,8 +20,19 @@ from moderation.text.normalise import CLAUSE_PUNCT, SENTENCE_PUNCT
 NEIGHBOUR_CHARS = 16
 
 
-def _positions(text: str, chars: str) -> list[int]:
-    return [i for i, ch in enumerate(text) if ch in chars]
+def _mask(chars: str) -> np.ndarray:
+    mask = np.zeros(0x110000, dtype=bool)
+    mask[[ord(c) for c in chars]] = True
+    return mask
+
+
+_CLAUSE_MASK = _mask(CLAUSE_PUNCT)
+_SENTENCE_MASK = _mask(SENTENCE_PUNCT)
+
+
+def _positions(text: str, mask: np.ndarray) -> list[int]:
+    cps = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    return np.flatnonzero(mask[cps]).tolist()
 
 
 class TextWindows:
@@ -43,12 +56,12 @@ class TextWindows:
 
     def clause(self, start: int, end: int) -> tuple[int, int]:
         if self._clause is None:
-            self._clause = _positions(self.text, CLAUSE_PUNCT)
+            self._clause = _positions(self.text, _CLAUSE_MASK)
         return self._window(self._clause, start, end, len(self.text))
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
         if self._sentence is None:
-            self._sentence = _positions(self.text, SENTENCE_PUNCT)
+            self._sentence = _positions(self.text, _SENTENCE_MASK)
         return self._window(self._sentence, start, end, len(self.text))
 
 
@@ -66,14 +79,35 @@ def covered_by_phrase(text: str, start: int, end: int, phrases: tuple[str, ...])
     return False
 
 
-@dataclass(frozen=True, slots=True)
 class ListingContext:
-    """What a rule may look at beyond the field it matched in (folded text)."""
+    """What a rule may look at beyond the field it matched in (folded text, computed on first use)."""
 
-    category: str
-    attributes: str  # "key:value" lines
-    listing: str  # every field, one per line
-    names: tuple[str, ...] = ()  # brand and name-like attribute values, folded
+    def __init__(
+        self,
+        category: str,
+        attributes: dict[str, str] | None = None,
+        listing_text: str = "",
+        names: tuple[str, ...] = (),
+    ) -> None:
+        self.category = category
+        self._attributes = attributes or {}
+        self._listing_text = listing_text
+        self.names = names  # brand and name-like attribute values, folded
+
+    @cached_property
+    def attributes(self) -> str:
+        """The attributes as folded ``key:value`` lines."""
+        from moderation.text.normalise import fold_term
+
+        raw = "\n".join(f"{k}:{v}" for k, v in self._attributes.items())
+        return fold_term(raw) if raw else ""
+
+    @cached_property
+    def listing(self) -> str:
+        """Every field of the listing, folded, one per line."""
+        from moderation.text.normalise import fold_term
+
+        return fold_term(self._listing_text)
 
 
 def context_matches(

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import ahocorasick
+import numpy as np
 
 from moderation.paths import lexicon_path, rules_dir
 from moderation.rules.context import ListingContext, TextWindows, context_matches, covered_by_phrase
@@ -28,8 +29,12 @@ from moderation.text.tokenise import TextBoundaries, Tokeniser
 
 _TERM = 0
 _ANCHOR = 1
+_EXEMPT = 2
 #: Characters on each side of the title/description seam searched for split claims.
 _SPLIT_WINDOW = 12
+#: Patterns run over at most this many folded characters on each side of an anchor hit (within its
+#: clause); a match must overlap the anchor. Claims are short, and this keeps long clauses cheap.
+_PATTERN_REACH = 32
 
 
 def _is_cjk(ch: str) -> bool:
@@ -96,7 +101,6 @@ class RulesEngine:
         self.policy = policy
         self.rules: tuple[Rule, ...] = tuple(r for p in packs for r in p.rules)
         self.global_exempt = global_exempt
-        self._automaton = ahocorasick.Automaton()
         keys: dict[str, list[tuple[int, int]]] = {}
         for idx, rule in enumerate(self.rules):
             for term in rule.terms:
@@ -106,11 +110,10 @@ class RulesEngine:
         for key, entries in list(keys.items()):
             for variant in _pinyin_variants(key):
                 keys.setdefault(variant, []).extend(e for e in entries if e[1] == _TERM)
-        for key, entries in keys.items():
-            if entries:
-                self._automaton.add_word(key, (key, tuple(dict.fromkeys(entries))))
-        if keys:
-            self._automaton.make_automaton()
+        self._keys = {k: tuple(dict.fromkeys(v)) for k, v in keys.items() if v}
+        #: One automaton per listing category, holding only the rules that apply there, built on first
+        #: use: a general listing never pays for the tobacco pack's selling words.
+        self._automata: dict[str, ahocorasick.Automaton | None] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
         words = {t for r in self.rules for t in (*r.terms, *r.anchors)}
         self.tokeniser = Tokeniser(words)
@@ -129,35 +132,70 @@ class RulesEngine:
 
     # -- matching -------------------------------------------------------------------------------
 
-    def _candidates(self, norm: NormalisedText, category: str) -> list[_Match]:
+    def _automaton_for(self, category: str) -> ahocorasick.Automaton | None:
+        automaton = self._automata.get(category, False)
+        if automaton is not False:
+            return automaton  # type: ignore[return-value]
+        with self._lock:
+            if category in self._automata:
+                return self._automata[category]
+            built = ahocorasick.Automaton()
+            for key, entries in self._keys.items():
+                mine = tuple(
+                    (self.rules[idx], kind, idx) for idx, kind in entries if self.rules[idx].applies_to(category)
+                )
+                if mine:
+                    built.add_word(key, (key, mine))
+            # Global exemptions are found in the same pass (a phrase may also be a term's key).
+            for phrase in self.global_exempt:
+                existing = built.get(phrase, None)
+                entries = existing[1] if existing else ()
+                built.add_word(phrase, (phrase, (*entries, (None, _EXEMPT, -1))))
+            result = None
+            if len(built):
+                built.make_automaton()
+                result = built
+            self._automata[category] = result
+            return result
+
+    def _candidates(
+        self, norm: NormalisedText, category: str, windows: TextWindows
+    ) -> tuple[list[_Match], list[tuple[int, int]]]:
+        """Every candidate match, and the spans of global exemption phrases, in one scan."""
         text = norm.text
+        automaton = self._automaton_for(category)
+        if automaton is None or not text:
+            return [], []
         matches: list[_Match] = []
-        windows: TextWindows | None = None
-        seen: set[tuple[str, int, int]] = set()
-        for end_idx, (key, entries) in self._automaton.iter(text):
-            start, end = end_idx - len(key) + 1, end_idx + 1
-            for rule_idx, kind in entries:
-                rule = self.rules[rule_idx]
-                if not rule.applies_to(category):
-                    continue
+        exempt_spans: list[tuple[int, int]] = []
+        seen: set[tuple[int, int, int]] = set()
+        windows_done: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+        for end_idx, (key, entries) in automaton.iter(text):
+            end = end_idx + 1
+            start = end - len(key)
+            for rule, kind, rule_idx in entries:
                 if kind == _TERM:
-                    spans = [(start, end)]
-                else:
-                    if windows is None:
-                        windows = TextWindows(text)
-                    lo, hi = windows.clause(start, end)
-                    spans = [
-                        (lo + m.start(), lo + m.end())
-                        for pattern in rule.patterns
-                        for m in pattern.finditer(text[lo:hi])
-                        if lo + m.start() < end and lo + m.end() > start and m.end() > m.start()
-                    ]
-                for span in spans:
-                    token = (rule.id, *span)
+                    token = (rule_idx, start, end)
                     if token not in seen:
                         seen.add(token)
-                        matches.append(_Match(rule, *span))
-        return matches
+                        matches.append(_Match(rule, start, end))
+                    continue
+                if kind == _EXEMPT:
+                    exempt_spans.append((start, end))
+                    continue
+                c_lo, c_hi = windows.clause(start, end)
+                lo, hi = max(c_lo, start - _PATTERN_REACH), min(c_hi, end + _PATTERN_REACH)
+                spans = windows_done.get((rule_idx, lo, hi))
+                if spans is None:  # several anchors often share one window: run the patterns once
+                    spans = [m.span() for p in rule.patterns for m in p.finditer(text, lo, hi)]
+                    windows_done[(rule_idx, lo, hi)] = spans
+                for m_start, m_end in spans:
+                    if m_end > m_start and m_start < end and m_end > start:
+                        token = (rule_idx, m_start, m_end)
+                        if token not in seen:
+                            seen.add(token)
+                            matches.append(_Match(rule, m_start, m_end))
+        return matches, exempt_spans
 
     def _boundary_ok(self, m: _Match, norm: NormalisedText, bounds: TextBoundaries) -> bool:
         piece = norm.text[m.start : m.end]
@@ -192,17 +230,17 @@ class RulesEngine:
 
     def _judge(self, norm: NormalisedText, listing: ListingContext) -> list[_Match]:
         """Candidates that survive boundaries, global exemptions, requirements and exemptions."""
-        candidates = self._candidates(norm, listing.category)
+        windows = TextWindows(norm.text)
+        candidates, exempt_spans = self._candidates(norm, listing.category, windows)
         if not candidates:
             return []
         bounds = self.tokeniser.boundaries(norm.text)
-        windows = TextWindows(norm.text)
         kept: list[_Match] = []
         for m in candidates:
             rule = m.rule
             if not self._boundary_ok(m, norm, bounds):
                 continue
-            if covered_by_phrase(norm.text, m.start, m.end, self.global_exempt):
+            if any(lo <= m.start and m.end <= hi for lo, hi in exempt_spans):
                 continue
             if (
                 listing.names
@@ -221,29 +259,34 @@ class RulesEngine:
             kept.append(m)
         return _resolve_overlaps(kept)
 
-    def _split_findings(self, listing: Listing, ctx: ListingContext) -> list[Finding]:
+    def _split_findings(
+        self, title: NormalisedText, description: NormalisedText, ctx: ListingContext
+    ) -> list[Finding]:
         """Claims split across the end of the title and the start of the description (全网最 | 低价).
 
         Reported on the title, from where the claim starts to the end of the title; the message quotes
-        the whole claim.
+        the whole claim. Works on the already folded fields, so it costs one short scan.
         """
-        if not listing.title or not listing.description:
+        if not title.text or not description.text:
             return []
-        tail = listing.title[-_SPLIT_WINDOW:]
-        joined = tail + listing.description[:_SPLIT_WINDOW]
-        norm = normalise(joined)
+        tail = title.text[-_SPLIT_WINDOW:]
+        head = description.text[:_SPLIT_WINDOW]
+        cut = len(title.text) - len(tail)
+        shift = len(title.original)
+        head_end = int(description.ends[len(head) - 1])
+        joined = NormalisedText(
+            original=title.original + description.original[:head_end],
+            text=tail + head,
+            starts=np.concatenate([title.starts[cut:], description.starts[: len(head)] + shift]),
+            ends=np.concatenate([title.ends[cut:], description.ends[: len(head)] + shift]),
+        )
         out: list[Finding] = []
-        offset = len(listing.title) - len(tail)
-        for m in self._judge(norm, ctx):
-            start, end = norm.original_span(m.start, m.end)
-            if not start < len(tail) < end:
+        for m in self._judge(joined, ctx):
+            if not m.start < len(tail) < m.end:
                 continue
-            finding = self._finding(m, norm, "title")
-            out.append(
-                finding.model_copy(
-                    update={"start": offset + start, "end": len(listing.title), "text": tail[start:]}
-                )
-            )
+            finding = self._finding(m, joined, "title")
+            start = finding.start
+            out.append(finding.model_copy(update={"end": shift, "text": title.original[start:shift]}))
         return out
 
     def _finding(self, m: _Match, norm: NormalisedText, field: str) -> Finding:
@@ -295,24 +338,21 @@ class RulesEngine:
         return out
 
     def listing_context(self, listing: Listing) -> ListingContext:
-        attrs = "\n".join(f"{k}:{v}" for k, v in listing.attributes.items())
         raw_names = [listing.brand or ""]
         raw_names += [v for k, v in listing.attributes.items() if k in self.policy.name_attributes]
         names = tuple(n for n in (fold_term(r) for r in raw_names if r) if len(n) >= 2)
-        return ListingContext(
-            category=listing.category,
-            attributes=fold_term(attrs) if attrs else "",
-            listing=fold_term(listing.text()),
-            names=names,
-        )
+        return ListingContext(listing.category, listing.attributes, listing.text(), names)
 
     def find(self, listing: Listing) -> list[Finding]:
         """All findings for a listing, in field order then position."""
         ctx = self.listing_context(listing)
         findings: list[Finding] = []
+        folded: dict[str, NormalisedText] = {}
         for field, text in listing.text_fields():
-            findings.extend(self.find_in_text(text, field, ctx))
-        findings.extend(self._split_findings(listing, ctx))
+            norm = folded[field] = normalise(text)
+            findings.extend(self._finding(m, norm, field) for m in self._judge(norm, ctx))
+        if "title" in folded and "description" in folded:
+            findings.extend(self._split_findings(folded["title"], folded["description"], ctx))
         findings.extend(self._absent_findings(listing, ctx))
         return findings
 

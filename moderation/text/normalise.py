@@ -278,8 +278,7 @@ def normalise(text: str) -> NormalisedText:
         return NormalisedText(text, "", empty, empty)
     fold, noise = _tables()
     raw = text.encode("utf-32-le", errors="surrogatepass")
-    cps = np.frombuffer(raw, dtype=np.uint32)
-    cps = np.where(cps < _MAX_CP, cps, 0xFFFD).astype(np.uint32)
+    cps = np.frombuffer(raw, dtype=np.uint32)  # code points, all < 0x110000
     folded = fold[cps]
     drop = noise[cps]
     dots = np.flatnonzero((folded == 0x2E) | (folded == 0x2D) | (folded == 0x7E))  # . - ~
@@ -292,9 +291,8 @@ def normalise(text: str) -> NormalisedText:
         drop[dots] = ~(prev_digit[dots] & next_digit[dots])
     keep = np.flatnonzero(~drop)
     out = folded[keep]
-    # Lone surrogates cannot be encoded as UTF-32 text; show them as the replacement character.
-    out = np.where((out >= 0xD800) & (out <= 0xDFFF), 0xFFFD, out).astype(np.uint32)
-    norm = out.tobytes().decode("utf-32-le")
+    # Lone surrogates cannot be decoded from UTF-32; show them as the replacement character.
+    norm = out.tobytes().decode("utf-32-le", errors="replace")
     starts = keep.astype(np.int64)
     ends = starts + 1
     norm, starts, ends = _apply_evasions(norm, starts, ends)
