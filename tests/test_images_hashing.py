@@ -133,3 +133,28 @@ def test_sixteen_bit_and_tiny_images(tmp_path) -> None:
     with pytest.raises(ImageError) as info:
         hash_image(tiny)
     assert info.value.code == "image_too_small"
+
+
+def test_window_resampling_at_32_pixels_is_the_plain_dct_hash() -> None:
+    px = np.asarray(photo(2).convert("L").resize((32, 32), Image.LANCZOS), dtype=np.float64)
+    lows = hashing.window_lows(px, [(0.0, 0.0, 32.0, 32.0)])
+    assert int(hashing.lows_to_hashes(lows)[0]) == dct_hash(px)
+
+
+def test_mirrored_hash_is_the_hash_of_the_mirrored_window() -> None:
+    arr = np.asarray(photo(3).convert("L"), dtype=np.float64)
+    h, w = arr.shape
+    box = (0.1 * w, 0.05 * h, 0.85 * w, 0.9 * h)
+    mirrored_box = (w - box[2], box[1], w - box[0], box[3])
+    lows = hashing.window_lows(arr, [box])
+    via_sign = int(hashing.lows_to_hashes(lows * hashing._MIRROR_SIGN)[0])
+    direct = int(hashing.lows_to_hashes(hashing.window_lows(arr[:, ::-1].copy(), [mirrored_box]))[0])
+    assert hamming(via_sign, direct) <= 2  # equal up to float rounding at the median
+
+
+def test_query_plan_views_are_all_hashed() -> None:
+    hashes = hash_pil(photo(4))
+    for slot, pairs in hashes.query().items():
+        assert slot in hashing.INDEXED_VIEWS
+        assert {v.removesuffix("_m") for v, _ in pairs} == set(hashing.QUERY_PLAN[slot])
+        assert len(pairs) == 2 * len(hashing.QUERY_PLAN[slot])

@@ -7,13 +7,13 @@ import pytest
 
 from moderation.images.hashing import hash_pil
 from moderation.images.index import HashIndex, IndexError_
-from moderation.images.matcher import ImageChecker
+from moderation.images.matcher import ImageChecker, find_matches
 from moderation.schema import Listing
 
 try:
-    from images_fixtures import edits, photo, save_jpeg
+    from images_fixtures import edits, photo, reencode, save_jpeg
 except ImportError:  # tests/ is a package in this run
-    from tests.images_fixtures import edits, photo, save_jpeg
+    from tests.images_fixtures import edits, photo, reencode, save_jpeg
 
 
 def random_hashes(n: int, seed: int = 0) -> np.ndarray:
@@ -137,3 +137,52 @@ def test_checker_reports_copies_but_not_own_or_allowed(tmp_path) -> None:
     allowed = ImageChecker.open(db, allowed_brands=["Acme"])
     assert allowed.check_listing(Listing(id="L8", title="t", brand="acme", images=images[:2]))[1] == []
     assert ImageChecker.open(tmp_path / "missing").check_listing(listing)[1] == []
+
+
+@pytest.mark.parametrize("corner", ["top_left", "bottom_right", "top_right"])
+def test_corner_crop_of_a_quarter_is_found(corner: str) -> None:
+    idx = HashIndex.open()
+    for seed in range(1, 8):
+        idx.add(f"p{seed}", hash_pil(photo(seed)).indexed(), seller_id=f"S{seed}")
+    im = photo(1)
+    w, h = round(im.width * 0.866), round(im.height * 0.866)  # keeps 75% of the area
+    x = {"top_left": 0, "bottom_right": im.width - w, "top_right": im.width - w}[corner]
+    y = {"top_left": 0, "bottom_right": im.height - h, "top_right": 0}[corner]
+    matches = find_matches(idx, hash_pil(reencode(im.crop((x, y, x + w, y + h)), 85)))
+    assert [m.id for m in matches] == ["p1"]
+    assert matches[0].slot == "center" and matches[0].distance <= 12
+
+
+@pytest.mark.parametrize("probe", [0, 1, 2, 3])
+def test_vectorised_probe_equals_linear_scan_on_random_data(probe: int) -> None:
+    hashes = random_hashes(20_000, seed=5)
+    idx = HashIndex.open()
+    idx.add_arrays(hashes[:18_000])
+    idx.compact()
+    idx.add_arrays(hashes[18_000:])  # a delta segment, scanned linearly
+    idx.delete("17")
+    rng = np.random.default_rng(probe)
+    rows = rng.choice(20_000, 60, replace=False)
+    slots = rng.integers(0, 2, 60)
+    queries = np.array(
+        [
+            flip_bits(int(hashes[r, s]), list(rng.choice(64, i % 13, replace=False)))
+            for i, (r, s) in enumerate(zip(rows, slots, strict=True))
+        ],
+        dtype=np.uint64,
+    )
+    radii = np.full(60, probe)
+    radii[::2] = 3  # mixed probe radii in one call
+    qi, got_rows, dist = idx.probe(queries, slots, radii, 12)
+    got = set(zip(qi.tolist(), got_rows.tolist(), dist.tolist(), strict=True))
+    assert len(got) == qi.size  # each (query, row) pair once
+    want = {
+        (i, h.row, h.distance)
+        for i in range(60)
+        for h in idx.linear_search(queries[i : i + 1], int(slots[i]), 12)
+    }
+    exact = {t for t in want if radii[t[0]] == 3 or t[2] <= 4 * probe + 3}
+    assert exact <= got <= want
+    if probe == 3:
+        assert got == want
+    assert all(idx.hashes_of_row(r)[slots[q]] ^ int(queries[q]) for q, r, d in got if d)

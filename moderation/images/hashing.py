@@ -13,11 +13,14 @@ different *view* of the picture:
              a status bar, captions, buttons). Falls back to ``full`` when no frame is found.
 
 The index stores two views per image (``INDEXED_VIEWS``: ``full`` and ``center``); a query probes each
-stored slot with several views of its own (``QUERY_PLAN``: also centred windows of 84-96% for crops) and
-every one of them mirrored, so a horizontal flip is matched without storing anything more.
+stored slot with several views of its own (``QUERY_PLAN``: centred windows of 92-96% against ``full``,
+and a 3x3 grid of shifted 84-92% windows against ``center`` for crops at an unknown place) and every
+one of them mirrored, so a horizontal flip is matched without storing anything more. All windows of an
+image are hashed at once as matrix products (resampling and DCT folded into one matrix per window side),
+and a mirror's hash comes from the same coefficients with odd horizontal frequencies negated.
 
-Decoding is the expensive part, so JPEGs are decoded at reduced size (PIL draft mode) and everything is
-hashed from a small grayscale thumbnail. Anything that cannot be hashed raises :class:`ImageError` with a
+Decoding is the expensive part, so JPEGs are decoded at reduced size and luma only (PIL draft mode) and
+everything is hashed from a small grayscale thumbnail. Anything that cannot be hashed raises :class:`ImageError` with a
 stable ``code``; callers turn it into a per-image error instead of failing the whole listing.
 """
 
@@ -35,7 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Bumped whenever a change to the recipe changes hash values: stored hashes of another version are not
 #: comparable, so the index records the version and refuses to mix them.
-HASH_VERSION = "dct64-trim-v1"
+HASH_VERSION = "dct64-trim-v2"
 
 #: Refuse images above this many pixels before decoding them (a decompression bomb, or a scan that no
 #: product photo needs). 8k x 8k is well above any marketplace upload limit.
@@ -51,19 +54,45 @@ WORK_SIDE = 256
 #: The views stored in the index for every image, in slot order (the on-disk layout).
 INDEXED_VIEWS: tuple[str, ...] = ("full", "center")
 
-#: For each indexed slot, the query views compared with it. A view ``*_m`` of each is also probed (the
-#: mirrored picture). ``wideNN`` / ``centerNN`` are centred windows keeping NN% of each side: a crop of
-#: the original that keeps c of each side lines up with the indexed 80% centre when the query keeps 80/c
-#: of its own sides, so a few fractions cover crops of 5-15% per side.
-QUERY_PLAN: dict[str, tuple[str, ...]] = {
-    "full": ("full", "content", "wide96", "wide92"),
-    "center": ("center", "content_center", "center84", "center88"),
-}
-
 #: Fraction of each side kept by the indexed ``center`` view.
 CENTER_FRACTION = 0.8
 
+#: Off-centre windows a query also probes the ``center`` slot with, as (fraction of each side kept,
+#: shifts of the window centre as fractions of the side). A crop keeping s of each side at an unknown
+#: place holds the stored 80% centre as a window of 0.8/s of its own side, shifted by up to (1 - s) / 2
+#: / s: crops of 10-25% of the area need 84-92% windows shifted by up to ~6%. The pHash of a window
+#: survives a shift or scale error of ~2-3% of its side, so a 3x3 grid per size is enough.
+CROP_GRID: tuple[tuple[float, tuple[float, ...]], ...] = (
+    (0.84, (-0.03, 0.0, 0.03)),
+    (0.88, (-0.04, 0.0, 0.04)),
+    (0.92, (-0.05, 0.0, 0.05)),
+)
+
+
+def _grid_names() -> tuple[str, ...]:
+    names = []
+    for frac, shifts in CROP_GRID:
+        for dy in shifts:
+            for dx in shifts:
+                names.append(f"c{round(frac * 100)}{round(dx * 100):+d}{round(dy * 100):+d}")
+    return tuple(names)
+
+
+#: For each indexed slot, the query views compared with it. A view ``*_m`` of each is also probed (the
+#: mirrored picture). ``wideNN`` are centred windows keeping NN% of each side; ``cNN+x+y`` are the
+#: windows of :data:`CROP_GRID` (NN% of each side, centre shifted by x% and y%).
+QUERY_PLAN: dict[str, tuple[str, ...]] = {
+    "full": ("full", "content", "wide96", "wide92"),
+    "center": ("center", "content_center", *_grid_names()),
+}
+
+#: Query views that are the whole picture or its plain centre. The matcher probes the index with these
+#: at a wider per-substring radius than the many crop windows (see ``matcher.PROBE_RADII``).
+PRIMARY_VIEWS = frozenset({"full", "content", "center", "content_center"})
+
 _DCT_N = 32
+#: Side the views are resampled from (the working thumbnail is block-averaged down to about this).
+_VIEW_SIDE = 128
 _HASH_SIDE = 8
 
 
@@ -114,16 +143,51 @@ _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 def dct_hash(pixels32: np.ndarray) -> int:
     """pHash of a 32x32 grayscale array: the 8x8 lowest DCT frequencies thresholded at their median.
 
-    Bit-for-bit the recipe of ``imagehash.phash`` (tested), but computed as two small matrix products so
-    that the six views of an image cost microseconds; bit 63 is the DC term, row-major like imagehash.
+    Bit-for-bit the recipe of ``imagehash.phash`` (tested), computed as two small matrix products; bit 63
+    is the DC term, row-major like imagehash. :func:`hash_gray` uses the same DCT through
+    :func:`window_lows` (a triangle-filter resample instead of PIL's Lanczos, hence ``HASH_VERSION`` v2).
     """
     low = _DCT @ pixels32 @ _DCT.T
     bits = (low > np.median(low)).ravel()
     return int(np.bitwise_or.reduce(_BIT_WEIGHTS[bits])) if bits.any() else 0
 
 
-def _resample32(gray: Image.Image) -> np.ndarray:
-    return np.asarray(gray.resize((_DCT_N, _DCT_N), Image.Resampling.LANCZOS), dtype=np.float64)
+def _resample_matrices(n_in: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """[V, 32, n_in] weights that resample pixels ``starts[v]..stops[v]`` (fractional) of a line to 32.
+
+    An antialiased triangle filter (PIL's BILINEAR reduce): its support widens with the reduction, so
+    every input pixel counts. As matrices, a window's 8x8 DCT is ``(D @ Ry) @ pixels @ (D @ Rx).T``, and
+    a window may start and end between pixels.
+    """
+    scale = (stops - starts) / _DCT_N  # [V]
+    support = np.maximum(scale, 1.0)[:, None, None]
+    centres = starts[:, None] + (np.arange(_DCT_N) + 0.5)[None, :] * scale[:, None]  # [V, 32]
+    x = np.arange(n_in) + 0.5
+    w = np.maximum(0.0, 1.0 - np.abs(x[None, None, :] - centres[:, :, None]) / support)
+    total = w.sum(axis=2, keepdims=True)
+    total[total == 0] = 1.0
+    return w / total
+
+
+#: DCT-II is odd in the horizontal frequency under a left-right mirror: the mirrored window's
+#: coefficients are the window's with odd columns negated, so mirrors cost no resampling.
+_MIRROR_SIGN = np.array([1.0 if k % 2 == 0 else -1.0 for k in range(_HASH_SIDE)])
+
+
+def window_lows(arr: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """The 8x8 low DCT frequencies of a 32x32 resample of each (left, top, right, bottom) box: [V, 8, 8]."""
+    h, w = arr.shape
+    b = np.asarray(boxes, dtype=np.float64)
+    ry = _DCT @ _resample_matrices(h, b[:, 1], b[:, 3])  # [V, 8, h]
+    rx = _DCT @ _resample_matrices(w, b[:, 0], b[:, 2])  # [V, 8, w]
+    return np.matmul(np.matmul(ry, arr), rx.transpose(0, 2, 1))
+
+
+def lows_to_hashes(lows: np.ndarray) -> np.ndarray:
+    """[V, 8, 8] DCT coefficients -> [V] uint64 hashes (above-median bits, bit 63 the DC term)."""
+    flat = lows.reshape(lows.shape[0], -1)
+    bits = flat > np.median(flat, axis=1, keepdims=True)
+    return np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)), axis=1)
 
 
 def hash_to_hex(value: int) -> str:
@@ -190,8 +254,10 @@ def load_gray(ref: str | os.PathLike[str], work_side: int = WORK_SIDE) -> Image.
                 if getattr(im, "is_animated", False):
                     im.seek(0)
                 if im.format == "JPEG":
-                    # Let libjpeg scale by 1/2..1/8 while decoding: most of the cost of a big photo.
-                    im.draft("RGB", (work_side, work_side))
+                    # Let libjpeg decode only the luma plane, scaled by 1/2..1/8 (its DCT scaling is
+                    # an area average): most of the cost of a big photo. Half the working side is
+                    # enough (a 1000 px photo decodes at 250 px); the views need ~128 px.
+                    im.draft("L", (work_side // 2, work_side // 2))
                 im.load()
                 return _to_gray_thumbnail(im, work_side)
     except ImageError:
@@ -300,11 +366,19 @@ def _longest_run(flags: np.ndarray, min_gap: int) -> tuple[int, int]:
     return best
 
 
-def _center(box: tuple[int, int, int, int], fraction: float) -> tuple[int, int, int, int]:
+_Box = tuple[float, float, float, float]
+
+
+def _window(box: tuple[int, int, int, int], fraction: float, dx: float = 0.0, dy: float = 0.0) -> _Box:
+    """The window keeping ``fraction`` of each side of ``box``, its centre shifted by (dx, dy) sides.
+
+    Fractional pixel edges are kept (the resampling matrices take them); a shifted window may reach a
+    little past the box, where the resampling uses only the pixels inside.
+    """
     left, top, right, bottom = box
     w, h = right - left, bottom - top
-    dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
-    return left + dx, top + dy, right - dx, bottom - dy
+    cx, cy = left + w * (0.5 + dx), top + h * (0.5 + dy)
+    return cx - w * fraction / 2, cy - h * fraction / 2, cx + w * fraction / 2, cy + h * fraction / 2
 
 
 def hash_gray(gray: Image.Image) -> ImageHashes:
@@ -320,21 +394,31 @@ def hash_gray(gray: Image.Image) -> ImageHashes:
         if inner is None
         else (full[0] + inner[0], full[1] + inner[1], full[0] + inner[2], full[1] + inner[3])
     )
-    boxes = {
-        "full": full,
-        "center": _center(full, CENTER_FRACTION),
-        "content": content,
-        "content_center": _center(content, CENTER_FRACTION),
-        "wide96": _center(full, 0.96),
-        "wide92": _center(full, 0.92),
-        "center84": _center(full, 0.84),
-        "center88": _center(full, 0.88),
+    boxes: dict[str, _Box] = {
+        "full": _window(full, 1.0),
+        "center": _window(full, CENTER_FRACTION),
+        "content": _window(content, 1.0),
+        "content_center": _window(content, CENTER_FRACTION),
+        "wide96": _window(full, 0.96),
+        "wide92": _window(full, 0.92),
     }
+    names = iter(_grid_names())
+    for frac, shifts in CROP_GRID:
+        for dy in shifts:
+            for dx in shifts:
+                boxes[next(names)] = _window(full, frac, dx, dy)
+    # The windows are resampled to 32x32 anyway: ~128 px of picture is plenty, and a quarter of the work.
+    k = max(1, round(max(arr.shape) / _VIEW_SIDE))
+    if k > 1:
+        h, w = (arr.shape[0] // k) * k, (arr.shape[1] // k) * k
+        arr = arr[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+    lows = window_lows(arr, [tuple(v / k for v in box) for box in boxes.values()])
+    plain = lows_to_hashes(lows).tolist()
+    mirrored = lows_to_hashes(lows * _MIRROR_SIGN).tolist()
     views: dict[str, int] = {}
-    for name, box in boxes.items():
-        pixels = _resample32(gray.crop(box))
-        views[name] = dct_hash(pixels)
-        views[name + "_m"] = dct_hash(pixels[:, ::-1])
+    for name, h, hm in zip(boxes, plain, mirrored, strict=True):
+        views[name] = h
+        views[name + "_m"] = hm
     return ImageHashes(views=views, width=gray.width, height=gray.height)
 
 

@@ -7,7 +7,8 @@ in at most ``d // 4`` bits. So a query looks up, in each of four tables, every 1
 
 Each table is a permutation of the rows sorted by that substring plus the offsets at which each of the
 65,536 keys starts (what ``np.searchsorted`` of every possible key into the sorted substrings returns,
-precomputed), so a probe is two array reads. Per indexed image and slot that is 8 bytes of hash plus
+precomputed), so a probe is two array reads. :meth:`HashIndex.probe` does all the lookups of one image
+(every view, slot and probe key) with one gather per array, not a Python loop. Per indexed image and slot that is 8 bytes of hash plus
 4 x 4 bytes of permutation: 24 bytes; with the two slots hashed per image (:data:`INDEXED_VIEWS`) 48
 bytes, plus a fixed 2 MiB of offsets.
 
@@ -395,66 +396,95 @@ class HashIndex:
         """Live rows whose hash in ``slot`` is within ``radius`` bits of a query hash.
 
         Exact when ``probe_radius`` is left at ``radius // 4``. A smaller ``probe_radius`` probes far fewer
-        buckets and is still exact up to ``4 * probe_radius + 3`` bits; beyond that a row is found when
-        one of its four substrings is within ``probe_radius`` (with 12 flipped bits: 98% of rows for
-        ``probe_radius=2``). The matcher uses that trade.
+        buckets and is still exact up to ``4 * probe_radius + 3`` bits; beyond that a row is found only
+        when one of its four substrings is within ``probe_radius`` of the query's. The matcher uses that
+        trade (see :meth:`probe`).
         """
         q = np.asarray(queries, dtype=np.uint64).reshape(-1)
-        if q.size == 0:
-            return []
         probe = radius // CHUNKS if probe_radius is None else min(probe_radius, radius // CHUNKS)
-        qi, rows, dist = self._search_main(q, slot, radius, probe)
-        dqi, drows, ddist = self._search_delta(q, slot, radius)
-        qi = np.concatenate([qi, dqi])
-        rows = np.concatenate([rows, drows])
-        dist = np.concatenate([dist, ddist])
+        qi, rows, dist = self.probe(q, np.full(q.size, slot), np.full(q.size, probe), radius)
         return [Hit(a, b, c) for a, b, c in zip(qi.tolist(), rows.tolist(), dist.tolist(), strict=True)]
 
-    def _search_main(self, q: np.ndarray, slot: int, radius: int, probe: int) -> tuple[np.ndarray, ...]:
-        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        n = self.main_rows
-        if n == 0:
-            return empty
-        masks = probe_masks(probe)
-        keys = chunks_of(q)  # [Q, 4]
-        column = self._main_hashes[:, slot]
-        found_q: list[np.ndarray] = []
-        found_r: list[np.ndarray] = []
-        found_d: list[np.ndarray] = []
-        for c in range(CHUNKS):
-            probes = (keys[:, c, None] ^ masks[None, :]).reshape(-1)  # [Q * P]
-            offs = self._offsets[slot, c]
-            starts = offs[probes].astype(np.int64)
-            counts = offs[probes + 1].astype(np.int64) - starts
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            # Positions starts[i] .. starts[i] + counts[i] for every probe, without a Python loop.
-            run_start = np.repeat(starts - np.cumsum(counts) + counts, counts)
-            pos = run_start + np.arange(total, dtype=np.int64)
-            rows = np.asarray(self._perm[slot, c][pos], dtype=np.int64)
-            qi = np.repeat(np.repeat(np.arange(q.size), masks.size), counts)
-            # Verify before anything else: almost every candidate is rejected here.
-            dist = np.bitwise_count(np.asarray(column[rows]) ^ q[qi])
-            keep = dist <= radius
-            found_q.append(qi[keep])
-            found_r.append(rows[keep])
-            found_d.append(dist[keep].astype(np.int64))
-        if not found_r:
-            return empty
-        rows = np.concatenate(found_r)
-        qi = np.concatenate(found_q)
-        dist = np.concatenate(found_d)
-        # The same row can come out of several tables: keep one (query, row) pair.
-        _, first = np.unique(qi * n + rows, return_index=True)
-        qi, rows, dist = qi[first], rows[first], dist[first]
-        keep = ~self._dead[rows]
-        return qi[keep], rows[keep], dist[keep]
+    def probe(
+        self, queries: np.ndarray, slots: np.ndarray, probe_radii: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Many lookups in one vectorised pass: (query position, row, distance) arrays, each pair once.
 
-    def _search_delta(self, q: np.ndarray, slot: int, radius: int) -> tuple[np.ndarray, ...]:
+        Query hash ``i`` is looked up in slot ``slots[i]``, probing every key within ``probe_radii[i]``
+        bits of each of its four substrings (at most ``radius // 4`` makes it exact); every candidate is
+        verified against ``radius``. All probe keys of all queries are built as one array, their buckets
+        read with one gather from the offsets, the rows with one gather from the permutations, and the
+        candidates verified with one vectorised popcount; the delta segment is scanned for all queries
+        at once. Deleted rows are left out.
+        """
+        q = np.asarray(queries, dtype=np.uint64).reshape(-1)
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        radii = np.minimum(np.asarray(probe_radii, dtype=np.int64).reshape(-1), radius // CHUNKS)
+        if q.size == 0:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty
+        qi, rows, dist = self._probe_main(q, slots, radii, radius)
+        dqi, drows, ddist = self._scan_delta(q, slots, radius)
+        if dqi.size:
+            qi, rows, dist = (
+                np.concatenate([qi, dqi]),
+                np.concatenate([rows, drows]),
+                np.concatenate([dist, ddist]),
+            )
+        return qi, rows, dist
+
+    def _probe_main(
+        self, q: np.ndarray, slots: np.ndarray, radii: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.main_rows
+        empty = np.zeros(0, np.int64)
+        if n == 0:
+            return empty, empty, empty
+        keys = chunks_of(q).astype(np.int64)  # [Q, 4]
+        tables = slots[:, None] * CHUNKS + np.arange(CHUNKS)  # [Q, 4]: table of (slot, substring)
+        bucket = tables * (_KEYS + 1) + keys  # where each unflipped key sits in the flat offsets
+        parts_b: list[np.ndarray] = []
+        parts_q: list[np.ndarray] = []
+        for r in np.unique(radii).tolist():
+            sel = np.flatnonzero(radii == r)
+            masks = probe_masks(r).astype(np.int64)  # XOR on the key = XOR on the flat position's low bits
+            base = bucket[sel] - keys[sel]
+            parts_b.append(((keys[sel][:, :, None] ^ masks) + base[:, :, None]).reshape(-1))
+            parts_q.append(np.repeat(sel, CHUNKS * masks.size))
+        probes = parts_b[0] if len(parts_b) == 1 else np.concatenate(parts_b)
+        owner = parts_q[0] if len(parts_q) == 1 else np.concatenate(parts_q)
+        offsets = self._offsets.reshape(-1)
+        starts = offsets[probes].astype(np.int64)
+        counts = offsets[probes + 1].astype(np.int64) - starts
+        nz = counts > 0
+        starts, counts, owner, probes = starts[nz], counts[nz], owner[nz], probes[nz]
+        total = int(counts.sum())
+        if total == 0:
+            return empty, empty, empty
+        # The permutation of table t starts at t * n in the flat array.
+        starts += (probes // (_KEYS + 1)) * n
+        # Positions starts[i] .. starts[i] + counts[i] of every bucket, without a Python loop.
+        ends = np.cumsum(counts)
+        pos = np.repeat(starts - ends + counts, counts) + np.arange(total, dtype=np.int64)
+        rows = np.asarray(self._perm.reshape(-1)[pos], dtype=np.int64)
+        qi = np.repeat(owner, counts)
+        stored = np.asarray(self._main_hashes.reshape(-1)[rows * self.slots + slots[qi]])
+        dist = np.bitwise_count(stored ^ q[qi])
+        keep = dist <= radius
+        qi, rows, dist = qi[keep], rows[keep], dist[keep].astype(np.int64)
+        if qi.size > 1:  # the same row can come out of several substrings and probe keys
+            _, first = np.unique(qi * n + rows, return_index=True)
+            qi, rows, dist = qi[first], rows[first], dist[first]
+        live = ~self._dead[rows]
+        return qi[live], rows[live], dist[live]
+
+    def _scan_delta(
+        self, q: np.ndarray, slots: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._delta_rows.size == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        d = np.bitwise_count(self._delta_hashes[None, :, slot] ^ q[:, None]).astype(np.int64)  # [Q, D]
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty
+        d = np.bitwise_count(self._delta_hashes[:, slots].T ^ q[:, None]).astype(np.int64)  # [Q, D]
         qi, j = np.nonzero(d <= radius)
         return qi.astype(np.int64), self._delta_rows[j], d[qi, j]
 
@@ -467,15 +497,22 @@ class HashIndex:
             d = np.bitwise_count(column ^ np.uint64(h))
             rows = np.flatnonzero((d <= radius) & ~self._dead)
             hits.extend(Hit(i, int(r), int(d[r])) for r in rows)
-        dqi, drows, ddist = self._search_delta(q, slot, radius)
+        dqi, drows, ddist = self._scan_delta(q, np.full(q.size, slot), radius)
         hits.extend(Hit(int(a), int(b), int(c)) for a, b, c in zip(dqi, drows, ddist, strict=True))
         return hits
 
     def hashes_of_row(self, row: int) -> tuple[int, ...]:
-        if row < self.main_rows:
-            return tuple(int(h) for h in self._main_hashes[row])
-        j = int(np.searchsorted(self._delta_rows, row))
-        return tuple(int(h) for h in self._delta_hashes[j])
+        return tuple(int(h) for h in self.hashes_of_rows(np.array([row]))[0])
+
+    def hashes_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), slots] uint64 stored hashes of live rows (main or delta segment)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((rows.size, self.slots), dtype=np.uint64)
+        main = rows < self.main_rows
+        out[main] = self._main_hashes[rows[main]]
+        if not main.all():
+            out[~main] = self._delta_hashes[np.searchsorted(self._delta_rows, rows[~main])]
+        return out
 
     def rows_of(self, ids: Sequence[str]) -> list[int]:
         out: list[int] = []

@@ -1,15 +1,15 @@
 """Copy policy: which near-duplicate images count as a copied product photo, and the findings they give.
 
-A query image probes the index with every query view (see ``hashing.QUERY_PLAN``) against the slot it
-lines up with; each candidate row is then verified with *all* pairs of query view and stored slot, and
-its distance is the smallest of them. A candidate is a copy when that distance is at most
-:data:`COPY_DISTANCE` (of 64 bits).
+A query image makes every lookup of its plan (see ``hashing.QUERY_PLAN``: each view and its mirror
+against the slot it lines up with) in one vectorised ``HashIndex.probe`` call; each candidate row is
+then verified with *all* (query view, stored slot) pairs of the plan, and its distance is the smallest
+of them. A candidate is a copy when that distance is at most :data:`COPY_DISTANCE` (of 64 bits).
 
 Why 12: on the benchmark (docs/images.md, ``scripts/bench_images.py``; 20 real photos, 88 indexed
 images) the source of a resized, re-encoded, brightened, grayscale, padded, mirrored or screenshot copy
-was within 0-12 bits (mostly 0-2), watermarks, 3 degree rotations and 10% crops mostly within 12, while
-only 4 of 27,380 pairs of unrelated images (0.015%) came within 12. 25% crops mostly fall beyond any
-usable threshold (recall 0.20): a known limit of whole-picture hashes.
+was within 0-6 bits, crops, watermarks and 3 degree rotations mostly within 12, while about 0.05% of
+pairs of unrelated images came within 12. Misses left: texture photos (brick, gravel) under a watermark
+or a rotation, and one crop.
 
 Not every near-duplicate is a copy: the same seller re-using a photo on another listing, the same
 listing re-checked, or a listing of an allow-listed brand (authorised resellers use the brand's official
@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from moderation.images.hashing import (
     INDEXED_VIEWS,
+    PRIMARY_VIEWS,
     ImageError,
     ImageHashes,
-    hamming,
     hash_image,
     hash_to_hex,
 )
@@ -38,9 +40,11 @@ from moderation.schema import Finding, ImageMatchInfo, ImageResult, Listing
 #: Largest Hamming distance (of 64) between a query view and a stored slot that counts as a copy.
 COPY_DISTANCE = 12
 
-#: Multi-index probe radius per 16-bit substring: exact up to 11 bits, and 98% of pairs at 12 (see
-#: ``HashIndex.search``); radius 3 would be exact at 12 but probes five times as many buckets.
-PROBE_RADIUS = 2
+#: Multi-index probe radius per 16-bit substring for the whole-picture and centre views (exact up to
+#: 4r + 3 bits, see ``HashIndex.search``) ...
+PROBE_RADIUS = 1
+#: ... and for the many crop windows (``hashing.CROP_GRID``, ``wideNN``).
+WINDOW_PROBE_RADIUS = 0
 
 RULE_ID = "image.copied"
 FAMILY = "copied_image"
@@ -78,29 +82,46 @@ class Match:
         return out
 
 
+def query_arrays(hashes: ImageHashes) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The lookups of one image: (view names, hashes, slot of each, probe radius of each).
+
+    Every (view, slot) pair of the plan, mirrors included, with duplicate (hash, slot) pairs dropped.
+    """
+    names: list[str] = []
+    values: list[int] = []
+    slots: list[int] = []
+    radii: list[int] = []
+    seen: set[tuple[int, int]] = set()
+    plan = hashes.query()
+    for slot_pos, slot in enumerate(INDEXED_VIEWS):
+        for view, h in plan[slot]:
+            if (h, slot_pos) in seen:
+                continue
+            seen.add((h, slot_pos))
+            names.append(view)
+            values.append(h)
+            slots.append(slot_pos)
+            radii.append(PROBE_RADIUS if view.removesuffix("_m") in PRIMARY_VIEWS else WINDOW_PROBE_RADIUS)
+    return names, np.array(values, dtype=np.uint64), np.array(slots), np.array(radii)
+
+
 def find_matches(index: HashIndex, hashes: ImageHashes, max_distance: int = COPY_DISTANCE) -> list[Match]:
     """All indexed images within ``max_distance`` of any query view, best first (then by id)."""
-    plan = hashes.query()
-    candidates: set[int] = set()
-    for slot_pos, slot in enumerate(INDEXED_VIEWS):
-        pairs = plan[slot]
-        unique = sorted({h for _, h in pairs})
-        hits = index.search(unique, slot_pos, max_distance, probe_radius=PROBE_RADIUS)
-        candidates.update(hit.row for hit in hits)
-    if not candidates:
+    names, values, slots, radii = query_arrays(hashes)
+    _, rows, _ = index.probe(values, slots, radii, max_distance)
+    if rows.size == 0:
         return []
-    scored: list[tuple[int, int, str, str, str]] = []
-    for row in candidates:
-        stored = index.hashes_of_row(row)
-        best: tuple[int, str, str, str] | None = None
-        for slot_pos, slot in enumerate(INDEXED_VIEWS):
-            for view, h in plan[slot]:
-                d = hamming(h, stored[slot_pos])
-                if best is None or d < best[0]:
-                    best = (d, view, slot, hash_to_hex(stored[slot_pos]))
-        assert best is not None
-        if best[0] <= max_distance:
-            scored.append((row, *best))
+    rows = np.unique(rows)
+    stored = index.hashes_of_rows(rows)  # [C, slots]
+    # Verify every candidate with every (query view, slot) pair of the plan: [C, queries].
+    dist = np.bitwise_count(stored[:, slots] ^ values[None, :])
+    best = dist.argmin(axis=1)
+    best_d = dist[np.arange(rows.size), best]
+    keep = np.flatnonzero(best_d <= max_distance)
+    scored = [
+        (int(rows[i]), int(best_d[i]), names[best[i]], int(slots[best[i]]), int(stored[i, slots[best[i]]]))
+        for i in keep.tolist()
+    ]
     meta = index.metadata(r for r, *_ in scored)
     out = [
         Match(
@@ -108,13 +129,13 @@ def find_matches(index: HashIndex, hashes: ImageHashes, max_distance: int = COPY
             id=meta[row]["id"],
             distance=d,
             view=view,
-            slot=slot,
-            hash=hx,
+            slot=INDEXED_VIEWS[slot],
+            hash=hash_to_hex(h),
             listing_id=meta[row]["listing_id"],
             seller_id=meta[row]["seller_id"],
             path=meta[row]["path"],
         )
-        for row, d, view, slot, hx in scored
+        for row, d, view, slot, h in scored
         if row in meta
     ]
     out.sort(key=lambda m: (m.distance, m.id))
