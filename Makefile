@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,17 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# The main job on the embedded default: check the demo listings with the shipped rules and model.
+# Browser tests drive Debian's Chromium (never a downloaded browser); install it if it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+# The main job on the embedded default (SQLite file under var/, shipped rules and model): the HTTP API
+# and the reviewer console at http://127.0.0.1:8000/review, seeded with demo listings and accounts.
 run: setup
 	$(BIN)/moderation check --input examples/listings.jsonl
+	$(BIN)/moderation serve --demo
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -22,6 +22,10 @@ class _LazyGroup(click.Group):
 
     _lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "images": ("moderation.images.cli", "images"),
+        "serve": ("moderation.api.cli", "serve"),
+        "users": ("moderation.api.cli", "users"),
+        "db": ("moderation.api.cli", "db"),
+        "audit": ("moderation.audit.cli", "audit"),
         "train": ("moderation.classifier.cli", "train"),
         "eval": ("moderation.classifier.cli", "eval_cmd"),
     }

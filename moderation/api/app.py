@@ -1,0 +1,77 @@
+"""The FastAPI application: ``/v1/check``, the review-queue API and the reviewer console.
+
+``create_app(database_url=None, checker=None)`` builds everything around one ``ReviewQueue``; the
+checker (rules + classifier + images) loads lazily so the console starts fast and tests can pass a
+rules-only checker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from moderation.api.accounts import Accounts
+from moderation.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from moderation.queue import QueueError, ReviewQueue
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+
+
+def _clean_errors(errors: Any) -> Any:
+    """Validation errors as plain JSON: pydantic puts exception objects in ``ctx``; drop raw input."""
+    cleaned = []
+    for err in errors:
+        item = {k: v for k, v in err.items() if k not in ("input", "ctx", "url")}
+        if "ctx" in err:
+            item["ctx"] = {k: str(v) for k, v in err["ctx"].items()}
+        cleaned.append(item)
+    return jsonable_encoder(cleaned)
+
+
+def create_app(database_url: str | None = None, checker: Any = None, *, lease_seconds: int = 300,
+               undo_seconds: int = 120, max_body: int = DEFAULT_MAX_BODY, queue: ReviewQueue | None = None,
+               ) -> FastAPI:
+    """Build the app on ``database_url`` (else ``DATABASE_URL``, else ./var/moderation.db)."""
+    app = FastAPI(title="listing-moderation", version="0.1.0",
+                  description="Advertising-law checks for Chinese e-commerce listings and the review queue.")
+    app.state.queue = queue or ReviewQueue(database_url, lease_seconds=lease_seconds, undo_seconds=undo_seconds)
+    app.state.accounts = Accounts(app.state.queue.db)
+    lock = threading.Lock()
+    app.state.checker = checker
+
+    def get_checker() -> Any:
+        if app.state.checker is None:
+            with lock:
+                if app.state.checker is None:
+                    from moderation.checker import Checker
+
+                    app.state.checker = Checker()
+        return app.state.checker
+
+    app.state.get_checker = get_checker
+
+    @app.exception_handler(QueueError)
+    async def queue_error(_: Request, exc: QueueError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"detail": exc.detail()})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _clean_errors(exc.errors())})
+
+    from moderation.api import console, routes_check, routes_queue
+
+    app.include_router(routes_check.router)
+    app.include_router(routes_queue.router)
+    app.include_router(console.router)
+    app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    return app

@@ -1,0 +1,242 @@
+"""The reviewer console at ``/review``: server-rendered pages, a little vanilla JS, no build step.
+
+Pages read through the same service as the JSON API; every action in the page goes through the JSON
+API with the session cookie and the CSRF header, so the console has no write path of its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from moderation.api.accounts import same_secret
+from moderation.api.auth import SESSION_COOKIE, current_actor
+from moderation.queue import ItemFilter, QueueError, ReviewQueue
+from moderation.queue.roles import ROLE_LABELS, Actor
+from moderation.queue.states import OUTCOME_LABELS, REASON_CODES, reason_for_family
+from moderation.schema import CATEGORIES
+
+router = APIRouter(prefix="/review", include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+LOGIN_CSRF_COOKIE = "mlogin_csrf"
+
+STATUS_LABELS = {"open": "待处理(全部)", "pending": "待领取", "claimed": "处理中", "escalated": "已升级",
+                 "decided": "已决定", "superseded": "已作废"}
+SEVERITY_LABELS = {"critical": "严重", "high": "高", "medium": "中", "low": "低"}
+CATEGORY_LABELS = {
+    "general": "综合", "food": "食品", "health_food": "保健食品", "cosmetics": "化妆品", "drug": "药品",
+    "medical_device": "医疗器械", "medical_service": "医疗服务", "baby": "母婴", "apparel": "服饰",
+    "education": "教育培训", "finance": "金融理财", "real_estate": "房地产", "agriculture": "农资",
+    "alcohol": "酒类", "tobacco": "烟草",
+}
+EVENT_LABELS = {"created": "进入队列", "signal_attached": "新信号合并", "claimed": "领取", "assigned": "指派",
+                "released": "释放", "skipped": "跳过", "escalated": "升级", "decided": "决定", "undone": "撤销",
+                "reverted": "组长撤回", "superseded": "商品已修改，作废", "commented": "评论",
+                "priority_changed": "调整优先级", "appealed": "商家申诉"}
+FAMILY_LABELS = {
+    "absolute_claims": "绝对化用语", "state_symbols": "国家象征", "military_names": "军字号", "minors": "未成年人",
+    "superstition_vulgarity": "迷信低俗", "medical_claims": "医疗功效", "health_food": "保健食品",
+    "drugs_devices": "药品器械", "endorsements": "代言推荐", "education": "教育承诺", "investment": "投资承诺",
+    "real_estate": "房地产", "agriculture": "农资", "alcohol": "酒类", "tobacco": "烟草", "false_claims": "虚假宣传",
+    "data_without_source": "数据无出处", "patents": "专利", "disparagement": "贬低他人", "price_claims": "价格宣称",
+    "fake_sales_reviews": "虚假销量评价", "food_labels": "食品标签", "cosmetics": "化妆品功效", "images": "图片盗用",
+}
+AGE_OPTIONS = {"": "不限", "1": "超过 1 小时", "4": "超过 4 小时", "24": "超过 24 小时"}
+
+
+def human_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return "刚刚"
+    if seconds < 3600:
+        return f"{seconds // 60} 分钟"
+    if seconds < 86400:
+        return f"{seconds // 3600} 小时"
+    return f"{seconds // 86400} 天"
+
+
+def sla_state(item: dict[str, Any]) -> str:
+    """ok | near | breached, for the badge colour."""
+    if item.get("sla_breached"):
+        return "breached"
+    if item["status"] in ("pending", "claimed", "escalated") and item.get("sla_deadline"):
+        left = (datetime.fromisoformat(item["sla_deadline"]) - datetime.now(UTC)).total_seconds()
+        total = left + item["age_seconds"]
+        if total > 0 and left / total < 0.25:
+            return "near"
+    return "ok"
+
+
+def segments(text: str, findings: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Split ``text`` into plain and highlighted runs; overlapping spans keep the first one."""
+    out: list[dict[str, Any]] = []
+    pos = 0
+    for index, f in sorted(findings, key=lambda p: (p[1]["start"], -p[1]["end"])):
+        start, end = max(f["start"], pos), min(f["end"], len(text))
+        if start >= end:
+            continue
+        if start > pos:
+            out.append({"text": text[pos:start]})
+        out.append({"text": text[start:end], "finding": index, "severity": f["severity"],
+                    "title": f"{f['rule']} · {f['law']}：{f['message']}"})
+        pos = end
+    if pos < len(text):
+        out.append({"text": text[pos:]})
+    return out
+
+
+def page_actor(request: Request) -> Actor | None:
+    """The session's actor for a page (pages run in the thread pool, so look up synchronously)."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    info = request.app.state.accounts.session(sid) if sid else None
+    if info is None:
+        return None
+    request.state.csrf_token = info.csrf_token
+    return info.actor  # type: ignore[no-any-return]
+
+
+def render(request: Request, name: str, actor: Actor | None, **context: Any) -> HTMLResponse:
+    context.update(actor=actor, role_label=ROLE_LABELS.get(actor.role, "") if actor else "",
+                   csrf_token=getattr(request.state, "csrf_token", ""), reason_codes=list(REASON_CODES.items()),
+                   outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS, status_labels=STATUS_LABELS,
+                   category_labels=CATEGORY_LABELS, family_labels=FAMILY_LABELS, event_labels=EVENT_LABELS, human_age=human_age)
+    return templates.TemplateResponse(request, name, context)
+
+
+def _queue(request: Request) -> ReviewQueue:
+    return request.app.state.queue  # type: ignore[no-any-return]
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: str = "") -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", None, login_csrf=token, error=error)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/review",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/login")
+def login(request: Request, username: Annotated[str, Form(max_length=100)],
+          password: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form(max_length=100)]
+          ) -> Response:
+    if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+        return RedirectResponse("/review/login?" + urlencode({"error": "页面已过期，请重新登录"}), 303)
+    actor = request.app.state.accounts.authenticate(username.strip(), password)
+    if actor is None:
+        return RedirectResponse("/review/login?" + urlencode({"error": "用户名或密码错误"}), 303)
+    sid, _ = request.app.state.accounts.create_session(actor)
+    response = RedirectResponse("/review", 303)
+    response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", max_age=12 * 3600,
+                        secure=request.url.scheme == "https")
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/review")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form(max_length=100)] = "") -> Response:
+    """A plain form post, so the CSRF token comes as a form field and is checked here."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    info = request.app.state.accounts.session(sid) if sid else None
+    if info is not None:
+        if not same_secret(csrf_token, info.csrf_token):
+            raise HTTPException(403, "missing or wrong CSRF token")
+        request.app.state.accounts.end_session(sid)
+    response = RedirectResponse("/review/login", 303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
+    params = {k: v for k, v in request.query_params.items() if v and k != "cursor"}
+    age = params.get("age", "")
+    try:
+        min_age = float(age) if age else None
+    except ValueError:
+        min_age = None
+    f = ItemFilter(status=params.get("status", "open"), family=params.get("family"),
+                   severity=params.get("severity"), category=params.get("category"),
+                   seller=params.get("seller"), min_age_hours=min_age, sort=params.get("sort", "priority"))
+    return f, params
+
+
+@router.get("", response_class=HTMLResponse)
+def queue_page(request: Request) -> Response:
+    actor = page_actor(request)
+    if actor is None:
+        return RedirectResponse("/review/login", 303)
+    f, params = _filters(request)
+    try:
+        page = _queue(request).views.list_items(f, limit=50, cursor=request.query_params.get("cursor"))
+    except QueueError as exc:
+        page, params["error"] = {"items": [], "next_cursor": None}, exc.message
+    for item in page["items"]:
+        item["sla_state"] = sla_state(item)
+    next_url = None
+    if page["next_cursor"]:
+        next_url = "/review?" + urlencode({**params, "cursor": page["next_cursor"]})
+    return render(request, "queue.html", actor, items=page["items"], filters=params, status=f.status,
+                  next_url=next_url, views=request.app.state.accounts.views(actor.id),
+                  categories=CATEGORIES, age_options=AGE_OPTIONS, query=urlencode(params))
+
+
+@router.get("/items/{item_id}", response_class=HTMLResponse)
+def item_page(item_id: int, request: Request) -> Response:
+    actor = page_actor(request)
+    if actor is None:
+        return RedirectResponse("/review/login", 303)
+    try:
+        item = _queue(request).views.detail(item_id, actor)
+    except QueueError as exc:
+        raise HTTPException(exc.status, exc.message) from exc
+    findings = item["check"].get("findings", [])
+    listing = item["listing"]
+    fields = [("title", "标题", listing.get("title", "")), ("description", "描述", listing.get("description", ""))]
+    fields += [(f"attributes.{k}", k, v) for k, v in (listing.get("attributes") or {}).items()]
+    rendered = [{"name": name, "label": label, "segments": segments(text, [
+        (i, f) for i, f in enumerate(findings) if f["field"] == name])} for name, label, text in fields if text]
+    suggested = list(dict.fromkeys(reason_for_family(f["family"]) for f in findings))
+    default_outcome = {"block": "rejected", "review": "changes_requested"}.get(item["check"].get("verdict"), "approved")
+    message = "；".join(dict.fromkeys(
+        f["message"].rstrip("。") + (f"。建议：{f['suggestion']}" if f.get("suggestion") else "")
+        for f in findings))[:1900]
+    item["sla_state"] = sla_state(item)
+    return render(request, "item.html", actor, item=item, findings=findings, fields=rendered,
+                  suggested=suggested, default_outcome=default_outcome, seller_message=message,
+                  held_by_me=item["claim_token"] is not None)
+
+
+class ViewIn(BaseModel):
+    name: str = Field(min_length=1, max_length=60)
+    query: str = Field(default="", max_length=1000)
+
+
+@router.post("/views")
+def save_view(body: ViewIn, request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
+    """Save the current filters under a name (per reviewer)."""
+    request.app.state.accounts.save_view(actor.id, body.name, body.query)
+    return {"status": "saved"}
+
+
+@router.delete("/views/{view_id}")
+def delete_view(view_id: int, request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
+    request.app.state.accounts.delete_view(actor.id, view_id)
+    return {"status": "deleted"}
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(request: Request) -> Response:
+    actor = page_actor(request)
+    if actor is None:
+        return RedirectResponse("/review/login", 303)
+    if not actor.can("stats"):
+        raise HTTPException(403, "no access to stats")
+    return render(request, "stats.html", actor, stats=_queue(request).stats(24 * 7))

@@ -1,0 +1,246 @@
+"""Review-queue endpoints (``/v1/queue``). Thin: validate, check the role, call the service.
+
+Status codes: 401 without a credential, 403 for a role that may not, 404 unknown item, 409 for a lost
+lease / stale version / changed listing / already decided / held by another, 422 for bad input
+(including an Idempotency-Key reused with another body).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from moderation.api.auth import require
+from moderation.queue import ItemFilter, ReviewQueue
+from moderation.queue.roles import Actor
+from moderation.queue.states import OUTCOME_LABELS, REASON_CODES
+from moderation.queue.workflow import DecideInput
+
+router = APIRouter(prefix="/v1/queue", tags=["queue"])
+Outcome = Literal["approved", "rejected", "changes_requested"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimNextIn(Strict):
+    family: str | None = Field(default=None, max_length=80)
+    category: str | None = Field(default=None, max_length=40)
+    severity: Literal["low", "medium", "high", "critical"] | None = None
+    kind: Literal["check", "appeal"] | None = None
+
+
+class TokenIn(Strict):
+    claim_token: str = Field(min_length=1, max_length=64)
+
+
+class ReleaseIn(TokenIn):
+    skip: bool = False
+
+
+class DecisionIn(Strict):
+    outcome: Outcome
+    claim_token: str = Field(min_length=1, max_length=64)
+    version: int
+    listing_revision: int
+    reason_codes: list[str] = Field(default_factory=list, max_length=9)
+    seller_message: str = Field(default="", max_length=2000)
+    internal_note: str = Field(default="", max_length=5000)
+
+
+class EscalateIn(Strict):
+    note: str = Field(default="", max_length=2000)
+    claim_token: str | None = Field(default=None, max_length=64)
+    version: int | None = None
+
+
+class CommentIn(Strict):
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class UndoIn(Strict):
+    reclaim: bool = False
+
+
+class RevertIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class PatchIn(Strict):
+    version: int
+    priority: int = Field(ge=0, le=1000)
+
+
+class AssignIn(Strict):
+    username: str = Field(min_length=1, max_length=100)
+    force: bool = False
+
+
+class AppealIn(Strict):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+class BulkIn(Strict):
+    item_ids: list[int] = Field(min_length=1, max_length=500)
+    outcome: Outcome
+    reason_codes: list[str] = Field(default_factory=list, max_length=9)
+    seller_message: str = Field(default="", max_length=2000)
+    internal_note: str = Field(default="", max_length=5000)
+    dry_run: bool = False
+
+
+def q(request: Request) -> ReviewQueue:
+    return request.app.state.queue  # type: ignore[no-any-return]
+
+
+Q = Annotated[ReviewQueue, Depends(q)]
+
+
+@router.get("/reason-codes")
+def reason_codes(_: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
+    """Reason codes in the order of the console's 1–9 keys, and outcome labels."""
+    return {"reason_codes": [{"code": c, "label": label, "key": i + 1}
+                             for i, (c, label) in enumerate(REASON_CODES.items())],
+            "outcomes": OUTCOME_LABELS}
+
+
+@router.get("/items")
+def list_items(
+    queue: Q,
+    _: Annotated[Actor, Depends(require("view"))],
+    status: str | None = None,
+    family: Annotated[str | None, Query(max_length=80)] = None,
+    severity: Literal["low", "medium", "high", "critical"] | None = None,
+    category: Annotated[str | None, Query(max_length=40)] = None,
+    seller: Annotated[str | None, Query(max_length=200)] = None,
+    kind: Literal["check", "appeal"] | None = None,
+    min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
+    min_age_hours: Annotated[float | None, Query(ge=0)] = None,
+    max_age_hours: Annotated[float | None, Query(ge=0)] = None,
+    sort: Literal["priority", "oldest"] = "priority",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """Filtered items, priority or oldest first, with a keyset ``next_cursor``."""
+    f = ItemFilter(status=status, family=family, severity=severity, category=category, seller=seller, kind=kind,
+                   min_risk=min_risk, min_age_hours=min_age_hours, max_age_hours=max_age_hours, sort=sort)
+    return queue.views.list_items(f, limit=limit, cursor=cursor)
+
+
+@router.get("/items/{item_id}")
+def item_detail(item_id: int, queue: Q, actor: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
+    """Listing snapshot, findings, classifier score, images, seller history, decisions, events."""
+    return queue.views.detail(item_id, actor)
+
+
+@router.post("/claim-next")
+def claim_next(queue: Q, actor: Annotated[Actor, Depends(require("claim"))],
+               body: ClaimNextIn | None = None) -> dict[str, Any]:
+    """Claim the next item; ``{"item": null}`` when nothing is claimable."""
+    f = body or ClaimNextIn()
+    claim = queue.workflow.claim_next(actor, family=f.family, category=f.category, severity=f.severity, kind=f.kind)
+    return claim or {"item": None, "claim_token": None}
+
+
+@router.post("/items/{item_id}/claim")
+def claim(item_id: int, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
+    return queue.workflow.claim(item_id, actor)
+
+
+@router.post("/items/{item_id}/heartbeat")
+def heartbeat(item_id: int, body: TokenIn, queue: Q,
+              actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
+    return queue.workflow.heartbeat(item_id, actor, body.claim_token)
+
+
+@router.post("/items/{item_id}/release")
+def release(item_id: int, body: ReleaseIn, queue: Q,
+            actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
+    """Give the item back; ``skip`` also keeps claim-next from offering it to you again."""
+    return queue.workflow.release(item_id, actor, body.claim_token, skip=body.skip)
+
+
+@router.post("/items/{item_id}/decision")
+def decide(item_id: int, body: DecisionIn, queue: Q, actor: Annotated[Actor, Depends(require("decide"))],
+           idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+    """Decide the claimed item. With ``Idempotency-Key``: same key and body → same answer;
+    same key, other body → 422."""
+    return queue.workflow.decide(item_id, actor, DecideInput(**body.model_dump()), idempotency_key)
+
+
+@router.post("/items/{item_id}/escalate")
+def escalate(item_id: int, body: EscalateIn, queue: Q,
+             actor: Annotated[Actor, Depends(require("escalate"))]) -> dict[str, Any]:
+    return queue.workflow.escalate(item_id, actor, body.note, claim_token=body.claim_token, version=body.version)
+
+
+@router.post("/items/{item_id}/comments")
+def comment(item_id: int, body: CommentIn, queue: Q,
+            actor: Annotated[Actor, Depends(require("comment"))]) -> dict[str, Any]:
+    return queue.workflow.comment(item_id, actor, body.text)
+
+
+@router.post("/items/{item_id}/undo")
+def undo(item_id: int, queue: Q, actor: Annotated[Actor, Depends(require("undo"))],
+         body: UndoIn | None = None) -> dict[str, Any]:
+    """The decider takes a decision back within the undo window (``reclaim`` keeps the item)."""
+    return queue.workflow.undo(item_id, actor, reclaim=(body or UndoIn()).reclaim)
+
+
+@router.post("/items/{item_id}/revert")
+def revert(item_id: int, body: RevertIn, queue: Q,
+           actor: Annotated[Actor, Depends(require("revert"))]) -> dict[str, Any]:
+    return queue.workflow.revert(item_id, actor, body.reason)
+
+
+@router.patch("/items/{item_id}")
+def patch_item(item_id: int, body: PatchIn, queue: Q,
+               actor: Annotated[Actor, Depends(require("priority"))]) -> dict[str, Any]:
+    """A lead's edit (priority), guarded by the item version they saw."""
+    return queue.workflow.set_priority(item_id, actor, body.priority, body.version)
+
+
+@router.post("/items/{item_id}/assign")
+def assign(item_id: int, body: AssignIn, request: Request, queue: Q,
+           actor: Annotated[Actor, Depends(require("assign"))]) -> dict[str, Any]:
+    user = request.app.state.accounts.get_user(body.username)
+    return queue.workflow.assign(item_id, actor, user, force=body.force)
+
+
+@router.post("/items/{item_id}/appeal")
+def appeal(item_id: int, body: AppealIn, queue: Q,
+           actor: Annotated[Actor, Depends(require("appeal"))]) -> dict[str, Any]:
+    """A seller's appeal: a new item the original decider may not take."""
+    return queue.intake.appeal(item_id, actor, body.reason)
+
+
+@router.post("/bulk-decide")
+def bulk_decide(body: BulkIn, queue: Q, actor: Annotated[Actor, Depends(require("bulk"))]) -> dict[str, Any]:
+    """One transaction per item; per-item results. ``dry_run`` previews without writing."""
+    results = queue.workflow.bulk_decide(actor, body.item_ids, body.outcome, body.reason_codes,
+                                         body.seller_message, body.internal_note, dry_run=body.dry_run)
+    return {"results": results, "ok": sum(1 for r in results if r["ok"]),
+            "failed": sum(1 for r in results if not r["ok"]), "dry_run": body.dry_run}
+
+
+@router.get("/holds")
+def holds(queue: Q, _: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
+    """Items held right now and by whom (the console's live markers)."""
+    return {"holds": {str(k): v for k, v in queue.views.holds().items()}}
+
+
+@router.get("/events")
+def events(queue: Q, _: Annotated[Actor, Depends(require("events"))],
+           item_id: int | None = None, after: Annotated[int, Query(ge=0)] = 0,
+           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    return queue.views.events(item_id=item_id, after_id=after, limit=limit)
+
+
+@router.get("/stats")
+def stats(queue: Q, _: Annotated[Actor, Depends(require("stats"))],
+          hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> dict[str, Any]:
+    """Throughput, handling time, queue age, SLA breaches, escalation/undo/overturn rates, rule precision."""
+    return queue.stats(hours)

@@ -1,0 +1,46 @@
+"""The review queue: one SQL database holds state, decisions, the event log and the outbox.
+
+``ReviewQueue`` bundles the parts: ``workflow`` (claim, decide, undo, …), ``intake`` (signals,
+listing edits, appeals), ``views`` (lists, detail, events, replay verification) and ``stats``.
+Semantics and the tests that prove them: ../shared/QUEUE.md and docs/queue.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moderation.queue.db import Database
+from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
+from moderation.queue.intake import Intake
+from moderation.queue.roles import Actor
+from moderation.queue.stats import compute_stats
+from moderation.queue.views import ItemFilter, Views
+from moderation.queue.workflow import DecideInput, Workflow
+
+__all__ = [
+    "Actor", "Conflict", "Database", "DecideInput", "Forbidden", "Invalid", "ItemFilter", "NotFound",
+    "QueueError", "ReviewQueue",
+]
+
+
+class ReviewQueue:
+    """The queue service over one database (upgraded to the newest schema on request)."""
+
+    def __init__(self, database_url: str | None = None, *, db: Database | None = None,
+                 lease_seconds: int = 300, undo_seconds: int = 120, upgrade: bool = True,
+                 pool_size: int = 20) -> None:
+        self.db = db or Database(database_url, pool_size=pool_size)
+        if upgrade:
+            self.db.upgrade()
+        self.workflow = Workflow(self.db, lease_seconds=lease_seconds, undo_seconds=undo_seconds)
+        self.intake = Intake(self.db)
+        self.views = Views(self.db)
+
+    def stats(self, hours: float = 24.0) -> dict[str, Any]:
+        return compute_stats(self.db, hours=hours)
+
+    def verify(self) -> list[str]:
+        return self.views.verify()
+
+    def close(self) -> None:
+        self.db.dispose()

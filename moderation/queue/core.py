@@ -1,0 +1,92 @@
+"""Shared building blocks of the service: table handles, event appends, row helpers.
+
+Every state change in the service is one ``UPDATE items … WHERE <expected state> RETURNING …`` that
+also bumps ``event_seq``; the returned number is the new event's ``seq``. Because the counter lives on
+the row that the UPDATE locks, event numbers per item are gap-free and never collide (and the unique
+``(item_id, seq)`` constraint would refuse it if they did).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy.engine import Row
+
+from moderation.queue.errors import NotFound
+from moderation.queue.models import (
+    Decision,
+    Event,
+    IdempotencyKey,
+    Item,
+    ItemRule,
+    ListingRow,
+    Outbox,
+    Signal,
+    Skip,
+    User,
+)
+
+ITEMS: Table = Item.__table__  # type: ignore[assignment]
+LISTINGS: Table = ListingRow.__table__  # type: ignore[assignment]
+SIGNALS: Table = Signal.__table__  # type: ignore[assignment]
+RULES: Table = ItemRule.__table__  # type: ignore[assignment]
+DECISIONS: Table = Decision.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+OUTBOX: Table = Outbox.__table__  # type: ignore[assignment]
+SKIPS: Table = Skip.__table__  # type: ignore[assignment]
+IDEMPOTENCY: Table = IdempotencyKey.__table__  # type: ignore[assignment]
+USERS: Table = User.__table__  # type: ignore[assignment]
+
+#: Columns every state-changing UPDATE returns.
+RETURNING = tuple(ITEMS.c)
+
+
+def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
+    return None if row is None else dict(row._mapping)
+
+
+def append_event(conn: Connection, item_id: int, seq: int, type_: str, actor: int | None,
+                 data: dict[str, Any], now: datetime) -> None:
+    """Write one event with the ``seq`` handed out by the item row's counter."""
+    conn.execute(insert(EVENTS).values(item_id=item_id, seq=seq, type=type_, actor=actor, data=data,
+                                       created_at=now))
+
+
+def touch_event(conn: Connection, item_id: int, type_: str, actor: int | None, data: dict[str, Any],
+                now: datetime) -> int:
+    """An event that changes no state (a comment): still takes its number from the item row."""
+    row = conn.execute(
+        update(ITEMS).where(ITEMS.c.id == item_id).values(event_seq=ITEMS.c.event_seq + 1)
+        .returning(ITEMS.c.event_seq)
+    ).first()
+    if row is None:
+        raise NotFound("item_not_found", f"item {item_id} does not exist")
+    append_event(conn, item_id, row[0], type_, actor, data, now)
+    return int(row[0])
+
+
+def load_item(conn: Connection, item_id: int) -> dict[str, Any]:
+    row = conn.execute(select(ITEMS).where(ITEMS.c.id == item_id)).first()
+    if row is None:
+        raise NotFound("item_not_found", f"item {item_id} does not exist")
+    return dict(row._mapping)
+
+
+def request_hash(payload: dict[str, Any]) -> str:
+    """A stable fingerprint of a request body for idempotency keys."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def public_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item row as JSON, without the claim token (only its holder may see that)."""
+    out = {k: (iso(v) if isinstance(v, datetime) else v) for k, v in item.items() if k != "claim_token"}
+    out["families"] = [f for f in (item.get("families") or "").split(",") if f]
+    return out

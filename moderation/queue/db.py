@@ -1,0 +1,109 @@
+"""Engines and transactions for SQLite (default) and PostgreSQL (``DATABASE_URL``).
+
+SQLite needs care to be correct under concurrency: pysqlite's own transaction handling is switched
+off and every write transaction starts with ``BEGIN IMMEDIATE`` (a deferred transaction that reads and
+then writes fails with "database is locked" instead of waiting), in WAL mode so readers never block.
+PostgreSQL runs at READ COMMITTED and relies on conditional UPDATEs, row locks and SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DEFAULT_SQLITE_PATH = Path("var") / "moderation.db"
+
+
+def utcnow() -> datetime:
+    """Aware UTC (SQLModel's datetime columns refuse naive values); stored as UTC on both backends."""
+    return datetime.now(UTC)
+
+
+def resolve_url(database_url: str | None = None) -> str:
+    """The explicit URL, else ``DATABASE_URL``, else a SQLite file under ./var."""
+    url = database_url or os.environ.get("DATABASE_URL")
+    if url:
+        if url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+        elif url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+    DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(database_url: str | None = None, *, pool_size: int = 20) -> Engine:
+    """An engine with the per-backend settings above."""
+    url = make_url(resolve_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        _sqlite_hooks(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+                         pool_pre_ping=True)
+
+
+class Database:
+    """An engine plus the two kinds of transaction the queue uses."""
+
+    def __init__(self, database_url: str | None = None, *, pool_size: int = 20) -> None:
+        self.url = resolve_url(database_url)
+        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction; on SQLite a deferred one so it never waits for writers."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration."""
+        from moderation.queue.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,245 @@
+"""How work enters the queue: check results (signals), listing edits and deletions, appeals.
+
+One open item per listing is the partial unique index ``uq_items_open_listing``. Enqueueing first
+tries to attach to the open item (an UPDATE); only if there is none does it INSERT, inside a
+savepoint, and a unique violation (another signal won the race) sends it back to attach. On SQLite
+``BEGIN IMMEDIATE`` serialises writers so the race cannot happen; on PostgreSQL the index decides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from moderation.queue.core import (
+    ITEMS,
+    LISTINGS,
+    RETURNING,
+    RULES,
+    SIGNALS,
+    append_event,
+    load_item,
+    public_item,
+    touch_event,
+)
+from moderation.queue.db import Database, utcnow
+from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
+from moderation.queue.roles import Actor
+from moderation.queue.states import DECIDED, OPEN_STATES, SEVERITY_ORDER, SUPERSEDED, priority_for
+from moderation.schema import CheckResult, Listing
+
+T = ITEMS
+#: How much a new signal raises an open item's priority.
+SIGNAL_BUMP = 5
+
+
+def content_hash(listing: Listing) -> str:
+    data = listing.model_dump(mode="json", exclude={"enqueue"})
+    data.pop("enqueue", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _dialect_insert(db: Database) -> Any:
+    if db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert
+
+
+class Intake:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enqueue(self, listing: Listing, result: CheckResult, actor: Actor | None = None,
+                source: str = "check") -> dict[str, Any]:
+        """Record the listing revision; queue a non-pass result (attach to the open item or create one).
+
+        A changed listing supersedes its open item first, so a reviewer never decides on stale text.
+        """
+        if actor is not None and not actor.can("enqueue"):
+            raise Forbidden("forbidden", f"role {actor.role} may not enqueue")
+        actor_id = actor.id if actor else None
+        now = utcnow()
+        with self.db.write() as conn:
+            revision, superseded = self._record_listing(conn, listing, actor_id, now)
+            out: dict[str, Any] = {"listing_id": listing.id, "listing_revision": revision,
+                                   "superseded": superseded, "item_id": None, "action": "none"}
+            if result.error is not None or result.verdict in (None, "pass"):
+                return out
+            signal = {"listing": listing.model_dump(mode="json"), "check": result.to_json_dict()}
+            for _ in range(5):
+                item_id = self._attach(conn, listing, result, revision, signal, actor_id, source, now)
+                if item_id is not None:
+                    out.update(item_id=item_id, action="attached")
+                    return out
+                try:
+                    with conn.begin_nested():
+                        item_id = self._create(conn, listing, result, revision, signal, actor_id, source, now)
+                    out.update(item_id=item_id, action="created")
+                    return out
+                except IntegrityError:
+                    continue  # another signal created the open item first: attach to it
+            raise Conflict("contention", "could not queue the listing; retry")
+
+    def _record_listing(self, conn: Connection, listing: Listing, actor_id: int | None,
+                        now: datetime) -> tuple[int, list[int]]:
+        digest = content_hash(listing)
+        values = {"id": listing.id, "revision": 1, "content_hash": digest, "seller_id": listing.seller_id,
+                  "category": listing.category, "snapshot": listing.model_dump(mode="json"), "deleted": False,
+                  "updated_at": now}
+        inserted = conn.execute(_dialect_insert(self.db)(LISTINGS).values(**values)
+                                .on_conflict_do_nothing(index_elements=["id"]))
+        if inserted.rowcount == 1:
+            return 1, []
+        bumped = conn.execute(
+            update(LISTINGS).where(LISTINGS.c.id == listing.id,
+                                   (LISTINGS.c.content_hash != digest) | LISTINGS.c.deleted.is_(True))
+            .values(revision=LISTINGS.c.revision + 1, content_hash=digest, snapshot=values["snapshot"],
+                    seller_id=listing.seller_id, category=listing.category, deleted=False, updated_at=now)
+            .returning(LISTINGS.c.revision)
+        ).first()
+        if bumped is None:
+            revision = conn.execute(select(LISTINGS.c.revision).where(LISTINGS.c.id == listing.id)).scalar_one()
+            return int(revision), []
+        revision = int(bumped[0])
+        return revision, self._supersede(conn, listing.id, revision, actor_id, now, "listing_changed")
+
+    def _supersede(self, conn: Connection, listing_id: str, revision: int, actor_id: int | None,
+                   now: datetime, reason: str) -> list[int]:
+        rows = conn.execute(
+            update(T).where(T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES),
+                            T.c.listing_revision < revision)
+            .values(status=SUPERSEDED, claimed_by=None, claim_token=None, lease_expires_at=None,
+                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+            .returning(T.c.id, T.c.event_seq)
+        ).all()
+        for item_id, seq in rows:
+            append_event(conn, item_id, seq, "superseded", actor_id,
+                         {"reason": reason, "listing_revision": revision}, now)
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def _summary(result: CheckResult) -> dict[str, Any]:
+        severities = [f.severity for f in result.findings]
+        top = max(severities, key=SEVERITY_ORDER.index) if severities else None
+        families = sorted({f.family for f in result.findings})
+        risk = float(result.risk or 0.0)
+        return {"verdict": result.verdict, "risk": risk, "max_severity": top,
+                "families": "," + ",".join(families) + "," if families else "",
+                "priority": priority_for(result.verdict, risk, top)}
+
+    def _add_signal(self, conn: Connection, item_id: int, revision: int, result: CheckResult,
+                    signal: dict[str, Any], actor_id: int | None, source: str, now: datetime) -> None:
+        conn.execute(insert(SIGNALS).values(item_id=item_id, listing_revision=revision, source=source,
+                                            verdict=result.verdict, risk=float(result.risk or 0.0),
+                                            result=signal, created_by=actor_id, created_at=now))
+        known = set(conn.execute(select(RULES.c.rule).where(RULES.c.item_id == item_id)).scalars())
+        fresh = {f.rule: f.family for f in result.findings if f.rule not in known}
+        if fresh:
+            conn.execute(insert(RULES), [{"item_id": item_id, "rule": r, "family": fam} for r, fam in fresh.items()])
+
+    def _attach(self, conn: Connection, listing: Listing, result: CheckResult, revision: int,
+                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime) -> int | None:
+        s = self._summary(result)
+        raised = case((T.c.priority > s["priority"], T.c.priority), else_=s["priority"]) + SIGNAL_BUMP
+        row = conn.execute(
+            update(T).where(T.c.listing_id == listing.id, T.c.status.in_(OPEN_STATES),
+                            T.c.listing_revision == revision)
+            .values(priority=raised, risk=case((T.c.risk > s["risk"], T.c.risk), else_=s["risk"]),
+                    signal_count=T.c.signal_count + 1, version=T.c.version + 1,
+                    event_seq=T.c.event_seq + 1, updated_at=now)
+            .returning(T.c.id, T.c.event_seq, T.c.priority)
+        ).first()
+        if row is None:
+            return None
+        item_id, seq, priority = row
+        append_event(conn, item_id, seq, "signal_attached", actor_id,
+                     {"priority": priority, "verdict": result.verdict, "source": source}, now)
+        self._add_signal(conn, item_id, revision, result, signal, actor_id, source, now)
+        return int(item_id)
+
+    def _create(self, conn: Connection, listing: Listing, result: CheckResult, revision: int,
+                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime) -> int:
+        s = self._summary(result)
+        item_id = conn.execute(insert(T).values(
+            listing_id=listing.id, listing_revision=revision, kind="check", status="pending",
+            escalated=False, priority=s["priority"], verdict=s["verdict"], risk=s["risk"],
+            max_severity=s["max_severity"], families=s["families"], category=listing.category,
+            seller_id=listing.seller_id, title=(listing.title or listing.description)[:200],
+            attempt=1, version=1, event_seq=1, signal_count=1, created_at=now, updated_at=now,
+        ).returning(T.c.id)).scalar_one()
+        append_event(conn, item_id, 1, "created", actor_id,
+                     {"priority": s["priority"], "listing_revision": revision, "kind": "check",
+                      "source": source}, now)
+        self._add_signal(conn, item_id, revision, result, signal, actor_id, source, now)
+        return int(item_id)
+
+    def delete_listing(self, listing_id: str, actor: Actor) -> dict[str, Any]:
+        """The seller removed the listing: bump its revision and supersede what is open."""
+        if not actor.can("listing_edit"):
+            raise Forbidden("forbidden", f"role {actor.role} may not edit listings")
+        now = utcnow()
+        with self.db.write() as conn:
+            row = conn.execute(update(LISTINGS).where(LISTINGS.c.id == listing_id)
+                               .values(deleted=True, revision=LISTINGS.c.revision + 1, updated_at=now)
+                               .returning(LISTINGS.c.revision)).first()
+            if row is None:
+                raise NotFound("listing_not_found", f"listing {listing_id} is unknown")
+            superseded = self._supersede(conn, listing_id, int(row[0]), actor.id, now, "listing_deleted")
+        return {"listing_id": listing_id, "listing_revision": int(row[0]), "superseded": superseded}
+
+    def appeal(self, item_id: int, actor: Actor, reason: str) -> dict[str, Any]:
+        """The seller contests a rejection: a new item that the original decider may not take."""
+        if not actor.can("appeal"):
+            raise Forbidden("forbidden", f"role {actor.role} may not file appeals")
+        reason = reason.strip()
+        if not reason or len(reason) > 5000:
+            raise Invalid("invalid_reason", "an appeal needs a reason of 1 to 5000 characters")
+        now = utcnow()
+        with self.db.write() as conn:
+            original = load_item(conn, item_id)
+            if original["status"] != DECIDED or original["outcome"] == "approved":
+                raise Conflict("not_appealable", "only a rejection or change request can be appealed")
+            revision = conn.execute(select(LISTINGS.c.revision).where(
+                LISTINGS.c.id == original["listing_id"])).scalar_one()
+            priority = original["priority"] + 20
+            try:
+                with conn.begin_nested():
+                    new_id = conn.execute(insert(T).values(
+                        listing_id=original["listing_id"], listing_revision=revision, kind="appeal",
+                        appeal_of=item_id, appeal_reason=reason, excluded_user=original["decided_by"],
+                        status="pending", escalated=False, priority=priority, verdict=original["verdict"],
+                        risk=original["risk"], max_severity=original["max_severity"],
+                        families=original["families"], category=original["category"],
+                        seller_id=original["seller_id"], title=original["title"], attempt=1, version=1,
+                        event_seq=1, signal_count=0, created_at=now, updated_at=now,
+                    ).returning(*RETURNING)).first()
+            except IntegrityError:
+                raise Conflict("appeal_exists", "this decision was already appealed or the listing has an open item"
+                               ) from None
+            assert new_id is not None
+            appeal = dict(new_id._mapping)
+            append_event(conn, appeal["id"], 1, "created", actor.id,
+                         {"priority": priority, "listing_revision": revision, "kind": "appeal",
+                          "appeal_of": item_id, "reason": reason}, now)
+            self._copy_findings(conn, item_id, appeal["id"], now, actor.id)
+            touch_event(conn, item_id, "appealed", actor.id, {"appeal_item": appeal["id"], "reason": reason}, now)
+            return public_item(appeal)
+
+    @staticmethod
+    def _copy_findings(conn: Connection, from_id: int, to_id: int, now: datetime, actor_id: int) -> None:
+        last = conn.execute(select(SIGNALS).where(SIGNALS.c.item_id == from_id)
+                            .order_by(SIGNALS.c.id.desc()).limit(1)).first()
+        if last is not None:
+            conn.execute(insert(SIGNALS).values(item_id=to_id, listing_revision=last.listing_revision,
+                                                source="appeal", verdict=last.verdict, risk=last.risk,
+                                                result=last.result, created_by=actor_id, created_at=now))
+        rules = conn.execute(select(RULES.c.rule, RULES.c.family).where(RULES.c.item_id == from_id)).all()
+        if rules:
+            conn.execute(insert(RULES), [{"item_id": to_id, "rule": r, "family": f} for r, f in rules])

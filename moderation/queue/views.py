@@ -1,0 +1,233 @@
+"""Read side: filtered lists with keyset pagination, item detail, event log, replay verification."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from moderation.queue.core import (
+    DECISIONS,
+    EVENTS,
+    ITEMS,
+    LISTINGS,
+    SIGNALS,
+    USERS,
+    iso,
+    load_item,
+    public_item,
+)
+from moderation.queue.db import Database, utcnow
+from moderation.queue.errors import Invalid
+from moderation.queue.roles import Actor
+from moderation.queue.states import CLAIMED, DECIDED, OPEN_STATES, SLA_HOURS, STATES, projection, replay
+
+T = ITEMS
+
+
+@dataclass
+class ItemFilter:
+    """The list filters of the API and the console (all optional)."""
+
+    status: str | None = None  # a state, or "open"
+    family: str | None = None
+    severity: str | None = None
+    category: str | None = None
+    seller: str | None = None
+    kind: str | None = None
+    min_risk: float | None = None
+    min_age_hours: float | None = None
+    max_age_hours: float | None = None
+    sort: str = "priority"  # priority | oldest
+
+
+def _encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise Invalid("invalid_cursor", "the cursor is not one this API returned") from exc
+    if not isinstance(values, list):
+        raise Invalid("invalid_cursor", "the cursor is not one this API returned")
+    return values
+
+
+def sla_deadline(item: dict[str, Any]) -> datetime:
+    return item["created_at"] + timedelta(hours=SLA_HOURS.get(item.get("verdict") or "", 24))
+
+
+class Views:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def usernames(self, conn: Connection) -> dict[int, str]:
+        return {r[0]: r[1] for r in conn.execute(select(USERS.c.id, USERS.c.username))}
+
+    def list_items(self, f: ItemFilter, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """One page of items and the cursor of the next page (keyset pagination, stable under inserts)."""
+        now = utcnow()
+        cond: list[Any] = []
+        if f.status == "open":
+            cond.append(T.c.status.in_(OPEN_STATES))
+        elif f.status:
+            if f.status not in STATES:
+                raise Invalid("invalid_status", f"status must be 'open' or one of {', '.join(STATES)}")
+            cond.append(T.c.status == f.status)
+        if f.family:
+            cond.append(T.c.families.like(f"%,{f.family},%"))
+        for column, value in ((T.c.max_severity, f.severity), (T.c.category, f.category),
+                              (T.c.seller_id, f.seller), (T.c.kind, f.kind)):
+            if value:
+                cond.append(column == value)
+        if f.min_risk is not None:
+            cond.append(T.c.risk >= f.min_risk)
+        if f.min_age_hours is not None:
+            cond.append(T.c.created_at <= now - timedelta(hours=f.min_age_hours))
+        if f.max_age_hours is not None:
+            cond.append(T.c.created_at >= now - timedelta(hours=f.max_age_hours))
+        if f.sort == "oldest":
+            order = [T.c.created_at, T.c.id]
+        elif f.sort == "priority":
+            order = [T.c.priority.desc(), T.c.created_at, T.c.id]
+        else:
+            raise Invalid("invalid_sort", "sort must be priority or oldest")
+        if cursor:
+            values = _decode_cursor(cursor)
+            try:
+                if f.sort == "oldest":
+                    at, last = datetime.fromisoformat(values[0]), int(values[1])
+                    cond.append(or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))
+                else:
+                    prio, at, last = int(values[0]), datetime.fromisoformat(values[1]), int(values[2])
+                    cond.append(or_(T.c.priority < prio, and_(T.c.priority == prio, or_(
+                        T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))))
+            except (IndexError, TypeError, ValueError) as exc:
+                raise Invalid("invalid_cursor", "the cursor is not one this API returned") from exc
+        limit = max(1, min(limit, 200))
+        with self.db.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(
+                select(T).where(*cond).order_by(*order).limit(limit + 1))]
+            names = self.usernames(conn)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [self._summary(r, now, names) for r in rows]
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            key = [iso(last["created_at"]), last["id"]]
+            next_cursor = _encode_cursor(key if f.sort == "oldest" else [last["priority"], *key])
+        return {"items": items, "next_cursor": next_cursor}
+
+    @staticmethod
+    def _summary(item: dict[str, Any], now: datetime, names: dict[int, str]) -> dict[str, Any]:
+        out = public_item(item)
+        held = item["status"] == CLAIMED and item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
+        out["held_by"] = names.get(item["claimed_by"]) if held else None
+        out["held_by_id"] = item["claimed_by"] if held else None
+        out["age_seconds"] = int((now - item["created_at"]).total_seconds())
+        deadline = sla_deadline(item)
+        out["sla_deadline"] = iso(deadline)
+        out["sla_breached"] = item["status"] in OPEN_STATES and now > deadline
+        return out
+
+    def holds(self) -> dict[int, str]:
+        """Who holds what right now, for the console's live markers."""
+        now = utcnow()
+        with self.db.read() as conn:
+            names = self.usernames(conn)
+            rows = conn.execute(select(T.c.id, T.c.claimed_by).where(
+                T.c.status == CLAIMED, T.c.lease_expires_at >= now)).all()
+        return {r[0]: names.get(r[1], str(r[1])) for r in rows}
+
+    def detail(self, item_id: int, actor: Actor) -> dict[str, Any]:
+        """Everything a reviewer needs on one page."""
+        now = utcnow()
+        with self.db.read() as conn:
+            item = load_item(conn, item_id)
+            names = self.usernames(conn)
+            signals = [dict(r._mapping) for r in conn.execute(
+                select(SIGNALS).where(SIGNALS.c.item_id == item_id).order_by(SIGNALS.c.id))]
+            listing = conn.execute(select(LISTINGS).where(LISTINGS.c.id == item["listing_id"])).first()
+            listing_items = select(T.c.id).where(T.c.listing_id == item["listing_id"])
+            decisions = [dict(r._mapping) for r in conn.execute(
+                select(DECISIONS).where(DECISIONS.c.item_id.in_(listing_items)).order_by(DECISIONS.c.id))]
+            events = self._events(conn, item_id)
+            history: list[dict[str, Any]] = []
+            counts: dict[str, int] = {}
+            if item["seller_id"]:
+                history = [dict(r._mapping) for r in conn.execute(
+                    select(T.c.id, T.c.listing_id, T.c.title, T.c.status, T.c.outcome, T.c.created_at)
+                    .where(T.c.seller_id == item["seller_id"], T.c.id != item_id)
+                    .order_by(T.c.id.desc()).limit(20))]
+                counts = {str(k or "open"): v for k, v in conn.execute(
+                    select(T.c.outcome, func.count()).where(T.c.seller_id == item["seller_id"])
+                    .group_by(T.c.outcome))}
+        latest = signals[-1]["result"] if signals else {}
+        out = self._summary(item, now, names)
+        out["claim_token"] = item["claim_token"] if item["claimed_by"] == actor.id and out["held_by"] else None
+        out.update(
+            listing=latest.get("listing") or (dict(listing.snapshot) if listing else {}),
+            check=latest.get("check", {}),
+            current_listing_revision=listing.revision if listing else None,
+            listing_deleted=bool(listing.deleted) if listing else False,
+            signals=[{"id": s["id"], "source": s["source"], "verdict": s["verdict"], "risk": s["risk"],
+                      "listing_revision": s["listing_revision"], "created_at": iso(s["created_at"])}
+                     for s in signals],
+            decisions=[{**{k: iso(v) if isinstance(v, datetime) else v for k, v in d.items()},
+                        "decided_by_name": names.get(d["decided_by"])} for d in decisions],
+            events=[{**e, "actor_name": names.get(e["actor"])} for e in events],
+            seller_history=[{k: iso(v) if isinstance(v, datetime) else v for k, v in h.items()} for h in history],
+            seller_counts=counts,
+            decided_by_name=names.get(item["decided_by"]),
+        )
+        return out
+
+    @staticmethod
+    def _events(conn: Connection, item_id: int) -> list[dict[str, Any]]:
+        return [{"seq": r.seq, "type": r.type, "actor": r.actor, "data": r.data, "created_at": iso(r.created_at)}
+                for r in conn.execute(select(EVENTS).where(EVENTS.c.item_id == item_id).order_by(EVENTS.c.seq))]
+
+    def events(self, *, item_id: int | None = None, after_id: int = 0, limit: int = 200) -> dict[str, Any]:
+        """The append-only log, in insertion order, for auditors and replays."""
+        cond = [EVENTS.c.id > after_id]
+        if item_id is not None:
+            cond.append(EVENTS.c.item_id == item_id)
+        limit = max(1, min(limit, 1000))
+        with self.db.read() as conn:
+            rows = conn.execute(select(EVENTS).where(*cond).order_by(EVENTS.c.id).limit(limit)).all()
+        events = [{"id": r.id, "item_id": r.item_id, "seq": r.seq, "type": r.type, "actor": r.actor,
+                   "data": r.data, "created_at": iso(r.created_at)} for r in rows]
+        return {"events": events, "next_after": events[-1]["id"] if len(events) == limit else None}
+
+    def verify(self) -> list[str]:
+        """Replay every item's events against its row; gap-free numbers; one live decision per decided
+        item. Returns the problems found (empty when the log and the projection agree)."""
+        problems: list[str] = []
+        with self.db.read() as conn:
+            items = {r.id: dict(r._mapping) for r in conn.execute(select(T))}
+            by_item: dict[int, list[dict[str, Any]]] = {}
+            for r in conn.execute(select(EVENTS).order_by(EVENTS.c.item_id, EVENTS.c.seq)):
+                by_item.setdefault(r.item_id, []).append({"seq": r.seq, "type": r.type, "actor": r.actor,
+                                                          "data": r.data})
+            live = dict(conn.execute(select(DECISIONS.c.item_id, func.count()).where(
+                DECISIONS.c.undone_at.is_(None)).group_by(DECISIONS.c.item_id)).all())
+        for item_id, item in items.items():
+            events = by_item.get(item_id, [])
+            seqs = [e["seq"] for e in events]
+            if seqs != list(range(1, len(seqs) + 1)) or item["event_seq"] != len(seqs):
+                problems.append(f"item {item_id}: event numbers {seqs[:5]}… (counter {item['event_seq']})")
+            state, want = replay(events), projection(item)
+            if state != want:
+                problems.append(f"item {item_id}: replay {state} != row {want}")
+            n_live = live.get(item_id, 0)
+            expected = 1 if item["status"] == DECIDED else 0
+            if n_live != expected:
+                problems.append(f"item {item_id}: {n_live} live decisions in status {item['status']}")
+        return problems

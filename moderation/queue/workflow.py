@@ -1,0 +1,519 @@
+"""The review workflow: claim, heartbeat, release/skip, decide, escalate, comment, undo, revert,
+assign, priority and bulk decide.
+
+Each operation is one transaction around one conditional UPDATE. When the UPDATE matches no row the
+operation failed, and only then do we read the row to say why (404, 403 or which 409) — the read
+never decides anything, so there is no check-then-act race.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, exists, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from moderation.queue.core import (
+    DECISIONS,
+    IDEMPOTENCY,
+    ITEMS,
+    LISTINGS,
+    OUTBOX,
+    RETURNING,
+    SKIPS,
+    append_event,
+    iso,
+    load_item,
+    public_item,
+    request_hash,
+    touch_event,
+)
+from moderation.queue.db import Database, utcnow
+from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
+from moderation.queue.roles import Actor
+from moderation.queue.states import (
+    CLAIMED,
+    DECIDED,
+    ESCALATED,
+    OPEN_STATES,
+    OUTCOMES,
+    PENDING,
+    REASON_CODES,
+    SUPERSEDED,
+)
+
+T = ITEMS
+
+
+@dataclass
+class DecideInput:
+    """What a reviewer submits; ``version`` and ``listing_revision`` pin what they looked at."""
+
+    outcome: str
+    claim_token: str
+    version: int
+    listing_revision: int
+    reason_codes: list[str] = field(default_factory=list)
+    seller_message: str = ""
+    internal_note: str = ""
+
+    def as_payload(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def validate_outcome(outcome: str, reason_codes: list[str]) -> None:
+    if outcome not in OUTCOMES:
+        raise Invalid("invalid_outcome", f"outcome must be one of {', '.join(OUTCOMES)}")
+    unknown = [c for c in reason_codes if c not in REASON_CODES]
+    if unknown:
+        raise Invalid("invalid_reason_code", f"unknown reason codes: {', '.join(unknown)}")
+    if outcome != "approved" and not reason_codes:
+        raise Invalid("reason_required", "a rejection or change request needs at least one reason code")
+
+
+class Workflow:
+    """Service functions over one database. Times come from ``utcnow`` so tests move rows, not clocks."""
+
+    def __init__(self, db: Database, *, lease_seconds: int = 300, undo_seconds: int = 120) -> None:
+        self.db = db
+        self.lease = timedelta(seconds=lease_seconds)
+        self.undo_window = timedelta(seconds=undo_seconds)
+
+    # -- claiming ---------------------------------------------------------------------------------
+
+    def _claimable(self, actor: Actor, now: datetime) -> Any:
+        """Rows this actor may claim now: open, not held (or lease expired), not barred."""
+        senior = actor.can("claim_escalated")
+        free_states = (PENDING, ESCALATED) if senior else (PENDING,)
+        expired = and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)
+        if not senior:
+            expired = and_(expired, T.c.escalated.is_(False))
+        return and_(
+            or_(T.c.status.in_(free_states), expired),
+            or_(T.c.excluded_user.is_(None), T.c.excluded_user != actor.id),
+        )
+
+    def _claim_values(self, actor: Actor, now: datetime, token: str) -> dict[str, Any]:
+        return {
+            "status": CLAIMED, "claimed_by": actor.id, "claim_token": token, "claimed_at": now,
+            "lease_expires_at": now + self.lease, "version": T.c.version + 1,
+            "event_seq": T.c.event_seq + 1, "updated_at": now,
+        }
+
+    def _claimed(self, conn: Connection, row: Any, actor: Actor, now: datetime, type_: str = "claimed",
+                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+        item = dict(row._mapping)
+        append_event(conn, item["id"], item["event_seq"], type_, actor.id,
+                     {"lease_expires_at": iso(item["lease_expires_at"]), **(data or {})}, now)
+        return {"item": public_item(item), "claim_token": item["claim_token"],
+                "lease_expires_at": iso(item["lease_expires_at"]), "version": item["version"]}
+
+    def claim_next(self, actor: Actor, *, family: str | None = None, category: str | None = None,
+                   severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
+        """Claim the highest-priority, oldest claimable item; ``None`` when there is none."""
+        self._require(actor, "claim")
+        now = utcnow()
+        token = secrets.token_hex(16)
+        cond = [self._claimable(actor, now),
+                ~exists().where(SKIPS.c.item_id == T.c.id, SKIPS.c.user_id == actor.id)]
+        if family:
+            cond.append(T.c.families.like(f"%,{family},%"))
+        if category:
+            cond.append(T.c.category == category)
+        if severity:
+            cond.append(T.c.max_severity == severity)
+        if kind:
+            cond.append(T.c.kind == kind)
+        pick = (select(T.c.id).where(*cond).order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
+                .limit(1).with_for_update(skip_locked=True))
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(T.c.id == pick.scalar_subquery(), self._claimable(actor, now))
+                .values(**self._claim_values(actor, now, token)).returning(*RETURNING)
+            ).first()
+            if row is None:
+                return None
+            return self._claimed(conn, row, actor, now)
+
+    def claim(self, item_id: int, actor: Actor) -> dict[str, Any]:
+        """Claim one given item (a targeted claim); renews the lease if the actor already holds it."""
+        self._require(actor, "claim")
+        now = utcnow()
+        token = secrets.token_hex(16)
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(T.c.id == item_id, self._claimable(actor, now))
+                .values(**self._claim_values(actor, now, token)).returning(*RETURNING)
+            ).first()
+            if row is not None:
+                return self._claimed(conn, row, actor, now)
+            renewed = conn.execute(
+                update(T).where(T.c.id == item_id, T.c.status == CLAIMED, T.c.claimed_by == actor.id,
+                                T.c.lease_expires_at >= now)
+                .values(lease_expires_at=now + self.lease).returning(*RETURNING)
+            ).first()
+            if renewed is not None:
+                item = dict(renewed._mapping)
+                return {"item": public_item(item), "claim_token": item["claim_token"],
+                        "lease_expires_at": iso(item["lease_expires_at"]), "version": item["version"]}
+            item = load_item(conn, item_id)
+        raise self._why_not_claimable(item, actor, now)
+
+    def _why_not_claimable(self, item: dict[str, Any], actor: Actor, now: datetime) -> QueueError:
+        if item["excluded_user"] == actor.id:
+            return Forbidden("appeal_conflict", "the original decider may not review the appeal")
+        if item["escalated"] and not actor.can("claim_escalated"):
+            return Forbidden("escalated", "only a lead may claim an escalated item")
+        if item["status"] == CLAIMED:
+            return Conflict("held", "another reviewer holds this item", held_by=item["claimed_by"])
+        if item["status"] == DECIDED:
+            return Conflict("already_decided", "the item is already decided")
+        if item["status"] == SUPERSEDED:
+            return Conflict("listing_changed", "the listing changed; this item was superseded")
+        return Conflict("not_claimable", "the item cannot be claimed now")
+
+    def _holder_conditions(self, item_id: int, actor: Actor, token: str, now: datetime) -> list[Any]:
+        return [T.c.id == item_id, T.c.status == CLAIMED, T.c.claim_token == token,
+                T.c.claimed_by == actor.id, T.c.lease_expires_at >= now]
+
+    def _lease_error(self, conn: Connection, item_id: int) -> QueueError:
+        item = load_item(conn, item_id)
+        if item["status"] == DECIDED:
+            return Conflict("already_decided", "the item is already decided")
+        if item["status"] == SUPERSEDED:
+            return Conflict("listing_changed", "the listing changed; this item was superseded")
+        return Conflict("lease_lost", "you no longer hold this item (lease expired or taken over)")
+
+    def heartbeat(self, item_id: int, actor: Actor, token: str) -> dict[str, Any]:
+        """Extend the holder's lease; 409 once it expired or someone else took the item."""
+        now = utcnow()
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(*self._holder_conditions(item_id, actor, token, now))
+                .values(lease_expires_at=now + self.lease).returning(T.c.lease_expires_at, T.c.version)
+            ).first()
+            if row is None:
+                raise self._lease_error(conn, item_id)
+            return {"item_id": item_id, "lease_expires_at": iso(row[0]), "version": row[1]}
+
+    def release(self, item_id: int, actor: Actor, token: str, *, skip: bool = False) -> dict[str, Any]:
+        """Give the item back (``skip`` also keeps claim-next from handing it to this actor again)."""
+        now = utcnow()
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(*self._holder_conditions(item_id, actor, token, now))
+                .values(status=case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
+                        claimed_by=None, claim_token=None, claimed_at=None, lease_expires_at=None,
+                        version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+                .returning(*RETURNING)
+            ).first()
+            if row is None:
+                raise self._lease_error(conn, item_id)
+            item = dict(row._mapping)
+            append_event(conn, item_id, item["event_seq"], "skipped" if skip else "released", actor.id, {}, now)
+            if skip:
+                conn.execute(self._insert_skip(item_id, actor.id, now))
+            return public_item(item)
+
+    def _insert_skip(self, item_id: int, user_id: int, now: datetime) -> Any:
+        if self.db.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+        return dialect_insert(SKIPS).values(item_id=item_id, user_id=user_id, created_at=now).on_conflict_do_nothing()
+
+    # -- deciding ---------------------------------------------------------------------------------
+
+    def decide(self, item_id: int, actor: Actor, body: DecideInput,
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        """Record a decision for the claimed item; with an idempotency key a retry gets the same answer."""
+        self._require(actor, "decide")
+        validate_outcome(body.outcome, body.reason_codes)
+        fingerprint = request_hash({"item_id": item_id, **body.as_payload()})
+        if idempotency_key:
+            stored = self._stored_answer(actor, idempotency_key, fingerprint)
+            if stored is not None:
+                return stored
+        try:
+            with self.db.write() as conn:
+                result = self._decide_in(conn, item_id, actor, body)
+                if idempotency_key:
+                    conn.execute(insert(IDEMPOTENCY).values(
+                        user_id=actor.id, key=idempotency_key, request_hash=fingerprint, status_code=200,
+                        response=result, created_at=utcnow()))
+                return result
+        except (Conflict, IntegrityError) as exc:
+            # A concurrent retry with the same key may have won; then its answer is ours too.
+            if idempotency_key:
+                stored = self._stored_answer(actor, idempotency_key, fingerprint)
+                if stored is not None:
+                    return stored
+            if isinstance(exc, IntegrityError):
+                raise Conflict("already_decided", "a concurrent decision for this item won") from exc
+            raise
+
+    def _stored_answer(self, actor: Actor, key: str, fingerprint: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.response).where(
+                IDEMPOTENCY.c.user_id == actor.id, IDEMPOTENCY.c.key == key)).first()
+        if row is None:
+            return None
+        if row[0] != fingerprint:
+            raise Invalid("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+        return dict(row[1])
+
+    def _decide_in(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput,
+                   *, bulk: bool = False) -> dict[str, Any]:
+        now = utcnow()
+        current_revision = (select(LISTINGS.c.revision)
+                            .where(LISTINGS.c.id == T.c.listing_id, LISTINGS.c.deleted.is_(False))
+                            .scalar_subquery())
+        if bulk:
+            held_ok = or_(T.c.status.in_((PENDING, ESCALATED)),
+                          and_(T.c.status == CLAIMED, or_(T.c.lease_expires_at < now, T.c.claimed_by == actor.id)))
+            where = [T.c.id == item_id, held_ok]
+        else:
+            where = [*self._holder_conditions(item_id, actor, body.claim_token, now),
+                     T.c.version == body.version, T.c.listing_revision == body.listing_revision]
+        row = conn.execute(
+            update(T).where(*where, T.c.listing_revision == current_revision)
+            .values(status=DECIDED, outcome=body.outcome, decided_by=actor.id, decided_at=now,
+                    claimed_by=None, claim_token=None, lease_expires_at=None,
+                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+            .returning(*RETURNING, T.c.claimed_at)
+        ).first()
+        if row is None:
+            raise self._why_not_decided(conn, item_id, actor, body, bulk=bulk)
+        item = dict(row._mapping)
+        decision_id = conn.execute(insert(DECISIONS).values(
+            item_id=item_id, attempt=item["attempt"], outcome=body.outcome, reason_codes=body.reason_codes,
+            seller_message=body.seller_message, internal_note=body.internal_note,
+            listing_revision=item["listing_revision"], decided_by=actor.id, claimed_at=item["claimed_at"],
+            created_at=now, bulk=bulk,
+        ).returning(DECISIONS.c.id)).scalar_one()
+        append_event(conn, item_id, item["event_seq"], "decided", actor.id,
+                     {"outcome": body.outcome, "reason_codes": body.reason_codes, "decision_id": decision_id,
+                      "attempt": item["attempt"], "bulk": bulk}, now)
+        conn.execute(insert(OUTBOX).values(
+            item_id=item_id, decision_id=decision_id, kind="seller_notification", created_at=now,
+            payload={"listing_id": item["listing_id"], "listing_revision": item["listing_revision"],
+                     "outcome": body.outcome, "reason_codes": body.reason_codes,
+                     "reasons": [REASON_CODES[c] for c in body.reason_codes],
+                     "message": body.seller_message}))
+        return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
+                "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
+
+    def _why_not_decided(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput,
+                         *, bulk: bool) -> QueueError:
+        item = load_item(conn, item_id)
+        now = utcnow()
+        listing = conn.execute(select(LISTINGS.c.revision, LISTINGS.c.deleted)
+                               .where(LISTINGS.c.id == item["listing_id"])).first()
+        if item["status"] == SUPERSEDED or (listing is not None and (
+                listing[1] or listing[0] != item["listing_revision"])):
+            return Conflict("listing_changed", "the listing changed since this item was queued")
+        if item["status"] == DECIDED:
+            return Conflict("already_decided", "the item is already decided")
+        if bulk:
+            return Conflict("held", "another reviewer holds this item", held_by=item["claimed_by"])
+        if body.listing_revision != item["listing_revision"]:
+            return Conflict("listing_changed", "you reviewed another revision of the listing",
+                            listing_revision=item["listing_revision"])
+        if (item["status"] != CLAIMED or item["claim_token"] != body.claim_token
+                or item["claimed_by"] != actor.id or item["lease_expires_at"] < now):
+            return Conflict("lease_lost", "you no longer hold this item (lease expired or taken over)")
+        if item["version"] != body.version:
+            return Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
+        return Conflict("conflict", "the item changed concurrently")
+
+    def bulk_decide(self, actor: Actor, item_ids: list[int], outcome: str, reason_codes: list[str],
+                    seller_message: str = "", internal_note: str = "", *, dry_run: bool = False
+                    ) -> list[dict[str, Any]]:
+        """Decide many items, each in its own transaction: per-item results, nothing half-applied."""
+        self._require(actor, "bulk")
+        validate_outcome(outcome, reason_codes)
+        if len(item_ids) > 500:
+            raise Invalid("too_many_items", "at most 500 items per bulk decision")
+        body = DecideInput(outcome=outcome, claim_token="", version=0, listing_revision=0,
+                           reason_codes=reason_codes, seller_message=seller_message, internal_note=internal_note)
+        results: list[dict[str, Any]] = []
+        for item_id in dict.fromkeys(item_ids):
+            try:
+                if dry_run:
+                    results.append(self._preview(item_id, actor))
+                    continue
+                with self.db.write() as conn:
+                    out = self._decide_in(conn, item_id, actor, body, bulk=True)
+                results.append({"item_id": item_id, "ok": True, "decision_id": out["decision_id"]})
+            except QueueError as exc:
+                results.append({"item_id": item_id, "ok": False, "status": exc.status, **exc.detail()})
+        return results
+
+    def _preview(self, item_id: int, actor: Actor) -> dict[str, Any]:
+        now = utcnow()
+        with self.db.read() as conn:
+            item = load_item(conn, item_id)
+        free = item["status"] in (PENDING, ESCALATED) or (
+            item["status"] == CLAIMED and (item["lease_expires_at"] < now or item["claimed_by"] == actor.id))
+        out = {"item_id": item_id, "ok": free, "status_now": item["status"], "title": item["title"]}
+        if not free:
+            out["code"] = "held" if item["status"] == CLAIMED else f"not_open:{item['status']}"
+        return out
+
+    # -- other transitions ------------------------------------------------------------------------
+
+    def escalate(self, item_id: int, actor: Actor, note: str = "", *, claim_token: str | None = None,
+                 version: int | None = None) -> dict[str, Any]:
+        """Send to a lead: from pending, or from the holder (with the claim token), or by a lead."""
+        self._require(actor, "escalate")
+        now = utcnow()
+        may = [T.c.status == PENDING, and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)]
+        if claim_token:
+            may.append(and_(T.c.status == CLAIMED, T.c.claim_token == claim_token, T.c.claimed_by == actor.id))
+        if actor.can("assign"):
+            may.append(T.c.status == CLAIMED)
+        where = [T.c.id == item_id, or_(*may)]
+        if version is not None:
+            where.append(T.c.version == version)
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(*where)
+                .values(status=ESCALATED, escalated=True, claimed_by=None, claim_token=None, claimed_at=None,
+                        lease_expires_at=None, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
+                        updated_at=now).returning(*RETURNING)
+            ).first()
+            if row is None:
+                item = load_item(conn, item_id)
+                if version is not None and item["version"] != version:
+                    raise Conflict("stale_version", "the item changed since you loaded it")
+                if item["status"] == ESCALATED:
+                    raise Conflict("already_escalated", "the item is already escalated")
+                if item["status"] == CLAIMED:
+                    raise Conflict("held", "another reviewer holds this item")
+                raise Conflict("not_open", f"the item is {item['status']}")
+            item = dict(row._mapping)
+            append_event(conn, item_id, item["event_seq"], "escalated", actor.id, {"note": note}, now)
+            return public_item(item)
+
+    def comment(self, item_id: int, actor: Actor, text: str) -> dict[str, Any]:
+        self._require(actor, "comment")
+        text = text.strip()
+        if not text or len(text) > 5000:
+            raise Invalid("invalid_comment", "a comment needs 1 to 5000 characters")
+        now = utcnow()
+        with self.db.write() as conn:
+            seq = touch_event(conn, item_id, "commented", actor.id, {"text": text}, now)
+        return {"item_id": item_id, "seq": seq}
+
+    def undo(self, item_id: int, actor: Actor, *, reclaim: bool = False) -> dict[str, Any]:
+        """The decider takes back their decision inside the undo window; the item reopens."""
+        self._require(actor, "undo")
+        now = utcnow()
+        where = [T.c.decided_by == actor.id, T.c.decided_at >= now - self.undo_window]
+        return self._reopen(item_id, actor, where, "undone", "", reclaim=reclaim, now=now)
+
+    def revert(self, item_id: int, actor: Actor, reason: str) -> dict[str, Any]:
+        """A lead overturns a decision at any time, with a reason."""
+        self._require(actor, "revert")
+        if not reason.strip():
+            raise Invalid("reason_required", "a revert needs a reason")
+        return self._reopen(item_id, actor, [], "reverted", reason.strip(), reclaim=False, now=utcnow())
+
+    def _reopen(self, item_id: int, actor: Actor, where: list[Any], type_: str, reason: str, *,
+                reclaim: bool, now: datetime) -> dict[str, Any]:
+        token = secrets.token_hex(16) if reclaim else None
+        reopened = CLAIMED if reclaim else case((T.c.escalated.is_(True), ESCALATED), else_=PENDING)
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(T.c.id == item_id, T.c.status == DECIDED, *where)
+                .values(status=reopened, outcome=None, decided_by=None, decided_at=None,
+                        claimed_by=actor.id if reclaim else None, claim_token=token,
+                        claimed_at=now if reclaim else None,
+                        lease_expires_at=now + self.lease if reclaim else None,
+                        attempt=T.c.attempt + 1, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
+                        updated_at=now).returning(*RETURNING)
+            ).first()
+            if row is None:
+                item = load_item(conn, item_id)
+                if item["status"] != DECIDED:
+                    raise Conflict("not_decided", f"the item is {item['status']}, not decided")
+                if item["decided_by"] != actor.id:
+                    raise Forbidden("not_your_decision", "only the reviewer who decided may undo; ask a lead")
+                raise Conflict("undo_window_passed", "the undo window has passed; ask a lead to revert")
+            item = dict(row._mapping)
+            old_attempt = item["attempt"] - 1
+            undone = conn.execute(
+                update(DECISIONS).where(DECISIONS.c.item_id == item_id, DECISIONS.c.attempt == old_attempt,
+                                        DECISIONS.c.undone_at.is_(None))
+                .values(undone_at=now, undone_by=actor.id, undo_kind="undo" if type_ == "undone" else "revert",
+                        undo_reason=reason or None).returning(DECISIONS.c.id)
+            ).first()
+            append_event(conn, item_id, item["event_seq"], type_, actor.id,
+                         {"attempt": item["attempt"], "reclaimed": reclaim, "reason": reason,
+                          "decision_id": undone[0] if undone else None}, now)
+            conn.execute(insert(OUTBOX).values(
+                item_id=item_id, decision_id=undone[0] if undone else None, kind="decision_withdrawn",
+                created_at=now, payload={"listing_id": item["listing_id"], "reason": reason or type_}))
+            out: dict[str, Any] = {"item": public_item(item), "attempt": item["attempt"]}
+            if reclaim:
+                out.update(claim_token=token, version=item["version"])
+            return out
+
+    def set_priority(self, item_id: int, actor: Actor, priority: int, version: int) -> dict[str, Any]:
+        """A lead's edit, guarded by the version they saw: of two racing edits one wins, one gets 409."""
+        self._require(actor, "priority")
+        now = utcnow()
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(T.c.id == item_id, T.c.version == version, T.c.status.in_(OPEN_STATES))
+                .values(priority=priority, version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+                .returning(*RETURNING)
+            ).first()
+            if row is None:
+                item = load_item(conn, item_id)
+                if item["version"] != version:
+                    raise Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
+                raise Conflict("not_open", f"the item is {item['status']}")
+            item = dict(row._mapping)
+            append_event(conn, item_id, item["event_seq"], "priority_changed", actor.id, {"priority": priority}, now)
+            return public_item(item)
+
+    def assign(self, item_id: int, actor: Actor, user: Actor, *, force: bool = False) -> dict[str, Any]:
+        """A lead hands an item to a reviewer (``force`` also takes it from its current holder)."""
+        self._require(actor, "assign")
+        if not user.can("claim"):
+            raise Invalid("not_a_reviewer", "the assignee cannot review items")
+        now = utcnow()
+        token = secrets.token_hex(16)
+        states = [T.c.status.in_((PENDING, ESCALATED)), and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)]
+        if force:
+            states.append(T.c.status == CLAIMED)
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(T).where(T.c.id == item_id, or_(*states),
+                                or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id))
+                .values(**{**self._claim_values(user, now, token)}).returning(*RETURNING)
+            ).first()
+            if row is None:
+                raise self._why_not_claimable(load_item(conn, item_id), user, now)
+            item = dict(row._mapping)
+            append_event(conn, item_id, item["event_seq"], "assigned", actor.id,
+                         {"user": user.id, "lease_expires_at": iso(item["lease_expires_at"])}, now)
+            return public_item(item)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _require(actor: Actor, permission: str) -> None:
+        if not actor.can(permission):
+            raise Forbidden("forbidden", f"role {actor.role} may not {permission}")
+
+    def find_item(self, item_id: int) -> dict[str, Any]:
+        with self.db.read() as conn:
+            return load_item(conn, item_id)
+
+
+__all__ = ["DecideInput", "NotFound", "Workflow"]

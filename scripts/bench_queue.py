@@ -1,0 +1,328 @@
+"""Benchmark the review queue and /v1/check over real HTTP on loopback.
+
+1. Drain: N concurrent reviewers (threads, one HTTP client each, bounded loops) claim-next and decide
+   until the queue is empty, against a uvicorn server in its own process, on PostgreSQL and SQLite.
+   Checks afterwards: no item claimed twice, every item decided exactly once (one live decision),
+   event replay equals state. Prints decisions/s and claim latency p50/p95.
+2. Load: an open-loop generator sends ``POST /v1/check`` at a fixed rate (default 200/s for 60 s) and
+   prints p50/p99 latency and the error count. ``--check-seconds`` shortens it.
+
+    .venv/bin/python scripts/bench_queue.py                      # both backends, 2000 items, 60 s load
+    .venv/bin/python scripts/bench_queue.py --backend sqlite --check-seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from moderation.api.accounts import Accounts  # noqa: E402
+from moderation.queue import ReviewQueue  # noqa: E402
+from moderation.queue.core import DECISIONS, EVENTS  # noqa: E402
+from moderation.queue.roles import Actor  # noqa: E402
+from moderation.schema import CheckResult, Finding, Listing  # noqa: E402
+
+PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# -- server process ----------------------------------------------------------------------------------
+
+def serve(database_url: str, port: int, classifier: bool) -> None:
+    """Runs in the child process: the real app, one uvicorn worker."""
+    import uvicorn
+
+    from moderation.api import create_app
+    from moderation.checker import Checker
+
+    app = create_app(database_url, Checker(classifier=classifier))
+    # Load rules and jieba, and check each load listing once, before anything is timed.
+    app.state.get_checker().check_many(load_listings())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+class Server:
+    def __init__(self, database_url: str, classifier: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, __file__, "--serve", database_url, "--port", str(self.port)]
+        if classifier:
+            cmd.append("--classifier")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- databases ----------------------------------------------------------------------------------------
+
+def fresh_database(backend: str, workdir: Path) -> tuple[str, Any]:
+    if backend == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}", lambda: None
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
+
+
+def seed(queue: ReviewQueue, items: int) -> None:
+    service = Actor(id=0, username="bench", role="service")
+    for i in range(items):
+        listing = Listing(id=f"bench-{i}", title=f"全网最低价 保温杯 {i}", seller_id=f"s-{i % 50}")
+        result = CheckResult(id=listing.id, verdict="block", risk=0.9, findings=[Finding(
+            rule="absolute.scoped_superlative", family="absolute_claims", law="广告法第九条第三项",
+            severity="critical", field="title", start=0, end=5, text="全网最低价", message="绝对化用语")])
+        queue.intake.enqueue(listing, result, service)
+
+
+# -- drain --------------------------------------------------------------------------------------------
+
+def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
+    claimed: list[list[int]] = [[] for _ in tokens]
+    latencies: list[list[float]] = [[] for _ in tokens]
+    errors: list[str] = []
+    gate = threading.Barrier(len(tokens))
+
+    def reviewer(i: int) -> None:
+        headers = {"Authorization": f"Bearer {tokens[i]}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            gate.wait()
+            for _ in range(items * 2):  # bounded
+                t0 = time.perf_counter()
+                r = client.post("/v1/queue/claim-next", json={})
+                latencies[i].append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors.append(f"claim {r.status_code} {r.text[:100]}")
+                    continue
+                claim = r.json()
+                if claim["item"] is None:
+                    return
+                item_id = claim["item"]["id"]
+                claimed[i].append(item_id)
+                body = {"outcome": "rejected", "reason_codes": ["absolute_claim"], "claim_token": claim["claim_token"],
+                        "version": claim["version"], "listing_revision": claim["item"]["listing_revision"]}
+                d = client.post(f"/v1/queue/items/{item_id}/decision", json=body,
+                                headers={"Idempotency-Key": uuid.uuid4().hex})
+                if d.status_code != 200:
+                    errors.append(f"decide {d.status_code} {d.text[:100]}")
+
+    threads = [threading.Thread(target=reviewer, args=(i,)) for i in range(len(tokens))]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    flat = [i for c in claimed for i in c]
+    lat = [x for ls in latencies for x in ls]
+    return {"elapsed": elapsed, "claimed": flat, "errors": errors, "claim_p50_ms": pct(lat, 0.5) * 1000,
+            "claim_p95_ms": pct(lat, 0.95) * 1000}
+
+
+def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-queue-"))
+    url, drop = fresh_database(backend, workdir)
+    queue = ReviewQueue(url)
+    try:
+        t0 = time.perf_counter()
+        seed(queue, args.items)
+        seeded = time.perf_counter() - t0
+        accounts = Accounts(queue.db)
+        tokens = [accounts.create_token(accounts.create_user(f"r{i}", "reviewer").id) for i in range(args.reviewers)]
+        server = Server(url, classifier=False)
+        try:
+            out = drain(server.url, tokens, args.items)
+        finally:
+            server.stop()
+        with queue.db.read() as conn:
+            decisions = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
+            live_per_item = conn.execute(select(DECISIONS.c.item_id, func.count()).where(
+                DECISIONS.c.undone_at.is_(None)).group_by(DECISIONS.c.item_id)).all()
+            claimed_events = conn.execute(select(func.count()).select_from(EVENTS).where(
+                EVENTS.c.type == "claimed")).scalar_one()
+        problems = queue.verify()
+        claimed = out["claimed"]
+        report = {
+            "backend": backend, "items": args.items, "reviewers": args.reviewers, "seed_s": round(seeded, 1),
+            "elapsed_s": round(out["elapsed"], 2), "decisions_per_s": round(decisions / out["elapsed"], 1),
+            "claim_p50_ms": round(out["claim_p50_ms"], 1), "claim_p95_ms": round(out["claim_p95_ms"], 1),
+            "claimed": len(claimed), "claimed_twice": len(claimed) - len(set(claimed)),
+            "decisions": decisions, "items_with_one_live_decision": sum(1 for _, n in live_per_item if n == 1),
+            "claimed_events": claimed_events, "http_errors": len(out["errors"]), "replay_problems": len(problems),
+        }
+        report["ok"] = (report["claimed_twice"] == 0 and report["claimed"] == args.items == decisions
+                        == report["items_with_one_live_decision"] and not problems and not out["errors"])
+        for e in out["errors"][:5]:
+            print("  error:", e)
+        return report
+    finally:
+        queue.close()
+        drop()
+
+
+# -- /v1/check load -----------------------------------------------------------------------------------
+
+def load_listings() -> list[dict[str, Any]]:
+    from moderation.api.demo import load_listings as demo
+
+    return demo(limit=100)
+
+
+def _generator(args: tuple[str, int, str, float, float, int, int]) -> dict[str, Any]:
+    """One load process: ``threads`` keep-alive connections sending on a fixed schedule.
+
+    Latency is measured from each request's *scheduled* time, so a generator or server that falls
+    behind shows up in the figures instead of silently lowering the rate (no coordinated omission).
+    """
+    import http.client
+
+    host, port, token, rate, seconds, threads, offset = args
+    listings = load_listings()
+    start = time.perf_counter() + 0.5
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        nonlocal errors
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        for i in range(k, total, threads):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            body = json.dumps({**listings[(offset + i) % len(listings)], "id": f"load-{offset}-{i}"})
+            ok = False
+            try:
+                conn.request("POST", "/v1/check", body=body, headers={
+                    "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+            with lock:
+                latencies.append(time.perf_counter() - due)
+                errors += not ok
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return {"latencies": latencies, "errors": errors, "elapsed": time.perf_counter() - start}
+
+
+def open_loop(port: int, token: str, rps: int, seconds: float, processes: int = 4,
+              threads: int = 8) -> dict[str, Any]:
+    from multiprocessing import Pool
+
+    jobs = [("127.0.0.1", port, token, rps / processes, seconds, threads, p * 100_000) for p in range(processes)]
+    with Pool(processes) as pool:
+        parts = pool.map(_generator, jobs)
+    latencies = [x for p in parts for x in p["latencies"]]
+    elapsed = max(p["elapsed"] for p in parts)
+    return {"requests": len(latencies), "seconds": round(elapsed, 1),
+            "achieved_rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(pct(latencies, 0.5) * 1000, 1), "p99_ms": round(pct(latencies, 0.99) * 1000, 1),
+            "max_ms": round(max(latencies) * 1000, 1), "errors": sum(p["errors"] for p in parts)}
+
+
+def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-check-"))
+    url = f"sqlite:///{workdir / 'check.db'}"
+    queue = ReviewQueue(url)
+    accounts = Accounts(queue.db)
+    token = accounts.create_token(accounts.create_user("load", "service").id)
+    server = Server(url, classifier=args.classifier)
+    try:
+        report = open_loop(server.port, token, args.check_rps, args.check_seconds)
+    finally:
+        server.stop()
+        queue.close()
+    report["classifier"] = args.classifier
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--reviewers", type=int, default=16)
+    parser.add_argument("--check-rps", type=int, default=200)
+    parser.add_argument("--check-seconds", type=float, default=60.0, help="Length of the /v1/check load (0 skips it).")
+    parser.add_argument("--classifier", action="store_true", help="Load the risk classifier in the server.")
+    parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.classifier)
+        return
+    ok = True
+    if not args.skip_drain:
+        backends = ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
+        for backend in backends:
+            report = run_drain(backend, args)
+            ok &= report["ok"]
+            print(json.dumps(report, ensure_ascii=False))
+            print(f"{backend}: {report['decisions_per_s']} decisions/s, claim p95 {report['claim_p95_ms']} ms, "
+                  f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}")
+    if args.check_seconds > 0:
+        report = run_load(args)
+        print(json.dumps(report, ensure_ascii=False))
+        print(f"/v1/check at {args.check_rps}/s for {report['seconds']} s: p99 {report['p99_ms']} ms, "
+              f"errors {report['errors']}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
