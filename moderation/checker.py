@@ -106,12 +106,14 @@ class Checker:
             findings = findings + image_findings
         verdict, risk = decide(findings, self.engine.policy, score)
         model = self.model
-        return CheckResult(
+        return CheckResult.model_construct(  # built from validated parts; no second validation pass
             id=listing.id,
-            verdict=verdict,  # type: ignore[arg-type]
+            verdict=verdict,
             risk=risk,
             findings=findings,
-            classifier=ClassifierScore(score=round(score, 4), model=model.name) if score is not None else None,
+            classifier=(
+                ClassifierScore(score=round(float(score), 4), model=model.name) if score is not None else None
+            ),
             images=image_results,
         )
 

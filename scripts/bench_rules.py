@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
     parser.add_argument("--listings", type=int, default=2000)
     parser.add_argument("--single", type=int, default=1000, help="single-listing latency samples")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
     args = parser.parse_args()
 
     with contextlib.suppress(AttributeError, OSError):
@@ -105,17 +106,24 @@ def main() -> None:
     checker.check_many(listings[:50])  # warm caches the way a running service has them
     rss1 = _rss_mb()
 
-    t0 = time.perf_counter()
-    results = checker.check_many(listings)
-    engine_s = time.perf_counter() - t0
-    flagged = sum(r.verdict != "pass" for r in results)
-
     jieba.setLogLevel(60)
     jieba.initialize()
-    t0 = time.perf_counter()
-    for text in texts:
-        jieba.lcut(text)
-    jieba_s = time.perf_counter() - t0
+    # Alternate the two measurements and keep each one's best round: other processes on a shared
+    # machine only ever slow a round down, so best-of-N is the least noisy estimate of either.
+    engine_rounds: list[float] = []
+    jieba_rounds: list[float] = []
+    results = []
+    for _ in range(args.rounds):
+        engine.tokeniser.clear_cache()  # no help from segmentations cached in an earlier round
+        t0 = time.perf_counter()
+        results = checker.check_many(listings)
+        engine_rounds.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for text in texts:
+            jieba.lcut(text)
+        jieba_rounds.append(time.perf_counter() - t0)
+    engine_s, jieba_s = min(engine_rounds), min(jieba_rounds)
+    flagged = sum(r.verdict != "pass" for r in results)
 
     rng = random.Random(2)
     long_listings = [x for x in listings if len(x["title"]) + len(x["description"]) >= 900] or listings
@@ -135,7 +143,11 @@ def main() -> None:
     print(f"listings: {len(listings)}, {chars / len(listings):.0f} chars each on average, {flagged} flagged")
     print(f"check_many: {len(listings) / engine_s:,.0f} listings/s, {chars / engine_s / 1e6:.2f} M chars/s")
     print(f"jieba.lcut full text (baseline): {len(listings) / jieba_s:,.0f} listings/s, {chars / jieba_s / 1e6:.2f} M chars/s")
-    print(f"ratio check_many / jieba: {jieba_s / engine_s:.1f}x (bar: >= 10x)")
+    print(f"ratio check_many / jieba: {jieba_s / engine_s:.1f}x (bar: >= 10x; best of {args.rounds} alternating rounds)")
+    print(
+        "  per-round ratios: "
+        + ", ".join(f"{j / e:.1f}x" for e, j in zip(engine_rounds, jieba_rounds, strict=True))
+    )
     print(f"single listing >= 900 chars: p50 {p50:.2f} ms, p99 {p99:.2f} ms (bar: p99 <= 5 ms)")
 
 

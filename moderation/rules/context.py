@@ -8,7 +8,7 @@ text and evaluates a rule's ``exempt`` and ``requires`` contexts against them.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from functools import cached_property
 
 import numpy as np
@@ -47,12 +47,11 @@ class TextWindows:
     def _window(bounds: list[int], start: int, end: int, length: int) -> tuple[int, int]:
         i = bisect_left(bounds, start)
         lo = bounds[i - 1] + 1 if i > 0 else 0
-        j = bisect_right(bounds, max(start, end - 1))
         # A punctuation character inside the match itself does not end the window.
-        while j < len(bounds) and bounds[j] < end:
-            j += 1
-        hi = bounds[j] if j < len(bounds) else length
-        return lo, hi
+        n = len(bounds)
+        while i < n and bounds[i] < end:
+            i += 1
+        return lo, bounds[i] if i < n else length
 
     def clause(self, start: int, end: int) -> tuple[int, int]:
         if self._clause is None:

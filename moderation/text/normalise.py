@@ -36,6 +36,16 @@ SENTENCE_PUNCT = "。！？!?；;\n"
 _KEEP_SYMBOLS = "#%+&@=<>()（）[]【】{}「」『』《》〈〉〔〕“”\"'/：:"
 
 
+def _lut(chars: str) -> np.ndarray:
+    table = np.zeros(_MAX_CP, dtype=bool)
+    table[[ord(c) for c in chars]] = True
+    return table
+
+
+_DIGIT_JOINERS = _lut(_BETWEEN_DIGITS)
+_DIGITS = _lut("0123456789")
+
+
 @dataclass(frozen=True, slots=True)
 class NormalisedText:
     """Folded text plus, for every folded character, the original span ``[starts[i], ends[i])``."""
@@ -51,6 +61,16 @@ class NormalisedText:
             pos = int(self.starts[start]) if start < len(self.starts) else len(self.original)
             return pos, pos
         return int(self.starts[start]), int(self.ends[end - 1])
+
+    def part(self, lo: int, hi: int) -> NormalisedText:
+        """The folded view of ``original[lo:hi]``, with offsets relative to ``lo``.
+
+        Valid when no evasion substitution straddles ``lo`` or ``hi`` (true at line breaks, which
+        is how the engine joins fields).
+        """
+        i = int(np.searchsorted(self.starts, lo, "left"))
+        j = int(np.searchsorted(self.starts, hi, "left"))
+        return NormalisedText(self.original[lo:hi], self.text[i:j], self.starts[i:j] - lo, self.ends[i:j] - lo)
 
 
 def _is_latin_letter(ch: str) -> bool:
@@ -277,25 +297,19 @@ def normalise(text: str) -> NormalisedText:
         empty = np.zeros(0, dtype=np.int64)
         return NormalisedText(text, "", empty, empty)
     fold, noise = _tables()
-    raw = text.encode("utf-32-le", errors="surrogatepass")
-    cps = np.frombuffer(raw, dtype=np.uint32)  # code points, all < 0x110000
+    cps = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
     folded = fold[cps]
     drop = noise[cps]
-    dots = np.flatnonzero((folded == 0x2E) | (folded == 0x2D) | (folded == 0x7E))  # . - ~
+    dots = np.flatnonzero(_DIGIT_JOINERS[folded])  # . - ~ survive only between two digits
     if dots.size:
-        digit = (folded >= 0x30) & (folded <= 0x39)
-        prev_digit = np.zeros_like(digit)
-        prev_digit[1:] = digit[:-1]
-        next_digit = np.zeros_like(digit)
-        next_digit[:-1] = digit[1:]
-        drop[dots] = ~(prev_digit[dots] & next_digit[dots])
+        inner = dots[(dots > 0) & (dots < len(folded) - 1)]
+        drop[dots] = True
+        drop[inner] = ~(_DIGITS[folded[inner - 1]] & _DIGITS[folded[inner + 1]])
     keep = np.flatnonzero(~drop)
     out = folded[keep]
     # Lone surrogates cannot be decoded from UTF-32; show them as the replacement character.
     norm = out.tobytes().decode("utf-32-le", errors="replace")
-    starts = keep.astype(np.int64)
-    ends = starts + 1
-    norm, starts, ends = _apply_evasions(norm, starts, ends)
+    norm, starts, ends = _apply_evasions(norm, keep, keep + 1)
     return NormalisedText(text, norm, starts, ends)
 
 

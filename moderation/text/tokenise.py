@@ -58,6 +58,10 @@ class Tokeniser:
             ends.append(pos)
         return tuple(ends)
 
+    def clear_cache(self) -> None:
+        """Forget cached block segmentations (benchmarks use it to measure cold work)."""
+        self._cut_block.cache_clear()
+
     def cut(self, text: str) -> list[str]:
         """Full-text segmentation (the reference that block segmentation must equal)."""
         self._ensure_ready()
