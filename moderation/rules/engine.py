@@ -315,23 +315,23 @@ class RulesEngine:
 
     def _finding(self, m: _Match, norm: NormalisedText, field: str, offset: int = 0) -> Finding:
         start, end = norm.original_span(m.start, m.end)
-        original = norm.original[start:end]
-        start, end = start - offset, end - offset
-        rule = m.rule
+        return self._make_finding(m.rule, field, start - offset, end - offset, norm.original[start:end])
+
+    def _make_finding(self, rule: Rule, field: str, start: int, end: int, original: str) -> Finding:
         # model_construct: every value comes from a validated rule pack; skipping re-validation of
         # each finding is a measurable share of the per-listing cost.
         return Finding.model_construct(
             rule=rule.id,
             family=rule.family,
             law=rule.law,
-            severity=rule.severity,  # type: ignore[arg-type]
+            severity=rule.severity,
             field=field,
             start=start,
             end=end,
             text=original,
             message=rule.message.replace("{text}", original),
             suggestion=rule.suggestion.replace("{text}", original) if rule.suggestion else None,
-            action=self.policy.action_for(rule),  # type: ignore[arg-type]
+            action=self.policy.action_for(rule),
         )
 
     def _absent_findings(self, listing: Listing, ctx: ListingContext) -> list[Finding]:
@@ -347,21 +347,7 @@ class RulesEngine:
                     continue
             field = "description" if listing.description else "title"
             pos = len(listing.description if field == "description" else listing.title)
-            out.append(
-                Finding(
-                    rule=rule.id,
-                    family=rule.family,
-                    law=rule.law,
-                    severity=rule.severity,  # type: ignore[arg-type]
-                    field=field,
-                    start=pos,
-                    end=pos,
-                    text="",
-                    message=rule.message.replace("{text}", ""),
-                    suggestion=rule.suggestion,
-                    action=self.policy.action_for(rule),  # type: ignore[arg-type]
-                )
-            )
+            out.append(self._make_finding(rule, field, pos, pos, ""))
         return out
 
     def listing_context(self, listing: Listing, folded: dict[str, NormalisedText] | None = None) -> ListingContext:
