@@ -134,7 +134,8 @@ class Checker:
             batch = todo[offset : offset + batch_size]
             scores: list[float | None] = [None] * len(batch)
             if model is not None:
-                scores = list(model.score_texts([listing.text() for _, listing in batch]))
+                # The model was trained on the category tag plus the text (see models/MODEL_CARD.md).
+                scores = list(model.score_listings([listing for _, listing in batch]))
             for (i, listing), score in zip(batch, scores, strict=True):
                 try:
                     findings = self.engine.find(listing)

@@ -1,0 +1,109 @@
+"""Model shape, names and locations shared by training and prediction.
+
+The shape is chosen for CPU latency: a 256-character listing must score in a few milliseconds on two
+cores, which rules out the usual 768-wide BERT; 192 hidden units over two layers keeps single-listing
+latency under 5 ms while leaving enough capacity for paraphrased claims.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from transformers import BertConfig
+
+MODEL_NAME = "risk-zh-tiny"
+MODEL_VERSION = "0.1.0"
+#: Characters of listing text the model reads; longer text is truncated (the title and the start of the
+#: description carry most claims, and the rules engine reads everything).
+MAX_CHARS = 256
+ENV_MODEL_DIR = "MODERATION_MODEL_DIR"
+CALIBRATION_FILE = "calibration.json"
+#: Label names stored in config.json so that a swapped-in checkpoint can say which index means "risky".
+ID2LABEL = {0: "lawful", 1: "risky"}
+
+#: Chinese names of the listing categories, used as the text prefix that lets the model condition on
+#: the category (the same claim is lawful on health food and unlawful on ordinary food).
+CATEGORY_ZH: dict[str, str] = {
+    "general": "日用百货",
+    "food": "食品",
+    "health_food": "保健食品",
+    "cosmetics": "化妆品",
+    "drug": "药品",
+    "medical_device": "医疗器械",
+    "medical_service": "医疗服务",
+    "baby": "母婴",
+    "apparel": "服饰",
+    "education": "教育培训",
+    "finance": "金融理财",
+    "real_estate": "房地产",
+    "agriculture": "农资",
+    "alcohol": "酒类",
+    "tobacco": "烟草",
+}
+
+
+def repo_root() -> Path:
+    """The repository root (two levels above this package), where `models/` and `var/` live."""
+    return Path(__file__).resolve().parents[2]
+
+
+def default_model_dir() -> Path:
+    """Where load_model looks when no path is given: $MODERATION_MODEL_DIR, else the shipped model."""
+    env = os.environ.get(ENV_MODEL_DIR)
+    if env:
+        return Path(env)
+    return repo_root() / "models" / "risk-classifier"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Encoder hyper-parameters; small on purpose (see module docstring)."""
+
+    hidden_size: int = 192
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 3
+    intermediate_size: int = 512
+    max_chars: int = MAX_CHARS
+    dropout: float = 0.1
+
+    def bert_config(self, vocab_size: int, pad_token_id: int = 0) -> BertConfig:
+        """A BertConfig for this shape; positions cover [CLS] + max_chars + [SEP]."""
+        return BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_chars + 2,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            type_vocab_size=1,
+            pad_token_id=pad_token_id,
+            num_labels=2,
+            id2label=dict(ID2LABEL),
+            label2id={v: k for k, v in ID2LABEL.items()},
+        )
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def listing_text(
+    title: str = "",
+    description: str = "",
+    category: str | None = None,
+    attributes: dict[str, str] | None = None,
+) -> str:
+    """The text the model was trained on for one listing: a category tag, then all checked fields.
+
+    The tag (【食品】…) is how category-conditional claims reach a text-only model; texts without a tag
+    are also seen in training, so score_texts on bare text works too, just without that context.
+    """
+    parts = [p for p in (title, description) if p]
+    parts.extend(v for v in (attributes or {}).values() if v)
+    body = "\n".join(parts)
+    if category and category in CATEGORY_ZH:
+        return f"【{CATEGORY_ZH[category]}】{body}"
+    return body

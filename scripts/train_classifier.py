@@ -1,0 +1,48 @@
+"""Train the risk classifier and write models/risk-classifier/ (weights, tokenizer, calibration).
+
+    .venv/bin/python scripts/build_training_set.py
+    .venv/bin/python scripts/train_classifier.py [--epochs 3] [--mlm-steps 600] [--out models/risk-classifier]
+    .venv/bin/python scripts/eval_classifier.py      # metrics, plots and numbers for MODEL_CARD.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from moderation.classifier.pipeline import DEFAULT_DATA_DIR, train_from_data_dir  # noqa: E402
+from moderation.classifier.train import TrainConfig  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    ap.add_argument("--out", type=Path, default=REPO / "models" / "risk-classifier")
+    ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--mlm-steps", type=int, default=600,
+                    help="masked-LM pre-training steps on corpus lines (0 = none; the shipped model used 600)")
+    ap.add_argument("--corpora", type=Path, default=REPO.parent / "shared" / "corpora",
+                    help="unlabelled lines for --mlm-steps (training-split lines only)")
+    ap.add_argument("--seed", type=int, default=TrainConfig.seed)
+    ap.add_argument("--threads", type=int, default=TrainConfig.threads,
+                    help="torch threads; 1 avoids OpenMP spin contention on a shared 2-core machine")
+    ap.add_argument("--from-decisions", default=None, help="JSONL of {text,label} or a SQLAlchemy URL")
+    args = ap.parse_args(argv)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mlm_steps=args.mlm_steps,
+                      seed=args.seed, threads=args.threads)
+    record = train_from_data_dir(args.data, args.out, cfg, decisions=args.from_decisions,
+                                 corpora=args.corpora if args.mlm_steps else None)
+    print(json.dumps({k: record[k] for k in ("total_seconds", "train_seconds", "calibration", "test") if k in record},
+                     ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

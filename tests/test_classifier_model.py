@@ -1,0 +1,193 @@
+"""The risk classifier's training, saving, loading and scoring, on a tiny model trained in the suite."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+from moderation.classifier import ENV_MODEL_DIR, ModelLoadError, RiskModel, load_model
+from moderation.classifier.calibration import Calibration, expected_calibration_error, fit_platt
+from moderation.classifier.config import ModelSpec
+from moderation.classifier.data import Example, write_jsonl
+from moderation.classifier.evaluate import roc_auc, threshold_at_fpr
+from moderation.classifier.pipeline import QueueExportPending, load_decisions
+from moderation.classifier.train import TrainConfig, fine_tune, new_model, save_and_calibrate
+from moderation.classifier.vocab import build_vocab, make_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+LEXICONS = REPO / "scripts" / "data"
+TINY = ModelSpec(hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96, max_chars=64)
+FRAMES = ["{p}，{c}", "【{p}】{c}，包邮", "{c}！{p}现货", "店长推荐{p}：{c}"]
+HELD_FRAMES = ["{p} {c}～", "新品{p}｜{c}"]
+
+
+def _tiny_data() -> tuple[list[Example], list[Example]]:
+    """Claims from the project lexicons; every fourth claim line and two frames are held out."""
+    claims = yaml.safe_load((LEXICONS / "claims.yaml").read_text(encoding="utf-8"))
+    tpl = yaml.safe_load((LEXICONS / "templates.yaml").read_text(encoding="utf-8"))
+    products = [p for c in tpl["categories"].values() for p in c["products"]]
+    rng = random.Random(5)
+    train, held = [], []
+    for label, key in ((1, "unlawful"), (0, "lawful")):
+        for g in claims[key]:
+            for i, text in enumerate(g["texts"]):
+                text = text.replace("{", "").replace("}", "")
+                frames, dest = (HELD_FRAMES, held) if i % 4 == 0 else (FRAMES, train)
+                for f in frames:
+                    dest.append(Example(text=f.format(p=rng.choice(products), c=text), label=label))
+    # Balance the classes so that chance is AUC 0.5 and the model cannot win by the prior alone.
+    rng.shuffle(train)
+    return train, held
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Example], BertForSequenceClassification]:
+    torch.set_num_threads(1)
+    train, held = _tiny_data()
+    tokens = build_vocab(extra_texts=[e.text for e in train + held], max_jieba_chars=0)
+    tok = make_tokenizer(tokens, TINY.max_chars)
+    model = new_model(tok, TINY, seed=3)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, threads=1, fp16_weights=False, log_every=10**9)
+    fine_tune(model, tok, train, cfg, TINY.max_chars, progress=lambda s: None)
+    out = tmp_path_factory.mktemp("tiny-model")
+    save_and_calibrate(model, tok, out, held, cfg, TINY.max_chars)
+    return out, held, model
+
+
+def test_tiny_model_beats_chance_on_held_out_lines(tiny):
+    out, held, _ = tiny
+    rm = load_model(out)
+    scores = np.array(rm.score_texts([e.text for e in held]))
+    y = np.array([e.label for e in held])
+    assert roc_auc(scores, y) > 0.7
+    assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_save_load_round_trip_gives_identical_scores(tiny, tmp_path):
+    out, held, model = tiny
+    texts = [e.text for e in held[:40]]
+    loaded = load_model(out)
+    in_memory = RiskModel(model, loaded.tokenizer, loaded.calibration, name="x", path=out,
+                          max_chars=loaded.max_chars)
+    assert loaded.score_texts(texts) == in_memory.score_texts(texts)
+    # and again through a second save of the loaded model
+    loaded.model.save_pretrained(tmp_path)
+    loaded.tokenizer.save_pretrained(tmp_path)
+    loaded.calibration.save(tmp_path)
+    assert load_model(tmp_path).score_texts(texts) == loaded.score_texts(texts)
+
+
+def test_scores_are_deterministic_and_in_input_order(tiny):
+    out, held, _ = tiny
+    rm = load_model(out)
+    texts = [e.text for e in held[:50]]
+    first = rm.score_texts(texts, batch_size=8)
+    assert rm.score_texts(texts, batch_size=8) == first
+    singles = [rm.score_text(t) for t in texts]
+    np.testing.assert_allclose(singles, first, atol=1e-5)
+    assert rm.score_texts([]) == []
+
+
+def test_calibration_file_and_name(tiny):
+    out, _, _ = tiny
+    cal = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
+    assert cal["method"] == "platt" and cal["a"] > 0
+    assert load_model(out).name == "risk-zh-tiny@0.1.0"
+
+
+def test_env_var_selects_default_directory(tiny, monkeypatch):
+    out, _, _ = tiny
+    monkeypatch.setenv(ENV_MODEL_DIR, str(out))
+    assert load_model().path == out
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nope")
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        load_model(tmp_path)
+
+
+def test_corrupt_directory_is_a_clear_error(tiny, tmp_path):
+    out, _, _ = tiny
+    for f in out.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelLoadError, match=str(tmp_path)):
+        load_model(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
+    (tmp_path / "calibration.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="calibration"):
+        load_model(tmp_path)
+    (tmp_path / "calibration.json").unlink()
+    (tmp_path / "config.json").write_text("not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        load_model(tmp_path)
+
+
+def test_any_local_checkpoint_loads_through_the_same_path(tmp_path):
+    """A freshly saved Bert with its own (different) tokenizer and no calibration still loads."""
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"一二三四五好坏的了"])}
+    tok = BertTokenizerFast(vocab=vocab)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=40, num_labels=2)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    rm = load_model(tmp_path)
+    assert rm.name == f"{tmp_path.name}@local"
+    assert rm.max_chars == 38
+    scores = rm.score_texts(["一二三好", "坏的了" * 30])
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    with torch.inference_mode():
+        enc = rm.tokenizer(["一二三好"], return_tensors="pt")
+        p = torch.softmax(rm.model(**enc).logits, -1)[0, 1].item()
+    assert scores[0] == pytest.approx(p, abs=1e-6)
+
+
+def test_tokenizer_has_no_unk_on_a_real_looking_listing(tmp_path):
+    tokens = build_vocab(extra_texts=[], max_jieba_chars=4500)
+    make_tokenizer(tokens, 256).save_pretrained(tmp_path)
+    listing = "【食品】新疆若羌灰枣５００ｇ×２袋🔥🔥 iPhone同款礼盒 Ｎｏ．１？买２送１😀👍 ①号仓发货 100%纯正 ℃冷藏 ＃好评＃"
+    for cls in (AutoTokenizer, BertTokenizerFast):
+        tok = cls.from_pretrained(str(tmp_path), local_files_only=True)
+        ids = tok(listing)["input_ids"]
+        assert tok.unk_token_id not in ids, tok.convert_ids_to_tokens(ids)
+    shipped = REPO / "models" / "risk-classifier"
+    if (shipped / "tokenizer.json").exists():
+        tok = AutoTokenizer.from_pretrained(str(shipped), local_files_only=True)
+        assert tok.unk_token_id not in tok(listing)["input_ids"]
+
+
+def test_platt_fit_recovers_parameters_and_lowers_ece():
+    rng = np.random.default_rng(0)
+    margins = rng.normal(0, 3, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(0.5 * margins - 1.0)))).astype(int)
+    a, b = fit_platt(margins, y)
+    assert a == pytest.approx(0.5, abs=0.08) and b == pytest.approx(-1.0, abs=0.15)
+    raw = 1 / (1 + np.exp(-margins))
+    fitted = Calibration(a=a, b=b).apply(margins)
+    assert expected_calibration_error(fitted, y) < expected_calibration_error(raw, y)
+    assert expected_calibration_error(fitted, y) < 0.03
+
+
+def test_threshold_at_fpr_respects_the_budget():
+    neg = np.linspace(0, 1, 101)
+    t = threshold_at_fpr(neg, 0.05)
+    assert (neg >= t).mean() <= 0.05
+
+
+def test_decisions_from_jsonl_and_pending_queue_url(tmp_path):
+    path = tmp_path / "decisions.jsonl"
+    write_jsonl(path, [Example(text="三天见效", label=1), Example(text="纯棉T恤", label=0)])
+    got = load_decisions(str(path))
+    assert [(e.text, e.label) for e in got] == [("三天见效", 1), ("纯棉T恤", 0)]
+    with pytest.raises(QueueExportPending, match="classifier_training_decisions"):
+        load_decisions(f"sqlite:///{tmp_path / 'queue.db'}")
