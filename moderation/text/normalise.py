@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import ahocorasick
+import ahocorasick_rs
 import numpy as np
 
 from moderation.paths import lexicon_path
@@ -211,7 +211,7 @@ class _Evasion:
 
 
 @cache
-def _evasions() -> tuple[ahocorasick.Automaton | None, dict[str, _Evasion]]:
+def _evasions() -> tuple[ahocorasick_rs.AhoCorasick | None, list[_Evasion]]:
     entries: dict[str, _Evasion] = {}
     for row in _read_pairs(lexicon_path("evasions.tsv")):
         variant, canonical = row[0], row[1]
@@ -220,12 +220,9 @@ def _evasions() -> tuple[ahocorasick.Automaton | None, dict[str, _Evasion]]:
             raise ValueError(f"evasions.tsv: unknown guard {guard!r} for {variant!r}")
         entries[variant] = _Evasion(variant, canonical, guard)
     if not entries:
-        return None, entries
-    automaton = ahocorasick.Automaton()
-    for variant in entries:
-        automaton.add_word(variant, variant)
-    automaton.make_automaton()
-    return automaton, entries
+        return None, []
+    ordered = list(entries.values())
+    return ahocorasick_rs.AhoCorasick([e.variant for e in ordered]), ordered
 
 
 def _is_cjk(ch: str) -> bool:
@@ -253,11 +250,10 @@ def _apply_evasions(text: str, starts: np.ndarray, ends: np.ndarray) -> tuple[st
         return text, starts, ends
     # Longest match wins; matches are taken left to right without overlap.
     hits: list[tuple[int, int, _Evasion]] = []
-    for end_idx, variant in automaton.iter(text):
-        start = end_idx - len(variant) + 1
-        entry = entries[variant]
-        if _guard_ok(text, start, end_idx + 1, entry.guard):
-            hits.append((start, end_idx + 1, entry))
+    for idx, start, end in automaton.find_matches_as_indexes(text, overlapping=True):
+        entry = entries[idx]
+        if _guard_ok(text, start, end, entry.guard):
+            hits.append((start, end, entry))
     if not hits:
         return text, starts, ends
     hits.sort(key=lambda h: (h[0], -(h[1] - h[0])))
