@@ -167,6 +167,10 @@ def check(
     classifier: bool | str = False if no_classifier else (model or True)
     checker = Checker(classifier=classifier, image_db=image_db)
     if input_path:
+        import gc
+
+        checker.engine.tokeniser.cut("预热")  # load jieba's dictionary now, then freeze start-up objects:
+        gc.freeze()  # later collections skip them (about 7% faster on long streams)
         stream = sys.stdin if input_path == "-" else open(input_path, encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             out = sys.stdout
