@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -61,9 +62,23 @@ def serve(database_url: str, port: int, classifier: bool) -> None:
     from moderation.api import create_app
     from moderation.checker import Checker
 
+    # The same default as ``moderation serve``: 2 workers on PostgreSQL, 1 on SQLite.
+    workers = int(os.environ.get("BENCH_WORKERS") or (1 if database_url.startswith("sqlite") else 2))
+    if workers > 1:
+        from moderation.api.app import ENV_CLASSIFIER, ENV_DATABASE_URL
+
+        os.environ[ENV_DATABASE_URL] = database_url
+        os.environ[ENV_CLASSIFIER] = "1" if classifier else "0"
+        uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, host="127.0.0.1",
+                    port=port, log_level="warning", access_log=False)
+        return
     app = create_app(database_url, Checker(classifier=classifier))
     # Load rules and jieba, and check each load listing once, before anything is timed.
     app.state.get_checker().check_many(load_listings())
+    import gc
+
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -84,6 +99,21 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("server did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process and its children (uvicorn workers) so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -124,44 +154,58 @@ def seed(queue: ReviewQueue, items: int) -> None:
 # -- drain --------------------------------------------------------------------------------------------
 
 def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
+    """16 reviewer threads, each with one keep-alive ``http.client`` connection (httpx cost the client
+    several times more CPU per request, and the client shares the 2 cores with the server)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(base).hostname, urlsplit(base).port
     claimed: list[list[int]] = [[] for _ in tokens]
     latencies: list[list[float]] = [[] for _ in tokens]
     errors: list[str] = []
     gate = threading.Barrier(len(tokens))
 
     def reviewer(i: int) -> None:
-        headers = {"Authorization": f"Bearer {tokens[i]}"}
-        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-            gate.wait()
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+
+        def post(path: str, body: dict[str, Any], **extra: str) -> tuple[int, Any]:
+            conn.request("POST", path, body=json.dumps(body), headers={
+                "Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json", **extra})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+
+        gate.wait()
+        try:
             for _ in range(items * 2):  # bounded
                 t0 = time.perf_counter()
-                r = client.post("/v1/queue/claim-next", json={})
+                status, claim = post("/v1/queue/claim-next", {})
                 latencies[i].append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    errors.append(f"claim {r.status_code} {r.text[:100]}")
+                if status != 200:
+                    errors.append(f"claim {status} {str(claim)[:100]}")
                     continue
-                claim = r.json()
                 if claim["item"] is None:
                     return
                 item_id = claim["item"]["id"]
                 claimed[i].append(item_id)
                 body = {"outcome": "rejected", "reason_codes": ["absolute_claim"], "claim_token": claim["claim_token"],
                         "version": claim["version"], "listing_revision": claim["item"]["listing_revision"]}
-                d = client.post(f"/v1/queue/items/{item_id}/decision", json=body,
-                                headers={"Idempotency-Key": uuid.uuid4().hex})
-                if d.status_code != 200:
-                    errors.append(f"decide {d.status_code} {d.text[:100]}")
+                status, answer = post(f"/v1/queue/items/{item_id}/decision", body, **{"Idempotency-Key": uuid.uuid4().hex})
+                if status != 200:
+                    errors.append(f"decide {status} {str(answer)[:100]}")
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=reviewer, args=(i,)) for i in range(len(tokens))]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    client_cpu = time.process_time() - c0
     flat = [i for c in claimed for i in c]
     lat = [x for ls in latencies for x in ls]
-    return {"elapsed": elapsed, "claimed": flat, "errors": errors, "claim_p50_ms": pct(lat, 0.5) * 1000,
+    return {"elapsed": elapsed, "client_cpu": client_cpu, "claimed": flat, "errors": errors, "claim_p50_ms": pct(lat, 0.5) * 1000,
             "claim_p95_ms": pct(lat, 0.95) * 1000}
 
 
@@ -177,7 +221,9 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         tokens = [accounts.create_token(accounts.create_user(f"r{i}", "reviewer").id) for i in range(args.reviewers)]
         server = Server(url, classifier=False)
         try:
+            s0 = server.cpu_seconds()
             out = drain(server.url, tokens, args.items)
+            out["server_cpu"] = server.cpu_seconds() - s0
         finally:
             server.stop()
         with queue.db.read() as conn:
@@ -194,6 +240,8 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "claim_p50_ms": round(out["claim_p50_ms"], 1), "claim_p95_ms": round(out["claim_p95_ms"], 1),
             "claimed": len(claimed), "claimed_twice": len(claimed) - len(set(claimed)),
             "decisions": decisions, "items_with_one_live_decision": sum(1 for _, n in live_per_item if n == 1),
+            "server_cpu_s": round(out["server_cpu"], 1), "client_cpu_s": round(out["client_cpu"], 1),
+            "server_cpu_ms_per_decision": round(out["server_cpu"] * 1000 / max(decisions, 1), 2),
             "claimed_events": claimed_events, "http_errors": len(out["errors"]), "replay_problems": len(problems),
         }
         report["ok"] = (report["claimed_twice"] == 0 and report["claimed"] == args.items == decisions
@@ -258,7 +306,8 @@ def _generator(args: tuple[str, int, str, float, float, int, int]) -> dict[str, 
         t.start()
     for t in pool:
         t.join()
-    return {"latencies": latencies, "errors": errors, "elapsed": time.perf_counter() - start}
+    return {"latencies": latencies, "errors": errors, "elapsed": time.perf_counter() - start,
+            "cpu": time.process_time()}
 
 
 def open_loop(port: int, token: str, rps: int, seconds: float, processes: int = 4,
@@ -273,7 +322,8 @@ def open_loop(port: int, token: str, rps: int, seconds: float, processes: int = 
     return {"requests": len(latencies), "seconds": round(elapsed, 1),
             "achieved_rps": round(len(latencies) / elapsed, 1),
             "p50_ms": round(pct(latencies, 0.5) * 1000, 1), "p99_ms": round(pct(latencies, 0.99) * 1000, 1),
-            "max_ms": round(max(latencies) * 1000, 1), "errors": sum(p["errors"] for p in parts)}
+            "max_ms": round(max(latencies) * 1000, 1), "errors": sum(p["errors"] for p in parts),
+            "client_cpu_s": round(sum(p["cpu"] for p in parts), 1)}
 
 
 def run_load(args: argparse.Namespace) -> dict[str, Any]:
@@ -284,7 +334,9 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
     token = accounts.create_token(accounts.create_user("load", "service").id)
     server = Server(url, classifier=args.classifier)
     try:
+        s0 = server.cpu_seconds()
         report = open_loop(server.port, token, args.check_rps, args.check_seconds)
+        report["server_cpu_s"] = round(server.cpu_seconds() - s0, 1)
     finally:
         server.stop()
         queue.close()
@@ -315,12 +367,14 @@ def main() -> None:
             ok &= report["ok"]
             print(json.dumps(report, ensure_ascii=False))
             print(f"{backend}: {report['decisions_per_s']} decisions/s, claim p95 {report['claim_p95_ms']} ms, "
+                  f"CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s "
+                  f"in {report['elapsed_s']} s wall, "
                   f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}")
     if args.check_seconds > 0:
         report = run_load(args)
         print(json.dumps(report, ensure_ascii=False))
         print(f"/v1/check at {args.check_rps}/s for {report['seconds']} s: p99 {report['p99_ms']} ms, "
-              f"errors {report['errors']}")
+              f"errors {report['errors']}, CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s")
     sys.exit(0 if ok else 1)
 
 

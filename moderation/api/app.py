@@ -7,7 +7,9 @@ rules-only checker.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -74,4 +76,25 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     app.include_router(console.router)
     app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    return app
+
+
+#: Environment read by ``app_from_env`` (each uvicorn worker process builds its own app).
+ENV_DATABASE_URL = "MODERATION_SERVE_DB"
+ENV_CLASSIFIER = "MODERATION_SERVE_CLASSIFIER"
+
+
+def app_from_env() -> FastAPI:
+    """An app factory for ``uvicorn --factory`` with several worker processes: the database URL and
+    whether to load the classifier come from the environment. The checker is loaded and warmed before
+    the worker accepts requests, and everything alive after start-up is moved out of the garbage
+    collector's reach (``gc.freeze``) so a full collection does not walk it on a request's time."""
+    from moderation.checker import Checker
+    from moderation.schema import Listing
+
+    checker = Checker(classifier=os.environ.get(ENV_CLASSIFIER, "1") == "1")
+    app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker)
+    checker.check(Listing(id="warm-up", title="全网最低价 保温杯"))
+    gc.collect()
+    gc.freeze()
     return app

@@ -17,22 +17,56 @@ DB_OPTION = click.option("--db", "database_url", envvar="DATABASE_URL",
 @DB_OPTION
 @click.option("--demo", is_flag=True, help="Seed demo users (passwords printed) and checked demo listings.")
 @click.option("--no-classifier", is_flag=True, help="Check with rules only (do not load the risk model).")
-def serve(host: str, port: int, database_url: str | None, demo: bool, no_classifier: bool) -> None:
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default: 2 on PostgreSQL, 1 on SQLite, which has one writer anyway).")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request (costs CPU per request; off by default).")
+def serve(host: str, port: int, database_url: str | None, demo: bool, no_classifier: bool,
+          workers: int | None, access_log: bool) -> None:
     """Run the HTTP API and the reviewer console (http://HOST:PORT/review)."""
+    import gc
+    import os
+
     import uvicorn
 
-    from moderation.api.app import create_app
+    from moderation.api.app import ENV_CLASSIFIER, ENV_DATABASE_URL, create_app
     from moderation.checker import Checker
+    from moderation.queue.db import resolve_url
 
+    url = resolve_url(database_url)
+    if workers is None:
+        workers = 1 if url.startswith("sqlite") else 2
+    options = {"host": host, "port": port, "log_level": "info", "access_log": access_log}
+    click.echo(f"console: http://{host}:{port}/review   API docs: http://{host}:{port}/docs   workers: {workers}")
+    if workers > 1:
+        # Each worker builds its own app (ReviewQueue, pool, credential cache, checker) from the
+        # environment; the database is the only shared state, as with several hosts. Migrate once
+        # here first: two workers migrating a fresh database at the same time collide.
+        from moderation.queue.db import Database
+
+        database = Database(url)
+        database.upgrade()
+        database.dispose()
+        if demo:
+            from moderation.api.demo import seed
+
+            checker = Checker(classifier=not no_classifier)
+            seed_app = create_app(url, checker)
+            seed(seed_app.state.queue, checker, echo=click.echo)
+            seed_app.state.queue.close()
+        os.environ[ENV_DATABASE_URL] = url
+        os.environ[ENV_CLASSIFIER] = "0" if no_classifier else "1"
+        uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, **options)
+        return
     checker = Checker(classifier=not no_classifier)
-    app = create_app(database_url, checker)
+    app = create_app(url, checker)
     if demo:
         from moderation.api.demo import seed
 
         seed(app.state.queue, checker, echo=click.echo)
-
-    click.echo(f"console: http://{host}:{port}/review   API docs: http://{host}:{port}/docs")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    gc.collect()
+    gc.freeze()  # start-up objects stay out of the collector's way (shorter pauses, better p99)
+    uvicorn.run(app, **options)
 
 
 @click.group()

@@ -8,12 +8,25 @@ never decides anything, so there is no check-then-act race.
 
 from __future__ import annotations
 
+import functools
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    case,
+    exists,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from moderation.queue.core import (
@@ -129,14 +142,29 @@ class Workflow:
             cond.append(T.c.kind == kind)
         pick = (select(T.c.id).where(*cond).order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
                 .limit(1).with_for_update(skip_locked=True))
+        if not self.db.is_sqlite:
+            # One round trip: the same UPDATE and its event INSERT as one data-modifying CTE, from a
+            # prebuilt SQL text (building the statement with SQLAlchemy cost more CPU than running it).
+            senior = actor.can("claim_escalated")
+            sql = _claim_next_pg(senior, bool(family), bool(category), bool(severity), bool(kind))
+            params = {"now": now, "actor": actor.id, "token": token, "lease_until": now + self.lease,
+                      "data": json.dumps({"lease_expires_at": iso(now + self.lease)}),
+                      "family": f"%,{family},%", "category": category, "severity": severity, "kind": kind}
+            with self.db.single_statement() as conn:
+                row = conn.execute(sql, params).first()
+            return None if row is None else self._claim_answer(dict(row._mapping))
+        claim = (update(T).where(T.c.id == pick.scalar_subquery(), self._claimable(actor, now))
+                 .values(**self._claim_values(actor, now, token)).returning(*RETURNING))
         with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(T.c.id == pick.scalar_subquery(), self._claimable(actor, now))
-                .values(**self._claim_values(actor, now, token)).returning(*RETURNING)
-            ).first()
+            row = conn.execute(claim).first()
             if row is None:
                 return None
             return self._claimed(conn, row, actor, now)
+
+    @staticmethod
+    def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
+        return {"item": public_item(item), "claim_token": item["claim_token"],
+                "lease_expires_at": iso(item["lease_expires_at"]), "version": item["version"]}
 
     def claim(self, item_id: int, actor: Actor) -> dict[str, Any]:
         """Claim one given item (a targeted claim); renews the lease if the actor already holds it."""
@@ -233,13 +261,16 @@ class Workflow:
         self._require(actor, "decide")
         validate_outcome(body.outcome, body.reason_codes)
         fingerprint = request_hash({"item_id": item_id, **body.as_payload()})
-        if idempotency_key:
-            stored = self._stored_answer(actor, idempotency_key, fingerprint)
-            if stored is not None:
-                return stored
+        # No read of the idempotency key first: a first submission (the common case) just writes. A
+        # retry fails the conditional UPDATE (already decided / lease lost), a key reused for another
+        # item fails the key's primary key and rolls everything back; both then look up the stored
+        # answer below (same body → the same answer, other body → 422).
         try:
             with self.db.write() as conn:
-                result = self._decide_in(conn, item_id, actor, body)
+                if self.db.is_sqlite:
+                    result = self._decide_in(conn, item_id, actor, body)
+                else:
+                    result = self._decide_pg(conn, item_id, actor, body)
                 if idempotency_key:
                     conn.execute(insert(IDEMPOTENCY).values(
                         user_id=actor.id, key=idempotency_key, request_hash=fingerprint, status_code=200,
@@ -303,6 +334,25 @@ class Workflow:
                      "outcome": body.outcome, "reason_codes": body.reason_codes,
                      "reasons": [REASON_CODES[c] for c in body.reason_codes],
                      "message": body.seller_message}))
+        return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
+                "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
+
+    def _decide_pg(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput) -> dict[str, Any]:
+        """PostgreSQL: ``_decide_in`` (not bulk) as one statement — the conditional UPDATE, the
+        decision, its event and the outbox row in data-modifying CTEs — instead of four round trips."""
+        now = utcnow()
+        codes = json.dumps(body.reason_codes, ensure_ascii=False)
+        params = {
+            "item_id": item_id, "actor": actor.id, "token": body.claim_token, "version": body.version,
+            "revision": body.listing_revision, "now": now, "outcome": body.outcome, "codes": codes,
+            "seller_message": body.seller_message, "internal_note": body.internal_note,
+            "reasons": json.dumps([REASON_CODES[c] for c in body.reason_codes], ensure_ascii=False),
+        }
+        row = conn.execute(_DECIDE_PG, params).first()
+        if row is None:
+            raise self._why_not_decided(conn, item_id, actor, body, bulk=False)
+        item = dict(row._mapping)
+        decision_id = item.pop("decision_id")
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
 
@@ -517,3 +567,82 @@ class Workflow:
 
 
 __all__ = ["DecideInput", "NotFound", "Workflow"]
+
+
+_ITEM_COLUMNS = ", ".join(f"u.{c.name}" for c in ITEMS.c)
+#: ``Workflow._decide_in`` for one claimed item on PostgreSQL, as one statement. The event and outbox
+#: JSON hold the same keys and values as the Python path writes.
+_DECIDE_PG = text(f"""
+WITH u AS (
+    UPDATE items SET status = 'decided', outcome = :outcome, decided_by = :actor, decided_at = :now,
+        claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL,
+        version = items.version + 1, event_seq = items.event_seq + 1, updated_at = :now
+    WHERE items.id = :item_id AND items.status = 'claimed' AND items.claim_token = :token
+      AND items.claimed_by = :actor AND items.lease_expires_at >= :now AND items.version = :version
+      AND items.listing_revision = :revision
+      AND items.listing_revision = (SELECT listings.revision FROM listings
+                                    WHERE listings.id = items.listing_id AND listings.deleted IS false)
+    RETURNING items.*
+), d AS (
+    INSERT INTO decisions (item_id, attempt, outcome, reason_codes, seller_message, internal_note,
+                           listing_revision, decided_by, claimed_at, created_at, bulk)
+    SELECT u.id, u.attempt, :outcome, CAST(:codes AS json), :seller_message, :internal_note,
+           u.listing_revision, :actor, u.claimed_at, :now, false FROM u
+    RETURNING decisions.id, decisions.item_id
+), e AS (
+    INSERT INTO events (item_id, seq, type, actor, data, created_at)
+    SELECT u.id, u.event_seq, 'decided', :actor,
+           json_build_object('outcome', CAST(:outcome AS text), 'reason_codes', CAST(:codes AS json),
+                             'decision_id', d.id, 'attempt', u.attempt, 'bulk', false), :now
+    FROM u JOIN d ON d.item_id = u.id
+), o AS (
+    INSERT INTO outbox (item_id, decision_id, kind, payload, created_at)
+    SELECT u.id, d.id, 'seller_notification',
+           json_build_object('listing_id', u.listing_id, 'listing_revision', u.listing_revision,
+                             'outcome', CAST(:outcome AS text), 'reason_codes', CAST(:codes AS json),
+                             'reasons', CAST(:reasons AS json), 'message', CAST(:seller_message AS text)),
+           :now
+    FROM u JOIN d ON d.item_id = u.id
+)
+SELECT {_ITEM_COLUMNS}, d.id AS decision_id FROM u JOIN d ON d.item_id = u.id
+""").columns(*ITEMS.c, decision_id=Integer)
+
+
+_ITEM_COLUMNS_BARE = ", ".join(c.name for c in ITEMS.c)
+
+
+@functools.cache
+def _claim_next_pg(senior: bool, family: bool, category: bool, severity: bool, kind: bool) -> Any:
+    """``Workflow.claim_next`` on PostgreSQL for one combination of filters: the claimable condition of
+    ``_claimable``, ``FOR UPDATE SKIP LOCKED`` pick, the claim UPDATE and the ``claimed`` event."""
+    free = "('pending', 'escalated')" if senior else "('pending')"
+    expired = "items.status = 'claimed' AND items.lease_expires_at < :now"
+    if not senior:
+        expired += " AND items.escalated IS false"
+    claimable = (f"(items.status IN {free} OR ({expired})) "
+                 "AND (items.excluded_user IS NULL OR items.excluded_user != :actor)")
+    pick = [claimable, "NOT EXISTS (SELECT 1 FROM skips WHERE skips.item_id = items.id AND skips.user_id = :actor)"]
+    if family:
+        pick.append("items.families LIKE :family")
+    if category:
+        pick.append("items.category = :category")
+    if severity:
+        pick.append("items.max_severity = :severity")
+    if kind:
+        pick.append("items.kind = :kind")
+    sql = f"""
+WITH c AS (
+    UPDATE items SET status = 'claimed', claimed_by = :actor, claim_token = :token, claimed_at = :now,
+        lease_expires_at = :lease_until, version = items.version + 1, event_seq = items.event_seq + 1,
+        updated_at = :now
+    WHERE items.id = (SELECT items.id FROM items WHERE {" AND ".join(pick)}
+                      ORDER BY items.priority DESC, items.created_at, items.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+      AND {claimable}
+    RETURNING items.*
+), e AS (
+    INSERT INTO events (item_id, seq, type, actor, data, created_at)
+    SELECT c.id, c.event_seq, 'claimed', :actor, CAST(:data AS json), :now FROM c
+)
+SELECT {_ITEM_COLUMNS_BARE} FROM c
+"""
+    return text(sql).columns(*ITEMS.c)
