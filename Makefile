@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup browser onnx run test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ setup: $(BIN)/.installed
 # Browser tests drive Debian's Chromium (never a downloaded browser); install it if it is missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+# Optional: an fp32 ONNX export of the shipped classifier, checked against PyTorch; load_model() then
+# scores with ONNX Runtime (about 30% lower single-listing latency). Falls back to PyTorch without it.
+onnx: setup
+	$(BIN)/python -m pip install --quiet -e '.[onnx]'
+	test -f var/classifier/data/test.jsonl || $(BIN)/python scripts/build_training_set.py
+	$(BIN)/python scripts/export_onnx.py
 
 # The main job on the embedded default (SQLite file under var/, shipped rules and model): the HTTP API
 # and the reviewer console at http://127.0.0.1:8000/review, seeded with demo listings and accounts.

@@ -102,17 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recall, all held-out violations at that threshold: {all_pos:.3f}")
     print(f"ECE on held-out test: {ece:.4f}   bar <= 0.05")
 
-    # Latency: one 256-character listing, scored alone, as the HTTP path does.
+    # Latency: one 256-character listing, scored alone, as the HTTP path does; for every backend.
     long_text = next((t for t in texts if len(t) >= 256), texts[0] * 10)[:256]
-    for threads in sorted({1, args.threads}):
-        rm.score_texts([long_text], threads=threads)
-        lat = []
-        for _ in range(200):
-            t = time.perf_counter()
-            rm.score_texts([long_text], batch_size=1, threads=threads)
-            lat.append(time.perf_counter() - t)
-        print(f"single 256-char listing, {threads} thread(s): p50 {1000 * statistics.median(lat):.2f} ms, "
-              f"p95 {1000 * float(np.percentile(lat, 95)):.2f} ms" + ("   bar p50 <= 5 ms" if threads == args.threads else ""))
+    print(f"backend in use (load_model default): {rm.backend}")
+    others = [load_model(args.model, backend="torch")] if rm.backend != "torch" else []
+    for m in [rm, *others]:
+        for threads in sorted({1, args.threads}):
+            m.score_texts([long_text], threads=threads)
+            lat = []
+            for _ in range(200):
+                t = time.perf_counter()
+                m.score_texts([long_text], batch_size=1, threads=threads)
+                lat.append(time.perf_counter() - t)
+            bar = "   bar p50 <= 5 ms" if threads == args.threads and m is rm else ""
+            print(f"single 256-char listing, {m.backend}, {threads} thread(s): p50 {1000 * statistics.median(lat):.2f} ms, "
+                  f"p95 {1000 * float(np.percentile(lat, 95)):.2f} ms{bar}")
 
     sample = texts[:2000]
     mean_len = statistics.mean(len(t[:256]) for t in sample)
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         rm.score_texts(sample, batch_size=bs, threads=args.threads)
         rate = len(sample) / (time.perf_counter() - t)
-        print(f"throughput, {len(sample)} held-out listings (mean {mean_len:.0f} chars), batch {bs:>3}, "
+        print(f"throughput ({rm.backend}), {len(sample)} held-out listings (mean {mean_len:.0f} chars), batch {bs:>3}, "
               f"{args.threads} threads: {rate:.0f} listings/s" + ("   bar >= 400/s" if bs == 64 else ""))
     print(f"model load: {load_s:.3f} s first (after imports), {load_warm_s:.3f} s again   bar <= 1 s")
     size = sum(p.stat().st_size for p in args.model.iterdir() if p.is_file())

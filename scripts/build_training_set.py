@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lexicons", type=Path, default=REPO / "scripts" / "data")
     ap.add_argument("--out", type=Path, default=REPO / "var" / "classifier" / "data")
     ap.add_argument("--seed", type=int, default=20240601)
-    ap.add_argument("--generated", type=int, default=40000, help="generated listings (train + held out)")
+    ap.add_argument("--generated", type=int, default=52000, help="generated listings (train + held out)")
     ap.add_argument("--corpus", type=int, default=20000, help="corpus lines used as lawful material")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()

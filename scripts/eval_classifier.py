@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR / "test.jsonl")
     ap.add_argument("--plots", type=Path, default=None, help="where to write the PNGs (default: none)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-set", type=Path, default=REPO / "tests" / "eval" / "listings.jsonl",
-                    help="hand-written labelled listings (never trained on); reported separately")
+    ap.add_argument("--eval-set", type=Path, default=None,
+                    help="optional labelled listings JSONL reported separately (off by default: the hand-written "
+                         "tests/eval set is to be used only through scripts/eval_rules.py --split dev --classifier)")
     args = ap.parse_args(argv)
     rm = load_model(args.model)
     test = read_jsonl(args.data)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plots:
         for p in save_plots(scores, test, args.plots, title=rm.name):
             print(f"wrote {p}")
-    if args.eval_set.exists():
+    if args.eval_set is not None and args.eval_set.exists():
         out = {}
         for tagged in (True, False):
             ev = load_listing_set(args.eval_set, tag_category=tagged)

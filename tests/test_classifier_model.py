@@ -13,8 +13,14 @@ import yaml
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from moderation.classifier import ENV_MODEL_DIR, ModelLoadError, RiskModel, load_model
-from moderation.classifier.calibration import Calibration, expected_calibration_error, fit_platt
-from moderation.classifier.config import ModelSpec
+from moderation.classifier.calibration import (
+    Calibration,
+    choose_calibration,
+    expected_calibration_error,
+    fit_isotonic,
+    fit_platt,
+)
+from moderation.classifier.config import MODEL_VERSION, ModelSpec
 from moderation.classifier.data import Example, write_jsonl
 from moderation.classifier.evaluate import roc_auc, threshold_at_fpr
 from moderation.classifier.pipeline import QueueExportPending, load_decisions
@@ -98,8 +104,9 @@ def test_scores_are_deterministic_and_in_input_order(tiny):
 def test_calibration_file_and_name(tiny):
     out, _, _ = tiny
     cal = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
-    assert cal["method"] == "platt" and cal["a"] > 0
-    assert load_model(out).name == "risk-zh-tiny@0.1.0"
+    assert cal["method"] in ("platt", "isotonic") and cal["a"] > 0
+    assert "cv_ece_platt" in cal["info"] and "cv_ece_isotonic" in cal["info"]
+    assert load_model(out).name == f"risk-zh-tiny@{MODEL_VERSION}"
 
 
 def test_env_var_selects_default_directory(tiny, monkeypatch):
@@ -191,3 +198,73 @@ def test_decisions_from_jsonl_and_pending_queue_url(tmp_path):
     assert [(e.text, e.label) for e in got] == [("三天见效", 1), ("纯棉T恤", 0)]
     with pytest.raises(QueueExportPending, match="classifier_training_decisions"):
         load_decisions(f"sqlite:///{tmp_path / 'queue.db'}")
+
+
+def test_isotonic_calibration_is_monotone_round_trips_and_keeps_the_ranking(tmp_path):
+    rng = np.random.default_rng(1)
+    margins = rng.normal(0, 3, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(margins ** 3) / 10))).astype(int)  # not a sigmoid of margin
+    xs, ys = fit_isotonic(margins, y)
+    assert np.all(np.diff(xs) > 0) and np.all(np.diff(ys) > 0)
+    cal, cv = choose_calibration(margins, y)
+    assert set(cv) == {"cv_ece_platt", "cv_ece_isotonic"}
+    assert cal.method == "isotonic"  # the sigmoid shape is wrong here, so isotonic must win
+    p = cal.apply(margins)
+    assert expected_calibration_error(p, y) < 0.03
+    order = np.argsort(margins)
+    assert np.all(np.diff(p[order]) >= 0)
+    cal.save(tmp_path)
+    again = Calibration.load(tmp_path)
+    assert again is not None and again.method == "isotonic"
+    np.testing.assert_array_equal(again.apply(margins), p)
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _mark_checked(model_dir: Path) -> None:
+    from moderation.classifier.ort_backend import ONNX_CHECK_FILE, ONNX_FILE
+
+    size = (model_dir / ONNX_FILE).stat().st_size
+    (model_dir / ONNX_CHECK_FILE).write_text(json.dumps({"passed": True, "onnx_bytes": size}), encoding="utf-8")
+
+
+def test_onnx_backend_gives_the_same_scores_as_torch(tiny, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from moderation.classifier.ort_backend import export
+
+    out, held, _ = tiny
+    d = _copy_model(out, tmp_path / "m")
+    export(d)
+    assert load_model(d).backend == "torch"  # no recorded check yet: the graph is not trusted
+    _mark_checked(d)
+    onnx_rm, torch_rm = load_model(d), load_model(d, backend="torch")
+    assert onnx_rm.backend == "onnx" and torch_rm.backend == "torch"
+    texts = [e.text for e in held[:120]] + ["短", "长" * 300, ""]
+    for bs in (1, 16, 64):
+        np.testing.assert_allclose(onnx_rm.score_texts(texts, batch_size=bs), torch_rm.score_texts(texts), atol=1e-5)
+    rows = [{"title": "维生素C咀嚼片", "description": "有助于增强免疫力", "category": "health_food"}]
+    np.testing.assert_allclose(onnx_rm.score_listings(rows), torch_rm.score_listings(rows), atol=1e-5)
+
+
+def test_bad_onnx_graph_falls_back_to_torch(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from moderation.classifier.ort_backend import ENV_BACKEND, ONNX_FILE
+
+    out, held, _ = tiny
+    d = _copy_model(out, tmp_path / "m")
+    (d / ONNX_FILE).write_bytes(b"not an onnx graph")
+    _mark_checked(d)
+    rm = load_model(d)
+    assert rm.backend == "torch"
+    assert rm.score_texts([held[0].text]) == load_model(out).score_texts([held[0].text])
+    with pytest.raises(ModelLoadError, match=r"cannot use model\.onnx"):
+        load_model(d, backend="onnx")
+    monkeypatch.setenv(ENV_BACKEND, "torch")
+    assert load_model(d).backend == "torch"

@@ -101,7 +101,7 @@ def train_model(
         record.update(pretrain_mlm(model, tokenizer, mlm_texts, cfg, progress))
     record.update(fine_tune(model, tokenizer, train, cfg, spec.max_chars, progress))
     cal = save_and_calibrate(model, tokenizer, out_dir, calib, cfg, spec.max_chars)
-    record["calibration"] = {"a": cal.a, "b": cal.b, **cal.info}
+    record["calibration"] = {"method": cal.method, "a": cal.a, "b": cal.b, **cal.info}
     record["history"] = cfg.history
     record["total_seconds"] = time.perf_counter() - t0
     write_training_record(out_dir, record)

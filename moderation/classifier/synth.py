@@ -240,8 +240,12 @@ def build_dataset(
     fam_groups: dict[str, list[str]] = defaultdict(list)
     for g in groups:
         fam_groups[f"{g.label}:{g.family}"].append(g.group)
-    held_groups = split_units(fam_groups, rng)
-    held_templates = split_units({"t": [t["id"] for t in tpl["templates"]]}, rng)
+    # A lexicon may fix the split by name (heldout_groups / heldout_templates), so that adding groups
+    # does not reshuffle which ones are held out; otherwise ~30% per family is drawn with the seed.
+    fixed = yaml.safe_load(claims_path.read_text(encoding="utf-8")).get("heldout_groups")
+    held_groups = set(fixed) if fixed else split_units(fam_groups, rng)
+    fixed_t = tpl.get("heldout_templates")
+    held_templates = set(fixed_t) if fixed_t else split_units({"t": [t["id"] for t in tpl["templates"]]}, rng)
 
     bad = re.compile("|".join(re.escape(t) for t in corpus_filter), re.IGNORECASE) if corpus_filter else None
     corpora = load_corpora(corpora_dir)

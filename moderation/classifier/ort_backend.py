@@ -1,0 +1,109 @@
+"""Optional ONNX Runtime backend: the same fp32 encoder as an ONNX graph, for lower CPU latency.
+
+`scripts/export_onnx.py` writes ``model.onnx`` next to the weights and records the check it passed
+against PyTorch in ``onnx_check.json``. `load_model` uses the graph only when onnxruntime is
+importable, both files are present, the recorded check passed, and the graph's scores match the
+PyTorch model on a small built-in check set at load time; otherwise it scores with PyTorch.
+Set ``MODERATION_CLASSIFIER_BACKEND=torch`` to force PyTorch (``onnx`` to require the graph).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ONNX_FILE = "model.onnx"
+ONNX_CHECK_FILE = "onnx_check.json"
+ENV_BACKEND = "MODERATION_CLASSIFIER_BACKEND"
+#: Largest |p_onnx - p_torch| accepted, at load time and by the export check.
+MAX_PROB_DIFF = 1e-4
+#: Load-time check texts: varied lengths (one padded batch), categories, evasion characters.
+CHECK_TEXTS = [
+    "【食品】手撕牛肉干 净含量500g\n口感酥脆不粘牙",
+    "【保健食品】鱼油软胶囊｜每瓶60粒\n本品不能代替药物，有助于维持血脂健康水平",
+    "【化妆品】补水面膜 规格50ml，用完脸上的斑都淡了，补水保湿",
+    "短",
+    "【教育培训】考研英语网课 共40课时\n课程大纲详见详情页，学习效果因人而异，可试听一节后再决定。" * 3,
+    "【日用百货】不锈钢保温杯 最高承重15kg 全 网 最 好 用 ＮＯ．１🔥🔥",
+]
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
+
+
+def export(model_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Export the checkpoint in ``model_dir`` to an fp32 ONNX graph (default: model_dir/model.onnx).
+
+    Eager attention and a padded two-row example are required: with SDPA attention, or an example
+    batch without padding, the traced graph mishandles the attention mask.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    out = Path(out) if out else model_dir / ONNX_FILE
+    tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    eager = AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir), attn_implementation="eager", local_files_only=True).float().eval()
+    example = tok(["示例文本，长一点", "短"], padding=True, return_tensors="pt")
+    torch.onnx.export(_Logits(eager), (example["input_ids"], example["attention_mask"]), str(out),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                      dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                                    "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return out
+
+
+class OrtEncoder:
+    """An onnxruntime session per thread count, returning logits like the PyTorch model."""
+
+    def __init__(self, path: str | Path, default_threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        self.path = Path(path)
+        self.default_threads = default_threads
+        self._sessions: dict[int, Any] = {}
+        self.session(default_threads)  # fail at load time, not at the first listing
+
+    def session(self, threads: int | None) -> Any:
+        n = threads or self.default_threads
+        if n not in self._sessions:
+            opts = self._ort.SessionOptions()
+            opts.intra_op_num_threads = n
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._sessions[n] = self._ort.InferenceSession(str(self.path), opts,
+                                                           providers=["CPUExecutionProvider"])
+        return self._sessions[n]
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, threads: int | None = None) -> np.ndarray:
+        out = self.session(threads).run(None, {"input_ids": input_ids.astype(np.int64),
+                                                "attention_mask": attention_mask.astype(np.int64)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def recorded_check_passed(model_dir: Path) -> bool:
+    """True when export_onnx.py recorded a passing check for the graph that is in the directory now."""
+    path = model_dir / ONNX_CHECK_FILE
+    if not path.exists():
+        return False
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    onnx_path = model_dir / ONNX_FILE
+    return bool(d.get("passed")) and d.get("onnx_bytes") == onnx_path.stat().st_size
+
+
+def max_prob_diff(p_a: Sequence[float], p_b: Sequence[float]) -> float:
+    return float(np.max(np.abs(np.asarray(p_a) - np.asarray(p_b)))) if len(p_a) else 0.0
