@@ -129,6 +129,7 @@ class RulesEngine:
             for variant in _pinyin_variants(key):
                 keys.setdefault(variant, []).extend(e for e in entries if e[1] == _TERM)
         self._keys = {k: tuple(dict.fromkeys(v)) for k, v in keys.items() if v}
+        self._seam_bigrams = frozenset(k[i : i + 2] for k in self._keys for i in range(len(k) - 1))
         #: One automaton per listing category, holding only the rules that apply there, built on first
         #: use: a general listing never pays for the tobacco pack's selling words.
         self._automata: dict[str, _CategoryScanner | None] = {}
@@ -294,6 +295,8 @@ class RulesEngine:
         """
         if not title.text or not description.text:
             return []
+        if title.text[-1] + description.text[0] not in self._seam_bigrams:
+            return []  # no term or anchor has these two characters side by side: nothing can straddle
         tail = title.text[-_SPLIT_WINDOW:]
         head = description.text[:_SPLIT_WINDOW]
         cut = len(title.text) - len(tail)
