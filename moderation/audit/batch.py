@@ -17,14 +17,19 @@ import pyarrow as pa
 from moderation.audit.readers import Batch, BatchSpec, read_batch
 from moderation.schema import CheckResult
 
+#: Where a row comes from: every table starts with these, so rows join back to their input line.
+_ROW_KEY: list[tuple[str, pa.DataType]] = [
+    ("batch", pa.int32()),
+    ("source", pa.string()),
+    ("line", pa.int64()),
+    ("id", pa.string()),
+    ("seller_id", pa.string()),
+]
+
 #: One row per input record.
 LISTINGS_SCHEMA = pa.schema(
     [
-        ("batch", pa.int32()),
-        ("source", pa.string()),
-        ("line", pa.int64()),
-        ("id", pa.string()),
-        ("seller_id", pa.string()),
+        *_ROW_KEY,
         ("category", pa.string()),
         ("title", pa.string()),
         ("verdict", pa.string()),
@@ -49,11 +54,7 @@ LISTINGS_SCHEMA = pa.schema(
 #: One row per finding.
 FINDINGS_SCHEMA = pa.schema(
     [
-        ("batch", pa.int32()),
-        ("source", pa.string()),
-        ("line", pa.int64()),
-        ("id", pa.string()),
-        ("seller_id", pa.string()),
+        *_ROW_KEY,
         ("category", pa.string()),
         ("rule", pa.string()),
         ("family", pa.string()),
@@ -72,11 +73,7 @@ FINDINGS_SCHEMA = pa.schema(
 #: One row per listing image (checked, failed or matched).
 IMAGES_SCHEMA = pa.schema(
     [
-        ("batch", pa.int32()),
-        ("source", pa.string()),
-        ("line", pa.int64()),
-        ("id", pa.string()),
-        ("seller_id", pa.string()),
+        *_ROW_KEY,
         ("image", pa.string()),
         ("error_code", pa.string()),
         ("error_message", pa.string()),
