@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from moderation.api.accounts import Accounts  # noqa: E402
 from moderation.queue import ReviewQueue  # noqa: E402
 from moderation.queue.core import DECISIONS, EVENTS  # noqa: E402
+from moderation.queue.db import temporary_schema  # noqa: E402
 from moderation.queue.roles import Actor  # noqa: E402
 from moderation.schema import CheckResult, Finding, Listing  # noqa: E402
 
@@ -128,17 +129,7 @@ class Server:
 def fresh_database(backend: str, workdir: Path) -> tuple[str, Any]:
     if backend == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}", lambda: None
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
+    return temporary_schema(PG_URL, "bench_")
 
 
 def seed(queue: ReviewQueue, items: int) -> None:

@@ -12,7 +12,6 @@ import os
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from moderation.queue import ReviewQueue
+from moderation.queue.db import temporary_schema
 from moderation.queue.roles import Actor
 from moderation.schema import CheckResult, Finding, Listing
 
@@ -64,18 +64,8 @@ def fresh_database_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], 
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'queue.db'}", lambda: None
     ensure_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
     # synchronous_commit=off: durability is not under test and fsync per commit is ~7 ms here.
-    return f"{PG_URL}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff", drop
+    return temporary_schema(PG_URL, "t_", "%20-csynchronous_commit%3Doff")
 
 
 @pytest.fixture(params=BACKENDS, name="db_url")
