@@ -37,10 +37,6 @@ _SPLIT_WINDOW = 12
 _PATTERN_REACH = 24
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u4e00" <= ch <= "\u9fff"
-
-
 @lru_cache(maxsize=1)
 def _pinyin_table() -> dict[str, tuple[str, ...]]:
     table: dict[str, tuple[str, ...]] = {}
@@ -58,12 +54,12 @@ def _pinyin_variants(term: str) -> set[str]:
     """The term with one character spelled in pinyin or its initial (降血糖 → jiang血糖, 包过 → b过).
 
     Sellers spell one character of a trigger word in Latin letters; officials treat that as the word.
-    Only all-Chinese terms of two or more characters get variants, so a variant always keeps at least
-    one Chinese character and still has to pass the word-boundary check.
+    Only terms of two or more characters that all have a reading in the pinyin lexicon get variants, so
+    a variant always keeps at least one Chinese character and still has to pass the word-boundary check.
     """
-    if len(term) < 2 or not all(_is_cjk(ch) for ch in term):
-        return set()
     table = _pinyin_table()
+    if len(term) < 2 or not all(ch in table for ch in term):
+        return set()
     variants: set[str] = set()
     for i, ch in enumerate(term):
         for reading in table.get(ch, ()):
@@ -245,11 +241,6 @@ class RulesEngine:
         if m.rule.boundary == "end":
             return bounds.is_boundary(m.end)
         return bounds.is_boundary(m.start) and bounds.is_boundary(m.end)
-
-    def find_in_text(self, text: str, field: str, listing: ListingContext) -> list[Finding]:
-        """Findings of every applicable rule in one field's text."""
-        norm = normalise(text)
-        return [self._finding(m, norm, field) for m in self._judge(norm, listing)]
 
     def _judge(self, norm: NormalisedText, listing: ListingContext) -> list[_Match]:
         """Candidates that survive boundaries, global exemptions, requirements and exemptions."""
