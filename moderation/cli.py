@@ -25,6 +25,7 @@ class _LazyGroup(click.Group):
         "serve": ("moderation.api.cli", "serve"),
         "users": ("moderation.api.cli", "users"),
         "db": ("moderation.api.cli", "db"),
+        "outbox": ("moderation.api.cli", "outbox"),
         "audit": ("moderation.audit.cli", "audit"),
         "train": ("moderation.classifier.cli", "train"),
         "eval": ("moderation.classifier.cli", "eval_cmd"),

@@ -69,10 +69,11 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _clean_errors(exc.errors())})
 
-    from moderation.api import console, routes_check, routes_queue
+    from moderation.api import console, routes_check, routes_outbox, routes_queue
 
     app.include_router(routes_check.router)
     app.include_router(routes_queue.router)
+    app.include_router(routes_outbox.router)
     app.include_router(console.router)
     app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)

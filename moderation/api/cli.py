@@ -1,9 +1,12 @@
-"""``moderation serve``, ``moderation users …`` and ``moderation db …`` (registered lazily in
-moderation/cli.py so ``moderation check`` never imports FastAPI or SQLAlchemy)."""
+"""``moderation serve``, ``moderation users …``, ``moderation db …`` and ``moderation outbox …``
+(registered lazily in moderation/cli.py so ``moderation check`` never imports FastAPI or SQLAlchemy)."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from typing import Any, NoReturn
 
 import click
 
@@ -100,8 +103,7 @@ def users_create(username: str, role: str, password: str | None, ask: bool, with
     try:
         user = accounts.create_user(username, role, password)
     except QueueError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
+        _fail(exc)
     click.echo(f"created user {user.username} (id {user.id}, role {user.role})")
     if with_token:
         click.echo(f"token: {accounts.create_token(user.id, 'cli')}")
@@ -119,8 +121,7 @@ def users_token(username: str, name: str, database_url: str | None) -> None:
     try:
         user = accounts.get_user(username)
     except QueueError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
+        _fail(exc)
     click.echo(accounts.create_token(user.id, name))
 
 
@@ -130,6 +131,89 @@ def users_list(database_url: str | None) -> None:
     """List users and roles."""
     for user in _accounts(database_url).list_users():
         click.echo(f"{user['id']}\t{user['username']}\t{user['role']}\t{'active' if user['active'] else 'disabled'}")
+
+
+#: Said after revoking or disabling from the shell: running servers are other processes.
+_CACHE_NOTE = "running servers stop accepting it within {seconds:g} s (their credential cache)"
+
+
+def _fail(exc: Any) -> NoReturn:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(1)
+
+
+@users.command("tokens")
+@click.argument("username", required=False)
+@click.option("--active", "active_only", is_flag=True, help="Leave out revoked tokens.")
+@DB_OPTION
+def users_tokens(username: str | None, active_only: bool, database_url: str | None) -> None:
+    """List API tokens (of USERNAME, or all): id, user, name, prefix, created, last used, status.
+    Secrets are never shown (only their hashes are stored)."""
+    from moderation.queue import QueueError
+
+    try:
+        tokens = _accounts(database_url).list_tokens(username, include_revoked=not active_only)
+    except QueueError as exc:
+        _fail(exc)
+    click.echo("id\tuser\tname\tprefix\tcreated\tlast_used\tstatus")
+    for t in tokens:
+        status = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+        click.echo(f"{t['id']}\t{t['username']}\t{t['name']}\t{t['prefix'] or '-'}\t{t['created_at']}\t"
+                   f"{t['last_used_at'] or '-'}\t{status}")
+
+
+@users.command("revoke")
+@click.argument("token_ids", nargs=-1, type=int)
+@click.option("--user", "username", help="Revoke every active token of this user.")
+@DB_OPTION
+def users_revoke(token_ids: tuple[int, ...], username: str | None, database_url: str | None) -> None:
+    """Revoke API tokens by id (see ``moderation users tokens``), or all of --user. Idempotent."""
+    from moderation.api.accounts import CREDENTIAL_CACHE_SECONDS
+    from moderation.queue import QueueError
+
+    if not token_ids and not username:
+        raise click.UsageError("give token ids or --user")
+    accounts = _accounts(database_url)
+    try:
+        ids = list(token_ids) or [t["id"] for t in accounts.list_tokens(username, include_revoked=False)]
+        for token_id in ids:
+            t = accounts.revoke_token(token_id, username)
+            click.echo(f"revoked token {t['id']} ({t['username']}, {t['name'] or '-'}, {t['prefix'] or '-'})")
+    except QueueError as exc:
+        _fail(exc)
+    if ids:
+        click.echo(_CACHE_NOTE.format(seconds=CREDENTIAL_CACHE_SECONDS))
+    else:
+        click.echo(f"{username} has no active tokens")
+
+
+@users.command("disable")
+@click.argument("username")
+@DB_OPTION
+def users_disable(username: str, database_url: str | None) -> None:
+    """Disable USERNAME: their tokens and console sessions stop working (sessions are deleted)."""
+    from moderation.api.accounts import CREDENTIAL_CACHE_SECONDS
+    from moderation.queue import QueueError
+
+    try:
+        _accounts(database_url).set_active(username, False)
+    except QueueError as exc:
+        _fail(exc)
+    click.echo(f"disabled {username}; " + _CACHE_NOTE.format(seconds=CREDENTIAL_CACHE_SECONDS))
+
+
+@users.command("enable")
+@click.argument("username")
+@DB_OPTION
+def users_enable(username: str, database_url: str | None) -> None:
+    """Enable a disabled USERNAME again (their unrevoked tokens work again; sessions are gone)."""
+    from moderation.queue import QueueError
+
+    try:
+        _accounts(database_url).set_active(username, True)
+    except QueueError as exc:
+        _fail(exc)
+    click.echo(f"enabled {username}")
 
 
 @click.group()
@@ -160,3 +244,71 @@ def db_verify(database_url: str | None) -> None:
         click.echo(problem, err=True)
     click.echo(f"{len(problems)} problems")
     sys.exit(1 if problems else 0)
+
+
+@click.group()
+def outbox() -> None:
+    """Deliver the outbox (seller notifications and withdrawals) from the shell."""
+
+
+@outbox.command("drain")
+@click.option("--out", "out_path", default="-", show_default=True,
+              help="JSON Lines file to append the records to ('-' = stdout).")
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 500), help="Records per lease.")
+@click.option("--max", "max_records", type=click.IntRange(1), default=None, help="Stop after this many records.")
+@click.option("--lease-seconds", default=60, show_default=True, type=click.IntRange(1, 3600))
+@DB_OPTION
+def outbox_drain(out_path: str, batch: int, max_records: int | None, lease_seconds: int,
+                 database_url: str | None) -> None:
+    """Lease every deliverable record, write it as one JSON line, then acknowledge it.
+
+    At least once: each batch is written and flushed (fsync'd for a file) before it is acknowledged,
+    so a crash in between writes it again on the next run; deduplicate by ``id``. Records still in
+    their undo window, or leased by another consumer, are left for later (counted on stderr)."""
+    from moderation.queue import ReviewQueue
+
+    queue = ReviewQueue(database_url)
+    out = sys.stdout if out_path == "-" else open(out_path, "a", encoding="utf-8")  # noqa: SIM115
+    drained = 0
+    try:
+        while max_records is None or drained < max_records:
+            limit = batch if max_records is None else min(batch, max_records - drained)
+            records = queue.outbox.lease(limit=limit, lease_seconds=lease_seconds)["records"]
+            if not records:
+                break
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            if out is not sys.stdout:
+                os.fsync(out.fileno())
+            queue.outbox.ack([r["id"] for r in records])
+            drained += len(records)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    counts = queue.outbox.counts()
+    queue.close()
+    click.echo(f"drained {drained} records; {counts['waiting']} waiting (undo window), "
+               f"{counts['leased']} leased by other consumers, {counts['ready']} ready", err=True)
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivered", "cancelled", "all"]), default="pending",
+              show_default=True)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="At most this many records.")
+@DB_OPTION
+def outbox_list(status: str, limit: int, database_url: str | None) -> None:
+    """Print outbox records as JSON Lines in id order, without leasing or acknowledging them."""
+    from moderation.queue import ReviewQueue
+
+    queue = ReviewQueue(database_url)
+    after, shown = 0, 0
+    while shown < limit:
+        page = queue.outbox.records(status=status, after=after, limit=min(1000, limit - shown))
+        for record in page["records"]:
+            click.echo(json.dumps(record, ensure_ascii=False))
+        shown += len(page["records"])
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    queue.close()

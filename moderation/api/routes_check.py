@@ -1,15 +1,15 @@
-"""``POST /v1/check`` (the contract of ../shared/CONTRACTS.md), listings, users, health."""
+"""``POST /v1/check`` (the contract of ../shared/CONTRACTS.md), listings, users and tokens, health."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from moderation.api.auth import current_actor, require
-from moderation.queue import ReviewQueue
+from moderation.queue import Invalid, ReviewQueue
 from moderation.queue.roles import ROLES, Actor
 from moderation.schema import Listing
 
@@ -56,6 +56,11 @@ class UserIn(BaseModel):
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="", max_length=100)
+
+
+class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    active: StrictBool
 
 
 @router.get("/health", tags=["meta"])
@@ -113,3 +118,29 @@ def create_token(username: str, body: TokenIn, request: Request,
     """A new API token for the user; shown once, stored only as a hash."""
     user = request.app.state.accounts.get_user(username)
     return {"token": request.app.state.accounts.create_token(user.id, body.name), "username": user.username}
+
+
+@router.get("/v1/users/{username}/tokens", tags=["admin"])
+def list_tokens(username: str, request: Request, _: Annotated[Actor, Depends(require("users"))],
+                include_revoked: bool = True) -> dict[str, Any]:
+    """The user's tokens without secrets: id, name, prefix (first characters), created, last used
+    (to within minutes), revoked."""
+    return {"tokens": request.app.state.accounts.list_tokens(username, include_revoked=include_revoked)}
+
+
+@router.delete("/v1/users/{username}/tokens/{token_id}", tags=["admin"])
+def revoke_token(username: str, token_id: int, request: Request,
+                 _: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
+    """Revoke one of the user's tokens (idempotent). It stops working at once in the process that
+    answered; other worker processes trust a token they verified for up to 10 s more."""
+    return {"token": request.app.state.accounts.revoke_token(token_id, username)}
+
+
+@router.patch("/v1/users/{username}", tags=["admin"])
+def patch_user(username: str, body: UserPatch, request: Request,
+               actor: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
+    """``{"active": false}`` disables the user (tokens and sessions stop working, sessions are
+    deleted); ``{"active": true}`` enables them again. An admin cannot disable themselves."""
+    if not body.active and username == actor.username:
+        raise Invalid("cannot_disable_self", "an admin cannot disable their own account")
+    return {"user": request.app.state.accounts.set_active(username, body.active)}

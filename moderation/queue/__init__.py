@@ -1,7 +1,8 @@
 """The review queue: one SQL database holds state, decisions, the event log and the outbox.
 
 ``ReviewQueue`` bundles the parts: ``workflow`` (claim, decide, undo, …), ``intake`` (signals,
-listing edits, appeals), ``views`` (lists, detail, events, replay verification) and ``stats``.
+listing edits, appeals), ``views`` (lists, detail, events, replay verification), ``outbox`` (lease and
+acknowledge seller notifications) and ``stats``.
 Semantics and the tests that prove them: ../shared/QUEUE.md and docs/queue.md.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 from moderation.queue.db import Database
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
 from moderation.queue.intake import Intake
+from moderation.queue.outbox import OutboxDelivery
 from moderation.queue.roles import Actor
 from moderation.queue.stats import compute_stats
 from moderation.queue.views import ItemFilter, Views
@@ -35,6 +37,7 @@ class ReviewQueue:
         self.workflow = Workflow(self.db, lease_seconds=lease_seconds, undo_seconds=undo_seconds)
         self.intake = Intake(self.db)
         self.views = Views(self.db)
+        self.outbox = OutboxDelivery(self.db)
 
     def stats(self, hours: float = 24.0) -> dict[str, Any]:
         return compute_stats(self.db, hours=hours)

@@ -141,18 +141,40 @@ class Event(SQLModel, table=True):
     created_at: datetime = Field(index=True)
 
 
+#: Outbox rows still to deliver (neither delivered nor cancelled); two partial indexes cover them.
+UNDELIVERED_SQL = "sent_at IS NULL AND cancelled_at IS NULL"
+
+
 class Outbox(SQLModel, table=True):
-    """Seller notifications written in the decision's transaction; a relay sends and marks them."""
+    """Side effects for sellers, written in the transaction of the decision (``seller_notification``)
+    or the undo/revert (``decision_withdrawn``) that causes them. Consumers lease, deliver and
+    acknowledge them in id order, one record per listing at a time (moderation/queue/outbox.py).
+
+    ``available_at``: a decision's notification waits out the undo window; an undo cancels it
+    (``cancelled_at``) if it was never leased, so the seller hears nothing of an undone decision."""
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_undelivered", "id",
+              sqlite_where=text(UNDELIVERED_SQL), postgresql_where=text(UNDELIVERED_SQL)),
+        Index("ix_outbox_listing_undelivered", "listing_id", "id",
+              sqlite_where=text(UNDELIVERED_SQL), postgresql_where=text(UNDELIVERED_SQL)),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     item_id: int = Field(foreign_key="items.id", index=True)
-    decision_id: int | None = None
+    decision_id: int | None = Field(default=None, index=True)
+    listing_id: str = Field(max_length=200)
     kind: str = Field(max_length=40)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime
-    sent_at: datetime | None = None
+    available_at: datetime  # not handed to a consumer before this
+    attempts: int = 0  # leases so far
+    leased_by: int | None = None
+    leased_at: datetime | None = None  # last lease; a record ever leased is never cancelled
+    lease_expires_at: datetime | None = None
+    sent_at: datetime | None = None  # acknowledged as delivered
+    cancelled_at: datetime | None = None  # never to be delivered (its decision was undone in time)
 
 
 class Skip(SQLModel, table=True):
@@ -191,7 +213,7 @@ class User(SQLModel, table=True):
 
 
 class ApiToken(SQLModel, table=True):
-    """A service credential; only the SHA-256 of the random token is stored."""
+    """A service credential; only the SHA-256 of the random token and its first characters are stored."""
 
     __tablename__ = "api_tokens"
 
@@ -199,7 +221,9 @@ class ApiToken(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True)
     name: str = Field(default="", max_length=100)
     token_hash: str = Field(max_length=64, unique=True)
+    prefix: str | None = Field(default=None, max_length=16)  # the first characters, to recognise it
     created_at: datetime
+    last_used_at: datetime | None = None  # updated at most every few minutes (accounts.py)
     revoked_at: datetime | None = None
 
 

@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "events": frozenset({"triage", "reviewer", "lead", "admin", "auditor"}),
     "stats": frozenset({"triage", "reviewer", "lead", "admin", "auditor"}),
     "users": frozenset({"admin"}),
+    # lease, acknowledge and list outbox records (seller notifications): the delivering integration
+    "outbox": frozenset({"service", "admin"}),
 }
 
 ROLE_LABELS = {"triage": "分诊", "reviewer": "审核员", "lead": "组长", "admin": "管理员",

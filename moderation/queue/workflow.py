@@ -46,6 +46,7 @@ from moderation.queue.core import (
 )
 from moderation.queue.db import Database, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
+from moderation.queue.outbox import notification_values, withdraw
 from moderation.queue.roles import Actor
 from moderation.queue.states import (
     CLAIMED,
@@ -328,12 +329,13 @@ class Workflow:
         append_event(conn, item_id, item["event_seq"], "decided", actor.id,
                      {"outcome": body.outcome, "reason_codes": body.reason_codes, "decision_id": decision_id,
                       "attempt": item["attempt"], "bulk": bulk}, now)
-        conn.execute(insert(OUTBOX).values(
-            item_id=item_id, decision_id=decision_id, kind="seller_notification", created_at=now,
+        conn.execute(insert(OUTBOX).values(**notification_values(
+            item_id=item_id, decision_id=decision_id, listing_id=item["listing_id"], now=now,
+            undo_window=self.undo_window,
             payload={"listing_id": item["listing_id"], "listing_revision": item["listing_revision"],
                      "outcome": body.outcome, "reason_codes": body.reason_codes,
                      "reasons": [REASON_CODES[c] for c in body.reason_codes],
-                     "message": body.seller_message}))
+                     "message": body.seller_message})))
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
 
@@ -347,6 +349,7 @@ class Workflow:
             "revision": body.listing_revision, "now": now, "outcome": body.outcome, "codes": codes,
             "seller_message": body.seller_message, "internal_note": body.internal_note,
             "reasons": json.dumps([REASON_CODES[c] for c in body.reason_codes], ensure_ascii=False),
+            "available_at": now + self.undo_window,
         }
         row = conn.execute(_DECIDE_PG, params).first()
         if row is None:
@@ -501,12 +504,13 @@ class Workflow:
                 .values(undone_at=now, undone_by=actor.id, undo_kind="undo" if type_ == "undone" else "revert",
                         undo_reason=reason or None).returning(DECISIONS.c.id)
             ).first()
+            decision_id = undone[0] if undone else None
+            # The seller's notification: cancelled if no consumer ever leased it, else retracted.
+            notice = withdraw(conn, item_id=item_id, listing_id=item["listing_id"], decision_id=decision_id,
+                              reason=reason or type_, now=now)
             append_event(conn, item_id, item["event_seq"], type_, actor.id,
                          {"attempt": item["attempt"], "reclaimed": reclaim, "reason": reason,
-                          "decision_id": undone[0] if undone else None}, now)
-            conn.execute(insert(OUTBOX).values(
-                item_id=item_id, decision_id=undone[0] if undone else None, kind="decision_withdrawn",
-                created_at=now, payload={"listing_id": item["listing_id"], "reason": reason or type_}))
+                          "decision_id": decision_id, "seller_notification": notice}, now)
             out: dict[str, Any] = {"item": public_item(item), "attempt": item["attempt"]}
             if reclaim:
                 out.update(claim_token=token, version=item["version"])
@@ -571,7 +575,7 @@ __all__ = ["DecideInput", "NotFound", "Workflow"]
 
 _ITEM_COLUMNS = ", ".join(f"u.{c.name}" for c in ITEMS.c)
 #: ``Workflow._decide_in`` for one claimed item on PostgreSQL, as one statement. The event and outbox
-#: JSON hold the same keys and values as the Python path writes.
+#: rows hold the same keys and values as the Python path writes (``outbox.notification_values``).
 _DECIDE_PG = text(f"""
 WITH u AS (
     UPDATE items SET status = 'decided', outcome = :outcome, decided_by = :actor, decided_at = :now,
@@ -596,12 +600,12 @@ WITH u AS (
                              'decision_id', d.id, 'attempt', u.attempt, 'bulk', false), :now
     FROM u JOIN d ON d.item_id = u.id
 ), o AS (
-    INSERT INTO outbox (item_id, decision_id, kind, payload, created_at)
-    SELECT u.id, d.id, 'seller_notification',
+    INSERT INTO outbox (item_id, decision_id, listing_id, kind, payload, created_at, available_at, attempts)
+    SELECT u.id, d.id, u.listing_id, 'seller_notification',
            json_build_object('listing_id', u.listing_id, 'listing_revision', u.listing_revision,
                              'outcome', CAST(:outcome AS text), 'reason_codes', CAST(:codes AS json),
                              'reasons', CAST(:reasons AS json), 'message', CAST(:seller_message AS text)),
-           :now
+           :now, :available_at, 0
     FROM u JOIN d ON d.item_id = u.id
 )
 SELECT {_ITEM_COLUMNS}, d.id AS decision_id FROM u JOIN d ON d.item_id = u.id

@@ -1,0 +1,216 @@
+"""Delivering the outbox: consumers lease records, deliver them, and acknowledge them.
+
+Delivery is **at least once**. ``lease`` hands out up to ``limit`` deliverable records in id order and
+marks them leased for ``lease_seconds``; concurrent consumers never get the same record while its
+lease runs (PostgreSQL: ``FOR UPDATE SKIP LOCKED`` in the claiming UPDATE; SQLite: the same UPDATE in
+a ``BEGIN IMMEDIATE`` transaction). ``ack`` marks records delivered. A record whose lease ran out
+without an acknowledgement is leased again (``attempts`` counts the leases), so a consumer that
+crashed after delivering but before acknowledging delivers it twice: receivers deduplicate by ``id``.
+
+Deliverable means: not delivered, not cancelled, ``available_at`` passed, not under a running lease,
+and no earlier undelivered record for the same listing — so a listing's records reach the seller in
+the order they were written, one at a time (a withdrawal never overtakes the notification it
+retracts).
+
+Undo and revert: a decision's ``seller_notification`` becomes available only when its undo window
+has passed. Taking the decision back (``withdraw``, called in the undo/revert transaction) cancels the
+notification if no consumer has ever leased it — the seller never hears of it — and writes a
+``decision_withdrawn`` record that is cancelled too. If the notification was leased (it may have
+been delivered), the withdrawal is a live record, delivered after the notification.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+
+from moderation.queue.core import OUTBOX, iso
+from moderation.queue.db import Database, utcnow
+from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
+from moderation.queue.roles import Actor
+
+O = OUTBOX  # noqa: E741
+NOTIFICATION = "seller_notification"
+WITHDRAWN = "decision_withdrawn"
+#: ``records(status=…)`` filters; ``pending`` is everything still to deliver (waiting, ready or leased).
+STATUSES = ("pending", "delivered", "cancelled", "all")
+MAX_LEASE = 500
+MAX_ACK = 1000
+
+
+def record_json(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One outbox row as JSON, with its delivery ``state``:
+    ``waiting`` (not yet available), ``ready``, ``leased``, ``delivered`` or ``cancelled``."""
+    if row["sent_at"] is not None:
+        state = "delivered"
+    elif row["cancelled_at"] is not None:
+        state = "cancelled"
+    elif row["lease_expires_at"] is not None and row["lease_expires_at"] >= now:
+        state = "leased"
+    elif row["available_at"] > now:
+        state = "waiting"
+    else:
+        state = "ready"
+    return {
+        "id": row["id"], "kind": row["kind"], "listing_id": row["listing_id"], "item_id": row["item_id"],
+        "decision_id": row["decision_id"], "payload": row["payload"], "state": state,
+        "created_at": iso(row["created_at"]), "available_at": iso(row["available_at"]),
+        "attempts": row["attempts"], "lease_expires_at": iso(row["lease_expires_at"]),
+        "sent_at": iso(row["sent_at"]), "cancelled_at": iso(row["cancelled_at"]),
+    }
+
+
+def notification_values(*, item_id: int, decision_id: int, listing_id: str, payload: dict[str, Any],
+                        now: datetime, undo_window: timedelta) -> dict[str, Any]:
+    """The outbox row of a decision: held back until the decision can no longer be undone."""
+    return {"item_id": item_id, "decision_id": decision_id, "listing_id": listing_id, "kind": NOTIFICATION,
+            "payload": payload, "created_at": now, "available_at": now + undo_window, "attempts": 0}
+
+
+def withdraw(conn: Connection, *, item_id: int, listing_id: str, decision_id: int | None, reason: str,
+             now: datetime) -> str:
+    """In the undo/revert transaction: cancel the decision's notification if it was never leased, and
+    write the ``decision_withdrawn`` record (cancelled too when there is nothing to retract).
+
+    Returns ``"cancelled"`` (the seller never hears of the decision) or ``"retracted"`` (the
+    notification may have been delivered; the withdrawal will follow it). The cancelling UPDATE is
+    conditional on ``leased_at IS NULL``, so it and a concurrent lease cannot both succeed."""
+    notice_id: int | None = None
+    cancelled = False
+    if decision_id is not None:
+        row = conn.execute(
+            update(O).where(O.c.decision_id == decision_id, O.c.kind == NOTIFICATION, O.c.sent_at.is_(None),
+                            O.c.cancelled_at.is_(None), O.c.leased_at.is_(None))
+            .values(cancelled_at=now).returning(O.c.id)
+        ).first()
+        if row is not None:
+            notice_id, cancelled = int(row[0]), True
+        else:
+            notice_id = conn.execute(select(O.c.id).where(O.c.decision_id == decision_id,
+                                                          O.c.kind == NOTIFICATION)).scalar()
+    conn.execute(insert(O).values(
+        item_id=item_id, decision_id=decision_id, listing_id=listing_id, kind=WITHDRAWN,
+        payload={"listing_id": listing_id, "reason": reason, "notification_id": notice_id},
+        created_at=now, available_at=now, attempts=0, cancelled_at=now if cancelled else None))
+    return "cancelled" if cancelled else "retracted"
+
+
+class OutboxDelivery:
+    """Lease, acknowledge and list outbox records (``ReviewQueue.outbox``).
+
+    ``actor`` is the consumer (a ``service`` or ``admin`` user); ``None`` is the local operator
+    (``moderation outbox drain``, which has the database URL and so every right anyway)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def _require(actor: Actor | None) -> None:
+        if actor is not None and not actor.can("outbox"):
+            raise Forbidden("forbidden", f"role {actor.role} may not read the outbox")
+
+    def lease(self, actor: Actor | None = None, *, limit: int = 100, lease_seconds: int = 60) -> dict[str, Any]:
+        """Take up to ``limit`` deliverable records (id order) for ``lease_seconds``; no other consumer
+        gets them until the lease runs out. Deliver them, then ``ack`` their ids."""
+        self._require(actor)
+        if not 1 <= limit <= MAX_LEASE:
+            raise Invalid("invalid_limit", f"limit must be 1 to {MAX_LEASE}")
+        if not 1 <= lease_seconds <= 3600:
+            raise Invalid("invalid_lease", "lease_seconds must be 1 to 3600")
+        now = utcnow()
+        until = now + timedelta(seconds=lease_seconds)
+        earlier = O.alias("earlier")
+        pick = (
+            select(O.c.id)
+            .where(O.c.sent_at.is_(None), O.c.cancelled_at.is_(None), O.c.available_at <= now,
+                   or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
+                   ~exists().where(earlier.c.listing_id == O.c.listing_id, earlier.c.id < O.c.id,
+                                   earlier.c.sent_at.is_(None), earlier.c.cancelled_at.is_(None)))
+            .order_by(O.c.id).limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer (BEGIN IMMEDIATE)
+            # A materialized CTE runs once; as ``id IN (subquery)`` PostgreSQL may re-run the LIMIT
+            # subquery and lease more than ``limit`` rows.
+            .cte("pick").prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        claim = (
+            update(O).where(O.c.id == pick.c.id, O.c.sent_at.is_(None), O.c.cancelled_at.is_(None),
+                            or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now))
+            .values(leased_by=actor.id if actor else None, attempts=O.c.attempts + 1, lease_expires_at=until,
+                    leased_at=now)
+            .returning(*O.c)
+        )
+        with self.db.write() as conn:
+            rows = sorted((dict(r._mapping) for r in conn.execute(claim)), key=lambda r: r["id"])
+        return {"records": [record_json(r, now) for r in rows], "lease_expires_at": iso(until)}
+
+    def ack(self, ids: list[int], actor: Actor | None = None) -> dict[str, Any]:
+        """Mark leased records delivered. Idempotent: ids already acknowledged are reported as such.
+        All or nothing: an unknown id (404) or a record never leased (409) changes nothing."""
+        self._require(actor)
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if not wanted or len(wanted) > MAX_ACK:
+            raise Invalid("invalid_ids", f"acknowledge 1 to {MAX_ACK} record ids")
+        now = utcnow()
+        with self.db.write() as conn:
+            done = set(conn.execute(
+                update(O).where(O.c.id.in_(wanted), O.c.sent_at.is_(None), O.c.cancelled_at.is_(None),
+                                O.c.leased_at.is_not(None))
+                .values(sent_at=now).returning(O.c.id)).scalars())
+            rest = [i for i in wanted if i not in done]
+            found = {r.id: r for r in conn.execute(
+                select(O.c.id, O.c.sent_at, O.c.cancelled_at).where(O.c.id.in_(rest)))} if rest else {}
+            unknown = [i for i in rest if i not in found]
+            if unknown:  # raising rolls the whole acknowledgement back
+                raise NotFound("unknown_outbox_record", "no outbox records with these ids", ids=unknown)
+            not_leased = [i for i in rest if found[i].sent_at is None]
+            if not_leased:
+                raise Conflict("not_leased", "these records were never leased (or were cancelled); "
+                                             "lease records before acknowledging them", ids=not_leased)
+        return {"acknowledged": [i for i in wanted if i in done],
+                "already_acknowledged": [i for i in wanted if i not in done]}
+
+    def records(self, actor: Actor | None = None, *, status: str = "pending", kind: str | None = None,
+                after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Outbox records in id order, without leasing them; ``next_after`` is the cursor of the next
+        page (``None`` on the last). For inspection: delivery goes through ``lease``, which never
+        misses a record whose transaction committed after a later id was already read."""
+        self._require(actor)
+        if status not in STATUSES:
+            raise Invalid("invalid_status", f"status must be one of {', '.join(STATUSES)}")
+        if not 1 <= limit <= 1000:
+            raise Invalid("invalid_limit", "limit must be 1 to 1000")
+        cond: list[Any] = [O.c.id > after]
+        if status == "pending":
+            cond += [O.c.sent_at.is_(None), O.c.cancelled_at.is_(None)]
+        elif status == "delivered":
+            cond.append(O.c.sent_at.is_not(None))
+        elif status == "cancelled":
+            cond.append(O.c.cancelled_at.is_not(None))
+        if kind:
+            cond.append(O.c.kind == kind)
+        now = utcnow()
+        with self.db.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(select(O).where(*cond).order_by(O.c.id).limit(limit + 1))]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"records": [record_json(r, now) for r in rows],
+                "next_after": rows[-1]["id"] if more else None}
+
+    def counts(self) -> dict[str, int]:
+        """How many records are in each delivery state right now."""
+        now = utcnow()
+        pending = and_(O.c.sent_at.is_(None), O.c.cancelled_at.is_(None))
+        free = or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now)
+        queries = {
+            "delivered": O.c.sent_at.is_not(None),
+            "cancelled": O.c.cancelled_at.is_not(None),
+            "leased": and_(pending, O.c.lease_expires_at >= now),
+            "waiting": and_(pending, free, O.c.available_at > now),
+            "ready": and_(pending, free, O.c.available_at <= now),
+        }
+        with self.db.read() as conn:
+            return {name: int(conn.execute(select(func.count()).select_from(O).where(cond)).scalar_one())
+                    for name, cond in queries.items()}
+
