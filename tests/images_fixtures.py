@@ -50,3 +50,38 @@ def edits(im: Image.Image) -> dict[str, Image.Image]:
         "pad": ImageOps.pad(im, (side, side), color=(255, 255, 255)),
         "crop": im.crop((w // 40, h // 40, w - w // 40, h - h // 40)),
     }
+
+
+def texture(seed: int, size: tuple[int, int] = (320, 320)) -> Image.Image:
+    """A low-texture picture (like a brick wall or fabric): fine structure, no broad light/dark layout.
+
+    Random DCT components of 2.5-5 cycles per side and none below, plus noise: pHash (0-3.5 cycles)
+    sees little of it, the ``detail`` view (1.5-5 cycles) sees all of it.
+    """
+    rng = np.random.default_rng(seed)
+    w, h = size
+    k = np.arange(11)
+
+    def basis(n: int) -> np.ndarray:  # DCT-II basis functions of frequencies k (k/2 cycles per side)
+        return np.cos(np.pi * k[:, None] * (2 * np.arange(n)[None, :] + 1) / (2 * n))
+
+    coef = rng.normal(0, 1, (11, 11))
+    coef[np.maximum.outer(k, k) < 5] = 0
+    arr = basis(h).T @ coef @ basis(w)
+    arr = 120 + arr / arr.std() * 25 + rng.normal(0, 4, arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def banner(im: Image.Image, top: float) -> Image.Image:
+    """A semi-transparent white box with dark strokes (a shop's text watermark) over 15% of the area."""
+    w, h = im.size
+    bw = round(0.6 * w)
+    bh = round(0.15 * w * h / bw)
+    x0, y0 = round(0.2 * w), round(top * h)
+    layer = Image.new("RGBA", im.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    draw.rectangle((x0, y0, x0 + bw, y0 + bh), fill=(255, 255, 255, 110))
+    for i in range(6):  # letters, without depending on a font file
+        lx = x0 + round((i + 0.2) * bw / 6)
+        draw.rectangle((lx, y0 + bh // 5, lx + bw // 14, y0 + 4 * bh // 5), fill=(0, 0, 0, 160))
+    return Image.alpha_composite(im.convert("RGBA"), layer).convert("RGB")

@@ -11,9 +11,9 @@ from moderation.images import hashing
 from moderation.images.hashing import ImageError, dct_hash, hamming, hash_image, hash_pil
 
 try:
-    from images_fixtures import edits, photo, save_jpeg
+    from images_fixtures import banner, edits, photo, reencode, save_jpeg, texture
 except ImportError:  # tests/ is a package in this run
-    from tests.images_fixtures import edits, photo, save_jpeg
+    from tests.images_fixtures import banner, edits, photo, reencode, save_jpeg, texture
 
 
 def best_distance(query: hashing.ImageHashes, stored: hashing.ImageHashes) -> int:
@@ -141,15 +141,38 @@ def test_window_resampling_at_32_pixels_is_the_plain_dct_hash() -> None:
     assert int(hashing.lows_to_hashes(lows)[0]) == dct_hash(px)
 
 
-def test_mirrored_hash_is_the_hash_of_the_mirrored_window() -> None:
+@pytest.mark.parametrize("first", [0, hashing.DETAIL_BAND])
+def test_mirrored_hash_is_the_hash_of_the_mirrored_window(first: int) -> None:
     arr = np.asarray(photo(3).convert("L"), dtype=np.float64)
     h, w = arr.shape
     box = (0.1 * w, 0.05 * h, 0.85 * w, 0.9 * h)
     mirrored_box = (w - box[2], box[1], w - box[0], box[3])
-    lows = hashing.window_lows(arr, [box])
-    via_sign = int(hashing.lows_to_hashes(lows * hashing._MIRROR_SIGN)[0])
-    direct = int(hashing.lows_to_hashes(hashing.window_lows(arr[:, ::-1].copy(), [mirrored_box]))[0])
-    assert hamming(via_sign, direct) <= 2  # equal up to float rounding at the median
+    lows = hashing.window_lows(arr, [box], first)
+    via_sign = int(hashing.lows_to_hashes(lows * hashing.mirror_sign(first))[0])
+    direct = hashing.window_lows(arr[:, ::-1].copy(), [mirrored_box], first)
+    assert hamming(via_sign, int(hashing.lows_to_hashes(direct)[0])) <= 2  # up to float rounding
+
+
+def test_detail_band_is_the_dct_block_above_phash() -> None:
+    px = np.asarray(photo(2).convert("L").resize((32, 32), Image.LANCZOS), dtype=np.float64)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(px, axis=0), axis=1)
+    band = slice(hashing.DETAIL_BAND, hashing.DETAIL_BAND + 8)
+    lows = hashing.window_lows(px, [(0.0, 0.0, 32.0, 32.0)], hashing.DETAIL_BAND)[0]
+    assert np.allclose(lows, dct[band, band])
+
+
+def test_detail_view_keeps_low_texture_pictures_under_a_watermark() -> None:
+    """The brick-wall case: pHash has almost nothing to hold on to, the band above it has the texture."""
+    full, detail = [], []
+    for seed in range(1, 7):
+        original = hash_pil(texture(seed))
+        for top in (0.1, 0.45, 0.7):
+            marked = hash_pil(reencode(banner(texture(seed), top), 90))
+            full.append(hamming(marked.views["full"], original.views["full"]))
+            detail.append(hamming(marked.views["detail"], original.views["detail"]))
+    assert max(detail) <= 10
+    assert np.median(full) >= 12 and np.median(detail) <= 6
+    assert any(f > 12 for f in full)  # cases the whole-picture pHash alone would miss
 
 
 def test_query_plan_views_are_all_hashed() -> None:

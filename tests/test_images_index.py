@@ -5,20 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moderation.images.hashing import hash_pil
-from moderation.images.index import HashIndex, IndexError_
+from moderation.images import index as index_module
+from moderation.images.hashing import INDEXED_VIEWS, hash_pil
+from moderation.images.index import CHUNKS, HashIndex, IndexError_, build_tables, chunks_of
 from moderation.images.matcher import ImageChecker, find_matches
 from moderation.schema import Listing
 
 try:
-    from images_fixtures import edits, photo, reencode, save_jpeg
+    from images_fixtures import banner, edits, photo, reencode, save_jpeg, texture
 except ImportError:  # tests/ is a package in this run
-    from tests.images_fixtures import edits, photo, reencode, save_jpeg
+    from tests.images_fixtures import banner, edits, photo, reencode, save_jpeg, texture
 
 
 def random_hashes(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return rng.integers(0, np.iinfo(np.uint64).max, size=(n, 2), dtype=np.uint64, endpoint=True)
+    return rng.integers(
+        0, np.iinfo(np.uint64).max, size=(n, len(INDEXED_VIEWS)), dtype=np.uint64, endpoint=True
+    )
 
 
 def flip_bits(h: int, bits: list[int]) -> int:
@@ -49,8 +52,8 @@ def test_add_delete_persist_reload(tmp_path) -> None:
     with HashIndex.open(db) as idx:
         idx.add_arrays(random_hashes(5000), id_prefix="r")
         idx.compact()
-        idx.add("a", (1, 2), listing_id="L1", seller_id="S1", path="a.jpg")
-        idx.add("b", (0xFFFF, 0xFFFF0000), listing_id="L2", seller_id="S2")
+        idx.add("a", (1, 2, 5), listing_id="L1", seller_id="S1", path="a.jpg")
+        idx.add("b", (0xFFFF, 0xFFFF0000, 1 << 63), listing_id="L2", seller_id="S2")
         assert idx.delete("r10") and not idx.delete("nope")
         assert len(idx) == 5001
     with HashIndex.open(db) as idx:
@@ -59,15 +62,15 @@ def test_add_delete_persist_reload(tmp_path) -> None:
         assert [(h.row, h.distance) for h in idx.search([3], 0, 2)] == [(idx.rows_of(["a"])[0], 1)]
         assert idx.get("a")["seller_id"] == "S1"
         assert not idx.search([int(x) for x in random_hashes(5000)[10:11, 0]], 0, 0)  # deleted stays gone
-        idx.add("a", (1 << 40, 7))  # same id: replaced
+        idx.add("a", (1 << 40, 7, 9))  # same id: replaced
         assert not idx.search([3], 0, 2)
         idx.compact()
         assert len(idx) == 5001 and idx.get("r10") is None
         row = idx.rows_of(["b"])[0]
-        assert idx.hashes_of_row(row) == (0xFFFF, 0xFFFF0000)
+        assert idx.hashes_of_row(row) == (0xFFFF, 0xFFFF0000, 1 << 63)
     with HashIndex.open(db) as idx:
         assert [h.row for h in idx.search([7], 1, 0)] == idx.rows_of(["a"])
-        assert idx.index_bytes() / len(idx) < 100 + 2_200_000 / len(idx)
+        assert idx.index_bytes() / len(idx) < 100 + 3_200_000 / len(idx)
 
 
 def test_auto_compaction_keeps_search_exact(tmp_path) -> None:
@@ -163,7 +166,7 @@ def test_vectorised_probe_equals_linear_scan_on_random_data(probe: int) -> None:
     idx.delete("17")
     rng = np.random.default_rng(probe)
     rows = rng.choice(20_000, 60, replace=False)
-    slots = rng.integers(0, 2, 60)
+    slots = rng.integers(0, len(INDEXED_VIEWS), 60)
     queries = np.array(
         [
             flip_bits(int(hashes[r, s]), list(rng.choice(64, i % 13, replace=False)))
@@ -186,3 +189,54 @@ def test_vectorised_probe_equals_linear_scan_on_random_data(probe: int) -> None:
     if probe == 3:
         assert got == want
     assert all(idx.hashes_of_row(r)[slots[q]] ^ int(queries[q]) for q, r, d in got if d)
+
+
+def test_tables_hold_flat_hash_positions_sorted_by_substring() -> None:
+    hashes = random_hashes(3000, seed=9)
+    n, slots = hashes.shape
+    perm, offsets = build_tables(hashes)
+    flat = hashes.reshape(-1)
+    for s in range(slots):
+        for c in range(CHUNKS):
+            positions = perm[s, c].astype(np.int64)
+            assert np.all(positions % slots == s)  # each table points at its own slot's hashes
+            keys = chunks_of(flat[positions])[:, c]
+            assert np.all(np.diff(keys.astype(np.int64)) >= 0)
+            # Absolute offsets into the flattened permutations: table (s, c) starts at (s * 4 + c) * n.
+            want = (s * CHUNKS + c) * n + np.searchsorted(np.sort(keys), np.arange(65537))
+            assert np.array_equal(offsets[s, c].astype(np.int64), want)
+
+
+def test_probe_plans_are_reused_across_images() -> None:
+    idx = HashIndex.open()
+    idx.add_arrays(random_hashes(5000, seed=4))
+    idx.compact()
+    slots = np.array([0, 1, 2, 1], dtype=np.int64)
+    radii = np.array([1, 0, 1, 0], dtype=np.int64)
+    before = index_module._probe_plan.cache_info()
+    for seed in range(3):
+        queries = random_hashes(1, seed=100 + seed).reshape(-1)
+        queries = np.concatenate([queries, queries[:1]])  # one hash in two slots
+        got = idx.probe(queries, slots, radii, 12)
+        want = {
+            (i, h.row, h.distance)
+            for i in range(4)
+            for h in idx.search(queries[i : i + 1], int(slots[i]), 12, int(radii[i]))
+        }
+        assert set(zip(*(a.tolist() for a in got), strict=True)) == want
+    after = index_module._probe_plan.cache_info()
+    assert after.hits >= before.hits + 2  # the same slots and radii: one plan, built once
+    column = random_hashes(5000, seed=4)[:7, 2]  # a strided view of the stored hashes
+    qi, rows, dist = idx.probe(column, np.full(7, 2), np.zeros(7, np.int64), 12)
+    assert sorted(zip(qi.tolist(), rows.tolist(), dist.tolist(), strict=True)) == [(i, i, 0) for i in range(7)]
+
+
+def test_watermarked_low_texture_picture_is_found() -> None:
+    idx = HashIndex.open()
+    for seed in range(1, 7):
+        idx.add(f"t{seed}", hash_pil(texture(seed)).indexed(), seller_id=f"S{seed}")
+        idx.add(f"p{seed}", hash_pil(photo(seed)).indexed(), seller_id=f"P{seed}")
+    for seed in range(1, 7):
+        for top in (0.1, 0.45, 0.7):
+            matches = find_matches(idx, hash_pil(reencode(banner(texture(seed), top), 90)))
+            assert [m.id for m in matches] == [f"t{seed}"], (seed, top)

@@ -11,13 +11,19 @@ different *view* of the picture:
              full views do.
 ``content``  the largest block of "busy" rows and columns (the photo inside a screenshot or a frame with
              a status bar, captions, buttons). Falls back to ``full`` when no frame is found.
+``detail``   the ``full`` view hashed one octave up the spectrum: DCT frequencies 3-10 instead of pHash's
+             0-7 (:data:`DETAIL_BAND`). pHash keeps only the broad light/dark layout; a low-texture photo
+             (a brick wall, gravel, fabric) has almost none, so a semi-transparent watermark over 15% of
+             it - itself a large, smooth, bright blob, i.e. low-frequency energy - rewrites half of its
+             bits. The texture's layout lives in the band above, where the overlay adds much less.
 
-The index stores two views per image (``INDEXED_VIEWS``: ``full`` and ``center``); a query probes each
-stored slot with several views of its own (``QUERY_PLAN``: centred windows of 92-96% against ``full``,
-and a 3x3 grid of shifted 84-92% windows against ``center`` for crops at an unknown place) and every
-one of them mirrored, so a horizontal flip is matched without storing anything more. All windows of an
-image are hashed at once as matrix products (resampling and DCT folded into one matrix per window side),
-and a mirror's hash comes from the same coefficients with odd horizontal frequencies negated.
+The index stores three views per image (``INDEXED_VIEWS``: ``full``, ``center`` and ``detail``); a query
+probes each stored slot with several views of its own (``QUERY_PLAN``: centred windows of 92-96% against
+``full``, a 3x3 grid of shifted 84-92% windows against ``center`` for crops at an unknown place, the
+whole picture and the framed photo against ``detail``) and every one of them mirrored, so a horizontal
+flip is matched without storing anything more. All windows of an image are hashed at once as matrix
+products (resampling and DCT folded into one matrix per window side), and a mirror's hash comes from the
+same coefficients with odd horizontal frequencies negated.
 
 Decoding is the expensive part, so JPEGs are decoded at reduced size and luma only (PIL draft mode) and
 everything is hashed from a small grayscale thumbnail. Anything that cannot be hashed raises :class:`ImageError` with a
@@ -38,7 +44,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Bumped whenever a change to the recipe changes hash values: stored hashes of another version are not
 #: comparable, so the index records the version and refuses to mix them.
-HASH_VERSION = "dct64-trim-v2"
+#: v3 added the ``detail`` slot (three hashes per image); v2 indexes (two slots) are refused: re-index.
+HASH_VERSION = "dct64-trim-v3"
 
 #: Refuse images above this many pixels before decoding them (a decompression bomb, or a scan that no
 #: product photo needs). 8k x 8k is well above any marketplace upload limit.
@@ -52,7 +59,13 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 WORK_SIDE = 256
 
 #: The views stored in the index for every image, in slot order (the on-disk layout).
-INDEXED_VIEWS: tuple[str, ...] = ("full", "center")
+INDEXED_VIEWS: tuple[str, ...] = ("full", "center", "detail")
+
+#: First DCT frequency (of 32) of the ``detail`` views: an 8x8 block like pHash's, frequencies 3-10 in
+#: both axes (1.5-5 cycles per picture). Chosen on the benchmark (docs/images.md) among first
+#: frequencies 2, 3, 4, 6 and 8: 2 still carries much of the overlay's energy (brick under the watermark
+#: 16 bits away, as with pHash); from 4 up, resizing to 30% moves the hash more (cell 14-18 bits).
+DETAIL_BAND = 3
 
 #: Fraction of each side kept by the indexed ``center`` view.
 CENTER_FRACTION = 0.8
@@ -80,15 +93,17 @@ def _grid_names() -> tuple[str, ...]:
 
 #: For each indexed slot, the query views compared with it. A view ``*_m`` of each is also probed (the
 #: mirrored picture). ``wideNN`` are centred windows keeping NN% of each side; ``cNN+x+y`` are the
-#: windows of :data:`CROP_GRID` (NN% of each side, centre shifted by x% and y%).
+#: windows of :data:`CROP_GRID` (NN% of each side, centre shifted by x% and y%); ``content_detail`` is
+#: the ``content`` box hashed like ``detail``.
 QUERY_PLAN: dict[str, tuple[str, ...]] = {
     "full": ("full", "content", "wide96", "wide92"),
     "center": ("center", "content_center", *_grid_names()),
+    "detail": ("detail", "content_detail"),
 }
 
 #: Query views that are the whole picture or its plain centre. The matcher probes the index with these
-#: at a wider per-substring radius than the many crop windows (see ``matcher.PROBE_RADII``).
-PRIMARY_VIEWS = frozenset({"full", "content", "center", "content_center"})
+#: at a wider per-substring radius than the many crop windows (``matcher.PROBE_RADIUS``).
+PRIMARY_VIEWS = frozenset({"full", "content", "center", "content_center", "detail", "content_detail"})
 
 _DCT_N = 32
 #: Side the views are resampled from (the working thumbnail is block-averaged down to about this).
@@ -136,7 +151,8 @@ def _dct_matrix(n: int) -> np.ndarray:
     return 2.0 * np.cos(np.pi * k * (2 * i + 1) / (2 * n))
 
 
-_DCT = _dct_matrix(_DCT_N)[:_HASH_SIDE]  # only the 8 lowest frequencies are ever used
+_DCT_ALL = _dct_matrix(_DCT_N)
+_DCT = _DCT_ALL[:_HASH_SIDE]  # the 8 lowest frequencies: pHash
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
@@ -169,17 +185,30 @@ def _resample_matrices(n_in: int, starts: np.ndarray, stops: np.ndarray) -> np.n
     return w / total
 
 
-#: DCT-II is odd in the horizontal frequency under a left-right mirror: the mirrored window's
-#: coefficients are the window's with odd columns negated, so mirrors cost no resampling.
-_MIRROR_SIGN = np.array([1.0 if k % 2 == 0 else -1.0 for k in range(_HASH_SIDE)])
+def mirror_sign(first: int = 0) -> np.ndarray:
+    """Per-column signs that turn a window's 8x8 coefficients (frequencies ``first``..) into its mirror's.
+
+    DCT-II is odd in the horizontal frequency under a left-right mirror: the mirrored window's
+    coefficients are the window's with odd columns negated, so mirrors cost no resampling.
+    """
+    return np.array([1.0 if (first + k) % 2 == 0 else -1.0 for k in range(_HASH_SIDE)])
 
 
-def window_lows(arr: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
-    """The 8x8 low DCT frequencies of a 32x32 resample of each (left, top, right, bottom) box: [V, 8, 8]."""
+_MIRROR_SIGN = mirror_sign(0)
+
+
+def window_lows(
+    arr: np.ndarray, boxes: list[tuple[float, float, float, float]], first: int = 0
+) -> np.ndarray:
+    """DCT frequencies ``first``..``first + 7`` of a 32x32 resample of each (left, top, right, bottom) box.
+
+    Returns [V, 8, 8]. ``first=0`` is pHash's block, ``first=DETAIL_BAND`` the ``detail`` views'.
+    """
     h, w = arr.shape
     b = np.asarray(boxes, dtype=np.float64)
-    ry = _DCT @ _resample_matrices(h, b[:, 1], b[:, 3])  # [V, 8, h]
-    rx = _DCT @ _resample_matrices(w, b[:, 0], b[:, 2])  # [V, 8, w]
+    dct = _DCT_ALL[first : first + _HASH_SIDE]
+    ry = dct @ _resample_matrices(h, b[:, 1], b[:, 3])  # [V, 8, h]
+    rx = dct @ _resample_matrices(w, b[:, 0], b[:, 2])  # [V, 8, w]
     return np.matmul(np.matmul(ry, arr), rx.transpose(0, 2, 1))
 
 
@@ -412,13 +441,16 @@ def hash_gray(gray: Image.Image) -> ImageHashes:
     if k > 1:
         h, w = (arr.shape[0] // k) * k, (arr.shape[1] // k) * k
         arr = arr[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
-    lows = window_lows(arr, [tuple(v / k for v in box) for box in boxes.values()])
-    plain = lows_to_hashes(lows).tolist()
-    mirrored = lows_to_hashes(lows * _MIRROR_SIGN).tolist()
     views: dict[str, int] = {}
-    for name, h, hm in zip(boxes, plain, mirrored, strict=True):
-        views[name] = h
-        views[name + "_m"] = hm
+    # The detail views are the same two boxes as full and content, one band up the spectrum.
+    detail_boxes = {"detail": boxes["full"], "content_detail": boxes["content"]}
+    for group, first in ((boxes, 0), (detail_boxes, DETAIL_BAND)):
+        lows = window_lows(arr, [tuple(v / k for v in box) for box in group.values()], first)
+        plain = lows_to_hashes(lows).tolist()
+        mirrored = lows_to_hashes(lows * mirror_sign(first)).tolist()
+        for name, h, hm in zip(group, plain, mirrored, strict=True):
+            views[name] = h
+            views[name + "_m"] = hm
     return ImageHashes(views=views, width=gray.width, height=gray.height)
 
 

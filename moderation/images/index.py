@@ -5,19 +5,24 @@ differ in at most ``d`` bits, then by the pigeonhole principle at least one of t
 in at most ``d // 4`` bits. So a query looks up, in each of four tables, every 16-bit key within
 ``d // 4`` bits of its own substring, and only those rows are compared in full.
 
-Each table is a permutation of the rows sorted by that substring plus the offsets at which each of the
-65,536 keys starts (what ``np.searchsorted`` of every possible key into the sorted substrings returns,
-precomputed), so a probe is two array reads. :meth:`HashIndex.probe` does all the lookups of one image
-(every view, slot and probe key) with one gather per array, not a Python loop. Per indexed image and slot that is 8 bytes of hash plus
-4 x 4 bytes of permutation: 24 bytes; with the two slots hashed per image (:data:`INDEXED_VIEWS`) 48
-bytes, plus a fixed 2 MiB of offsets.
+Each table is a permutation sorted by that substring plus the offsets at which each of the 65,536 keys
+starts (what ``np.searchsorted`` of every possible key into the sorted substrings returns, precomputed),
+so a probe is two array reads. The permutation holds flat positions into the hash array
+(``row * slots + slot``) and the offsets are absolute positions into the concatenated permutations, so
+a candidate is verified with a single gather and no per-candidate arithmetic. :meth:`HashIndex.probe`
+does all the lookups of one image (every view, slot and probe key) with one gather per array, not a
+Python loop. Per indexed image and slot that is 8 bytes of hash plus 4 x 4 bytes of permutation: 24
+bytes; with the three slots hashed per image (:data:`INDEXED_VIEWS`) 72 bytes, plus a fixed 3 MiB of
+offsets.
 
 Layout of a file store (the folder given by ``--db``)::
 
     meta.sqlite      images (id, listing, seller, path, hash version, row), tombstones, settings
     hashes.npy       uint64 [rows, slots]           main segment, memory-mapped on load
-    perm.npy         uint32 [slots, 4, rows]        rows sorted by each 16-bit substring
-    offsets.npy      uint32 [slots, 4, 65537]       start of every key in perm
+    perm.npy         uint32 [slots, 4, rows]        row * slots + slot, sorted by each 16-bit substring
+    offsets.npy      uint32 [slots, 4, 65537]       start of every key in the flattened perm
+
+(``int64`` instead of ``uint32`` once positions pass 2**32, i.e. above ~357 million images.)
 
 Images added after the last build live in a small *delta* segment (their hashes are in SQLite and scanned
 linearly in memory); deletes are tombstones. :meth:`HashIndex.compact` rebuilds the main segment
@@ -27,6 +32,7 @@ the main segment, so adds stay cheap and queries stay sub-linear. One writer at 
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -100,20 +106,76 @@ def chunks_of(hashes: np.ndarray) -> np.ndarray:
     return ((hashes[:, None] >> _SHIFTS[None, :]) & _CHUNK_MASK).astype(np.uint32)
 
 
-def build_tables(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Permutation [4, n] and offsets [4, 65537] for one slot's hashes."""
-    n = column.shape[0]
-    keys = chunks_of(column)
-    perm = np.empty((CHUNKS, n), dtype=np.uint32)
-    offsets = np.empty((CHUNKS, _KEYS + 1), dtype=np.uint32)
-    for c in range(CHUNKS):
-        k = keys[:, c].astype(np.uint16)
-        order = np.argsort(k, kind="stable")
-        perm[c] = order
-        counts = np.bincount(k, minlength=_KEYS)
-        offsets[c, 0] = 0
-        np.cumsum(counts, out=offsets[c, 1:])
+def _position_dtype(largest: int) -> type[np.integer]:
+    """uint32 while every position fits (half the memory of int64), int64 beyond."""
+    return np.uint32 if largest < 2**32 else np.int64
+
+
+def build_tables(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The multi-index tables of a main segment's hashes [n, slots]: (perm, offsets).
+
+    ``perm[s, c]`` lists the flat positions ``row * slots + s`` of slot ``s``'s hashes in
+    ``hashes.reshape(-1)``, sorted by their ``c``-th 16-bit substring; ``offsets[s, c, k]`` is where key
+    ``k``'s bucket starts in ``perm.reshape(-1)`` (table (s, c) starts at ``(s * 4 + c) * n``). Both are
+    absolute so that a probe reads a bucket's bounds with one gather each and verifies its candidates
+    with one gather from the hashes, with no per-candidate row, slot or table arithmetic.
+    """
+    n, slots = hashes.shape
+    perm = np.empty((slots, CHUNKS, n), dtype=_position_dtype(n * slots))
+    offsets = np.empty((slots, CHUNKS, _KEYS + 1), dtype=_position_dtype(slots * CHUNKS * n + 1))
+    for s in range(slots):
+        keys = chunks_of(np.ascontiguousarray(hashes[:, s]))
+        for c in range(CHUNKS):
+            k = keys[:, c].astype(np.uint16)
+            perm[s, c] = np.argsort(k, kind="stable") * slots + s
+            offsets[s, c, 0] = 0
+            np.cumsum(np.bincount(k, minlength=_KEYS), out=offsets[s, c, 1:])
+            offsets[s, c] += (s * CHUNKS + c) * n
     return perm, offsets
+
+
+@dataclass(frozen=True)
+class _ProbePlan:
+    """The probe keys of a lookup request, as arrays over its probes (one per query, substring and mask).
+
+    Depends only on which slot and probe radius each query hash has, not on the hash values, so the
+    matcher's requests (the same plan for every image, up to the views that coincide) reuse it.
+    """
+
+    owner: np.ndarray  # [P] intp: the query each probe belongs to
+    source: np.ndarray  # [P] intp: the probed substring in the queries viewed as little-endian uint16
+    flip: np.ndarray  # [P] int64: XOR mask applied to the substring (the probe key's bits that differ)
+    base: np.ndarray  # [P] int64: start of the probed (slot, substring) table in the flat offsets
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_plan(slots_key: bytes, radii_key: bytes) -> _ProbePlan:
+    """Plan for int64 ``slots`` and ``radii`` given as bytes (hashable, so plans are cached)."""
+    slots = np.frombuffer(slots_key, dtype=np.int64)
+    radii = np.frombuffer(radii_key, dtype=np.int64)
+    owners, chunks, flips = [], [], []
+    for r in np.unique(radii).tolist():
+        sel = np.flatnonzero(radii == r)
+        masks = probe_masks(r).astype(np.int64)
+        owners.append(np.repeat(sel, CHUNKS * masks.size))
+        chunks.append(np.tile(np.repeat(np.arange(CHUNKS), masks.size), sel.size))
+        flips.append(np.tile(masks, CHUNKS * sel.size))
+    owner, chunk, flip = (np.concatenate(parts) for parts in (owners, chunks, flips))
+    base = (slots[owner] * CHUNKS + chunk) * (_KEYS + 1)
+    # Substring c (0 = most significant) of hash i is uint16 number 4 * i + 3 - c of the LE bytes.
+    source = owner * CHUNKS + (CHUNKS - 1 - chunk)
+    return _ProbePlan(owner.astype(np.intp), source.astype(np.intp), flip, base)
+
+
+_ARANGE = np.arange(1 << 16, dtype=np.int64)
+
+
+def _arange(n: int) -> np.ndarray:
+    """``np.arange(n)`` as a view of a cached array: the probe needs one per call, up to ~10**5 long."""
+    global _ARANGE
+    if _ARANGE.size < n:
+        _ARANGE = np.arange(max(n, 2 * _ARANGE.size), dtype=np.int64)
+    return _ARANGE[:n]
 
 
 @dataclass(frozen=True)
@@ -143,9 +205,7 @@ class HashIndex:
             self._db = sqlite3.connect(":memory:")
         self._db.executescript(_SCHEMA)
         self._check_settings()
-        self._main_hashes = np.zeros((0, slots), dtype=np.uint64)
-        self._perm = np.zeros((slots, CHUNKS, 0), dtype=np.uint32)
-        self._offsets = np.zeros((slots, CHUNKS, _KEYS + 1), dtype=np.uint32)
+        self._set_main(*build_tables(np.zeros((0, slots), dtype=np.uint64)), np.zeros((0, slots), np.uint64))
         self._load_main()
         self._load_delta_and_tombstones()
 
@@ -203,9 +263,21 @@ class HashIndex:
             raise IndexError_(
                 "index_damaged", f"cannot load the index arrays in {self.path}: {exc}"
             ) from None
-        if hashes.shape != (n, self.slots) or perm.shape != (self.slots, CHUNKS, n):
+        if (
+            hashes.shape != (n, self.slots)
+            or perm.shape != (self.slots, CHUNKS, n)
+            or offsets.shape != (self.slots, CHUNKS, _KEYS + 1)
+        ):
             raise IndexError_("index_damaged", f"index arrays in {self.path} do not match its metadata")
+        self._set_main(perm, offsets, hashes)
+
+    def _set_main(self, perm: np.ndarray, offsets: np.ndarray, hashes: np.ndarray) -> None:
+        """Install a main segment, with the flat plain-ndarray views the probe gathers from."""
         self._main_hashes, self._perm, self._offsets = hashes, perm, offsets
+        # np.asarray drops the memmap subclass: gathers from a plain view skip memmap's wrapping.
+        self._flat_hashes = np.asarray(hashes).reshape(-1)
+        self._flat_perm = np.asarray(perm).reshape(-1)
+        self._flat_offsets = np.asarray(offsets).reshape(-1)
 
     def _load_delta_and_tombstones(self) -> None:
         n = self.main_rows
@@ -306,11 +378,7 @@ class HashIndex:
 
     def _build_in_memory(self) -> None:
         hashes = np.concatenate([np.asarray(self._main_hashes), self._delta_hashes])
-        perm = np.empty((self.slots, CHUNKS, hashes.shape[0]), dtype=np.uint32)
-        offsets = np.empty((self.slots, CHUNKS, _KEYS + 1), dtype=np.uint32)
-        for s in range(self.slots):
-            perm[s], offsets[s] = build_tables(hashes[:, s])
-        self._main_hashes, self._perm, self._offsets = hashes, perm, offsets
+        self._set_main(*build_tables(hashes), hashes)
         self._dead = np.concatenate([self._dead, np.zeros(self._delta_rows.size, dtype=bool)])
         self._delta_rows = np.zeros(0, dtype=np.int64)
         self._delta_hashes = np.zeros((0, self.slots), dtype=np.uint64)
@@ -358,10 +426,7 @@ class HashIndex:
         hashes = np.concatenate([np.asarray(self._main_hashes[live_main]), self._delta_hashes])
         old_rows = np.concatenate([live_main, self._delta_rows])
         n = int(hashes.shape[0])
-        perm = np.empty((self.slots, CHUNKS, n), dtype=np.uint32)
-        offsets = np.empty((self.slots, CHUNKS, _KEYS + 1), dtype=np.uint32)
-        for s in range(self.slots):
-            perm[s], offsets[s] = build_tables(hashes[:, s])
+        perm, offsets = build_tables(hashes)
         with self._db:
             # Renumber through negative rows so the UNIQUE constraint never sees two rows at once.
             if old_rows.size:
@@ -375,14 +440,14 @@ class HashIndex:
         if self.path is not None:
             self._load_main()
         else:
-            self._main_hashes, self._perm, self._offsets = hashes, perm, offsets
+            self._set_main(perm, offsets, hashes)
         self._load_delta_and_tombstones()
 
     def _write_arrays(self, hashes: np.ndarray, perm: np.ndarray, offsets: np.ndarray) -> None:
         assert self.path is not None
         # Drop our maps of the old files first, then replace each file atomically.
-        self._main_hashes = np.zeros((0, self.slots), dtype=np.uint64)
-        self._perm = np.zeros((self.slots, CHUNKS, 0), dtype=np.uint32)
+        empty = np.zeros((0, self.slots), dtype=np.uint64)
+        self._set_main(*build_tables(empty), empty)
         for name, arr in (("hashes", hashes), ("perm", perm), ("offsets", offsets)):
             tmp = self.path / f".{name}.tmp.npy"
             np.save(tmp, arr)
@@ -412,10 +477,11 @@ class HashIndex:
 
         Query hash ``i`` is looked up in slot ``slots[i]``, probing every key within ``probe_radii[i]``
         bits of each of its four substrings (at most ``radius // 4`` makes it exact); every candidate is
-        verified against ``radius``. All probe keys of all queries are built as one array, their buckets
-        read with one gather from the offsets, the rows with one gather from the permutations, and the
-        candidates verified with one vectorised popcount; the delta segment is scanned for all queries
-        at once. Deleted rows are left out.
+        verified against ``radius``. All probe keys of all queries are built as one array (from a cached
+        :class:`_ProbePlan`), their buckets read with one gather from the offsets, the candidates' hash
+        positions with one gather from the permutations and their hashes with one more, verified with
+        one vectorised popcount; only the few within ``radius`` are turned into (query, row) pairs. The
+        delta segment is scanned for all queries at once. Deleted rows are left out.
         """
         q = np.asarray(queries, dtype=np.uint64).reshape(-1)
         slots = np.asarray(slots, dtype=np.int64).reshape(-1)
@@ -424,8 +490,8 @@ class HashIndex:
             empty = np.zeros(0, np.int64)
             return empty, empty, empty
         qi, rows, dist = self._probe_main(q, slots, radii, radius)
-        dqi, drows, ddist = self._scan_delta(q, slots, radius)
-        if dqi.size:
+        if self._delta_rows.size:
+            dqi, drows, ddist = self._scan_delta(q, slots, radius)
             qi, rows, dist = (
                 np.concatenate([qi, dqi]),
                 np.concatenate([rows, drows]),
@@ -440,39 +506,31 @@ class HashIndex:
         empty = np.zeros(0, np.int64)
         if n == 0:
             return empty, empty, empty
-        keys = chunks_of(q).astype(np.int64)  # [Q, 4]
-        tables = slots[:, None] * CHUNKS + np.arange(CHUNKS)  # [Q, 4]: table of (slot, substring)
-        bucket = tables * (_KEYS + 1) + keys  # where each unflipped key sits in the flat offsets
-        parts_b: list[np.ndarray] = []
-        parts_q: list[np.ndarray] = []
-        for r in np.unique(radii).tolist():
-            sel = np.flatnonzero(radii == r)
-            masks = probe_masks(r).astype(np.int64)  # XOR on the key = XOR on the flat position's low bits
-            base = bucket[sel] - keys[sel]
-            parts_b.append(((keys[sel][:, :, None] ^ masks) + base[:, :, None]).reshape(-1))
-            parts_q.append(np.repeat(sel, CHUNKS * masks.size))
-        probes = parts_b[0] if len(parts_b) == 1 else np.concatenate(parts_b)
-        owner = parts_q[0] if len(parts_q) == 1 else np.concatenate(parts_q)
-        offsets = self._offsets.reshape(-1)
-        starts = offsets[probes].astype(np.int64)
-        counts = offsets[probes + 1].astype(np.int64) - starts
-        nz = counts > 0
-        starts, counts, owner, probes = starts[nz], counts[nz], owner[nz], probes[nz]
-        total = int(counts.sum())
+        plan = _probe_plan(slots.tobytes(), radii.tobytes())
+        # Where each probe key's bucket bounds sit in the flat offsets. Every call here is one numpy
+        # operation over all probes: at this size the per-call overhead is what costs.
+        at = np.ascontiguousarray(q, dtype="<u8").view("<u2")[plan.source] ^ plan.flip
+        at += plan.base
+        starts = self._flat_offsets[at]
+        counts = np.subtract(self._flat_offsets[at + 1], starts, dtype=np.int64)
+        ends = np.cumsum(counts)
+        total = int(ends[-1])
         if total == 0:
             return empty, empty, empty
-        # The permutation of table t starts at t * n in the flat array.
-        starts += (probes // (_KEYS + 1)) * n
-        # Positions starts[i] .. starts[i] + counts[i] of every bucket, without a Python loop.
-        ends = np.cumsum(counts)
-        pos = np.repeat(starts - ends + counts, counts) + np.arange(total, dtype=np.int64)
-        rows = np.asarray(self._perm.reshape(-1)[pos], dtype=np.int64)
-        qi = np.repeat(owner, counts)
-        stored = np.asarray(self._main_hashes.reshape(-1)[rows * self.slots + slots[qi]])
-        dist = np.bitwise_count(stored ^ q[qi])
-        keep = dist <= radius
-        qi, rows, dist = qi[keep], rows[keep], dist[keep].astype(np.int64)
-        if qi.size > 1:  # the same row can come out of several substrings and probe keys
+        # Positions starts[i] .. starts[i] + counts[i] - 1 of every bucket, without a Python loop.
+        pos = np.repeat(starts - ends + counts, counts)
+        pos += _arange(total)
+        at_hash = self._flat_perm[pos]  # row * slots + slot of every candidate
+        stored = self._flat_hashes[at_hash]
+        stored ^= np.repeat(q[plan.owner], counts)
+        hit = np.flatnonzero(np.bitwise_count(stored) <= radius)
+        if hit.size == 0:
+            return empty, empty, empty
+        # Only the candidates within the radius (a handful) are mapped back to query and row.
+        rows = at_hash[hit].astype(np.int64) // self.slots
+        qi = plan.owner[np.searchsorted(ends, hit, side="right")].astype(np.int64)
+        dist = np.bitwise_count(stored[hit]).astype(np.int64)
+        if hit.size > 1:  # the same row can come out of several substrings and probe keys
             _, first = np.unique(qi * n + rows, return_index=True)
             qi, rows, dist = qi[first], rows[first], dist[first]
         live = ~self._dead[rows]

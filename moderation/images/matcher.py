@@ -8,8 +8,9 @@ of them. A candidate is a copy when that distance is at most :data:`COPY_DISTANC
 Why 12: on the benchmark (docs/images.md, ``scripts/bench_images.py``; 20 real photos, 88 indexed
 images) the source of a resized, re-encoded, brightened, grayscale, padded, mirrored or screenshot copy
 was within 0-6 bits, crops, watermarks and 3 degree rotations mostly within 12, while about 0.05% of
-pairs of unrelated images came within 12. Misses left: texture photos (brick, gravel) under a watermark
-or a rotation, and one crop.
+pairs of unrelated images came within 12. The ``detail`` slot (hashing.py) brought the watermarked
+texture photos (brick; hubble_deep_field with another edit seed) back within 12 without adding a false
+match. Misses left: the texture photos brick and gravel under a 3 degree rotation, and one 10% crop.
 
 Not every near-duplicate is a copy: the same seller re-using a photo on another listing, the same
 listing re-checked, or a listing of an allow-listed brand (authorised resellers use the brand's official
@@ -40,8 +41,8 @@ from moderation.schema import Finding, ImageMatchInfo, ImageResult, Listing
 #: Largest Hamming distance (of 64) between a query view and a stored slot that counts as a copy.
 COPY_DISTANCE = 12
 
-#: Multi-index probe radius per 16-bit substring for the whole-picture and centre views (exact up to
-#: 4r + 3 bits, see ``HashIndex.search``) ...
+#: Multi-index probe radius per 16-bit substring for the whole-picture, centre and detail views (exact
+#: up to 4r + 3 bits, see ``HashIndex.search``) ...
 PROBE_RADIUS = 1
 #: ... and for the many crop windows (``hashing.CROP_GRID``, ``wideNN``).
 WINDOW_PROBE_RADIUS = 0
