@@ -31,10 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--generated", type=int, default=52000, help="generated listings (train + held out)")
     ap.add_argument("--corpus", type=int, default=20000, help="corpus lines used as lawful material")
+    ap.add_argument("--train-scale", type=float, default=1.0,
+                    help="generate this many times more training listings (held-out sets stay the same)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    # claims.yaml holds the groups and the fixed held-out list; claims_*.yaml files add training groups.
+    extra = sorted(p for p in args.lexicons.glob("claims_*.yaml"))
     data = build_dataset(args.lexicons / "templates.yaml", args.lexicons / "claims.yaml", args.corpora,
-                         args.packs, seed=args.seed, n_generated=args.generated, n_corpus=args.corpus)
+                         args.packs, seed=args.seed, n_generated=args.generated, n_corpus=args.corpus,
+                         extra_claims=extra, train_scale=args.train_scale)
     for name, exs in data.items():
         write_jsonl(args.out / f"{name}.jsonl", exs)
     summary = describe_split(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -47,6 +48,31 @@ def test_build_is_reproducible(tmp_path):
     a, b = _build(tmp_path), _build(tmp_path)
     assert [e.text for e in a["train"][:200]] == [e.text for e in b["train"][:200]]
     assert [e.text for e in _build(tmp_path, seed=8)["train"][:50]] != [e.text for e in a["train"][:50]]
+
+
+def test_extra_claim_files_add_training_groups_and_leave_held_out_sets_unchanged(tmp_path):
+    extra = sorted(LEX.glob("claims_*.yaml"))
+    assert extra, "scripts/data/claims_more.yaml is part of the training material"
+    base = _build(tmp_path)
+    more = build_dataset(LEX / "templates.yaml", LEX / "claims.yaml", tmp_path / "no-corpora",
+                         tmp_path / "no-packs", seed=7, n_generated=1500, n_corpus=0, extra_claims=extra,
+                         train_scale=2.0)
+    for split in ("calib", "test"):
+        assert [e.text for e in more[split]] == [e.text for e in base[split]], split
+    assert len(more["train"]) > 1.8 * len(base["train"])
+    extra_names: set[str] = set()
+    for path in extra:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        extra_names |= {g["group"] for key in ("unlawful", "lawful") for g in doc.get(key, [])}
+    assert extra_names & set(describe_split(more)["train"]["groups"])
+    assert not extra_names & set(describe_split(more)["test"]["groups"])
+
+
+def test_duplicate_group_names_across_files_are_refused(tmp_path):
+    dup = tmp_path / "claims_dup.yaml"
+    dup.write_text("unlawful:\n  - {family: medical_claims, group: fast_effect, texts: [三天见效]}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="duplicate group names"):
+        load_claims(LEX / "claims.yaml", dup)
 
 
 def test_no_unfilled_slots(tmp_path):

@@ -116,6 +116,7 @@ def train_from_data_dir(
     lexicons: str | Path = DEFAULT_LEXICONS,
     corpora: str | Path | None = None,
     progress: Callable[[str], None] = print,
+    spec: ModelSpec | None = None,
 ) -> dict[str, Any]:
     """Train on the files written by scripts/build_training_set.py, plus reviewer decisions if given.
 
@@ -142,8 +143,8 @@ def train_from_data_dir(
             mlm_texts = [e.text for e in train if e.source.startswith("corpus:")]
         progress(f"masked-LM pre-training on {len(mlm_texts)} unlabelled lines")
     lex = Path(lexicons)
-    vocab_texts = lexicon_texts([lex / "claims.yaml", lex / "templates.yaml"]) if lex.exists() else []
-    record = train_model(train, calib, out_dir, cfg, mlm_texts=mlm_texts, vocab_texts=vocab_texts,
+    vocab_texts = lexicon_texts([*sorted(lex.glob("claims*.yaml")), lex / "templates.yaml"]) if lex.exists() else []
+    record = train_model(train, calib, out_dir, cfg, spec=spec, mlm_texts=mlm_texts, vocab_texts=vocab_texts,
                          progress=progress)
     test_path = data_dir / "test.jsonl"
     if test_path.exists():

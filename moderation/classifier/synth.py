@@ -22,7 +22,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,18 @@ def stable_hash(text: str) -> float:
     return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16) / float(16**12)
 
 
-def load_claims(path: Path) -> tuple[list[ClaimGroup], dict[str, list[str]], list[str]]:
+def load_claims(path: Path, *extra: Path) -> tuple[list[ClaimGroup], dict[str, list[str]], list[str]]:
+    """Claim groups, slots and the corpus filter from ``path``, plus the groups of ``extra`` files.
+
+    Extra files (such as ``claims_more.yaml``) only add groups: slots, the corpus filter and the
+    fixed held-out list come from the main file, so a group in an extra file is training material
+    unless the main file names it in ``heldout_groups``.
+    """
     d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    docs = [d] + [yaml.safe_load(p.read_text(encoding="utf-8")) or {} for p in extra]
     groups: list[ClaimGroup] = []
     for label, key in ((1, "unlawful"), (0, "lawful")):
-        for g in d.get(key, []):
+        for g in (g for doc in docs for g in doc.get(key, []) or []):
             cats = g.get("categories", "all")
             groups.append(ClaimGroup(
                 family=g.get("family", "lawful"), group=g["group"], label=label, texts=list(g["texts"]),
@@ -72,7 +79,7 @@ def load_claims(path: Path) -> tuple[list[ClaimGroup], dict[str, list[str]], lis
     names = [g.group for g in groups]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
-        raise ValueError(f"{path}: duplicate group names {sorted(dupes)}")
+        raise ValueError(f"{path} (+{len(extra)} extra): duplicate group names {sorted(dupes)}")
     return groups, {k: [str(v) for v in vs] for k, vs in d.get("slots", {}).items()}, list(d.get("corpus_filter", []))
 
 
@@ -231,11 +238,17 @@ def build_dataset(
     n_generated: int = 40000,
     n_corpus: int = 20000,
     rule_pack_repeat: int = 3,
+    extra_claims: Sequence[Path] = (),
+    train_scale: float = 1.0,
 ) -> dict[str, list[Example]]:
-    """The train / calib / test examples (see the module docstring for how they are split)."""
+    """The train / calib / test examples (see the module docstring for how they are split).
+
+    Each part is drawn from its own random stream (seeded from ``seed`` and the part's name), so
+    adding training groups or templates leaves the held-out calib and test sets unchanged.
+    """
     rng = random.Random(seed)
     tpl = yaml.safe_load(templates_path.read_text(encoding="utf-8"))
-    groups, slots, corpus_filter = load_claims(claims_path)
+    groups, slots, corpus_filter = load_claims(claims_path, *extra_claims)
 
     fam_groups: dict[str, list[str]] = defaultdict(list)
     for g in groups:
@@ -262,9 +275,10 @@ def build_dataset(
         tpls = [t for t in tpl["templates"] if (t["id"] in held_templates) == (part == "heldout")]
         carriers = [t for t, _ in corpora.get("titles", []) if usable(t) and corpus_split(t) == part]
         reviews = [t for t, _ in corpora.get("reviews", []) if usable(t) and corpus_split(t) == part]
-        b = Builder(tpl, in_part, slots, tpls, carriers, reviews, rng, part)
+        b = Builder(tpl, in_part, slots, tpls, carriers, reviews, random.Random(f"{seed}:{part}"), part)
         share = 1.0 - HELD_OUT_FRACTION if part == "train" else HELD_OUT_FRACTION
-        target = int(n_generated * share)
+        # train_scale grows the training part only; the held-out part keeps its size (and content).
+        target = int(n_generated * share * (train_scale if part == "train" else 1.0))
         while len(parts[part]) < target:
             ex = b.example()
             if ex is not None:
@@ -272,6 +286,7 @@ def build_dataset(
 
     # Real text as weakly lawful material, filtered of lines with strong violation terms.
     weights = {"titles": 0.3, "reviews": 0.4, "queries": 0.15, "apps": 0.15}
+    rng = random.Random(f"{seed}:corpus")
     for source, w in weights.items():
         lines = [(t, c) for t, c in corpora.get(source, []) if usable(t)]
         rng.shuffle(lines)
@@ -293,9 +308,9 @@ def build_dataset(
             parts[part].append(Example(text=text, label=label, family=fam if label else "lawful",
                                        group=f"rule:{rid}", source="rule_pack", split=part))
 
-    rng.shuffle(parts["train"])
+    random.Random(f"{seed}:train-order").shuffle(parts["train"])
     held = parts["heldout"]
-    rng.shuffle(held)
+    random.Random(f"{seed}:heldout-order").shuffle(held)
     n_cal = int(len(held) * CALIB_SHARE)
     calib, test = held[:n_cal], held[n_cal:]
     for e in calib:
