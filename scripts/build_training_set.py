@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--generated", type=int, default=52000, help="generated listings (train + held out)")
     ap.add_argument("--corpus", type=int, default=20000, help="corpus lines used as lawful material")
-    ap.add_argument("--train-scale", type=float, default=1.0,
+    ap.add_argument("--train-scale", type=float, default=3.5,
                     help="generate this many times more training listings (held-out sets stay the same)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()

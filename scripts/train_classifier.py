@@ -1,7 +1,7 @@
 """Train the risk classifier and write models/risk-classifier/ (weights, tokenizer, calibration).
 
     .venv/bin/python scripts/build_training_set.py
-    .venv/bin/python scripts/train_classifier.py [--epochs 3] [--mlm-steps 600] [--out models/risk-classifier]
+    .venv/bin/python scripts/train_classifier.py [--epochs 3] [--mlm-steps 2000] [--out models/risk-classifier]
     .venv/bin/python scripts/eval_classifier.py      # metrics, plots and numbers for MODEL_CARD.md
 """
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
-    ap.add_argument("--mlm-steps", type=int, default=600,
+    ap.add_argument("--mlm-steps", type=int, default=2000,
                     help="masked-LM pre-training steps on corpus lines (0 = none; the shipped model used 600)")
     ap.add_argument("--corpora", type=Path, default=REPO.parent / "shared" / "corpora",
                     help="unlabelled lines for --mlm-steps (training-split lines only)")

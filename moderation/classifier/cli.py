@@ -27,7 +27,7 @@ from .train import TrainConfig
               help="add reviewer decisions: a JSONL file of {text, label}, or a SQLAlchemy URL whose database "
                    "has a classifier_training_decisions(text, label) table or view (the review-queue export "
                    "is pending, so today only the JSONL form has a producer)")
-@click.option("--mlm-steps", type=int, default=600, show_default=True,
+@click.option("--mlm-steps", type=int, default=2000, show_default=True,
               help="masked-LM pre-training steps on training-split corpus lines (0 = none)")
 @click.option("--threads", type=int, default=TrainConfig.threads, show_default=True)
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)

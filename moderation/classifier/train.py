@@ -38,7 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     seed: int = 13
-    threads: int = 1
+    threads: int = 2  # the 2-core target machine; intra-op threads for training
     mlm_steps: int = 0
     mlm_batch_size: int = 64
     mlm_max_chars: int = 128
