@@ -132,6 +132,32 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, Any]:
     return temporary_schema(PG_URL, "bench_")
 
 
+def seeding_url(url: str) -> str:
+    """The URL to seed with: on PostgreSQL without waiting for each commit's WAL flush (seeding took
+    longer than the drain). The server under test keeps the default, synchronous commits."""
+    return url if url.startswith("sqlite") else url + "%20-csynchronous_commit%3Doff"
+
+
+def local_postgres_cpu_seconds() -> float | None:
+    """User + system CPU of every ``postgres`` process on this machine (the server and its backends),
+    or ``None`` when there is none to see (a remote database): the database shares the cores with the
+    service and the client, so its cost per decision matters as much."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, seen = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")].startswith("postgres"):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            seen = True
+    return total if seen else None
+
+
 def seed(queue: ReviewQueue, items: int) -> None:
     service = Actor(id=0, username="bench", role="service")
     for i in range(items):
@@ -203,18 +229,22 @@ def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
 def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     url, drop = fresh_database(backend, workdir)
-    queue = ReviewQueue(url)
+    seeder = ReviewQueue(seeding_url(url))
+    queue = ReviewQueue(url, upgrade=False)
     try:
         t0 = time.perf_counter()
-        seed(queue, args.items)
+        seed(seeder, args.items)
         seeded = time.perf_counter() - t0
-        accounts = Accounts(queue.db)
+        accounts = Accounts(seeder.db)
         tokens = [accounts.create_token(accounts.create_user(f"r{i}", "reviewer").id) for i in range(args.reviewers)]
+        seeder.close()
         server = Server(url, classifier=False)
         try:
-            s0 = server.cpu_seconds()
+            s0, d0 = server.cpu_seconds(), local_postgres_cpu_seconds() if backend == "postgresql" else None
             out = drain(server.url, tokens, args.items)
             out["server_cpu"] = server.cpu_seconds() - s0
+            d1 = local_postgres_cpu_seconds() if d0 is not None else None
+            out["db_cpu"] = None if d0 is None or d1 is None else d1 - d0
         finally:
             server.stop()
         with queue.db.read() as conn:
@@ -233,6 +263,8 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "decisions": decisions, "items_with_one_live_decision": sum(1 for _, n in live_per_item if n == 1),
             "server_cpu_s": round(out["server_cpu"], 1), "client_cpu_s": round(out["client_cpu"], 1),
             "server_cpu_ms_per_decision": round(out["server_cpu"] * 1000 / max(decisions, 1), 2),
+            "db_cpu_ms_per_decision": (None if out["db_cpu"] is None
+                                       else round(out["db_cpu"] * 1000 / max(decisions, 1), 2)),
             "claimed_events": claimed_events, "http_errors": len(out["errors"]), "replay_problems": len(problems),
         }
         report["ok"] = (report["claimed_twice"] == 0 and report["claimed"] == args.items == decisions
@@ -241,6 +273,7 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             print("  error:", e)
         return report
     finally:
+        seeder.close()
         queue.close()
         drop()
 
@@ -357,7 +390,10 @@ def main() -> None:
             report = run_drain(backend, args)
             ok &= report["ok"]
             print(json.dumps(report, ensure_ascii=False))
+            db_cpu = report["db_cpu_ms_per_decision"]
             print(f"{backend}: {report['decisions_per_s']} decisions/s, claim p95 {report['claim_p95_ms']} ms, "
+                  f"server CPU {report['server_cpu_ms_per_decision']} ms/decision"
+                  f"{'' if db_cpu is None else f', database {db_cpu} ms/decision'}; "
                   f"CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s "
                   f"in {report['elapsed_s']} s wall, "
                   f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}")

@@ -3,12 +3,14 @@ stats and the console pages."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from api_support import Api, api_fixture  # noqa: F401  (fixture "api")
 from queue_support import db_url_fixture  # noqa: F401  (fixture "db_url")
 from sqlalchemy import update
 
+from moderation.api.routes_queue import LOOP_LOCK_WAIT
 from moderation.queue.core import ITEMS
 from moderation.queue.db import utcnow
 
@@ -67,6 +69,32 @@ def test_claim_decide_idempotency_and_conflicts(api: Api) -> None:
     no_reason = api.client.post(f"/v1/queue/items/{item_id}/decision", json={**body, "reason_codes": []},
                                 headers=api.h("reviewer"))
     assert no_reason.status_code == 422
+
+
+def test_claim_and_decide_while_another_thread_writes(api: Api) -> None:
+    """On SQLite claim-next and decide run on the event loop when the process's write lock comes free
+    within ``LOOP_LOCK_WAIT``; held longer by another thread, they are handed to the thread pool and
+    still answer. (On PostgreSQL the held transaction blocks nothing.)"""
+    _enqueue_all(api)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with api.app_queue().db.write():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    timer = threading.Timer(LOOP_LOCK_WAIT * 10, release.set)
+    timer.start()
+    claim = api.client.post("/v1/queue/claim-next", json={}, headers=api.h("reviewer"))
+    holder.join()
+    assert claim.status_code == 200 and claim.json()["item"] is not None, claim.text
+    claim_json = claim.json()
+    r = api.client.post(f"/v1/queue/items/{claim_json['item']['id']}/decision", json=_decision(claim_json),
+                        headers=api.h("reviewer"))
+    assert r.status_code == 200 and r.json()["item"]["status"] == "decided", r.text
 
 
 def test_lease_expiry_over_http(api: Api) -> None:

@@ -28,7 +28,8 @@ class AckIn(BaseModel):
     ids: list[int] = Field(min_length=1, max_length=MAX_ACK)
 
 
-def outbox(request: Request) -> OutboxDelivery:
+async def outbox(request: Request) -> OutboxDelivery:
+    """Async so FastAPI does not hand it to the thread pool (see ``routes_queue.q``)."""
     return request.app.state.queue.outbox  # type: ignore[no-any-return]
 
 

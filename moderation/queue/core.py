@@ -43,6 +43,9 @@ USERS: Table = User.__table__  # type: ignore[assignment]
 
 #: Columns every state-changing UPDATE returns.
 RETURNING = tuple(ITEMS.c)
+#: Built once and executed with a parameter dict: SQLAlchemy then reuses the compiled statement
+#: instead of building, hashing and looking up a fresh ``insert().values(…)`` on every event.
+EVENT_INSERT = insert(EVENTS)
 
 
 def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
@@ -52,8 +55,8 @@ def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
 def append_event(conn: Connection, item_id: int, seq: int, type_: str, actor: int | None,
                  data: dict[str, Any], now: datetime) -> None:
     """Write one event with the ``seq`` handed out by the item row's counter."""
-    conn.execute(insert(EVENTS).values(item_id=item_id, seq=seq, type=type_, actor=actor, data=data,
-                                       created_at=now))
+    conn.execute(EVENT_INSERT, {"item_id": item_id, "seq": seq, "type": type_, "actor": actor, "data": data,
+                                "created_at": now})
 
 
 def touch_event(conn: Connection, item_id: int, type_: str, actor: int | None, data: dict[str, Any],

