@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from moderation.classifier.data import write_jsonl  # noqa: E402
-from moderation.classifier.synth import build_dataset, describe_split  # noqa: E402
+from moderation.classifier.synth import build_dataset, claim_files, describe_split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     # claims.yaml holds the groups and the fixed held-out list; claims_*.yaml files add training groups.
-    extra = sorted(p for p in args.lexicons.glob("claims_*.yaml"))
-    data = build_dataset(args.lexicons / "templates.yaml", args.lexicons / "claims.yaml", args.corpora,
+    claims, extra = claim_files(args.lexicons)
+    data = build_dataset(args.lexicons / "templates.yaml", claims, args.corpora,
                          args.packs, seed=args.seed, n_generated=args.generated, n_corpus=args.corpus,
                          extra_claims=extra, train_scale=args.train_scale)
     for name, exs in data.items():

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from moderation.classifier.cli import eval_cmd, train
 from moderation.classifier.config import listing_text
-from moderation.classifier.synth import build_dataset, describe_split, load_claims
+from moderation.classifier.synth import build_dataset, claim_files, describe_split, load_claims
 
 REPO = Path(__file__).resolve().parents[1]
 LEX = REPO / "scripts" / "data"
@@ -51,7 +51,7 @@ def test_build_is_reproducible(tmp_path):
 
 
 def test_extra_claim_files_add_training_groups_and_leave_held_out_sets_unchanged(tmp_path):
-    extra = sorted(LEX.glob("claims_*.yaml"))
+    _, extra = claim_files(LEX)
     assert extra, "scripts/data/claims_more.yaml is part of the training material"
     base = _build(tmp_path)
     more = build_dataset(LEX / "templates.yaml", LEX / "claims.yaml", tmp_path / "no-corpora",

@@ -18,7 +18,7 @@ from .config import MODEL_NAME, MODEL_VERSION, ModelSpec, repo_root
 from .data import Example, read_jsonl
 from .evaluate import compute_metrics
 from .predict import load_model
-from .synth import HELD_OUT_FRACTION, lexicon_texts, load_corpora, stable_hash
+from .synth import HELD_OUT_FRACTION, claim_files, lexicon_texts, load_corpora, stable_hash
 from .train import (
     TrainConfig,
     fine_tune,
@@ -143,7 +143,8 @@ def train_from_data_dir(
             mlm_texts = [e.text for e in train if e.source.startswith("corpus:")]
         progress(f"masked-LM pre-training on {len(mlm_texts)} unlabelled lines")
     lex = Path(lexicons)
-    vocab_texts = lexicon_texts([*sorted(lex.glob("claims*.yaml")), lex / "templates.yaml"]) if lex.exists() else []
+    main_claims, extra_claims = claim_files(lex)
+    vocab_texts = lexicon_texts([main_claims, *extra_claims, lex / "templates.yaml"]) if lex.exists() else []
     record = train_model(train, calib, out_dir, cfg, spec=spec, mlm_texts=mlm_texts, vocab_texts=vocab_texts,
                          progress=progress)
     test_path = data_dir / "test.jsonl"

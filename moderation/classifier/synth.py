@@ -83,6 +83,12 @@ def load_claims(path: Path, *extra: Path) -> tuple[list[ClaimGroup], dict[str, l
     return groups, {k: [str(v) for v in vs] for k, vs in d.get("slots", {}).items()}, list(d.get("corpus_filter", []))
 
 
+def claim_files(lexicon_dir: Path) -> tuple[Path, list[Path]]:
+    """The main claims file (groups, slots, the fixed held-out list) and the extra ``claims_*.yaml``
+    files that add training groups, as `build_dataset` and the tokenizer's vocabulary read them."""
+    return lexicon_dir / "claims.yaml", sorted(lexicon_dir.glob("claims_*.yaml"))
+
+
 def split_units(names_by_family: dict[str, list[str]], rng: random.Random) -> set[str]:
     """Names held out: ~30% per family (at least one when the family has two or more members)."""
     held: set[str] = set()

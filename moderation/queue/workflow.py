@@ -337,8 +337,7 @@ class Workflow:
                      "outcome": body.outcome, "reason_codes": body.reason_codes,
                      "reasons": [REASON_CODES[c] for c in body.reason_codes],
                      "message": body.seller_message}))
-        return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
-                "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
+        return self._decide_answer({**item, "decision_id": decision_id}, body, now)
 
     def _decide_pg(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput) -> dict[str, Any]:
         """PostgreSQL: ``_decide_in`` (not bulk) as one statement — the conditional UPDATE, the
@@ -360,7 +359,7 @@ class Workflow:
         }
 
     def _decide_answer(self, row: dict[str, Any], body: DecideInput, now: datetime) -> dict[str, Any]:
-        """The answer to a decision from ``_DECIDE_PG``'s row (the item plus ``decision_id``)."""
+        """The answer to a decision from the decided item's row plus its ``decision_id``."""
         item = dict(row)
         decision_id = item.pop("decision_id")
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
