@@ -7,6 +7,7 @@ a result with ``error`` instead of an exception, because one bad row must never 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -51,6 +52,7 @@ class Checker:
         self._model_loaded = False
         self._image_db = image_db if image_db is not None else os.environ.get("MODERATION_IMAGE_DB")
         self._images: Any = None
+        self._scorer: Any = None
         self._lock = threading.Lock()
 
     # -- optional parts -------------------------------------------------------------------------
@@ -79,6 +81,21 @@ class Checker:
         return self._model
 
     @property
+    def scorer(self) -> Any:
+        """A BatchScorer on the loaded model (None without one), created on first use by check_async."""
+        model = self.model
+        if model is None:
+            return None
+        if self._scorer is None:
+            with self._lock:
+                if self._scorer is None:
+                    from moderation.classifier.batcher import BatchScorer
+
+                    threads = int(os.environ.get("MODERATION_SCORER_THREADS", "1"))
+                    self._scorer = BatchScorer(model, threads=threads)
+        return self._scorer
+
+    @property
     def images(self) -> Any:
         if self._images is None and self._image_db:
             with self._lock:
@@ -99,7 +116,8 @@ class Checker:
         except ListingError as exc:
             return CheckResult.failed(None if listing_id is None else str(listing_id), exc.code, exc.message)
 
-    def _finish(self, listing: Listing, findings: list[Finding], score: float | None) -> CheckResult:
+    def finish(self, listing: Listing, findings: list[Finding], score: float | None) -> CheckResult:
+        """The second half of a check: image findings, verdict and risk from rule findings and a score."""
         image_results: list[ImageResult] = []
         if listing.images and self.images is not None:
             image_results, image_findings = self.images.check_listing(listing)
@@ -121,6 +139,28 @@ class Checker:
         """Check one listing (a ``Listing`` or its JSON dict)."""
         return self.check_many([raw])[0]
 
+    async def check_async(self, listing: Listing, *, offload: bool = False) -> CheckResult:
+        """Check one listing from an event loop: the same answer as ``check``, without blocking the loop.
+
+        The classifier score comes from the shared ``scorer`` thread (batched with other requests'
+        listings) while the rules run here, on the loop, for the usual short listing; ``offload=True``
+        (very long text) or images move the rules and the image lookups to a worker thread.
+        """
+        scorer = self.scorer
+        pending = asyncio.wrap_future(scorer.submit(listing)) if scorer is not None else None
+        try:
+            if offload or listing.images:
+                findings = await asyncio.to_thread(self.engine.find, listing)
+            else:
+                findings = self.engine.find(listing)
+            score = await pending if pending is not None else None
+            if listing.images and self.images is not None:
+                return await asyncio.to_thread(self.finish, listing, findings, score)
+            return self.finish(listing, findings, score)
+        except Exception as exc:  # the same contract as check_many: an error result, not a crash
+            log.exception("checking listing %s failed", listing.id)
+            return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
+
     def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64) -> list[CheckResult]:
         """Check many listings, in order; the classifier scores them in batches."""
         prepared = [self._prepare(r) for r in raws]
@@ -139,7 +179,7 @@ class Checker:
             for (i, listing), score in zip(batch, scores, strict=True):
                 try:
                     findings = self.engine.find(listing)
-                    results[i] = self._finish(listing, findings, score)
+                    results[i] = self.finish(listing, findings, score)
                 except Exception as exc:  # one listing must never stop a run
                     log.exception("checking listing %s failed", listing.id)
                     results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")

@@ -14,8 +14,9 @@ from moderation.queue.roles import ROLES, Actor
 from moderation.schema import Listing
 
 router = APIRouter()
-#: Listings with more text than this are checked in the thread pool; smaller ones (almost all) inline,
-#: because a sub-millisecond check costs less than the hand-off to a worker thread.
+#: Listings with more text than this have their rules run in the thread pool; smaller ones (almost all)
+#: on the event loop, because a sub-millisecond rules pass costs less than the hand-off to a worker
+#: thread. The classifier score always comes from the checker's one BatchScorer thread.
 INLINE_CHECK_CHARS = 4000
 
 
@@ -78,10 +79,10 @@ async def check(body: CheckRequest, request: Request,
         raise HTTPException(403, f"role {actor.role} may not enqueue")
     listing = Listing.model_validate(body.model_dump(exclude={"enqueue"}))
     checker = request.app.state.checker
-    if checker is None or sum(len(t) for _, t in listing.text_fields()) > INLINE_CHECK_CHARS:
-        result = await run_in_threadpool(lambda: request.app.state.get_checker().check(listing))
-    else:
-        result = checker.check(listing)
+    if checker is None:  # first request of a lazily built app: loading the model must not block the loop
+        checker = await run_in_threadpool(request.app.state.get_checker)
+    long_text = sum(len(t) for _, t in listing.text_fields()) > INLINE_CHECK_CHARS
+    result = await checker.check_async(listing, offload=long_text)
     out = result.to_json_dict()
     if body.enqueue:
         queue: ReviewQueue = request.app.state.queue
