@@ -17,8 +17,8 @@ setup: $(BIN)/.installed
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-# Optional: an fp32 ONNX export of the shipped classifier, checked against PyTorch; load_model() then
-# scores with ONNX Runtime (about 30% lower single-listing latency). Falls back to PyTorch without it.
+# Re-export the classifier's ONNX graph after retraining (the shipped model already has its checked
+# model.onnx): load_model() scores with ONNX Runtime when the graph matches PyTorch, else with PyTorch.
 onnx: setup
 	$(BIN)/python -m pip install --quiet -e '.[onnx]'
 	test -f var/classifier/data/test.jsonl || $(BIN)/python scripts/build_training_set.py

@@ -268,3 +268,23 @@ def test_bad_onnx_graph_falls_back_to_torch(tiny, tmp_path, monkeypatch):
         load_model(d, backend="onnx")
     monkeypatch.setenv(ENV_BACKEND, "torch")
     assert load_model(d).backend == "torch"
+
+
+def test_shipped_model_scores_with_its_onnx_graph_exactly_like_torch():
+    """The shipped graph stores fp16 weights (half the file) and still gives the fp32 model's scores."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    shipped = REPO / "models" / "risk-classifier"
+    graph = onnx.load(str(shipped / "model.onnx"))
+    halves = [i.name for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert "model.bert.embeddings.word_embeddings.weight__fp16" in halves
+    onnx_rm, torch_rm = load_model(shipped), load_model(shipped, backend="torch")
+    assert onnx_rm.backend == "onnx", "onnxruntime is a dependency: the shipped default is the checked graph"
+    rows = [
+        {"title": "【限时】祛斑霜 用了三天斑就没了", "description": "比医院的药还管用🔥" * 30, "category": "cosmetics"},
+        {"title": "手撕牛肉干 净含量５００ｇ", "description": "口感酥脆不粘牙，第一次购买可先试吃装。", "category": "food"},
+        {"title": "躺赚项目", "description": "投资1万，每月保底收益20%，穩賺不賠", "category": "finance"},
+        {"title": "保温杯 Thermos-style 500ml", "description": "", "category": "general"},
+    ]
+    np.testing.assert_allclose(onnx_rm.score_listings(rows, batch_size=4), torch_rm.score_listings(rows), atol=1e-5)
+    np.testing.assert_allclose(onnx_rm.score_listings(rows, batch_size=1), torch_rm.score_listings(rows), atol=1e-5)

@@ -60,13 +60,54 @@ def export(model_dir: str | Path, out: str | Path | None = None) -> Path:
                       input_names=["input_ids", "attention_mask"], output_names=["logits"],
                       dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                     "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    store_weights_as_fp16(out)
     return out
 
 
-class OrtEncoder:
-    """An onnxruntime session per thread count, returning logits like the PyTorch model."""
+def store_weights_as_fp16(path: str | Path, min_elements: int = 1024) -> int:
+    """Halve the graph file: weights that are exactly representable in fp16 are stored as fp16 and cast
+    back to fp32 by a Cast node, which ONNX Runtime folds into an fp32 constant when the session opens.
 
-    def __init__(self, path: str | Path, default_threads: int = 2) -> None:
+    Lossless by construction: the shipped weights are fp16 (model.safetensors), so their fp32 copies
+    round-trip exactly; any tensor that does not (a mask constant of -3.4e38, say) stays fp32. The
+    arithmetic is still fp32, so scores are those of the fp32 graph. Returns the tensors converted.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    graph = model.graph
+    kept, casts, converted = [], [], 0
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size >= min_elements:
+            half = arr.astype(np.float16)
+            if np.array_equal(half.astype(np.float32), arr):
+                kept.append(numpy_helper.from_array(half, init.name + "__fp16"))
+                casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT,
+                                              name=init.name + "__cast"))
+                converted += 1
+                continue
+        kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return converted
+
+
+class OrtEncoder:
+    """An onnxruntime session per thread count, returning logits like the PyTorch model.
+
+    Without an explicit count a call uses torch's current intra-op setting, so whatever pins torch
+    (the audit's one thread per worker process, ``torch_threads``) pins this backend too.
+    """
+
+    def __init__(self, path: str | Path, default_threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self._ort = ort
@@ -76,7 +117,7 @@ class OrtEncoder:
         self.session(default_threads)  # fail at load time, not at the first listing
 
     def session(self, threads: int | None) -> Any:
-        n = threads or self.default_threads
+        n = threads or self.default_threads or torch.get_num_threads()
         if n not in self._sessions:
             opts = self._ort.SessionOptions()
             opts.intra_op_num_threads = n
