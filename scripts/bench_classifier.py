@@ -13,6 +13,7 @@ recall on all held-out paraphrased violations.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -140,15 +141,32 @@ def main(argv: list[str] | None = None) -> int:
         body = joined[start:start + 256]
         listings.append(Listing(id=f"b{i}", title=body[:30], description=body[30:256], category="general"))
     checker = Checker(classifier=args.model)
+    checkers = [checker]
+    if checker.model is not None and checker.model.backend != "torch":  # same-run baseline: PyTorch
+        from moderation.classifier.ort_backend import ENV_BACKEND
+
+        before = os.environ.get(ENV_BACKEND)
+        os.environ[ENV_BACKEND] = "torch"
+        checkers.append(Checker(checker.engine, classifier=args.model))
+        assert checkers[-1].model is not None  # loads now, under the forced backend
+        if before is None:
+            del os.environ[ENV_BACKEND]
+        else:
+            os.environ[ENV_BACKEND] = before
+    rates: dict[str, float] = {}
     with torch_threads(args.threads):
-        checker.check_many(listings[:64])
-        for bs in (16, 64):
-            t = time.perf_counter()
-            checker.check_many(listings, batch_size=bs)
-            rate = len(listings) / (time.perf_counter() - t)
-            print(f"check_many (rules + {checker.model.backend if checker.model else 'no model'}), {len(listings)} "
-                  f"256-char listings, batch {bs}, {args.threads} threads: {rate:.0f} listings/s"
-                  + ("   bar >= 400/s" if bs == 64 else ""))
+        for c in checkers:
+            c.check_many(listings[:64])
+            backend = c.model.backend if c.model else "no model"
+            for bs in (16, 64):
+                t = time.perf_counter()
+                c.check_many(listings, batch_size=bs)
+                rate = rates[f"{backend}/{bs}"] = len(listings) / (time.perf_counter() - t)
+                print(f"check_many (rules + {backend}), {len(listings)} "
+                      f"256-char listings, batch {bs}, {args.threads} threads: {rate:.0f} listings/s"
+                      + ("   bar >= 400/s" if bs == 64 and c is checker else ""))
+    if "torch/64" in rates and "onnx/64" in rates:
+        print(f"check_many batch 64, onnx / torch in this run: {rates['onnx/64'] / rates['torch/64']:.2f}x")
     print(f"model load: {load_s:.3f} s first (after imports), {load_warm_s:.3f} s again   bar <= 1 s")
     size = sum(p.stat().st_size for p in args.model.iterdir() if p.is_file())
     print(f"model directory size: {size / 1e6:.2f} MB")
