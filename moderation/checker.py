@@ -139,6 +139,14 @@ class Checker:
         """Check one listing (a ``Listing`` or its JSON dict)."""
         return self.check_many([raw])[0]
 
+    def warm_up(self) -> None:
+        """Load the model and pass one listing through ``check`` and the scorer thread, so that a
+        server's first request does not pay for the torch import, the model load or a new ONNX session."""
+        listing = Listing(id="warm-up", title="全网最低价 保温杯", description="保温12小时")
+        self.check(listing)
+        if self.scorer is not None:
+            self.scorer.submit(listing).result()
+
     async def check_async(self, listing: Listing, *, offload: bool = False) -> CheckResult:
         """Check one listing from an event loop: the same answer as ``check``, without blocking the loop.
 

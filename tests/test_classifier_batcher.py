@@ -148,3 +148,11 @@ def test_http_check_scores_through_the_scorer(shipped_checker: Checker, tmp_path
             assert r.json() == shipped_checker.check(listing).to_json_dict()
     assert shipped_checker.scorer.scored == before + len(LISTINGS)
     app.state.queue.close()
+
+
+def test_warm_up_loads_the_model_and_starts_the_scorer(engine: RulesEngine) -> None:
+    checker = Checker(engine, classifier=SHIPPED)
+    checker.warm_up()
+    assert checker._model_loaded and checker.model is not None
+    assert checker.scorer.scored == 1 and checker.scorer.batches == 1
+    Checker(engine, classifier=False).warm_up()  # rules only: nothing to start, no error

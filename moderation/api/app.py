@@ -91,11 +91,10 @@ def app_from_env() -> FastAPI:
     the worker accepts requests, and everything alive after start-up is moved out of the garbage
     collector's reach (``gc.freeze``) so a full collection does not walk it on a request's time."""
     from moderation.checker import Checker
-    from moderation.schema import Listing
 
     checker = Checker(classifier=os.environ.get(ENV_CLASSIFIER, "1") == "1")
     app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker)
-    checker.check(Listing(id="warm-up", title="全网最低价 保温杯"))
+    checker.warm_up()
     gc.collect()
     gc.freeze()
     return app

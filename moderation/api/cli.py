@@ -62,6 +62,7 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
         uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, **options)
         return
     checker = Checker(classifier=not no_classifier)
+    checker.warm_up()  # the first request must not load the model on the event loop
     app = create_app(url, checker)
     if demo:
         from moderation.api.demo import seed
