@@ -4,7 +4,7 @@ Why: the HTTP check is one listing per request. Scoring each request where it ar
 the event loop for the whole forward pass or, from a thread pool, runs several multi-threaded forward
 passes at once on two cores, whose idle intra-op threads spin and starve the event loop (measured: 8 ms
 of server CPU per request and p99 54 ms at 200 requests/s). Here a single daemon thread owns the model;
-callers submit a listing and get a future; the thread takes everything waiting (up to ``max_batch``),
+callers submit a listing and get a future (an event loop awaits it through asyncio.wrap_future); the thread takes everything waiting (up to ``max_batch``),
 scores it in one padded batch with ``threads`` intra-op threads (1 by default: no spinning, and the
 event loop keeps the other core for HTTP and the rules), and resolves the futures. Torch and ONNX
 Runtime release the GIL during the forward pass, so the rules of the next requests run meanwhile.
@@ -12,7 +12,6 @@ Runtime release the GIL during the forward pass, so the rules of the next reques
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
@@ -33,7 +32,7 @@ class BatchScorer:
         self.model = model
         self.threads = threads
         self.max_batch = max_batch
-        self.batches = 0  #: forward passes so far (tests and the bench read it)
+        self.batches = 0  #: forward passes so far (for tests and monitoring)
         self.scored = 0  #: listings scored so far
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -51,10 +50,6 @@ class BatchScorer:
                 self._thread.start()
             self._queue.put((listing, fut))
         return fut
-
-    async def score(self, listing: Any) -> float:
-        """Await one listing's risk without blocking the event loop."""
-        return await asyncio.wrap_future(self.submit(listing))
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish what is queued, then stop the thread; later submits raise."""
