@@ -156,3 +156,17 @@ def test_warm_up_loads_the_model_and_starts_the_scorer(engine: RulesEngine) -> N
     assert checker._model_loaded and checker.model is not None
     assert checker.scorer.scored == 1 and checker.scorer.batches == 1
     Checker(engine, classifier=False).warm_up()  # rules only: nothing to start, no error
+
+
+def test_a_lazily_built_checker_is_warm_before_the_first_request_uses_it(tmp_path: Path) -> None:
+    app = create_app(f"sqlite:///{tmp_path / 'q.db'}")  # no checker given: built on first /v1/check
+    accounts = app.state.accounts
+    token = accounts.create_token(accounts.create_user("svc", "service").id, "t")
+    with TestClient(app) as client:
+        r = client.post("/v1/check", json=LISTINGS[2].model_dump(), headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+    checker = app.state.checker
+    assert checker._model_loaded and checker.model is not None
+    assert r.json()["classifier"]["model"] == checker.model.name
+    assert checker.scorer.scored == 2  # the warm-up listing, then the request's
+    app.state.queue.close()

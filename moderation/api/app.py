@@ -56,7 +56,9 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
                 if app.state.checker is None:
                     from moderation.checker import Checker
 
-                    app.state.checker = Checker()
+                    built = Checker()
+                    built.warm_up()  # model, scorer thread: here (a worker thread), not on the event loop
+                    app.state.checker = built
         return app.state.checker
 
     app.state.get_checker = get_checker
