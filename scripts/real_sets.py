@@ -1,0 +1,239 @@
+"""Build and check the blind-labelled real-text sets (docs/labelling.md, tests/real/README.md).
+
+    python scripts/real_sets.py batches            # write tests/real/batches/*.jsonl (refs + hashes only)
+    python scripts/real_sets.py show t01           # what a labeller reads: ref, hash, text
+    python scripts/real_sets.py check              # every batch labelled once, labels well-formed
+    python scripts/real_sets.py agreement          # primary vs second labels on the double-labelled sample
+    python scripts/real_sets.py stats              # counts by label, family, category and stratum
+
+Batches hold no corpus text: a labeller reads the lines with ``show``. The sampling is fixed by a seed,
+so the batches can be rebuilt byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from moderation.evaluation.realsets import LABELS, REAL_DIR, corpus_lines, text_hash  # noqa: E402
+from moderation.schema import CATEGORIES  # noqa: E402
+
+BATCHES = REAL_DIR / "batches"
+TITLES = "taobao_titles.txt"
+APPS = "app_descriptions_iflytek.jsonl"
+FAMILIES = (
+    "absolute_claims", "state_symbols", "military_names", "superstition_vulgarity", "minors",
+    "medical_claims", "health_food", "drugs_devices", "endorsements", "education", "investment",
+    "real_estate", "agriculture", "alcohol", "tobacco", "false_claims", "data_without_source", "patents",
+    "disparagement", "price_claims", "fake_sales_reviews", "food_labels", "cosmetics",
+    "counterfeit_signals", "brand_keyword_misuse", "name_and_image_use", "off_platform_diversion",
+    "prohibited_goods",
+)  # fmt: skip
+#: A deliberately broad net of characters and words that claims are made of, used only to weight the
+#: app-description sample toward text worth labelling (titles are labelled exhaustively).
+RISKY = re.compile(
+    r"最|第一|首[家个款创选]|唯一|独家|顶级|极致|极品|领先|冠军|之王|王者|国家|权威|专家|医生|治|疗|防|抗|"
+    r"降|瘦|美白|祛|保本|收益|回报|稳赚|包过|通过率|提分|保证|100%|\d+%|万人|销量|好评|专利|官方|特供|军"
+)
+BATCH_SIZE = {TITLES: 500, APPS: 200}
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _refs(name: str, numbers: list[int]) -> list[dict[str, object]]:
+    lines = corpus_lines(name)
+    return [{"ref": f"{name}:{n}", "sha": text_hash(lines[n - 1])} for n in numbers if lines[n - 1]]
+
+
+def cmd_batches(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    manifest: dict[str, dict[str, object]] = {}
+    # Titles: every line, shuffled, in batches of 500 (t01…).
+    titles = list(range(1, len(corpus_lines(TITLES)) + 1))
+    rng.shuffle(titles)
+    size = BATCH_SIZE[TITLES]
+    for i in range(0, len(titles), size):
+        name = f"t{i // size + 1:02d}"
+        _write(BATCHES / f"{name}.jsonl", _refs(TITLES, titles[i : i + size]))
+        manifest[name] = {"corpus": TITLES, "stratum": "all", "lines": len(titles[i : i + size])}
+    # App descriptions: 400 at random plus 400 from the lines the broad net catches (a01…a04).
+    apps = corpus_lines(APPS)
+    numbers = list(range(1, len(apps) + 1))
+    rng.shuffle(numbers)
+    random_part = numbers[:400]
+    risky_pool = [n for n in numbers[400:] if RISKY.search(apps[n - 1])]
+    risky_part = risky_pool[:400]
+    for j, (stratum, part) in enumerate((("random", random_part), ("risky", risky_part))):
+        for k in range(0, len(part), BATCH_SIZE[APPS]):
+            name = f"a{j * 2 + k // BATCH_SIZE[APPS] + 1:02d}"
+            _write(BATCHES / f"{name}.jsonl", _refs(APPS, part[k : k + BATCH_SIZE[APPS]]))
+            manifest[name] = {"corpus": APPS, "stratum": stratum, "lines": len(part[k : k + BATCH_SIZE[APPS]])}
+    # The double-labelled sample: 400 titles and 100 app descriptions drawn from the batches above.
+    double = _refs(TITLES, rng.sample(titles, 400)) + _refs(APPS, rng.sample(random_part + risky_part, 100))
+    _write(BATCHES / "d01.jsonl", double)
+    manifest["d01"] = {"corpus": "both", "stratum": "second labels", "lines": len(double)}
+    (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(manifest)} batches in {BATCHES}")
+    return 0
+
+
+def _batch_rows(name: str) -> list[dict[str, object]]:
+    path = BATCHES / f"{name}.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"no batch {name!r} (expected {path})")
+    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from moderation.evaluation.realsets import resolve
+
+    for row in _batch_rows(args.batch):
+        text = resolve(str(row["ref"])).replace("\t", " ").replace("\n", " ")
+        print(f"{row['ref']}\t{row['sha']}\t{text}")
+    return 0
+
+
+def _check_row(row: dict[str, object], where: str) -> list[str]:
+    problems = []
+    if row.get("label") not in LABELS:
+        problems.append(f"{where}: label must be one of {LABELS}")
+    if row.get("category") not in CATEGORIES:
+        problems.append(f"{where}: unknown category {row.get('category')!r}")
+    families = row.get("families") or []
+    if row.get("label") in ("violation", "conditional") and not families:
+        problems.append(f"{where}: a {row.get('label')} needs families")
+    bad = [f for f in families if f not in FAMILIES] if isinstance(families, list) else ["<not a list>"]
+    if bad:
+        problems.append(f"{where}: unknown families {bad}")
+    return problems
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    for folder in ("labels", "labels-second"):
+        for path in sorted((REAL_DIR / folder).glob("*.jsonl")):
+            batch = {str(r["ref"]): r["sha"] for r in _batch_rows(path.stem)}
+            seen: set[str] = set()
+            for lineno, raw in enumerate(path.open(encoding="utf-8"), 1):
+                if not raw.strip():
+                    continue
+                where = f"{path.relative_to(REPO)}:{lineno}"
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"{where}: not JSON ({exc})")
+                    continue
+                ref = str(row.get("ref"))
+                if ref not in batch:
+                    problems.append(f"{where}: {ref} is not in batch {path.stem}")
+                elif row.get("sha") != batch[ref]:
+                    problems.append(f"{where}: {ref} hash {row.get('sha')} != {batch[ref]}")
+                if ref in seen:
+                    problems.append(f"{where}: {ref} labelled twice")
+                seen.add(ref)
+                problems.extend(_check_row(row, where))
+            missing = set(batch) - seen
+            if missing:
+                problems.append(f"{path.relative_to(REPO)}: {len(missing)} refs of the batch have no label")
+    for p in problems[:50]:
+        print(p)
+    print(f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+def _labels(folder: str) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for path in sorted((REAL_DIR / folder).glob("*.jsonl")):
+        for raw in path.open(encoding="utf-8"):
+            if raw.strip():
+                row = json.loads(raw)
+                out[str(row["ref"])] = row
+    return out
+
+
+def kappa(pairs: list[tuple[str, str]]) -> float:
+    """Cohen's kappa of two labellers over the same items."""
+    n = len(pairs)
+    if n == 0:
+        return float("nan")
+    observed = sum(a == b for a, b in pairs) / n
+    left, right = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
+    expected = sum(left[k] * right[k] for k in set(left) | set(right)) / (n * n)
+    return (observed - expected) / (1 - expected) if expected < 1 else 1.0
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    first, second = _labels("labels"), _labels("labels-second")
+    common = sorted(set(first) & set(second))
+    if not common:
+        print("no ref has two labels yet")
+        return 1
+    three = [(str(first[r]["label"]), str(second[r]["label"])) for r in common]
+    binary = [tuple("flag" if x != "lawful" else "lawful" for x in p) for p in three]
+    cat = [(str(first[r]["category"]), str(second[r]["category"])) for r in common]
+    both_flag = [r for r in common if first[r]["label"] != "lawful" and second[r]["label"] != "lawful"]
+    fam = sum(bool(set(first[r]["families"]) & set(second[r]["families"])) for r in both_flag)  # type: ignore[arg-type]
+    print(f"double-labelled refs: {len(common)}")
+    print(f"label (3-way) agreement {sum(a == b for a, b in three) / len(common):.3f}, kappa {kappa(three):.3f}")
+    print(f"flag vs lawful agreement {sum(a == b for a, b in binary) / len(common):.3f}, kappa {kappa(binary):.3f}")  # type: ignore[arg-type]
+    print(f"category agreement {sum(a == b for a, b in cat) / len(common):.3f}, kappa {kappa(cat):.3f}")
+    if both_flag:
+        print(f"family overlap where both flag: {fam}/{len(both_flag)} = {fam / len(both_flag):.3f}")
+    print("confusion (primary → second):", dict(Counter(three)))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    labels = _labels("labels")
+    manifest = json.loads((BATCHES / "manifest.json").read_text())
+    stratum = {}
+    for name, info in manifest.items():
+        if name.startswith("d"):
+            continue
+        for row in _batch_rows(name):
+            stratum[str(row["ref"])] = f"{info['corpus']}/{info['stratum']}"
+    print(f"labelled refs: {len(labels)}")
+    by_stratum: Counter[tuple[str, str]] = Counter()
+    for ref, row in labels.items():
+        by_stratum[(stratum.get(ref, "?"), str(row["label"]))] += 1
+    for key, n in sorted(by_stratum.items()):
+        print(f"  {key[0]:45s} {key[1]:12s} {n}")
+    fams = Counter(f for row in labels.values() for f in row.get("families") or [])  # type: ignore[union-attr]
+    print("families:", dict(fams.most_common()))
+    print("categories:", dict(Counter(str(row["category"]) for row in labels.values()).most_common()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("batches")
+    b.add_argument("--seed", type=int, default=20261206)
+    s = sub.add_parser("show")
+    s.add_argument("batch")
+    sub.add_parser("check")
+    sub.add_parser("agreement")
+    sub.add_parser("stats")
+    args = ap.parse_args(argv)
+    return {
+        "batches": cmd_batches, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
+        "stats": cmd_stats,
+    }[args.cmd](args)  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
