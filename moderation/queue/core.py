@@ -92,4 +92,5 @@ def public_item(item: dict[str, Any]) -> dict[str, Any]:
     """An item row as JSON, without the claim token (only its holder may see that)."""
     out = {k: (iso(v) if isinstance(v, datetime) else v) for k, v in item.items() if k != "claim_token"}
     out["families"] = [f for f in (item.get("families") or "").split(",") if f]
+    out["flags"] = [f for f in (item.get("flags") or "").split(",") if f]
     return out

@@ -9,6 +9,10 @@ PostgreSQL runs at READ COMMITTED and relies on conditional UPDATEs, row locks a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import inspect
+import logging
 import os
 import threading
 import time
@@ -16,16 +20,58 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 DEFAULT_SQLITE_PATH = Path("var") / "moderation.db"
 #: A pooled PostgreSQL connection idle for longer than this is pinged before use (a dead one is
-#: replaced). Busy connections skip the ping: under load it was one extra round trip per transaction.
-PING_AFTER_IDLE_SECONDS = 5.0
+#: replaced). Busy connections skip the ping: under load it was one extra round trip per transaction;
+#: a busy connection that died is caught by the retry below instead. ``MODERATION_DB_PING_AFTER_IDLE=0``
+#: pings on every checkout.
+PING_AFTER_IDLE_SECONDS = float(os.environ.get("MODERATION_DB_PING_AFTER_IDLE", "5"))
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retryable(exc: BaseException) -> bool:
+    """A lost connection (SQLAlchemy saw it closed or broken) whose transaction certainly did not
+    commit: it failed before COMMIT was sent (``Database.write`` marks a failed COMMIT, whose outcome
+    is unknown), so running the operation again cannot apply it twice."""
+    return (isinstance(exc, DBAPIError) and exc.connection_invalidated
+            and not getattr(exc, "during_commit", False))
+
+
+def retry_on_disconnect(fn: F) -> F:
+    """Run ``fn`` once more when its database connection was lost before anything committed. A
+    killed or restarted PostgreSQL backend fails the connections in use; SQLAlchemy then drops every
+    older pooled connection, so the second try gets a fresh one."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DBAPIError as exc:
+            if not retryable(exc):
+                raise
+            log.warning("database connection lost in %s; retrying once", fn.__qualname__)
+            return fn(*args, **kwargs)
+
+    wrapper.__wrapped_retry__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def retrying(cls: type) -> type:
+    """Class decorator: ``retry_on_disconnect`` on every public method (``NO_RETRY`` names excepted)."""
+    skip = getattr(cls, "NO_RETRY", frozenset())
+    for name, value in list(vars(cls).items()):
+        if (name.startswith("_") or name in skip or not inspect.isfunction(value)
+                or inspect.iscoroutinefunction(value)):
+            continue
+        setattr(cls, name, retry_on_disconnect(value))
+    return cls
 
 
 def utcnow() -> datetime:
@@ -153,6 +199,13 @@ class AsyncPool:
                 conn = await self._connect()
             try:
                 yield conn
+            except psycopg.OperationalError:
+                # A lost connection: the server probably dropped the others too (a restart, a
+                # terminated backend); start afresh instead of failing once per idle connection.
+                if conn.closed or conn.broken:
+                    while self._idle:
+                        _finish(self._idle.pop()[0])
+                raise
             finally:
                 if (free is self._free and not conn.closed
                         and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
@@ -165,6 +218,22 @@ class AsyncPool:
         while self._idle:
             _finish(self._idle.pop()[0])
         self._loop = self._free = None
+
+
+def _transaction(conn: Connection) -> Iterator[Connection]:
+    trans = conn.begin()
+    try:
+        yield conn
+    except BaseException:
+        if trans.is_active:
+            with contextlib.suppress(DBAPIError):  # the connection is gone; the server rolled back anyway
+                trans.rollback()
+        raise
+    try:
+        trans.commit()
+    except DBAPIError as exc:
+        exc.during_commit = True  # type: ignore[attr-defined]
+        raise
 
 
 def _finish(conn: Any) -> None:
@@ -192,13 +261,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits on success. A lost connection
+        during COMMIT is marked ``during_commit`` (it may have committed: never retried)."""
         if self._write_lock is None:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as conn:
+                yield from _transaction(conn)
             return
-        with self._write_lock, self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self._write_lock, self.engine.connect() as conn:
+            yield from _transaction(conn)
 
     @contextmanager
     def write_lock_within(self, seconds: float) -> Iterator[bool]:

@@ -27,9 +27,10 @@ from moderation.queue.core import (
     public_item,
     touch_event,
 )
-from moderation.queue.db import Database, utcnow
+from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.queue.roles import Actor
+from moderation.queue.safety import safe_id, storable, storable_json
 from moderation.queue.states import DECIDED, OPEN_STATES, SEVERITY_ORDER, SUPERSEDED, priority_for
 from moderation.schema import CheckResult, Listing
 
@@ -44,6 +45,41 @@ def content_hash(listing: Listing) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+#: Check errors that still queue the listing for a person (flagged ``check_error``): the listing was
+#: valid but its check did not finish. Other errors (an invalid listing) queue nothing.
+QUEUE_ON_ERROR = frozenset({"too_costly", "internal_error"})
+
+
+def storable_listing(listing: Listing) -> tuple[Listing, dict[str, Any], set[str]]:
+    """The listing as stored (every text storable, ids within their column), its JSON snapshot, and
+    the flags that say what changed (``sanitized``, ``long_id``). The snapshot keeps a rewritten
+    id as ``original_id`` (storable form)."""
+    data = listing.model_dump(mode="json")
+    snapshot, changed = storable_json(data)
+    flags = {"sanitized"} if changed else set()
+    listing_id = safe_id(listing.id)
+    seller_id = safe_id(listing.seller_id) if listing.seller_id is not None else None
+    if listing_id != storable(listing.id) or seller_id != (storable(listing.seller_id)
+                                                           if listing.seller_id is not None else None):
+        flags.add("long_id")
+        if listing_id != storable(listing.id):
+            snapshot["original_id"] = storable(listing.id)
+    if not flags:
+        return listing, data, flags
+    snapshot["id"], snapshot["seller_id"] = listing_id, seller_id
+    stored = Listing.model_validate({**snapshot, "id": listing_id})
+    return stored, snapshot, flags
+
+
+def _as_queued(result: CheckResult) -> CheckResult:
+    """A result whose check did not finish is queued as ``review`` at high severity, so it is looked
+    at soon rather than sorted below every finding."""
+    if result.error is None:
+        return result
+    return CheckResult.model_construct(id=result.id, verdict="review", risk=result.risk or 0.0, findings=[],
+                                       classifier=result.classifier, images=[], error=result.error)
+
+
 def _dialect_insert(db: Database) -> Any:
     if db.is_sqlite:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
@@ -52,6 +88,7 @@ def _dialect_insert(db: Database) -> Any:
     return dialect_insert
 
 
+@retrying
 class Intake:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -61,37 +98,58 @@ class Intake:
         """Record the listing revision; queue a non-pass result (attach to the open item or create one).
 
         A changed listing supersedes its open item first, so a reviewer never decides on stale text.
+        A listing whose check could not finish (``too_costly``, ``internal_error``) is queued for a
+        person too, flagged ``check_error``: a seller must not keep a listing out of review by making
+        it expensive or odd. The listing is stored in a safe form (``safety.py``) and flagged when
+        that changed anything; ``listing_id`` in the answer is the id as stored.
         """
         if actor is not None and not actor.can("enqueue"):
             raise Forbidden("forbidden", f"role {actor.role} may not enqueue")
         actor_id = actor.id if actor else None
         now = utcnow()
+        listing, snapshot, flags = storable_listing(listing)
+        check, changed = storable_json(result.to_json_dict())
+        if changed:
+            flags.add("sanitized")
+        if result.error is not None:
+            if result.error.code not in QUEUE_ON_ERROR:
+                flags.clear()  # not queued (e.g. an invalid listing): nothing to flag
+            else:
+                flags.add("check_error")
+        if getattr(result, "truncated", False):
+            flags.add("truncated")
         with self.db.write() as conn:
-            revision, superseded = self._record_listing(conn, listing, actor_id, now)
+            revision, superseded = self._record_listing(conn, listing, snapshot, actor_id, now)
             out: dict[str, Any] = {"listing_id": listing.id, "listing_revision": revision,
                                    "superseded": superseded, "item_id": None, "action": "none"}
-            if result.error is not None or result.verdict in (None, "pass"):
+            if result.error is not None and result.error.code not in QUEUE_ON_ERROR:
                 return out
-            signal = {"listing": listing.model_dump(mode="json"), "check": result.to_json_dict()}
+            if result.error is None and result.verdict in (None, "pass"):
+                return out
+            if flags:
+                out["flags"] = sorted(flags)
+            signal = {"listing": snapshot, "check": check}
+            result = _as_queued(result)
             for _ in range(5):
-                item_id = self._attach(conn, listing, result, revision, signal, actor_id, source, now)
+                item_id = self._attach(conn, listing, result, revision, signal, actor_id, source, now, flags)
                 if item_id is not None:
                     out.update(item_id=item_id, action="attached")
                     return out
                 try:
                     with conn.begin_nested():
-                        item_id = self._create(conn, listing, result, revision, signal, actor_id, source, now)
+                        item_id = self._create(conn, listing, result, revision, signal, actor_id, source, now,
+                                               flags)
                     out.update(item_id=item_id, action="created")
                     return out
                 except IntegrityError:
                     continue  # another signal created the open item first: attach to it
             raise Conflict("contention", "could not queue the listing; retry")
 
-    def _record_listing(self, conn: Connection, listing: Listing, actor_id: int | None,
-                        now: datetime) -> tuple[int, list[int]]:
+    def _record_listing(self, conn: Connection, listing: Listing, snapshot: dict[str, Any],
+                        actor_id: int | None, now: datetime) -> tuple[int, list[int]]:
         digest = content_hash(listing)
         values = {"id": listing.id, "revision": 1, "content_hash": digest, "seller_id": listing.seller_id,
-                  "category": listing.category, "snapshot": listing.model_dump(mode="json"), "deleted": False,
+                  "category": listing.category, "snapshot": snapshot, "deleted": False,
                   "updated_at": now}
         inserted = conn.execute(_dialect_insert(self.db)(LISTINGS).values(**values)
                                 .on_conflict_do_nothing(index_elements=["id"]))
@@ -128,6 +186,8 @@ class Intake:
     def _summary(result: CheckResult) -> dict[str, Any]:
         severities = [f.severity for f in result.findings]
         top = max(severities, key=SEVERITY_ORDER.index) if severities else None
+        if result.error is not None:  # a check that did not finish (``_as_queued``)
+            top = "high"
         families = sorted({f.family for f in result.findings})
         risk = float(result.risk or 0.0)
         return {"verdict": result.verdict, "risk": risk, "max_severity": top,
@@ -145,14 +205,19 @@ class Intake:
             conn.execute(insert(RULES), [{"item_id": item_id, "rule": r, "family": fam} for r, fam in fresh.items()])
 
     def _attach(self, conn: Connection, listing: Listing, result: CheckResult, revision: int,
-                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime) -> int | None:
+                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime,
+                flags: set[str] = frozenset()) -> int | None:  # type: ignore[assignment]
         s = self._summary(result)
         raised = case((T.c.priority > s["priority"], T.c.priority), else_=s["priority"]) + SIGNAL_BUMP
+        new_flags: Any = T.c.flags
+        for flag in sorted(flags):  # add each flag the item does not carry yet
+            new_flags = case((new_flags.like(f"%,{flag},%"), new_flags),
+                             else_=case((new_flags == "", ","), else_=new_flags) + f"{flag},")
         row = conn.execute(
             update(T).where(T.c.listing_id == listing.id, T.c.status.in_(OPEN_STATES),
                             T.c.listing_revision == revision)
             .values(priority=raised, risk=case((T.c.risk > s["risk"], T.c.risk), else_=s["risk"]),
-                    signal_count=T.c.signal_count + 1, version=T.c.version + 1,
+                    signal_count=T.c.signal_count + 1, version=T.c.version + 1, flags=new_flags,
                     event_seq=T.c.event_seq + 1, updated_at=now)
             .returning(T.c.id, T.c.event_seq, T.c.priority)
         ).first()
@@ -165,12 +230,14 @@ class Intake:
         return int(item_id)
 
     def _create(self, conn: Connection, listing: Listing, result: CheckResult, revision: int,
-                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime) -> int:
+                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime,
+                flags: set[str] = frozenset()) -> int:  # type: ignore[assignment]
         s = self._summary(result)
         item_id = conn.execute(insert(T).values(
             listing_id=listing.id, listing_revision=revision, kind="check", status="pending",
             escalated=False, priority=s["priority"], verdict=s["verdict"], risk=s["risk"],
             max_severity=s["max_severity"], families=s["families"], category=listing.category,
+            flags="," + ",".join(sorted(flags)) + "," if flags else "",
             seller_id=listing.seller_id, title=(listing.title or listing.description)[:200],
             attempt=1, version=1, event_seq=1, signal_count=1, created_at=now, updated_at=now,
         ).returning(T.c.id)).scalar_one()
@@ -185,6 +252,7 @@ class Intake:
         if not actor.can("listing_edit"):
             raise Forbidden("forbidden", f"role {actor.role} may not edit listings")
         now = utcnow()
+        listing_id = safe_id(listing_id)
         with self.db.write() as conn:
             row = conn.execute(update(LISTINGS).where(LISTINGS.c.id == listing_id)
                                .values(deleted=True, revision=LISTINGS.c.revision + 1, updated_at=now)

@@ -59,6 +59,11 @@ class Item(SQLModel, table=True):
     risk: float = 0.0
     max_severity: str | None = Field(default=None, max_length=10)
     families: str = Field(default="")  # ",fam1,fam2," for LIKE filters
+    #: ",flag1,flag2," — why a reviewer should look closer: the listing was stored in a safe form
+    #: (``sanitized``: unstorable characters replaced; ``long_id``: id or seller id over the column
+    #: length, stored as a prefix plus a hash), or it could not be checked (``check_error``), or its
+    #: findings were capped (``truncated``).
+    flags: str = Field(default="", max_length=200)
     category: str = Field(default="general", max_length=40)
     seller_id: str | None = Field(default=None, max_length=200, index=True)
     title: str = ""
@@ -258,3 +263,43 @@ class SavedView(SQLModel, table=True):
     name: str = Field(max_length=60)
     query: str = Field(max_length=1000)
     created_at: datetime
+
+
+class ServerState(SQLModel, table=True):
+    """Small shared values of the service: the key that signs list cursors (``value``) and counters
+    such as the credential epoch (``number``), which every worker process polls."""
+
+    __tablename__ = "server_state"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: str = Field(default="", max_length=200)
+    number: int = 0
+    updated_at: datetime
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed console logins per account (``user:<name>``) and per address (``addr:<ip>``) in the
+    current window, and until when further attempts are refused without checking a password."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, max_length=200)
+    failures: int = 0
+    window_start: datetime
+    locked_until: datetime | None = None
+    refused: int = 0  # attempts refused while locked (not written to auth_events one by one)
+    updated_at: datetime
+
+
+class AuthEvent(SQLModel, table=True):
+    """Audit log of sign-ins: ``login_ok``, ``login_failed``, ``login_locked`` (a lock starts),
+    ``login_busy`` (refused: too many password checks at once)."""
+
+    __tablename__ = "auth_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(max_length=30)
+    username: str | None = Field(default=None, max_length=100)
+    address: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(index=True)

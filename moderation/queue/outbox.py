@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 
 from moderation.queue.core import OUTBOX, iso
-from moderation.queue.db import Database, utcnow
+from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.queue.roles import Actor
 
@@ -97,6 +97,7 @@ def withdraw(conn: Connection, *, item_id: int, listing_id: str, decision_id: in
     return "cancelled" if cancelled else "retracted"
 
 
+@retrying
 class OutboxDelivery:
     """Lease, acknowledge and list outbox records (``ReviewQueue.outbox``).
 

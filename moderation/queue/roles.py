@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "events": frozenset({"triage", "reviewer", "lead", "admin", "auditor"}),
     "stats": frozenset({"triage", "reviewer", "lead", "admin", "auditor"}),
     "users": frozenset({"admin"}),
+    # the sign-in audit log (failed logins, lockouts)
+    "auth_audit": frozenset({"admin", "auditor"}),
     # lease, acknowledge and list outbox records (seller notifications): the delivering integration
     "outbox": frozenset({"service", "admin"}),
 }

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from moderation.queue.core import DECISIONS, EVENTS, ITEMS, RULES, USERS
-from moderation.queue.db import Database, utcnow
+from moderation.queue.db import Database, retry_on_disconnect, utcnow
 from moderation.queue.states import OPEN_STATES, SLA_HOURS
 
 T = ITEMS
@@ -30,6 +30,7 @@ def _rate(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
+@retry_on_disconnect
 def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
     now = utcnow()
     since = now - timedelta(hours=hours)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from moderation.queue.core import (
     DECISIONS,
@@ -21,9 +26,11 @@ from moderation.queue.core import (
     load_item,
     public_item,
 )
-from moderation.queue.db import Database, utcnow
+from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Invalid
+from moderation.queue.models import ServerState
 from moderation.queue.roles import Actor
+from moderation.queue.safety import INT_MAX, INT_MIN, like_pattern
 from moderation.queue.states import CLAIMED, DECIDED, OPEN_STATES, SLA_HOURS, STATES, projection, replay
 
 T = ITEMS
@@ -39,33 +46,84 @@ class ItemFilter:
     category: str | None = None
     seller: str | None = None
     kind: str | None = None
+    flag: str | None = None  # items carrying this flag (sanitized, long_id, check_error, truncated)
     min_risk: float | None = None
     min_age_hours: float | None = None
     max_age_hours: float | None = None
     sort: str = "priority"  # priority | oldest
 
 
-def _encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+STATE = ServerState.__table__
+CURSOR_KEY = "cursor_key"
+_BAD_CURSOR = "the cursor is not one this API returned"
 
 
-def _decode_cursor(cursor: str) -> list[Any]:
+def _encode_cursor(values: list[Any], key: bytes) -> str:
+    """``base64(json).base64(hmac)``: a client can hold it and send it back, not forge or edit it."""
+    payload = base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+    tag = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]
+    return payload + "." + base64.urlsafe_b64encode(tag).decode()
+
+
+def _decode_cursor(cursor: str, key: bytes) -> list[Any]:
+    payload, _, tag = cursor.partition(".")
+    expected = base64.urlsafe_b64encode(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]).decode()
+    if not tag or not hmac.compare_digest(tag.encode(), expected.encode()):
+        raise Invalid("invalid_cursor", _BAD_CURSOR)
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        values = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (ValueError, json.JSONDecodeError) as exc:
-        raise Invalid("invalid_cursor", "the cursor is not one this API returned") from exc
+        raise Invalid("invalid_cursor", _BAD_CURSOR) from exc
     if not isinstance(values, list):
-        raise Invalid("invalid_cursor", "the cursor is not one this API returned")
+        raise Invalid("invalid_cursor", _BAD_CURSOR)
     return values
+
+
+def _cursor_int(value: Any) -> int:
+    if type(value) is not int or not INT_MIN <= value <= INT_MAX:
+        raise ValueError("not a column integer")
+    return value
+
+
+def _cursor_time(value: Any) -> datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("not a timestamp")
+    return datetime.fromisoformat(value)
 
 
 def sla_deadline(item: dict[str, Any]) -> datetime:
     return item["created_at"] + timedelta(hours=SLA_HOURS.get(item.get("verdict") or "", 24))
 
 
+@retrying
 class Views:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._cursor_key: bytes | None = None
+        self._key_lock = threading.Lock()
+
+    def cursor_key(self) -> bytes:
+        """The key that signs list cursors: one per database (``server_state``), so a cursor from one
+        worker process or host is good at every other; made by whoever needs it first."""
+        if self._cursor_key is None:
+            with self._key_lock:
+                if self._cursor_key is None:
+                    self._cursor_key = self._load_cursor_key()
+        return self._cursor_key
+
+    def _load_cursor_key(self) -> bytes:
+        with self.db.read() as conn:
+            value = conn.execute(select(STATE.c.value).where(STATE.c.name == CURSOR_KEY)).scalar()
+        if value is None:
+            try:
+                with self.db.write() as conn:
+                    conn.execute(insert(STATE).values(name=CURSOR_KEY, value=secrets.token_hex(32), number=0,
+                                                      updated_at=utcnow()))
+            except IntegrityError:
+                pass  # another process made it first
+            with self.db.read() as conn:
+                value = conn.execute(select(STATE.c.value).where(STATE.c.name == CURSOR_KEY)).scalar_one()
+        return bytes.fromhex(value)
 
     def usernames(self, conn: Connection) -> dict[int, str]:
         return {r[0]: r[1] for r in conn.execute(select(USERS.c.id, USERS.c.username))}
@@ -81,7 +139,9 @@ class Views:
                 raise Invalid("invalid_status", f"status must be 'open' or one of {', '.join(STATES)}")
             cond.append(T.c.status == f.status)
         if f.family:
-            cond.append(T.c.families.like(f"%,{f.family},%"))
+            cond.append(T.c.families.like(f"%,{like_pattern(f.family)},%", escape="\\"))
+        if f.flag:
+            cond.append(T.c.flags.like(f"%,{like_pattern(f.flag)},%", escape="\\"))
         for column, value in ((T.c.max_severity, f.severity), (T.c.category, f.category),
                               (T.c.seller_id, f.seller), (T.c.kind, f.kind)):
             if value:
@@ -99,13 +159,15 @@ class Views:
         else:
             raise Invalid("invalid_sort", "sort must be priority or oldest")
         if cursor:
-            values = _decode_cursor(cursor)
+            values = _decode_cursor(cursor, self.cursor_key())
             try:
+                if values[0] != f.sort:
+                    raise ValueError("a cursor of another sort order")
                 if f.sort == "oldest":
-                    at, last = datetime.fromisoformat(values[0]), int(values[1])
+                    at, last = _cursor_time(values[1]), _cursor_int(values[2])
                     cond.append(or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))
                 else:
-                    prio, at, last = int(values[0]), datetime.fromisoformat(values[1]), int(values[2])
+                    prio, at, last = _cursor_int(values[1]), _cursor_time(values[2]), _cursor_int(values[3])
                     cond.append(or_(T.c.priority < prio, and_(T.c.priority == prio, or_(
                         T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))))
             except (IndexError, TypeError, ValueError) as exc:
@@ -122,7 +184,8 @@ class Views:
         if more and rows:
             last = rows[-1]
             key = [iso(last["created_at"]), last["id"]]
-            next_cursor = _encode_cursor(key if f.sort == "oldest" else [last["priority"], *key])
+            values = [f.sort, *key] if f.sort == "oldest" else [f.sort, last["priority"], *key]
+            next_cursor = _encode_cursor(values, self.cursor_key())
         return {"items": items, "next_cursor": next_cursor}
 
     @staticmethod

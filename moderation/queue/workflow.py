@@ -13,6 +13,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -47,10 +48,11 @@ from moderation.queue.core import (
     request_hash,
     touch_event,
 )
-from moderation.queue.db import Database, utcnow
+from moderation.queue.db import Database, retry_on_disconnect, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
 from moderation.queue.outbox import notification_values, withdraw
 from moderation.queue.roles import Actor
+from moderation.queue.safety import like_pattern
 from moderation.queue.states import (
     CLAIMED,
     DECIDED,
@@ -91,8 +93,13 @@ def validate_outcome(outcome: str, reason_codes: list[str]) -> None:
         raise Invalid("reason_required", "a rejection or change request needs at least one reason code")
 
 
+@retrying
 class Workflow:
-    """Service functions over one database. Times come from ``utcnow`` so tests move rows, not clocks."""
+    """Service functions over one database. Times come from ``utcnow`` so tests move rows, not clocks.
+    Every public method runs once more when its connection was lost before anything committed
+    (``retrying``); ``bulk_decide`` retries each item's transaction instead."""
+
+    NO_RETRY = frozenset({"bulk_decide"})
 
     def __init__(self, db: Database, *, lease_seconds: int = 300, undo_seconds: int = 120) -> None:
         self.db = db
@@ -128,7 +135,8 @@ class Workflow:
                 row = conn.execute(_claim_next_pg(senior, *filters), params).first()
             return None if row is None else self._claim_answer(dict(row._mapping))
         params = self._claim_params(actor.id, now, token)
-        params.update(b_family=f"%,{family},%", b_category=category, b_severity=severity, b_kind=kind)
+        params.update(b_family=f"%,{like_pattern(family or '')},%", b_category=category, b_severity=severity,
+                      b_kind=kind)
         with self.db.write() as conn:
             row = conn.execute(_claim_next_core(senior, *filters), params).first()
             if row is None:
@@ -147,15 +155,26 @@ class Workflow:
         params = self._claim_next_pg_params(actor, now, secrets.token_hex(16), family, category, severity, kind)
         sql = _psycopg_sql(_claim_next_pg(actor.can("claim_escalated"), bool(family), bool(category),
                                           bool(severity), bool(kind)))
-        async with pool.connection() as conn:
-            row = await (await conn.execute(sql, params)).fetchone()
+        import psycopg
+
+        try:
+            async with pool.connection() as conn:
+                row = await (await conn.execute(sql, params)).fetchone()
+        except psycopg.OperationalError:
+            # A lost connection (the pool dropped its idle ones): the thread-pool path, which retries
+            # once. If the lost statement did claim an item, that claim expires with its lease.
+            from starlette.concurrency import run_in_threadpool
+
+            return await run_in_threadpool(partial(self.claim_next, actor, family=family, category=category,
+                                                   severity=severity, kind=kind))
         return None if row is None else self._claim_answer(row)
 
     def _claim_next_pg_params(self, actor: Actor, now: datetime, token: str, family: str | None,
                               category: str | None, severity: str | None, kind: str | None) -> dict[str, Any]:
         return {"now": now, "actor": actor.id, "token": token, "lease_until": now + self.lease,
                 "data": json.dumps({"lease_expires_at": iso(now + self.lease)}),
-                "family": f"%,{family},%", "category": category, "severity": severity, "kind": kind}
+                "family": f"%,{like_pattern(family or '')},%", "category": category, "severity": severity,
+                "kind": kind}
 
     @staticmethod
     def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
@@ -404,12 +423,16 @@ class Workflow:
                 if dry_run:
                     results.append(self._preview(item_id, actor))
                     continue
-                with self.db.write() as conn:
-                    out = self._decide_in(conn, item_id, actor, body, bulk=True)
+                out = self._bulk_one(item_id, actor, body)
                 results.append({"item_id": item_id, "ok": True, "decision_id": out["decision_id"]})
             except QueueError as exc:
                 results.append({"item_id": item_id, "ok": False, "status": exc.status, **exc.detail()})
         return results
+
+    @retry_on_disconnect
+    def _bulk_one(self, item_id: int, actor: Actor, body: DecideInput) -> dict[str, Any]:
+        with self.db.write() as conn:
+            return self._decide_in(conn, item_id, actor, body, bulk=True)
 
     def _preview(self, item_id: int, actor: Actor) -> dict[str, Any]:
         now = utcnow()
@@ -542,7 +565,9 @@ class Workflow:
             return public_item(item)
 
     def assign(self, item_id: int, actor: Actor, user: Actor, *, force: bool = False) -> dict[str, Any]:
-        """A lead hands an item to a reviewer (``force`` also takes it from its current holder)."""
+        """A lead hands an item to a reviewer (``force`` also takes it from its current holder). Only
+        to someone whose role may act on the item as it is: an escalated item (or one that was
+        escalated) only to a lead or admin, an appeal never to its original decider."""
         self._require(actor, "assign")
         if not user.can("claim"):
             raise Invalid("not_a_reviewer", "the assignee cannot review items")
@@ -550,10 +575,12 @@ class Workflow:
         states = [T.c.status.in_((PENDING, ESCALATED)), and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)]
         if force:
             states.append(T.c.status == CLAIMED)
+        allowed = [or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id)]
+        if not user.can("claim_escalated"):
+            allowed.append(T.c.escalated.is_(False))
         with self.db.write() as conn:
             row = conn.execute(
-                update(T).where(T.c.id == item_id, or_(*states),
-                                or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id))
+                update(T).where(T.c.id == item_id, or_(*states), *allowed)
                 .values(**_CLAIM_VALUES).returning(*RETURNING),
                 self._claim_params(user.id, now, secrets.token_hex(16)),
             ).first()
@@ -628,7 +655,7 @@ def _claim_next_core(senior: bool, family: bool, category: bool, severity: bool,
     PostgreSQL runs ``_claim_next_pg``, the same conditions as SQL text."""
     cond = [_claimable(senior), ~exists().where(SKIPS.c.item_id == T.c.id, SKIPS.c.user_id == _ACTOR)]
     if family:
-        cond.append(T.c.families.like(bindparam("b_family", type_=String())))
+        cond.append(T.c.families.like(bindparam("b_family", type_=String()), escape="\\"))
     if category:
         cond.append(T.c.category == bindparam("b_category", type_=String()))
     if severity:
@@ -747,7 +774,7 @@ def _claim_next_pg(senior: bool, family: bool, category: bool, severity: bool, k
                  "AND (items.excluded_user IS NULL OR items.excluded_user != :actor)")
     pick = [claimable, "NOT EXISTS (SELECT 1 FROM skips WHERE skips.item_id = items.id AND skips.user_id = :actor)"]
     if family:
-        pick.append("items.families LIKE :family")
+        pick.append("items.families LIKE :family ESCAPE '\\'")
     if category:
         pick.append("items.category = :category")
     if severity:
