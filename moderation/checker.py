@@ -8,10 +8,13 @@ a result with ``error`` instead of an exception, because one bad row must never 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -147,27 +150,60 @@ class Checker:
         if self.scorer is not None:
             self.scorer.submit(listing).result()
 
-    async def check_async(self, listing: Listing, *, offload: bool = False) -> CheckResult:
-        """Check one listing from an event loop: the same answer as ``check``, without blocking the loop.
+    def find_within(self, listing: Listing, budget_s: float | None = None) -> list[Finding]:
+        """``engine.find`` with a CPU budget when the engine takes one (``budget_s``; it raises
+        ``CheckBudgetExceeded`` when the listing costs more); without one the budget is not applied."""
+        if budget_s is not None and _takes_budget(type(self.engine)):
+            return self.engine.find(listing, budget_s=budget_s)  # type: ignore[call-arg,no-any-return]
+        return self.engine.find(listing)
 
-        The classifier score comes from the shared ``scorer`` thread (batched with other requests'
-        listings) while the rules run here, on the loop, for the usual short listing; ``offload=True``
-        (very long text) or images move the rules and the image lookups to a worker thread.
-        """
-        scorer = self.scorer
-        pending = asyncio.wrap_future(scorer.submit(listing)) if scorer is not None else None
+    def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None
+                     ) -> CheckResult:
+        """The whole check of one listing on the calling (worker) thread: rules within ``budget_s``,
+        then the score from ``score`` (a BatchScorer future, usually ready by then), then ``finish``.
+        A listing over its budget gets the error result ``too_costly``; any other failure
+        ``internal_error`` (the contract of check_many: a result, never a crash)."""
         try:
-            if offload or listing.images:
-                findings = await asyncio.to_thread(self.engine.find, listing)
-            else:
-                findings = self.engine.find(listing)
-            score = await pending if pending is not None else None
-            if listing.images and self.images is not None:
-                return await asyncio.to_thread(self.finish, listing, findings, score)
-            return self.finish(listing, findings, score)
-        except Exception as exc:  # the same contract as check_many: an error result, not a crash
+            findings = self.find_within(listing, budget_s)
+            value = score.result() if score is not None else None
+            return self.finish(listing, findings, value)
+        except Exception as exc:
+            budget_error = _budget_error()
+            if budget_error is not None and isinstance(exc, budget_error):
+                return CheckResult.failed(listing.id, "too_costly",
+                                          f"checking this listing needs more than its {budget_s:g} s CPU budget")
             log.exception("checking listing %s failed", listing.id)
             return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    async def check_async(self, listing: Listing, *, submit: Callable[..., Future[Any]] | None = None,
+                          budget_s: float | None = None, then: Callable[[CheckResult], Any] | None = None,
+                          heavy: bool = False) -> Any:
+        """Check one listing from an event loop: the same answer as ``check``, computed off the loop.
+
+        The classifier score comes from the shared ``scorer`` thread (batched with other requests'
+        listings); the rules, the verdict and ``then`` (the caller's rendering of the result, e.g. to
+        JSON bytes) run in one job given to ``submit`` (a ``CheckPool.submit``: bounded, may refuse with
+        ``Saturated`` before anything is queued) or, without one, in asyncio's default executor. The
+        loop only awaits. ``budget_s`` bounds the rules' CPU time
+        (``too_costly``). Returns ``then(result)``, or the CheckResult when ``then`` is None.
+        """
+
+        def job(score: Future[float] | None) -> Any:
+            result = self.check_scored(listing, score, budget_s)
+            return then(result) if then is not None else result
+
+        if submit is None:
+            scorer = self.scorer
+            return await asyncio.to_thread(job, scorer.submit(listing) if scorer is not None else None)
+        # Admission first: a refused request must not leave work for the scorer.
+        gate: Future[float] = Future()
+        future = submit(_after, gate, job, heavy=heavy)
+        try:
+            scorer = self.scorer
+            gate.set_result(scorer.submit(listing) if scorer is not None else None)
+        except Exception as exc:  # the job must not wait for a score that will never come
+            gate.set_exception(exc)
+        return await asyncio.wrap_future(future)
 
     def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64) -> list[CheckResult]:
         """Check many listings, in order; the classifier scores them in batches."""
@@ -192,6 +228,32 @@ class Checker:
                     log.exception("checking listing %s failed", listing.id)
                     results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
+
+
+@functools.cache
+def _takes_budget(engine_type: type) -> bool:
+    """Whether ``find`` of this engine class accepts ``budget_s`` (older engines do not)."""
+    try:
+        return "budget_s" in inspect.signature(engine_type.find).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _budget_error() -> type[BaseException] | None:
+    """``moderation.rules.engine.CheckBudgetExceeded`` when the engine defines it."""
+    from moderation.rules import engine as engine_module
+
+    return getattr(engine_module, "CheckBudgetExceeded", None)
+
+
+def _after(gate: Future[Future[float] | None], job: Callable[[Future[float] | None], Any]) -> Any:
+    """Run ``job`` with the score future handed over through ``gate`` (set right after admission)."""
+    try:
+        score = gate.result()
+    except Exception:
+        log.exception("the risk scorer did not take the listing; checking with rules only")
+        score = None
+    return job(score)
 
 
 _default: Checker | None = None

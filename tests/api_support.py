@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from moderation.api import create_app
 from moderation.api.accounts import Accounts
+from moderation.api.settings import Settings
 from moderation.checker import Checker
 
 ROLES = ("admin", "lead", "reviewer", "reviewer2", "triage", "auditor", "service")
@@ -33,7 +34,7 @@ class Api:
 
 @pytest.fixture(name="api")
 def api_fixture(db_url: str, rules_checker: Checker) -> Iterator[Api]:
-    app = create_app(db_url, rules_checker, undo_seconds=120)
+    app = create_app(db_url, rules_checker, undo_seconds=120, settings=Settings.from_env(password_hashing="cheap"))
     accounts: Accounts = app.state.accounts
     api = Api(client=TestClient(app), accounts=accounts)
     for name in ROLES:

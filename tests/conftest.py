@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Password hashes in tests: the cheapest argon2id parameters (the server's default stays strong);
+# CLI commands run as subprocesses inherit it.
+os.environ.setdefault("MODERATION_PASSWORD_HASHING", "cheap")
 
 from moderation.checker import Checker
 from moderation.rules.engine import RulesEngine

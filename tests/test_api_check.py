@@ -80,6 +80,8 @@ def test_oversized_body_is_413(api: Api) -> None:
     assert r.status_code == 413
 
 
-def test_openapi_lists_the_queue(api: Api) -> None:
-    spec = api.client.get("/openapi.json").json()
+def test_openapi_lists_the_queue_for_signed_in_callers(api: Api) -> None:
+    assert api.client.get("/openapi.json").status_code == 401
+    spec = api.client.get("/openapi.json", headers=api.h("auditor")).json()
     assert "/v1/check" in spec["paths"] and "/v1/queue/items/{item_id}/decision" in spec["paths"]
+    assert api.client.get("/redoc").status_code == 404  # Swagger UI and ReDoc load from a CDN: off

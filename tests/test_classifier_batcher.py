@@ -124,8 +124,12 @@ def shipped_checker(engine: RulesEngine) -> Checker:
 
 
 def test_check_async_gives_the_same_answer_as_check(shipped_checker: Checker) -> None:
-    async def all_at_once() -> list:
-        return await asyncio.gather(*(shipped_checker.check_async(listing, offload=i % 2 == 1)
+    from moderation.api.checkpool import CheckPool
+
+    pool = CheckPool(2)
+
+    async def all_at_once() -> list:  # half through a check pool, half through asyncio's executor
+        return await asyncio.gather(*(shipped_checker.check_async(listing, submit=pool.submit if i % 2 else None)
                                       for i, listing in enumerate(LISTINGS)))
 
     concurrent = asyncio.run(all_at_once())

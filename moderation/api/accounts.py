@@ -5,10 +5,15 @@ random bytes (they are high-entropy, so a fast hash is enough and lookups stay o
 A token's first characters (``TOKEN_PREFIX`` plus four) are kept to tell tokens apart in listings.
 
 Verified credentials are cached per process for ``CREDENTIAL_CACHE_SECONDS``. Revoking a token,
-disabling a user or logging out through an ``Accounts`` evicts the entry in that process at once;
-other processes (uvicorn workers, other hosts) keep trusting a credential they verified until their
-entry expires, at most ``CREDENTIAL_CACHE_SECONDS`` later. ``moderation users revoke`` from the shell
-is such another process.
+disabling a user or logging out evicts the entry in that process at once and bumps the credential
+epoch (a counter in ``server_state``) in the same transaction; every process reads the epoch at most
+every ``Settings.credential_poll_s`` (1 s) and drops its whole cache when it moved, so other worker
+processes, other hosts and ``moderation users revoke`` from the shell take effect within that time.
+
+Console logins are throttled per account and per address (``LoginThrottle``: after a few failures
+each further one doubles a lock, during which attempts are refused without checking a password), at
+most ``login_concurrency`` password checks run at once per process (each argon2id check takes 64 MiB;
+more wait briefly, then are refused), and every login, failure and lock is in ``auth_events``.
 """
 
 from __future__ import annotations
@@ -20,24 +25,29 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from moderation.api.settings import Settings
 from moderation.queue.core import iso
-from moderation.queue.db import Database, utcnow
-from moderation.queue.errors import Conflict, Invalid, NotFound
-from moderation.queue.models import ApiToken, SavedView, Session, User
+from moderation.queue.db import Database, retrying, utcnow
+from moderation.queue.errors import Conflict, Invalid, NotFound, QueueError
+from moderation.queue.models import ApiToken, AuthEvent, LoginThrottle, SavedView, ServerState, Session, User
 from moderation.queue.roles import ROLES, Actor
 
 USERS = User.__table__
 TOKENS = ApiToken.__table__
 SESSIONS = Session.__table__
 VIEWS = SavedView.__table__
+THROTTLE = LoginThrottle.__table__
+AUTH_EVENTS = AuthEvent.__table__
+STATE = ServerState.__table__
+EPOCH = "credential_epoch"
 
 SESSION_HOURS = 12
 #: Seconds a verified credential is trusted without another database read. Logout, revoking a token
@@ -50,9 +60,26 @@ SHOWN_PREFIX = len(TOKEN_PREFIX) + 4
 #: ``api_tokens.last_used_at`` is written when it is older than this (not a write per request).
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 log = logging.getLogger(__name__)
-_hasher = PasswordHasher()
-#: Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def make_hasher(profile: str = "strong") -> PasswordHasher:
+    """``strong``: argon2id with RFC 9106's second recommended profile (t=3, 64 MiB, 4 lanes), the
+    library default. ``cheap``: the smallest argon2id parameters, for test suites only."""
+    if profile == "strong":
+        return PasswordHasher()
+    if profile == "cheap":
+        return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    raise ValueError(f"unknown password hashing profile {profile!r} (strong or cheap)")
+
+
+class LoginRefused(QueueError):
+    """A login refused before its password was checked: ``throttled`` (429, a lock on the account or
+    the address) or ``busy`` (503, too many password checks at once). ``retry_after`` in seconds."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(code, message, retry_after=retry_after)
+        self.status = 429 if code == "throttled" else 503
+        self.retry_after = retry_after
 
 
 def sha256(value: str) -> str:
@@ -65,23 +92,93 @@ class SessionInfo:
     csrf_token: str
 
 
+@retrying
 class Accounts:
-    def __init__(self, db: Database, *, cache_seconds: float = CREDENTIAL_CACHE_SECONDS) -> None:
+    def __init__(self, db: Database, *, cache_seconds: float = CREDENTIAL_CACHE_SECONDS,
+                 settings: Settings | None = None) -> None:
         self.db = db
+        self.settings = settings or Settings.from_env()
         self.cache_seconds = cache_seconds
+        self.hasher = make_hasher(self.settings.password_hashing)
+        self._dummy_hash: str | None = None
         self._cache: dict[str, tuple[float, Actor | SessionInfo | None]] = {}
         self._cache_lock = threading.Lock()
         # Bumped by every eviction: a lookup that started before it must not cache what it read
         # (it may have read a token just before its revocation committed).
         self._generation = 0
+        # The credential epoch last read from the database, and when (monotonic).
+        self._epoch: int | None = None
+        self._epoch_read_at = float("-inf")
+        # Password checks: at most ``login_concurrency`` at once, a few more may wait.
+        self._hash_slots = threading.BoundedSemaphore(max(1, self.settings.login_concurrency))
+        self._hash_waiting = 0
+        self._hash_lock = threading.Lock()
 
     def cached(self, kind: str, secret: str) -> tuple[bool, Actor | SessionInfo | None]:
-        """(hit, value) for a token or session id verified in the last few seconds."""
+        """(hit, value) for a token or session id verified in the last few seconds. A miss when the
+        credential epoch was not read within ``credential_poll_s`` (``epoch_stale``)."""
+        if self.epoch_stale():
+            return False, None
         key = kind + sha256(secret)
         entry = self._cache.get(key)
         if entry is None or entry[0] < time.monotonic():
             return False, None
         return True, entry[1]
+
+    # -- the credential epoch ---------------------------------------------------------------------
+
+    def epoch_stale(self) -> bool:
+        return time.monotonic() - self._epoch_read_at > self.settings.credential_poll_s
+
+    def _saw_epoch(self, number: int | None, read_at: float) -> None:
+        """Record an epoch read that started at ``read_at``; a changed epoch empties the cache."""
+        number = number or 0
+        with self._cache_lock:
+            if self._epoch is not None and number != self._epoch:
+                self._generation += 1
+                self._cache.clear()
+            self._epoch = number
+            self._epoch_read_at = max(self._epoch_read_at, read_at)
+
+    def refresh_epoch(self) -> None:
+        """Read the credential epoch (one indexed row) and drop the cache if it moved."""
+        started = time.monotonic()
+        with self.db.read() as conn:
+            number = conn.execute(select(STATE.c.number).where(STATE.c.name == EPOCH)).scalar()
+        self._saw_epoch(number, started)
+
+    async def refresh_epoch_async(self) -> None:
+        """``refresh_epoch`` for the event loop: awaited on PostgreSQL's async pool; on SQLite the
+        read (a WAL snapshot, never waiting for writers) runs right here."""
+        pool = self.db.async_pool
+        if pool is None:
+            self.refresh_epoch()
+            return
+        started = time.monotonic()
+        try:
+            async with pool.connection() as conn:
+                row = await (await conn.execute("SELECT number FROM server_state WHERE name = %s",
+                                                (EPOCH,))).fetchone()
+        except Exception:  # the async pool failed (e.g. a dropped connection): the ordinary path
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(self.refresh_epoch)
+            return
+        self._saw_epoch(row["number"] if row else None, started)
+
+    @staticmethod
+    def bump_epoch(conn: Connection) -> None:
+        """Move the credential epoch in ``conn``'s transaction: every process drops its cache."""
+        now = utcnow()
+        moved = conn.execute(update(STATE).where(STATE.c.name == EPOCH)
+                             .values(number=STATE.c.number + 1, updated_at=now))
+        if moved.rowcount == 0:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(STATE).values(name=EPOCH, value="", number=1, updated_at=now))
+            except IntegrityError:
+                conn.execute(update(STATE).where(STATE.c.name == EPOCH)
+                             .values(number=STATE.c.number + 1, updated_at=now))
 
     def _remember(self, kind: str, secret: str, value: Actor | SessionInfo | None, generation: int) -> None:
         if self.cache_seconds <= 0:
@@ -118,7 +215,7 @@ class Accounts:
             with self.db.write() as conn:
                 user_id = conn.execute(insert(USERS).values(
                     username=username, display_name=display_name or username, role=role,
-                    password_hash=_hasher.hash(password) if password else None, active=True,
+                    password_hash=self._hash_password(password) if password else None, active=True,
                     created_at=utcnow()).returning(USERS.c.id)).scalar_one()
         except IntegrityError:
             raise Conflict("user_exists", f"user {username} already exists") from None
@@ -130,6 +227,10 @@ class Accounts:
         if row is None:
             raise NotFound("user_not_found", f"no user {username}")
         return Actor(id=row.id, username=row.username, role=row.role)
+
+    def is_active(self, user_id: int) -> bool:
+        with self.db.read() as conn:
+            return bool(conn.execute(select(USERS.c.active).where(USERS.c.id == user_id)).scalar())
 
     def get_user_by_id(self, user_id: int) -> Actor:
         with self.db.read() as conn:
@@ -154,6 +255,7 @@ class Accounts:
                 raise NotFound("user_not_found", f"no user {username}")
             if not active:
                 conn.execute(delete(SESSIONS).where(SESSIONS.c.user_id == row.id))
+            self.bump_epoch(conn)
         self.forget_all()
         return dict(row._mapping)
 
@@ -199,6 +301,8 @@ class Accounts:
             if row is None and conn.execute(select(TOKENS.c.id).where(TOKENS.c.id == token_id, *owner)).first() is None:
                 whose = f" of user {username}" if username is not None else ""
                 raise NotFound("token_not_found", f"no token {token_id}{whose}")
+            if row is not None:
+                self.bump_epoch(conn)
         if row is not None:
             self._forget("token:" + row.token_hash)
         return self.list_tokens(token_id=token_id)[0]
@@ -234,17 +338,128 @@ class Accounts:
         except OperationalError:
             log.warning("could not record the use of API token %s", token_id, exc_info=True)
 
-    def authenticate(self, username: str, password: str) -> Actor | None:
+    # -- passwords and login throttling -------------------------------------------------------------
+
+    def _hash_password(self, password: str) -> str:
+        with self._password_slot():
+            return self.hasher.hash(password)
+
+    def _password_slot(self) -> Any:
+        """A context manager holding one of the password-check slots; ``LoginRefused("busy")`` when
+        ``login_max_waiting`` checks already wait or no slot frees within ``login_wait_s``."""
+        settings = self.settings
+        with self._hash_lock:
+            if self._hash_waiting >= settings.login_max_waiting:
+                raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s)
+            self._hash_waiting += 1
+        try:
+            got = self._hash_slots.acquire(timeout=settings.login_wait_s)
+        finally:
+            with self._hash_lock:
+                self._hash_waiting -= 1
+        if not got:
+            raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s)
+        return _Release(self._hash_slots)
+
+    @property
+    def dummy_hash(self) -> str:
+        """Verified against when the user does not exist, so a wrong name costs as much as a wrong
+        password (made with this process's hasher, on first use)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash("not-a-real-password")
+        return self._dummy_hash
+
+    def authenticate(self, username: str, password: str, address: str | None = None) -> Actor | None:
+        """The user for a correct password, else None. Raises ``LoginRefused`` without checking the
+        password while the account or the address is locked (``throttled``) or when too many
+        password checks run at once (``busy``). Every outcome is in ``auth_events``."""
+        keys = [f"user:{username}"] + ([f"addr:{address}"] if address else [])
+        now = utcnow()
+        self._refuse_if_locked(keys, now)
         with self.db.read() as conn:
             row = conn.execute(select(USERS).where(USERS.c.username == username, USERS.c.active.is_(True))).first()
-        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else self.dummy_hash
         try:
-            _hasher.verify(stored, password)
+            with self._password_slot():
+                self.hasher.verify(stored, password)
+            ok = row is not None and bool(row.password_hash)
+        except LoginRefused:
+            self._audit("login_busy", username, address, {})
+            raise
         except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            self._record_failure(username, address, keys)
             return None
-        if row is None or not row.password_hash:
-            return None
+        with self.db.write() as conn:
+            conn.execute(delete(THROTTLE).where(THROTTLE.c.key == keys[0]))
+            self._audit_in(conn, "login_ok", username, address, {})
         return Actor(id=row.id, username=row.username, role=row.role)
+
+    def _refuse_if_locked(self, keys: list[str], now: datetime) -> None:
+        with self.db.read() as conn:
+            locks = conn.execute(select(THROTTLE.c.key, THROTTLE.c.locked_until).where(
+                THROTTLE.c.key.in_(keys), THROTTLE.c.locked_until > now)).all()
+        if not locks:
+            return
+        until = max(lock[1] for lock in locks)
+        try:
+            with self.db.write() as conn:
+                conn.execute(update(THROTTLE).where(THROTTLE.c.key.in_([k for k, _ in locks]))
+                             .values(refused=THROTTLE.c.refused + 1))
+        except OperationalError:  # bookkeeping only
+            log.warning("could not count a refused login", exc_info=True)
+        wait = max(1, int((until - now).total_seconds() + 0.999))
+        raise LoginRefused("throttled", f"too many failed sign-ins; retry in {wait} s", wait)
+
+    def _record_failure(self, username: str, address: str | None, keys: list[str]) -> None:
+        """Count the failure for the account and the address; start or double a lock past the
+        threshold. Failures older than the window (since the last one) are forgotten."""
+        settings = self.settings
+        now = utcnow()
+        window = timedelta(seconds=settings.login_window_s)
+        with self.db.write() as conn:
+            self._audit_in(conn, "login_failed", username, address, {})
+            for key in keys:
+                limit = settings.login_account_failures if key.startswith("user:") else settings.login_address_failures
+                conn.execute(_insert_ignore(self.db, THROTTLE, {
+                    "key": key, "failures": 0, "window_start": now, "locked_until": None, "refused": 0,
+                    "updated_at": now}))
+                row = conn.execute(select(THROTTLE).where(THROTTLE.c.key == key).with_for_update()).one()
+                fresh = now - _aware(row.updated_at) > window
+                failures = 1 if fresh else row.failures + 1
+                locked_until = None
+                if failures >= limit:
+                    seconds = min(settings.login_lock_s * 2 ** (failures - limit), settings.login_max_lock_s)
+                    locked_until = now + timedelta(seconds=seconds)
+                    self._audit_in(conn, "login_locked", username, address,
+                                   {"key": key.split(":", 1)[0], "failures": failures, "seconds": seconds,
+                                    "until": iso(locked_until)})
+                conn.execute(update(THROTTLE).where(THROTTLE.c.key == key).values(
+                    failures=failures, window_start=now if fresh else row.window_start,
+                    locked_until=locked_until, updated_at=now))
+
+    def _audit(self, type_: str, username: str | None, address: str | None, data: dict[str, Any]) -> None:
+        try:
+            with self.db.write() as conn:
+                self._audit_in(conn, type_, username, address, data)
+        except OperationalError:
+            log.warning("could not write auth event %s", type_, exc_info=True)
+
+    @staticmethod
+    def _audit_in(conn: Connection, type_: str, username: str | None, address: str | None,
+                  data: dict[str, Any]) -> None:
+        conn.execute(insert(AUTH_EVENTS).values(type=type_, username=(username or None) and username[:100],
+                                                address=(address or None) and address[:64], data=data,
+                                                created_at=utcnow()))
+
+    def auth_events(self, *, after: int = 0, limit: int = 200) -> dict[str, Any]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(AUTH_EVENTS).where(AUTH_EVENTS.c.id > after)
+                                .order_by(AUTH_EVENTS.c.id).limit(limit)).all()
+        events = [{"id": r.id, "type": r.type, "username": r.username, "address": r.address, "data": r.data,
+                   "created_at": iso(r.created_at)} for r in rows]
+        return {"events": events, "next_after": events[-1]["id"] if len(events) == limit else None}
 
     def create_session(self, actor: Actor) -> tuple[str, str]:
         """A console session: (cookie value, CSRF token)."""
@@ -275,6 +490,7 @@ class Accounts:
         self._forget("session:" + sha256(sid))
         with self.db.write() as conn:
             conn.execute(delete(SESSIONS).where(SESSIONS.c.id_hash == sha256(sid)))
+            self.bump_epoch(conn)
 
     # -- saved views ------------------------------------------------------------------------------
 
@@ -295,6 +511,32 @@ class Accounts:
     def delete_view(self, user_id: int, view_id: int) -> None:
         with self.db.write() as conn:
             conn.execute(delete(VIEWS).where(VIEWS.c.user_id == user_id, VIEWS.c.id == view_id))
+
+
+class _Release:
+    """Releases a semaphore slot at the end of a ``with`` block (the slot is already held)."""
+
+    def __init__(self, slot: threading.BoundedSemaphore) -> None:
+        self.slot = slot
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        self.slot.release()
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back (stored as UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _insert_ignore(db: Database, table: Any, values: dict[str, Any]) -> Any:
+    if db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert(table).values(**values).on_conflict_do_nothing()
 
 
 def _token_json(row: dict[str, Any]) -> dict[str, Any]:

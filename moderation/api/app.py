@@ -11,6 +11,8 @@ import gc
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 
 from moderation.api.accounts import Accounts
-from moderation.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from moderation.api.checkpool import CheckPool
+from moderation.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
+from moderation.api.settings import Settings
 from moderation.queue import QueueError, ReviewQueue
 
 log = logging.getLogger(__name__)
@@ -41,12 +46,27 @@ def _clean_errors(errors: Any) -> Any:
 
 def create_app(database_url: str | None = None, checker: Any = None, *, lease_seconds: int = 300,
                undo_seconds: int = 120, max_body: int = DEFAULT_MAX_BODY, queue: ReviewQueue | None = None,
-               ) -> FastAPI:
-    """Build the app on ``database_url`` (else ``DATABASE_URL``, else ./var/moderation.db)."""
-    app = FastAPI(title="listing-moderation", version="0.1.0",
+               settings: Settings | None = None) -> FastAPI:
+    """Build the app on ``database_url`` (else ``DATABASE_URL``, else ./var/moderation.db).
+
+    ``settings`` (default: ``Settings.from_env()``) size the check pool, the login throttle and so on.
+    Swagger UI and ReDoc are off (they load from a CDN); ``/openapi.json`` needs a credential and
+    ``/docs`` is a server-rendered reference for signed-in users (``routes_meta``)."""
+    settings = settings or Settings.from_env()
+    pool = CheckPool(settings.check_workers, max_waiting=settings.check_max_waiting)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.close()  # waiting checks answer 503 at once; running ones end within their budget
+
+    app = FastAPI(title="listing-moderation", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
                   description="Advertising-law checks for Chinese e-commerce listings and the review queue.")
+    app.state.settings = settings
+    app.state.check_pool = pool
     app.state.queue = queue or ReviewQueue(database_url, lease_seconds=lease_seconds, undo_seconds=undo_seconds)
-    app.state.accounts = Accounts(app.state.queue.db)
+    app.state.accounts = Accounts(app.state.queue.db, settings=settings)
     lock = threading.Lock()
     app.state.checker = checker
 
@@ -71,17 +91,44 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _clean_errors(exc.errors())})
 
-    from moderation.api import console, routes_check, routes_outbox, routes_queue
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(_: Request, exc: DBAPIError) -> JSONResponse:
+        """A database that is unreachable, restarting or busy past its timeout is the server's state,
+        not the client's fault and not a bug: 503 with ``Retry-After`` (a lost connection was already
+        retried once where that is safe, ``db.py``). Anything else is a bug and stays a 500."""
+        if not _unavailable(exc):
+            raise exc
+        log.warning("database unavailable: %s", exc.orig)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(settings.retry_after_s)},
+                            content={"detail": {"code": "database_unavailable",
+                                                "message": "the database is unavailable; retry shortly"}})
+
+    from moderation.api import console, routes_check, routes_meta, routes_outbox, routes_queue
 
     app.include_router(routes_check.router)
     app.include_router(routes_queue.router)
     app.include_router(routes_outbox.router)
+    app.include_router(routes_meta.router)
     app.include_router(console.router)
     from moderation.api import routes_images  # image thumbnails by id (issue 14)
     app.include_router(routes_images.router)
     app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _unavailable(exc: DBAPIError) -> bool:
+    """A lost or refused connection, or a lock/busy timeout: the database, not the request."""
+    from sqlalchemy.exc import OperationalError
+
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return False
+    return isinstance(exc.orig, psycopg.OperationalError)
 
 
 #: Environment read by ``app_from_env`` (each uvicorn worker process builds its own app).
@@ -97,7 +144,7 @@ def app_from_env() -> FastAPI:
     from moderation.checker import Checker
 
     checker = Checker(classifier=os.environ.get(ENV_CLASSIFIER, "1") == "1")
-    app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker)
+    app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker, settings=Settings.from_env())
     checker.warm_up()
     gc.collect()
     gc.freeze()

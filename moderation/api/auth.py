@@ -31,6 +31,8 @@ async def current_actor(request: Request) -> Actor:
     """
     header = request.headers.get("authorization", "")
     store = accounts(request)
+    if store.epoch_stale():  # revocations in other processes show within ``credential_poll_s``
+        await store.refresh_epoch_async()
     if header:
         scheme, _, token = header.partition(" ")
         token = token.strip()

@@ -24,8 +24,17 @@ DB_OPTION = click.option("--db", "database_url", envvar="DATABASE_URL",
               help="Worker processes (default: 2 on PostgreSQL, 1 on SQLite, which has one writer anyway).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log every request (costs CPU per request; off by default).")
+@click.option("--secure-cookies", is_flag=True, default=None,
+              help="Mark every cookie Secure (use behind a TLS-terminating proxy; env MODERATION_SECURE_COOKIES=1).")
+@click.option("--check-workers", type=click.IntRange(1, 64), default=None,
+              help="Threads per process that run /v1/check (default: one per core).")
+@click.option("--check-budget", "check_budget_s", type=click.FloatRange(0.01, 600), default=None,
+              help="CPU seconds the rules may spend on one listing before it is answered too_costly (default 2).")
+@click.option("--graceful-timeout", default=5, show_default=True, type=click.IntRange(0, 600),
+              help="Seconds in-flight requests get to finish after SIGTERM before they are cut off.")
 def serve(host: str, port: int, database_url: str | None, demo: bool, no_classifier: bool,
-          workers: int | None, access_log: bool) -> None:
+          workers: int | None, access_log: bool, secure_cookies: bool | None, check_workers: int | None,
+          check_budget_s: float | None, graceful_timeout: int) -> None:
     """Run the HTTP API and the reviewer console (http://HOST:PORT/review)."""
     import gc
     import os
@@ -33,14 +42,19 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
     import uvicorn
 
     from moderation.api.app import ENV_CLASSIFIER, ENV_DATABASE_URL, create_app
+    from moderation.api.settings import Settings
     from moderation.checker import Checker
     from moderation.queue.db import resolve_url
 
     url = resolve_url(database_url)
     if workers is None:
         workers = 1 if url.startswith("sqlite") else 2
-    options = {"host": host, "port": port, "log_level": "info", "access_log": access_log}
-    click.echo(f"console: http://{host}:{port}/review   API docs: http://{host}:{port}/docs   workers: {workers}")
+    settings = Settings.from_env(secure_cookies=True if secure_cookies else None, check_workers=check_workers,
+                                 check_budget_s=check_budget_s)
+    options = {"host": host, "port": port, "log_level": "info", "access_log": access_log,
+               "timeout_graceful_shutdown": graceful_timeout}
+    click.echo(f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"
+               f"   workers: {workers}")
     if workers > 1:
         # Each worker builds its own app (ReviewQueue, pool, credential cache, checker) from the
         # environment; the database is the only shared state, as with several hosts. Migrate once
@@ -59,11 +73,12 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
             seed_app.state.queue.close()
         os.environ[ENV_DATABASE_URL] = url
         os.environ[ENV_CLASSIFIER] = "0" if no_classifier else "1"
+        os.environ.update(settings.to_env())
         uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, **options)
         return
     checker = Checker(classifier=not no_classifier)
     checker.warm_up()  # the first request must not load the model on the event loop
-    app = create_app(url, checker)
+    app = create_app(url, checker, settings=settings)
     if demo:
         from moderation.api.demo import seed
 
@@ -135,7 +150,7 @@ def users_list(database_url: str | None) -> None:
 
 
 #: Said after revoking or disabling from the shell: running servers are other processes.
-_CACHE_NOTE = "running servers stop accepting it within {seconds:g} s (their credential cache)"
+_CACHE_NOTE = "running servers stop accepting it within {seconds:g} s (they poll the credential epoch)"
 
 
 def _fail(exc: Any) -> NoReturn:
@@ -169,7 +184,7 @@ def users_tokens(username: str | None, active_only: bool, database_url: str | No
 @DB_OPTION
 def users_revoke(token_ids: tuple[int, ...], username: str | None, database_url: str | None) -> None:
     """Revoke API tokens by id (see ``moderation users tokens``), or all of --user. Idempotent."""
-    from moderation.api.accounts import CREDENTIAL_CACHE_SECONDS
+    from moderation.api.settings import Settings
     from moderation.queue import QueueError
 
     if not token_ids and not username:
@@ -183,7 +198,7 @@ def users_revoke(token_ids: tuple[int, ...], username: str | None, database_url:
     except QueueError as exc:
         _fail(exc)
     if ids:
-        click.echo(_CACHE_NOTE.format(seconds=CREDENTIAL_CACHE_SECONDS))
+        click.echo(_CACHE_NOTE.format(seconds=Settings.from_env().credential_poll_s))
     else:
         click.echo(f"{username} has no active tokens")
 
@@ -193,14 +208,14 @@ def users_revoke(token_ids: tuple[int, ...], username: str | None, database_url:
 @DB_OPTION
 def users_disable(username: str, database_url: str | None) -> None:
     """Disable USERNAME: their tokens and console sessions stop working (sessions are deleted)."""
-    from moderation.api.accounts import CREDENTIAL_CACHE_SECONDS
+    from moderation.api.settings import Settings
     from moderation.queue import QueueError
 
     try:
         _accounts(database_url).set_active(username, False)
     except QueueError as exc:
         _fail(exc)
-    click.echo(f"disabled {username}; " + _CACHE_NOTE.format(seconds=CREDENTIAL_CACHE_SECONDS))
+    click.echo(f"disabled {username}; " + _CACHE_NOTE.format(seconds=Settings.from_env().credential_poll_s))
 
 
 @users.command("enable")

@@ -13,18 +13,21 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from moderation.api.accounts import same_secret
+from moderation.api.accounts import LoginRefused, same_secret
 from moderation.api.auth import SESSION_COOKIE, current_actor
 from moderation.queue import ItemFilter, QueueError, ReviewQueue
 from moderation.queue.roles import ROLE_LABELS, Actor
+from moderation.queue.safety import INT_MAX, has_unstorable, refuse_unstorable
 from moderation.queue.states import OUTCOME_LABELS, REASON_CODES, reason_for_family
 from moderation.schema import CATEGORIES
 
 router = APIRouter(prefix="/review", include_in_schema=False)
+Text = Annotated[str, AfterValidator(refuse_unstorable)]
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 LOGIN_CSRF_COOKIE = "mlogin_csrf"
 
@@ -115,34 +118,57 @@ def _queue(request: Request) -> ReviewQueue:
     return request.app.state.queue  # type: ignore[no-any-return]
 
 
-@router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, error: str = "") -> HTMLResponse:
+def secure_cookies(request: Request) -> bool:
+    """``Secure`` on every cookie when the server says so (``--secure-cookies``: TLS ends at a proxy,
+    so the app sees http), else when the request itself came over https."""
+    return bool(request.app.state.settings.secure_cookies) or request.url.scheme == "https"
+
+
+def _login_form(request: Request, error: str, status: int = 200, headers: dict[str, str] | None = None
+                ) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", None, login_csrf=token, error=error)
+    response.status_code = status
+    response.headers.update(headers or {})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/review",
-                        secure=request.url.scheme == "https")
+                        secure=secure_cookies(request))
     return response
 
 
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: Annotated[str, AfterValidator(lambda v: "" if has_unstorable(v) else v[:200])] = ""
+               ) -> HTMLResponse:
+    return _login_form(request, error)
+
+
 @router.post("/login")
-def login(request: Request, username: Annotated[str, Form(max_length=100)],
-          password: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form(max_length=100)]
+def login(request: Request, username: Annotated[Text, Form(max_length=100)],
+          password: Annotated[Text, Form(max_length=200)], csrf_token: Annotated[Text, Form(max_length=100)]
           ) -> Response:
+    """Sign in. Throttled per account and per address: after a few failures each further one locks
+    both for twice as long (429 with ``Retry-After``, the password is not checked meanwhile); when
+    too many password checks already run, 503 with ``Retry-After``."""
     if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
         return RedirectResponse("/review/login?" + urlencode({"error": "页面已过期，请重新登录"}), 303)
-    actor = request.app.state.accounts.authenticate(username.strip(), password)
+    address = request.client.host if request.client else None
+    try:
+        actor = request.app.state.accounts.authenticate(username.strip(), password, address)
+    except LoginRefused as exc:
+        text = (f"登录失败次数过多，请 {exc.retry_after} 秒后再试" if exc.code == "throttled"
+                else "同时登录的人太多，请稍后再试")
+        return _login_form(request, text, exc.status, {"Retry-After": str(exc.retry_after)})
     if actor is None:
         return RedirectResponse("/review/login?" + urlencode({"error": "用户名或密码错误"}), 303)
     sid, _ = request.app.state.accounts.create_session(actor)
     response = RedirectResponse("/review", 303)
     response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", max_age=12 * 3600,
-                        secure=request.url.scheme == "https")
+                        secure=secure_cookies(request))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/review")
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: Annotated[str, Form(max_length=100)] = "") -> Response:
+def logout(request: Request, csrf_token: Annotated[Text, Form(max_length=100)] = "") -> Response:
     """A plain form post, so the CSRF token comes as a form field and is checked here."""
     sid = request.cookies.get(SESSION_COOKIE)
     info = request.app.state.accounts.session(sid) if sid else None
@@ -156,11 +182,16 @@ def logout(request: Request, csrf_token: Annotated[str, Form(max_length=100)] = 
 
 
 def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
-    params = {k: v for k, v in request.query_params.items() if v and k != "cursor"}
+    """The queue page's filters from its query string; values no database could compare (NUL,
+    unpaired surrogates, over-long) are dropped, and an age outside 0–1,000,000 hours is ignored."""
+    params = {k: v for k, v in request.query_params.items()
+              if v and k != "cursor" and len(v) <= 200 and not has_unstorable(v)}
     age = params.get("age", "")
     try:
         min_age = float(age) if age else None
     except ValueError:
+        min_age = None
+    if min_age is not None and not 0 <= min_age <= 1_000_000:  # also NaN and inf
         min_age = None
     f = ItemFilter(status=params.get("status", "open"), family=params.get("family"),
                    severity=params.get("severity"), category=params.get("category"),
@@ -174,8 +205,11 @@ def queue_page(request: Request) -> Response:
     if actor is None:
         return RedirectResponse("/review/login", 303)
     f, params = _filters(request)
+    cursor = request.query_params.get("cursor")
     try:
-        page = _queue(request).views.list_items(f, limit=50, cursor=request.query_params.get("cursor"))
+        if cursor is not None and (len(cursor) > 500 or has_unstorable(cursor)):
+            raise QueueError("invalid_cursor", "the cursor is not one this API returned")
+        page = _queue(request).views.list_items(f, limit=50, cursor=cursor)
     except QueueError as exc:
         page, params["error"] = {"items": [], "next_cursor": None}, exc.message
     for item in page["items"]:
@@ -189,7 +223,7 @@ def queue_page(request: Request) -> Response:
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse)
-def item_page(item_id: int, request: Request) -> Response:
+def item_page(item_id: Annotated[int, PathParam(ge=1, le=INT_MAX)], request: Request) -> Response:
     actor = page_actor(request)
     if actor is None:
         return RedirectResponse("/review/login", 303)
@@ -215,8 +249,8 @@ def item_page(item_id: int, request: Request) -> Response:
 
 
 class ViewIn(BaseModel):
-    name: str = Field(min_length=1, max_length=60)
-    query: str = Field(default="", max_length=1000)
+    name: Text = Field(min_length=1, max_length=60)
+    query: Text = Field(default="", max_length=1000)
 
 
 @router.post("/views")
@@ -227,7 +261,7 @@ def save_view(body: ViewIn, request: Request, actor: Annotated[Actor, Depends(cu
 
 
 @router.delete("/views/{view_id}")
-def delete_view(view_id: int, request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
+def delete_view(view_id: Annotated[int, PathParam(ge=1, le=INT_MAX)], request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
     request.app.state.accounts.delete_view(actor.id, view_id)
     return {"status": "deleted"}
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from moderation.api.auth import current_actor, require
+from moderation.api.checkpool import Saturated
+from moderation.api.settings import Settings
 from moderation.queue import Invalid, ReviewQueue
 from moderation.queue.roles import ROLES, Actor
-from moderation.schema import Listing
+from moderation.queue.safety import INT_MAX, refuse_unstorable, storable_json
+from moderation.schema import CheckResult, Listing
 
 router = APIRouter()
-#: Listings with more text than this have their rules run in the thread pool; smaller ones (almost all)
-#: on the event loop, because a sub-millisecond rules pass costs less than the hand-off to a worker
-#: thread. The classifier score always comes from the checker's one BatchScorer thread.
-INLINE_CHECK_CHARS = 4000
+Text = Annotated[str, AfterValidator(refuse_unstorable)]
+Username = Annotated[Text, Path(min_length=1, max_length=100)]
 
 
 class CheckRequest(Listing):
@@ -25,38 +27,22 @@ class CheckRequest(Listing):
 
     enqueue: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        # JSON may escape lone surrogates (\\ud800); they are not text and no database stores them.
-        def walk(value: Any) -> None:
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
-            elif isinstance(value, dict):
-                for k, v in value.items():
-                    walk(k)
-                    walk(v)
-            elif isinstance(value, list):
-                for v in value:
-                    walk(v)
 
-        walk(data)
-        return data
+def _render(result: CheckResult) -> tuple[CheckResult, bytes]:
+    """The result as the contract's JSON bytes (in the check thread: a big result is costly to encode)."""
+    return result, json.dumps(result.to_json_dict(), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=100)
+    username: Text = Field(min_length=1, max_length=100)
     role: str = Field(pattern="^(" + "|".join(ROLES) + ")$")
-    password: str | None = Field(default=None, min_length=8, max_length=200)
+    password: Text | None = Field(default=None, min_length=8, max_length=200)
 
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(default="", max_length=100)
+    name: Text = Field(default="", max_length=100)
 
 
 class UserPatch(BaseModel):
@@ -70,30 +56,66 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/v1/check", tags=["check"])
+SATURATED = {"description": "Every check worker is busy (see ``Retry-After``)",
+             "content": {"application/json": {"example": {"detail": {"code": "saturated", "message": "…"}}}}}
+
+
+@router.post("/v1/check", tags=["check"], response_model=None, responses={503: SATURATED})
 async def check(body: CheckRequest, request: Request,
-                actor: Annotated[Actor, Depends(require("check"))]) -> dict[str, Any]:
+                actor: Annotated[Actor, Depends(require("check"))]) -> Response:
     """Check one listing; with ``"enqueue": true`` a non-pass result goes into the review queue
-    (one open item per listing; a changed listing supersedes its open item)."""
+    (one open item per listing; a changed listing supersedes its open item).
+
+    The check runs in the server's bounded check pool, never on the event loop; when every worker is
+    busy and the wait list is full the answer is 503 with ``Retry-After``. A listing that needs more
+    than the CPU budget gets a Check result with ``error.code = "too_costly"`` (200, like every
+    per-listing error; with ``enqueue`` it is queued for a person, flagged ``check_error``). NUL and
+    unpaired surrogates are replaced by U+FFFD before checking; ``sanitized`` lists the fields."""
     if body.enqueue and not actor.can("enqueue"):
         raise HTTPException(403, f"role {actor.role} may not enqueue")
-    listing = Listing.model_validate(body.model_dump(exclude={"enqueue"}))
-    checker = request.app.state.checker
+    data, changed_fields = _sanitized(body.model_dump(exclude={"enqueue"}))
+    listing = Listing.model_validate(data) if changed_fields else Listing.model_construct(
+        **data)  # already validated as CheckRequest
+    state = request.app.state
+    checker = state.checker
     if checker is None:  # first request of a lazily built app: loading the model must not block the loop
-        checker = await run_in_threadpool(request.app.state.get_checker)
-    long_text = sum(len(t) for _, t in listing.text_fields()) > INLINE_CHECK_CHARS
-    result = await checker.check_async(listing, offload=long_text)
-    out = result.to_json_dict()
+        checker = await run_in_threadpool(state.get_checker)
+    settings: Settings = state.settings
+    heavy = sum(len(t) for _, t in listing.text_fields()) > settings.heavy_chars
+    try:
+        result, rendered = await checker.check_async(listing, submit=state.check_pool.submit, heavy=heavy,
+                                                     budget_s=settings.check_budget_s, then=_render)
+    except Saturated as exc:
+        raise HTTPException(503, {"code": "saturated", "message": str(exc)},
+                            headers={"Retry-After": str(settings.retry_after_s)}) from None
+    extra: dict[str, Any] = {}
+    if changed_fields:
+        extra["sanitized"] = changed_fields
     if body.enqueue:
-        queue: ReviewQueue = request.app.state.queue
-        out["queue"] = await run_in_threadpool(queue.intake.enqueue, listing, result, actor)
-    return out
+        queue: ReviewQueue = state.queue
+        extra["queue"] = await run_in_threadpool(queue.intake.enqueue, listing, result, actor)
+    if extra:  # splice the extra keys into the rendered object: no second encoding of the findings
+        rendered = rendered[:-1] + b"," + json.dumps(extra, ensure_ascii=False)[1:].encode()
+    return Response(rendered, media_type="application/json")
+
+
+def _sanitized(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The listing's fields with unstorable characters replaced, and the names of the fields changed."""
+    changed = []
+    out = dict(data)
+    for name, value in data.items():
+        clean, did = storable_json(value)
+        if did:
+            changed.append(name)
+            out[name] = clean
+    return out, changed
 
 
 @router.delete("/v1/listings/{listing_id}", tags=["queue"])
-def delete_listing(listing_id: str, request: Request,
+def delete_listing(listing_id: Annotated[str, Path(min_length=1, max_length=10_000)], request: Request,
                    actor: Annotated[Actor, Depends(require("listing_edit"))]) -> dict[str, Any]:
-    """The listing was removed: its open item is superseded."""
+    """The listing was removed: its open item is superseded. The id is mapped as ``enqueue`` stores it
+    (unstorable characters replaced, a long id hashed), so every id a check accepted can be deleted."""
     return request.app.state.queue.intake.delete_listing(listing_id, actor)  # type: ignore[no-any-return]
 
 
@@ -114,7 +136,7 @@ def create_user(body: UserIn, request: Request, _: Annotated[Actor, Depends(requ
 
 
 @router.post("/v1/users/{username}/tokens", tags=["admin"], status_code=201)
-def create_token(username: str, body: TokenIn, request: Request,
+def create_token(username: Username, body: TokenIn, request: Request,
                  _: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
     """A new API token for the user; shown once, stored only as a hash."""
     user = request.app.state.accounts.get_user(username)
@@ -122,7 +144,7 @@ def create_token(username: str, body: TokenIn, request: Request,
 
 
 @router.get("/v1/users/{username}/tokens", tags=["admin"])
-def list_tokens(username: str, request: Request, _: Annotated[Actor, Depends(require("users"))],
+def list_tokens(username: Username, request: Request, _: Annotated[Actor, Depends(require("users"))],
                 include_revoked: bool = True) -> dict[str, Any]:
     """The user's tokens without secrets: id, name, prefix (first characters), created, last used
     (to within minutes), revoked."""
@@ -130,15 +152,15 @@ def list_tokens(username: str, request: Request, _: Annotated[Actor, Depends(req
 
 
 @router.delete("/v1/users/{username}/tokens/{token_id}", tags=["admin"])
-def revoke_token(username: str, token_id: int, request: Request,
+def revoke_token(username: Username, token_id: Annotated[int, Path(ge=1, le=INT_MAX)], request: Request,
                  _: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
     """Revoke one of the user's tokens (idempotent). It stops working at once in the process that
-    answered; other worker processes trust a token they verified for up to 10 s more."""
+    answered and within a second everywhere else (the credential epoch)."""
     return {"token": request.app.state.accounts.revoke_token(token_id, username)}
 
 
 @router.patch("/v1/users/{username}", tags=["admin"])
-def patch_user(username: str, body: UserPatch, request: Request,
+def patch_user(username: Username, body: UserPatch, request: Request,
                actor: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
     """``{"active": false}`` disables the user (tokens and sessions stop working, sessions are
     deleted); ``{"active": true}`` enables them again. An admin cannot disable themselves."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from moderation.api.auth import require
 from moderation.queue.outbox import MAX_ACK, MAX_LEASE, OutboxDelivery
 from moderation.queue.roles import Actor
+from moderation.queue.safety import INT_MAX, refuse_unstorable
 
 router = APIRouter(prefix="/v1/outbox", tags=["outbox"])
 
@@ -25,7 +26,7 @@ class LeaseIn(BaseModel):
 
 class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] = Field(min_length=1, max_length=MAX_ACK)
+    ids: list[Annotated[int, Field(ge=1, le=INT_MAX)]] = Field(min_length=1, max_length=MAX_ACK)
 
 
 async def outbox(request: Request) -> OutboxDelivery:
@@ -40,8 +41,8 @@ Consumer = Annotated[Actor, Depends(require("outbox"))]
 @router.get("")
 def list_records(box: Box, actor: Consumer,
                  status: Literal["pending", "delivered", "cancelled", "all"] = "pending",
-                 kind: Annotated[str | None, Query(max_length=40)] = None,
-                 after: Annotated[int, Query(ge=0)] = 0,
+                 kind: Annotated[str | None, Query(max_length=40), AfterValidator(refuse_unstorable)] = None,
+                 after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """Records in id order without leasing them (``pending``: not yet delivered nor cancelled, each
     with its ``state``: waiting, ready or leased); page with ``after=<next_after>``."""

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from moderation.api.auth import require
-from moderation.queue import ItemFilter, ReviewQueue
+from moderation.queue import Invalid, ItemFilter, ReviewQueue
 from moderation.queue.roles import Actor
+from moderation.queue.safety import INT_MAX, INT_MIN, refuse_unstorable
 from moderation.queue.states import OUTCOME_LABELS, REASON_CODES
 from moderation.queue.workflow import DecideInput
 
@@ -26,6 +27,14 @@ T = TypeVar("T")
 #: Seconds the event loop may wait for SQLite's write lock before handing a write to the thread pool.
 LOOP_LOCK_WAIT = 0.02
 Outcome = Literal["approved", "rejected", "changes_requested"]
+#: Every value a client sends must fit where it goes: text without NUL or unpaired surrogates (no
+#: database stores them), integers in the columns' range (signed 32-bit), floats finite and bounded.
+Text = Annotated[str, AfterValidator(refuse_unstorable)]
+DbInt = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]
+DbId = Annotated[int, Field(ge=1, le=INT_MAX)]
+ItemId = Annotated[int, Path(ge=1, le=INT_MAX)]
+#: Ages beyond ~114 years select nothing new (and larger ones overflow date arithmetic).
+MAX_AGE_HOURS = 1_000_000.0
 
 
 class Strict(BaseModel):
@@ -33,14 +42,14 @@ class Strict(BaseModel):
 
 
 class ClaimNextIn(Strict):
-    family: str | None = Field(default=None, max_length=80)
-    category: str | None = Field(default=None, max_length=40)
+    family: Text | None = Field(default=None, max_length=80)
+    category: Text | None = Field(default=None, max_length=40)
     severity: Literal["low", "medium", "high", "critical"] | None = None
     kind: Literal["check", "appeal"] | None = None
 
 
 class TokenIn(Strict):
-    claim_token: str = Field(min_length=1, max_length=64)
+    claim_token: Text = Field(min_length=1, max_length=64)
 
 
 class ReleaseIn(TokenIn):
@@ -49,22 +58,22 @@ class ReleaseIn(TokenIn):
 
 class DecisionIn(Strict):
     outcome: Outcome
-    claim_token: str = Field(min_length=1, max_length=64)
-    version: int
-    listing_revision: int
-    reason_codes: list[str] = Field(default_factory=list, max_length=9)
-    seller_message: str = Field(default="", max_length=2000)
-    internal_note: str = Field(default="", max_length=5000)
+    claim_token: Text = Field(min_length=1, max_length=64)
+    version: DbInt
+    listing_revision: DbInt
+    reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
+    seller_message: Text = Field(default="", max_length=2000)
+    internal_note: Text = Field(default="", max_length=5000)
 
 
 class EscalateIn(Strict):
-    note: str = Field(default="", max_length=2000)
-    claim_token: str | None = Field(default=None, max_length=64)
-    version: int | None = None
+    note: Text = Field(default="", max_length=2000)
+    claim_token: Text | None = Field(default=None, max_length=64)
+    version: DbInt | None = None
 
 
 class CommentIn(Strict):
-    text: str = Field(min_length=1, max_length=5000)
+    text: Text = Field(min_length=1, max_length=5000)
 
 
 class UndoIn(Strict):
@@ -72,29 +81,29 @@ class UndoIn(Strict):
 
 
 class RevertIn(Strict):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Text = Field(min_length=1, max_length=2000)
 
 
 class PatchIn(Strict):
-    version: int
+    version: DbInt
     priority: int = Field(ge=0, le=1000)
 
 
 class AssignIn(Strict):
-    username: str = Field(min_length=1, max_length=100)
+    username: Text = Field(min_length=1, max_length=100)
     force: bool = False
 
 
 class AppealIn(Strict):
-    reason: str = Field(min_length=1, max_length=5000)
+    reason: Text = Field(min_length=1, max_length=5000)
 
 
 class BulkIn(Strict):
-    item_ids: list[int] = Field(min_length=1, max_length=500)
+    item_ids: list[DbId] = Field(min_length=1, max_length=500)
     outcome: Outcome
-    reason_codes: list[str] = Field(default_factory=list, max_length=9)
-    seller_message: str = Field(default="", max_length=2000)
-    internal_note: str = Field(default="", max_length=5000)
+    reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
+    seller_message: Text = Field(default="", max_length=2000)
+    internal_note: Text = Field(default="", max_length=5000)
     dry_run: bool = False
 
 
@@ -119,27 +128,31 @@ def reason_codes(_: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any
 def list_items(
     queue: Q,
     _: Annotated[Actor, Depends(require("view"))],
-    status: str | None = None,
-    family: Annotated[str | None, Query(max_length=80)] = None,
+    status: Annotated[Text | None, Query(max_length=20)] = None,
+    family: Annotated[Text | None, Query(max_length=80)] = None,
     severity: Literal["low", "medium", "high", "critical"] | None = None,
-    category: Annotated[str | None, Query(max_length=40)] = None,
-    seller: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[Text | None, Query(max_length=40)] = None,
+    seller: Annotated[Text | None, Query(max_length=200)] = None,
     kind: Literal["check", "appeal"] | None = None,
-    min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
-    min_age_hours: Annotated[float | None, Query(ge=0)] = None,
-    max_age_hours: Annotated[float | None, Query(ge=0)] = None,
+    flag: Annotated[Text | None, Query(max_length=40)] = None,
+    min_risk: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+    min_age_hours: Annotated[float | None, Query(ge=0, le=MAX_AGE_HOURS, allow_inf_nan=False)] = None,
+    max_age_hours: Annotated[float | None, Query(ge=0, le=MAX_AGE_HOURS, allow_inf_nan=False)] = None,
     sort: Literal["priority", "oldest"] = "priority",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[Text | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    """Filtered items, priority or oldest first, with a keyset ``next_cursor``."""
+    """Filtered items, priority or oldest first, with a keyset ``next_cursor`` (signed: a cursor
+    this server did not issue is 422). ``flag``: items carrying that flag (``sanitized``,
+    ``long_id``, ``check_error``, ``truncated``)."""
     f = ItemFilter(status=status, family=family, severity=severity, category=category, seller=seller, kind=kind,
-                   min_risk=min_risk, min_age_hours=min_age_hours, max_age_hours=max_age_hours, sort=sort)
+                   flag=flag, min_risk=min_risk, min_age_hours=min_age_hours, max_age_hours=max_age_hours,
+                   sort=sort)
     return queue.views.list_items(f, limit=limit, cursor=cursor)
 
 
 @router.get("/items/{item_id}")
-def item_detail(item_id: int, queue: Q, actor: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
+def item_detail(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
     """Listing snapshot, findings, classifier score, images, seller history, decisions, events."""
     return queue.views.detail(item_id, actor)
 
@@ -174,26 +187,26 @@ async def _on_the_loop(queue: ReviewQueue, write: Callable[[], T]) -> T:
 
 
 @router.post("/items/{item_id}/claim")
-def claim(item_id: int, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
+def claim(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
     return queue.workflow.claim(item_id, actor)
 
 
 @router.post("/items/{item_id}/heartbeat")
-def heartbeat(item_id: int, body: TokenIn, queue: Q,
+def heartbeat(item_id: ItemId, body: TokenIn, queue: Q,
               actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
     return queue.workflow.heartbeat(item_id, actor, body.claim_token)
 
 
 @router.post("/items/{item_id}/release")
-def release(item_id: int, body: ReleaseIn, queue: Q,
+def release(item_id: ItemId, body: ReleaseIn, queue: Q,
             actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
     """Give the item back; ``skip`` also keeps claim-next from offering it to you again."""
     return queue.workflow.release(item_id, actor, body.claim_token, skip=body.skip)
 
 
 @router.post("/items/{item_id}/decision")
-async def decide(item_id: int, body: DecisionIn, queue: Q, actor: Annotated[Actor, Depends(require("decide"))],
-                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+async def decide(item_id: ItemId, body: DecisionIn, queue: Q, actor: Annotated[Actor, Depends(require("decide"))],
+                 idempotency_key: Annotated[Text | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Decide the claimed item. With ``Idempotency-Key``: same key and body → same answer;
     same key, other body → 422.
 
@@ -210,46 +223,51 @@ async def decide(item_id: int, body: DecisionIn, queue: Q, actor: Annotated[Acto
 
 
 @router.post("/items/{item_id}/escalate")
-def escalate(item_id: int, body: EscalateIn, queue: Q,
+def escalate(item_id: ItemId, body: EscalateIn, queue: Q,
              actor: Annotated[Actor, Depends(require("escalate"))]) -> dict[str, Any]:
     return queue.workflow.escalate(item_id, actor, body.note, claim_token=body.claim_token, version=body.version)
 
 
 @router.post("/items/{item_id}/comments")
-def comment(item_id: int, body: CommentIn, queue: Q,
+def comment(item_id: ItemId, body: CommentIn, queue: Q,
             actor: Annotated[Actor, Depends(require("comment"))]) -> dict[str, Any]:
     return queue.workflow.comment(item_id, actor, body.text)
 
 
 @router.post("/items/{item_id}/undo")
-def undo(item_id: int, queue: Q, actor: Annotated[Actor, Depends(require("undo"))],
+def undo(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("undo"))],
          body: UndoIn | None = None) -> dict[str, Any]:
     """The decider takes a decision back within the undo window (``reclaim`` keeps the item)."""
     return queue.workflow.undo(item_id, actor, reclaim=(body or UndoIn()).reclaim)
 
 
 @router.post("/items/{item_id}/revert")
-def revert(item_id: int, body: RevertIn, queue: Q,
+def revert(item_id: ItemId, body: RevertIn, queue: Q,
            actor: Annotated[Actor, Depends(require("revert"))]) -> dict[str, Any]:
     return queue.workflow.revert(item_id, actor, body.reason)
 
 
 @router.patch("/items/{item_id}")
-def patch_item(item_id: int, body: PatchIn, queue: Q,
+def patch_item(item_id: ItemId, body: PatchIn, queue: Q,
                actor: Annotated[Actor, Depends(require("priority"))]) -> dict[str, Any]:
     """A lead's edit (priority), guarded by the item version they saw."""
     return queue.workflow.set_priority(item_id, actor, body.priority, body.version)
 
 
 @router.post("/items/{item_id}/assign")
-def assign(item_id: int, body: AssignIn, request: Request, queue: Q,
+def assign(item_id: ItemId, body: AssignIn, request: Request, queue: Q,
            actor: Annotated[Actor, Depends(require("assign"))]) -> dict[str, Any]:
-    user = request.app.state.accounts.get_user(body.username)
+    """Hand the item to ``username`` (``force``: take it from its holder). Not to a disabled user, nor to
+    one whose role may not act on the item (an escalated item needs a lead or admin): 422 / 403."""
+    accounts = request.app.state.accounts
+    user = accounts.get_user(body.username)
+    if not accounts.is_active(user.id):
+        raise Invalid("user_disabled", f"user {user.username} is disabled")
     return queue.workflow.assign(item_id, actor, user, force=body.force)
 
 
 @router.post("/items/{item_id}/appeal")
-def appeal(item_id: int, body: AppealIn, queue: Q,
+def appeal(item_id: ItemId, body: AppealIn, queue: Q,
            actor: Annotated[Actor, Depends(require("appeal"))]) -> dict[str, Any]:
     """A seller's appeal: a new item the original decider may not take."""
     return queue.intake.appeal(item_id, actor, body.reason)
@@ -272,13 +290,14 @@ def holds(queue: Q, _: Annotated[Actor, Depends(require("view"))]) -> dict[str, 
 
 @router.get("/events")
 def events(queue: Q, _: Annotated[Actor, Depends(require("events"))],
-           item_id: int | None = None, after: Annotated[int, Query(ge=0)] = 0,
+           item_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
+           after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
     return queue.views.events(item_id=item_id, after_id=after, limit=limit)
 
 
 @router.get("/stats")
 def stats(queue: Q, _: Annotated[Actor, Depends(require("stats"))],
-          hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> dict[str, Any]:
+          hours: Annotated[float, Query(gt=0, le=24 * 366, allow_inf_nan=False)] = 24.0) -> dict[str, Any]:
     """Throughput, handling time, queue age, SLA breaches, escalation/undo/overturn rates, rule precision."""
     return queue.stats(hours)

@@ -1,0 +1,69 @@
+"""Server settings: check pool and budget, login throttling, cookies, docs. ``from_env`` reads the
+``MODERATION_*`` variables, so every uvicorn worker process builds the same settings as ``serve``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class Settings:
+    #: Threads that run checks (None: one per core) and how many requests may wait for one.
+    check_workers: int | None = None
+    check_max_waiting: int | None = None
+    #: Listings with more text than this are "heavy": they may use all but one check thread.
+    heavy_chars: int = 4000
+    #: CPU seconds the rules engine may spend on one listing (``too_costly`` beyond; needs an engine
+    #: whose ``find`` takes ``budget_s``).
+    check_budget_s: float = 2.0
+    #: Seconds in ``Retry-After`` when the check pool or the password checks are saturated.
+    retry_after_s: int = 1
+    #: Always mark cookies ``Secure`` (behind a TLS-terminating proxy the app sees plain http).
+    secure_cookies: bool = False
+    #: Serve the API reference page at /docs (to signed-in users; /openapi.json always needs a credential).
+    docs: bool = True
+    #: Password hashing: "strong" (argon2id, RFC 9106's 64 MiB profile) or "cheap" (tests only).
+    password_hashing: str = "strong"
+    #: Password checks running at once per process; more wait up to ``login_wait_s``, and beyond
+    #: ``login_max_waiting`` waiting ones a login is refused at once (503).
+    login_concurrency: int = 1
+    login_max_waiting: int = 4
+    login_wait_s: float = 2.0
+    #: Failed logins per account (and per address) in ``login_window_s`` before backoff starts; each
+    #: further failure doubles the lock, from ``login_lock_s`` up to ``login_max_lock_s``.
+    login_account_failures: int = 5
+    login_address_failures: int = 20
+    login_window_s: float = 900.0
+    login_lock_s: float = 30.0
+    login_max_lock_s: float = 900.0
+    #: How often each process checks the credential epoch (revocations elsewhere show within this).
+    credential_poll_s: float = 1.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then ``MODERATION_<FIELD>`` environment variables, then ``overrides``."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get("MODERATION_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(cls(), f.name))
+            if f.name in ("check_workers", "check_max_waiting"):
+                kind = int
+            if kind is bool:
+                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+            else:
+                values[f.name] = kind(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` in a worker process give these settings."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out["MODERATION_" + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return out
