@@ -39,6 +39,9 @@ class Checker:
     ``classifier``: ``True`` loads the shipped model (or ``MODERATION_MODEL_DIR``) and, if that fails,
     carries on with rules only and says so in the log; ``False`` never loads it; a path loads that
     checkpoint and fails loudly. ``image_db``: a path to an image index, or ``MODERATION_IMAGE_DB``.
+    Listing images are read only as ``data:`` URIs or files under ``image_root`` (else
+    ``MODERATION_IMAGE_ROOT``; see ``moderation/images/sources.py``); ``local_image_paths=True`` lets an
+    operator's own tool (``moderation check``, the audit) read any local path.
     """
 
     def __init__(
@@ -47,6 +50,8 @@ class Checker:
         *,
         classifier: bool | str | Path = True,
         image_db: str | Path | None = None,
+        image_root: str | Path | None = None,
+        local_image_paths: bool = False,
     ) -> None:
         self.engine = engine or RulesEngine.load()
         self._classifier_setting = classifier
@@ -55,6 +60,8 @@ class Checker:
         self._model_loaded = False
         self._image_db = image_db if image_db is not None else os.environ.get("MODERATION_IMAGE_DB")
         self._images: Any = None
+        self._image_root = image_root
+        self._local_image_paths = local_image_paths
         self._scorer: Any = None
         self._lock = threading.Lock()
 
@@ -104,8 +111,14 @@ class Checker:
             with self._lock:
                 if self._images is None:
                     from moderation.images.matcher import ImageChecker
+                    from moderation.images.sources import ImageSources
 
-                    self._images = ImageChecker.open(self._image_db)
+                    sources = (
+                        ImageSources(any_path=True)
+                        if self._local_image_paths
+                        else ImageSources(self._image_root) if self._image_root else ImageSources.from_env()
+                    )
+                    self._images = ImageChecker.open(self._image_db, sources=sources)
         return self._images
 
     # -- checking -------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def check(
     if bool(text) == bool(input_path):
         raise click.UsageError("give either TEXT or --input FILE")
     classifier: bool | str = False if no_classifier else (model or True)
-    checker = Checker(classifier=classifier, image_db=image_db)
+    checker = Checker(classifier=classifier, image_db=image_db, local_image_paths=True)  # the operator's files
     if input_path:
         import gc
 

@@ -179,5 +179,9 @@ def test_query_plan_views_are_all_hashed() -> None:
     hashes = hash_pil(photo(4))
     for slot, pairs in hashes.query().items():
         assert slot in hashing.INDEXED_VIEWS
-        assert {v.removesuffix("_m") for v, _ in pairs} == set(hashing.QUERY_PLAN[slot])
-        assert len(pairs) == 2 * len(hashing.QUERY_PLAN[slot])
+        tiles = hashing.TILE_PLAN.get(slot, ())
+        assert {v.removesuffix("_m") for v, _ in pairs} == set(hashing.QUERY_PLAN[slot]) | set(tiles)
+        assert len(pairs) == 2 * len(hashing.QUERY_PLAN[slot]) + len(tiles)  # cells are not mirrored
+        for view, _ in pairs:
+            box = hashes.boxes[view.removesuffix("_m")]
+            assert 0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1

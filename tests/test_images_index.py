@@ -8,7 +8,8 @@ import pytest
 from moderation.images import index as index_module
 from moderation.images.hashing import INDEXED_VIEWS, hash_pil
 from moderation.images.index import CHUNKS, HashIndex, IndexError_, build_tables, chunks_of
-from moderation.images.matcher import ImageChecker, find_matches
+from moderation.images.matcher import ImageChecker, find_matches, index_entry
+from moderation.images.sources import ImageSources
 from moderation.schema import Listing
 
 try:
@@ -52,8 +53,8 @@ def test_add_delete_persist_reload(tmp_path) -> None:
     with HashIndex.open(db) as idx:
         idx.add_arrays(random_hashes(5000), id_prefix="r")
         idx.compact()
-        idx.add("a", (1, 2, 5), listing_id="L1", seller_id="S1", path="a.jpg")
-        idx.add("b", (0xFFFF, 0xFFFF0000, 1 << 63), listing_id="L2", seller_id="S2")
+        idx.add("a", (1, 2, 5, 11), listing_id="L1", seller_id="S1", path="a.jpg")
+        idx.add("b", (0xFFFF, 0xFFFF0000, 1 << 63, 3), listing_id="L2", seller_id="S2")
         assert idx.delete("r10") and not idx.delete("nope")
         assert len(idx) == 5001
     with HashIndex.open(db) as idx:
@@ -62,15 +63,15 @@ def test_add_delete_persist_reload(tmp_path) -> None:
         assert [(h.row, h.distance) for h in idx.search([3], 0, 2)] == [(idx.rows_of(["a"])[0], 1)]
         assert idx.get("a")["seller_id"] == "S1"
         assert not idx.search([int(x) for x in random_hashes(5000)[10:11, 0]], 0, 0)  # deleted stays gone
-        idx.add("a", (1 << 40, 7, 9))  # same id: replaced
+        idx.add("a", (1 << 40, 7, 9, 13))  # same id: replaced
         assert not idx.search([3], 0, 2)
         idx.compact()
         assert len(idx) == 5001 and idx.get("r10") is None
         row = idx.rows_of(["b"])[0]
-        assert idx.hashes_of_row(row) == (0xFFFF, 0xFFFF0000, 1 << 63)
+        assert idx.hashes_of_row(row) == (0xFFFF, 0xFFFF0000, 1 << 63, 3)
     with HashIndex.open(db) as idx:
         assert [h.row for h in idx.search([7], 1, 0)] == idx.rows_of(["a"])
-        assert idx.index_bytes() / len(idx) < 100 + 3_200_000 / len(idx)
+        assert idx.index_bytes() / len(idx) < 100 + 4_200_000 / len(idx)  # 96 B + 4 MiB of offsets
 
 
 def test_auto_compaction_keeps_search_exact(tmp_path) -> None:
@@ -96,12 +97,14 @@ def build_db(tmp_path):
     db = tmp_path / "db"
     with HashIndex.open(db) as idx:
         for seed, seller in ((1, "S1"), (2, "S2")):
+            hashes, media = index_entry(photo(seed))
             idx.add(
                 f"p{seed}.jpg",
-                hash_pil(photo(seed)).indexed(),
+                hashes,
                 listing_id=f"L{seed}",
                 seller_id=seller,
                 path=f"/shop/p{seed}.jpg",
+                media=media,
             )
     return db
 
@@ -113,7 +116,7 @@ def test_checker_reports_copies_but_not_own_or_allowed(tmp_path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really")
     images = [str(p) for p in copies] + [str(other), str(broken), "https://x.test/a.jpg"]
-    checker = ImageChecker.open(db)
+    checker = ImageChecker.open(db, sources=ImageSources(any_path=True))
     listing = Listing(id="L9", title="t", seller_id="S9", images=images)
     results, findings = checker.check_listing(listing)
     assert [r.image for r in results] == images
@@ -137,7 +140,7 @@ def test_checker_reports_copies_but_not_own_or_allowed(tmp_path) -> None:
 
     same_seller = Listing(id="L7", title="t", seller_id="S1", images=images[:2])
     assert checker.check_listing(same_seller)[1] == []
-    allowed = ImageChecker.open(db, allowed_brands=["Acme"])
+    allowed = ImageChecker.open(db, allowed_brands=["Acme"], sources=ImageSources(any_path=True))
     assert allowed.check_listing(Listing(id="L8", title="t", brand="acme", images=images[:2]))[1] == []
     assert ImageChecker.open(tmp_path / "missing").check_listing(listing)[1] == []
 
@@ -240,3 +243,17 @@ def test_watermarked_low_texture_picture_is_found() -> None:
         for top in (0.1, 0.45, 0.7):
             matches = find_matches(idx, hash_pil(reencode(banner(texture(seed), top), 90)))
             assert [m.id for m in matches] == [f"t{seed}"], (seed, top)
+
+
+def test_checker_is_shared_between_threads(tmp_path) -> None:
+    """The index's SQLite connection is opened in one thread and used from others (a server's pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = build_db(tmp_path)
+    paths = [str(save_jpeg(reencode(photo(1), q), tmp_path / f"c{q}.jpg")) for q in (40, 60, 80)]
+    with ThreadPoolExecutor(1) as opener:
+        checker = opener.submit(ImageChecker.open, db, (), ImageSources(any_path=True)).result()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(checker.check_image, paths * 4))
+    assert all(m and m[0].id == "p1.jpg" for m in answers)
+    checker.close()

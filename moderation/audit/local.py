@@ -44,7 +44,7 @@ class CheckerSettings:
                 hf_logging.disable_progress_bar()
             except ImportError:  # pragma: no cover - the classifier then fails to load and says why
                 pass
-        checker = Checker(classifier=self.classifier, image_db=self.image_db)
+        checker = Checker(classifier=self.classifier, image_db=self.image_db, local_image_paths=True)
         if checker.model is not None:  # load now, not in the first batch, and pin its threads
             try:
                 import torch

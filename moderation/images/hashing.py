@@ -32,11 +32,14 @@ stable ``code``; callers turn it into a per-image error instead of failing the w
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -44,8 +47,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Bumped whenever a change to the recipe changes hash values: stored hashes of another version are not
 #: comparable, so the index records the version and refuses to mix them.
-#: v3 added the ``detail`` slot (three hashes per image); v2 indexes (two slots) are refused: re-index.
-HASH_VERSION = "dct64-trim-v3"
+#: v3 added the ``detail`` slot (three hashes per image); v4 the ``product`` slot (four) and decodes in
+#: colour; indexes of another version are refused: re-index.
+HASH_VERSION = "dct64-product-v4"
 
 #: Refuse images above this many pixels before decoding them (a decompression bomb, or a scan that no
 #: product photo needs). 8k x 8k is well above any marketplace upload limit.
@@ -59,7 +63,11 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 WORK_SIDE = 256
 
 #: The views stored in the index for every image, in slot order (the on-disk layout).
-INDEXED_VIEWS: tuple[str, ...] = ("full", "center", "detail")
+INDEXED_VIEWS: tuple[str, ...] = ("full", "product", "center", "detail")
+
+#: Long side of the colour thumbnail the local features (``features.py``) and the stored thumbnail are
+#: taken from; the hashes use a grayscale :data:`WORK_SIDE` thumbnail of it.
+FEATURE_SIDE = 320
 
 #: First DCT frequency (of 32) of the ``detail`` views: an 8x8 block like pHash's, frequencies 3-10 in
 #: both axes (1.5-5 cycles per picture). Chosen on the benchmark (docs/images.md) among first
@@ -96,14 +104,27 @@ def _grid_names() -> tuple[str, ...]:
 #: windows of :data:`CROP_GRID` (NN% of each side, centre shifted by x% and y%); ``content_detail`` is
 #: the ``content`` box hashed like ``detail``.
 QUERY_PLAN: dict[str, tuple[str, ...]] = {
-    "full": ("full", "content", "wide96", "wide92"),
+    "full": ("full", "content", "wide96", "wide92", "product"),
+    "product": ("product", "content_product", "full"),
     "center": ("center", "content_center", *_grid_names()),
     "detail": ("detail", "content_detail"),
 }
 
+#: Collage cells (``views.tile_boxes``: 4 quadrants, 2 columns, 2 rows): ``tN`` is cell N trimmed,
+#: ``tNp`` the product region inside it. Probed without mirrors (a mirrored collage is rare).
+TILES = 8
+TILE_PLAN: dict[str, tuple[str, ...]] = {
+    "full": tuple(f"t{i}" for i in range(TILES)),
+    "product": tuple(f"t{i}p" for i in range(TILES)),
+}
+
 #: Query views that are the whole picture or its plain centre. The matcher probes the index with these
 #: at a wider per-substring radius than the many crop windows (``matcher.PROBE_RADIUS``).
-PRIMARY_VIEWS = frozenset({"full", "content", "center", "content_center", "detail", "content_detail"})
+PRIMARY_VIEWS = frozenset(
+    {"full", "content", "product", "content_product", "center", "content_center", "detail", "content_detail"}
+    | {f"t{i}" for i in range(TILES)}
+    | {f"t{i}p" for i in range(TILES)}
+)
 
 _DCT_N = 32
 #: Side the views are resampled from (the working thumbnail is block-averaged down to about this).
@@ -131,6 +152,8 @@ class ImageHashes:
     width: int
     height: int
     version: str = HASH_VERSION
+    #: view name (without ``_m``) -> its (left, top, right, bottom) box as fractions of the picture
+    boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     def indexed(self) -> tuple[int, ...]:
         """The hashes stored in the index, in slot order."""
@@ -138,10 +161,13 @@ class ImageHashes:
 
     def query(self) -> dict[str, list[tuple[str, int]]]:
         """Slot name -> the (view, hash) pairs a query probes that slot with, mirrors included."""
-        return {
+        out = {
             slot: [(v, self.views[v]) for name in names for v in (name, name + "_m")]
             for slot, names in QUERY_PLAN.items()
         }
+        for slot, names in TILE_PLAN.items():
+            out[slot].extend((name, self.views[name]) for name in names if name in self.views)
+        return out
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -247,13 +273,7 @@ def local_path(ref: str | os.PathLike[str]) -> Path:
     return Path(text)
 
 
-def load_gray(ref: str | os.PathLike[str], work_side: int = WORK_SIDE) -> Image.Image:
-    """Decode an image file into a grayscale thumbnail no larger than ``work_side`` on its long side.
-
-    Handles EXIF orientation, animation (first frame), transparency (composited on white, as shops show
-    it), 16-bit and float modes; raises :class:`ImageError` for everything else.
-    """
-    path = local_path(ref)
+def _check_size(path: Path) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -266,44 +286,84 @@ def load_gray(ref: str | os.PathLike[str], work_side: int = WORK_SIDE) -> Image.
         raise ImageError("unreadable_image", f"empty file: {path}")
     if size > MAX_FILE_BYTES:
         raise ImageError("image_too_large", f"{path} is {size} bytes; the limit is {MAX_FILE_BYTES}")
+
+
+def load_image(ref: str | os.PathLike[str] | bytes, side: int = FEATURE_SIDE) -> Image.Image:
+    """Decode an image (a file, or its bytes) into an RGB thumbnail no larger than ``side``.
+
+    Handles EXIF orientation, animation (first frame), transparency (composited on white, as shops show
+    it), 16-bit and float modes; raises :class:`ImageError` for everything else. Bytes are named
+    ``<bytes>`` in messages.
+    """
+    if isinstance(ref, bytes | bytearray | memoryview):
+        data = bytes(ref)
+        name = "<bytes>"
+        if not data:
+            raise ImageError("unreadable_image", "empty image data")
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError("image_too_large", f"image data is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
+        source: Any = io.BytesIO(data)
+    else:
+        path = local_path(ref)
+        _check_size(path)
+        name, source = str(path), path
     try:
         with warnings.catch_warnings():
             # PIL warns (and above twice its own limit raises) for decompression bombs; we check the
             # declared size ourselves before decoding, so turn the warning into the same clear error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
                     raise ImageError(
                         "image_too_large",
-                        f"{path} is {width}x{height} pixels; the limit is {MAX_PIXELS} pixels",
+                        f"{name} is {width}x{height} pixels; the limit is {MAX_PIXELS} pixels",
                     )
                 if width < 8 or height < 8:
-                    raise ImageError("image_too_small", f"{path} is {width}x{height}; need at least 8x8")
+                    raise ImageError("image_too_small", f"{name} is {width}x{height}; need at least 8x8")
                 if getattr(im, "is_animated", False):
                     im.seek(0)
                 if im.format == "JPEG":
-                    # Let libjpeg decode only the luma plane, scaled by 1/2..1/8 (its DCT scaling is
-                    # an area average): most of the cost of a big photo. Half the working side is
-                    # enough (a 1000 px photo decodes at 250 px); the views need ~128 px.
-                    im.draft("L", (work_side // 2, work_side // 2))
+                    # Let libjpeg decode scaled by 1/2..1/8 (its DCT scaling is an area average): most
+                    # of the cost of a big photo. The result is at least ``side`` on each requested side.
+                    # (draft keeps both sides at least the requested size: ask for the thumbnail's shape)
+                    s = side / max(width, height)
+                    im.draft("RGB", (max(1, math.ceil(width * s)), max(1, math.ceil(height * s))))
                 im.load()
-                return _to_gray_thumbnail(im, work_side)
+                return _to_rgb_thumbnail(im, side)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("image_too_large", f"{path}: {exc}") from None
+        raise ImageError("image_too_large", f"{name}: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError("unreadable_image", f"{path} is not an image file PIL can read") from None
+        raise ImageError("unreadable_image", f"{name} is not an image file PIL can read") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
         # Truncated or corrupt data surfaces as any of these, depending on the format plugin.
-        raise ImageError("unreadable_image", f"{path} is broken or truncated: {exc}") from None
+        raise ImageError("unreadable_image", f"{name} is broken or truncated: {exc}") from None
     except MemoryError:
-        raise ImageError("image_too_large", f"{path} needs more memory than available to decode") from None
+        raise ImageError("image_too_large", f"{name} needs more memory than available to decode") from None
 
 
-def _to_gray_thumbnail(im: Image.Image, work_side: int) -> Image.Image:
-    im = ImageOps.exif_transpose(im) or im
+def load_gray(ref: str | os.PathLike[str] | bytes, work_side: int = WORK_SIDE) -> Image.Image:
+    """Decode an image into the grayscale thumbnail the hashes are taken from (see :func:`load_image`)."""
+    return gray_thumbnail(load_image(ref), work_side)
+
+
+def gray_thumbnail(rgb: Image.Image, work_side: int = WORK_SIDE) -> Image.Image:
+    gray = rgb.convert("L")
+    if max(gray.size) > work_side:
+        import cv2
+
+        s = work_side / max(gray.size)
+        size = (max(1, round(gray.width * s)), max(1, round(gray.height * s)))
+        how = cv2.INTER_AREA if s < 0.5 else cv2.INTER_LINEAR
+        gray = Image.fromarray(cv2.resize(np.asarray(gray), size, interpolation=how))
+    return gray
+
+
+def _to_rgb_thumbnail(im: Image.Image, side: int) -> Image.Image:
+    if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation (exif_transpose copies even when upright)
+        im = ImageOps.exif_transpose(im) or im
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(im.convert("F") if im.mode != "F" else im, dtype=np.float64)
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -313,10 +373,15 @@ def _to_gray_thumbnail(im: Image.Image, work_side: int) -> Image.Image:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, rgba)
-    gray = im.convert("L")
-    if max(gray.size) > work_side:
-        gray.thumbnail((work_side, work_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return gray
+    rgb = im.convert("RGB")
+    if max(rgb.size) > side:
+        import cv2  # an area-average reduce: several times faster than PIL's filters at this size
+
+        s = side / max(rgb.size)
+        size = (max(1, round(rgb.width * s)), max(1, round(rgb.height * s)))
+        how = cv2.INTER_AREA if s < 0.5 else cv2.INTER_LINEAR
+        rgb = Image.fromarray(cv2.resize(np.asarray(rgb), size, interpolation=how))
+    return rgb
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -347,6 +412,25 @@ def trim_box(arr: np.ndarray, tol: float = 10.0, max_fraction: float = 0.45) -> 
     left = min(run(cols_flat), limit_w)
     right = w - min(run(cols_flat[::-1]), limit_w)
     return left, top, right, bottom
+
+
+def trim_all(arr: np.ndarray, rounds: int = 3) -> tuple[int, int, int, int]:
+    """:func:`trim_box` repeated while it shrinks: a coloured frame around white padding goes too."""
+    box = (0, 0, arr.shape[1], arr.shape[0])
+    for _ in range(rounds):
+        sub = arr[box[1] : box[3], box[0] : box[2]]
+        inner = trim_box(sub)
+        if inner[2] - inner[0] < 8 or inner[3] - inner[1] < 8:  # a flat picture: nothing to trim to
+            break
+        if inner == (0, 0, sub.shape[1], sub.shape[0]):
+            break
+        # Step past the blurred seam (JPEG ringing, resampling) so the next round sees the next border.
+        m = [2 if t else 0 for t in (inner[0], inner[1], sub.shape[1] - inner[2], sub.shape[0] - inner[3])]
+        inner = (inner[0] + m[0], inner[1] + m[1], inner[2] - m[2], inner[3] - m[3])
+        if inner[2] - inner[0] < 8 or inner[3] - inner[1] < 8:
+            break
+        box = (box[0] + inner[0], box[1] + inner[1], box[0] + inner[2], box[1] + inner[3])
+    return box
 
 
 def content_box(arr: np.ndarray, tol: float = 6.0) -> tuple[int, int, int, int] | None:
@@ -410,19 +494,25 @@ def _window(box: tuple[int, int, int, int], fraction: float, dx: float = 0.0, dy
     return cx - w * fraction / 2, cy - h * fraction / 2, cx + w * fraction / 2, cy + h * fraction / 2
 
 
-def hash_gray(gray: Image.Image) -> ImageHashes:
-    """All views of a decoded grayscale thumbnail (see :func:`load_gray`)."""
+def _sub_box(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return outer[0] + inner[0], outer[1] + inner[1], outer[0] + inner[2], outer[1] + inner[3]
+
+
+def hash_gray(gray: Image.Image, tiles: bool = True) -> ImageHashes:
+    """All views of a decoded grayscale thumbnail (see :func:`load_gray`).
+
+    ``tiles=False`` leaves out the collage cells (only queries probe them; indexing does not need them).
+    """
+    from moderation.images.views import product_box, tile_boxes
+
     arr = np.asarray(gray, dtype=np.float64)
-    full = trim_box(arr)
-    if full[2] - full[0] < 8 or full[3] - full[1] < 8:  # a flat picture: nothing to trim to
-        full = (0, 0, gray.width, gray.height)
+    full = trim_all(arr)
     trimmed = arr[full[1] : full[3], full[0] : full[2]]
     inner = content_box(trimmed)
-    content = (
-        full
-        if inner is None
-        else (full[0] + inner[0], full[1] + inner[1], full[0] + inner[2], full[1] + inner[3])
-    )
+    content = full if inner is None else _sub_box(full, inner)
+    product = _sub_box(full, product_box(trimmed))
+    content_arr = arr[content[1] : content[3], content[0] : content[2]]
+    content_product = product if content == full else _sub_box(content, product_box(content_arr))
     boxes: dict[str, _Box] = {
         "full": _window(full, 1.0),
         "center": _window(full, CENTER_FRACTION),
@@ -430,12 +520,20 @@ def hash_gray(gray: Image.Image) -> ImageHashes:
         "content_center": _window(content, CENTER_FRACTION),
         "wide96": _window(full, 0.96),
         "wide92": _window(full, 0.92),
+        "product": _window(product, 1.0),
+        "content_product": _window(content_product, 1.0),
     }
     names = iter(_grid_names())
     for frac, shifts in CROP_GRID:
         for dy in shifts:
             for dx in shifts:
                 boxes[next(names)] = _window(full, frac, dx, dy)
+    tile_views: dict[str, _Box] = {}
+    if tiles:
+        for i, cell in enumerate(tile_boxes(arr, full)):
+            cell_arr = arr[cell[1] : cell[3], cell[0] : cell[2]]
+            tile_views[f"t{i}"] = _window(cell, 1.0)
+            tile_views[f"t{i}p"] = _window(_sub_box(cell, product_box(cell_arr, strips=False)), 1.0)
     # The windows are resampled to 32x32 anyway: ~128 px of picture is plenty, and a quarter of the work.
     k = max(1, round(max(arr.shape) / _VIEW_SIDE))
     if k > 1:
@@ -444,21 +542,30 @@ def hash_gray(gray: Image.Image) -> ImageHashes:
     views: dict[str, int] = {}
     # The detail views are the same two boxes as full and content, one band up the spectrum.
     detail_boxes = {"detail": boxes["full"], "content_detail": boxes["content"]}
-    for group, first in ((boxes, 0), (detail_boxes, DETAIL_BAND)):
+    for group, first, mirrors in ((boxes, 0, True), (detail_boxes, DETAIL_BAND, True), (tile_views, 0, False)):
+        if not group:
+            continue
         lows = window_lows(arr, [tuple(v / k for v in box) for box in group.values()], first)
         plain = lows_to_hashes(lows).tolist()
-        mirrored = lows_to_hashes(lows * mirror_sign(first)).tolist()
+        mirrored = lows_to_hashes(lows * mirror_sign(first)).tolist() if mirrors else plain
         for name, h, hm in zip(group, plain, mirrored, strict=True):
             views[name] = h
-            views[name + "_m"] = hm
-    return ImageHashes(views=views, width=gray.width, height=gray.height)
+            if mirrors:
+                views[name + "_m"] = hm
+    gw, gh = float(gray.width), float(gray.height)
+    fractions = {
+        name: (max(0.0, b[0] / gw), max(0.0, b[1] / gh), min(1.0, b[2] / gw), min(1.0, b[3] / gh))
+        for name, b in {**boxes, **tile_views}.items()
+    }
+    fractions["detail"], fractions["content_detail"] = fractions["full"], fractions["content"]
+    return ImageHashes(views=views, width=gray.width, height=gray.height, boxes=fractions)
 
 
-def hash_image(ref: str | os.PathLike[str]) -> ImageHashes:
-    """Hash an image file (path or ``file://`` URL); raises :class:`ImageError` with a stable code."""
+def hash_image(ref: str | os.PathLike[str] | bytes) -> ImageHashes:
+    """Hash an image file (path or ``file://`` URL) or its bytes; raises :class:`ImageError` with a stable code."""
     return hash_gray(load_gray(ref))
 
 
 def hash_pil(image: Image.Image, work_side: int = WORK_SIDE) -> ImageHashes:
     """Hash an already-decoded image (benchmarks and tests); same views as :func:`hash_image`."""
-    return hash_gray(_to_gray_thumbnail(image, work_side))
+    return hash_gray(gray_thumbnail(_to_rgb_thumbnail(image, FEATURE_SIDE), work_side))

@@ -35,6 +35,8 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +66,13 @@ CREATE TABLE IF NOT EXISTS images (
     seller_id TEXT,
     path TEXT,
     version TEXT NOT NULL,
-    hashes TEXT NOT NULL
+    hashes TEXT NOT NULL,
+    brand TEXT
 );
 CREATE TABLE IF NOT EXISTS tombstones (row INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS media (id TEXT PRIMARY KEY, features BLOB, thumb BLOB);
+CREATE TABLE IF NOT EXISTS query_thumbs (key TEXT PRIMARY KEY, thumb BLOB NOT NULL, created REAL NOT NULL);
 """
 
 
@@ -178,6 +183,25 @@ def _arange(n: int) -> np.ndarray:
     return _ARANGE[:n]
 
 
+def _locked(method: Any) -> Any:
+    """Run ``method`` holding the index's lock (the SQLite connection and arrays are shared by threads)."""
+
+    @functools.wraps(method)
+    def wrapper(self: HashIndex, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class DuplicateIds(ValueError):
+    """Ids that are already in the index, added without ``replace``."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"{len(ids)} image id(s) already in the index: {', '.join(ids[:5])}")
+        self.ids = ids
+
+
 @dataclass(frozen=True)
 class Hit:
     """One indexed row within the radius of one query hash."""
@@ -198,11 +222,15 @@ class HashIndex:
         self.path = path
         self.slots = slots
         self.version = version
+        # One connection shared by every thread that uses the index (a server's worker threads), each
+        # use under ``self._lock``: reads are short, and SQLite serialises writers anyway.
+        self._lock = threading.RLock()
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path / "meta.sqlite")
+            self._db = sqlite3.connect(path / "meta.sqlite", check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
         else:
-            self._db = sqlite3.connect(":memory:")
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._check_settings()
         self._set_main(*build_tables(np.zeros((0, slots), dtype=np.uint64)), np.zeros((0, slots), np.uint64))
@@ -221,6 +249,7 @@ class HashIndex:
             version or HASH_VERSION,
         )
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 
@@ -311,15 +340,21 @@ class HashIndex:
         listing_id: str | None = None,
         seller_id: str | None = None,
         path: str | None = None,
+        brand: str | None = None,
+        media: tuple[bytes | None, bytes | None] | None = None,
     ) -> int:
         """Add (or replace) one image; returns its row."""
-        return self.add_many([(image_id, hashes, listing_id, seller_id, path)])[0]
+        return self.add_many([(image_id, hashes, listing_id, seller_id, path, brand, media)])[0]
 
-    def add_many(
-        self, items: Iterable[tuple[str, Sequence[int], str | None, str | None, str | None]]
-    ) -> list[int]:
-        """Add (or replace) many images in one transaction: (id, hashes, listing_id, seller_id, path)."""
-        items = list(items)
+    @_locked
+    def add_many(self, items: Iterable[Sequence[Any]], *, replace: bool = True) -> list[int]:
+        """Add many images in one transaction; returns their rows.
+
+        Each item is ``(id, hashes, listing_id, seller_id, path[, brand[, media]])`` where ``media`` is
+        ``(features_blob, thumbnail_jpeg)`` or None. An id already in the index is replaced, or with
+        ``replace=False`` the whole batch is refused with :class:`DuplicateIds`.
+        """
+        items = [tuple(it) + (None,) * (7 - len(it)) for it in items]
         if not items:
             return []
         ids = [it[0] for it in items]
@@ -328,17 +363,26 @@ class HashIndex:
         for it in items:
             if len(it[1]) != self.slots:
                 raise ValueError(f"image {it[0]!r} has {len(it[1])} hashes; this index stores {self.slots}")
+        if not replace:
+            existing = self.existing(ids)
+            if existing:
+                raise DuplicateIds(sorted(existing))
         with self._db:
             self._delete_ids(ids)
+            self._db.executemany("DELETE FROM media WHERE id = ?", [(i,) for i in ids])
             start = self._next_row
             rows = list(range(start, start + len(items)))
             self._db.executemany(
-                "INSERT INTO images (id, row, listing_id, seller_id, path, version, hashes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO images (id, row, listing_id, seller_id, path, version, hashes, brand) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (iid, row, lid, sid, p, self.version, _hex_row(hs))
-                    for row, (iid, hs, lid, sid, p) in zip(rows, items, strict=True)
+                    (iid, row, lid, sid, p, self.version, _hex_row(hs), brand)
+                    for row, (iid, hs, lid, sid, p, brand, _media) in zip(rows, items, strict=True)
                 ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO media (id, features, thumb) VALUES (?, ?, ?)",
+                [(it[0], it[6][0], it[6][1]) for it in items if it[6] is not None],
             )
         self._next_row = start + len(items)
         new = np.array([[int(h) for h in it[1]] for it in items], dtype=np.uint64).reshape(-1, self.slots)
@@ -347,6 +391,50 @@ class HashIndex:
         self._maybe_compact()
         return self.rows_of(ids)
 
+    @_locked
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are in the index."""
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            found.update(r for (r,) in self._db.execute(f"SELECT id FROM images WHERE id IN ({marks})", part))
+        return found
+
+    @_locked
+    def features_of(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """Image id -> its stored local-features blob (images indexed without media are left out)."""
+        out: dict[str, bytes] = {}
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            for iid, blob in self._db.execute(
+                f"SELECT id, features FROM media WHERE id IN ({marks}) AND features IS NOT NULL", part
+            ):
+                out[iid] = bytes(blob)
+        return out
+
+    @_locked
+    def thumbnail(self, image_id: str) -> bytes | None:
+        """The JPEG thumbnail stored for an indexed image at index time."""
+        row = self._db.execute("SELECT thumb FROM media WHERE id = ?", (image_id,)).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    @_locked
+    def put_query_thumbnail(self, key: str, thumb: bytes) -> None:
+        """Keep a checked image's thumbnail (by content key) so the console can show it next to its match."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO query_thumbs (key, thumb, created) VALUES (?, ?, ?)",
+                (key, thumb, time.time()),
+            )
+
+    @_locked
+    def query_thumbnail(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT thumb FROM query_thumbs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @_locked
     def add_arrays(self, hashes: np.ndarray, id_prefix: str = "", metadata: bool = True) -> None:
         """Bulk-load many anonymous rows (ids ``<prefix><n>``): for benchmarks and migrations.
 
@@ -384,9 +472,11 @@ class HashIndex:
         self._delta_hashes = np.zeros((0, self.slots), dtype=np.uint64)
         self._next_row = hashes.shape[0]
 
+    @_locked
     def delete(self, image_id: str) -> bool:
         """Remove one image; returns whether it was there."""
         with self._db:
+            self._db.execute("DELETE FROM media WHERE id = ?", (image_id,))
             return self._delete_ids([image_id]) > 0
 
     def _delete_ids(self, ids: list[str]) -> int:
@@ -400,6 +490,7 @@ class HashIndex:
         if not found:
             return 0
         self._db.executemany("DELETE FROM images WHERE row = ?", [(r,) for r in found])
+        # (media rows are keyed by id: replaced by the caller's insert, or removed by ``delete``)
         n = self.main_rows
         main_dead = [r for r in found if r < n]
         if main_dead:
@@ -420,6 +511,7 @@ class HashIndex:
         ):
             self.compact()
 
+    @_locked
     def compact(self) -> None:
         """Rebuild the main segment from every live row (renumbering rows), drop tombstones."""
         live_main = np.flatnonzero(~self._dead)
@@ -470,6 +562,7 @@ class HashIndex:
         qi, rows, dist = self.probe(q, np.full(q.size, slot), np.full(q.size, probe), radius)
         return [Hit(a, b, c) for a, b, c in zip(qi.tolist(), rows.tolist(), dist.tolist(), strict=True)]
 
+    @_locked
     def probe(
         self, queries: np.ndarray, slots: np.ndarray, probe_radii: np.ndarray, radius: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -546,6 +639,7 @@ class HashIndex:
         qi, j = np.nonzero(d <= radius)
         return qi.astype(np.int64), self._delta_rows[j], d[qi, j]
 
+    @_locked
     def linear_search(self, queries: Sequence[int] | np.ndarray, slot: int, radius: int) -> list[Hit]:
         """The same answer as :meth:`search` by comparing every row (the baseline it is measured against)."""
         q = np.asarray(queries, dtype=np.uint64).reshape(-1)
@@ -562,6 +656,7 @@ class HashIndex:
     def hashes_of_row(self, row: int) -> tuple[int, ...]:
         return tuple(int(h) for h in self.hashes_of_rows(np.array([row]))[0])
 
+    @_locked
     def hashes_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """[len(rows), slots] uint64 stored hashes of live rows (main or delta segment)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -572,6 +667,7 @@ class HashIndex:
             out[~main] = self._delta_hashes[np.searchsorted(self._delta_rows, rows[~main])]
         return out
 
+    @_locked
     def rows_of(self, ids: Sequence[str]) -> list[int]:
         out: list[int] = []
         for iid in ids:
@@ -581,6 +677,7 @@ class HashIndex:
             out.append(int(row[0]))
         return out
 
+    @_locked
     def metadata(self, rows: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Row -> {id, listing_id, seller_id, path, version, hashes} for live rows."""
         rows = sorted({int(r) for r in rows})
@@ -588,8 +685,8 @@ class HashIndex:
         for i in range(0, len(rows), 500):
             part = rows[i : i + 500]
             marks = ",".join("?" * len(part))
-            for row, iid, lid, sid, p, ver, hs in self._db.execute(
-                "SELECT row, id, listing_id, seller_id, path, version, hashes FROM images "
+            for row, iid, lid, sid, p, ver, hs, brand in self._db.execute(
+                "SELECT row, id, listing_id, seller_id, path, version, hashes, brand FROM images "
                 f"WHERE row IN ({marks})",
                 part,
             ):
@@ -600,9 +697,11 @@ class HashIndex:
                     "path": p,
                     "version": ver,
                     "hashes": hs.split(),
+                    "brand": brand,
                 }
         return out
 
+    @_locked
     def get(self, image_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT row FROM images WHERE id = ?", (image_id,)).fetchone()
         return None if row is None else self.metadata([row[0]]).get(int(row[0]))

@@ -1,48 +1,64 @@
-"""Copy policy: which near-duplicate images count as a copied product photo, and the findings they give.
+"""Copy policy: retrieve near-duplicates by hash, verify them, and turn copies into findings.
 
-A query image makes every lookup of its plan (see ``hashing.QUERY_PLAN``: each view and its mirror
-against the slot it lines up with) in one vectorised ``HashIndex.probe`` call; each candidate row is
-then verified with *all* (query view, stored slot) pairs of the plan, and its distance is the smallest
-of them. A candidate is a copy when that distance is at most :data:`COPY_DISTANCE` (of 64 bits).
+Two stages. **Retrieval**: a query image makes every lookup of its plan (``hashing.QUERY_PLAN`` and the
+collage cells of ``hashing.TILE_PLAN``) in one vectorised ``HashIndex.probe`` call, within the wide
+:data:`RETRIEVE_DISTANCE`; each candidate's distance is the smallest over all (query view, stored slot)
+pairs, and the :data:`CANDIDATES` nearest go on. **Verification** (``verify.py``): local features with
+a geometric check, and colour, against the candidate's features stored at index time; the query's own
+features are computed once (and for its mirror, and for the view that found a candidate - a collage
+cell, the photo in a screenshot - only when needed). A candidate is a copy when the calibrated
+probability reaches ``verify.COPY_PROBABILITY``; the match carries the reason and the matched region in
+both pictures. Images indexed without features (``HashIndex.add`` with hashes only) fall back to the
+hash rule: a copy when within :data:`COPY_DISTANCE` bits.
 
-Why 12: on the benchmark (docs/images.md, ``scripts/bench_images.py``; 20 real photos, 88 indexed
-images) the source of a resized, re-encoded, brightened, grayscale, padded, mirrored or screenshot copy
-was within 0-6 bits, crops, watermarks and 3 degree rotations mostly within 12, while about 0.05% of
-pairs of unrelated images came within 12. The ``detail`` slot (hashing.py) brought the watermarked
-texture photos (brick; hubble_deep_field with another edit seed) back within 12 without adding a false
-match. Misses left: the texture photos brick and gravel under a 3 degree rotation, and one 10% crop.
-
-Not every near-duplicate is a copy: the same seller re-using a photo on another listing, the same
+Not every copy counts against a listing: the same seller re-using a photo on another listing, the same
 listing re-checked, or a listing of an allow-listed brand (authorised resellers use the brand's official
 pictures) are skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from moderation.images.features import Features, extract, thumbnail_jpeg
 from moderation.images.hashing import (
     INDEXED_VIEWS,
     PRIMARY_VIEWS,
     ImageError,
     ImageHashes,
-    hash_image,
+    gray_thumbnail,
+    hash_gray,
     hash_to_hex,
+    load_image,
 )
 from moderation.images.index import HashIndex
+from moderation.images.sources import ImageSources
+from moderation.images.verify import COPY_PROBABILITY, Verification, verify
 from moderation.schema import Finding, ImageMatchInfo, ImageResult, Listing
 
-#: Largest Hamming distance (of 64) between a query view and a stored slot that counts as a copy.
-COPY_DISTANCE = 12
+log = logging.getLogger(__name__)
 
-#: Multi-index probe radius per 16-bit substring for the whole-picture, centre and detail views (exact
-#: up to 4r + 3 bits, see ``HashIndex.search``) ...
+#: Hash-only rule for candidates without stored features: a copy within this many bits (of 64).
+COPY_DISTANCE = 12
+#: Retrieval radius: candidates up to this many bits from some query view go on to verification.
+RETRIEVE_DISTANCE = 22
+#: At most this many candidates (nearest first) are verified per query image.
+CANDIDATES = 8
+#: The other orientation (mirrored when the nearest view was not, and the reverse) is verified too when
+#: its nearest view is at most this many bits further than the nearest view.
+OTHER_ORIENTATION_BITS = 4
+
+#: Multi-index probe radius per 16-bit substring for the whole-picture, product, centre, detail and
+#: collage-cell views (exact up to 4r + 3 bits, see ``HashIndex.search``) ...
 PROBE_RADIUS = 1
 #: ... and for the many crop windows (``hashing.CROP_GRID``, ``wideNN``).
 WINDOW_PROBE_RADIUS = 0
@@ -56,19 +72,40 @@ FAMILY = "copied_image"
 LAW = "反不正当竞争法第六条"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Match:
-    """One indexed image that a query image is a near-duplicate of."""
+    """One indexed image a query image was compared with: retrieval distance and verification evidence."""
 
     row: int
     id: str
     distance: int
-    view: str  # the query view that matched best, e.g. "full_m" (a mirrored copy)
-    slot: str  # the stored view it matched
+    view: str  # the query view that came nearest, e.g. "full_m" (mirrored) or "t2" (a collage cell)
+    slot: str  # the stored view it came near
     hash: str  # the stored hash of that slot, hex
     listing_id: str | None
     seller_id: str | None
     path: str | None
+    brand: str | None = None
+    verification: Verification | None = None  # None: no stored features, decided by the hash rule
+    other_distance: int = 64  # nearest distance over the views of the other orientation (mirrored or not)
+
+    @property
+    def is_copy(self) -> bool:
+        if self.verification is None:
+            return self.distance <= COPY_DISTANCE
+        return self.verification.probability >= COPY_PROBABILITY
+
+    @property
+    def score(self) -> float:
+        if self.verification is None:
+            return 1.0 if self.distance <= COPY_DISTANCE else 0.0
+        return self.verification.probability
+
+    @property
+    def reason(self) -> str | None:
+        if self.verification is None:
+            return ("mirrored" if self.view.endswith("_m") else "same photo") if self.is_copy else None
+        return self.verification.reason
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "distance": self.distance}
@@ -80,13 +117,25 @@ class Match:
             out["listing_id"] = self.listing_id
         if self.seller_id is not None:
             out["seller_id"] = self.seller_id
+        out["score"] = round(self.score, 4)
+        if self.reason:
+            out["reason"] = self.reason
+        if self.verification is not None:
+            v = self.verification.to_dict()
+            for key in ("region", "match_region"):
+                if key in v:
+                    out[key] = v[key]
+            out["verification"] = {k: v[k] for k in v if k not in ("score", "reason", "region", "match_region")}
+        else:
+            out["verification"] = None
         return out
 
 
 def query_arrays(hashes: ImageHashes) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """The lookups of one image: (view names, hashes, slot of each, probe radius of each).
 
-    Every (view, slot) pair of the plan, mirrors included, with duplicate (hash, slot) pairs dropped.
+    Every (view, slot) pair of the plan, mirrors and collage cells included, with duplicate
+    (hash, slot) pairs dropped.
     """
     names: list[str] = []
     values: list[int] = []
@@ -106,21 +155,36 @@ def query_arrays(hashes: ImageHashes) -> tuple[list[str], np.ndarray, np.ndarray
     return names, np.array(values, dtype=np.uint64), np.array(slots), np.array(radii)
 
 
-def find_matches(index: HashIndex, hashes: ImageHashes, max_distance: int = COPY_DISTANCE) -> list[Match]:
-    """All indexed images within ``max_distance`` of any query view, best first (then by id)."""
+def retrieve(
+    index: HashIndex, hashes: ImageHashes, max_distance: int = RETRIEVE_DISTANCE, limit: int | None = CANDIDATES
+) -> list[Match]:
+    """Stage one: indexed images within ``max_distance`` of any query view, nearest first (then by id)."""
     names, values, slots, radii = query_arrays(hashes)
     _, rows, _ = index.probe(values, slots, radii, max_distance)
     if rows.size == 0:
         return []
     rows = np.unique(rows)
     stored = index.hashes_of_rows(rows)  # [C, slots]
-    # Verify every candidate with every (query view, slot) pair of the plan: [C, queries].
+    # Every candidate against every (query view, slot) pair of the plan: [C, queries].
     dist = np.bitwise_count(stored[:, slots] ^ values[None, :])
     best = dist.argmin(axis=1)
     best_d = dist[np.arange(rows.size), best]
+    mirrored = np.array([n.endswith("_m") for n in names])
+    best_mirrored = np.where(mirrored[None, :], dist, 64).min(axis=1)
+    best_plain = np.where(mirrored[None, :], 64, dist).min(axis=1)
     keep = np.flatnonzero(best_d <= max_distance)
+    keep = keep[np.lexsort((rows[keep], best_d[keep]))]
+    if limit is not None:
+        keep = keep[: limit * 2]  # a few spare for rows deleted meanwhile
     scored = [
-        (int(rows[i]), int(best_d[i]), names[best[i]], int(slots[best[i]]), int(stored[i, slots[best[i]]]))
+        (
+            int(rows[i]),
+            int(best_d[i]),
+            names[best[i]],
+            int(slots[best[i]]),
+            int(stored[i, slots[best[i]]]),
+            int(best_plain[i] if mirrored[best[i]] else best_mirrored[i]),
+        )
         for i in keep.tolist()
     ]
     meta = index.metadata(r for r, *_ in scored)
@@ -135,53 +199,182 @@ def find_matches(index: HashIndex, hashes: ImageHashes, max_distance: int = COPY
             listing_id=meta[row]["listing_id"],
             seller_id=meta[row]["seller_id"],
             path=meta[row]["path"],
+            brand=meta[row].get("brand"),
+            other_distance=other,
         )
-        for row, d, view, slot, h in scored
+        for row, d, view, slot, h, other in scored
         if row in meta
     ]
     out.sort(key=lambda m: (m.distance, m.id))
+    return out[:limit] if limit is not None else out
+
+
+@dataclass
+class Query:
+    """A decoded query image: its hashes, and its local features computed when first needed."""
+
+    rgb: Image.Image
+    hashes: ImageHashes
+    _features: dict[tuple[bool, tuple[float, ...] | None], Features] = field(default_factory=dict)
+
+    @classmethod
+    def from_image(cls, rgb: Image.Image) -> Query:
+        return cls(rgb=rgb, hashes=hash_gray(gray_thumbnail(rgb)))
+
+    @classmethod
+    def load(cls, ref: str | os.PathLike[str] | bytes) -> Query:
+        return cls.from_image(load_image(ref))
+
+    def features(self, mirrored: bool = False, box: tuple[float, float, float, float] | None = None) -> Features:
+        key = (mirrored, box)
+        if key not in self._features:
+            im = self.rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else self.rgb
+            if box is not None and mirrored:
+                box = (1 - box[2], box[1], 1 - box[0], box[3])
+            self._features[key] = extract(im, box)
+        return self._features[key]
+
+
+def _sub_view_box(query: Query, view: str) -> tuple[float, float, float, float] | None:
+    """The query region a sub-picture view covers (a collage cell, a screenshot's photo), if much smaller."""
+    base = view.removesuffix("_m")
+    if base.startswith("t") or base.startswith("content") or base == "product":
+        box = query.hashes.boxes.get(base.removesuffix("_detail").replace("content_center", "content"))
+        if box is not None and (box[2] - box[0]) * (box[3] - box[1]) < 0.7:
+            return box
+    return None
+
+
+def _to_whole(v: Verification, mirrored: bool, box: tuple[float, float, float, float] | None) -> None:
+    """Map a verification's query region from the (mirrored, boxed) features' frame to the whole query."""
+    if v.query_box is None:
+        return
+    x0, y0, x1, y1 = v.query_box
+    if box is not None:
+        bx0, by0, bx1, by1 = (1 - box[2], box[1], 1 - box[0], box[3]) if mirrored else box
+        bw, bh = bx1 - bx0, by1 - by0
+        x0, y0, x1, y1 = bx0 + x0 * bw, by0 + y0 * bh, bx0 + x1 * bw, by0 + y1 * bh
+        v.fills = (x1 - x0) * (y1 - y0)
+        if v.fills < 0.5 and v.shown >= 0.8:
+            v.reason = "inside a collage or screenshot"
+    if mirrored:
+        x0, x1 = 1 - x1, 1 - x0
+    v.query_box = (x0, y0, x1, y1)
+
+
+def verify_match(index_features: Features, query: Query, m: Match) -> Verification:
+    """Stage two for one candidate: the best evidence over the query's orientations and sub-views."""
+    mirrored_first = m.view.endswith("_m")
+    tries: list[tuple[bool, tuple[float, float, float, float] | None]] = [(mirrored_first, None)]
+    box = _sub_view_box(query, m.view)
+    if box is not None:
+        tries.append((mirrored_first, box))
+    if m.other_distance <= m.distance + OTHER_ORIENTATION_BITS:
+        tries.append((not mirrored_first, None))
+    best: Verification | None = None
+    for mirrored, b in tries:
+        v = verify(query.features(mirrored, b), index_features, mirrored=mirrored)
+        _to_whole(v, mirrored, b)
+        if best is None or v.probability > best.probability:
+            best = v
+        if best.probability >= COPY_PROBABILITY:
+            break
+    assert best is not None
+    return best
+
+
+def find_matches(
+    index: HashIndex,
+    query: Query | ImageHashes,
+    max_distance: int = RETRIEVE_DISTANCE,
+    limit: int | None = CANDIDATES,
+    explain: bool = False,
+) -> list[Match]:
+    """Copies of the query in the index, best first; with ``explain`` every verified candidate.
+
+    Given bare hashes (no pixels to verify with), the hash rule decides for every candidate.
+    """
+    hashes = query.hashes if isinstance(query, Query) else query
+    candidates = retrieve(index, hashes, max_distance, limit)
+    if isinstance(query, Query) and candidates:
+        blobs = index.features_of([m.id for m in candidates])
+        for m in candidates:
+            blob = blobs.get(m.id)
+            if blob is not None:
+                m.verification = verify_match(Features.from_bytes(blob), query, m)
+    out = candidates if explain else [m for m in candidates if m.is_copy]
+    out.sort(key=lambda m: (-m.score, m.distance, m.id))
     return out
 
 
 def is_copy(match: Match, listing_id: str | None, seller_id: str | None, brand_allowed: bool) -> bool:
-    """Whether a near-duplicate counts against the querying listing (see the module docstring)."""
-    if brand_allowed:
+    """Whether a verified near-duplicate counts against the querying listing (see the module docstring)."""
+    if brand_allowed or not match.is_copy:
         return False
     if listing_id is not None and match.listing_id == listing_id:
         return False
     return not (seller_id is not None and match.seller_id == seller_id)
 
 
+def index_entry(rgb: Image.Image) -> tuple[tuple[int, ...], tuple[bytes, bytes]]:
+    """What the index keeps for one decoded picture: its hashes, and (features blob, thumbnail JPEG)."""
+    hashes = hash_gray(gray_thumbnail(rgb), tiles=False)
+    return hashes.indexed(), (extract(rgb).to_bytes(), thumbnail_jpeg(rgb))
+
+
+def query_key(rgb: Image.Image) -> str:
+    """A stable key for a checked image's stored thumbnail: a digest of its decoded thumbnail."""
+    return hashlib.sha256(rgb.tobytes()).hexdigest()[:32]
+
+
 class ImageChecker:
-    """The image part of a listing check: hash each image, look it up, report copies.
+    """The image part of a listing check: decode each image, retrieve, verify, report copies.
 
     ``ImageChecker.open(db)`` reads the index a ``moderation images index --db DB`` run built. A missing
     DB is an empty index (nothing is a copy) rather than an error, so text checks work before any image
-    has been indexed, and the checker never creates files as a side effect.
+    has been indexed, and the checker never creates files as a side effect. Which images it may read is
+    ``sources`` (``sources.ImageSources``; by default ``MODERATION_IMAGE_ROOT``). Safe to share between
+    threads (the index serialises its own state; everything else is per call).
     """
 
     def __init__(
         self,
         index: HashIndex,
         allowed_brands: Iterable[str] = (),
-        max_distance: int = COPY_DISTANCE,
+        sources: ImageSources | None = None,
+        keep_thumbnails: bool = True,
     ) -> None:
         self.index = index
         self.allowed_brands = frozenset(b.strip().casefold() for b in allowed_brands if b.strip())
-        self.max_distance = max_distance
+        self.sources = sources if sources is not None else ImageSources.from_env()
+        self.keep_thumbnails = keep_thumbnails and index.path is not None
 
     @classmethod
-    def open(cls, db_path: str | os.PathLike[str], allowed_brands: Iterable[str] = ()) -> ImageChecker:
+    def open(
+        cls,
+        db_path: str | os.PathLike[str],
+        allowed_brands: Iterable[str] = (),
+        sources: ImageSources | None = None,
+    ) -> ImageChecker:
         path = Path(db_path)
         index = HashIndex.open(path if (path / "meta.sqlite").exists() else None)
-        return cls(index, allowed_brands=allowed_brands)
+        return cls(index, allowed_brands=allowed_brands, sources=sources)
 
     def close(self) -> None:
         self.index.close()
 
+    def load(self, ref: str) -> Query:
+        """Decode one listing image under the source policy; errors name the image as the listing did."""
+        source = self.sources.open(ref)
+        try:
+            return Query.load(source)
+        except ImageError as exc:
+            shown = self.sources.describe(ref)
+            raise ImageError(exc.code, exc.message.replace(str(source), shown)) from None
+
     def check_image(self, ref: str) -> list[Match]:
-        """Near-duplicates of one image (any seller); raises ImageError for an unusable image."""
-        return find_matches(self.index, hash_image(ref), self.max_distance)
+        """Copies of one image (any seller); raises ImageError for an unusable or refused image."""
+        return find_matches(self.index, self.load(ref))
 
     def check_listing(self, listing: Listing) -> tuple[list[ImageResult], list[Finding]]:
         """One ImageResult per image of the listing (in order) and a finding per copied image."""
@@ -189,40 +382,71 @@ class ImageChecker:
         findings: list[Finding] = []
         brand_allowed = bool(listing.brand) and listing.brand.strip().casefold() in self.allowed_brands
         for ref in listing.images:
+            shown = self.sources.describe(ref)
             try:
-                matches = self.check_image(ref)
+                query = self.load(ref)
+                matches = find_matches(self.index, query)
             except ImageError as exc:
-                results.append(ImageResult(image=ref, error=exc.to_dict()))
+                results.append(ImageResult(image=shown, error=exc.to_dict()))
                 continue
             copies = [m for m in matches if is_copy(m, listing.id, listing.seller_id, brand_allowed)]
             if not copies:
-                results.append(ImageResult(image=ref))
+                results.append(ImageResult(image=shown))
                 continue
             best = copies[0]
+            extra: dict[str, Any] = {"view": best.view, "score": round(best.score, 4)}
+            if best.reason:
+                extra["reason"] = best.reason
+            if best.verification is not None:
+                v = best.verification.to_dict()
+                extra.update({k: v[k] for k in ("region", "match_region") if k in v})
+                extra["inliers"] = best.verification.inliers
+            thumb = None
+            if self.keep_thumbnails:
+                try:
+                    thumb = query_key(query.rgb)
+                    self.index.put_query_thumbnail(thumb, thumbnail_jpeg(query.rgb))
+                except Exception:  # the thumbnail is for display only; never fail a check for it
+                    log.exception("could not keep the thumbnail of %s", listing.id)
+                    thumb = None
             results.append(
                 ImageResult(
-                    image=ref,
+                    image=shown,
                     match=ImageMatchInfo(
                         id=best.id,
-                        image=best.path,
+                        image=None,
                         distance=best.distance,
                         hash=best.hash,
                         listing_id=best.listing_id,
                         seller_id=best.seller_id,
-                        view=best.view,
+                        **extra,
                     ),
+                    **({"thumb": thumb} if thumb else {}),
                 )
             )
-            findings.append(_finding(ref, best))
+            findings.append(_finding(shown, best))
         return results, findings
+
+
+_REASON_ZH = {
+    "same photo": "为同一张图片",
+    "cropped": "为裁剪后的同一张图片",
+    "mirrored": "为镜像翻转后的同一张图片",
+    "inside a collage or screenshot": "出现在拼图或截图之中",
+}
 
 
 def _finding(ref: str, m: Match) -> Finding:
     listing = m.listing_id or "未知商品"
     seller = m.seller_id or "未知卖家"
-    how = "（镜像翻转后）" if m.view.endswith("_m") else ""
+    how = _REASON_ZH.get(m.reason or "", "高度相似")
+    evidence = (
+        f"局部特征 {m.verification.inliers} 处几何一致，置信度 {m.score:.2f}"
+        if m.verification is not None
+        else f"汉明距离 {m.distance}/64"
+    )
     message = (
-        f"图片{how}与商品 {listing}（卖家 {seller}）的图片 {m.id} 高度相似，汉明距离 {m.distance}/64，"
+        f"图片与商品 {listing}（卖家 {seller}）的图片 {m.id} {how}（{evidence}），"
         "疑似盗用他人商品图片；擅自使用他人商品图片足以引人误认为是他人商品或与他人存在特定联系，"
         "属于反不正当竞争法第六条第（四）项所列混淆行为，若该图片受著作权保护还可能构成著作权侵权"
     )
