@@ -348,6 +348,8 @@ class Accounts:
         """A context manager holding one of the password-check slots; ``LoginRefused("busy")`` when
         ``login_max_waiting`` checks already wait or no slot frees within ``login_wait_s``."""
         settings = self.settings
+        if self._hash_slots.acquire(blocking=False):
+            return _Release(self._hash_slots)
         with self._hash_lock:
             if self._hash_waiting >= settings.login_max_waiting:
                 raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s)

@@ -74,12 +74,12 @@ class CheckPool:
         with self._cond:
             if self._closed:
                 raise Saturated("the server is shutting down")
-            waiting = len(self._light) + len(self._heavy)
-            idle = self.workers - self._busy
+            # Jobs in the pool (running or waiting) against what it holds: every thread busy plus the
+            # wait list; heavy ones also against their own share.
+            in_pool = self._busy + len(self._light) + len(self._heavy)
+            full = in_pool >= self.workers + self.max_waiting
             if heavy:
-                full = len(self._heavy) >= self.max_waiting_heavy and self._busy_heavy >= self.heavy_slots
-            else:
-                full = waiting >= self.max_waiting and idle <= 0
+                full = full or self._busy_heavy + len(self._heavy) >= self.heavy_slots + self.max_waiting_heavy
             if full:
                 self.stats["refused"] += 1
                 raise Saturated("every check worker is busy; retry shortly")

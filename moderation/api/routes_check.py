@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
@@ -93,7 +94,8 @@ async def check(body: CheckRequest, request: Request,
         extra["sanitized"] = changed_fields
     if body.enqueue:
         queue: ReviewQueue = state.queue
-        extra["queue"] = await run_in_threadpool(queue.intake.enqueue, listing, result, actor)
+        extra["queue"] = await run_in_threadpool(partial(queue.intake.enqueue, listing, result, actor,
+                                                         flags=("sanitized",) if changed_fields else ()))
     if extra:  # splice the extra keys into the rendered object: no second encoding of the findings
         rendered = rendered[:-1] + b"," + json.dumps(extra, ensure_ascii=False)[1:].encode()
     return Response(rendered, media_type="application/json")

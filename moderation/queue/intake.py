@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -94,7 +95,7 @@ class Intake:
         self.db = db
 
     def enqueue(self, listing: Listing, result: CheckResult, actor: Actor | None = None,
-                source: str = "check") -> dict[str, Any]:
+                source: str = "check", flags: Iterable[str] = ()) -> dict[str, Any]:
         """Record the listing revision; queue a non-pass result (attach to the open item or create one).
 
         A changed listing supersedes its open item first, so a reviewer never decides on stale text.
@@ -107,7 +108,9 @@ class Intake:
             raise Forbidden("forbidden", f"role {actor.role} may not enqueue")
         actor_id = actor.id if actor else None
         now = utcnow()
+        given = set(flags)  # e.g. ``sanitized`` by the API, which cleaned the listing before checking it
         listing, snapshot, flags = storable_listing(listing)
+        flags |= given
         check, changed = storable_json(result.to_json_dict())
         if changed:
             flags.add("sanitized")
