@@ -378,3 +378,64 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
     for key, value in settings.to_env().items():
         monkeypatch.setenv(key, value)
     assert Settings.from_env() == settings
+
+
+# -- a dropped PostgreSQL connection ------------------------------------------------------------
+
+
+def test_dropped_postgres_connections_are_retried_not_500(rules_checker: Checker) -> None:
+    """Every connection of the server is terminated (as a PostgreSQL restart or an idle killer
+    would) between requests: each operation runs once more on a fresh connection and succeeds."""
+    import uuid
+
+    from queue_support import PG_URL, ensure_postgres
+    from sqlalchemy import create_engine, text
+
+    from moderation.queue.db import temporary_schema
+
+    ensure_postgres()
+    tag = f"hostile_{uuid.uuid4().hex[:8]}"
+    url, drop = temporary_schema(PG_URL, "t_", "%20-csynchronous_commit%3Doff")
+    app = create_app(f"{url}&application_name={tag}", rules_checker, settings=Settings(password_hashing="cheap"))
+    accounts = app.state.accounts
+    tokens = {role: accounts.create_token(accounts.create_user(role, role).id, "t")
+              for role in ("service", "reviewer", "lead")}
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+    def kill() -> int:
+        with admin.connect() as conn:
+            return len(conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         "WHERE application_name = :tag"), {"tag": tag}).all())
+
+    def h(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[role]}"}
+
+    try:
+        with TestClient(app) as client:
+            for i in range(4):
+                r = client.post("/v1/check", json={**bad_listing(), "id": f"sku-{i}", "enqueue": True}, headers=h("service"))
+                assert r.status_code == 200
+            assert client.get("/v1/queue/items", headers=h("lead")).status_code == 200
+            codes = []
+            for _ in range(3):
+                assert kill() >= 1
+                claim = client.post("/v1/queue/claim-next", json={}, headers=h("reviewer"))
+                codes.append(claim.status_code)
+                body = claim.json()
+                assert kill() >= 1
+                decision = {"outcome": "approved", "claim_token": body["claim_token"], "version": body["version"],
+                            "listing_revision": body["item"]["listing_revision"]}
+                r = client.post(f"/v1/queue/items/{body['item']['id']}/decision", json=decision, headers=h("reviewer"))
+                codes.append(r.status_code)
+                kill()
+                codes.append(client.get("/v1/queue/items?status=decided", headers=h("lead")).status_code)
+                kill()
+                codes.append(client.get(f"/v1/queue/items/{body['item']['id']}", headers=h("lead")).status_code)
+            assert codes == [200] * len(codes)
+            decided = client.get("/v1/queue/items?status=decided", headers=h("lead")).json()["items"]
+            assert len(decided) == 3
+        assert app.state.queue.verify() == []
+    finally:
+        app.state.queue.close()
+        admin.dispose()
+        drop()
