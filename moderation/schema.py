@@ -161,6 +161,9 @@ class CheckResult(BaseModel):
     classifier: ClassifierScore | None = None
     images: list[ImageResult] = Field(default_factory=list)
     error: ErrorInfo | None = None
+    #: Optional: ``true`` when the rules engine capped the candidates or findings of a hostile listing
+    #: (the findings shown are a prefix); absent otherwise.
+    truncated: bool | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The contract's JSON: omit what is absent, keep what is there."""
