@@ -8,6 +8,7 @@ text and evaluates a rule's ``exempt`` and ``requires`` contexts against them.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from functools import cached_property
 
@@ -18,6 +19,10 @@ from moderation.text.normalise import CLAUSE_PUNCT, SENTENCE_PUNCT
 
 #: How far before/after a match the ``before``/``after`` expressions look (folded characters).
 NEIGHBOUR_CHARS = 16
+#: A clause or sentence window reaches at most this far on each side of the match. Real clauses are far
+#: shorter; a text with no punctuation at all would otherwise make every candidate search all of it.
+CLAUSE_REACH = 64
+SENTENCE_REACH = 160
 
 
 def _mask(chars: str) -> np.ndarray:
@@ -56,12 +61,14 @@ class TextWindows:
     def clause(self, start: int, end: int) -> tuple[int, int]:
         if self._clause is None:
             self._clause = _positions(self.text, _CLAUSE_MASK)
-        return self._window(self._clause, start, end, len(self.text))
+        lo, hi = self._window(self._clause, start, end, len(self.text))
+        return max(lo, start - CLAUSE_REACH), min(hi, end + CLAUSE_REACH)
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
         if self._sentence is None:
             self._sentence = _positions(self.text, _SENTENCE_MASK)
-        return self._window(self._sentence, start, end, len(self.text))
+        lo, hi = self._window(self._sentence, start, end, len(self.text))
+        return max(lo, start - SENTENCE_REACH), min(hi, end + SENTENCE_REACH)
 
 
 def covered_by_phrase(text: str, start: int, end: int, phrases: tuple[str, ...]) -> bool:
@@ -92,6 +99,17 @@ class ListingContext:
         self._attributes = attributes or {}
         self._listing_text = listing_text
         self.names = names  # brand and name-like attribute values, folded
+        self._searched: dict[tuple[int, re.Pattern[str]], bool] = {}
+
+    def holds(self, pattern: re.Pattern[str], scope: str) -> bool:
+        """Whether ``pattern`` occurs in the listing's attributes or whole text, asked once per listing:
+        many candidates share the same listing-wide condition."""
+        key = (0 if scope == "attributes" else 1, pattern)
+        hit = self._searched.get(key)
+        if hit is None:
+            text = self.attributes if scope == "attributes" else self.listing
+            hit = self._searched[key] = pattern.search(text) is not None
+        return hit
 
     @cached_property
     def attributes(self) -> str:
@@ -144,9 +162,9 @@ def context_matches(
         s_lo, s_hi = windows.sentence(start, end)
         if record(ctx.sentence.search(text[s_lo:s_hi]) is not None):
             return True
-    if ctx.attributes is not None and record(ctx.attributes.search(listing.attributes) is not None):
+    if ctx.attributes is not None and record(listing.holds(ctx.attributes, "attributes")):
         return True
-    if ctx.listing is not None and record(ctx.listing.search(listing.listing) is not None):
+    if ctx.listing is not None and record(listing.holds(ctx.listing, "listing")):
         return True
     if any_of:
         return False

@@ -3,29 +3,48 @@
 Pipeline per text field:
 1. ``normalise`` folds evasions and keeps the offset map to the original text;
 2. one Aho-Corasick pass over the folded text finds every rule term and pattern anchor at once;
-3. only around those candidates: patterns are run in the clause, jieba decides word boundaries
-   (第一 inside 第一次 is not a ranking), and the rule's exemption and requirement contexts are checked;
-4. surviving matches become findings with spans into the original text.
-Most listings have no candidate at all and cost a single linear scan.
+3. only around those candidates: patterns are run in the clause, and judgement
+   (``moderation/rules/judge.py``) decides whether each candidate is a claim about the listing — claim
+   grammars, named exemption frames, jieba word boundaries (第一 inside 第一次 is not a ranking);
+4. surviving claims become findings with spans into the original text.
+Most listings have no candidate at all and cost a single linear scan. Every stage is linear (or n log n)
+in the text and its candidates, candidates per text are capped (the result says ``truncated``), and an
+optional CPU budget ends a hostile listing early.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path
-from typing import NamedTuple
 
 import ahocorasick_rs
 import numpy as np
 
 from moderation.paths import lexicon_path, rules_dir
-from moderation.rules.context import ListingContext, TextWindows, context_matches, covered_by_phrase
-from moderation.rules.pack import Pack, Rule, load_packs
+from moderation.rules.context import ListingContext, TextWindows, context_matches
+from moderation.rules.grammar import SuperlativeGrammar
+from moderation.rules.judge import (
+    Candidate,
+    CheckBudgetExceeded,
+    Claim,
+    Exemption,
+    Judge,
+    resolve_overlaps,
+)
+from moderation.rules.pack import Lexicons, Pack, Rule, load_packs
 from moderation.rules.policy import Policy, load_policy
 from moderation.schema import Finding, Listing
 from moderation.text.normalise import NormalisedText, fold_term, normalise
-from moderation.text.tokenise import TextBoundaries, Tokeniser
+from moderation.text.tokenise import Tokeniser
+
+__all__ = ["CheckBudgetExceeded", "Detection", "RulesEngine"]
 
 _TERM = 0
 _ANCHOR = 1
@@ -35,6 +54,14 @@ _SPLIT_WINDOW = 12
 #: Patterns run over at most this many folded characters on each side of an anchor hit (within its
 #: clause); a match must overlap the anchor. Claims are short, and this keeps long clauses cheap.
 _PATTERN_REACH = 24
+#: Candidates judged per text at most. Real listings have a handful; a hostile one can have a hundred
+#: thousand, and the result then says ``truncated`` instead of spending minutes on them.
+MAX_CANDIDATES = 10000
+#: Scanner hits (terms and pattern anchors) looked at per text at most, for the same reason.
+MAX_HITS = 200000
+#: Findings reported per field at most (the rest are summarised by ``truncated``).
+MAX_FINDINGS_PER_FIELD = 100
+_ACTION_RANK = {"pass": 0, "": 1, "review": 1, "block": 2}
 
 
 @lru_cache(maxsize=1)
@@ -68,10 +95,6 @@ def _pinyin_variants(term: str) -> set[str]:
     return variants
 
 
-def _is_ascii_word(text: str) -> bool:
-    return text.isascii() and any(ch.isalnum() for ch in text)
-
-
 def _load_phrases(path: Path) -> tuple[str, ...]:
     phrases: list[str] = []
     with path.open(encoding="utf-8") as fh:
@@ -86,31 +109,52 @@ class _CategoryScanner:
     """One multi-pattern scan over folded text: every occurrence of every key, overlaps included.
 
     Backed by the Rust aho-corasick crate (ahocorasick_rs), about 7x faster than pyahocorasick here;
-    offsets are Python string (code point) indices.
+    offsets are Python string (code point) indices. Long texts are scanned in chunks (overlapping by the
+    longest key) and yielded lazily, so a caller that stops early never materialises millions of hits.
     """
+
+    CHUNK = 65536
 
     def __init__(self, keys: list[str], payloads: list[tuple[tuple[Rule | None, int, int], ...]]) -> None:
         self.payloads = payloads
+        self._longest = max(len(k) for k in keys)
         self._ac = ahocorasick_rs.AhoCorasick(
             keys, implementation=ahocorasick_rs.Implementation.ContiguousNFA
         )
 
-    def scan(self, text: str) -> list[tuple[int, int, int]]:
-        return self._ac.find_matches_as_indexes(text, overlapping=True)
+    def scan(self, text: str) -> Iterator[tuple[int, int, int]]:
+        if len(text) <= self.CHUNK:
+            yield from self._ac.find_matches_as_indexes(text, overlapping=True)
+            return
+        for lo in range(0, len(text), self.CHUNK):
+            core_end = lo + self.CHUNK
+            piece = text[lo : core_end + self._longest - 1]
+            for key, start, end in self._ac.find_matches_as_indexes(piece, overlapping=True):
+                if start + lo < core_end:
+                    yield key, start + lo, end + lo
 
 
-class _Match(NamedTuple):
-    """A candidate: a rule and a span of the folded text (a tuple: cheap to make by the thousand)."""
+@dataclass
+class Detection:
+    """What the rules found in one listing: findings, and what a reviewer or a developer may ask next."""
 
-    rule: Rule
-    start: int
-    end: int
+    findings: list[Finding]
+    #: Some candidates or findings were not reported because the listing had too many.
+    truncated: bool = False
+    #: With ``explain=True``: candidates judged not to be claims, each with its reason.
+    exempted: list[dict[str, object]] = dataclasses.field(default_factory=list)
 
 
 class RulesEngine:
     """Matches every loaded rule pack against listings. Thread-safe after construction."""
 
-    def __init__(self, packs: list[Pack], policy: Policy, global_exempt: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        packs: list[Pack],
+        policy: Policy,
+        global_exempt: tuple[str, ...] = (),
+        lexicons: Lexicons | None = None,
+    ) -> None:
         self.packs = packs
         self.policy = policy
         self.rules: tuple[Rule, ...] = tuple(r for p in packs for r in p.rules)
@@ -130,8 +174,12 @@ class RulesEngine:
         #: use: a general listing never pays for the tobacco pack's selling words.
         self._automata: dict[str, _CategoryScanner | None] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
-        words = {t for r in self.rules for t in (*r.terms, *r.anchors)}
+        words = {t for r in self.rules if r.grammar is None for t in (*r.terms, *r.anchors)}
         self.tokeniser = Tokeniser(words)
+        grammar = None
+        if any(r.grammar == "superlative" for r in self.rules):
+            grammar = SuperlativeGrammar(lexicons or Lexicons(rules_dir() / "lexicons"))
+        self.judge = Judge(self.tokeniser, grammar, self.policy.names_exempt_families)
         self._lock = threading.Lock()
 
     @classmethod
@@ -143,7 +191,7 @@ class RulesEngine:
         exempt_path = base / "lexicons" / "global_exempt.txt"
         if not exempt_path.exists():
             exempt_path = lexicon_path("global_exempt.txt")
-        return cls(packs, policy, _load_phrases(exempt_path))
+        return cls(packs, policy, _load_phrases(exempt_path), Lexicons(base / "lexicons"))
 
     # -- matching -------------------------------------------------------------------------------
 
@@ -180,104 +228,80 @@ class RulesEngine:
 
     def _candidates(
         self, norm: NormalisedText, category: str, windows: TextWindows
-    ) -> tuple[list[_Match], list[tuple[int, int]]]:
-        """Every candidate match, and the spans of global exemption phrases, in one scan."""
+    ) -> tuple[list[Candidate], list[tuple[int, int]], bool]:
+        """Candidates and global exemption spans from one scan; ``truncated`` past the caps.
+
+        Term hits are candidates. Anchor hits are gathered per rule first; each rule's patterns then run
+        once over every merged window of its anchors (the clause around each anchor, at most
+        _PATTERN_REACH characters each side), and a match counts when it overlaps one of its anchors. So
+        the cost is linear in the text however densely anchors occur.
+        """
         text = norm.text
         automaton = self._automaton_for(category)
         if automaton is None or not text:
-            return [], []
-        matches: list[_Match] = []
+            return [], [], False
+        matches: list[Candidate] = []
         exempt_spans: list[tuple[int, int]] = []
         seen: set[tuple[int, int, int]] = set()
-        windows_done: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+        anchors: dict[int, list[tuple[int, int]]] = {}
         payloads = automaton.payloads
-        for key_idx, start, end in automaton.scan(text):
+        truncated = False
+        for hit, (key_idx, start, end) in enumerate(automaton.scan(text)):
+            if hit >= MAX_HITS:
+                truncated = True
+                break
             for rule, kind, rule_idx in payloads[key_idx]:
-                if kind == _TERM:
+                if kind == _TERM or (kind == _ANCHOR and rule.grammar is not None):
                     token = (rule_idx, start, end)
                     if token not in seen:
                         seen.add(token)
-                        matches.append(_Match(rule, start, end))
-                    continue
-                if kind == _EXEMPT:
+                        matches.append(Candidate(rule, start, end))
+                elif kind == _EXEMPT:
                     exempt_spans.append((start, end))
-                    continue
-                c_lo, c_hi = windows.clause(start, end)
-                lo, hi = max(c_lo, start - _PATTERN_REACH), min(c_hi, end + _PATTERN_REACH)
-                spans = windows_done.get((rule_idx, lo, hi))
-                if spans is None:  # several anchors often share one window: run the patterns once
-                    spans = [m.span() for p in rule.patterns for m in p.finditer(text, lo, hi)]
-                    windows_done[(rule_idx, lo, hi)] = spans
-                for m_start, m_end in spans:
-                    if m_end > m_start and m_start < end and m_end > start:
+                else:
+                    anchors.setdefault(rule_idx, []).append((start, end))
+        for rule_idx, hits in anchors.items():
+            rule = self.rules[rule_idx]
+            hits.sort()
+            starts = [s for s, _ in hits]
+            ends_max = list(accumulate((e for _, e in hits), max))
+            for lo, hi in _merged_windows(hits, windows):
+                for pattern in rule.patterns:
+                    for m in pattern.finditer(text, lo, hi):
+                        m_start, m_end = m.span()
+                        if m_end <= m_start:
+                            continue
+                        # Overlaps an anchor: some anchor starts before m_end and ends after m_start.
+                        i = bisect_left(starts, m_end) - 1
+                        if i < 0 or ends_max[i] <= m_start:
+                            continue
                         token = (rule_idx, m_start, m_end)
                         if token not in seen:
                             seen.add(token)
-                            matches.append(_Match(rule, m_start, m_end))
-        return matches, exempt_spans
+                            matches.append(Candidate(rule, m_start, m_end))
+        if len(matches) > MAX_CANDIDATES:
+            matches.sort(key=lambda c: c.start)
+            del matches[MAX_CANDIDATES:]
+            truncated = True
+        return matches, exempt_spans, truncated
 
-    def _boundary_ok(self, m: _Match, norm: NormalisedText, bounds: TextBoundaries) -> bool:
-        piece = norm.text[m.start : m.end]
-        if _is_ascii_word(piece):
-            # Latin words: judge boundaries in the original text, where spaces still exist
-            # ("best" in "the best choice" but not in "bestow").
-            o_start, o_end = norm.original_span(m.start, m.end)
-            before = norm.original[o_start - 1] if o_start > 0 else ""
-            after = norm.original[o_end] if o_end < len(norm.original) else ""
-            first, last = piece[0], piece[-1]
-            clash_before = before.isascii() and before.isalnum() and first.isalnum()
-            clash_after = after.isascii() and after.isalnum() and last.isalnum()
-            if m.rule.boundary == "none":
-                return True
-            if m.rule.boundary == "start":
-                return not clash_before
-            if m.rule.boundary == "end":
-                return not clash_after
-            return not clash_before and not clash_after
-        if m.rule.boundary == "none":
-            return True
-        if m.rule.boundary == "start":
-            return bounds.is_boundary(m.start)
-        if m.rule.boundary == "end":
-            return bounds.is_boundary(m.end)
-        return bounds.is_boundary(m.start) and bounds.is_boundary(m.end)
-
-    def _judge(self, norm: NormalisedText, listing: ListingContext) -> list[_Match]:
-        """Candidates that survive boundaries, global exemptions, requirements and exemptions."""
+    def _judge(
+        self, norm: NormalisedText, listing: ListingContext, state: _State
+    ) -> list[Claim]:
+        """Claims that survive judgement, one per family and span (see moderation/rules/judge.py)."""
         windows = TextWindows(norm.text)
-        candidates, exempt_spans = self._candidates(norm, listing.category, windows)
+        candidates, exempt_spans, truncated = self._candidates(norm, listing.category, windows)
+        state.truncated |= truncated
         if not candidates:
             return []
-        bounds: TextBoundaries | None = None
-        kept: list[_Match] = []
-        # Cheapest checks first; jieba runs only for candidates that survive their contexts.
-        for m in candidates:
-            rule = m.rule
-            if any(lo <= m.start and m.end <= hi for lo, hi in exempt_spans):
-                continue
-            if (
-                listing.names
-                and rule.family in self.policy.names_exempt_families
-                and covered_by_phrase(norm.text, m.start, m.end, listing.names)
-            ):
-                continue
-            if not rule.requires.is_empty() and not context_matches(
-                rule.requires, windows, m.start, m.end, listing, any_of=False
-            ):
-                continue
-            if not rule.exempt.is_empty() and context_matches(
-                rule.exempt, windows, m.start, m.end, listing, any_of=True
-            ):
-                continue
-            if bounds is None:
-                bounds = self.tokeniser.boundaries(norm.text)
-            if not self._boundary_ok(m, norm, bounds):
-                continue
-            kept.append(m)
-        return _resolve_overlaps(kept)
+        kept, dropped = self.judge.judge(
+            norm, windows, candidates, exempt_spans, listing, deadline=state.deadline, explain=state.explain
+        )
+        state.exempted.extend((norm, e) for e in dropped)
+        return resolve_overlaps(kept, _ACTION_RANK)
 
     def _split_findings(
-        self, title: NormalisedText, description: NormalisedText, ctx: ListingContext
+        self, title: NormalisedText, description: NormalisedText, ctx: ListingContext, state: _State
     ) -> list[Finding]:
         """Claims split across the end of the title and the start of the description (全网最 | 低价).
 
@@ -300,7 +324,7 @@ class RulesEngine:
             ends=np.concatenate([title.ends[cut:], description.ends[: len(head)] + shift]),
         )
         out: list[Finding] = []
-        for m in self._judge(joined, ctx):
+        for m in self._judge(joined, ctx, state):
             if not m.start < len(tail) < m.end:
                 continue
             finding = self._finding(m, joined, "title")
@@ -308,13 +332,33 @@ class RulesEngine:
             out.append(finding.model_copy(update={"end": shift, "text": title.original[start:shift]}))
         return out
 
-    def _finding(self, m: _Match, norm: NormalisedText, field: str, offset: int = 0) -> Finding:
+    def _finding(self, m: Claim, norm: NormalisedText, field: str, offset: int = 0) -> Finding:
         start, end = norm.original_span(m.start, m.end)
-        return self._make_finding(m.rule, field, start - offset, end - offset, norm.original[start:end])
+        modifies = ""
+        if m.modifies:
+            # What the claim modifies, as the seller typed it (the folded word maps back to a span).
+            x_start = m.end - len(m.modifies)
+            o_start, o_end = norm.original_span(x_start, m.end)
+            modifies = norm.original[o_start:o_end]
+        return self._make_finding(
+            m.rule, field, start - offset, end - offset, norm.original[start:end], modifies, m.action
+        )
 
-    def _make_finding(self, rule: Rule, field: str, start: int, end: int, original: str) -> Finding:
+    def _make_finding(
+        self,
+        rule: Rule,
+        field: str,
+        start: int,
+        end: int,
+        original: str,
+        modifies: str = "",
+        action: str | None = None,
+    ) -> Finding:
         # model_construct: every value comes from a validated rule pack; skipping re-validation of
         # each finding is a measurable share of the per-listing cost.
+        policy_action = self.policy.action_for(rule)
+        if action is not None and rule.id not in self.policy.rule_action:
+            policy_action = action
         return Finding.model_construct(
             rule=rule.id,
             family=rule.family,
@@ -324,9 +368,9 @@ class RulesEngine:
             start=start,
             end=end,
             text=original,
-            message=rule.message.replace("{text}", original),
-            suggestion=rule.suggestion.replace("{text}", original) if rule.suggestion else None,
-            action=self.policy.action_for(rule),
+            message=_fill(rule.message, original, modifies),
+            suggestion=_fill(rule.suggestion, original, modifies) if rule.suggestion else None,
+            action=policy_action,
         )
 
     def _absent_findings(self, listing: Listing, ctx: ListingContext) -> list[Finding]:
@@ -356,11 +400,20 @@ class RulesEngine:
         return ctx
 
     def find(self, listing: Listing) -> list[Finding]:
+        """The findings of ``detect`` (tests and examples want only these)."""
+        return self.detect(listing).findings
+
+    def detect(self, listing: Listing, *, budget_s: float | None = None, explain: bool = False) -> Detection:
         """All findings for a listing, in field order then position.
 
         Title and description are folded and scanned as one text joined by a line break (a sentence
         boundary, so no claim or context crosses it); that halves the fixed cost per listing.
+        ``budget_s`` (CPU seconds) raises CheckBudgetExceeded when a listing costs more; ``explain``
+        also returns every candidate that judgement let pass, with its reason.
         """
+        state = _State(
+            deadline=time.process_time() + budget_s if budget_s is not None else None, explain=explain
+        )
         title, description = listing.title, listing.description
         folded: dict[str, NormalisedText] = {}
         joined: NormalisedText | None = None
@@ -380,37 +433,72 @@ class RulesEngine:
         findings: list[Finding] = []
         if joined is not None:
             cut = len(title) + 1
-            for m in self._judge(joined, ctx):
+            for m in self._judge(joined, ctx, state):
                 if int(joined.starts[m.start]) < cut:
                     findings.append(self._finding(m, joined, "title"))
                 else:
                     findings.append(self._finding(m, joined, "description", offset=cut))
         for field, norm in folded.items():
             if joined is None or field.startswith("attributes."):
-                findings.extend(self._finding(m, norm, field) for m in self._judge(norm, ctx))
+                findings.extend(self._finding(m, norm, field) for m in self._judge(norm, ctx, state))
         if joined is not None:
-            findings.extend(self._split_findings(folded["title"], folded["description"], ctx))
+            findings.extend(self._split_findings(folded["title"], folded["description"], ctx, state))
         findings.extend(self._absent_findings(listing, ctx))
         order = {name: i for i, name in enumerate(folded)}
         findings.sort(key=lambda f: order.get(f.field, len(order)))  # stable: field order, then position
-        return findings
+        findings, capped = _cap_per_field(findings)
+        detection = Detection(findings, truncated=state.truncated or capped)
+        if explain:
+            detection.exempted = [_exemption_info(norm, e) for norm, e in state.exempted]
+        return detection
 
-def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:
-    """Within one family, overlapping matches describe one claim: keep the most severe, then longest.
 
-    Different families keep their own findings for the same words (全网最低价 is both an absolute
-    claim and a price claim, under different articles).
-    """
-    order = {"critical": 3, "high": 2, "medium": 1, "low": 0}
-    ranked = sorted(
-        matches, key=lambda m: (-order[m.rule.severity], -(m.end - m.start), m.start, m.rule.id)
-    )
-    kept: list[_Match] = []
-    for m in ranked:
-        if any(
-            k.rule.family == m.rule.family and k.start < m.end and m.start < k.end for k in kept
-        ):
+@dataclass
+class _State:
+    """Per-check state threaded through the stages: budget, explanation, truncation."""
+
+    deadline: float | None = None
+    explain: bool = False
+    truncated: bool = False
+    exempted: list[tuple[NormalisedText, Exemption]] = dataclasses.field(default_factory=list)
+
+
+def _merged_windows(hits: list[tuple[int, int]], windows: TextWindows) -> Iterator[tuple[int, int]]:
+    """The pattern windows of sorted anchor hits, merged where they touch."""
+    cur_lo, cur_hi = -1, -1
+    for start, end in hits:
+        c_lo, c_hi = windows.clause(start, end)
+        lo, hi = max(c_lo, start - _PATTERN_REACH), min(c_hi, end + _PATTERN_REACH)
+        if lo <= cur_hi:
+            cur_hi = max(cur_hi, hi)
             continue
-        kept.append(m)
-    kept.sort(key=lambda m: (m.start, m.end, m.rule.id))
-    return kept
+        if cur_hi >= 0:
+            yield cur_lo, cur_hi
+        cur_lo, cur_hi = lo, hi
+    if cur_hi >= 0:
+        yield cur_lo, cur_hi
+
+
+def _fill(template: str, text: str, modifies: str) -> str:
+    return template.replace("{text}", text).replace("{modifies}", modifies or text)
+
+
+def _cap_per_field(findings: list[Finding]) -> tuple[list[Finding], bool]:
+    counts: dict[str, int] = {}
+    out: list[Finding] = []
+    for f in findings:
+        n = counts.get(f.field, 0)
+        if n < MAX_FINDINGS_PER_FIELD:
+            out.append(f)
+        counts[f.field] = n + 1
+    return out, len(out) < len(findings)
+
+
+def _exemption_info(norm: NormalisedText, e: Exemption) -> dict[str, object]:
+    start, end = norm.original_span(e.start, e.end)
+    return {
+        "rule": e.rule.id,
+        "text": norm.original[start:end],
+        "reason": e.reason,
+        "explain": e.explain,
+    }

@@ -25,8 +25,14 @@ _PACK_KEYS = {"family", "name", "description", "law", "severity", "action", "cat
 _RULE_KEYS = {
     "id", "law", "severity", "action", "categories", "except_categories", "terms", "patterns",
     "anchors", "boundary", "exempt", "requires", "absent", "message", "suggestion", "examples", "note",
+    "judge", "grammar",
 }
 _CONTEXT_KEYS = {"phrases", "before", "after", "clause", "sentence", "attributes", "listing"}
+_FRAME_KEYS = _CONTEXT_KEYS | {"reason", "explain"}
+#: Claim grammars implemented in moderation/rules/grammar.py (a rule names one with ``grammar``).
+GRAMMARS = ("superlative",)
+#: ``{@name}`` in a regular expression stands for the words of lexicon ``rules/lexicons/name.txt``.
+_LEXICON_REF = re.compile(r"\{@([a-z0-9_]+)\}")
 
 
 class RulePackError(ValueError):
@@ -43,8 +49,14 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Regular expressions (on folded text) and phrases that describe a claim's surroundings."""
+    """Regular expressions (on folded text) and phrases that describe a claim's surroundings.
 
+    As an exemption it is a named judgement: ``reason`` is a stable code (``usage_tip``,
+    ``spec_limit``…) and ``explain`` the Chinese sentence a reviewer sees when it lets a candidate pass.
+    """
+
+    reason: str = "context"
+    explain: str = ""
     phrases: tuple[str, ...] = ()
     before: re.Pattern[str] | None = None
     after: re.Pattern[str] | None = None
@@ -74,8 +86,9 @@ class Rule:
     anchors: tuple[str, ...]  # folded
     absent: tuple[str, ...]  # folded: fires when none of these phrases is in the listing
     boundary: str
-    exempt: Context
+    exempt: tuple[Context, ...]  # named judgements; any one that holds lets the candidate pass
     requires: Context
+    grammar: str | None
     message: str
     suggestion: str | None
     fire: tuple[Example, ...]
@@ -116,6 +129,73 @@ def _fail(where: str, message: str) -> RulePackError:
     return RulePackError(f"{where}: {message}")
 
 
+class Lexicons:
+    """Word lists in ``rules/lexicons/`` that rules share: ``@name`` in terms or anchors, ``{@name}`` in a
+    regular expression. Every lexicon must say where its words come from (a ``# source:`` line), because a
+    term list nobody can trace is a list nobody can correct."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._rows: dict[str, tuple[tuple[str, ...], ...]] = {}
+
+    def rows(self, name: str, where: str) -> tuple[tuple[str, ...], ...]:
+        """The lexicon's lines as tab-separated columns, the first (the word) folded."""
+        if name in self._rows:
+            return self._rows[name]
+        if self.directory is None:
+            raise _fail(where, f"lexicon @{name}: no lexicon folder")
+        path = self.directory / f"{name}.txt"
+        if not path.is_file():
+            raise _fail(where, f"lexicon @{name}: {path} not found")
+        rows: list[tuple[str, ...]] = []
+        has_source = False
+        with path.open(encoding="utf-8") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                line = raw.strip()
+                if line.startswith("#"):
+                    has_source = has_source or line[1:].strip().lower().startswith("source:")
+                    continue
+                if not line:
+                    continue
+                cols = [c.strip() for c in line.split("\t")]
+                folded = fold_term(cols[0])
+                if not folded:
+                    raise _fail(f"{path}:{lineno}", f"{cols[0]!r} is empty after folding")
+                rows.append((folded, *cols[1:]))
+        if not has_source:
+            raise _fail(f"{path}", "a lexicon needs a '# source:' line saying where its words come from")
+        if not rows:
+            raise _fail(f"{path}", "the lexicon is empty")
+        self._rows[name] = tuple(rows)
+        return self._rows[name]
+
+    def words(self, name: str, where: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(row[0] for row in self.rows(name, where)))
+
+    def expand(self, pattern: str, where: str) -> str:
+        """Replace ``{@name}`` by an alternation of the lexicon's words, longest first."""
+
+        def alternation(m: re.Match[str]) -> str:
+            words = sorted(self.words(m.group(1), where), key=len, reverse=True)
+            return "(?:" + "|".join(re.escape(w) for w in words) + ")"
+
+        return _LEXICON_REF.sub(alternation, pattern)
+
+    def terms(self, items: list[Any], where: str) -> list[str]:
+        """Terms or anchors with ``@name`` entries replaced by the lexicon's words."""
+        out: list[str] = []
+        for item in items:
+            text = str(item)
+            if text.startswith("@"):
+                out.extend(self.words(text[1:], where))
+            else:
+                out.append(fold_term(text))
+        return out
+
+
+_NO_LEXICONS = Lexicons(None)
+
+
 def _as_list(value: Any, where: str, what: str) -> list[Any]:
     if value is None:
         return []
@@ -126,9 +206,11 @@ def _as_list(value: Any, where: str, what: str) -> list[Any]:
     return value
 
 
-def _compile(pattern: Any, where: str, what: str) -> re.Pattern[str]:
+def _compile(pattern: Any, where: str, what: str, lexicons: Lexicons = _NO_LEXICONS) -> re.Pattern[str]:
     if not isinstance(pattern, str) or not pattern:
         raise _fail(where, f"{what} must be a non-empty regular expression string")
+    if "{@" in pattern:
+        pattern = lexicons.expand(pattern, where)
     try:
         return re.compile(pattern)
     except re.error as exc:
@@ -145,15 +227,18 @@ def _categories(value: Any, where: str, what: str) -> frozenset[str] | None:
     return frozenset(items)
 
 
-def _context(value: Any, where: str, what: str) -> Context:
+def _context(
+    value: Any, where: str, what: str, lexicons: Lexicons = _NO_LEXICONS, named: bool = False
+) -> Context:
     if value is None:
         return Context()
     if not isinstance(value, dict):
         raise _fail(where, f"{what} must be a mapping")
-    unknown = set(value) - _CONTEXT_KEYS - {"__line__"}
+    allowed = _FRAME_KEYS if named else _CONTEXT_KEYS
+    unknown = set(value) - allowed - {"__line__"}
     if unknown:
-        raise _fail(where, f"{what} has unknown keys {sorted(unknown)}; allowed: {sorted(_CONTEXT_KEYS)}")
-    phrases = tuple(fold_term(str(p)) for p in _as_list(value.get("phrases"), where, f"{what}.phrases"))
+        raise _fail(where, f"{what} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    phrases = tuple(lexicons.terms(_as_list(value.get("phrases"), where, f"{what}.phrases"), where))
     if any(not p for p in phrases):
         raise _fail(where, f"{what}.phrases has an entry that is empty after folding")
     regexes: dict[str, re.Pattern[str] | None] = {}
@@ -161,8 +246,59 @@ def _context(value: Any, where: str, what: str) -> Context:
         raw = value.get(key)
         if isinstance(raw, list):
             raw = "|".join(f"(?:{r})" for r in raw)
-        regexes[key] = _compile(raw, where, f"{what}.{key}") if raw is not None else None
-    return Context(phrases=phrases, **regexes)
+        regexes[key] = _compile(raw, where, f"{what}.{key}", lexicons) if raw is not None else None
+    reason = str(value.get("reason", "context"))
+    if named and not re.fullmatch(r"[a-z][a-z0-9_]*", reason):
+        raise _fail(where, f"{what}.reason {reason!r} must be a lower-case code such as usage_tip")
+    return Context(reason=reason, explain=str(value.get("explain", "")).strip(), phrases=phrases, **regexes)
+
+
+def _exemptions(
+    value: Any, judge: Any, frames: dict[str, Context], where: str, lexicons: Lexicons
+) -> tuple[Context, ...]:
+    """A rule's exemptions: its own contexts (one mapping, or a list of named ones) plus shared frames."""
+    out: list[Context] = []
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            ctx = _context(item, where, f"exempt[{i}]", lexicons, named=True)
+            if ctx.is_empty():
+                raise _fail(where, f"exempt[{i}] has no context")
+            out.append(ctx)
+    elif value is not None:
+        ctx = _context(value, where, "exempt", lexicons)
+        if not ctx.is_empty():
+            out.append(ctx)
+    for name in _as_list(judge, where, "judge"):
+        if name not in frames:
+            raise _fail(where, f"judge names unknown frame {name!r}; known: {', '.join(sorted(frames))}")
+        out.append(frames[name])
+    return tuple(out)
+
+
+def load_frames(path: Path, lexicons: Lexicons = _NO_LEXICONS) -> dict[str, Context]:
+    """Shared exemption frames (``rules/frames.yaml``): SAMR's exemptions written once, named, explained."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        raise RulePackError(f"{path}: not valid YAML: {exc}") from None
+    frames_raw = (data or {}).get("frames")
+    if not isinstance(frames_raw, dict):
+        raise RulePackError(f"{path}: expected a mapping 'frames: {{name: context}}'")
+    frames: dict[str, Context] = {}
+    for name, raw in frames_raw.items():
+        if name == "__line__":
+            continue
+        where = f"{path}:{raw.get('__line__', '?') if isinstance(raw, dict) else '?'}: frame {name}"
+        if not isinstance(raw, dict) or not str(raw.get("explain", "")).strip():
+            raise RulePackError(f"{where}: a frame needs explain (the Chinese sentence a reviewer reads)")
+        ctx = _context({"reason": name, **raw}, where, name, lexicons, named=True)
+        if ctx.is_empty():
+            raise RulePackError(f"{where}: a frame needs at least one context")
+        frames[name] = ctx
+    return frames
 
 
 def _examples(value: Any, where: str, what: str) -> tuple[Example, ...]:
@@ -184,7 +320,10 @@ def _examples(value: Any, where: str, what: str) -> tuple[Example, ...]:
     return tuple(out)
 
 
-def _rule(raw: Any, pack: dict[str, Any], path: Path) -> Rule:
+def _rule(
+    raw: Any, pack: dict[str, Any], path: Path, lexicons: Lexicons = _NO_LEXICONS,
+    frames: dict[str, Context] | None = None,
+) -> Rule:
     if not isinstance(raw, dict):
         raise _fail(str(path), "every entry under rules must be a mapping")
     where = f"{path}:{raw.get('__line__', '?')}"
@@ -206,20 +345,25 @@ def _rule(raw: Any, pack: dict[str, Any], path: Path) -> Rule:
         raise _fail(where, f"action must be one of {ACTIONS}, not {action!r}")
     categories = _categories(raw.get("categories", pack.get("categories")), where, "categories")
     except_categories = _categories(raw.get("except_categories"), where, "except_categories") or frozenset()
-    terms = tuple(fold_term(str(t)) for t in _as_list(raw.get("terms"), where, "terms"))
+    terms = tuple(lexicons.terms(_as_list(raw.get("terms"), where, "terms"), where))
     if any(not t for t in terms):
         raise _fail(where, "a term is empty after folding (only spaces or symbols?)")
     patterns = tuple(
-        _compile(p, where, "pattern") for p in _as_list(raw.get("patterns"), where, "patterns")
+        _compile(p, where, "pattern", lexicons) for p in _as_list(raw.get("patterns"), where, "patterns")
     )
-    anchors = tuple(fold_term(str(a)) for a in _as_list(raw.get("anchors"), where, "anchors"))
+    anchors = tuple(lexicons.terms(_as_list(raw.get("anchors"), where, "anchors"), where))
     absent = tuple(fold_term(str(a)) for a in _as_list(raw.get("absent"), where, "absent"))
     if any(not a for a in anchors) or any(not a for a in absent):
         raise _fail(where, "an anchor or absent phrase is empty after folding (only spaces or symbols?)")
     if patterns and not anchors:
         raise _fail(where, "patterns need anchors: literal strings one of which every match contains")
-    if not terms and not patterns and not absent:
-        raise _fail(where, "a rule needs terms, patterns (with anchors) or absent phrases")
+    grammar = raw.get("grammar")
+    if grammar is not None and grammar not in GRAMMARS:
+        raise _fail(where, f"grammar must be one of {GRAMMARS}, not {grammar!r}")
+    if grammar is not None and (not anchors or terms or patterns):
+        raise _fail(where, "a grammar rule takes anchors (its markers) and no terms or patterns")
+    if not terms and not patterns and not absent and grammar is None:
+        raise _fail(where, "a rule needs terms, patterns (with anchors), a grammar or absent phrases")
     boundary = raw.get("boundary", "token")
     if boundary not in BOUNDARIES:
         raise _fail(where, f"boundary must be one of {BOUNDARIES}")
@@ -249,8 +393,9 @@ def _rule(raw: Any, pack: dict[str, Any], path: Path) -> Rule:
         anchors=anchors,
         absent=absent,
         boundary=boundary,
-        exempt=_context(raw.get("exempt"), where, "exempt"),
-        requires=_context(raw.get("requires"), where, "requires"),
+        exempt=_exemptions(raw.get("exempt"), raw.get("judge"), frames or {}, where, lexicons),
+        requires=_context(raw.get("requires"), where, "requires", lexicons),
+        grammar=grammar,
         message=message.strip(),
         suggestion=suggestion.strip() if isinstance(suggestion, str) else None,
         fire=fire,
@@ -259,7 +404,7 @@ def _rule(raw: Any, pack: dict[str, Any], path: Path) -> Rule:
     )
 
 
-def load_pack(path: Path) -> Pack:
+def load_pack(path: Path, lexicons: Lexicons = _NO_LEXICONS, frames: dict[str, Context] | None = None) -> Pack:
     """Load and validate one pack file."""
     try:
         with path.open(encoding="utf-8") as fh:
@@ -279,15 +424,18 @@ def load_pack(path: Path) -> Pack:
     rules_raw = data.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
         raise RulePackError(f"{path}: rules must be a non-empty list")
-    rules = tuple(_rule(r, data, path) for r in rules_raw)
+    rules = tuple(_rule(r, data, path, lexicons, frames) for r in rules_raw)
     return Pack(family=family, name=str(data.get("name", family)), path=path, rules=rules)
 
 
 def load_packs(packs_dir: Path) -> list[Pack]:
-    """Load every ``*.yaml`` pack in a folder; rule ids must be unique across packs."""
+    """Load every ``*.yaml`` pack in a folder (with the rules folder's lexicons and shared frames);
+    rule ids must be unique across packs."""
     if not packs_dir.is_dir():
         raise RulePackError(f"{packs_dir}: rule pack folder not found")
-    packs = [load_pack(p) for p in sorted(packs_dir.glob("*.yaml"))]
+    lexicons = Lexicons(packs_dir.parent / "lexicons")
+    frames = load_frames(packs_dir.parent / "frames.yaml", lexicons)
+    packs = [load_pack(p, lexicons, frames) for p in sorted(packs_dir.glob("*.yaml"))]
     if not packs:
         raise RulePackError(f"{packs_dir}: no rule packs (*.yaml) found")
     seen: dict[str, str] = {}

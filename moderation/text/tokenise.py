@@ -23,6 +23,13 @@ jieba.setLogLevel(logging.WARNING)
 
 #: jieba's own block pattern (jieba.re_han_default); kept identical on purpose.
 BLOCK_RE = re.compile(r"[\u4E00-\u9FD5a-zA-Z0-9+#&\._%\-]+")
+#: Blocks longer than this are segmented in windows around the positions asked about, not whole: a
+#: hostile listing folds into one block of a million characters, and jieba on it costs seconds. Real
+#: blocks (a title, a clause) are far shorter, so for them nothing changes.
+LONG_BLOCK = 1024
+#: Window size and the margin segmented on each side of it; boundaries are trusted only inside the window.
+_WINDOW = 256
+_MARGIN = 48
 
 
 class Tokeniser:
@@ -93,10 +100,24 @@ class TextBoundaries:
         start, end = self._blocks[i]
         return (start, end) if start <= pos < end else None
 
-    def _block_bounds(self, block: tuple[int, int]) -> frozenset[int]:
-        cached = self._bounds.get(block[0])
+    def _block_bounds(self, block: tuple[int, int], pos: int) -> frozenset[int]:
+        start, end = block
+        if end - start > LONG_BLOCK:
+            # Segment only the window around pos (plus a margin that lets jieba settle), keep the
+            # boundaries inside the window, and always count the window's own edges.
+            w_lo = start + (pos - start) // _WINDOW * _WINDOW
+            w_hi = min(end, w_lo + _WINDOW)
+            start, end = max(start, w_lo - _MARGIN), min(end, w_hi + _MARGIN)
+            key = -w_lo - 1
+            cached = self._bounds.get(key)
+            if cached is None:
+                ends = self._tok._cut_block(self._text[start:end])
+                inner = {b for b in (start, *(start + e for e in ends)) if w_lo <= b <= w_hi}
+                cached = frozenset(inner | {w_lo, w_hi})
+                self._bounds[key] = cached
+            return cached
+        cached = self._bounds.get(start)
         if cached is None:
-            start, end = block
             ends = self._tok._cut_block(self._text[start:end])
             cached = frozenset([start, *(start + e for e in ends)])
             self._bounds[start] = cached
@@ -109,13 +130,15 @@ class TextBoundaries:
         block = self._block_at(pos)
         if block is None or block[0] == pos:
             return True
-        return pos in self._block_bounds(block)
+        return pos in self._block_bounds(block, pos)
 
     def token_at(self, pos: int) -> tuple[int, int] | None:
         """The token containing position ``pos``, as a span of the text."""
         block = self._block_at(pos)
         if block is None:
             return None
-        bounds = sorted(self._block_bounds(block))
+        bounds = sorted(self._block_bounds(block, pos))
         i = bisect_right(bounds, pos) - 1
+        if i + 1 >= len(bounds):
+            return None
         return bounds[i], bounds[i + 1]

@@ -1,0 +1,139 @@
+"""Claim grammars: what a degree marker modifies, decided over jieba's segmentation.
+
+A closed list of 最-words can never keep up with the language (最具人气, 最出众, 最懂你), and a bare
+``最.`` pattern fires on 最近, 最后 and 最高承重150kg. The superlative grammar instead reads the marker and
+the word it attaches to — jieba keeps 最好, 最高, 最低价 as one token, or splits 最 / 出众 — and classes that
+word by a lexicon (``rules/lexicons/superlative_heads.txt``): an ordinary time word, a dimension that is a
+spec limit unless scoped, a pain point, a discourse phrase, a preference, or (by default) a quality of
+the thing described. The result is a claim with ``modifies`` for the finding's explanation, or a named
+reason why it is not a claim. Context judgements shared with other rules (usage tips, the seller's own
+range, goals, titles of works) run after this, in ``moderation/rules/judge.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from moderation.rules.pack import Lexicons
+
+
+class Boundaries(Protocol):
+    def token_at(self, pos: int) -> tuple[int, int] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GrammarResult:
+    """A degree marker read in context: a claim (``reason`` empty) or why it is not one."""
+
+    start: int
+    end: int
+    modifies: str
+    kind: str
+    reason: str = ""  # non-empty: not a claim (ordinary_word, spec_limit, pain_point, discourse, …)
+    action: str | None = None  # a stronger action than the rule's default, for unmistakable claims
+
+    @property
+    def is_claim(self) -> bool:
+        return not self.reason
+
+
+#: Classes of the superlative lexicon and what they mean (see the lexicon's header).
+_NOT_CLAIMS = {
+    "time": "ordinary_word",
+    "negative": "pain_point",
+    "discourse": "discourse",
+    "delegate": "delegated",
+}
+_SCOPE = re.compile(
+    r"(全网|全国|全球|世界|全世界|国内|国际|中国|亚洲|行业|业内|业界|同行|同类|同价位|同级|市场|市面|品类|类目|"
+    r"淘宝|天猫|京东|拼多多|抖音|全平台|电商|史上|有史以来|宇宙|地表|全城|全省|全市|全县|本地|当地)"
+    r"[的上之内中里]?(范围内)?[^，。！？；、\n]{0,4}$"
+)
+#: After a dimension (最大, 最低…): nouns that make it a claim about quality, price or standing, not a spec.
+_STANDING = re.compile(
+    r"的?(品质|质量|等级|标准|水平|工艺|档次|性价比|品牌|厂家|工厂|生产商|制造商|供应商|批发商|经销商|卖家|"
+    r"基地|企业|公司|平台|商城|网站|销量|销售|优惠|折扣|力度|让利|福利|价|价格|价位|规模|实力|市场份额|份额|"
+    r"口碑|人气|知名度|影响力|满意度|好评|诚意|保障|库存|货源|源头|专卖|旗舰|门店|连锁|体验|效果|功效)"
+)
+#: After a dimension: a quantity or a spec verb means a specification limit (最高承重150kg, 最多可容纳).
+_SPEC = re.compile(r"(的)?[^，。！？；\n]{0,6}?(\d|[一二两三四五六七八九十百千万]+[个人件台张层次档级位只支]|可|能|支持|达|至|为|仅|只|不超过)")
+#: 最大的优点是…, 最大的区别在于…: the superlative ranks a point of the text, not the product.
+_DISCOURSE_NOUN = re.compile(
+    r"的?(优点|特点|特色|区别|不同|差别|差异|问题|好处|亮点|缺点|难题|痛点|敌人|挑战|心愿|愿望|困扰|烦恼|担心|"
+    r"顾虑|原因|理由|目的|意义|价值在于|程度|限度|化|可能|努力|诚意|帮助|支持)"
+)
+_LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
+
+
+class SuperlativeGrammar:
+    """Reads 最 + what it modifies (``grammar: superlative`` in a rule)."""
+
+    def __init__(self, lexicons: Lexicons) -> None:
+        rows = lexicons.rows("superlative_heads", "grammar superlative")
+        self.classes: dict[str, str] = {row[0]: row[1] if len(row) > 1 else "quality" for row in rows}
+        self._longest = max(len(w) for w in self.classes)
+
+    def head_class(self, word: str) -> tuple[str, str]:
+        """The class of the longest lexicon word that ``word`` starts with, and that word."""
+        for n in range(min(len(word), self._longest), 0, -1):
+            cls = self.classes.get(word[:n])
+            if cls is not None:
+                return cls, word[:n]
+        return "quality", word
+
+    def analyse(self, text: str, pos: int, bounds: Boundaries, clause: tuple[int, int]) -> GrammarResult | None:
+        """Read the marker at ``text[pos]`` (最); None when it is part of another word."""
+        token = bounds.token_at(pos)
+        if token is None:
+            return None
+        t_start, t_end = token
+        if t_start != pos:
+            return None  # 最 inside a longer word that does not start with it
+        c_lo, c_hi = clause
+        # What 最 modifies: the rest of its own token (最好, 最低价), else the next token(s).
+        if t_end > pos + 1:
+            x_start, x_end = pos + 1, t_end
+        else:
+            x_start = pos + 1
+            while x_start < c_hi and text[x_start] in "最为":  # 最最, 最为
+                x_start += 1
+            nxt = bounds.token_at(x_start) if x_start < c_hi else None
+            if nxt is None:
+                return None
+            x_end = min(nxt[1], c_hi)
+        word = text[x_start:x_end]
+        if not word or not (word[0].isalnum()):
+            return None
+        if word in _LIGHT_VERBS and x_end < c_hi:  # 最具人气, 最受欢迎, 最有效: the light verb and its object
+            nxt = bounds.token_at(x_end)
+            if nxt is not None and nxt[1] <= c_hi:
+                x_end = nxt[1]
+                word = text[x_start:x_end]
+        cls, head = self.head_class(word)
+        if cls == "light":
+            cls, head = "quality", word
+        end = x_end
+        if cls in _NOT_CLAIMS:
+            return GrammarResult(pos, end, word, cls, reason=_NOT_CLAIMS[cls])
+        before = text[max(c_lo, pos - 12) : pos]
+        after = text[end : min(c_hi, end + 12)]
+        scoped = _SCOPE.search(before) is not None
+        if cls == "dimension":
+            # 最大/最低/最多… is a specification limit (最高承重150kg) unless it ranks the product, its
+            # price or the seller (全网最低, 最高品质, 最大的厂家).
+            if scoped:
+                return GrammarResult(pos, end, word, cls, action="block")
+            if _STANDING.match(after) or _STANDING.match(word[len(head) :]):
+                return GrammarResult(pos, end, word, "standing")
+            if _SPEC.match(after):
+                return GrammarResult(pos, end, word, cls, reason="spec_limit")
+            if _DISCOURSE_NOUN.match(after):
+                return GrammarResult(pos, end, word, cls, reason="discourse")
+            return GrammarResult(pos, end, word, cls)
+        if cls == "suitable" and re.match(r"(的)?(你|您|自己|个人|不同|各种|每个|每位|孩子的|宝宝的)", after):
+            return GrammarResult(pos, end, word, cls, reason="advice")
+        action = "block" if cls in ("strong", "price") or scoped else None
+        return GrammarResult(pos, end, word, cls, action=action)
+

@@ -1,0 +1,221 @@
+"""Judgement: the stage between candidates and findings.
+
+The scan finds candidates (a rule and a span). Judgement decides, for each, whether it is a claim about
+this product, brand or seller — SAMR's 2023 guideline asks exactly that — and keeps the reason either way:
+a kept claim carries what it modifies; a dropped one carries the named judgement that exempted it
+(``usage_tip``, ``spec_limit``, ``self_comparison``…, with the sentence a reviewer reads), so that
+``moderation check --explain`` can show why a lawful 最 passed. Requirements that do not hold and word
+boundaries that do not match mean there was no candidate at all, so they leave no trace.
+
+Order is by cost: phrase and attribute checks, then the grammar and jieba only for what survives.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import NamedTuple
+
+from moderation.rules.context import ListingContext, TextWindows, context_matches, covered_by_phrase
+from moderation.rules.grammar import SuperlativeGrammar
+from moderation.rules.pack import Rule
+from moderation.text.normalise import NormalisedText
+from moderation.text.tokenise import TextBoundaries, Tokeniser
+
+#: How often (in candidates) the CPU budget is looked at.
+_BUDGET_EVERY = 64
+
+_REASONS_ZH = {
+    "mandatory_statement": "法定提示语或专有名称中的用语，不是宣称。",
+    "proper_name": "商品的品牌、型号或名称的一部分（执法指南第五条：名称、型号、商标）。",
+    "ordinary_word": "日常时间用语（最近、最后、最新款），不是最高级宣称。",
+    "spec_limit": "规格参数的上限或下限（如最高承重150kg），不是最高级宣称。",
+    "pain_point": "描述顾客的困扰或抱怨，不是对商品的评价。",
+    "discourse": "只是行文中的强调（最重要的是、最大的优点），不是对商品的最高级评价。",
+    "advice": "给顾客的选购建议（选择最适合你的尺码），不是对商品的宣称。",
+    "delegated": "由专门规则判断。",
+    "context": "上下文表明不是对商品的宣称。",
+}
+
+
+class CheckBudgetExceeded(RuntimeError):
+    """A listing used up its CPU budget; the caller answers with an error instead of waiting."""
+
+
+class Claim(NamedTuple):
+    """A kept candidate: a claim about the listing, with what the grammar found it modifies."""
+
+    rule: Rule
+    start: int
+    end: int
+    modifies: str = ""
+    action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exemption:
+    """A candidate that judgement let pass, and why (folded span)."""
+
+    rule: Rule
+    start: int
+    end: int
+    reason: str
+    explain: str
+
+
+class Candidate(NamedTuple):
+    rule: Rule
+    start: int
+    end: int
+
+
+def explain_reason(reason: str, explain: str = "") -> str:
+    return explain or _REASONS_ZH.get(reason, _REASONS_ZH["context"])
+
+
+class Judge:
+    """Judges candidates of one text; stateless apart from the tokeniser and grammars it shares."""
+
+    def __init__(self, tokeniser: Tokeniser, superlative: SuperlativeGrammar | None, names_families: frozenset[str]):
+        self.tokeniser = tokeniser
+        self.superlative = superlative
+        self.names_families = names_families
+
+    def judge(
+        self,
+        norm: NormalisedText,
+        windows: TextWindows,
+        candidates: list[Candidate],
+        exempt_spans: list[tuple[int, int]],
+        ctx: ListingContext,
+        *,
+        deadline: float | None = None,
+        explain: bool = False,
+    ) -> tuple[list[Claim], list[Exemption]]:
+        kept: list[Claim] = []
+        dropped: list[Exemption] = []
+        bounds: TextBoundaries | None = None
+        text = norm.text
+        exempt_spans = sorted(exempt_spans)
+        exempt_starts = [lo for lo, _ in exempt_spans]
+        exempt_reach = list(accumulate((hi for _, hi in exempt_spans), max))
+
+        def exempt(rule: Rule, start: int, end: int, reason: str, why: str = "") -> None:
+            if explain:
+                dropped.append(Exemption(rule, start, end, reason, explain_reason(reason, why)))
+
+        for i, (rule, start, end) in enumerate(candidates):
+            if deadline is not None and i % _BUDGET_EVERY == 0 and time.process_time() > deadline:
+                raise CheckBudgetExceeded("the listing used up its CPU budget")
+            j = bisect_right(exempt_starts, start) - 1  # phrases starting at or before the candidate
+            if j >= 0 and exempt_reach[j] >= end and _covered(exempt_spans, j, start, end):
+                exempt(rule, start, end, "mandatory_statement")
+                continue
+            if ctx.names and rule.family in self.names_families and covered_by_phrase(text, start, end, ctx.names):
+                exempt(rule, start, end, "proper_name")
+                continue
+            if not rule.requires.is_empty() and not context_matches(
+                rule.requires, windows, start, end, ctx, any_of=False
+            ):
+                continue
+            if bounds is None:
+                bounds = self.tokeniser.boundaries(text)
+            modifies, action = "", None
+            if rule.grammar == "superlative" and self.superlative is not None:
+                result = self.superlative.analyse(text, start, bounds, windows.clause(start, end))
+                if result is None:
+                    continue
+                start, end = result.start, result.end
+                if not result.is_claim:
+                    exempt(rule, start, end, result.reason)
+                    continue
+                modifies, action = result.modifies, result.action
+            frame = next(
+                (c for c in rule.exempt if context_matches(c, windows, start, end, ctx, any_of=True)), None
+            )
+            if frame is not None:
+                exempt(rule, start, end, frame.reason, frame.explain)
+                continue
+            if rule.grammar is None and not _boundary_ok(rule, start, end, norm, bounds):
+                continue
+            kept.append(Claim(rule, start, end, modifies, action))
+        return kept, dropped
+
+
+def _covered(spans: list[tuple[int, int]], j: int, start: int, end: int) -> bool:
+    """Some span among ``spans[:j + 1]`` (sorted, all starting at or before ``start``) reaches ``end``.
+    Mandatory phrases rarely nest, so the walk back is short."""
+    while j >= 0:
+        lo, hi = spans[j]
+        if hi >= end:
+            return True
+        if start - lo > 64:  # no phrase is that long
+            return False
+        j -= 1
+    return False
+
+
+def _is_ascii_word(text: str) -> bool:
+    return text.isascii() and any(ch.isalnum() for ch in text)
+
+
+def _boundary_ok(rule: Rule, start: int, end: int, norm: NormalisedText, bounds: TextBoundaries) -> bool:
+    """Word boundaries: jieba's for Chinese, Latin word edges in the original text for Latin words."""
+    if rule.boundary == "none":
+        return True
+    piece = norm.text[start:end]
+    if _is_ascii_word(piece):
+        # Latin words: judge boundaries in the original text, where spaces still exist
+        # ("best" in "the best choice" but not in "bestow").
+        o_start, o_end = norm.original_span(start, end)
+        before = norm.original[o_start - 1] if o_start > 0 else ""
+        after = norm.original[o_end] if o_end < len(norm.original) else ""
+        clash_before = before.isascii() and before.isalnum() and piece[0].isalnum()
+        clash_after = after.isascii() and after.isalnum() and piece[-1].isalnum()
+        return {
+            "start": not clash_before,
+            "end": not clash_after,
+        }.get(rule.boundary, not clash_before and not clash_after)
+    if rule.boundary == "start":
+        return bounds.is_boundary(start)
+    if rule.boundary == "end":
+        return bounds.is_boundary(end)
+    return bounds.is_boundary(start) and bounds.is_boundary(end)
+
+
+def resolve_overlaps(claims: list[Claim], action_rank: dict[str, int]) -> list[Claim]:
+    """Within one family, overlapping claims describe one claim: keep the strongest, then the longest.
+
+    Different families keep their own findings for the same words (全网最低价 is both an absolute claim
+    and a price claim, under different articles). A sweep over the kept intervals of each family (which
+    never overlap each other) makes this n log n in the number of claims; comparing every claim with
+    every kept one was quadratic, and a hostile listing can carry tens of thousands of claims.
+    """
+    from bisect import bisect_left, insort
+
+    order = {"critical": 3, "high": 2, "medium": 1, "low": 0}
+    ranked = sorted(
+        claims,
+        key=lambda c: (
+            -order[c.rule.severity],
+            -action_rank.get(c.action or c.rule.action or "", 0),
+            -(c.end - c.start),
+            c.start,
+            c.rule.id,
+        ),
+    )
+    kept_by_family: dict[str, list[tuple[int, int]]] = {}
+    kept: list[Claim] = []
+    for c in ranked:
+        spans = kept_by_family.setdefault(c.rule.family, [])
+        i = bisect_left(spans, (c.start, c.end))
+        if i > 0 and spans[i - 1][1] > c.start:
+            continue
+        if i < len(spans) and spans[i][0] < c.end:
+            continue
+        insort(spans, (c.start, c.end))
+        kept.append(c)
+    kept.sort(key=lambda c: (c.start, c.end, c.rule.id))
+    return kept
