@@ -163,12 +163,19 @@ class Checker:
         if self.scorer is not None:
             self.scorer.submit(listing).result()
 
-    def find_within(self, listing: Listing, budget_s: float | None = None) -> list[Finding]:
-        """``engine.find`` with a CPU budget when the engine takes one (``budget_s``; it raises
-        ``CheckBudgetExceeded`` when the listing costs more); without one the budget is not applied."""
-        if budget_s is not None and _takes_budget(type(self.engine)):
-            return self.engine.find(listing, budget_s=budget_s)  # type: ignore[call-arg,no-any-return]
-        return self.engine.find(listing)
+    def find_within(self, listing: Listing, budget_s: float | None = None) -> tuple[list[Finding], bool]:
+        """The rules' findings within a CPU budget, and whether the engine capped them (``truncated``).
+
+        Uses ``engine.detect(listing, budget_s=…)`` when the engine has it (findings plus a
+        ``truncated`` flag), else ``engine.find`` with ``budget_s`` when it takes one; either raises
+        ``CheckBudgetExceeded`` past the budget. An engine with neither runs without a budget."""
+        engine = self.engine
+        if budget_s is not None and _takes_budget(type(engine), "detect"):
+            detection = engine.detect(listing, budget_s=budget_s)  # type: ignore[attr-defined]
+            return list(detection.findings), bool(getattr(detection, "truncated", False))
+        if budget_s is not None and _takes_budget(type(engine), "find"):
+            return engine.find(listing, budget_s=budget_s), False  # type: ignore[call-arg]
+        return engine.find(listing), False
 
     def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None
                      ) -> CheckResult:
@@ -177,9 +184,12 @@ class Checker:
         A listing over its budget gets the error result ``too_costly``; any other failure
         ``internal_error`` (the contract of check_many: a result, never a crash)."""
         try:
-            findings = self.find_within(listing, budget_s)
+            findings, truncated = self.find_within(listing, budget_s)
             value = score.result() if score is not None else None
-            return self.finish(listing, findings, value)
+            result = self.finish(listing, findings, value)
+            if truncated:
+                result.truncated = True
+            return result
         except Exception as exc:
             budget_error = _budget_error()
             if budget_error is not None and isinstance(exc, budget_error):
@@ -244,10 +254,12 @@ class Checker:
 
 
 @functools.cache
-def _takes_budget(engine_type: type) -> bool:
-    """Whether ``find`` of this engine class accepts ``budget_s`` (older engines do not)."""
+def _takes_budget(engine_type: type, method: str) -> bool:
+    """Whether ``method`` of this engine class exists and accepts ``budget_s`` (older engines: no)."""
     try:
-        return "budget_s" in inspect.signature(engine_type.find).parameters
+        return "budget_s" in inspect.signature(getattr(engine_type, method)).parameters
+    except AttributeError:
+        return False
     except (TypeError, ValueError):
         return False
 

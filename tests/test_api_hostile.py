@@ -439,3 +439,33 @@ def test_dropped_postgres_connections_are_retried_not_500(rules_checker: Checker
         app.state.queue.close()
         admin.dispose()
         drop()
+
+
+class DetectingEngine:
+    """An engine with ``detect(listing, budget_s=…)`` that caps a listing's findings (``truncated``)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.policy = engine, engine.policy
+
+    def find(self, listing: Listing) -> list[Finding]:
+        return self.engine.find(listing)
+
+    def detect(self, listing: Listing, *, budget_s: float | None = None) -> Any:
+        from types import SimpleNamespace
+
+        findings = self.engine.find(listing)
+        return SimpleNamespace(findings=findings[:2], truncated=len(findings) > 2)
+
+
+def test_truncated_findings_are_said_and_flagged(tmp_path: Any, engine: Any) -> None:
+    app = create_app(f"sqlite:///{tmp_path / 'q.db'}", Checker(DetectingEngine(engine), classifier=False),  # type: ignore[arg-type]
+                     settings=Settings(password_hashing="cheap"))
+    accounts = app.state.accounts
+    h = {"Authorization": f"Bearer {accounts.create_token(accounts.create_user('svc', 'service').id, 't')}"}
+    with TestClient(app) as client:
+        body = client.post("/v1/check", json={"id": "t", "title": "最佳 " * 20, "enqueue": True}, headers=h).json()
+        assert body["truncated"] is True and len(body["findings"]) == 2
+        assert body["queue"]["flags"] == ["truncated"]
+        short = client.post("/v1/check", json={"id": "u", "title": "最佳"}, headers=h).json()
+        assert "truncated" not in short
+    app.state.queue.close()
