@@ -403,13 +403,22 @@ class RulesEngine:
         """The findings of ``detect`` (tests and examples want only these)."""
         return self.detect(listing).findings
 
-    def detect(self, listing: Listing, *, budget_s: float | None = None, explain: bool = False) -> Detection:
+    def detect(
+        self,
+        listing: Listing,
+        *,
+        budget_s: float | None = None,
+        explain: bool = False,
+        extra_fields: dict[str, str] | None = None,
+    ) -> Detection:
         """All findings for a listing, in field order then position.
 
         Title and description are folded and scanned as one text joined by a line break (a sentence
         boundary, so no claim or context crosses it); that halves the fixed cost per listing.
         ``budget_s`` (CPU seconds) raises CheckBudgetExceeded when a listing costs more; ``explain``
-        also returns every candidate that judgement let pass, with its reason.
+        also returns every candidate that judgement let pass, with its reason. ``extra_fields`` are more
+        texts of the listing checked like attributes, under their own field names (text read from the
+        listing's images: ``image:0``), in the listing's context.
         """
         state = _State(
             deadline=time.process_time() + budget_s if budget_s is not None else None, explain=explain
@@ -429,6 +438,9 @@ class RulesEngine:
         for name, value in listing.attributes.items():
             if value:
                 folded[f"attributes.{name}"] = normalise(value)
+        for name, value in (extra_fields or {}).items():
+            if value:
+                folded[name] = normalise(value)
         ctx = self.listing_context(listing, folded)
         findings: list[Finding] = []
         if joined is not None:
@@ -439,7 +451,7 @@ class RulesEngine:
                 else:
                     findings.append(self._finding(m, joined, "description", offset=cut))
         for field, norm in folded.items():
-            if joined is None or field.startswith("attributes."):
+            if joined is None or field not in ("title", "description"):
                 findings.extend(self._finding(m, norm, field) for m in self._judge(norm, ctx, state))
         if joined is not None:
             findings.extend(self._split_findings(folded["title"], folded["description"], ctx, state))
