@@ -1,0 +1,55 @@
+"""Score a classifier checkpoint on the real-text sets (enforcement cases, blind-labelled listings).
+
+    .venv/bin/python scripts/eval_real_classifier.py [--model models/risk-classifier] [--part test] [--json OUT]
+
+Reports ROC-AUC (with a 90% group-bootstrap interval) on cases (violations vs lawful look-alikes) and
+on labelled corpus lines (titles, app descriptions), ECE on the part, and what the policy's review
+threshold (or --threshold) flags. ``--part calib`` is the real dev hold-out used for calibration and
+model selection; ``test`` is the fixed real test set (report only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from moderation.classifier.predict import load_model  # noqa: E402
+from moderation.classifier.realdata import format_real_report, real_report, real_split  # noqa: E402
+
+
+def policy_threshold() -> float:
+    import yaml
+
+    d = yaml.safe_load((REPO / "rules" / "policy.yaml").read_text(encoding="utf-8"))
+    return float(d["classifier"]["review_threshold"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "risk-classifier")
+    ap.add_argument("--part", default="test", choices=["train", "calib", "test"])
+    ap.add_argument("--threshold", type=float, default=None, help="default: classifier.review_threshold")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    rm = load_model(args.model)
+    items = real_split(args.part, binary=False)
+    scores = rm.score_texts([r.example.text for r in items], threads=args.threads)
+    thr = args.threshold if args.threshold is not None else policy_threshold()
+    rep = real_report(scores, items, threshold=thr)
+    print(f"model {rm.name} ({args.model}), {len(items)} real {args.part} items, {time.perf_counter() - t0:.1f}s")
+    print(format_real_report(rep, args.part))
+    if args.json:
+        args.json.write_text(json.dumps(rep, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
