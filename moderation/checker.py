@@ -198,6 +198,12 @@ class Checker:
             log.exception("checking listing %s failed", listing.id)
             return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
 
+    def check_here(self, listing: Listing, budget_s: float | None = None) -> CheckResult:
+        """``check_scored`` with the listing handed to the shared scorer first: the whole check on the
+        calling (worker) thread, the forward pass batched on the scorer's thread meanwhile."""
+        scorer = self.scorer
+        return self.check_scored(listing, scorer.submit(listing) if scorer is not None else None, budget_s)
+
     async def check_async(self, listing: Listing, *, submit: Callable[..., Future[Any]] | None = None,
                           budget_s: float | None = None, then: Callable[[CheckResult], Any] | None = None,
                           heavy: bool = False) -> Any:

@@ -388,6 +388,16 @@ def probe_health_under_load(server: Server, token: str, seconds: float) -> dict[
                 time.sleep(float(headers.get("retry-after", "1")))
         conn.close()
 
+    # same-run baseline: /health with nobody else sending
+    quiet: list[float] = []
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    for _ in range(100):
+        t0 = time.perf_counter()
+        request(server.port, "GET", "/health", conn=conn)
+        quiet.append(time.perf_counter() - t0)
+        time.sleep(0.02)
+    conn.close()
+    stop = time.monotonic() + seconds
     attackers = [threading.Thread(target=attacker) for _ in range(2)]
     cpu0 = server.cpu_seconds()
     for t in attackers:
@@ -402,7 +412,9 @@ def probe_health_under_load(server: Server, token: str, seconds: float) -> dict[
     conn.close()
     for t in attackers:
         t.join(900)
-    return {"seconds": seconds, "health_requests": len(latencies), "health_p50_ms": round(pct(latencies, 0.5) * 1000, 1),
+    return {"seconds": seconds, "quiet_p50_ms": round(pct(quiet, 0.5) * 1000, 1),
+            "quiet_p99_ms": round(pct(quiet, 0.99) * 1000, 1),
+            "health_requests": len(latencies), "health_p50_ms": round(pct(latencies, 0.5) * 1000, 1),
             "health_p99_ms": round(pct(latencies, 0.99) * 1000, 1), "health_max_ms": round(max(latencies) * 1000, 1),
             "attacker_answers": sent, "server_cpu_s": round(server.cpu_seconds() - cpu0, 1)}
 
@@ -607,7 +619,7 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="probe-"))
     tag = f"probe_{uuid.uuid4().hex[:8]}"
     url, drop = fresh_database(backend, workdir, tag)
-    out: dict[str, Any] = {"backend": backend}
+    out: dict[str, Any] = {"backend": backend, "loadavg_start": os.getloadavg()[0]}
     try:
         people = 33
         made = setup(url, people)
@@ -638,6 +650,8 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
     finally:
         drop()
+    out["loadavg_end"] = os.getloadavg()[0]
+    print(json.dumps({backend: {"loadavg": [out["loadavg_start"], out["loadavg_end"]]}}), flush=True)
     return out
 
 

@@ -323,16 +323,19 @@ def test_an_address_is_locked_after_failures_across_accounts(api: Api) -> None:
 
 def test_password_checks_are_bounded_and_refused_quickly_when_full(api: Api) -> None:
     accounts = api.accounts
-    accounts.settings.login_max_waiting = 0
-    assert accounts._hash_slots.acquire(timeout=1)  # every slot busy
+    accounts._hashers = CheckPool(1, max_waiting=0, nice=19, name="password")
+    gate = threading.Event()
+    accounts._hashers.submit(gate.wait, 10)  # the one password thread is busy, nothing may wait
     try:
         started = time.monotonic()
         r = _login(api, "reviewer", PASSWORD)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert time.monotonic() - started < 1
     finally:
-        accounts._hash_slots.release()
+        gate.set()
     assert _login(api, "reviewer", PASSWORD).status_code == 303
+    events = api.client.get("/v1/audit/logins", headers=api.h("auditor")).json()["events"]
+    assert [e["type"] for e in events][-2:] == ["login_busy", "login_ok"]
 
 
 def test_strong_password_hashing_is_argon2id_64_mib() -> None:

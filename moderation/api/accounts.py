@@ -24,6 +24,7 @@ import logging
 import secrets
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from moderation.api.checkpool import CheckPool, Saturated
 from moderation.api.settings import Settings
 from moderation.queue.core import iso
 from moderation.queue.db import Database, retrying, utcnow
@@ -109,10 +111,9 @@ class Accounts:
         # The credential epoch last read from the database, and when (monotonic).
         self._epoch: int | None = None
         self._epoch_read_at = float("-inf")
-        # Password checks: at most ``login_concurrency`` at once, a few more may wait.
-        self._hash_slots = threading.BoundedSemaphore(max(1, self.settings.login_concurrency))
-        self._hash_waiting = 0
-        self._hash_lock = threading.Lock()
+        # Password checks: at most ``login_concurrency`` at once (threads at nice 19), a few more wait.
+        self._hashers = CheckPool(max(1, self.settings.login_concurrency),
+                                  max_waiting=self.settings.login_max_waiting, nice=19, name="password")
 
     def cached(self, kind: str, secret: str) -> tuple[bool, Actor | SessionInfo | None]:
         """(hit, value) for a token or session id verified in the last few seconds. A miss when the
@@ -341,27 +342,25 @@ class Accounts:
     # -- passwords and login throttling -------------------------------------------------------------
 
     def _hash_password(self, password: str) -> str:
-        with self._password_slot():
-            return self.hasher.hash(password)
+        return self._hashing(self.hasher.hash, password)  # type: ignore[no-any-return]
 
-    def _password_slot(self) -> Any:
-        """A context manager holding one of the password-check slots; ``LoginRefused("busy")`` when
-        ``login_max_waiting`` checks already wait or no slot frees within ``login_wait_s``."""
+    def _hashing(self, fn: Any, *args: Any) -> Any:
+        """Run a password hash or check on the password threads (``login_concurrency`` of them, at
+        the lowest CPU priority, so a burst of logins leaves the cores to everyone else). Refused
+        with ``LoginRefused("busy")`` at once when ``login_max_waiting`` already wait, or when the
+        check has not started within ``login_wait_s``."""
         settings = self.settings
-        if self._hash_slots.acquire(blocking=False):
-            return _Release(self._hash_slots)
-        with self._hash_lock:
-            if self._hash_waiting >= settings.login_max_waiting:
-                raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s)
-            self._hash_waiting += 1
         try:
-            got = self._hash_slots.acquire(timeout=settings.login_wait_s)
-        finally:
-            with self._hash_lock:
-                self._hash_waiting -= 1
-        if not got:
-            raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s)
-        return _Release(self._hash_slots)
+            future = self._hashers.submit(fn, *args)
+        except Saturated:
+            raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s) from None
+        try:
+            return future.result(timeout=settings.login_wait_s)
+        except FutureTimeout:
+            if future.cancel():
+                raise LoginRefused("busy", "too many sign-ins at once; retry shortly",
+                                   settings.retry_after_s) from None
+            return future.result()  # it started meanwhile: one check takes well under a second
 
     @property
     def dummy_hash(self) -> str:
@@ -382,8 +381,7 @@ class Accounts:
             row = conn.execute(select(USERS).where(USERS.c.username == username, USERS.c.active.is_(True))).first()
         stored = row.password_hash if row is not None and row.password_hash else self.dummy_hash
         try:
-            with self._password_slot():
-                self.hasher.verify(stored, password)
+            self._hashing(self.hasher.verify, stored, password)
             ok = row is not None and bool(row.password_hash)
         except LoginRefused:
             self._audit("login_busy", username, address, {})
@@ -513,19 +511,6 @@ class Accounts:
     def delete_view(self, user_id: int, view_id: int) -> None:
         with self.db.write() as conn:
             conn.execute(delete(VIEWS).where(VIEWS.c.user_id == user_id, VIEWS.c.id == view_id))
-
-
-class _Release:
-    """Releases a semaphore slot at the end of a ``with`` block (the slot is already held)."""
-
-    def __init__(self, slot: threading.BoundedSemaphore) -> None:
-        self.slot = slot
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        self.slot.release()
 
 
 def _aware(value: datetime) -> datetime:

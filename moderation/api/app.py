@@ -141,10 +141,14 @@ def app_from_env() -> FastAPI:
     whether to load the classifier come from the environment. The checker is loaded and warmed before
     the worker accepts requests, and everything alive after start-up is moved out of the garbage
     collector's reach (``gc.freeze``) so a full collection does not walk it on a request's time."""
+    import sys
+
     from moderation.checker import Checker
 
+    settings = Settings.from_env()
+    sys.setswitchinterval(settings.switch_interval_s)
     checker = Checker(classifier=os.environ.get(ENV_CLASSIFIER, "1") == "1")
-    app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker, settings=Settings.from_env())
+    app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker, settings=settings)
     checker.warm_up()
     gc.collect()
     gc.freeze()

@@ -14,6 +14,7 @@ from outside.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -46,8 +47,9 @@ class CheckPool:
     """``workers`` daemon threads; at most ``max_waiting`` jobs wait (``max_waiting_heavy`` heavy ones)."""
 
     def __init__(self, workers: int | None = None, *, max_waiting: int | None = None,
-                 max_waiting_heavy: int | None = None) -> None:
+                 max_waiting_heavy: int | None = None, nice: int = 0, name: str = "check") -> None:
         self.workers = max(1, workers or os.cpu_count() or 2)
+        self.nice, self.name = nice, name
         self.max_waiting = max_waiting if max_waiting is not None else 8 * self.workers
         self.max_waiting_heavy = max_waiting_heavy if max_waiting_heavy is not None else self.workers
         self.heavy_slots = max(1, self.workers - 1)
@@ -65,7 +67,7 @@ class CheckPool:
         if self._threads:
             return
         for i in range(self.workers):
-            thread = threading.Thread(target=self._run, name=f"check-{i}", daemon=True)
+            thread = threading.Thread(target=self._run, name=f"{self.name}-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -101,6 +103,8 @@ class CheckPool:
             self._cond.wait()
 
     def _run(self) -> None:
+        if self.nice:
+            _lower_priority(self.nice)
         while True:
             with self._cond:
                 job = self._next()
@@ -139,3 +143,10 @@ class CheckPool:
         with self._cond:
             return {"workers": self.workers, "busy": self._busy, "busy_heavy": self._busy_heavy,
                     "waiting": len(self._light) + len(self._heavy), **self.stats}
+
+
+def _lower_priority(nice: int) -> None:
+    """Make the calling thread (and threads it starts, e.g. argon2's lanes) yield the CPU to the
+    rest of the server: Linux keeps a nice value per thread. Elsewhere, or without permission, a no-op."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)

@@ -78,6 +78,7 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
         return
     checker = Checker(classifier=not no_classifier)
     checker.warm_up()  # the first request must not load the model on the event loop
+    sys.setswitchinterval(settings.switch_interval_s)
     app = create_app(url, checker, settings=settings)
     if demo:
         from moderation.api.demo import seed

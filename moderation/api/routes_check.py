@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import partial
 from typing import Annotated, Any
@@ -74,18 +75,23 @@ async def check(body: CheckRequest, request: Request,
     unpaired surrogates are replaced by U+FFFD before checking; ``sanitized`` lists the fields."""
     if body.enqueue and not actor.can("enqueue"):
         raise HTTPException(403, f"role {actor.role} may not enqueue")
-    data, changed_fields = _sanitized(body.model_dump(exclude={"enqueue"}))
-    listing = Listing.model_validate(data) if changed_fields else Listing.model_construct(
-        **data)  # already validated as CheckRequest
     state = request.app.state
     checker = state.checker
     if checker is None:  # first request of a lazily built app: loading the model must not block the loop
         checker = await run_in_threadpool(state.get_checker)
     settings: Settings = state.settings
-    heavy = sum(len(t) for _, t in listing.text_fields()) > settings.heavy_chars
+    size = len(body.title) + len(body.description) + sum(len(v) for v in body.attributes.values())
+
+    def job() -> tuple[Listing, list[str], CheckResult, bytes]:
+        # In a check thread: cleaning a 2 MB listing and encoding its answer cost milliseconds.
+        data, changed = _sanitized(body.model_dump(exclude={"enqueue"}))
+        listing = Listing.model_validate(data) if changed else Listing.model_construct(**data)
+        result = checker.check_here(listing, settings.check_budget_s)
+        return (listing, changed, *_render(result))
+
     try:
-        result, rendered = await checker.check_async(listing, submit=state.check_pool.submit, heavy=heavy,
-                                                     budget_s=settings.check_budget_s, then=_render)
+        listing, changed_fields, result, rendered = await asyncio.wrap_future(
+            state.check_pool.submit(job, heavy=size > settings.heavy_chars))
     except Saturated as exc:
         raise HTTPException(503, {"code": "saturated", "message": str(exc)},
                             headers={"Retry-After": str(settings.retry_after_s)}) from None

@@ -28,8 +28,8 @@ class Settings:
     #: Password checks running at once per process; more wait up to ``login_wait_s``, and beyond
     #: ``login_max_waiting`` waiting ones a login is refused at once (503).
     login_concurrency: int = 1
-    login_max_waiting: int = 4
-    login_wait_s: float = 2.0
+    login_max_waiting: int = 8
+    login_wait_s: float = 3.0
     #: Failed logins per account (and per address) in ``login_window_s`` before backoff starts; each
     #: further failure doubles the lock, from ``login_lock_s`` up to ``login_max_lock_s``.
     login_account_failures: int = 5
@@ -39,6 +39,9 @@ class Settings:
     login_max_lock_s: float = 900.0
     #: How often each process checks the credential epoch (revocations elsewhere show within this).
     credential_poll_s: float = 1.0
+    #: ``sys.setswitchinterval`` for ``serve``: how long a thread holding the GIL (a check) may make the
+    #: event loop wait for it. Python's 5 ms default let worst-case checks push /health past 100 ms.
+    switch_interval_s: float = 0.001
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
