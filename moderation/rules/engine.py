@@ -15,6 +15,7 @@ optional CPU budget ends a hostile listing early.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from bisect import bisect_left
@@ -61,6 +62,7 @@ MAX_CANDIDATES = 10000
 MAX_HITS = 200000
 #: Findings reported per field at most (the rest are summarised by ``truncated``).
 MAX_FINDINGS_PER_FIELD = 100
+_WORK_TITLE = re.compile(r"《([^》]{2,30})》")
 _ACTION_RANK = {"pass": 0, "": 1, "review": 1, "block": 2}
 
 
@@ -393,10 +395,15 @@ class RulesEngine:
         """The listing-wide context; pass the fields already folded to avoid folding them twice."""
         raw_names = [listing.brand or ""]
         raw_names += [v for k, v in listing.attributes.items() if k in self.policy.name_attributes]
-        names = tuple(n for n in (fold_term(r) for r in raw_names if r) if len(n) >= 2)
-        ctx = ListingContext(listing.category, listing.attributes, listing.text(), names)
+        names = [n for n in (fold_term(r) for r in raw_names if r) if len(n) >= 2]
+        ctx = ListingContext(listing.category, listing.attributes, listing.text(), ())
         if folded is not None:
             ctx.__dict__["listing"] = "\n".join(n.text for n in folded.values())  # fills the cached property
+        # Titles of works named anywhere in the listing (《最美乡村》) are names too, wherever else the
+        # same words appear (a title line without the brackets).
+        if "《" in ctx.listing:
+            names.extend(t for t in _WORK_TITLE.findall(ctx.listing) if len(t) >= 2)
+        ctx.names = tuple(dict.fromkeys(names))
         return ctx
 
     def find(self, listing: Listing) -> list[Finding]:

@@ -42,6 +42,7 @@ class GrammarResult:
 #: Classes of the superlative lexicon and what they mean (see the lexicon's header).
 _NOT_CLAIMS = {
     "time": "ordinary_word",
+    "position": "space_order",
     "negative": "pain_point",
     "discourse": "discourse",
     "delegate": "delegated",
@@ -50,6 +51,10 @@ _SCOPE = re.compile(
     r"(全网|全国|全球|世界|全世界|国内|国际|中国|亚洲|行业|业内|业界|同行|同类|同价位|同级|市场|市面|品类|类目|"
     r"淘宝|天猫|京东|拼多多|抖音|全平台|电商|史上|有史以来|宇宙|地表|全城|全省|全市|全县|本地|当地)"
     r"[的上之内中里]?(范围内)?[^，。！？；、\n]{0,4}$"
+)
+#: A scope word glued to 最 in one token (全网最低价 is one word once rules teach it to jieba).
+_SCOPE_WORD = re.compile(
+    r"全网|全国|全球|世界|全世界|国内|国际|中国|行业|业内|同行|同类|市场|史上|宇宙|地表|全城|全省|全市"
 )
 #: After a dimension (最大, 最低…): nouns that make it a claim about quality, price or standing, not a spec.
 _STANDING = re.compile(
@@ -89,8 +94,8 @@ class SuperlativeGrammar:
         if token is None:
             return None
         t_start, t_end = token
-        if t_start != pos:
-            return None  # 最 inside a longer word that does not start with it
+        if t_start != pos and not _SCOPE_WORD.fullmatch(text[t_start:pos]):
+            return None  # 最 inside a longer word (a name): not a degree marker
         c_lo, c_hi = clause
         # What 最 modifies: the rest of its own token (最好, 最低价), else the next token(s).
         if t_end > pos + 1:
@@ -127,13 +132,19 @@ class SuperlativeGrammar:
                 return GrammarResult(pos, end, word, cls, action="block")
             if _STANDING.match(after) or _STANDING.match(word[len(head) :]):
                 return GrammarResult(pos, end, word, "standing")
-            if _SPEC.match(after):
-                return GrammarResult(pos, end, word, cls, reason="spec_limit")
             if _DISCOURSE_NOUN.match(after):
                 return GrammarResult(pos, end, word, cls, reason="discourse")
-            return GrammarResult(pos, end, word, cls)
-        if cls == "suitable" and re.match(r"(的)?(你|您|自己|个人|不同|各种|每个|每位|孩子的|宝宝的)", after):
-            return GrammarResult(pos, end, word, cls, reason="advice")
+            # Unscoped size, speed or amount (最大尺寸, 最快读取速度, 最矮105cm, 最薄的一款) describes a
+            # specification; without a scope it cannot rank the product against others.
+            return GrammarResult(pos, end, word, cls, reason="spec_limit")
+        if cls == "setting":  # 最高档 (the top power setting) unless it grades something: 最高档的面料
+            if after.startswith("的") or scoped:
+                return GrammarResult(pos, end, word, "quality", action="block" if scoped else None)
+            return GrammarResult(pos, end, word, cls, reason="spec_limit")
+        if cls == "suitable":
+            # 最适合你的尺码 is advice and 最适合春秋徒步 a usage scene; 最适合宝宝体质的奶粉 ranks the product.
+            if re.match(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)", after) or "的" not in after:
+                return GrammarResult(pos, end, word, cls, reason="advice")
         action = "block" if cls in ("strong", "price") or scoped else None
         return GrammarResult(pos, end, word, cls, action=action)
 
