@@ -69,6 +69,7 @@ _DISCOURSE_NOUN = re.compile(
     r"的?(优点|特点|特色|区别|不同|差别|差异|问题|好处|亮点|缺点|难题|痛点|敌人|挑战|心愿|愿望|困扰|烦恼|担心|"
     r"顾虑|原因|理由|目的|意义|价值在于|程度|限度|化|可能|努力|诚意|帮助|支持)"
 )
+_ADVICE_OBJECT = re.compile(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)")
 _LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
 
 
@@ -141,10 +142,9 @@ class SuperlativeGrammar:
             if after.startswith("的") or scoped:
                 return GrammarResult(pos, end, word, "quality", action="block" if scoped else None)
             return GrammarResult(pos, end, word, cls, reason="spec_limit")
-        if cls == "suitable":
-            # 最适合你的尺码 is advice and 最适合春秋徒步 a usage scene; 最适合宝宝体质的奶粉 ranks the product.
-            if re.match(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)", after) or "的" not in after:
-                return GrammarResult(pos, end, word, cls, reason="advice")
+        # 最适合你的尺码 is advice and 最适合春秋徒步 a usage scene; 最适合宝宝体质的奶粉 ranks the product.
+        if cls == "suitable" and (_ADVICE_OBJECT.match(after) or "的" not in after):
+            return GrammarResult(pos, end, word, cls, reason="advice")
         action = "block" if cls in ("strong", "price") or scoped else None
         return GrammarResult(pos, end, word, cls, action=action)
 
