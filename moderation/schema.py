@@ -126,9 +126,29 @@ class Finding(BaseModel):
     action: Verdict = "review"
 
 
+class ExplanationSpan(BaseModel):
+    """Words of one field that drove a classifier score (``CheckResult.classifier.explanation``).
+
+    ``start``/``end`` index the field's text as submitted (like a finding's span). ``weight`` is the
+    span's share of the evidence for the score (gradient × input over the characters the model read,
+    summed per word; the spans of one explanation add up to at most 1). ``score_without`` is the score
+    the listing gets with this span deleted (occlusion), when it was measured.
+    """
+
+    field: str
+    start: int
+    end: int
+    text: str
+    weight: float
+    score_without: float | None = None
+
+
 class ClassifierScore(BaseModel):
     score: float
     model: str
+    #: Optional: present when the score sends the listing to review with no rule finding (or when an
+    #: explanation was asked for): the words that drove the score, strongest first.
+    explanation: list[ExplanationSpan] | None = None
 
 
 class ImageMatchInfo(BaseModel):
