@@ -124,6 +124,9 @@ class Finding(BaseModel):
     message: str
     suggestion: str | None = None
     action: Verdict = "review"
+    #: Optional, only on findings in text read from a picture (``field`` ``image:N``): the box
+    #: ``[x1, y1, x2, y2]`` of the offending line in that picture's pixels (docs/ocr.md); absent otherwise.
+    box: list[int] | None = None
 
 
 class ExplanationSpan(BaseModel):
