@@ -177,32 +177,37 @@ class Checker:
             return engine.find(listing, budget_s=budget_s), False  # type: ignore[call-arg]
         return engine.find(listing), False
 
-    def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None
+    def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None,
+                     find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None
                      ) -> CheckResult:
         """The whole check of one listing on the calling (worker) thread: rules within ``budget_s``,
         then the score from ``score`` (a BatchScorer future, usually ready by then), then ``finish``.
         A listing over its budget gets the error result ``too_costly``; any other failure
-        ``internal_error`` (the contract of check_many: a result, never a crash)."""
+        ``internal_error`` (the contract of check_many: a result, never a crash). ``find`` replaces
+        ``find_within`` (the server runs heavy listings in a separate process)."""
         try:
-            findings, truncated = self.find_within(listing, budget_s)
+            findings, truncated = (find or self.find_within)(listing, budget_s)
             value = score.result() if score is not None else None
             result = self.finish(listing, findings, value)
             if truncated:
                 result.truncated = True
             return result
         except Exception as exc:
+            if getattr(exc, "propagate", False):
+                raise
             budget_error = _budget_error()
-            if budget_error is not None and isinstance(exc, budget_error):
+            if (budget_error is not None and isinstance(exc, budget_error)) or getattr(exc, "too_costly", False):
                 return CheckResult.failed(listing.id, "too_costly",
                                           f"checking this listing needs more than its {budget_s:g} s CPU budget")
             log.exception("checking listing %s failed", listing.id)
             return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    def check_here(self, listing: Listing, budget_s: float | None = None) -> CheckResult:
+    def check_here(self, listing: Listing, budget_s: float | None = None,
+                   find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None) -> CheckResult:
         """``check_scored`` with the listing handed to the shared scorer first: the whole check on the
         calling (worker) thread, the forward pass batched on the scorer's thread meanwhile."""
         scorer = self.scorer
-        return self.check_scored(listing, scorer.submit(listing) if scorer is not None else None, budget_s)
+        return self.check_scored(listing, scorer.submit(listing) if scorer is not None else None, budget_s, find)
 
     async def check_async(self, listing: Listing, *, submit: Callable[..., Future[Any]] | None = None,
                           budget_s: float | None = None, then: Callable[[CheckResult], Any] | None = None,

@@ -472,3 +472,28 @@ def test_truncated_findings_are_said_and_flagged(tmp_path: Any, engine: Any) -> 
         short = client.post("/v1/check", json={"id": "u", "title": "最佳"}, headers=h).json()
         assert "truncated" not in short
     app.state.queue.close()
+
+
+def test_heavy_listings_run_in_a_separate_process_that_can_be_killed(tmp_path: Any, rules_checker: Checker) -> None:
+    settings = Settings(password_hashing="cheap", isolate_heavy=True, heavy_timeout_s=60)
+    app = create_app(f"sqlite:///{tmp_path / 'q.db'}", rules_checker, settings=settings)
+    accounts = app.state.accounts
+    h = {"Authorization": f"Bearer {accounts.create_token(accounts.create_user('svc', 'service').id, 't')}"}
+    heavy = {"id": "heavy", "title": "全网最低价 保温杯。" * 500, "description": "国家级工艺 " * 100}
+    with TestClient(app) as client:
+        processes = app.state.heavy_processes
+        r = client.post("/v1/check", json=heavy, headers=h)
+        assert r.status_code == 200, r.text
+        in_thread = rules_checker.check_scored(Listing.model_validate(heavy), None, settings.check_budget_s)
+        assert r.json() == in_thread.to_json_dict()  # the same answer as in this process
+        assert [c.proc.is_alive() for c in processes._all] == [True]
+        processes.hard_timeout_s = 0.001  # a runaway check: killed, answered too_costly
+        r = client.post("/v1/check", json={**heavy, "id": "runaway", "enqueue": True}, headers=h)
+        assert r.status_code == 200 and r.json()["error"]["code"] == "too_costly"
+        assert r.json()["queue"]["flags"] == ["check_error"] and processes.killed == 1
+        assert not processes._all[0].proc.is_alive()
+        processes.hard_timeout_s = 60  # the next heavy listing gets a fresh child
+        assert client.post("/v1/check", json=heavy, headers=h).json()["verdict"] == "block"
+        children = list(processes._all)
+    assert all(not c.proc.is_alive() for c in children)  # shutdown kills them
+    app.state.queue.close()

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from moderation.api.accounts import Accounts
 from moderation.api.checkpool import CheckPool
+from moderation.api.isolation import RulesProcesses
 from moderation.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware, SecurityHeadersMiddleware
 from moderation.api.settings import Settings
 from moderation.queue import QueueError, ReviewQueue
@@ -54,17 +55,26 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     ``/docs`` is a server-rendered reference for signed-in users (``routes_meta``)."""
     settings = settings or Settings.from_env()
     pool = CheckPool(settings.check_workers, max_waiting=settings.check_max_waiting)
+    heavy: RulesProcesses | None = None
+    if settings.isolate_heavy:
+        hard = settings.heavy_timeout_s or 2 * settings.check_budget_s + 2
+        heavy = RulesProcesses(pool.heavy_slots, hard_timeout_s=hard)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if heavy is not None:  # load the engine in the children meanwhile; a heavy listing waits for it
+            threading.Thread(target=_start_quietly, args=(heavy,), name="rules-heavy-start", daemon=True).start()
         yield
-        pool.close()  # waiting checks answer 503 at once; running ones end within their budget
+        pool.close()  # waiting checks answer 503 at once
+        if heavy is not None:
+            heavy.close()  # heavy checks in flight end now (their requests get 503)
 
     app = FastAPI(title="listing-moderation", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
                   description="Advertising-law checks for Chinese e-commerce listings and the review queue.")
     app.state.settings = settings
     app.state.check_pool = pool
+    app.state.heavy_processes = heavy
     app.state.queue = queue or ReviewQueue(database_url, lease_seconds=lease_seconds, undo_seconds=undo_seconds)
     app.state.accounts = Accounts(app.state.queue.db, settings=settings)
     lock = threading.Lock()
@@ -116,6 +126,13 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _start_quietly(heavy: RulesProcesses) -> None:
+    try:
+        heavy.start()
+    except Exception:
+        log.exception("could not start the rules processes for heavy listings (they start on first use)")
 
 
 def _unavailable(exc: DBAPIError) -> bool:

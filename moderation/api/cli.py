@@ -50,7 +50,8 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
     if workers is None:
         workers = 1 if url.startswith("sqlite") else 2
     settings = Settings.from_env(secure_cookies=True if secure_cookies else None, check_workers=check_workers,
-                                 check_budget_s=check_budget_s)
+                                 check_budget_s=check_budget_s,
+                                 isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True)
     options = {"host": host, "port": port, "log_level": "info", "access_log": access_log,
                "timeout_graceful_shutdown": graceful_timeout}
     click.echo(f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"

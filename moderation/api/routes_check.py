@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from moderation.api.auth import current_actor, require
 from moderation.api.checkpool import Saturated
+from moderation.api.isolation import Stopped
 from moderation.api.settings import Settings
 from moderation.queue import Invalid, ReviewQueue
 from moderation.queue.roles import ROLES, Actor
@@ -81,18 +82,21 @@ async def check(body: CheckRequest, request: Request,
         checker = await run_in_threadpool(state.get_checker)
     settings: Settings = state.settings
     size = len(body.title) + len(body.description) + sum(len(v) for v in body.attributes.values())
+    heavy = size > settings.heavy_chars
+    isolated = state.heavy_processes if heavy else None
 
     def job() -> tuple[Listing, list[str], CheckResult, bytes]:
-        # In a check thread: cleaning a 2 MB listing and encoding its answer cost milliseconds.
+        # In a check thread: cleaning a 2 MB listing and encoding its answer cost milliseconds. A
+        # heavy listing's rules run in a separate process when the server isolates them.
         data, changed = _sanitized(body.model_dump(exclude={"enqueue"}))
         listing = Listing.model_validate(data) if changed else Listing.model_construct(**data)
-        result = checker.check_here(listing, settings.check_budget_s)
+        result = checker.check_here(listing, settings.check_budget_s, isolated.find if isolated else None)
         return (listing, changed, *_render(result))
 
     try:
         listing, changed_fields, result, rendered = await asyncio.wrap_future(
-            state.check_pool.submit(job, heavy=size > settings.heavy_chars))
-    except Saturated as exc:
+            state.check_pool.submit(job, heavy=heavy))
+    except (Saturated, Stopped) as exc:
         raise HTTPException(503, {"code": "saturated", "message": str(exc)},
                             headers={"Retry-After": str(settings.retry_after_s)}) from None
     extra: dict[str, Any] = {}

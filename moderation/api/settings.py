@@ -17,6 +17,11 @@ class Settings:
     #: CPU seconds the rules engine may spend on one listing (``too_costly`` beyond; needs an engine
     #: whose ``find`` takes ``budget_s``).
     check_budget_s: float = 2.0
+    #: Check heavy listings in a separate process (``isolation.py``): the loop never waits for their
+    #: GIL, and one that runs past ``heavy_timeout_s`` (default: twice the budget plus 2 s) is killed.
+    #: ``serve`` turns it on; tests and embedded apps check in threads.
+    isolate_heavy: bool = False
+    heavy_timeout_s: float | None = None
     #: Seconds in ``Retry-After`` when the check pool or the password checks are saturated.
     retry_after_s: int = 1
     #: Always mark cookies ``Secure`` (behind a TLS-terminating proxy the app sees plain http).
