@@ -536,7 +536,8 @@ def main() -> None:
                 row = {"edit": case.edit, "source": case.source, "id": m.id, "copy": m.id == case.source,
                        "distance": m.distance, "view": m.view, **m.verification.evidence(),
                        "inliers": m.verification.inliers, "matches": m.verification.matches,
-                       "reason": m.verification.reason, "fills": m.verification.fills, "shown": m.verification.shown}
+                       "reason": m.verification.reason, "fills": m.verification.fills,
+                       "colour_tail": m.verification.colour_tail, "shown": m.verification.shown}
                 fh.write(json.dumps(row) + "\n")
     if collected is not None:
         fit(collected, indexed)

@@ -16,6 +16,7 @@ Serialised as one compact blob (``to_bytes``/``from_bytes``): ~40 bytes per keyp
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from moderation.images.hashing import FEATURE_SIDE
 #: Keypoints kept per picture (the strongest by ORB's Harris score).
 MAX_FEATURES = 300
 #: Long side of the colour sketch.
-SKETCH_SIDE = 48
+SKETCH_SIDE = 64
 
 _local = threading.local()
 
@@ -55,6 +56,27 @@ class Features:
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
+
+    @functools.cached_property
+    def background(self) -> tuple[np.ndarray, np.ndarray]:
+        """(background Lab colour, foreground mask) of the sketch: its border's median colour and what
+        differs from it (computed once per picture; verification asks for it several times)."""
+        sketch = self.sketch
+        ring = np.concatenate([sketch[0], sketch[-1], sketch[:, 0], sketch[:, -1]]).astype(np.float32)
+        bg = np.median(ring, axis=0)
+        away = np.abs(sketch.astype(np.float32) - bg)
+        return bg, (away[..., 0] > 12) | (np.hypot(away[..., 1], away[..., 2]) > 8)
+
+    @functools.cached_property
+    def foreground_box(self) -> tuple[float, float, float, float]:
+        """The foreground (product) box in this picture's pixels, from the colour sketch."""
+        fg = self.background[1]
+        ys, xs = np.nonzero(fg)
+        sh, sw = self.sketch.shape[:2]
+        if xs.size < 12:
+            return 0.0, 0.0, float(self.width), float(self.height)
+        fx, fy = self.width / sw, self.height / sh
+        return xs.min() * fx, ys.min() * fy, (xs.max() + 1) * fx, (ys.max() + 1) * fy
 
     def to_bytes(self) -> bytes:
         n = len(self)
@@ -109,9 +131,10 @@ def extract(rgb: Image.Image, box: tuple[float, float, float, float] | None = No
         x1, y1 = max(x0 + 8, round(box[2] * w)), max(y0 + 8, round(box[3] * h))
         arr = arr[y0:y1, x0:x1]
         s = FEATURE_SIDE / max(arr.shape[:2])
-        if s > 1.05:
-            size = (round(arr.shape[1] * s), round(arr.shape[0] * s))
-            arr = cv2.resize(arr, size, interpolation=cv2.INTER_LINEAR)
+        if s > 1.05 or s < 0.95:  # to the indexed pictures' scale, up or down
+            size = (max(8, round(arr.shape[1] * s)), max(8, round(arr.shape[0] * s)))
+            how = cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA
+            arr = cv2.resize(arr, size, interpolation=how)
     return extract_array(np.ascontiguousarray(arr))
 
 

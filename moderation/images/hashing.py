@@ -330,7 +330,7 @@ def load_image(ref: str | os.PathLike[str] | bytes, side: int = FEATURE_SIDE) ->
                     s = side / max(width, height)
                     im.draft("RGB", (max(1, math.ceil(width * s)), max(1, math.ceil(height * s))))
                 im.load()
-                return _to_rgb_thumbnail(im, side)
+                return rgb_thumbnail(im, side)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -361,7 +361,7 @@ def gray_thumbnail(rgb: Image.Image, work_side: int = WORK_SIDE) -> Image.Image:
     return gray
 
 
-def _to_rgb_thumbnail(im: Image.Image, side: int) -> Image.Image:
+def rgb_thumbnail(im: Image.Image, side: int) -> Image.Image:
     if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation (exif_transpose copies even when upright)
         im = ImageOps.exif_transpose(im) or im
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -568,4 +568,4 @@ def hash_image(ref: str | os.PathLike[str] | bytes) -> ImageHashes:
 
 def hash_pil(image: Image.Image, work_side: int = WORK_SIDE) -> ImageHashes:
     """Hash an already-decoded image (benchmarks and tests); same views as :func:`hash_image`."""
-    return hash_gray(gray_thumbnail(_to_rgb_thumbnail(image, FEATURE_SIDE), work_side))
+    return hash_gray(gray_thumbnail(rgb_thumbnail(image, FEATURE_SIDE), work_side))

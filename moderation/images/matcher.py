@@ -31,6 +31,7 @@ from PIL import Image
 
 from moderation.images.features import Features, extract, thumbnail_jpeg
 from moderation.images.hashing import (
+    FEATURE_SIDE,
     INDEXED_VIEWS,
     PRIMARY_VIEWS,
     ImageError,
@@ -39,10 +40,11 @@ from moderation.images.hashing import (
     hash_gray,
     hash_to_hex,
     load_image,
+    rgb_thumbnail,
 )
 from moderation.images.index import HashIndex
 from moderation.images.sources import ImageSources
-from moderation.images.verify import COPY_PROBABILITY, Verification, verify
+from moderation.images.verify import COPY_PROBABILITY, OTHER_COLOUR, Verification, verify
 from moderation.schema import Finding, ImageMatchInfo, ImageResult, Listing
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,13 @@ COPY_DISTANCE = 12
 RETRIEVE_DISTANCE = 22
 #: At most this many candidates (nearest first) are verified per query image.
 CANDIDATES = 8
+#: At most this many query regions get their own features per query (the nearest candidates' first).
+MAX_REGIONS = 3
+#: Long side of the second decode a query region is verified from.
+REGION_SIDE = 2 * FEATURE_SIDE
+#: Further views of a candidate are verified until one gives at least this probability (a photo in a
+#: screenshot may pass weakly on the whole picture and clearly on the photo's own region).
+SURE_PROBABILITY = 0.98
 #: The other orientation (mirrored when the nearest view was not, and the reverse) is verified too when
 #: its nearest view is at most this many bits further than the nearest view.
 OTHER_ORIENTATION_BITS = 4
@@ -211,24 +220,55 @@ def retrieve(
 
 @dataclass
 class Query:
-    """A decoded query image: its hashes, and its local features computed when first needed."""
+    """A decoded query image: its hashes, and its local features computed when first needed.
+
+    A region of the query (a collage cell, the photo in a screenshot) is verified from a decode at
+    twice the working size (:data:`REGION_SIDE`), made only when a region is needed, so that a cell of a
+    quarter of the picture still has the detail of a whole one.
+    """
 
     rgb: Image.Image
     hashes: ImageHashes
+    source: Any = None  # what to decode again at a higher resolution (a path, bytes or a PIL image)
     _features: dict[tuple[bool, tuple[float, ...] | None], Features] = field(default_factory=dict)
+    _hires: Image.Image | None = None
 
     @classmethod
     def from_image(cls, rgb: Image.Image) -> Query:
-        return cls(rgb=rgb, hashes=hash_gray(gray_thumbnail(rgb)))
+        small = rgb.convert("RGB")
+        if max(small.size) > FEATURE_SIDE:
+            small = rgb_thumbnail(small, FEATURE_SIDE)
+        return cls(rgb=small, hashes=hash_gray(gray_thumbnail(small)), source=rgb)
 
     @classmethod
     def load(cls, ref: str | os.PathLike[str] | bytes) -> Query:
-        return cls.from_image(load_image(ref))
+        rgb = load_image(ref)
+        return cls(rgb=rgb, hashes=hash_gray(gray_thumbnail(rgb)), source=ref)
+
+    def _region_image(self) -> Image.Image:
+        if self._hires is None:
+            src = self.source
+            try:
+                if isinstance(src, Image.Image):
+                    self._hires = rgb_thumbnail(src, REGION_SIDE)
+                elif src is not None:
+                    self._hires = load_image(src, REGION_SIDE)
+            except ImageError:  # decoded once already; if not again, the working size will do
+                self._hires = None
+            if self._hires is None:
+                self._hires = self.rgb
+        return self._hires
+
+    @property
+    def regions(self) -> int:
+        """How many region (non-whole) feature sets this query has computed."""
+        return sum(1 for _, box in self._features if box is not None)
 
     def features(self, mirrored: bool = False, box: tuple[float, float, float, float] | None = None) -> Features:
         key = (mirrored, box)
         if key not in self._features:
-            im = self.rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else self.rgb
+            base = self._region_image() if box is not None else self.rgb
+            im = base.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else base
             if box is not None and mirrored:
                 box = (1 - box[2], box[1], 1 - box[0], box[3])
             self._features[key] = extract(im, box)
@@ -255,7 +295,7 @@ def _to_whole(v: Verification, mirrored: bool, box: tuple[float, float, float, f
         bw, bh = bx1 - bx0, by1 - by0
         x0, y0, x1, y1 = bx0 + x0 * bw, by0 + y0 * bh, bx0 + x1 * bw, by0 + y1 * bh
         v.fills = (x1 - x0) * (y1 - y0)
-        if v.fills < 0.5 and v.shown >= 0.8:
+        if v.reason not in (None, OTHER_COLOUR) and v.fills < 0.5 and v.shown >= 0.8:
             v.reason = "inside a collage or screenshot"
     if mirrored:
         x0, x1 = 1 - x1, 1 - x0
@@ -267,17 +307,23 @@ def verify_match(index_features: Features, query: Query, m: Match) -> Verificati
     mirrored_first = m.view.endswith("_m")
     tries: list[tuple[bool, tuple[float, float, float, float] | None]] = [(mirrored_first, None)]
     box = _sub_view_box(query, m.view)
+    if box is None:  # the photo inside a screenshot-like frame, when the query has one
+        box = _sub_view_box(query, "content")
     if box is not None:
         tries.append((mirrored_first, box))
     if m.other_distance <= m.distance + OTHER_ORIENTATION_BITS:
         tries.append((not mirrored_first, None))
     best: Verification | None = None
     for mirrored, b in tries:
+        if b is not None and (mirrored, b) not in query._features and query.regions >= MAX_REGIONS:
+            continue  # this query has had its share of region features
+        if mirrored != mirrored_first and b is None and best is not None and best.inliers >= 10:
+            continue  # the first orientation lines up: a mirror of it would not
         v = verify(query.features(mirrored, b), index_features, mirrored=mirrored)
         _to_whole(v, mirrored, b)
         if best is None or v.probability > best.probability:
             best = v
-        if best.probability >= COPY_PROBABILITY:
+        if best.probability >= SURE_PROBABILITY:
             break
     assert best is not None
     return best

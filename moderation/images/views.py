@@ -12,9 +12,9 @@ three steps, on the small grayscale working thumbnail:
    mostly one colour the photo has no flat background (a lifestyle shot) and the region is the whole
    picture inside the strips.
 3. **Foreground components**: pixels away from the background, closed with a small kernel, split into
-   connected components; the region is the box around the largest one and every component at least
-   :data:`KEEP_FRACTION` of its size (the two shoes of a pair, a lens and its frame). Text, a logo or
-   a watermark in the margin is a small separate component and is left out.
+   connected components; the region is the box around the largest one, grown by every component at
+   least :data:`KEEP_FRACTION` of its size that lies near it (the two shoes of a pair, a lens and its
+   frame). Text, a logo or a watermark in the margin is a small or distant component and is left out.
 
 :func:`tile_boxes` splits a picture into the cells of the usual collage layouts (2x2, 1x2, 2x1), each
 trimmed of its gutter, so a photo that is one tile of a collage can be looked up by itself.
@@ -29,6 +29,8 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom (pixels, right/botto
 
 #: Components at least this fraction of the largest one's area belong to the product too.
 KEEP_FRACTION = 0.15
+#: ... and lie within this fraction of the picture's side of the box grown so far.
+NEAR_FRACTION = 0.06
 #: A pixel differs from the background when its gray level is further than this from it.
 FOREGROUND_TOL = 14.0
 #: Strips are looked for in this outer fraction of each side only.
@@ -123,11 +125,27 @@ def product_box(arr: np.ndarray, strips: bool = True) -> Box:
     if count <= 1:
         return sl, st, sr, sb
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= KEEP_FRACTION * areas.max()) + 1
-    x0 = int(stats[keep, cv2.CC_STAT_LEFT].min())
-    y0 = int(stats[keep, cv2.CC_STAT_TOP].min())
-    x1 = int((stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max())
-    y1 = int((stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max())
+    boxes = np.c_[
+        stats[1:, cv2.CC_STAT_LEFT],
+        stats[1:, cv2.CC_STAT_TOP],
+        stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH],
+        stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT],
+    ]
+    big = np.flatnonzero(areas >= KEEP_FRACTION * areas.max())
+    # Grow from the largest component by the big ones close to it (the other shoe of a pair), not by
+    # far ones (a price line or a button under the photo of a screenshot).
+    x0, y0, x1, y1 = (int(v) for v in boxes[int(np.argmax(areas))])
+    gap = NEAR_FRACTION * max(inner.shape)
+    added = True
+    while added:
+        added = False
+        for i in big.tolist():
+            bx0, by0, bx1, by1 = boxes[i]
+            if bx0 >= x0 and by0 >= y0 and bx1 <= x1 and by1 <= y1:
+                continue
+            if bx0 - x1 <= gap and x0 - bx1 <= gap and by0 - y1 <= gap and y0 - by1 <= gap:
+                x0, y0, x1, y1 = min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1)
+                added = True
     if (x1 - x0) * (y1 - y0) < 0.02 * inner.size or x1 - x0 < 8 or y1 - y0 < 8:
         return sl, st, sr, sb
     return sl + x0, st + y0, sl + x1, st + y1
