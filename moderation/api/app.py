@@ -10,8 +10,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,18 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
         hard = settings.heavy_timeout_s or 2 * settings.check_budget_s + 2
         heavy = RulesProcesses(pool.heavy_slots, hard_timeout_s=hard)
 
+    def stop_checks() -> None:
+        pool.close()  # waiting checks answer 503 at once
+        if heavy is not None:
+            heavy.close()  # heavy checks in flight end now (their requests get 503)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if heavy is not None:  # load the engine in the children meanwhile; a heavy listing waits for it
             threading.Thread(target=_start_quietly, args=(heavy,), name="rules-heavy-start", daemon=True).start()
+        _on_stop_signal(stop_checks)
         yield
-        pool.close()  # waiting checks answer 503 at once
-        if heavy is not None:
-            heavy.close()  # heavy checks in flight end now (their requests get 503)
+        stop_checks()
 
     app = FastAPI(title="listing-moderation", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
@@ -126,6 +131,27 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _on_stop_signal(callback: Callable[[], None]) -> None:
+    """Run ``callback`` as soon as SIGTERM or SIGINT arrives, before the server's own handler
+    (uvicorn's, installed before the app starts): it then waits for in-flight requests, and those
+    waiting on a check should get their 503 now rather than when the graceful timeout runs out.
+    Only in the main thread (a test client runs the app elsewhere: nothing to do)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            callback()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        signal.signal(sig, handler)
 
 
 def _start_quietly(heavy: RulesProcesses) -> None:
