@@ -22,6 +22,7 @@ from moderation.rules.engine import RulesEngine
 from moderation.schema import (
     CheckResult,
     ClassifierScore,
+    ExplanationSpan,
     Finding,
     ImageResult,
     Listing,
@@ -140,16 +141,34 @@ class Checker:
             findings = findings + image_findings
         verdict, risk = decide(findings, self.engine.policy, score)
         model = self.model
+        classifier = None
+        if score is not None:
+            classifier = ClassifierScore(score=round(float(score), 4), model=model.name)
+            if verdict == "review" and not findings and score >= self.engine.policy.classifier_review_threshold:
+                classifier.explanation = self.explain(listing)
         return CheckResult.model_construct(  # built from validated parts; no second validation pass
             id=listing.id,
             verdict=verdict,
             risk=risk,
             findings=findings,
-            classifier=(
-                ClassifierScore(score=round(float(score), 4), model=model.name) if score is not None else None
-            ),
+            classifier=classifier,
             images=image_results,
         )
+
+    def explain(self, listing: Listing) -> list[ExplanationSpan] | None:
+        """The words that drove the classifier's score (``classifier.explanation``), or None without a
+        model or when explaining fails. ``finish`` asks for it when the score alone sends a listing
+        to review, so a reviewer sees why."""
+        model = self.model
+        if model is None:
+            return None
+        try:
+            from moderation.classifier.explain import explain_listing
+
+            return [ExplanationSpan(**sp.as_dict()) for sp in explain_listing(model, listing)]
+        except Exception:  # an explanation is a courtesy; the check result must not fail for it
+            log.exception("explaining the classifier score of %s failed", listing.id)
+            return None
 
     def check(self, raw: Listing | dict[str, Any]) -> CheckResult:
         """Check one listing (a ``Listing`` or its JSON dict)."""
