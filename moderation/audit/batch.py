@@ -67,6 +67,8 @@ FINDINGS_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("message", pa.string()),
         ("suggestion", pa.string()),
+        # [x1, y1, x2, y2] of the line in the picture, for findings in text read from an image (image:N)
+        ("box", pa.list_(pa.int32())),
     ]
 )
 
@@ -82,6 +84,11 @@ IMAGES_SCHEMA = pa.schema(
         ("match_listing_id", pa.string()),
         ("match_seller_id", pa.string()),
         ("distance", pa.int32()),
+        # with --ocr: the text read from the picture (kept lines joined by line breaks: the image:N field)
+        ("ocr_lines", pa.int32()),
+        ("ocr_text", pa.string()),
+        ("ocr_cached", pa.bool_()),
+        ("ocr_error", pa.string()),
     ]
 )
 
@@ -195,6 +202,7 @@ def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier
             frows["text"].append(f.text)
             frows["message"].append(f.message)
             frows["suggestion"].append(f.suggestion)
+            frows["box"].append(f.box)
         for im in res.images:
             m = im.match
             extra = (m.model_extra or {}) if m is not None else {}
@@ -211,6 +219,12 @@ def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier
             irows["match_listing_id"].append(_text(extra.get("listing_id")))
             irows["match_seller_id"].append(_text(extra.get("seller_id")))
             irows["distance"].append(m.distance if m else None)
+            ocr = getattr(im, "ocr", None)
+            ocr = ocr if isinstance(ocr, dict) else {}
+            irows["ocr_lines"].append(len(ocr["lines"]) if "lines" in ocr else None)
+            irows["ocr_text"].append(ocr.get("text"))
+            irows["ocr_cached"].append(ocr.get("cached"))
+            irows["ocr_error"].append((ocr.get("error") or {}).get("code"))
         if lines_out is not None:
             data = res.to_json_dict()
             data["id"] = listing_id

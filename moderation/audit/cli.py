@@ -43,6 +43,9 @@ def audit() -> None:
 @click.option("--model", type=click.Path(exists=True, file_okay=False), help="A local classifier checkpoint.")
 @click.option("--classifier-batch", default=16, show_default=True, help="Listings per classifier forward pass.")
 @click.option("--image-db", type=click.Path(), help="Image index to match listing images against.")
+@click.option("--ocr", is_flag=True, help="Also read the text in listing images and check it (docs/ocr.md).")
+@click.option("--ocr-cache", type=click.Path(dir_okay=False), default=None,
+              help="OCR cache file shared by runs [default: MODERATION_OCR_CACHE or var/ocr-cache.sqlite].")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
 @click.option("--enqueue", is_flag=True, help="Put non-pass listings into the review queue, highest risk first.")
@@ -63,6 +66,8 @@ def run_cmd(
     model: str | None,
     classifier_batch: int,
     image_db: str | None,
+    ocr: bool,
+    ocr_cache: str | None,
     engine: str,
     ray_address: str | None,
     enqueue: bool,
@@ -98,6 +103,8 @@ def run_cmd(
         report=not no_report,
         ray_address=ray_address or os.environ.get("RAY_ADDRESS"),
         classifier_batch=classifier_batch,
+        ocr=ocr,
+        ocr_cache=ocr_cache,
     )
     try:
         result = run_audit(opts)
@@ -112,6 +119,10 @@ def run_cmd(
         parts.append(f"resumed ({result.batches - result.batches_run} of {result.batches} batches were done)")
     if result.listings_run:
         parts.append(f"{result.rate:,.0f} listings/s")
+    if "ocr" in result.extra:
+        o = result.extra["ocr"]
+        rate = f", {o['images_per_s']:,.2f} images/s" if o.get("images_per_s") else ""
+        parts.append(f"{o['images']:,} images read ({o['cached']:,} from the OCR cache{rate})")
     if result.enqueued is not None:
         parts.append(f"{result.enqueued:,} queued for review")
     click.echo(f"audit: {', '.join(parts)} -> {result.out}", err=True)

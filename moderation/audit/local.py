@@ -30,6 +30,10 @@ class CheckerSettings:
     image_db: str | None = None
     classifier_batch: int = 16
     threads: int = 1  # torch threads per worker: the pool already uses every core
+    #: Read the text in listing images (moderation/ocr) with this OCR cache file (None: the default,
+    #: ``MODERATION_OCR_CACHE`` or var/ocr-cache.sqlite).
+    ocr: bool = False
+    ocr_cache: str | None = None
 
     def build(self) -> Any:
         # Set before torch is imported (spawned workers import it lazily with the classifier).
@@ -52,6 +56,18 @@ class CheckerSettings:
                 torch.set_num_threads(self.threads)
             except ImportError:  # pragma: no cover - the model needs torch
                 pass
+        if self.ocr:
+            from moderation.images.sources import ImageSources
+            from moderation.ocr.cache import OcrCache
+            from moderation.ocr.check import OcrChecker
+            from moderation.ocr.engine import OcrSettings
+            from moderation.ocr.stage import OcrStage
+
+            cache = OcrCache(self.ocr_cache) if self.ocr_cache else OcrCache.from_env()
+            stage = OcrStage(sources=ImageSources(any_path=True), cache=cache,
+                             settings=OcrSettings(threads=self.threads))
+            stage.engine.warm_up()
+            return OcrChecker(checker, stage)
         return checker
 
 
@@ -82,7 +98,7 @@ def _in_process_checker(settings: CheckerSettings) -> Any:
     (tests, notebooks) do not reload the rules and jieba each time."""
     from moderation.paths import rules_dir
 
-    key = (settings.classifier, settings.image_db, str(rules_dir()))
+    key = (settings.classifier, settings.image_db, settings.ocr, settings.ocr_cache, str(rules_dir()))
     if key not in _in_process:
         _in_process[key] = settings.build()
     return _in_process[key]

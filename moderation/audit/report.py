@@ -411,6 +411,8 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         out.append("</table>")
     else:
         out.append("<p class='muted'>没有发现盗用图片（未提供图片库 --image-db，或商品无图片）。</p>")
+    if s.get("ocr"):
+        out.extend(_ocr_html(s["ocr"]))
     out.append("<h2>无法检查的行</h2>")
     if s["errors"]:
         out.append(_bars([(f"{ERROR_ZH.get(k, k)} ({k})", n) for k, n in s["errors"].items()], "#888"))
@@ -426,6 +428,57 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
     return "\n".join(out)
 
 
+def _ocr_summary(out_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Text read from listing images (--ocr): pictures read, findings in their text, images/s per run."""
+    images = with_text = errors = 0
+    error_codes: Counter[str] = Counter()
+    for part in part_files(out_dir, "images"):
+        names = pq.read_schema(part).names
+        if "ocr_lines" not in names:
+            continue
+        t = pq.read_table(part, columns=["ocr_lines", "ocr_error"])
+        images += t.num_rows
+        lines = t.column("ocr_lines").to_pylist()
+        with_text += sum(1 for n in lines if n)
+        errs = t.column("ocr_error").drop_null()
+        errors += len(errs)
+        _add(error_codes, errs)
+    rules: Counter[str] = Counter()
+    examples: list[dict[str, Any]] = []
+    for part in part_files(out_dir, "findings"):
+        f = pq.read_table(part, columns=["id", "rule", "field", "text", "box"])
+        f = f.filter(pc.starts_with(f.column("field"), "image:"))
+        if not f.num_rows:
+            continue
+        _add(rules, f.column("rule"))
+        if len(examples) < 30:
+            examples.extend(f.slice(0, 30 - len(examples)).to_pylist())
+    return {"images": images, "with_text": with_text, "errors": errors, "error_codes": dict(error_codes),
+            "findings": sum(rules.values()), "by_rule": [{"rule": k, "findings": v} for k, v in rules.most_common(TOP)],
+            "examples": examples, "runs": runs}
+
+
+def _ocr_html(o: dict[str, Any]) -> list[str]:
+    out = ["<h2>图片中的文字（OCR）</h2>",
+           f"<p>读取图片 {o['images']:,} 张，其中含文字 {o['with_text']:,} 张，无法读取 {o['errors']:,} 张；"
+           f"图片文字中的违规发现 {o['findings']:,} 条。</p>",
+           "<table><tr><th>运行</th><th>读取图片</th><th>其中来自缓存</th><th>用时（秒）</th><th>图片/秒</th></tr>"]
+    for i, r in enumerate(o["runs"], 1):
+        rate = r.get("images_per_s")
+        out.append(f"<tr><td class='n'>{i}</td><td class='n'>{r['images']:,}</td><td class='n'>{r['cached']:,}</td>"
+                   f"<td class='n'>{r['seconds']:,.1f}</td><td class='n'>{'' if rate is None else f'{rate:,.2f}'}</td></tr>")
+    out.append("</table>")
+    if o["by_rule"]:
+        out.append(_bars([(r["rule"], r["findings"]) for r in o["by_rule"]], "#8e44ad", label_width=300))
+        out.append("<table><tr><th>商品</th><th>图片</th><th>规则</th><th>文字</th><th>位置 [x1, y1, x2, y2]</th></tr>")
+        for r in o["examples"]:
+            out.append(f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['field'])}</td>"
+                       f"<td><code>{_e(r['rule'])}</code></td><td><mark>{_e(r['text'])}</mark></td>"
+                       f"<td class='nw'>{_e(r['box'])}</td></tr>")
+        out.append("</table>")
+    return out
+
+
 def write_report(out_dir: Path) -> dict[str, Any]:
     """Aggregate the audit in ``out_dir`` and write ``summary.json`` and ``report.html`` there."""
     summary = aggregate(out_dir)
@@ -434,8 +487,11 @@ def write_report(out_dir: Path) -> dict[str, Any]:
     manifest = Manifest(out_dir)
     try:
         summary["input"] = manifest.get("input")
+        ocr_runs = manifest.get("ocr_runs")
     finally:
         manifest.close()
+    if ocr_runs:
+        summary["ocr"] = _ocr_summary(out_dir, ocr_runs)
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=str),
                                           encoding="utf-8")
     (out_dir / "report.html").write_text(render_html(summary), encoding="utf-8")

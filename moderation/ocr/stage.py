@@ -95,6 +95,7 @@ class ImageText:
             return {"error": self.error}
         return {
             "text": self.text,
+            "cached": self.cached,
             "width": self.width,
             "height": self.height,
             "lines": [

@@ -1,0 +1,74 @@
+"""Checking listings with the text of their pictures: the same answer as ``Checker``, plus ``image:N``.
+
+``OcrChecker(checker, stage)`` wraps a ``moderation.checker.Checker``: ``check``/``check_many`` run the
+rules once over the listing's fields and its images' text (``OcrStage.detect``), then the checker's own
+``finish`` (copied images, verdict, risk) with the classifier's score of the listing text, and finally put
+each image's ``ocr`` object on the result. Everything else (``engine``, ``model``, ...) is the wrapped
+checker's. The bulk audit and ``moderation check --ocr`` use it; ``check_listing_ocr`` is the one-listing
+form for a server's worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from moderation.ocr.stage import OcrStage, annotate
+from moderation.schema import CheckResult, Listing
+
+log = logging.getLogger(__name__)
+
+
+def check_listing_ocr(checker: Any, stage: OcrStage, listing: Listing, score: float | None = None,
+                      budget_s: float | None = None) -> CheckResult:
+    """One listing: rules over its fields and its images' text, then ``checker.finish``.
+
+    ``budget_s`` bounds the rules' CPU time as ``RulesEngine.detect`` does (not the OCR, which is
+    bounded by the pictures' sizes and counts).
+    """
+    kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+    detection, texts = stage.detect(checker.engine, listing, **kwargs)
+    result = checker.finish(listing, list(detection.findings), score)
+    if getattr(detection, "truncated", False):
+        result.truncated = True
+    annotate(result, texts, len(listing.images))
+    return result
+
+
+def check_many_ocr(checker: Any, stage: OcrStage, raws: Iterable[Listing | dict[str, Any]],
+                   batch_size: int = 64) -> list[CheckResult]:
+    """``Checker.check_many`` with OCR: in order, the classifier scoring in batches, a result per input."""
+    prepared = [checker._prepare(r) for r in raws]
+    results: list[CheckResult | None] = [p if isinstance(p, CheckResult) else None for p in prepared]
+    todo = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Listing)]
+    model = checker.model
+    for offset in range(0, len(todo), batch_size):
+        batch = todo[offset : offset + batch_size]
+        scores: list[float | None] = [None] * len(batch)
+        if model is not None:
+            scores = list(model.score_listings([listing for _, listing in batch]))
+        for (i, listing), score in zip(batch, scores, strict=True):
+            try:
+                results[i] = check_listing_ocr(checker, stage, listing, score)
+            except Exception as exc:  # one listing must never stop a run
+                log.exception("checking listing %s failed", listing.id)
+                results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
+    return [r for r in results if r is not None]
+
+
+class OcrChecker:
+    """A Checker whose ``check``/``check_many`` also read the listing's pictures (see the module)."""
+
+    def __init__(self, checker: Any, stage: OcrStage) -> None:
+        self.checker = checker
+        self.ocr = stage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.checker, name)
+
+    def check(self, raw: Listing | dict[str, Any]) -> CheckResult:
+        return self.check_many([raw])[0]
+
+    def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64) -> list[CheckResult]:
+        return check_many_ocr(self.checker, self.ocr, raws, batch_size)
