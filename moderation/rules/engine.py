@@ -28,7 +28,8 @@ from pathlib import Path
 import ahocorasick_rs
 import numpy as np
 
-from moderation.paths import lexicon_path, rules_dir
+from moderation.paths import lexicon_path, models_dir, rules_dir
+from moderation.rules.category import CategoryGuess, CategoryInferrer
 from moderation.rules.context import ListingContext, TextWindows, context_matches
 from moderation.rules.grammar import SuperlativeGrammar
 from moderation.rules.judge import (
@@ -145,6 +146,9 @@ class Detection:
     truncated: bool = False
     #: With ``explain=True``: candidates judged not to be claims, each with its reason.
     exempted: list[dict[str, object]] = dataclasses.field(default_factory=list)
+    #: The category the rules ran with, and the inference that chose it when the listing said general.
+    category: str = "general"
+    inferred: CategoryGuess | None = None
 
 
 class RulesEngine:
@@ -156,6 +160,7 @@ class RulesEngine:
         policy: Policy,
         global_exempt: tuple[str, ...] = (),
         lexicons: Lexicons | None = None,
+        categories: CategoryInferrer | None = None,
     ) -> None:
         self.packs = packs
         self.policy = policy
@@ -178,9 +183,12 @@ class RulesEngine:
         self._absent_rules = tuple(r for r in self.rules if r.absent)
         words = {t for r in self.rules if r.grammar is None for t in (*r.terms, *r.anchors)}
         self.tokeniser = Tokeniser(words)
+        lexicons = lexicons or Lexicons(rules_dir() / "lexicons")
         grammar = None
         if any(r.grammar == "superlative" for r in self.rules):
-            grammar = SuperlativeGrammar(lexicons or Lexicons(rules_dir() / "lexicons"))
+            grammar = SuperlativeGrammar(lexicons)
+        #: Infers the category of listings that arrive as ``general`` (None: never infer).
+        self.categories = categories
         self.judge = Judge(self.tokeniser, grammar, self.policy.names_exempt_families)
         self._lock = threading.Lock()
 
@@ -193,7 +201,11 @@ class RulesEngine:
         exempt_path = base / "lexicons" / "global_exempt.txt"
         if not exempt_path.exists():
             exempt_path = lexicon_path("global_exempt.txt")
-        return cls(packs, policy, _load_phrases(exempt_path), Lexicons(base / "lexicons"))
+        lexicons = Lexicons(base / "lexicons")
+        categories = None
+        if (base / "lexicons" / "category_nouns.txt").is_file():
+            categories = CategoryInferrer.load(lexicons, models_dir() / "category")
+        return cls(packs, policy, _load_phrases(exempt_path), lexicons, categories)
 
     # -- matching -------------------------------------------------------------------------------
 
@@ -449,6 +461,11 @@ class RulesEngine:
             if value:
                 folded[name] = normalise(value)
         ctx = self.listing_context(listing, folded)
+        inferred = None
+        if listing.category == "general" and self.categories is not None:
+            inferred = self.categories.infer(ctx.listing)
+            if inferred is not None:
+                ctx.category = inferred.category
         findings: list[Finding] = []
         if joined is not None:
             cut = len(title) + 1
@@ -466,7 +483,9 @@ class RulesEngine:
         order = {name: i for i, name in enumerate(folded)}
         findings.sort(key=lambda f: order.get(f.field, len(order)))  # stable: field order, then position
         findings, capped = _cap_per_field(findings)
-        detection = Detection(findings, truncated=state.truncated or capped)
+        detection = Detection(
+            findings, truncated=state.truncated or capped, category=ctx.category, inferred=inferred
+        )
         if explain:
             detection.exempted = [_exemption_info(norm, e) for norm, e in state.exempted]
         return detection

@@ -69,6 +69,15 @@ _DISCOURSE_NOUN = re.compile(
     r"的?(优点|特点|特色|区别|不同|差别|差异|问题|好处|亮点|缺点|难题|痛点|敌人|挑战|心愿|愿望|困扰|烦恼|担心|"
     r"顾虑|原因|理由|目的|意义|价值在于|程度|限度|化|可能|努力|诚意|帮助|支持)"
 )
+#: Classes whose one-character entries also class longer words (最下层, 最上面, 最后排).
+_PREFIX_CLASSES = frozenset({"time", "position", "delegate"})
+#: What a one-character dimension (大, 低…) measures when jieba glues it to the next word (最低温度,
+#: 最/大气压): a quantity, so the whole is a specification limit.
+_MEASURE = re.compile(
+    r"(温度|温|气压|压力|压|功率|承重|载重|尺寸|速度|容量|重量|长度|高度|宽度|深度|厚度|电流|电压|转速|频率|亮度|"
+    r"音量|距离|范围|角度|档位|负荷|负载|面积|体积|人数|口径|孔径|直径|半径|倍率|倍数|分辨率|像素|续航|流量|扬程|"
+    r"吸力|风量|风速|载荷|拉力|扭矩|\d)"
+)
 _ADVICE_OBJECT = re.compile(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)")
 _LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
 
@@ -82,10 +91,15 @@ class SuperlativeGrammar:
         self._longest = max(len(w) for w in self.classes)
 
     def head_class(self, word: str) -> tuple[str, str]:
-        """The class of the longest lexicon word that ``word`` starts with, and that word."""
-        for n in range(min(len(word), self._longest), 0, -1):
+        """The class of ``word``: an exact lexicon entry, else the longest entry of two or more characters
+        it starts with (最高端 → 高端), else ``quality``. A one-character entry (大, 高) only classes that
+        character alone, because jieba keeps 最大, 最高 as one token while 最轻便, 最高贵 split as 最 / 轻便."""
+        cls = self.classes.get(word)
+        if cls is not None:
+            return cls, word
+        for n in range(min(len(word) - 1, self._longest), 0, -1):
             cls = self.classes.get(word[:n])
-            if cls is not None:
+            if cls is not None and (n > 1 or cls in _PREFIX_CLASSES):
                 return cls, word[:n]
         return "quality", word
 
@@ -120,6 +134,8 @@ class SuperlativeGrammar:
         cls, head = self.head_class(word)
         if cls == "light":
             cls, head = "quality", word
+        if cls == "quality" and len(word) > 1 and self.classes.get(word[0]) == "dimension" and _MEASURE.match(word, 1):
+            cls, head = "dimension", word[0]
         end = x_end
         if cls in _NOT_CLAIMS:
             return GrammarResult(pos, end, word, cls, reason=_NOT_CLAIMS[cls])
