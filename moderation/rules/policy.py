@@ -43,7 +43,7 @@ class Policy:
     name_attributes: tuple[str, ...] = ("品牌", "商标", "型号", "货号", "款号", "色号", "系列", "品名")
     names_exempt_families: frozenset[str] = frozenset({"absolute_claims"})
     #: Platform switches (``platform_rules`` in policy.yaml): family or rule id → forced action, where
-    #: ``pass`` means switched off. Absent or ``on`` means the rule's own action.
+    #: ``pass`` means switched off and ``""`` switched on (the rule's own action); absent means on.
     platform_families: dict[str, str] = field(default_factory=dict)
     platform_rules: dict[str, str] = field(default_factory=dict)
     #: Brand owners and authorised resellers on record: seller id → brands (folded) they may sell.
@@ -54,8 +54,11 @@ class Policy:
     def action_for(self, rule: Rule) -> str:
         if rule.id in self.rule_action:
             return self.rule_action[rule.id]
-        switched = self.platform_rules.get(rule.id) or self.platform_families.get(rule.family)
-        if switched is not None:
+        # A rule's own switch wins over its family's; "" means switched on explicitly (own action).
+        switched = self.platform_rules.get(rule.id)
+        if switched is None:
+            switched = self.platform_families.get(rule.family)
+        if switched:
             return switched
         return rule.action or self.severity_action[rule.severity]
 
@@ -77,6 +80,9 @@ class Policy:
     def owner_exempt(self, rule: Rule, seller_id: str | None, brand: str | None) -> bool:
         """A finding of ``rule`` on a listing of ``brand`` by ``seller_id`` is covered by the allow-list."""
         return rule.family in self.brand_owner_families and self.is_brand_owner(seller_id, brand)
+
+
+_DEFAULTS = Policy()
 
 
 def load_policy(path: Path) -> Policy:
@@ -110,8 +116,9 @@ def load_policy(path: Path) -> Policy:
         platform_families=families,
         platform_rules=rules,
         brand_owners=owners,
-        name_attributes=tuple(str(k) for k in names.get("attributes", Policy.name_attributes)),
-        names_exempt_families=frozenset(names.get("exempt_families", Policy.names_exempt_families)),
+        # Policy is a slotted dataclass: its defaults live on an instance, not on the class.
+        name_attributes=tuple(str(k) for k in names.get("attributes", _DEFAULTS.name_attributes)),
+        names_exempt_families=frozenset(names.get("exempt_families", _DEFAULTS.names_exempt_families)),
         severity_action=actions,
         severity_risk={k: float(v) for k, v in risks.items()},
         classifier_review_threshold=threshold,
@@ -138,8 +145,7 @@ def _platform_rules(
         forced = {}
         for name, value in table.items():
             action = _switch(value, f"{path}: platform_rules.{key}.{name}")
-            if action is not None:
-                forced[str(name)] = action
+            forced[str(name)] = action or ""  # "": on, with the rule's own action
         switches.append(forced)
     owners_raw = raw.get("brand_owners") or {}
     if not isinstance(owners_raw, dict):
