@@ -105,13 +105,13 @@ def test_saturated_pool_answers_503_with_retry_after_and_health_stays_up(tight: 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(2)]  # one runs, one waits
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while client.app.state.check_pool.snapshot()["waiting"] < 1 and time.monotonic() < deadline:  # type: ignore[attr-defined]
         time.sleep(0.01)
     started = time.monotonic()
     r = client.post("/v1/check", json={"id": "c", "title": "最佳保温杯"}, headers=h)
     assert r.status_code == 503 and r.headers["retry-after"] == "2" and r.json()["detail"]["code"] == "saturated"
-    assert time.monotonic() - started < 1  # refused at once, not queued
+    assert time.monotonic() - started < 5  # refused at once, not queued behind the gate (10 s)
     assert client.get("/health").status_code == 200  # the loop is free: checks run in the pool
     blocking.gate.set()
     for t in threads:
@@ -330,7 +330,7 @@ def test_password_checks_are_bounded_and_refused_quickly_when_full(api: Api) -> 
         started = time.monotonic()
         r = _login(api, "reviewer", PASSWORD)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 5  # at once, not after the busy thread's 10 s
     finally:
         gate.set()
     assert _login(api, "reviewer", PASSWORD).status_code == 303
