@@ -11,6 +11,10 @@ what is left after :func:`keep_lines`:
 - watermark letters: a Latin-only text repeated three or more times in one picture (a tiled
   watermark: ``SAMPLE``, a stock site's name) is dropped everywhere in it.
 
+Kept lines get one repair, :func:`repair`: the recogniser reads the character 一 as a dash after
+another Chinese character (销量第- for 销量第一); such a dash becomes 一 again, one character for one, so
+offsets and boxes are unchanged. A dash before a digit (温度-20℃) stays.
+
 The thresholds were set on the rendered benchmark (scripts/bench_ocr.py, docs/ocr.md).
 """
 
@@ -29,6 +33,13 @@ MIN_CHARS = 2
 WATERMARK_REPEATS = 3
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+#: A dash read where 一 was written: after a CJK character, not before a digit or another dash.
+_DASH_ONE = re.compile(r"(?<=[\u3400-\u4dbf\u4e00-\u9fff])[-－—–‐_](?![-－—–‐\d])")
+
+
+def repair(text: str) -> str:
+    """Undo the recogniser's usual misreading of 一 as a dash (same length: offsets stay valid)."""
+    return _DASH_ONE.sub("一", text)
 
 
 def _meaningful(text: str) -> int:
@@ -62,5 +73,6 @@ def keep_lines(
                 continue
             if latin[_watermark_key(text)] >= WATERMARK_REPEATS:
                 continue
-        out.append(ln)
+        fixed = repair(ln.text)
+        out.append(ln if fixed == ln.text else OcrLine(fixed, ln.confidence, ln.box, ln.quad))
     return out
