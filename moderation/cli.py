@@ -29,6 +29,7 @@ class _LazyGroup(click.Group):
         "audit": ("moderation.audit.cli", "audit"),
         "train": ("moderation.classifier.cli", "train"),
         "eval": ("moderation.classifier.cli", "eval_cmd"),
+        "classifier": ("moderation.classifier.cli", "classifier_group"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

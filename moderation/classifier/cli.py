@@ -75,3 +75,45 @@ def eval_cmd(model_dir: Path | None, data: Path, threshold: float, as_json: bool
     else:
         click.echo(f"model {rm.name} from {rm.path or default_model_dir()}")
         click.echo(format_report(m))
+
+
+@click.group("classifier")
+def classifier_group() -> None:
+    """The risk classifier: learn from reviewers' decisions."""
+
+
+@classifier_group.command("retrain")
+@click.option("--from-queue", "from_queue", is_flag=True, required=True,
+              help="learn from the decided items of the review queue (read only)")
+@click.option("--db", "database_url", default=None, metavar="URL",
+              help="queue database [default: $DATABASE_URL, else sqlite:///var/moderation.db]")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the shipped model to start from and to replace [default: models/risk-classifier]")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
+              show_default=True, help="train.jsonl and calib_real.jsonl from scripts/build_training_set.py")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path),
+              default=repo_root() / "var" / "classifier" / "retrain", show_default=True,
+              help="where the candidate, the previous model and retrain.json go")
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--decision-repeat", type=int, default=3, show_default=True,
+              help="copies of each decided listing in the training set")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--no-replace", is_flag=True, help="evaluate the candidate but never replace the shipped model")
+def retrain_cmd(from_queue: bool, database_url: str | None, model_dir: Path | None, data: Path, work: Path,
+                epochs: int, decision_repeat: int, threads: int, no_replace: bool) -> None:
+    """Retrain on reviewers' decisions; replace the shipped model only if it is not worse on the real test set.
+
+    Exit status 0 when the new model replaced the old one (or --no-replace and it would have), 3 when
+    the new model was worse and the shipped one was kept."""
+    from .feedback import retrain_from_queue
+
+    try:
+        record = retrain_from_queue(database_url, model_dir or default_model_dir(), data, work, epochs=epochs,
+                                    decision_repeat=decision_repeat, threads=threads, replace=not no_replace,
+                                    progress=lambda s: click.echo(s, err=True))
+    except (FileNotFoundError, ValueError, ModelLoadError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({k: record[k] for k in ("decisions", "skipped", "accepted", "replaced", "reasons")},
+                          ensure_ascii=False))
+    if not record["accepted"]:
+        raise SystemExit(3)

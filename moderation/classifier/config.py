@@ -17,7 +17,7 @@ from pathlib import Path
 from transformers import BertConfig
 
 MODEL_NAME = "risk-zh-tiny"
-MODEL_VERSION = "0.3.0"
+MODEL_VERSION = "0.4.0"
 #: Characters of listing text the model reads; longer text is truncated (the title and the start of the
 #: description carry most claims, and the rules engine reads everything).
 MAX_CHARS = 256

@@ -148,3 +148,35 @@ def recorded_check_passed(model_dir: Path) -> bool:
 
 def max_prob_diff(p_a: Sequence[float], p_b: Sequence[float]) -> float:
     return float(np.max(np.abs(np.asarray(p_a) - np.asarray(p_b)))) if len(p_a) else 0.0
+
+
+def export_and_check(model_dir: str | Path, texts: Sequence[str] | None = None, threads: int = 2,
+                     labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """Export ``model_dir`` to model.onnx, score ``texts`` with PyTorch and with the graph, and record
+    the check in onnx_check.json (``load_model`` uses the graph only when it passed). Without texts the
+    check uses the real dev hold-out (calibration) texts and the built-in check texts."""
+    from .evaluate import threshold_at_fpr
+    from .predict import load_model
+
+    model_dir = Path(model_dir)
+    (model_dir / ONNX_CHECK_FILE).unlink(missing_ok=True)
+    fp32 = export(model_dir)
+    rm = load_model(model_dir, backend="torch")
+    if texts is None:
+        from .realdata import real_split
+
+        calib = real_split("calib", binary=False)
+        texts = [r.example.text for r in calib] + list(CHECK_TEXTS)
+        labels = [r.example.label for r in calib] + [0] * len(CHECK_TEXTS)
+    texts = list(texts)
+    ref = np.array(rm.score_texts(texts, threads=threads))
+    y = np.array(labels) if labels is not None else np.zeros(len(texts), dtype=int)
+    thr = threshold_at_fpr(ref[y == 0], 0.05) if (y == 0).any() else 0.5
+    rm.encoder = OrtEncoder(fp32, default_threads=threads)
+    got = np.array(rm.score_texts(texts, threads=threads))
+    diff = float(np.abs(got - ref).max()) if len(texts) else 0.0
+    record = {"passed": diff <= MAX_PROB_DIFF, "max_abs_prob_diff": diff, "n": len(texts),
+              "decision_agreement": float(((got >= thr) == (ref >= thr)).mean()), "threshold": float(thr),
+              "onnx_bytes": fp32.stat().st_size, "threads": threads}
+    (model_dir / ONNX_CHECK_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record

@@ -33,6 +33,40 @@ from .vocab import build_vocab, make_tokenizer
 DEFAULT_DATA_DIR = repo_root() / "var" / "classifier" / "data"
 DEFAULT_LEXICONS = repo_root() / "scripts" / "data"
 DEFAULT_OUT_DIR = repo_root() / "models" / "risk-classifier"
+#: Text files from scripts/build_pretrain_text.py (package-shipped reviews, news, fortunes).
+DEFAULT_PRETRAIN_DIR = repo_root() / "var" / "pretrain" / "text"
+
+
+def pretraining_texts(corpora: str | Path, pretrain_dir: str | Path | None = DEFAULT_PRETRAIN_DIR) -> list[str]:
+    """Unlabelled lines for masked-LM pre-training: every corpus line and every line of the package texts,
+    minus the generated test set's corpus lines (hash-held-out) and the real test set's lines and their
+    near duplicates (so no test text is seen, even unlabelled)."""
+    from .realdata import is_held_out
+
+    lines = [t for src in load_corpora(Path(corpora)).values() for t, _ in src]
+    lines = [t for t in lines if stable_hash(t) >= HELD_OUT_FRACTION]
+    if pretrain_dir is not None and Path(pretrain_dir).is_dir():
+        for path in sorted(Path(pretrain_dir).glob("*.txt")):
+            lines.extend(ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip())
+    return [t for t in lines if not is_held_out(t)]
+
+
+def real_figures(model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01) -> dict[str, Any]:
+    """Real calib and test reports for a checkpoint, and the review threshold chosen on real calib:
+    the lowest score that flags at most ``max_lawful_rate`` of the lawful labelled listings there."""
+    from .realdata import real_report, real_split, threshold_for_lawful_rate
+
+    rm = load_model(model_dir)
+    out: dict[str, Any] = {}
+    calib = real_split("calib", binary=False)
+    cs = rm.score_texts([r.example.text for r in calib], threads=threads)
+    thr = threshold_for_lawful_rate([s for s, r in zip(cs, calib, strict=True)
+                                     if r.kind == "lines" and r.label == "lawful"], max_lawful_rate)
+    out["review_threshold"] = thr
+    out["calib"] = real_report(cs, calib, threshold=thr)
+    test = real_split("test", binary=False)
+    out["test"] = real_report(rm.score_texts([r.example.text for r in test], threads=threads), test, threshold=thr)
+    return out
 
 
 class QueueExportPending(RuntimeError):
@@ -82,19 +116,37 @@ def train_model(
     mlm_texts: Sequence[str] = (),
     vocab_texts: Sequence[str] = (),
     progress: Callable[[str], None] = print,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build the vocabulary, (optionally) pre-train, fine-tune, save, calibrate; returns the run record."""
+    """Build the vocabulary, (optionally) pre-train, fine-tune, save, calibrate; returns the run record.
+
+    ``init``: start from this checkpoint's tokenizer and weights instead of a new vocabulary and random
+    weights (continued pre-training and fine-tuning; the shape is the checkpoint's)."""
     spec = spec or ModelSpec()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    tokens = build_vocab(corpus_texts=[e.text for e in train] + list(mlm_texts), extra_texts=vocab_texts)
-    tokenizer = make_tokenizer(tokens, spec.max_chars)
-    model = new_model(tokenizer, spec, cfg.seed)
+    if init is not None:
+        # Warm start: the tokenizer and weights of an existing checkpoint (its shape wins over ``spec``).
+        from transformers import AutoTokenizer, BertForSequenceClassification
+
+        tokenizer = AutoTokenizer.from_pretrained(str(init), local_files_only=True)
+        model = BertForSequenceClassification.from_pretrained(str(init), local_files_only=True).float()
+        tokens = list(tokenizer.get_vocab())
+        c = model.config
+        spec = ModelSpec(hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
+                         num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
+                         max_chars=c.max_position_embeddings - 2)
+    else:
+        tokens = build_vocab(corpus_texts=[e.text for e in train] + list(mlm_texts), extra_texts=vocab_texts)
+        tokenizer = make_tokenizer(tokens, spec.max_chars)
+        model = new_model(tokenizer, spec, cfg.seed)
     record: dict[str, Any] = {"model": f"{MODEL_NAME}@{MODEL_VERSION}", "spec": spec.as_dict(),
                               "vocab_size": len(tokens), "n_train": len(train), "n_calib": len(calib),
                               "seed": cfg.seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                               "mlm_steps": cfg.mlm_steps, "threads": cfg.threads,
+                              "init": str(init) if init is not None else None,
                               "torch": torch.__version__, "python": platform.python_version()}
     progress(f"vocab {len(tokens)} tokens; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     if cfg.mlm_steps and mlm_texts:
@@ -104,6 +156,7 @@ def train_model(
     record["calibration"] = {"method": cal.method, "a": cal.a, "b": cal.b, **cal.info}
     record["history"] = cfg.history
     record["total_seconds"] = time.perf_counter() - t0
+    record["cpu_seconds"] = time.process_time() - cpu0
     write_training_record(out_dir, record)
     return record
 
@@ -117,6 +170,8 @@ def train_from_data_dir(
     corpora: str | Path | None = None,
     progress: Callable[[str], None] = print,
     spec: ModelSpec | None = None,
+    pretrain_dir: str | Path | None = DEFAULT_PRETRAIN_DIR,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train on the files written by scripts/build_training_set.py, plus reviewer decisions if given.
 
@@ -129,7 +184,10 @@ def train_from_data_dir(
     if not (data_dir / "train.jsonl").exists():
         raise FileNotFoundError(f"{data_dir}/train.jsonl not found; run scripts/build_training_set.py first")
     train = read_jsonl(data_dir / "train.jsonl")
-    calib = read_jsonl(data_dir / "calib.jsonl")
+    # Calibrate on the real dev hold-out when the builder wrote one (the probabilities must hold on real
+    # listings); the generated calib split is the fallback of the generated-only recipe.
+    real_calib = data_dir / "calib_real.jsonl"
+    calib = read_jsonl(real_calib if real_calib.exists() else data_dir / "calib.jsonl")
     if decisions:
         extra = load_decisions(decisions)
         progress(f"adding {len(extra)} reviewer decisions from {decisions}")
@@ -137,8 +195,7 @@ def train_from_data_dir(
     mlm_texts: list[str] = []
     if cfg.mlm_steps:
         if corpora is not None:
-            lines = [t for src in load_corpora(Path(corpora)).values() for t, _ in src]
-            mlm_texts = [t for t in lines if stable_hash(t) >= HELD_OUT_FRACTION]
+            mlm_texts = pretraining_texts(corpora, pretrain_dir)
         else:
             mlm_texts = [e.text for e in train if e.source.startswith("corpus:")]
         progress(f"masked-LM pre-training on {len(mlm_texts)} unlabelled lines")
@@ -146,7 +203,7 @@ def train_from_data_dir(
     main_claims, extra_claims = claim_files(lex)
     vocab_texts = lexicon_texts([main_claims, *extra_claims, lex / "templates.yaml"]) if lex.exists() else []
     record = train_model(train, calib, out_dir, cfg, spec=spec, mlm_texts=mlm_texts, vocab_texts=vocab_texts,
-                         progress=progress)
+                         progress=progress, init=init)
     test_path = data_dir / "test.jsonl"
     if test_path.exists():
         test = read_jsonl(test_path)
@@ -155,6 +212,8 @@ def train_from_data_dir(
         record["test"] = {k: m[k] for k in ("average_precision", "roc_auc", "ece", "recall_at_fpr",
                                               "paraphrase_recall_at_fpr", "precision", "recall")}
         write_training_record(out_dir, record)
+    if real_calib.exists():
+        record["real"] = real_figures(out_dir, threads=cfg.threads)
     Path(out_dir, "training.json").write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n",
                                               encoding="utf-8")
     return record

@@ -208,7 +208,9 @@ def save_and_calibrate(
     cal, cv = choose_calibration(margins, y, seed=cfg.seed)
     raw = 1 / (1 + np.exp(-margins))
     cal.model, cal.positive_index, cal.max_chars = f"{MODEL_NAME}@{MODEL_VERSION}", 1, max_chars
-    cal.info = {"fitted_on": "calib split (held-out paraphrase families and templates)", "n": len(calib),
+    real = any(e.source.startswith("real:") for e in calib)
+    cal.info = {"fitted_on": "real dev hold-out (cases by source, labelled lines by near-duplicate key)" if real
+                else "calib split (held-out paraphrase families and templates)", "n": len(calib),
                 "chosen_by": "lower 2-fold cross-validated ECE (15 equal-width bins) on calib", **cv,
                 "ece_uncalibrated": expected_calibration_error(raw, y),
                 "ece_calibrated_on_calib": expected_calibration_error(cal.apply(margins), y),
