@@ -42,7 +42,10 @@ class Checker:
     checkpoint and fails loudly. ``image_db``: a path to an image index, or ``MODERATION_IMAGE_DB``.
     Listing images are read only as ``data:`` URIs or files under ``image_root`` (else
     ``MODERATION_IMAGE_ROOT``; see ``moderation/images/sources.py``); ``local_image_paths=True`` lets an
-    operator's own tool (``moderation check``, the audit) read any local path.
+    operator's own tool (``moderation check``, the audit) read any local path. ``ocr``: also read the
+    text in listing images and check it (moderation/ocr, docs/ocr.md) by default; ``None`` takes
+    ``MODERATION_OCR`` (off unless ``1``/``true``); ``check``, ``check_many`` and ``check_here`` take
+    ``ocr=`` per call.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class Checker:
         image_db: str | Path | None = None,
         image_root: str | Path | None = None,
         local_image_paths: bool = False,
+        ocr: bool | None = None,
     ) -> None:
         self.engine = engine or RulesEngine.load()
         self._classifier_setting = classifier
@@ -65,6 +69,8 @@ class Checker:
         self._local_image_paths = local_image_paths
         self._scorer: Any = None
         self._lock = threading.Lock()
+        self.ocr = ocr if ocr is not None else os.environ.get("MODERATION_OCR", "").lower() in ("1", "true", "yes")
+        self._ocr_stage: Any = None
 
     # -- optional parts -------------------------------------------------------------------------
 
@@ -122,6 +128,23 @@ class Checker:
                     self._images = ImageChecker.open(self._image_db, sources=sources)
         return self._images
 
+    @property
+    def ocr_stage(self) -> Any:
+        """The OCR stage (moderation/ocr), built on first use; it reads images as ``images`` does."""
+        if self._ocr_stage is None:
+            with self._lock:
+                if self._ocr_stage is None:
+                    from moderation.images.sources import ImageSources
+                    from moderation.ocr.stage import OcrStage
+
+                    sources = (
+                        ImageSources(any_path=True)
+                        if self._local_image_paths
+                        else ImageSources(self._image_root) if self._image_root else ImageSources.from_env()
+                    )
+                    self._ocr_stage = OcrStage(sources=sources)
+        return self._ocr_stage
+
     # -- checking -------------------------------------------------------------------------------
 
     def _prepare(self, raw: Any) -> Listing | CheckResult:
@@ -170,9 +193,9 @@ class Checker:
             log.exception("explaining the classifier score of %s failed", listing.id)
             return None
 
-    def check(self, raw: Listing | dict[str, Any]) -> CheckResult:
-        """Check one listing (a ``Listing`` or its JSON dict)."""
-        return self.check_many([raw])[0]
+    def check(self, raw: Listing | dict[str, Any], *, ocr: bool | None = None) -> CheckResult:
+        """Check one listing (a ``Listing`` or its JSON dict); ``ocr`` overrides the checker's setting."""
+        return self.check_many([raw], ocr=ocr)[0]
 
     def warm_up(self) -> None:
         """Load the model and pass one listing through ``check`` and the scorer thread, so that a
@@ -197,19 +220,29 @@ class Checker:
         return engine.find(listing), False
 
     def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None,
-                     find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None
-                     ) -> CheckResult:
+                     find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None,
+                     *, ocr: bool | None = None) -> CheckResult:
         """The whole check of one listing on the calling (worker) thread: rules within ``budget_s``,
         then the score from ``score`` (a BatchScorer future, usually ready by then), then ``finish``.
         A listing over its budget gets the error result ``too_costly``; any other failure
         ``internal_error`` (the contract of check_many: a result, never a crash). ``find`` replaces
-        ``find_within`` (the server runs heavy listings in a separate process)."""
+        ``find_within`` (the server runs heavy listings in a separate process); with ``ocr`` the rules
+        run here over the fields and the images' text instead (``moderation.ocr.check.ocr_find``)."""
+        texts: list[Any] = []
+        if ocr if ocr is not None else self.ocr:
+            from moderation.ocr.check import ocr_find
+
+            find = ocr_find(self.ocr_stage, self.engine, texts)
         try:
             findings, truncated = (find or self.find_within)(listing, budget_s)
             value = score.result() if score is not None else None
             result = self.finish(listing, findings, value)
             if truncated:
                 result.truncated = True
+            if texts:
+                from moderation.ocr.stage import annotate
+
+                annotate(result, texts, len(listing.images))
             return result
         except Exception as exc:
             if getattr(exc, "propagate", False):
@@ -222,11 +255,13 @@ class Checker:
             return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
 
     def check_here(self, listing: Listing, budget_s: float | None = None,
-                   find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None) -> CheckResult:
+                   find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None,
+                   *, ocr: bool | None = None) -> CheckResult:
         """``check_scored`` with the listing handed to the shared scorer first: the whole check on the
         calling (worker) thread, the forward pass batched on the scorer's thread meanwhile."""
         scorer = self.scorer
-        return self.check_scored(listing, scorer.submit(listing) if scorer is not None else None, budget_s, find)
+        return self.check_scored(listing, scorer.submit(listing) if scorer is not None else None, budget_s, find,
+                                 ocr=ocr)
 
     async def check_async(self, listing: Listing, *, submit: Callable[..., Future[Any]] | None = None,
                           budget_s: float | None = None, then: Callable[[CheckResult], Any] | None = None,
@@ -258,8 +293,13 @@ class Checker:
             gate.set_exception(exc)
         return await asyncio.wrap_future(future)
 
-    def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64) -> list[CheckResult]:
+    def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64, *,
+                   ocr: bool | None = None) -> list[CheckResult]:
         """Check many listings, in order; the classifier scores them in batches."""
+        if ocr if ocr is not None else self.ocr:
+            from moderation.ocr.check import check_many_ocr
+
+            return check_many_ocr(self, self.ocr_stage, raws, batch_size)
         prepared = [self._prepare(r) for r in raws]
         return self._check_prepared(prepared, batch_size)
 
@@ -325,9 +365,9 @@ def default_checker() -> Checker:
     return _default
 
 
-def check(listing: Listing | dict[str, Any]) -> CheckResult:
-    """Check one listing with the default checker."""
-    return default_checker().check(listing)
+def check(listing: Listing | dict[str, Any], *, ocr: bool | None = None) -> CheckResult:
+    """Check one listing with the default checker (``ocr=True``: also the text in its images)."""
+    return default_checker().check(listing, ocr=ocr)
 
 
 def check_many(listings: Iterable[Listing | dict[str, Any]]) -> list[CheckResult]:

@@ -36,6 +36,19 @@ def check_listing_ocr(checker: Any, stage: OcrStage, listing: Listing, score: fl
     return result
 
 
+def ocr_find(stage: OcrStage, rules: Any, texts: list[Any]) -> Any:
+    """A ``find(listing, budget_s) -> (findings, truncated)`` for ``Checker.check_scored`` that checks the
+    listing's fields and its images' text; the images' ImageTexts are appended to ``texts``."""
+
+    def find(listing: Listing, budget_s: float | None) -> tuple[list[Any], bool]:
+        kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+        detection, read = stage.detect(rules, listing, **kwargs)
+        texts.extend(read)
+        return list(detection.findings), bool(getattr(detection, "truncated", False))
+
+    return find
+
+
 def check_many_ocr(checker: Any, stage: OcrStage, raws: Iterable[Listing | dict[str, Any]],
                    batch_size: int = 64) -> list[CheckResult]:
     """``Checker.check_many`` with OCR: in order, the classifier scoring in batches, a result per input."""
