@@ -26,9 +26,11 @@ Username = Annotated[Text, Path(min_length=1, max_length=100)]
 
 
 class CheckRequest(Listing):
-    """A Listing plus ``enqueue``: put a non-pass result into the review queue."""
+    """A Listing plus ``enqueue``: put a non-pass result into the review queue; and ``ocr``: also read
+    the text in the listing's images (docs/ocr.md; absent: the server's setting, ``MODERATION_OCR``)."""
 
     enqueue: bool = False
+    ocr: bool | None = None
 
 
 def _render(result: CheckResult) -> tuple[CheckResult, bytes]:
@@ -88,9 +90,10 @@ async def check(body: CheckRequest, request: Request,
     def job() -> tuple[Listing, list[str], CheckResult, bytes]:
         # In a check thread: cleaning a 2 MB listing and encoding its answer cost milliseconds. A
         # heavy listing's rules run in a separate process when the server isolates them.
-        data, changed = _sanitized(body.model_dump(exclude={"enqueue"}))
+        data, changed = _sanitized(body.model_dump(exclude={"enqueue", "ocr"}))
         listing = Listing.model_validate(data) if changed else Listing.model_construct(**data)
-        result = checker.check_here(listing, settings.check_budget_s, isolated.find if isolated else None)
+        result = checker.check_here(listing, settings.check_budget_s, isolated.find if isolated else None,
+                                    **({"ocr": body.ocr} if body.ocr is not None else {}))
         return (listing, changed, *_render(result))
 
     try:
