@@ -207,16 +207,36 @@ def rules() -> None:
 
 @rules.command("list")
 @click.option("--family", help="Only this family.")
-def rules_list(family: str | None) -> None:
+@click.option("--db", "database_url", default=None, metavar="URL",
+              help="Add each rule's precision as judged by reviewers (confirmed / decided items it fired on) "
+                   "from this review-queue database (read only); '-' means $DATABASE_URL or var/moderation.db.")
+def rules_list(family: str | None, database_url: str | None) -> None:
     """List every rule with its family, article, severity and categories."""
     from moderation.rules.engine import RulesEngine
 
     engine = RulesEngine.load()
+    precision: dict[str, dict[str, Any]] | None = None
+    if database_url is not None:
+        from moderation.queue.db import Database
+        from moderation.queue.stats import compute_stats
+
+        db = Database(None if database_url == "-" else database_url, pool_size=1)
+        try:
+            precision = {e["rule"]: e for e in compute_stats(db)["rule_precision"]}
+        except Exception as exc:  # a missing or unmigrated database: say which, do not dump a traceback
+            raise click.ClickException(f"cannot read rule precision from {db.url}: {type(exc).__name__}") from exc
+        finally:
+            db.engine.dispose()
     for rule in engine.rules:
         if family and rule.family != family:
             continue
         cats = "all" if rule.categories is None else ",".join(sorted(rule.categories))
-        click.echo(f"{rule.id}\t{rule.severity}\t{rule.law}\t{cats}\t{len(rule.terms)} terms")
+        line = f"{rule.id}\t{rule.severity}\t{rule.law}\t{cats}\t{len(rule.terms)} terms"
+        if precision is not None:
+            e = precision.get(rule.id)
+            line += (f"\tprecision {e['precision']:.0%} ({e['confirmed']}/{e['decided']} decided)"
+                     if e and e["decided"] else "\tprecision - (no decisions)")
+        click.echo(line)
 
 
 @rules.command("check")

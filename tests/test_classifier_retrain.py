@@ -142,3 +142,17 @@ def test_retrain_replaces_the_model_when_not_worse_and_it_still_loads(queue_url,
     if (shipped / "model.onnx").exists():
         assert rm.backend == "onnx"
     shutil.rmtree(work)
+
+
+def test_rules_list_shows_reviewer_precision_per_rule(queue_url):
+    """The same decisions give each rule's precision as judged by reviewers, next to it in `rules list`."""
+    from moderation.cli import main
+
+    res = CliRunner().invoke(main, ["rules", "list", "--db", queue_url])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split("\t")[0]: ln for ln in res.output.splitlines()}
+    # Every queued item carried absolute.superlative: 4 rejected + 1 rejected-then-edited confirm it,
+    # 4 approvals overrule it.
+    assert "precision 56% (5/9 decided)" in lines["absolute.superlative"]
+    assert "precision - (no decisions)" in lines["absolute.best"]
+    assert CliRunner().invoke(main, ["rules", "list"]).output.count("precision") == 0
