@@ -64,7 +64,6 @@ MAX_HITS = 200000
 #: Findings reported per field at most (the rest are summarised by ``truncated``).
 MAX_FINDINGS_PER_FIELD = 100
 _WORK_TITLE = re.compile(r"《([^》]{2,30})》")
-_ACTION_RANK = {"pass": 0, "": 1, "review": 1, "block": 2}
 
 
 @lru_cache(maxsize=1)
@@ -312,7 +311,13 @@ class RulesEngine:
             norm, windows, candidates, exempt_spans, listing, deadline=state.deadline, explain=state.explain
         )
         state.exempted.extend((norm, e) for e in dropped)
-        return resolve_overlaps(kept, _ACTION_RANK)
+        return resolve_overlaps(kept, self._action_of)
+
+    def _action_of(self, claim: Claim) -> str:
+        """The action a claim's finding will carry: the grammar's, else the policy's for its rule."""
+        if claim.action is not None and claim.rule.id not in self.policy.rule_action:
+            return claim.action
+        return self.policy.action_for(claim.rule)
 
     def _split_findings(
         self, title: NormalisedText, description: NormalisedText, ctx: ListingContext, state: _State
@@ -370,9 +375,7 @@ class RulesEngine:
     ) -> Finding:
         # model_construct: every value comes from a validated rule pack; skipping re-validation of
         # each finding is a measurable share of the per-listing cost.
-        policy_action = self.policy.action_for(rule)
-        if action is not None and rule.id not in self.policy.rule_action:
-            policy_action = action
+        policy_action = self._action_of(Claim(rule, start, end, modifies, action))
         return Finding.model_construct(
             rule=rule.id,
             family=rule.family,

@@ -64,6 +64,11 @@ _STANDING = re.compile(
 )
 #: After a dimension: a quantity or a spec verb means a specification limit (最高承重150kg, 最多可容纳).
 _SPEC = re.compile(r"(的)?[^，。！？；\n]{0,6}?(\d|[一二两三四五六七八九十百千万]+[个人件台张层次档级位只支]|可|能|支持|达|至|为|仅|只|不超过)")
+#: 最多…的航空公司, 最大的…平台: the quantity ranks the seller or the product named after it.
+_RANKS_SELLER = re.compile(
+    r"[^，。！？；\n]{0,12}的(航空公司|公司|平台|品牌|厂家|工厂|商家|卖家|店铺|网店|门店|网站|商城|app|软件|应用|"
+    r"企业|集团|机构|供应商|服务商|经销商)"
+)
 #: 最大的优点是…, 最大的区别在于…: the superlative ranks a point of the text, not the product.
 _DISCOURSE_NOUN = re.compile(
     r"的?(优点|特点|特色|区别|不同|差别|差异|问题|好处|亮点|缺点|难题|痛点|敌人|挑战|心愿|愿望|困扰|烦恼|担心|"
@@ -147,7 +152,7 @@ class SuperlativeGrammar:
             # price or the seller (全网最低, 最高品质, 最大的厂家).
             if scoped:
                 return GrammarResult(pos, end, word, cls, action="block")
-            if _STANDING.match(after) or _STANDING.match(word[len(head) :]):
+            if _STANDING.match(after) or _STANDING.match(word[len(head) :]) or _RANKS_SELLER.match(after):
                 return GrammarResult(pos, end, word, "standing")
             if _DISCOURSE_NOUN.match(after):
                 return GrammarResult(pos, end, word, cls, reason="discourse")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import NamedTuple
@@ -185,7 +186,7 @@ def _boundary_ok(rule: Rule, start: int, end: int, norm: NormalisedText, bounds:
     return bounds.is_boundary(start) and bounds.is_boundary(end)
 
 
-def resolve_overlaps(claims: list[Claim], action_rank: dict[str, int]) -> list[Claim]:
+def resolve_overlaps(claims: list[Claim], action_of: Callable[[Claim], str]) -> list[Claim]:
     """Within one family, overlapping claims describe one claim: keep the strongest, then the longest.
 
     Different families keep their own findings for the same words (全网最低价 is both an absolute claim
@@ -196,11 +197,12 @@ def resolve_overlaps(claims: list[Claim], action_rank: dict[str, int]) -> list[C
     from bisect import bisect_left, insort
 
     order = {"critical": 3, "high": 2, "medium": 1, "low": 0}
+    action_rank = {"pass": 0, "review": 1, "block": 2}
     ranked = sorted(
         claims,
         key=lambda c: (
             -order[c.rule.severity],
-            -action_rank.get(c.action or c.rule.action or "", 0),
+            -action_rank[action_of(c)],
             -(c.end - c.start),
             c.start,
             c.rule.id,

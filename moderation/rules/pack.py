@@ -31,8 +31,10 @@ _CONTEXT_KEYS = {"phrases", "before", "after", "clause", "sentence", "attributes
 _FRAME_KEYS = _CONTEXT_KEYS | {"reason", "explain"}
 #: Claim grammars implemented in moderation/rules/grammar.py (a rule names one with ``grammar``).
 GRAMMARS = ("superlative",)
-#: ``{@name}`` in a regular expression stands for the words of lexicon ``rules/lexicons/name.txt``.
-_LEXICON_REF = re.compile(r"\{@([a-z0-9_]+)\}")
+#: ``{@name}`` in a regular expression stands for the words of lexicon ``rules/lexicons/name.txt``;
+#: ``{@name[tag]}`` (and ``@name[tag]`` in a term list) for the words whose other columns include ``tag``.
+_LEXICON_REF = re.compile(r"\{@([a-z0-9_]+)(?:\[([a-z0-9_-]+)\])?\}")
+_TERM_REF = re.compile(r"@([a-z0-9_]+)(?:\[([a-z0-9_-]+)\])?")
 
 
 class RulePackError(ValueError):
@@ -169,14 +171,19 @@ class Lexicons:
         self._rows[name] = tuple(rows)
         return self._rows[name]
 
-    def words(self, name: str, where: str) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(row[0] for row in self.rows(name, where)))
+    def words(self, name: str, where: str, tag: str | None = None) -> tuple[str, ...]:
+        rows = self.rows(name, where)
+        if tag is not None:
+            rows = tuple(row for row in rows if tag in row[1:])
+            if not rows:
+                raise _fail(where, f"lexicon @{name}[{tag}]: no entry has the tag {tag!r}")
+        return tuple(dict.fromkeys(row[0] for row in rows))
 
     def expand(self, pattern: str, where: str) -> str:
         """Replace ``{@name}`` by an alternation of the lexicon's words, longest first."""
 
         def alternation(m: re.Match[str]) -> str:
-            words = sorted(self.words(m.group(1), where), key=len, reverse=True)
+            words = sorted(self.words(m.group(1), where, m.group(2)), key=len, reverse=True)
             return "(?:" + "|".join(re.escape(w) for w in words) + ")"
 
         return _LEXICON_REF.sub(alternation, pattern)
@@ -186,8 +193,9 @@ class Lexicons:
         out: list[str] = []
         for item in items:
             text = str(item)
-            if text.startswith("@"):
-                out.extend(self.words(text[1:], where))
+            ref = _TERM_REF.fullmatch(text)
+            if ref is not None:
+                out.extend(self.words(ref.group(1), where, ref.group(2)))
             else:
                 out.append(fold_term(text))
         return out
