@@ -498,19 +498,25 @@ def _sub_box(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int])
     return outer[0] + inner[0], outer[1] + inner[1], outer[0] + inner[2], outer[1] + inner[3]
 
 
-def hash_gray(gray: Image.Image, tiles: bool = True) -> ImageHashes:
+def hash_gray(gray: Image.Image, tiles: bool = True, stored_only: bool = False) -> ImageHashes:
     """All views of a decoded grayscale thumbnail (see :func:`load_gray`).
 
-    ``tiles=False`` leaves out the collage cells (only queries probe them; indexing does not need them).
+    ``tiles=False`` leaves out the collage cells (only queries probe them); ``stored_only=True`` computes
+    just the :data:`INDEXED_VIEWS` (what indexing needs: no screenshot frame, windows, mirrors or cells).
     """
     from moderation.images.views import product_box, tile_boxes
 
     arr = np.asarray(gray, dtype=np.float64)
     full = trim_all(arr)
     trimmed = arr[full[1] : full[3], full[0] : full[2]]
+    product = _sub_box(full, product_box(trimmed))
+    if stored_only:
+        return _hash_boxes(
+            arr, gray, {"full": _window(full, 1.0), "product": _window(product, 1.0),
+                        "center": _window(full, CENTER_FRACTION)}, {}, mirrors=False,
+        )
     inner = content_box(trimmed)
     content = full if inner is None else _sub_box(full, inner)
-    product = _sub_box(full, product_box(trimmed))
     content_arr = arr[content[1] : content[3], content[0] : content[2]]
     content_product = product if content == full else _sub_box(content, product_box(content_arr))
     boxes: dict[str, _Box] = {
@@ -534,6 +540,13 @@ def hash_gray(gray: Image.Image, tiles: bool = True) -> ImageHashes:
             cell_arr = arr[cell[1] : cell[3], cell[0] : cell[2]]
             tile_views[f"t{i}"] = _window(cell, 1.0)
             tile_views[f"t{i}p"] = _window(_sub_box(cell, product_box(cell_arr, strips=False)), 1.0)
+    return _hash_boxes(arr, gray, boxes, tile_views, mirrors=True)
+
+
+def _hash_boxes(
+    arr: np.ndarray, gray: Image.Image, boxes: dict[str, _Box], tile_views: dict[str, _Box], mirrors: bool
+) -> ImageHashes:
+    """Hash every box (and ``detail``/``content_detail`` one band up; mirrors of all but the cells)."""
     # The windows are resampled to 32x32 anyway: ~128 px of picture is plenty, and a quarter of the work.
     k = max(1, round(max(arr.shape) / _VIEW_SIDE))
     if k > 1:
@@ -541,23 +554,28 @@ def hash_gray(gray: Image.Image, tiles: bool = True) -> ImageHashes:
         arr = arr[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
     views: dict[str, int] = {}
     # The detail views are the same two boxes as full and content, one band up the spectrum.
-    detail_boxes = {"detail": boxes["full"], "content_detail": boxes["content"]}
-    for group, first, mirrors in ((boxes, 0, True), (detail_boxes, DETAIL_BAND, True), (tile_views, 0, False)):
+    detail_boxes = {"detail": boxes["full"]}
+    if "content" in boxes:
+        detail_boxes["content_detail"] = boxes["content"]
+    groups = ((boxes, 0, mirrors), (detail_boxes, DETAIL_BAND, mirrors), (tile_views, 0, False))
+    for group, first, mirrored_too in groups:
         if not group:
             continue
         lows = window_lows(arr, [tuple(v / k for v in box) for box in group.values()], first)
         plain = lows_to_hashes(lows).tolist()
-        mirrored = lows_to_hashes(lows * mirror_sign(first)).tolist() if mirrors else plain
+        mirrored = lows_to_hashes(lows * mirror_sign(first)).tolist() if mirrored_too else plain
         for name, h, hm in zip(group, plain, mirrored, strict=True):
             views[name] = h
-            if mirrors:
+            if mirrored_too:
                 views[name + "_m"] = hm
     gw, gh = float(gray.width), float(gray.height)
     fractions = {
         name: (max(0.0, b[0] / gw), max(0.0, b[1] / gh), min(1.0, b[2] / gw), min(1.0, b[3] / gh))
         for name, b in {**boxes, **tile_views}.items()
     }
-    fractions["detail"], fractions["content_detail"] = fractions["full"], fractions["content"]
+    fractions["detail"] = fractions["full"]
+    if "content" in fractions:
+        fractions["content_detail"] = fractions["content"]
     return ImageHashes(views=views, width=gray.width, height=gray.height, boxes=fractions)
 
 

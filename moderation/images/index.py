@@ -58,6 +58,9 @@ DELTA_FRACTION = 0.125
 #: ...or once this fraction of all rows are tombstones.
 TOMBSTONE_FRACTION = 0.25
 
+#: Thumbnails of checked images (shown next to their match in the console) are kept this long.
+QUERY_THUMB_DAYS = 180
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,
@@ -423,11 +426,14 @@ class HashIndex:
     @_locked
     def put_query_thumbnail(self, key: str, thumb: bytes) -> None:
         """Keep a checked image's thumbnail (by content key) so the console can show it next to its match."""
+        now = time.time()
         with self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO query_thumbs (key, thumb, created) VALUES (?, ?, ?)",
-                (key, thumb, time.time()),
+                "INSERT OR IGNORE INTO query_thumbs (key, thumb, created) VALUES (?, ?, ?)", (key, thumb, now)
             )
+            self._thumb_writes = getattr(self, "_thumb_writes", 0) + 1
+            if self._thumb_writes % 1000 == 1:  # now and then, forget thumbnails past the retention
+                self._db.execute("DELETE FROM query_thumbs WHERE created < ?", (now - QUERY_THUMB_DAYS * 86400,))
 
     @_locked
     def query_thumbnail(self, key: str) -> bytes | None:

@@ -44,7 +44,7 @@ from moderation.images.hashing import (
 )
 from moderation.images.index import HashIndex
 from moderation.images.sources import ImageSources
-from moderation.images.verify import COPY_PROBABILITY, OTHER_COLOUR, Verification, verify
+from moderation.images.verify import COPY_PROBABILITY, MIN_MATCHES, OTHER_COLOUR, Verification, verify
 from moderation.schema import Finding, ImageMatchInfo, ImageResult, Listing
 
 log = logging.getLogger(__name__)
@@ -54,17 +54,19 @@ COPY_DISTANCE = 12
 #: Retrieval radius: candidates up to this many bits from some query view go on to verification.
 RETRIEVE_DISTANCE = 22
 #: At most this many candidates (nearest first) are verified per query image.
-CANDIDATES = 8
+CANDIDATES = 6
 #: At most this many query regions get their own features per query (the nearest candidates' first).
-MAX_REGIONS = 3
+MAX_REGIONS = 2
 #: Long side of the second decode a query region is verified from.
 REGION_SIDE = 2 * FEATURE_SIDE
 #: Further views of a candidate are verified until one gives at least this probability (a photo in a
 #: screenshot may pass weakly on the whole picture and clearly on the photo's own region).
 SURE_PROBABILITY = 0.98
 #: The other orientation (mirrored when the nearest view was not, and the reverse) is verified too when
-#: its nearest view is at most this many bits further than the nearest view.
-OTHER_ORIENTATION_BITS = 4
+#: its nearest view is at most this many bits further than the nearest view ...
+OTHER_ORIENTATION_BITS = 2
+#: ... and only for candidates at most this far (a far candidate's orientation is no evidence either way).
+OTHER_ORIENTATION_MAX = 14
 
 #: Multi-index probe radius per 16-bit substring for the whole-picture, product, centre, detail and
 #: collage-cell views (exact up to 4r + 3 bits, see ``HashIndex.search``) ...
@@ -311,14 +313,14 @@ def verify_match(index_features: Features, query: Query, m: Match) -> Verificati
         box = _sub_view_box(query, "content")
     if box is not None:
         tries.append((mirrored_first, box))
-    if m.other_distance <= m.distance + OTHER_ORIENTATION_BITS:
+    if m.distance <= OTHER_ORIENTATION_MAX and m.other_distance <= m.distance + OTHER_ORIENTATION_BITS:
         tries.append((not mirrored_first, None))
     best: Verification | None = None
     for mirrored, b in tries:
         if b is not None and (mirrored, b) not in query._features and query.regions >= MAX_REGIONS:
             continue  # this query has had its share of region features
-        if mirrored != mirrored_first and b is None and best is not None and best.inliers >= 10:
-            continue  # the first orientation lines up: a mirror of it would not
+        if mirrored != mirrored_first and b is None and best is not None and best.matches >= 2 * MIN_MATCHES:
+            continue  # the first orientation has matches to judge by: a mirror of it would have few
         v = verify(query.features(mirrored, b), index_features, mirrored=mirrored)
         _to_whole(v, mirrored, b)
         if best is None or v.probability > best.probability:
@@ -364,7 +366,7 @@ def is_copy(match: Match, listing_id: str | None, seller_id: str | None, brand_a
 
 def index_entry(rgb: Image.Image) -> tuple[tuple[int, ...], tuple[bytes, bytes]]:
     """What the index keeps for one decoded picture: its hashes, and (features blob, thumbnail JPEG)."""
-    hashes = hash_gray(gray_thumbnail(rgb), tiles=False)
+    hashes = hash_gray(gray_thumbnail(rgb), stored_only=True)
     return hashes.indexed(), (extract(rgb).to_bytes(), thumbnail_jpeg(rgb))
 
 

@@ -44,12 +44,12 @@ MIN_MATCHES = 6
 
 #: Logistic model over the evidence (:func:`score`); fitted with ``scripts/bench_images.py --fit``.
 WEIGHTS: dict[str, float] = {
-    "bias": -11.771,
-    "log_inliers": 1.473,
-    "inlier_ratio": 3.664,
-    "spread": 1.762,
-    "colour": -0.112,
-    "tone": 3.571,
+    "bias": -11.033,
+    "log_inliers": 1.408,
+    "inlier_ratio": 4.132,
+    "spread": 1.502,
+    "colour": -0.105,
+    "tone": 2.742,
 }
 #: A verified pair is a copy from this probability on.
 COPY_PROBABILITY = 0.5
@@ -190,7 +190,12 @@ def _colour_and_tone(q: Features, c: Features, m: np.ndarray) -> tuple[float, fl
         fg = np.ones(len(b), bool)
     # The median over the product: a banner or a watermark over part of it does not move it, a colour
     # variant (the same shot of a gold and a silver tablet) moves all of it.
-    chroma = np.hypot(*(a[fg, 1:] - b[fg, 1:] - shift).T)
+    # Brightness and contrast edits scale chroma too (a darker red is a less saturated one): fit one
+    # scale of the candidate's chroma onto the query's before comparing (0.6-1.7).
+    qa, cb = a[fg, 1:] - 128 - shift, b[fg, 1:] - 128
+    denom_ab = float((cb * cb).sum())
+    k = float(np.clip((qa * cb).sum() / denom_ab, 0.6, 1.7)) if denom_ab > 1e-6 else 1.0
+    chroma = np.hypot(*(qa - k * cb).T)
     # Where the lightness agrees (no overlay there: a banner or watermark changes lightness too), a
     # colour variant still differs in chroma - often in a small part (a tablet's bezel): the 90th
     # percentile of the chroma difference over those pixels. Lightness is matched by a linear fit first
