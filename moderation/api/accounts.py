@@ -112,6 +112,11 @@ class Accounts:
         self._epoch: int | None = None
         self._epoch_read_at = float("-inf")
         # Password checks: at most ``login_concurrency`` at once (threads at nice 19), a few more wait.
+        self._refusals: dict[str, int] = {}
+        self._refusals_flushed = float("-inf")
+        self._busy = 0
+        self._busy_logged = float("-inf")
+        self._refusals_lock = threading.Lock()
         self._hashers = CheckPool(max(1, self.settings.login_concurrency),
                                   max_waiting=self.settings.login_max_waiting, nice=19, name="password")
 
@@ -384,7 +389,7 @@ class Accounts:
             self._hashing(self.hasher.verify, stored, password)
             ok = row is not None and bool(row.password_hash)
         except LoginRefused:
-            self._audit("login_busy", username, address, {})
+            self._audit_busy(username, address)
             raise
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
@@ -402,13 +407,8 @@ class Accounts:
                 THROTTLE.c.key.in_(keys), THROTTLE.c.locked_until > now)).all()
         if not locks:
             return
-        until = max(lock[1] for lock in locks)
-        try:
-            with self.db.write() as conn:
-                conn.execute(update(THROTTLE).where(THROTTLE.c.key.in_([k for k, _ in locks]))
-                             .values(refused=THROTTLE.c.refused + 1))
-        except OperationalError:  # bookkeeping only
-            log.warning("could not count a refused login", exc_info=True)
+        until = _aware(max(lock[1] for lock in locks))
+        self._count_refusals([k for k, _ in locks])
         wait = max(1, int((until - now).total_seconds() + 0.999))
         raise LoginRefused("throttled", f"too many failed sign-ins; retry in {wait} s", wait)
 
@@ -438,6 +438,33 @@ class Accounts:
                 conn.execute(update(THROTTLE).where(THROTTLE.c.key == key).values(
                     failures=failures, window_start=now if fresh else row.window_start,
                     locked_until=locked_until, updated_at=now))
+
+    def _count_refusals(self, keys: list[str]) -> None:
+        """Count attempts refused during a lock, written at most once a second per process: a flood
+        of locked attempts must not become a flood of database writes."""
+        with self._refusals_lock:
+            for key in keys:
+                self._refusals[key] = self._refusals.get(key, 0) + 1
+            if time.monotonic() - self._refusals_flushed < 1.0:
+                return
+            pending, self._refusals = self._refusals, {}
+            self._refusals_flushed = time.monotonic()
+        try:
+            with self.db.write() as conn:
+                for key, n in pending.items():
+                    conn.execute(update(THROTTLE).where(THROTTLE.c.key == key).values(refused=THROTTLE.c.refused + n))
+        except OperationalError:  # bookkeeping only
+            log.warning("could not count refused logins", exc_info=True)
+
+    def _audit_busy(self, username: str, address: str | None) -> None:
+        """``login_busy`` events, at most one a second per process (with how many were refused)."""
+        with self._refusals_lock:
+            self._busy += 1
+            if time.monotonic() - self._busy_logged < 1.0:
+                return
+            refused, self._busy = self._busy, 0
+            self._busy_logged = time.monotonic()
+        self._audit("login_busy", username, address, {"refused": refused})
 
     def _audit(self, type_: str, username: str | None, address: str | None, data: dict[str, Any]) -> None:
         try:
