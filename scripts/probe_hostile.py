@@ -7,8 +7,9 @@
 3. ``/health`` p50/p99 while two clients send worst-case listings back to back (and their 503s);
 4. logins: 20 wrong passwords for one account → how many refused, is the right one refused too;
    32 concurrent logins (argon2id, 64 MiB each) → server memory peak and other users' p95;
-5. PostgreSQL only: 16 reviewers drain the queue while every server connection is terminated every
-   0.5 s → 5xx during and after, decisions lost or doubled, orphaned claims and their leases;
+5. 16 reviewers drain the queue while (PostgreSQL) every server connection is terminated every 0.5 s,
+   and (both) while the server is SIGKILLed and restarted every 3 s → 5xx during and after,
+   decisions lost or doubled, orphaned claims and how long until their leases return them;
 6. SIGTERM with worst-case checks in flight → seconds until the server has exited.
 
 Everything runs against 127.0.0.1 with bounded loops. The server is the real ``moderation serve``
@@ -489,17 +490,28 @@ def probe_logins(server: Server, tokens: dict[str, str], reviewers: list[str], p
 
 
 def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[str], items: int,
-                           seconds: float) -> dict[str, Any]:
+                           seconds: float, fault: str = "connections") -> dict[str, Any]:
+    """16 reviewers drain the queue while a fault repeats: ``connections`` terminates every
+    PostgreSQL backend of the server every 0.5 s; ``server`` SIGKILLs the whole server every few
+    seconds and starts it again."""
     from sqlalchemy import create_engine, text
 
     seed(url, items, f"kill-{uuid.uuid4().hex[:4]}")
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT") if fault == "connections" else None
     stop_killing = threading.Event()
     killed = [0]
 
     def killer() -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end and not stop_killing.is_set():
+            if fault == "server":
+                time.sleep(3.0)
+                os.killpg(server.proc.pid, signal.SIGKILL)
+                server.proc.wait()
+                killed[0] += 1
+                server.start()
+                continue
+            assert admin is not None
             with admin.connect() as conn:
                 killed[0] += len(conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                                    "WHERE application_name = :tag"), {"tag": tag}).all())
@@ -525,6 +537,7 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                time.sleep(0.2)  # the server is down (being restarted)
                 continue
             count(phase, status)
             if status != 200:
@@ -540,9 +553,15 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
                                "claim_token": claim["claim_token"], "version": claim["version"],
                                "listing_revision": claim["item"]["listing_revision"]}).encode()
             key = uuid.uuid4().hex
-            for _attempt in range(5):  # a 503 is retried with the same Idempotency-Key
-                status, data, _ = request(server.port, "POST", f"/v1/queue/items/{claim['item']['id']}/decision",
-                                          body, {**h, "Idempotency-Key": key}, conn=conn)
+            for _attempt in range(50):  # a 503 or a dead server: retried with the same Idempotency-Key
+                try:
+                    status, data, _ = request(server.port, "POST", f"/v1/queue/items/{claim['item']['id']}/decision",
+                                              body, {**h, "Idempotency-Key": key}, conn=conn)
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                    time.sleep(0.2)
+                    continue
                 count(phase, status)
                 if status == 200:
                     with lock:
@@ -560,22 +579,28 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
     kill_thread.join()
     for t in threads:
         t.join(600)
-    admin.dispose()
+    if admin is not None:
+        admin.dispose()
     queue = ReviewQueue(url.split("&application_name=")[0], upgrade=False)
     with queue.db.read() as conn:
         live = dict(conn.execute(text("SELECT item_id, count(*) FROM decisions WHERE undone_at IS NULL "
                                       "GROUP BY item_id")).all())
         decision_ids = set(conn.execute(text("SELECT id FROM decisions")).scalars())
-        open_claims = conn.execute(text("SELECT count(*), max(lease_expires_at) - now() FROM items "
-                                        "WHERE status = 'claimed'")).one()
+        claimed = [r[0] for r in conn.execute(text("SELECT lease_expires_at FROM items WHERE status = 'claimed'"))]
         pending = conn.execute(text("SELECT count(*) FROM items WHERE status = 'pending'")).scalar()
     problems = queue.verify()
     queue.close()
-    return {"seconds": seconds, "backends_terminated": killed[0], "statuses_during": statuses["during"],
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    stamps = [datetime.fromisoformat(t) if isinstance(t, str) else t for t in claimed]  # SQLite: text
+    lease_left = [((t if t.tzinfo else t.replace(tzinfo=UTC)) - now).total_seconds() for t in stamps]
+    return {"fault": fault, "seconds": seconds, "faults_injected": killed[0], "statuses_during": statuses["during"],
             "statuses_after": statuses["after"],
             "decisions_confirmed": len(confirmed), "confirmed_missing_in_db": len(set(confirmed) - decision_ids),
             "items_with_2+_live_decisions": sum(1 for n in live.values() if n > 1),
-            "orphaned_claims": open_claims[0], "orphan_lease_left": str(open_claims[1]), "still_pending": pending,
+            "orphaned_claims": len(claimed), "orphan_lease_left_max_s": round(max(lease_left), 1) if lease_left else None,
+            "still_pending": pending,
             "note": "escalated items (from the malformed probe) are for leads and stay open",
             "replay_problems": len(problems)}
 
@@ -644,6 +669,10 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 out["kill_connections"] = probe_kill_connections(server, url, tag, reviewers, args.items,
                                                                  args.kill_seconds)
                 print(json.dumps({backend: {"kill_connections": out["kill_connections"]}}), flush=True)
+            if "crash" not in skip:
+                out["kill_server"] = probe_kill_connections(server, url, tag, reviewers, args.items,
+                                                            args.kill_seconds, fault="server")
+                print(json.dumps({backend: {"kill_server": out["kill_server"]}}), flush=True)
             if "sigterm" not in skip:
                 out["sigterm"] = probe_sigterm(server, tokens["service"])
                 print(json.dumps({backend: {"sigterm": out["sigterm"]}}), flush=True)
@@ -659,7 +688,7 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--skip", default="", help="comma list: malformed,adversarial,load,logins,kill,sigterm")
+    parser.add_argument("--skip", default="", help="comma list: malformed,adversarial,load,logins,kill,crash,sigterm")
     parser.add_argument("--load-seconds", type=float, default=20.0)
     parser.add_argument("--kill-seconds", type=float, default=15.0)
     parser.add_argument("--items", type=int, default=600)
