@@ -377,7 +377,7 @@ def test_secure_cookies_setting(api: Api) -> None:
 
 
 def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(check_workers=3, secure_cookies=True, check_budget_s=1.5)
+    settings = Settings(check_workers=3, secure_cookies=True, check_budget_s=1.5, heavy_timeout_s=7.5)
     for key, value in settings.to_env().items():
         monkeypatch.setenv(key, value)
     assert Settings.from_env() == settings

@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+#: Types of the fields whose default is None.
+_OPTIONAL: dict[str, type] = {"check_workers": int, "check_max_waiting": int, "heavy_timeout_s": float}
+
 
 @dataclass
 class Settings:
@@ -56,9 +59,7 @@ class Settings:
             raw = os.environ.get("MODERATION_" + f.name.upper())
             if raw is None or raw == "":
                 continue
-            kind = type(getattr(cls(), f.name))
-            if f.name in ("check_workers", "check_max_waiting"):
-                kind = int
+            kind = _OPTIONAL.get(f.name) or type(getattr(cls(), f.name))
             if kind is bool:
                 values[f.name] = raw.lower() in ("1", "true", "yes", "on")
             else:

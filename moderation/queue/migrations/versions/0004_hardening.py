@@ -58,5 +58,4 @@ def downgrade() -> None:
     op.drop_table('auth_events')
     op.drop_table('login_throttle')
     op.drop_table('server_state')
-    with op.batch_alter_table('items', schema=None) as batch_op:
-        batch_op.drop_column('flags')
+    op.drop_column('items', 'flags')
