@@ -10,6 +10,7 @@ import base64
 import io
 import itertools
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -304,6 +305,24 @@ def test_api_check_reads_images_when_asked(ocr_engine: CountingEngine, db_url: s
         data = read.json()
         assert data["verdict"] != "pass" and data["findings"][0]["field"] == "image:0" and data["findings"][0]["box"]
         assert "销量第一" in data["images"][0]["ocr"]["text"]
+        # queued: the console shows the picture with the finding's box outlined next to the findings
+        lead = accounts.create_user("lead1", "lead", "correct horse battery")
+        queued = client.post("/v1/check", json={**body, "ocr": True, "enqueue": True},
+                             headers={"Authorization": f"Bearer {accounts.create_token(lead.id, 't')}"}).json()
+        item_id = queued["queue"]["item_id"]
+        pic = client.get(f"/v1/items/{item_id}/images/0", headers=h)
+        assert pic.status_code == 200 and pic.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(pic.content)).size == (480, 320)
+        assert client.get(f"/v1/items/{item_id}/images/1", headers=h).status_code == 404
+        assert client.get(f"/v1/items/{item_id}/images/0").status_code == 401
+        login = client.get("/review/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+        client.post("/review/login", data={"username": "lead1", "password": "correct horse battery",
+                                           "csrf_token": csrf}, follow_redirects=False)
+        page = client.get(f"/review/items/{item_id}").text
+        box = data["findings"][0]["box"]
+        assert f'src="/v1/items/{item_id}/images/0"' in page and "图片中的文字" in page
+        assert f'x="{box[0]}" y="{box[1]}" width="{box[2] - box[0]}"' in page
     app.state.queue.close()
 
 

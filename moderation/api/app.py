@@ -127,6 +127,8 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     app.include_router(console.router)
     from moderation.api import routes_images  # image thumbnails by id (issue 14)
     app.include_router(routes_images.router)
+    from moderation.api import routes_ocr  # a listing's pictures for the OCR boxes in the console (issue 18)
+    app.include_router(routes_ocr.router)
     app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(SecurityHeadersMiddleware)

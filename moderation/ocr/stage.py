@@ -129,30 +129,7 @@ class OcrStage:
     # -- reading pictures --------------------------------------------------------------------------
 
     def _bytes(self, ref: str) -> bytes:
-        opened = self.sources.open(ref)
-        if isinstance(opened, bytes):
-            data = opened
-        else:
-            path = Path(opened)
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                raise ImageError("not_found", f"no such image file: {ref}") from None
-            except OSError as exc:
-                raise ImageError("unreadable_image", f"cannot read {ref}: {exc.strerror}") from None
-            if not path.is_file():
-                raise ImageError("not_found", f"not a file: {ref}")
-            if size > MAX_FILE_BYTES:
-                raise ImageError("image_too_large", f"{ref} is {size} bytes; the limit is {MAX_FILE_BYTES}")
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ImageError("unreadable_image", f"cannot read {ref}: {exc.strerror}") from None
-        if not data:
-            raise ImageError("unreadable_image", "empty image data")
-        if len(data) > MAX_FILE_BYTES:
-            raise ImageError("image_too_large", f"image data is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
-        return data
+        return read_ref(self.sources, ref)
 
     def read_bytes(self, data: bytes) -> tuple[OcrPage, bool]:
         """The page of a picture given as bytes, and whether it came from the cache."""
@@ -209,6 +186,34 @@ class OcrStage:
         detection = rules.detect(listing, extra_fields=fields, **kwargs)
         detection.findings = attach_boxes(list(detection.findings), texts)
         return detection, texts
+
+
+def read_ref(sources: ImageSources, ref: str) -> bytes:
+    """The bytes of a listing's image reference, under the source rules; ImageError when refused."""
+    opened = sources.open(ref)
+    if isinstance(opened, bytes):
+        data = opened
+    else:
+        path = Path(opened)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageError("not_found", f"no such image file: {ref}") from None
+        except OSError as exc:
+            raise ImageError("unreadable_image", f"cannot read {ref}: {exc.strerror}") from None
+        if not path.is_file():
+            raise ImageError("not_found", f"not a file: {ref}")
+        if size > MAX_FILE_BYTES:
+            raise ImageError("image_too_large", f"{ref} is {size} bytes; the limit is {MAX_FILE_BYTES}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError("unreadable_image", f"cannot read {ref}: {exc.strerror}") from None
+    if not data:
+        raise ImageError("unreadable_image", "empty image data")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError("image_too_large", f"image data is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
+    return data
 
 
 def attach_boxes(findings: list[Finding], texts: list[ImageText]) -> list[Finding]:
@@ -304,3 +309,16 @@ def _rescale(page: OcrPage, scale: float) -> OcrPage:
 
 def ocr_enabled_by_env() -> bool:
     return os.environ.get("MODERATION_OCR", "").lower() in ("1", "true", "yes", "on")
+
+
+def preview_jpeg(sources: ImageSources, ref: str, short_side: int = 480, quality: int = 85) -> bytes:
+    """A JPEG of a listing image for the console (its short side at most ``short_side``), read under the
+    same source rules as a check; ImageError when it cannot be read. Boxes drawn over it use the
+    original pixel coordinates in an SVG viewBox, so the preview's scale does not matter."""
+    from PIL import Image
+
+    data = read_ref(sources, ref)
+    rgb, _ = decode(data, short_side)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
