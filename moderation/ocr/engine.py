@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 #: Bumped when the pipeline changes what it reads from a given picture: part of the cache key.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,23 @@ class OcrSettings:
     """What decides speed and what is read; every field is part of the cache key (``key()``)."""
 
     #: Detector input: each tile is scaled so that its long side is at most this (multiple of 32).
-    det_side: int = 640
+    #: 736 read 0.987 of the benchmark's violating lines, 640 0.962 for 16 % less CPU (docs/ocr.md).
+    det_side: int = 736
     #: Intra-op threads per ONNX Runtime session.
     threads: int = 1
-    #: Text crops per recognition run (sorted by width first, so little padding).
-    rec_batch: int = 4
+    #: Text crops per recognition run (sorted by width first, so little padding). One at a time was the
+    #: fastest on one thread: a batch is padded to its widest crop (docs/ocr.md).
+    rec_batch: int = 1
     #: Recognition input is at least this wide. PaddleOCR pads every crop to 320 (6.7 heights); a short
     #: word then costs as much as a long line. Without the padding recognition takes half the time and
     #: reads the promo lines of the benchmark the same (docs/ocr.md).
     rec_min_width: int = 0
+    #: Blank added after the widest crop of a batch, in recogniser pixels (48 = one character). The
+    #: recogniser was trained on padded crops; without any blank it drops a final 一 (销量第一 → 销量第).
+    rec_pad: int = 24
+    #: Each detected box is widened by this share of its height on the left and the right before it is
+    #: cropped: the detector's boxes hug the glyphs and the first or last character is sometimes cut.
+    crop_margin: float = 0.0
     #: Images are decoded with their short side at most this (a 4000x3000 photo is read at 1200x900).
     max_short_side: int = 1200
     #: A tile is at most this many times as long as it is wide.
@@ -178,7 +186,8 @@ class OcrEngine:
         quads = [q for q in quads if _quad_height(q) >= self.settings.min_line_height]
         quads.sort(key=lambda q: (float(q[:, 1].min()), float(q[:, 0].min())))
         quads = _reading_order(quads)
-        crops = [_crop(bgr, q) for q in quads]
+        margin = self.settings.crop_margin
+        crops = [_crop(bgr, _widen(q, margin, w, h) if margin else q) for q in quads]
         texts = self._recognise(crops)
         lines = []
         for q, (text, conf) in zip(quads, texts, strict=True):
@@ -228,7 +237,7 @@ class OcrEngine:
         for b in range(0, len(crops), batch):
             idx = order[b : b + batch]
             max_ratio = max(ratios[i] for i in idx)
-            width = max(self.settings.rec_min_width, math.ceil(img_h * max_ratio / 8) * 8, 16)
+            width = max(self.settings.rec_min_width, math.ceil((img_h * max_ratio + self.settings.rec_pad) / 8) * 8, 16)
             arr = np.zeros((len(idx), 3, img_h, width), dtype=np.float32)
             for j, i in enumerate(idx):
                 c = crops[i]
@@ -307,6 +316,25 @@ def _crop(bgr: np.ndarray, q: np.ndarray) -> np.ndarray:
     if h / w >= 1.5:
         crop = np.rot90(crop)
     return np.ascontiguousarray(crop)
+
+
+def _widen(q: np.ndarray, margin: float, w: int, h: int) -> np.ndarray:
+    """The quad stretched along its reading direction by ``margin`` x its height at both ends."""
+    height = _quad_height(q)
+    top, bottom = q[1] - q[0], q[2] - q[3]
+    length = max(1e-6, float(np.linalg.norm(top)))
+    d = (top + bottom) / 2
+    d = d / max(1e-6, float(np.linalg.norm(d))) * margin * height
+    if length < height:  # vertical text: the reading direction is down the quad; leave it
+        return q
+    out = q.copy()
+    out[0] -= d
+    out[3] -= d
+    out[1] += d
+    out[2] += d
+    out[:, 0] = np.clip(out[:, 0], 0, w - 1)
+    out[:, 1] = np.clip(out[:, 1], 0, h - 1)
+    return out
 
 
 def _rect(q: np.ndarray) -> tuple[float, float, float, float]:
