@@ -462,7 +462,8 @@ class ImageChecker:
                     image=shown,
                     match=ImageMatchInfo(
                         id=best.id,
-                        image=None,
+                        # the indexed file's path for an operator's own tools; a server shows ids only
+                        image=best.path if self.sources.any_path else None,
                         distance=best.distance,
                         hash=best.hash,
                         listing_id=best.listing_id,
