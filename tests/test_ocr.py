@@ -374,3 +374,27 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     with pytest.raises(AuditError, match="ocr"):
         run_audit(AuditOptions(input=cat, out=tmp_path / "plain", workers=1, classifier=False, progress=False,
                                ocr=True, ocr_cache=str(cache)))
+
+
+@needs_font
+def test_cli_check_ocr_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from moderation.cli import main
+
+    monkeypatch.setenv("MODERATION_OCR_CACHE", str(tmp_path / "cache.sqlite"))
+    monkeypatch.delenv("MODERATION_OCR", raising=False)
+    im, _ = render([("全网最低价", 30, 60, 48)])
+    pic = tmp_path / "p.png"
+    pic.write_bytes(png(im))
+    listings = tmp_path / "in.jsonl"
+    listings.write_text(json.dumps({"id": "1", "title": "保温杯", "images": [str(pic)]}, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+    runner = CliRunner()
+    off = runner.invoke(main, ["check", "--input", str(listings), "--no-classifier"])
+    assert off.exit_code == 0 and json.loads(off.output)["findings"] == []
+    on = runner.invoke(main, ["check", "--input", str(listings), "--no-classifier", "--ocr"])
+    result = json.loads(on.output)
+    assert result["findings"] and result["findings"][0]["field"] == "image:0" and result["findings"][0]["box"]
+    human = runner.invoke(main, ["check", "保温杯", "--image", str(pic), "--ocr", "--no-classifier"])
+    assert human.exit_code == 0 and "image:0" in human.output and "框 [" in human.output
