@@ -1,7 +1,8 @@
 """Schemathesis over the whole OpenAPI document, in process, on SQLite and PostgreSQL: valid and
 invalid requests for every operation, and not one answered 5xx (or raising in the app).
 
-Bounded: ``EXAMPLES`` cases per operation and generation mode (about 20 s and 700 requests per backend here).
+Bounded: ``EXAMPLES`` cases per operation and generation mode (about 12 s and 700 requests per backend
+on a quiet machine), and at most ``TIME_LIMIT_S`` of generating per backend on a busy one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from moderation.schema import Listing
 
 EXAMPLES = 12
 #: Stop generating new cases after this many seconds per backend (the cases already run count).
-TIME_LIMIT_S = 40.0
+TIME_LIMIT_S = 22.0
 
 
 def test_schemathesis_finds_no_5xx(db_url: str, rules_checker: Checker, tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_schemathesis_finds_no_5xx(db_url: str, rules_checker: Checker, tmp_path
                 run()
     problems = queue.verify()
     queue.close()
-    assert calls >= 200, calls
+    assert calls >= 150, calls
     assert sum(n for code, n in codes.items() if code < 300) >= 50, codes  # not all refused
     assert failures == [], "\n".join(sorted(set(failures))[:20])
     assert problems == []
