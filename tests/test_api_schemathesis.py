@@ -24,6 +24,8 @@ from moderation.checker import Checker
 from moderation.schema import Listing
 
 EXAMPLES = 12
+#: Cases per operation and mode in the first round, which always covers the whole document.
+FIRST_ROUND = 3
 #: Stop generating new cases after this many seconds per backend (the cases already run count).
 TIME_LIMIT_S = 22.0
 
@@ -48,30 +50,34 @@ def test_schemathesis_finds_no_5xx(db_url: str, rules_checker: Checker, tmp_path
     started = time.monotonic()
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if time.monotonic() - started > TIME_LIMIT_S:
-                break
+    def cases(operation: Any, mode: GenerationMode, examples: int) -> None:
+        @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+        @hypothesis.settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                             phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        def run(case: Any) -> None:
+            nonlocal calls
+            calls += 1
+            try:
+                response = case.call(headers=auth)
+            except Exception as exc:  # the app raised: the test client surfaces it
+                failures.append(f"{case.method} {case.formatted_path}: {type(exc).__name__}: {exc}")
+                return
+            codes[response.status_code] = codes.get(response.status_code, 0) + 1
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code} "
+                                f"{response.text[:200]}")
 
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                                 phases=[Phase.explicit, Phase.generate],
-                                 suppress_health_check=list(HealthCheck))
-            def run(case: Any) -> None:
-                nonlocal calls
-                calls += 1
-                try:
-                    response = case.call(headers=auth)
-                except Exception as exc:  # the app raised: the test client surfaces it
-                    failures.append(f"{case.method} {case.formatted_path}: {type(exc).__name__}: {exc}")
-                    return
-                codes[response.status_code] = codes.get(response.status_code, 0) + 1
-                if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} -> {response.status_code} "
-                                    f"{response.text[:200]}")
+        with contextlib.suppress(hypothesis.errors.Unsatisfiable):
+            run()
 
-            with contextlib.suppress(hypothesis.errors.Unsatisfiable):
-                run()
+    # Every operation and mode gets a few cases first (the whole document, always); then more, while
+    # the time allows.
+    for examples in (FIRST_ROUND, EXAMPLES):
+        for operation in operations:
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                if examples > FIRST_ROUND and time.monotonic() - started > TIME_LIMIT_S:
+                    break
+                cases(operation, mode, examples)
     problems = queue.verify()
     queue.close()
     assert calls >= 150, calls
