@@ -411,8 +411,11 @@ def _tree_rss_kb(pid: int) -> int:
 def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
     cmd = [str(REPO / ".venv" / "bin" / "moderation"), "audit", str(catalogue), "--out", str(out), "--ocr",
            "--ocr-cache", str(cache), "--no-classifier", "--workers", str(workers), "--quiet", "--batch-size", "20"]
+    import resource
+
     peak = 0
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
 
@@ -428,6 +431,8 @@ def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
     stop.set()
     th.join()
     seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the whole tree, start-up included
     if proc.returncode != 0:
         raise RuntimeError(f"audit failed: {stderr[-2000:]}")
     from moderation.audit.checkpoint import Manifest
@@ -439,7 +444,9 @@ def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
         m.close()
     last = runs[-1] if runs else {}
     return {"images": last.get("images"), "cached": last.get("cached"), "images_per_s": last.get("images_per_s"),
-            "run_seconds": last.get("seconds"), "end_to_end_s": round(seconds, 1), "peak_tree_rss_mb": round(peak / 1024),
+            "run_seconds": last.get("seconds"), "end_to_end_s": round(seconds, 1), "cpu_s": round(cpu, 1),
+            "images_per_cpu_s": round((last.get("images") or 0) / cpu, 3) if cpu > 0 else None,
+            "load_avg": round(os.getloadavg()[0], 1), "peak_tree_rss_mb": round(peak / 1024),
             "line": stderr.strip().splitlines()[-1] if stderr.strip() else ""}
 
 
@@ -460,6 +467,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="keep the rendered pictures in this folder")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    ap.add_argument("--det-side", type=int, default=None, help="detector input size (default: OcrSettings)")
+    ap.add_argument("--rec-batch", type=int, default=None, help="recognition batch (default: OcrSettings)")
+    ap.add_argument("--rec-min-width", type=int, default=None, help="recognition min width (PaddleOCR: 320)")
     args = ap.parse_args()
 
     if not args.photos.is_dir():
@@ -508,7 +518,9 @@ def main() -> None:
         pay_plain = [jpeg_bytes(s.image) for s in plain]
         pay_long = [jpeg_bytes(s.image) for s in longs]
 
-        settings = OcrSettings(threads=1)
+        tuned = {k: v for k, v in (("det_side", args.det_side), ("rec_batch", args.rec_batch),
+                                   ("rec_min_width", args.rec_min_width)) if v is not None}
+        settings = OcrSettings(threads=1, **tuned)
         stage = OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(None, memory_items=0), settings=settings)
         stage.engine.warm_up()
         stage.read_bytes(pay_single[0])  # first run of each session allocates

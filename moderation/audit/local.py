@@ -66,8 +66,7 @@ class CheckerSettings:
             cache = OcrCache(self.ocr_cache) if self.ocr_cache else OcrCache.from_env()
             stage = OcrStage(sources=ImageSources(any_path=True), cache=cache,
                              settings=OcrSettings(threads=self.threads))
-            stage.engine.warm_up()
-            return OcrChecker(checker, stage)
+            return OcrChecker(checker, stage)  # the models load at the first picture not in the cache
         return checker
 
 
