@@ -61,6 +61,7 @@ class CategoryModel:
         self.categories = categories
         self.prior = prior
         self.vocab = vocab
+        self.words = sorted(vocab, key=vocab.__getitem__)  # index → feature, for explanations
         self.weights = weights
 
     @classmethod
@@ -72,8 +73,7 @@ class CategoryModel:
 
     def save(self, directory: Path, info: dict[str, object]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        vocab = sorted(self.vocab, key=self.vocab.__getitem__)
-        meta = {**info, "categories": self.categories, "vocab": vocab}
+        meta = {**info, "categories": self.categories, "vocab": self.words}
         (directory / "model.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8")
         np.savez_compressed(directory / "weights.npz", prior=self.prior, weights=self.weights.astype(np.float16))
 
@@ -123,8 +123,7 @@ class CategoryInferrer:
             return None
         evidence = [n for n in dict.fromkeys(found) if self.nouns[n] == category]
         if not evidence and idx:
-            vocab = sorted(model.vocab, key=model.vocab.__getitem__)
             gen = model.categories.index("general")
             lift = model.weights[idx, best] - model.weights[idx, gen]
-            evidence = [vocab[idx[i]] for i in np.argsort(-lift)[:3]]
+            evidence = [model.words[idx[i]] for i in np.argsort(-lift)[:3]]
         return CategoryGuess(category, confidence, tuple(evidence))

@@ -47,6 +47,7 @@ class TextWindows:
         self.text = text
         self._clause: list[int] | None = None
         self._sentence: list[int] | None = None
+        self._clauses: dict[tuple[int, int], tuple[int, int]] = {}
 
     @staticmethod
     def _window(bounds: list[int], start: int, end: int, length: int) -> tuple[int, int]:
@@ -59,10 +60,15 @@ class TextWindows:
         return lo, bounds[i] if i < n else length
 
     def clause(self, start: int, end: int) -> tuple[int, int]:
+        key = (start, end)
+        cached = self._clauses.get(key)
+        if cached is not None:
+            return cached
         if self._clause is None:
             self._clause = _positions(self.text, _CLAUSE_MASK)
         lo, hi = self._window(self._clause, start, end, len(self.text))
-        return max(lo, start - CLAUSE_REACH), min(hi, end + CLAUSE_REACH)
+        cached = self._clauses[key] = (max(lo, start - CLAUSE_REACH), min(hi, end + CLAUSE_REACH))
+        return cached
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
         if self._sentence is None:
@@ -127,6 +133,32 @@ class ListingContext:
         return fold_term(self._listing_text)
 
 
+class Surroundings:
+    """The windows around one candidate, sliced at most once however many contexts look at them."""
+
+    __slots__ = ("_clause", "_sentence", "end", "listing", "start", "windows")
+
+    def __init__(self, windows: TextWindows, start: int, end: int, listing: ListingContext) -> None:
+        self.windows = windows
+        self.start = start
+        self.end = end
+        self.listing = listing
+        self._clause: tuple[int, int, str] | None = None
+        self._sentence: str | None = None
+
+    def clause(self) -> tuple[int, int, str]:
+        if self._clause is None:
+            lo, hi = self.windows.clause(self.start, self.end)
+            self._clause = (lo, hi, self.windows.text[lo:hi])
+        return self._clause
+
+    def sentence(self) -> str:
+        if self._sentence is None:
+            lo, hi = self.windows.sentence(self.start, self.end)
+            self._sentence = self.windows.text[lo:hi]
+        return self._sentence
+
+
 def context_matches(
     ctx: Context,
     windows: TextWindows,
@@ -135,9 +167,12 @@ def context_matches(
     listing: ListingContext,
     *,
     any_of: bool,
+    around: Surroundings | None = None,
 ) -> bool:
-    """Evaluate a context. ``any_of`` (exemptions): one hit suffices. Otherwise (requirements) all must hold."""
+    """Evaluate a context. ``any_of`` (exemptions): one hit suffices. Otherwise (requirements) all must hold.
+    ``around`` shares the sliced windows between the contexts judged for one candidate."""
     text = windows.text
+    sur = around if around is not None else Surroundings(windows, start, end, listing)
     results: list[bool] = []
 
     def record(value: bool) -> bool:
@@ -147,21 +182,21 @@ def context_matches(
     if ctx.phrases and record(covered_by_phrase(text, start, end, ctx.phrases)):
         return True
     if ctx.before is not None or ctx.after is not None or ctx.clause is not None:
-        c_lo, c_hi = windows.clause(start, end)
+        c_lo, c_hi, clause = sur.clause()
+        # before/after search the text in place (pos/endpos): `$` in a before-pattern means "right
+        # before the candidate", and an after-pattern is anchored at the candidate's end by match().
         if ctx.before is not None and record(
-            ctx.before.search(text[max(c_lo, start - NEIGHBOUR_CHARS) : start]) is not None
+            ctx.before.search(text, max(c_lo, start - NEIGHBOUR_CHARS), start) is not None
         ):
             return True
         if ctx.after is not None and record(
-            ctx.after.match(text[end : min(c_hi, end + NEIGHBOUR_CHARS)]) is not None
+            ctx.after.match(text, end, min(c_hi, end + NEIGHBOUR_CHARS)) is not None
         ):
             return True
-        if ctx.clause is not None and record(ctx.clause.search(text[c_lo:c_hi]) is not None):
+        if ctx.clause is not None and record(ctx.clause.search(clause) is not None):
             return True
-    if ctx.sentence is not None:
-        s_lo, s_hi = windows.sentence(start, end)
-        if record(ctx.sentence.search(text[s_lo:s_hi]) is not None):
-            return True
+    if ctx.sentence is not None and record(ctx.sentence.search(sur.sentence()) is not None):
+        return True
     if ctx.attributes is not None and record(listing.holds(ctx.attributes, "attributes")):
         return True
     if ctx.listing is not None and record(listing.holds(ctx.listing, "listing")):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
+from typing import NamedTuple
 
 import ahocorasick_rs
 import numpy as np
@@ -220,7 +221,9 @@ class RulesEngine:
             positions: dict[str, int] = {}
             for key, entries in self._keys.items():
                 mine = tuple(
-                    (self.rules[idx], kind, idx) for idx, kind in entries if self.rules[idx].applies_to(category)
+                    (self.rules[idx], kind, idx)
+                    for idx, kind in entries
+                    if self.rules[idx].applies_to(category)
                 )
                 if mine:
                     positions[key] = len(keys)
@@ -239,46 +242,48 @@ class RulesEngine:
             self._automata[category] = result
             return result
 
-    def _candidates(
-        self, norm: NormalisedText, category: str, windows: TextWindows
-    ) -> tuple[list[Candidate], list[tuple[int, int]], bool]:
-        """Candidates and global exemption spans from one scan; ``truncated`` past the caps.
-
-        Term hits are candidates. Anchor hits are gathered per rule first; each rule's patterns then run
-        once over every merged window of its anchors (the clause around each anchor, at most
-        _PATTERN_REACH characters each side), and a match counts when it overlaps one of its anchors. So
-        the cost is linear in the text however densely anchors occur.
-        """
+    def _hits(self, norm: NormalisedText, category: str) -> _Hits:
+        """One scan: term candidates, pattern-anchor hits per rule, global exemption spans."""
         text = norm.text
         automaton = self._automaton_for(category)
+        hits = _Hits(TextWindows(text), [], {}, [], False)
         if automaton is None or not text:
-            return [], [], False
-        matches: list[Candidate] = []
-        exempt_spans: list[tuple[int, int]] = []
+            return hits
         seen: set[tuple[int, int, int]] = set()
-        anchors: dict[int, list[tuple[int, int]]] = {}
         payloads = automaton.payloads
-        truncated = False
-        for hit, (key_idx, start, end) in enumerate(automaton.scan(text)):
-            if hit >= MAX_HITS:
-                truncated = True
+        for n, (key_idx, start, end) in enumerate(automaton.scan(text)):
+            if n >= MAX_HITS:
+                hits = hits._replace(truncated=True)
                 break
             for rule, kind, rule_idx in payloads[key_idx]:
                 if kind == _TERM or (kind == _ANCHOR and rule.grammar is not None):
                     token = (rule_idx, start, end)
                     if token not in seen:
                         seen.add(token)
-                        matches.append(Candidate(rule, start, end))
+                        hits.terms.append(Candidate(rule, start, end))  # type: ignore[arg-type]
                 elif kind == _EXEMPT:
-                    exempt_spans.append((start, end))
+                    hits.exempt_spans.append((start, end))
                 else:
-                    anchors.setdefault(rule_idx, []).append((start, end))
-        for rule_idx, hits in anchors.items():
+                    hits.anchors.setdefault(rule_idx, []).append((start, end))
+        return hits
+
+    def _candidates(self, norm: NormalisedText, hits: _Hits) -> _Scan:
+        """The candidates of one scan: its term hits, and the pattern matches around its anchor hits.
+
+        Each rule's patterns run once over every merged window of its anchors (the clause around each
+        anchor, at most _PATTERN_REACH characters each side), and a match counts when it overlaps one of
+        its anchors; so the cost is linear in the text however densely anchors occur.
+        """
+        text = norm.text
+        windows = hits.windows
+        matches = list(hits.terms)
+        seen = {(id(c.rule), c.start, c.end) for c in matches}
+        for rule_idx, spans in hits.anchors.items():
             rule = self.rules[rule_idx]
-            hits.sort()
-            starts = [s for s, _ in hits]
-            ends_max = list(accumulate((e for _, e in hits), max))
-            for lo, hi in _merged_windows(hits, windows):
+            spans.sort()
+            starts = [s for s, _ in spans]
+            ends_max = list(accumulate((e for _, e in spans), max))
+            for lo, hi in _merged_windows(spans, windows):
                 for pattern in rule.patterns:
                     for m in pattern.finditer(text, lo, hi):
                         m_start, m_end = m.span()
@@ -288,22 +293,25 @@ class RulesEngine:
                         i = bisect_left(starts, m_end) - 1
                         if i < 0 or ends_max[i] <= m_start:
                             continue
-                        token = (rule_idx, m_start, m_end)
+                        token = (id(rule), m_start, m_end)
                         if token not in seen:
                             seen.add(token)
                             matches.append(Candidate(rule, m_start, m_end))
+        truncated = hits.truncated
         if len(matches) > MAX_CANDIDATES:
             matches.sort(key=lambda c: c.start)
             del matches[MAX_CANDIDATES:]
             truncated = True
-        return matches, exempt_spans, truncated
+        return _Scan(windows, matches, hits.exempt_spans, truncated)
 
     def _judge(
-        self, norm: NormalisedText, listing: ListingContext, state: _State
+        self, norm: NormalisedText, listing: ListingContext, state: _State, scan: _Scan | None = None
     ) -> list[Claim]:
-        """Claims that survive judgement, one per family and span (see moderation/rules/judge.py)."""
-        windows = TextWindows(norm.text)
-        candidates, exempt_spans, truncated = self._candidates(norm, listing.category, windows)
+        """Claims that survive judgement, one per family and span (see moderation/rules/judge.py).
+        ``scan``: candidates already found (by detect, which may scan before it knows the category)."""
+        if scan is None:
+            scan = self._scan(norm, listing.category)
+        windows, candidates, exempt_spans, truncated = scan
         state.truncated |= truncated
         if not candidates:
             return []
@@ -312,6 +320,9 @@ class RulesEngine:
         )
         state.exempted.extend((norm, e) for e in dropped)
         return resolve_overlaps(kept, self._action_of)
+
+    def _scan(self, norm: NormalisedText, category: str) -> _Scan:
+        return self._candidates(norm, self._hits(norm, category))
 
     def _action_of(self, claim: Claim) -> str:
         """The action a claim's finding will carry: the grammar's, else the policy's for its rule."""
@@ -443,7 +454,7 @@ class RulesEngine:
         listing's images: ``image:0``), in the listing's context.
         """
         state = _State(
-            deadline=time.process_time() + budget_s if budget_s is not None else None, explain=explain
+            deadline=time.thread_time() + budget_s if budget_s is not None else None, explain=explain
         )
         title, description = listing.title, listing.description
         folded: dict[str, NormalisedText] = {}
@@ -464,22 +475,29 @@ class RulesEngine:
             if value:
                 folded[name] = normalise(value)
         ctx = self.listing_context(listing, folded)
+        # The texts judged: title and description as one, then attributes and extra fields.
+        texts = [("", joined)] if joined is not None else []
+        texts += [(f, n) for f, n in folded.items() if joined is None or f not in ("title", "description")]
+        # A general listing's category is inferred from its title and the start of its description, so
+        # that the rules of what it really sells apply (and only theirs are scanned for).
         inferred = None
         if listing.category == "general" and self.categories is not None:
-            inferred = self.categories.infer(ctx.listing)
+            inferred = self.categories.infer(_inference_text(folded))
             if inferred is not None:
                 ctx.category = inferred.category
+        scans = [self._scan(norm, ctx.category) for _, norm in texts]
         findings: list[Finding] = []
-        if joined is not None:
+        for (field, norm), scan in zip(texts, scans, strict=True):
+            claims = self._judge(norm, ctx, state, scan)
+            if field:
+                findings.extend(self._finding(m, norm, field) for m in claims)
+                continue
             cut = len(title) + 1
-            for m in self._judge(joined, ctx, state):
-                if int(joined.starts[m.start]) < cut:
-                    findings.append(self._finding(m, joined, "title"))
+            for m in claims:
+                if int(norm.starts[m.start]) < cut:
+                    findings.append(self._finding(m, norm, "title"))
                 else:
-                    findings.append(self._finding(m, joined, "description", offset=cut))
-        for field, norm in folded.items():
-            if joined is None or field not in ("title", "description"):
-                findings.extend(self._finding(m, norm, field) for m in self._judge(norm, ctx, state))
+                    findings.append(self._finding(m, norm, "description", offset=cut))
         if joined is not None:
             findings.extend(self._split_findings(folded["title"], folded["description"], ctx, state))
         findings.extend(self._absent_findings(listing, ctx))
@@ -492,6 +510,38 @@ class RulesEngine:
         if explain:
             detection.exempted = [_exemption_info(norm, e) for norm, e in state.exempted]
         return detection
+
+
+class _Hits(NamedTuple):
+    """What one scan of a text found, before the category decides which pattern rules run."""
+
+    windows: TextWindows
+    terms: list[Candidate]
+    anchors: dict[int, list[tuple[int, int]]]
+    exempt_spans: list[tuple[int, int]]
+    truncated: bool
+
+
+class _Scan(NamedTuple):
+    """One text's candidates from the scanner, with the windows they were found in."""
+
+    windows: TextWindows
+    candidates: list[Candidate]
+    exempt_spans: list[tuple[int, int]]
+    truncated: bool
+
+
+#: Characters of the description that category inference reads after the title.
+_INFER_DESCRIPTION = 80
+
+
+def _inference_text(folded: dict[str, NormalisedText]) -> str:
+    """What category inference reads: the title and the start of the description (the product is named
+    there; reading all of a long description would cost more than the rules)."""
+    title = folded.get("title")
+    description = folded.get("description")
+    parts = [title.text if title else "", description.text[:_INFER_DESCRIPTION] if description else ""]
+    return "\n".join(p for p in parts if p)
 
 
 @dataclass

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import NamedTuple
 
-from moderation.rules.context import ListingContext, TextWindows, context_matches, covered_by_phrase
+from moderation.rules.context import (
+    ListingContext,
+    Surroundings,
+    TextWindows,
+    context_matches,
+    covered_by_phrase,
+)
 from moderation.rules.grammar import SuperlativeGrammar
 from moderation.rules.pack import Rule
 from moderation.text.normalise import NormalisedText
@@ -108,7 +114,7 @@ class Judge:
                 dropped.append(Exemption(rule, start, end, reason, explain_reason(reason, why)))
 
         for i, (rule, start, end) in enumerate(candidates):
-            if deadline is not None and i % _BUDGET_EVERY == 0 and time.process_time() > deadline:
+            if deadline is not None and i % _BUDGET_EVERY == 0 and time.thread_time() > deadline:
                 raise CheckBudgetExceeded("the listing used up its CPU budget")
             j = bisect_right(exempt_starts, start) - 1  # phrases starting at or before the candidate
             if j >= 0 and exempt_reach[j] >= end and _covered(exempt_spans, j, start, end):
@@ -133,8 +139,10 @@ class Judge:
                     exempt(rule, start, end, result.reason)
                     continue
                 modifies, action = result.modifies, result.action
+            around = Surroundings(windows, start, end, ctx)
             frame = next(
-                (c for c in rule.exempt if context_matches(c, windows, start, end, ctx, any_of=True)), None
+                (c for c in rule.exempt if context_matches(c, windows, start, end, ctx, any_of=True, around=around)),
+                None,
             )
             if frame is not None:
                 exempt(rule, start, end, frame.reason, frame.explain)
