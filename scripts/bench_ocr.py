@@ -450,6 +450,17 @@ def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
             "line": stderr.strip().splitlines()[-1] if stderr.strip() else ""}
 
 
+def calibrate() -> dict:
+    """How busy the machine is: a 10M-iteration Python loop's wall and CPU time on this core."""
+    t, c = time.perf_counter(), time.process_time()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"loop_wall_s": round(wall, 3), "loop_cpu_s": round(cpu, 3), "cpu_share": round(cpu / wall, 2),
+            "load_avg": round(os.getloadavg()[0], 1)}
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
@@ -528,7 +539,8 @@ def main() -> None:
         def read_uncached(data: bytes):
             return stage.read_bytes(data)[0]
 
-        results = {"settings": settings.key(), "fonts": [f[2] for f in fonts]}
+        results = {"settings": settings.key(), "fonts": [f[2] for f in fonts], "calibration_before": calibrate()}
+        print(f"machine before: {results['calibration_before']}")
         results["single"] = evaluate(singles, pay_single, read_uncached, engine, "tuned, 750x1000")
         results["plain"] = evaluate(plain, pay_plain, read_uncached, engine, "tuned, photos without rendered text")
         results["long"] = evaluate(longs, pay_long, read_uncached, engine, "tuned, long detail pages")
@@ -540,6 +552,8 @@ def main() -> None:
                                            f"rapidocr defaults (1 thread), first {n} 750x1000")
             results["tuned_same_subset"] = evaluate(singles[:n], pay_single[:n], read_uncached, engine,
                                                     f"tuned, same first {n} 750x1000")
+        results["calibration_after"] = calibrate()
+        print(f"machine after: {results['calibration_after']} (cpu_share: the share of a core this process got)")
         for key in ("single", "plain", "long", "baseline", "tuned_same_subset"):
             if key in results:
                 r = results[key]
