@@ -124,3 +124,17 @@ def test_banner_and_collage_copies_are_found_end_to_end() -> None:
     assert [m.id for m in found] == ["f4"] and found[0].reason == "inside a collage or screenshot"
     _, y0, x1, _ = found[0].verification.query_box
     assert x1 <= 0.52 and y0 >= 0.48  # the bottom-left cell
+
+
+def test_sketch_reranking_option_verifies_more_candidates(monkeypatch) -> None:
+    from moderation.images import matcher
+
+    idx = HashIndex.open()
+    for seed in range(1, 12):
+        hashes, media = index_entry(packshot(seed))
+        idx.add(f"p{seed}", hashes, seller_id=f"S{seed}", media=media)
+    query = Query.from_image(reencode(with_logo(packshot(3)), 70))
+    monkeypatch.setattr(matcher, "SKETCH_POOL", 8)
+    explained = find_matches(idx, query, limit=2, explain=True)
+    assert 2 <= len(explained) <= 2 + matcher.SKETCH_EXTRA
+    assert [m.id for m in explained if m.is_copy] == ["p3"]
