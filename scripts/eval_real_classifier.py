@@ -30,6 +30,31 @@ def policy_threshold() -> float:
     return float(d["classifier"]["review_threshold"])
 
 
+def with_rules(items: list, scores: list[float], thr: float) -> dict[str, dict[str, float]]:
+    """Rules alone (Checker(classifier=False): verdict review or block) vs rules + the score at ``thr``."""
+    from moderation.checker import Checker
+
+    checker = Checker(classifier=False)
+    results = checker.check_many([{"id": f"r{i}", "title": r.raw, "category": r.category} for i, r in enumerate(items)])
+    out: dict[str, dict[str, float]] = {}
+    for kind in ("lines", "cases"):
+        idx = [i for i, r in enumerate(items) if r.kind == kind and r.label in ("violation", "lawful")]
+        y = [items[i].label == "violation" for i in idx]
+        rules = [results[i].verdict in ("review", "block") for i in idx]
+        both = [r or scores[i] >= thr for r, i in zip(rules, idx, strict=True)]
+        pos, neg = sum(y), len(y) - sum(y)
+        d: dict[str, float] = {"violations": pos, "lawful": neg}
+        for name, flag in (("rules", rules), ("both", both)):
+            d[f"{name}_tp"] = sum(f and t for f, t in zip(flag, y, strict=True))
+            d[f"{name}_fp"] = sum(f and not t for f, t in zip(flag, y, strict=True))
+            d[f"{name}_recall"] = d[f"{name}_tp"] / pos
+            d[f"{name}_fpr"] = d[f"{name}_fp"] / neg
+        d["added_recall"] = d["both_recall"] - d["rules_recall"]
+        d["added_fpr"] = d["both_fpr"] - d["rules_fpr"]
+        out[kind] = d
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "models" / "risk-classifier")
@@ -37,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="default: classifier.review_threshold")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--with-rules", action="store_true",
+                    help="also: rules alone vs rules + classifier (score >= threshold sends to review)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rm = load_model(args.model)
@@ -46,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     rep = real_report(scores, items, threshold=thr)
     print(f"model {rm.name} ({args.model}), {len(items)} real {args.part} items, {time.perf_counter() - t0:.1f}s")
     print(format_real_report(rep, args.part))
+    if args.with_rules:
+        rep["with_rules"] = with_rules(items, scores, thr)
+        for kind, d in rep["with_rules"].items():
+            print(f"{kind}: rules alone recall {d['rules_recall']:.1%} ({d['rules_tp']}/{d['violations']}), false alarms "
+                  f"{d['rules_fpr']:.1%} ({d['rules_fp']}/{d['lawful']}); rules + classifier recall {d['both_recall']:.1%} "
+                  f"({d['both_tp']}), false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
+                  f"+{d['added_fpr']:.2%} false alarms")
     if args.json:
         args.json.write_text(json.dumps(rep, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0

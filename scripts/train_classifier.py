@@ -41,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=ModelSpec.num_hidden_layers)
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint (tokenizer + weights) instead of from scratch")
+    ap.add_argument("--no-fold", action="store_true",
+                    help="do not fold traditional characters and full-width ASCII (textfold.py) before the model")
     ap.add_argument("--no-pretrain-text", action="store_true",
                     help="masked-LM on ../shared/corpora only, not the package texts of build_pretrain_text.py")
     args = ap.parse_args(argv)
     spec = ModelSpec(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
                      num_attention_heads=args.heads, num_hidden_layers=args.layers)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mlm_steps=args.mlm_steps,
-                      seed=args.seed, threads=args.threads)
+                      seed=args.seed, threads=args.threads, fold="" if args.no_fold else "t2s")
     record = train_from_data_dir(args.data, args.out, cfg, decisions=args.from_decisions,
                                  corpora=args.corpora if args.mlm_steps else None, spec=spec, init=args.init,
                                  pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR)

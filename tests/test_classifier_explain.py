@@ -76,3 +76,32 @@ def test_checker_explains_a_score_that_alone_sends_to_review(engine):
     res = checker.check(Listing(id="q2", title="纯棉T恤 男款 夏季短袖", category="apparel"))
     assert res.classifier is not None and res.classifier.explanation is None
     assert "explanation" not in res.to_json_dict()["classifier"]
+
+
+def test_fold_maps_traditional_and_full_width_one_character_to_one():
+    from moderation.classifier.textfold import fold
+
+    src = "樂樂鮮果超市是天津最大的水果連鎖超市ＮＯ．１"
+    out = fold(src)
+    assert len(out) == len(src)
+    assert out == "乐乐鲜果超市是天津最大的水果连锁超市NO.1"
+    assert fold("最好的保温杯") == "最好的保温杯"
+
+
+def test_a_folding_checkpoint_scores_traditional_text_like_simplified(model, tmp_path):
+    """calibration.json's fold applies at prediction: the traditional spelling gets the simplified score."""
+    import shutil
+
+    from moderation.classifier.calibration import Calibration
+
+    d = tmp_path / "m"
+    shutil.copytree(model.path, d)
+    for name in ("model.onnx", "onnx_check.json"):
+        (d / name).unlink(missing_ok=True)
+    cal = Calibration.load(d)
+    assert cal is not None
+    cal.fold = "t2s"
+    cal.save(d)
+    folded = load_model(d)
+    a, b = folded.score_texts(["樂樂鮮果超市是天津最大的水果連鎖超市", "乐乐鲜果超市是天津最大的水果连锁超市"])
+    assert a == pytest.approx(b, abs=1e-9)

@@ -38,6 +38,8 @@ class Calibration:
     #: isotonic only: knots (margin, probability), increasing in both.
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
+    #: Character folding the model was trained with ("t2s": see textfold.py; "" none).
+    fold: str = ""
 
     def apply(self, margins: np.ndarray) -> np.ndarray:
         """Probabilities from logit margins (logit[positive] - logit[other])."""
@@ -65,7 +67,7 @@ class Calibration:
             raise ValueError(f"{path}: unsupported calibration method {d.get('method')!r}")
         if d["method"] == "isotonic" and (len(d.get("xs", [])) < 2 or len(d["xs"]) != len(d.get("ys", []))):
             raise ValueError(f"{path}: isotonic calibration needs matching xs/ys knots")
-        keys = ("method", "a", "b", "model", "positive_index", "max_chars", "info", "xs", "ys")
+        keys = ("method", "a", "b", "model", "positive_index", "max_chars", "info", "xs", "ys", "fold")
         return cls(**{k: d[k] for k in keys if k in d})
 
 

@@ -77,6 +77,10 @@ def _words(text: str) -> list[tuple[int, int]]:
 def char_attributions(model: Any, text: str) -> tuple[np.ndarray, float]:
     """Gradient × input per character of ``text`` (already cut to what the model reads), and the margin."""
     tok = model.tokenizer
+    if model.calibration.fold:
+        from .textfold import fold
+
+        text = fold(text)  # one character to one: offsets stay those of the original
     enc = tok([text], truncation=True, max_length=model.max_chars + 2, return_offsets_mapping=True,
               return_tensors="pt")
     net = model.model

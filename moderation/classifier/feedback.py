@@ -152,7 +152,10 @@ def retrain_from_queue(
     new_dir = work_dir / "candidate"
     if new_dir.exists():
         shutil.rmtree(new_dir)
-    cfg = TrainConfig(epochs=epochs, threads=threads, mlm_steps=0, lr=3e-4)
+    from .calibration import Calibration
+
+    base_cal = Calibration.load(model_dir)
+    cfg = TrainConfig(epochs=epochs, threads=threads, mlm_steps=0, lr=3e-4, fold=base_cal.fold if base_cal else "")
     record: dict[str, Any] = {"decisions": len(got.examples), "skipped": got.skipped,
                               "decision_repeat": decision_repeat, "base": str(model_dir)}
     record["training"] = train_model(train, calib, new_dir, cfg, progress=progress, init=model_dir)

@@ -125,6 +125,15 @@ def train_model(
     spec = spec or ModelSpec()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
+    if cfg.fold:
+        from dataclasses import replace as _replace
+
+        from .textfold import fold_all
+
+        # Fold once up front; calibration.json records it, so load_model folds the same way.
+        train = [_replace(e, text=t) for e, t in zip(train, fold_all([e.text for e in train]), strict=True)]
+        calib = [_replace(e, text=t) for e, t in zip(calib, fold_all([e.text for e in calib]), strict=True)]
+        mlm_texts = fold_all(list(mlm_texts))
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     if init is not None:
@@ -146,7 +155,7 @@ def train_model(
                               "vocab_size": len(tokens), "n_train": len(train), "n_calib": len(calib),
                               "seed": cfg.seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                               "mlm_steps": cfg.mlm_steps, "threads": cfg.threads,
-                              "init": str(init) if init is not None else None,
+                              "init": str(init) if init is not None else None, "fold": cfg.fold,
                               "torch": torch.__version__, "python": platform.python_version()}
     progress(f"vocab {len(tokens)} tokens; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     if cfg.mlm_steps and mlm_texts:

@@ -85,6 +85,10 @@ class RiskModel:
     def margins(self, texts: Sequence[str], batch_size: int = 64, threads: int | None = None) -> np.ndarray:
         """Raw logit margins (positive minus the rest), before calibration; used to fit calibration."""
         clipped = [(t or "")[: self.max_chars] for t in texts]
+        if self.calibration.fold:
+            from .textfold import fold_all
+
+            clipped = fold_all(clipped)
         out = np.zeros(len(clipped), dtype=np.float64)
         if not clipped:
             return out

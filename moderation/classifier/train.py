@@ -44,6 +44,8 @@ class TrainConfig:
     mlm_max_chars: int = 128
     log_every: int = 100
     fp16_weights: bool = True
+    #: Character folding applied to every text in training and, through calibration.json, at prediction.
+    fold: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -208,6 +210,7 @@ def save_and_calibrate(
     cal, cv = choose_calibration(margins, y, seed=cfg.seed)
     raw = 1 / (1 + np.exp(-margins))
     cal.model, cal.positive_index, cal.max_chars = f"{MODEL_NAME}@{MODEL_VERSION}", 1, max_chars
+    cal.fold = cfg.fold
     real = any(e.source.startswith("real:") for e in calib)
     cal.info = {"fitted_on": "real dev hold-out (cases by source, labelled lines by near-duplicate key)" if real
                 else "calib split (held-out paraphrase families and templates)", "n": len(calib),
