@@ -136,7 +136,7 @@ class ListingContext:
 class Surroundings:
     """The windows around one candidate, sliced at most once however many contexts look at them."""
 
-    __slots__ = ("_clause", "_sentence", "end", "listing", "start", "windows")
+    __slots__ = ("_after", "_before", "_clause", "_sentence", "end", "listing", "start", "windows")
 
     def __init__(self, windows: TextWindows, start: int, end: int, listing: ListingContext) -> None:
         self.windows = windows
@@ -145,6 +145,20 @@ class Surroundings:
         self.listing = listing
         self._clause: tuple[int, int, str] | None = None
         self._sentence: str | None = None
+        self._before: str | None = None
+        self._after: str | None = None
+
+    def before(self) -> str:
+        if self._before is None:
+            c_lo = self.clause()[0]
+            self._before = self.windows.text[max(c_lo, self.start - NEIGHBOUR_CHARS) : self.start]
+        return self._before
+
+    def after(self) -> str:
+        if self._after is None:
+            c_hi = self.clause()[1]
+            self._after = self.windows.text[self.end : min(c_hi, self.end + NEIGHBOUR_CHARS)]
+        return self._after
 
     def clause(self) -> tuple[int, int, str]:
         if self._clause is None:
@@ -182,16 +196,11 @@ def context_matches(
     if ctx.phrases and record(covered_by_phrase(text, start, end, ctx.phrases)):
         return True
     if ctx.before is not None or ctx.after is not None or ctx.clause is not None:
-        c_lo, c_hi, clause = sur.clause()
-        # before/after search the text in place (pos/endpos): `$` in a before-pattern means "right
-        # before the candidate", and an after-pattern is anchored at the candidate's end by match().
-        if ctx.before is not None and record(
-            ctx.before.search(text, max(c_lo, start - NEIGHBOUR_CHARS), start) is not None
-        ):
+        _, _, clause = sur.clause()
+        # Slices, not pos/endpos: a pattern's `^` must match at the window's start.
+        if ctx.before is not None and record(ctx.before.search(sur.before()) is not None):
             return True
-        if ctx.after is not None and record(
-            ctx.after.match(text, end, min(c_hi, end + NEIGHBOUR_CHARS)) is not None
-        ):
+        if ctx.after is not None and record(ctx.after.match(sur.after()) is not None):
             return True
         if ctx.clause is not None and record(ctx.clause.search(clause) is not None):
             return True

@@ -532,7 +532,7 @@ class _Scan(NamedTuple):
 
 
 #: Characters of the description that category inference reads after the title.
-_INFER_DESCRIPTION = 80
+_INFER_DESCRIPTION = 32
 
 
 def _inference_text(folded: dict[str, NormalisedText]) -> str:

@@ -108,15 +108,32 @@ class SuperlativeGrammar:
                 return cls, word[:n]
         return "quality", word
 
+    def _lexicon_word(self, text: str, start: int, hi: int) -> str | None:
+        """The longest lexicon entry at ``text[start:]`` that can stand for what 最 modifies without
+        segmentation (any entry of two or more characters; one character only for the classes read by
+        prefix: time, position, 最好)."""
+        for n in range(min(self._longest, hi - start), 0, -1):
+            word = text[start : start + n]
+            cls = self.classes.get(word)
+            if cls is not None and (n > 1 or cls in _PREFIX_CLASSES):
+                return word
+        return None
+
     def analyse(self, text: str, pos: int, bounds: Boundaries, clause: tuple[int, int]) -> GrammarResult | None:
-        """Read the marker at ``text[pos]`` (最); None when it is part of another word."""
+        """Read the marker at ``text[pos]`` (最); None when it is part of another word.
+
+        A word of the lexicon right after 最 settles what it modifies at once; jieba is asked only for
+        words the lexicon does not know (most 最 in real text are 最好, 最近, 最大… and need no cut)."""
+        c_lo, c_hi = clause
+        known = self._lexicon_word(text, pos + 1, c_hi)
+        if known is not None:
+            return self._judge_word(text, pos, pos + 1, pos + 1 + len(known), known, c_lo, c_hi)
         token = bounds.token_at(pos)
         if token is None:
             return None
         t_start, t_end = token
         if t_start != pos and not _SCOPE_WORD.fullmatch(text[t_start:pos]):
             return None  # 最 inside a longer word (a name): not a degree marker
-        c_lo, c_hi = clause
         # What 最 modifies: the rest of its own token (最好, 最低价), else the next token(s).
         if t_end > pos + 1:
             x_start, x_end = pos + 1, t_end
@@ -136,6 +153,12 @@ class SuperlativeGrammar:
             if nxt is not None and nxt[1] <= c_hi:
                 x_end = nxt[1]
                 word = text[x_start:x_end]
+        return self._judge_word(text, pos, x_start, x_end, word, c_lo, c_hi)
+
+    def _judge_word(
+        self, text: str, pos: int, x_start: int, x_end: int, word: str, c_lo: int, c_hi: int
+    ) -> GrammarResult:
+        """Class the word 最 modifies and decide, from the clause around it, whether it is a claim."""
         cls, head = self.head_class(word)
         if cls == "light":
             cls, head = "quality", word
