@@ -367,6 +367,22 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     again = run_audit(AuditOptions(input=cat, out=tmp_path / "again", workers=1, classifier=False, progress=False,
                                    ocr=True, ocr_cache=str(cache), batch_size=2))
     assert again.extra["ocr"]["cached"] == again.extra["ocr"]["images"] == 4
+    # --enqueue: the queued result keeps the boxes and the text read, for the console
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    queued = run_audit(AuditOptions(input=cat, out=tmp_path / "queued", workers=1, classifier=False, progress=False,
+                                    ocr=True, ocr_cache=str(cache), batch_size=2, enqueue=True, database_url=url))
+    assert queued.enqueued == 2  # a and c
+    db = create_engine(url)
+    with db.connect() as conn:
+        results = [(json.loads(r) if isinstance(r, str) else r)["check"]
+                   for r in conn.execute(text("SELECT result FROM signals")).scalars()]
+    db.dispose()
+    boxed = [f for r in results for f in r["findings"] if f["field"].startswith("image:")]
+    assert boxed and all(len(f["box"]) == 4 for f in boxed)
+    ocr = [im["ocr"] for r in results for im in r["images"]]
+    assert all(o["width"] == 480 and o["height"] == 320 and o["text"] for o in ocr)
     # a checkpoint made without OCR is not continued with it
     from moderation.audit import AuditError
 

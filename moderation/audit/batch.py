@@ -88,6 +88,8 @@ IMAGES_SCHEMA = pa.schema(
         ("ocr_lines", pa.int32()),
         ("ocr_text", pa.string()),
         ("ocr_cached", pa.bool_()),
+        ("ocr_width", pa.int32()),
+        ("ocr_height", pa.int32()),
         ("ocr_error", pa.string()),
     ]
 )
@@ -224,6 +226,8 @@ def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier
             irows["ocr_lines"].append(len(ocr["lines"]) if "lines" in ocr else None)
             irows["ocr_text"].append(ocr.get("text"))
             irows["ocr_cached"].append(ocr.get("cached"))
+            irows["ocr_width"].append(ocr.get("width"))
+            irows["ocr_height"].append(ocr.get("height"))
             irows["ocr_error"].append((ocr.get("error") or {}).get("code"))
         if lines_out is not None:
             data = res.to_json_dict()

@@ -26,7 +26,7 @@ from moderation.schema import CheckResult, ClassifierScore, Finding, ImageResult
 log = logging.getLogger(__name__)
 
 _FINDING_FIELDS = ("rule", "family", "law", "severity", "action", "field", "start", "end", "text", "message",
-                   "suggestion")
+                   "suggestion", "box")
 
 
 def _result(row: dict[str, Any], findings: list[dict[str, Any]], images: list[dict[str, Any]]) -> CheckResult:
@@ -36,7 +36,7 @@ def _result(row: dict[str, Any], findings: list[dict[str, Any]], images: list[di
         id=row["id"],
         verdict=row["verdict"],
         risk=row["risk"],
-        findings=[Finding(**{k: f[k] for k in _FINDING_FIELDS if f[k] is not None}) for f in findings],
+        findings=[Finding(**{k: f[k] for k in _FINDING_FIELDS if f.get(k) is not None}) for f in findings],
         classifier=ClassifierScore(score=score, model=row["classifier_model"] or "") if score is not None else None,
         images=[
             ImageResult(
@@ -48,10 +48,23 @@ def _result(row: dict[str, Any], findings: list[dict[str, Any]], images: list[di
                 ),
                 error=({"code": im["error_code"], "message": im["error_message"] or ""}
                        if im["error_code"] is not None else None),
+                **_ocr(im),
             )
             for im in images
         ],
     )
+
+
+def _ocr(im: dict[str, Any]) -> dict[str, Any]:
+    """The image's ``ocr`` object (--ocr audits) for the console: text, size and lines (without boxes:
+    the findings carry theirs)."""
+    if im.get("ocr_error") is not None:
+        return {"ocr": {"error": {"code": im["ocr_error"], "message": ""}}}
+    if im.get("ocr_lines") is None:
+        return {}
+    text = im.get("ocr_text") or ""
+    return {"ocr": {"text": text, "width": im.get("ocr_width"), "height": im.get("ocr_height"),
+                    "lines": [{"text": t} for t in text.split("\n")] if text else []}}
 
 
 def _gather(out_dir: Path, scratch: sqlite3.Connection, skip: set[str]) -> int:
