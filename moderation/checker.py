@@ -8,8 +8,6 @@ a result with ``error`` instead of an exception, because one bad row must never 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import os
 import threading
@@ -18,12 +16,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from moderation.rules.engine import RulesEngine
+from moderation.rules.engine import CheckBudgetExceeded, Detection, RulesEngine
 from moderation.schema import (
+    CategoryInference,
     CheckResult,
     ClassifierScore,
     ExplanationSpan,
-    Finding,
     ImageResult,
     Listing,
     ListingError,
@@ -156,19 +154,22 @@ class Checker:
         except ListingError as exc:
             return CheckResult.failed(None if listing_id is None else str(listing_id), exc.code, exc.message)
 
-    def finish(self, listing: Listing, findings: list[Finding], score: float | None) -> CheckResult:
-        """The second half of a check: image findings, verdict and risk from rule findings and a score."""
+    def finish(self, listing: Listing, detection: Detection, score: float | None) -> CheckResult:
+        """The second half of a check: image findings, verdict and risk from the rules' detection and a
+        score; the result says when the rules were truncated or ran with an inferred category."""
+        findings = detection.findings
         image_results: list[ImageResult] = []
         if listing.images and self.images is not None:
             image_results, image_findings = self.images.check_listing(listing)
             findings = findings + image_findings
-        verdict, risk = decide(findings, self.engine.policy, score)
+        verdict, risk = decide(findings, self.engine.policy, score, truncated=detection.truncated)
         model = self.model
         classifier = None
         if score is not None:
             classifier = ClassifierScore(score=round(float(score), 4), model=model.name)
             if verdict == "review" and not findings and score >= self.engine.policy.classifier_review_threshold:
                 classifier.explanation = self.explain(listing)
+        inferred = detection.inferred
         return CheckResult.model_construct(  # built from validated parts; no second validation pass
             id=listing.id,
             verdict=verdict,
@@ -176,6 +177,9 @@ class Checker:
             findings=findings,
             classifier=classifier,
             images=image_results,
+            error=None,
+            truncated=True if detection.truncated else None,
+            category_inferred=CategoryInference(**inferred.as_json()) if inferred is not None else None,
         )
 
     def explain(self, listing: Listing) -> list[ExplanationSpan] | None:
@@ -205,22 +209,12 @@ class Checker:
         if self.scorer is not None:
             self.scorer.submit(listing).result()
 
-    def find_within(self, listing: Listing, budget_s: float | None = None) -> tuple[list[Finding], bool]:
-        """The rules' findings within a CPU budget, and whether the engine capped them (``truncated``).
-
-        Uses ``engine.detect(listing, budget_s=…)`` when the engine has it (findings plus a
-        ``truncated`` flag), else ``engine.find`` with ``budget_s`` when it takes one; either raises
-        ``CheckBudgetExceeded`` past the budget. An engine with neither runs without a budget."""
-        engine = self.engine
-        if budget_s is not None and _takes_budget(type(engine), "detect"):
-            detection = engine.detect(listing, budget_s=budget_s)  # type: ignore[attr-defined]
-            return list(detection.findings), bool(getattr(detection, "truncated", False))
-        if budget_s is not None and _takes_budget(type(engine), "find"):
-            return engine.find(listing, budget_s=budget_s), False  # type: ignore[call-arg]
-        return engine.find(listing), False
+    def find_within(self, listing: Listing, budget_s: float | None = None) -> Detection:
+        """The rules' detection within a CPU budget (``CheckBudgetExceeded`` past it)."""
+        return self.engine.detect(listing, budget_s=budget_s)
 
     def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None,
-                     find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None,
+                     find: Callable[[Listing, float | None], Detection] | None = None,
                      *, ocr: bool | None = None) -> CheckResult:
         """The whole check of one listing on the calling (worker) thread: rules within ``budget_s``,
         then the score from ``score`` (a BatchScorer future, usually ready by then), then ``finish``.
@@ -234,11 +228,9 @@ class Checker:
 
             find = ocr_find(self.ocr_stage, self.engine, texts)
         try:
-            findings, truncated = (find or self.find_within)(listing, budget_s)
+            detection = (find or self.find_within)(listing, budget_s)
             value = score.result() if score is not None else None
-            result = self.finish(listing, findings, value)
-            if truncated:
-                result.truncated = True
+            result = self.finish(listing, detection, value)
             if texts:
                 from moderation.ocr.stage import annotate
 
@@ -247,15 +239,14 @@ class Checker:
         except Exception as exc:
             if getattr(exc, "propagate", False):
                 raise
-            budget_error = _budget_error()
-            if (budget_error is not None and isinstance(exc, budget_error)) or getattr(exc, "too_costly", False):
+            if isinstance(exc, CheckBudgetExceeded) or getattr(exc, "too_costly", False):
                 return CheckResult.failed(listing.id, "too_costly",
                                           f"checking this listing needs more than its {budget_s:g} s CPU budget")
             log.exception("checking listing %s failed", listing.id)
             return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
 
     def check_here(self, listing: Listing, budget_s: float | None = None,
-                   find: Callable[[Listing, float | None], tuple[list[Finding], bool]] | None = None,
+                   find: Callable[[Listing, float | None], Detection] | None = None,
                    *, ocr: bool | None = None) -> CheckResult:
         """``check_scored`` with the listing handed to the shared scorer first: the whole check on the
         calling (worker) thread, the forward pass batched on the scorer's thread meanwhile."""
@@ -315,30 +306,11 @@ class Checker:
                 scores = list(model.score_listings([listing for _, listing in batch]))
             for (i, listing), score in zip(batch, scores, strict=True):
                 try:
-                    findings = self.engine.find(listing)
-                    results[i] = self.finish(listing, findings, score)
+                    results[i] = self.finish(listing, self.engine.detect(listing), score)
                 except Exception as exc:  # one listing must never stop a run
                     log.exception("checking listing %s failed", listing.id)
                     results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
-
-
-@functools.cache
-def _takes_budget(engine_type: type, method: str) -> bool:
-    """Whether ``method`` of this engine class exists and accepts ``budget_s`` (older engines: no)."""
-    try:
-        return "budget_s" in inspect.signature(getattr(engine_type, method)).parameters
-    except AttributeError:
-        return False
-    except (TypeError, ValueError):
-        return False
-
-
-def _budget_error() -> type[BaseException] | None:
-    """``moderation.rules.engine.CheckBudgetExceeded`` when the engine defines it."""
-    from moderation.rules import engine as engine_module
-
-    return getattr(engine_module, "CheckBudgetExceeded", None)
 
 
 def _after(gate: Future[Future[float] | None], job: Callable[[Future[float] | None], Any]) -> Any:

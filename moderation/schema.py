@@ -176,6 +176,14 @@ class ErrorInfo(BaseModel):
     message: str
 
 
+class CategoryInference(BaseModel):
+    """The category the rules used for a listing that arrived as ``general``, and why."""
+
+    category: str
+    confidence: float
+    evidence: list[str] = Field(default_factory=list)
+
+
 class CheckResult(BaseModel):
     id: str | None
     verdict: Verdict | None = None
@@ -187,6 +195,9 @@ class CheckResult(BaseModel):
     #: Optional: ``true`` when the rules engine capped the candidates or findings of a hostile listing
     #: (the findings shown are a prefix); absent otherwise.
     truncated: bool | None = None
+    #: Optional: present when the listing arrived as ``general`` and the rules ran with an inferred
+    #: category instead (what it sells, how sure, and the words that said so).
+    category_inferred: CategoryInference | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The contract's JSON: omit what is absent, keep what is there."""

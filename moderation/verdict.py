@@ -16,9 +16,16 @@ from moderation.schema import Finding
 _RANK = {"pass": 0, "review": 1, "block": 2}
 
 
-def decide(findings: Sequence[Finding], policy: Policy, classifier_score: float | None = None) -> tuple[str, float]:
-    """Return ``(verdict, risk)`` for one listing."""
-    verdict = "pass"
+def decide(
+    findings: Sequence[Finding],
+    policy: Policy,
+    classifier_score: float | None = None,
+    *,
+    truncated: bool = False,
+) -> tuple[str, float]:
+    """Return ``(verdict, risk)`` for one listing. A listing whose text was too much to check in full
+    (``truncated``) goes to review at least: what was not read cannot be passed."""
+    verdict = "review" if truncated else "pass"
     for finding in findings:
         if _RANK[finding.action] > _RANK[verdict]:
             verdict = finding.action

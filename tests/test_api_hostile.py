@@ -21,7 +21,8 @@ from moderation.api.settings import Settings
 from moderation.checker import Checker
 from moderation.queue.safety import INT_MAX
 from moderation.rules import engine as engine_module
-from moderation.schema import Finding, Listing
+from moderation.rules.engine import Detection
+from moderation.schema import Listing
 
 BIG = str(INT_MAX + 1)
 HUGE = "9" * 40
@@ -70,16 +71,16 @@ def test_heavy_jobs_leave_a_thread_for_light_ones() -> None:
 
 
 class BlockingEngine:
-    """A rules engine whose ``find`` waits for a gate and records the thread it ran on."""
+    """A rules engine whose ``detect`` waits for a gate and records the thread it ran on."""
 
     def __init__(self, engine: Any) -> None:
         self.engine, self.gate, self.threads = engine, threading.Event(), []
         self.policy = engine.policy
 
-    def find(self, listing: Listing, budget_s: float | None = None) -> list[Finding]:
+    def detect(self, listing: Listing, *, budget_s: float | None = None) -> Any:
         self.threads.append(threading.current_thread().name)
         self.gate.wait(10)
-        return self.engine.find(listing)
+        return self.engine.detect(listing)
 
 
 @pytest.fixture(name="tight")
@@ -121,23 +122,20 @@ def test_saturated_pool_answers_503_with_retry_after_and_health_stays_up(tight: 
 
 
 class CostlyEngine:
-    """``find`` with a budget that raises the engine's CheckBudgetExceeded on a marker word."""
+    """``detect`` with a budget that raises the engine's CheckBudgetExceeded on a marker word."""
 
     def __init__(self, engine: Any) -> None:
         self.engine, self.policy, self.budgets = engine, engine.policy, []
 
-    def find(self, listing: Listing, budget_s: float | None = None) -> list[Finding]:
+    def detect(self, listing: Listing, *, budget_s: float | None = None) -> Any:
         self.budgets.append(budget_s)
         if "昂贵" in listing.title:
-            raise engine_module.CheckBudgetExceeded("over budget")  # type: ignore[attr-defined]
-        return self.engine.find(listing)
+            raise engine_module.CheckBudgetExceeded("over budget")
+        return self.engine.detect(listing)
 
 
 def test_a_listing_over_its_budget_is_too_costly_and_still_queued(db_url: str, engine: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    if not hasattr(engine_module, "CheckBudgetExceeded"):
-        monkeypatch.setattr(engine_module, "CheckBudgetExceeded", type("CheckBudgetExceeded", (RuntimeError,), {}),
-                            raising=False)
     costly = CostlyEngine(engine)
     app = create_app(db_url, Checker(costly, classifier=False),  # type: ignore[arg-type]
                      settings=Settings(password_hashing="cheap", check_budget_s=0.5))
@@ -450,14 +448,9 @@ class DetectingEngine:
     def __init__(self, engine: Any) -> None:
         self.engine, self.policy = engine, engine.policy
 
-    def find(self, listing: Listing) -> list[Finding]:
-        return self.engine.find(listing)
-
     def detect(self, listing: Listing, *, budget_s: float | None = None) -> Any:
-        from types import SimpleNamespace
-
-        findings = self.engine.find(listing)
-        return SimpleNamespace(findings=findings[:2], truncated=len(findings) > 2)
+        detection = self.engine.detect(listing)
+        return Detection(detection.findings[:2], truncated=len(detection.findings) > 2)
 
 
 def test_truncated_findings_are_said_and_flagged(tmp_path: Any, engine: Any) -> None:

@@ -20,7 +20,8 @@ import threading
 import time
 from typing import Any
 
-from moderation.schema import Finding, Listing
+from moderation.rules.engine import Detection
+from moderation.schema import Listing
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,12 @@ class Stopped(Exception):
 
 def _child(conn: Any) -> None:
     """The child's loop: load the engine once, then answer ``(listing, budget_s)`` messages."""
-    from moderation.checker import Checker, _budget_error
+    from moderation.checker import Checker
+    from moderation.rules.engine import CheckBudgetExceeded
 
     checker = Checker(classifier=False)
     checker.engine.find(Listing(id="warm-up", title="全网最低价 保温杯"))
     conn.send(("ready", None))
-    budget_error = _budget_error()
     while True:
         try:
             message = conn.recv()
@@ -54,10 +55,10 @@ def _child(conn: Any) -> None:
             return
         data, budget_s = message
         try:
-            findings, truncated = checker.find_within(Listing.model_validate(data), budget_s)
-            conn.send(("ok", ([f.model_dump() for f in findings], truncated)))
+            detection = checker.find_within(Listing.model_validate(data), budget_s)
+            conn.send(("ok", detection.to_payload()))
         except Exception as exc:
-            if budget_error is not None and isinstance(exc, budget_error):
+            if isinstance(exc, CheckBudgetExceeded):
                 conn.send(("too_costly", str(exc)))
             else:
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -126,9 +127,9 @@ class RulesProcesses:
             self._all.append(child)
             return child
 
-    def find(self, listing: Listing, budget_s: float | None) -> tuple[list[Finding], bool]:
-        """The rules' findings and ``truncated`` from a child; ``TooCostly`` past the budget or the
-        hard timeout; ``Stopped`` when shutting down."""
+    def find(self, listing: Listing, budget_s: float | None) -> Detection:
+        """The rules' detection from a child; ``TooCostly`` past the budget or the hard timeout;
+        ``Stopped`` when shutting down."""
         child = self._idle.get()
         try:
             if child is None or not child.proc.is_alive():
@@ -155,8 +156,7 @@ class RulesProcesses:
         finally:
             self._idle.put(child)
         if kind == "ok":
-            findings, truncated = payload
-            return [Finding.model_construct(**f) for f in findings], bool(truncated)
+            return Detection.from_payload(payload)
         if kind == "too_costly":
             raise TooCostly(payload)
         raise RuntimeError(payload)

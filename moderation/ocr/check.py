@@ -29,22 +29,20 @@ def check_listing_ocr(checker: Any, stage: OcrStage, listing: Listing, score: fl
     """
     kwargs = {"budget_s": budget_s} if budget_s is not None else {}
     detection, texts = stage.detect(checker.engine, listing, **kwargs)
-    result = checker.finish(listing, list(detection.findings), score)
-    if getattr(detection, "truncated", False):
-        result.truncated = True
+    result = checker.finish(listing, detection, score)
     annotate(result, texts, len(listing.images))
     return result
 
 
 def ocr_find(stage: OcrStage, rules: Any, texts: list[Any]) -> Any:
-    """A ``find(listing, budget_s) -> (findings, truncated)`` for ``Checker.check_scored`` that checks the
-    listing's fields and its images' text; the images' ImageTexts are appended to ``texts``."""
+    """A ``find(listing, budget_s) -> Detection`` for ``Checker.check_scored`` that checks the listing's
+    fields and its images' text; the images' ImageTexts are appended to ``texts``."""
 
-    def find(listing: Listing, budget_s: float | None) -> tuple[list[Any], bool]:
+    def find(listing: Listing, budget_s: float | None) -> Any:
         kwargs = {"budget_s": budget_s} if budget_s is not None else {}
         detection, read = stage.detect(rules, listing, **kwargs)
         texts.extend(read)
-        return list(detection.findings), bool(getattr(detection, "truncated", False))
+        return detection
 
     return find
 

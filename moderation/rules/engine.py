@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import ahocorasick_rs
 import numpy as np
@@ -149,6 +149,27 @@ class Detection:
     #: The category the rules ran with, and the inference that chose it when the listing said general.
     category: str = "general"
     inferred: CategoryGuess | None = None
+
+    def to_payload(self) -> dict[str, object]:
+        """Plain data for another process (the server checks long listings in a child process)."""
+        return {
+            "findings": [f.model_dump() for f in self.findings],
+            "truncated": self.truncated,
+            "category": self.category,
+            "inferred": self.inferred.as_json() if self.inferred else None,
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Detection:
+        inferred = data.get("inferred")
+        return cls(
+            [Finding.model_construct(**f) for f in data["findings"]],
+            truncated=bool(data.get("truncated")),
+            category=str(data.get("category", "general")),
+            inferred=CategoryGuess(inferred["category"], inferred["confidence"], tuple(inferred["evidence"]))
+            if inferred
+            else None,
+        )
 
 
 class RulesEngine:
