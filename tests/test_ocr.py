@@ -186,6 +186,20 @@ def test_violation_in_picture_is_a_finding_with_its_box_and_lookalikes_are_not(s
 
 
 @needs_font
+def test_tiled_watermark_letters_raise_no_alarm(stage: OcrStage, engine: RulesEngine) -> None:
+    im, _ = render([("最高承重150kg", 30, 130, 40)], size=(480, 400))
+    d = ImageDraw.Draw(im)
+    for x, y in [(20, 20), (260, 20), (20, 300), (260, 300), (140, 220)]:
+        d.text((x, y), "BEST SHOP", font=_font(28), fill=(170, 170, 170))
+    page, _ = stage.read_bytes(png(im))
+    raw = "\n".join(ln.text for ln in page.lines)
+    assert raw.count("BEST SHOP") >= 3  # read, and as text it would be a claim (absolute.english) ...
+    assert engine.find(Listing(id="w", title="杯", description=raw))
+    detection, texts = stage.detect(engine, Listing(id="w", title="杯", images=[data_uri(im)]))
+    assert texts[0].text == "最高承重150kg" and detection.findings == []  # ... but it is a watermark
+
+
+@needs_font
 def test_slanted_text_is_read(stage: OcrStage, engine: RulesEngine) -> None:
     im, _ = render([("国家级工艺", 120, 130, 48)], angle=10)
     detection, _ = stage.detect(engine, Listing(id="s", title="茶杯", images=[data_uri(im)]))
