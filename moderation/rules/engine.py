@@ -52,6 +52,9 @@ __all__ = ["CheckBudgetExceeded", "Detection", "RulesEngine"]
 _TERM = 0
 _ANCHOR = 1
 _EXEMPT = 2
+#: A term with one character spelled in pinyin (jiang血糖): its Latin part must stand alone, so that p首
+#: (匕首) does not fire inside "app首页".
+_VARIANT = 3
 #: Characters on each side of the title/description seam searched for split claims.
 _SPLIT_WINDOW = 12
 #: Patterns run over at most this many folded characters on each side of an anchor hit (within its
@@ -195,7 +198,7 @@ class RulesEngine:
                 keys.setdefault(anchor, []).append((idx, _ANCHOR))
         for key, entries in list(keys.items()):
             for variant in _pinyin_variants(key):
-                keys.setdefault(variant, []).extend(e for e in entries if e[1] == _TERM)
+                keys.setdefault(variant, []).extend((idx, _VARIANT) for idx, kind in entries if kind == _TERM)
         self._keys = {k: tuple(dict.fromkeys(v)) for k, v in keys.items() if v}
         self._seam_bigrams = frozenset(k[i : i + 2] for k in self._keys for i in range(len(k) - 1))
         #: One automaton per listing category, holding only the rules that apply there, built on first
@@ -277,6 +280,10 @@ class RulesEngine:
                 hits = hits._replace(truncated=True)
                 break
             for rule, kind, rule_idx in payloads[key_idx]:
+                if kind == _VARIANT:
+                    if not _latin_edges_free(text, start, end):
+                        continue
+                    kind = _TERM
                 if kind == _TERM or (kind == _ANCHOR and rule.grammar is not None):
                     token = (rule_idx, start, end)
                     if token not in seen:
@@ -573,6 +580,14 @@ class _State:
     explain: bool = False
     truncated: bool = False
     exempted: list[tuple[NormalisedText, Exemption]] = dataclasses.field(default_factory=list)
+
+
+def _latin_edges_free(text: str, start: int, end: int) -> bool:
+    """A pinyin spelling at either end of ``text[start:end]`` is not glued to more Latin letters or digits."""
+    if text[start].isascii() and start > 0 and text[start - 1].isascii() and text[start - 1].isalnum():
+        return False
+    last = text[end - 1]
+    return not (last.isascii() and end < len(text) and text[end].isascii() and text[end].isalnum())
 
 
 def _merged_windows(hits: list[tuple[int, int]], windows: TextWindows) -> Iterator[tuple[int, int]]:
