@@ -94,3 +94,11 @@ def test_empty_and_huge_text() -> None:
 def test_lone_surrogates_do_not_crash() -> None:
     norm = normalise("最\ud83d佳")
     assert "最" in norm.text
+
+
+def test_full_pinyin_claims_fold_as_whole_words() -> None:
+    from moderation.text.normalise import normalise
+
+    assert normalise("zuì jiā 口感").text == "最佳口感"
+    assert normalise("guó jiā jí 工艺").text == "国家级工艺"
+    assert normalise("zuijiahome 品牌").text == "zuijiahome品牌"  # part of a longer Latin word: left alone

@@ -216,7 +216,7 @@ def _evasions() -> tuple[ahocorasick_rs.AhoCorasick | None, list[_Evasion]]:
     for row in _read_pairs(lexicon_path("evasions.tsv")):
         variant, canonical = row[0], row[1]
         guard = row[2] if len(row) > 2 else ""
-        if guard not in ("", "cjk", "nodigit"):
+        if guard not in ("", "cjk", "nodigit", "word"):
             raise ValueError(f"evasions.tsv: unknown guard {guard!r} for {variant!r}")
         entries[variant] = _Evasion(variant, canonical, guard)
     if not entries:
@@ -241,6 +241,11 @@ def _guard_ok(text: str, start: int, end: int, guard: str) -> bool:
         return _is_cjk(before) or _is_cjk(after)
     if guard == "nodigit":
         return not after.isdigit()
+    if guard == "word":
+        # A whole pinyin word (zuijia): not part of a longer Latin word, wherever it stands.
+        return not (
+            (before and before.isascii() and before.isalnum()) or (after and after.isascii() and after.isalnum())
+        )
     return True
 
 
