@@ -118,7 +118,9 @@ def run_cmd(
     if result.resumed:
         parts.append(f"resumed ({result.batches - result.batches_run} of {result.batches} batches were done)")
     if result.listings_run:
-        parts.append(f"{result.rate:,.0f} listings/s")
+        steady = result.extra.get("steady_rate")
+        parts.append(f"{result.rate:,.0f} listings/s over {result.seconds:,.1f} s including start-up"
+                     + (f" ({steady:,.0f}/s once the workers were up)" if steady else ""))
     if "ocr" in result.extra:
         o = result.extra["ocr"]
         rate = f", {o['images_per_s']:,.2f} images/s" if o.get("images_per_s") else ""

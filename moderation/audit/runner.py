@@ -148,8 +148,9 @@ def _explain_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 class _Progress:
-    """tqdm on stderr (rate and ETA), or nothing. The bar appears once the workers are up, so their
-    start-up (loading rules, jieba, the model) does not distort the rate and ETA."""
+    """tqdm on stderr, or nothing. The bar starts when the run does and says "loading" until the first
+    batch lands (workers load rules, jieba, the model first), and its rate is the plain average since
+    that start (no smoothing): the same figure as the summary line's listings/s."""
 
     def __init__(self, enabled: bool, total: int, initial: int) -> None:
         self.enabled, self.total, self.initial = enabled, total, initial
@@ -161,17 +162,36 @@ class _Progress:
 
             self.bar = tqdm(
                 total=self.total, initial=self.initial, unit=" listings", dynamic_ncols=True,
-                file=sys.stderr, desc="audit", smoothing=0.1, unit_scale=self.total >= 100_000, mininterval=0.5 if sys.stderr.isatty() else 5.0,
+                file=sys.stderr, desc="audit (loading)", smoothing=0, unit_scale=self.total >= 100_000,
+                mininterval=0.5 if sys.stderr.isatty() else 5.0,
             )
 
     def update(self, n: int) -> None:
         self.start()
         if self.bar is not None:
+            if self.bar.desc != "audit":
+                self.bar.set_description("audit", refresh=False)
             self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _announce(opts: AuditOptions, files: list[Path], total: int, already: int, batches: int) -> None:
+    """One line on stderr before the workers start: what is read, and what each worker loads."""
+    loading = ["rules", "jieba"]
+    if opts.classifier is not False:
+        loading.append("classifier" + (f" {opts.classifier}" if isinstance(opts.classifier, str) else ""))
+    if opts.image_db:
+        loading.append(f"image index {opts.image_db}")
+    if opts.ocr:
+        loading.append("OCR")
+    where = f"{opts.workers} worker processes" if opts.engine == "local" and opts.workers > 1 else (
+        "Ray actors" if opts.engine == "ray" else "this process")
+    done = f", {already:,} already done" if already else ""
+    print(f"audit: {total:,} listings in {batches:,} batches from {len(files)} file(s){done}; "
+          f"loading {', '.join(loading)} in {where}…", file=sys.stderr, flush=True)
 
 
 def run_audit(opts: AuditOptions) -> AuditResult:
@@ -216,7 +236,10 @@ def run_audit(opts: AuditOptions) -> AuditResult:
         settings = CheckerSettings(classifier=opts.classifier, image_db=opts.image_db,
                                    classifier_batch=opts.classifier_batch, ocr=opts.ocr, ocr_cache=opts.ocr_cache)
         progress = _Progress(opts.progress and bool(todo), total, already)
+        if opts.progress and todo:
+            _announce(opts, files, total, already, len(specs))
         t_run = time.perf_counter()
+        progress.start()
         run_listings = 0
         ocr_images = ocr_cached = 0
         first: tuple[float, int] | None = None  # when the first batch landed, and its size
