@@ -48,6 +48,9 @@ LISTINGS_SCHEMA = pa.schema(
         # The submitted listing (JSON) for non-pass rows only: what --enqueue puts in the review queue
         # as the snapshot a reviewer judges, without keeping every clean listing's text twice.
         ("listing", pa.string()),
+        # The words that drove a classifier score that sent the listing to review with no rule
+        # (``classifier.explanation``, JSON list of {field, start, end, text, weight}); else null.
+        ("classifier_explanation", pa.string()),
     ]
 )
 
@@ -186,6 +189,9 @@ def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier
         lrows["error_code"].append(error.code if error else None)
         lrows["error_message"].append(message)
         lrows["listing"].append(payload if res.verdict in ("review", "block") else None)
+        spans = res.classifier.explanation if res.classifier is not None else None
+        lrows["classifier_explanation"].append(
+            json.dumps([sp.model_dump(exclude_none=True) for sp in spans], ensure_ascii=False) if spans else None)
         for f in res.findings:
             frows["batch"].append(bid)
             frows["source"].append(source)
