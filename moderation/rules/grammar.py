@@ -83,6 +83,11 @@ _MEASURE = re.compile(
     r"音量|距离|范围|角度|档位|负荷|负载|面积|体积|人数|口径|孔径|直径|半径|倍率|倍数|分辨率|像素|续航|流量|扬程|"
     r"吸力|风量|风速|载荷|拉力|扭矩|\d)"
 )
+#: What a superlative may rank other than the goods: equipment, technology, standards, materials.
+_EVIDENCE_HEAD = re.compile(
+    r"[^，。！？；\n]{0,10}?(仪器|设备|生产线|机器|机械|技术|工艺|标准|原料|原材料|材料|配方|检测|实验室|研究|研发|"
+    r"认证|体系|流程|管理)"
+)
 _ADVICE_OBJECT = re.compile(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)")
 _LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
 
@@ -174,7 +179,7 @@ class SuperlativeGrammar:
             # 最大/最低/最多… is a specification limit (最高承重150kg) unless it ranks the product, its
             # price or the seller (全网最低, 最高品质, 最大的厂家).
             if scoped:
-                return GrammarResult(pos, end, word, cls, action="block")
+                return GrammarResult(pos, end, word, cls, action=None if _EVIDENCE_HEAD.match(after) else "block")
             if _STANDING.match(after) or _STANDING.match(word[len(head) :]) or _RANKS_SELLER.match(after):
                 return GrammarResult(pos, end, word, "standing")
             if _DISCOURSE_NOUN.match(after):
@@ -190,5 +195,9 @@ class SuperlativeGrammar:
         if cls == "suitable" and (_ADVICE_OBJECT.match(after) or "的" not in after):
             return GrammarResult(pos, end, word, cls, reason="advice")
         action = "block" if cls in ("strong", "price") or scoped else None
+        if action == "block" and _EVIDENCE_HEAD.match(after):
+            # 最先进的检测设备, 行业最高品质标准: it ranks the seller's equipment, technology or standard,
+            # a claim that evidence can support or refute (courts have said so): a person decides.
+            action = None
         return GrammarResult(pos, end, word, cls, action=action)
 
