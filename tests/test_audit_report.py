@@ -75,12 +75,15 @@ def test_report_and_summary(tmp_path: Path) -> None:
     assert {e["line"] for e in s["error_examples"]} == {19, 20, 21, 22}
 
     page = (out / "report.html").read_text(encoding="utf-8")
-    for label in ("商品广告合规审计报告", "按违规类型", "按法律条款", "按严重程度", "按类目", "违规最多的卖家",
-                  "命中最多的规则", "风险分布", "疑似盗用图片", "无法检查的行", "绝对化用语", "<svg"):
+    for label in ("商品广告合规审计报告", "按违规类型", "按法律条款", "按严重程度", "按类目", "违规率最高的卖家",
+                  "需处理商品最多的卖家", "命中最多的规则", "风险分布", "所有需处理的商品", "疑似盗用图片",
+                  "无法检查的行", "绝对化用语", "<svg"):
         assert label in page, label
-    # self-contained: no scripts, stylesheets or images fetched from anywhere
+    # self-contained: no scripts, stylesheets or images fetched from anywhere; the one inline script
+    # (paging and filtering the flagged listings) has no src
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "<script" not in page
+    assert "<script src" not in page and "fetch(" not in page
+    assert (out / "flagged.csv").exists()
 
 
 def test_diff_after_a_rule_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from moderation.audit.writers import part_files
+from moderation.rules.masking import mask_contacts
 
 # -- labels a manager reads ------------------------------------------------------------------------
 
@@ -45,6 +46,13 @@ _COLOURS = {"critical": "#c0392b", "high": "#e67e22", "medium": "#f1c40f", "low"
 
 TOP = 20
 RISK_BINS = 20
+#: Sellers are ranked by the share of their listings to act on, among sellers with at least this many.
+MIN_SELLER_LISTINGS = 5
+#: The report's table of flagged listings holds the riskiest this many; flagged.csv holds them all.
+FLAGGED_EMBED = 20_000
+FLAGGED_CSV = "flagged.csv"
+FLAGGED_COLUMNS = ["id", "seller_id", "category", "title", "verdict", "risk", "classifier_score", "max_severity",
+                   "rules", "families", "reason", "source", "line"]
 
 
 def family_names() -> dict[str, str]:
@@ -137,6 +145,7 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
                                            "risk", "rules"]).to_pylist():
                 if r["risk"] is None:
                     continue
+                r["title"] = mask_contacts(r["title"]) if r["title"] else r["title"]
                 item = (r["risk"], -r["batch"], -r["line"], r)
                 if len(top_listings) < TOP:
                     heapq.heappush(top_listings, item)
@@ -179,6 +188,10 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
     top_sellers = sorted(
         sellers.items(), key=lambda kv: (-(kv[1]["block"] + kv[1]["review"]), -kv[1]["findings"], kv[0])
     )[:TOP]
+    by_rate = sorted(
+        ((k, c) for k, c in sellers.items() if c["listings"] >= MIN_SELLER_LISTINGS and k != "(无卖家编号)"),
+        key=lambda kv: (-(kv[1]["block"] + kv[1]["review"]) / kv[1]["listings"], -kv[1]["listings"], kv[0]),
+    )[:TOP]
     return {
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "totals": {
@@ -211,6 +224,12 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
             {"seller_id": k, "listings": c["listings"], "flagged": c["review"] + c["block"], "block": c["block"],
              "findings": c["findings"]}
             for k, c in top_sellers
+        ],
+        "seller_min_listings": MIN_SELLER_LISTINGS,
+        "sellers_by_rate": [
+            {"seller_id": k, "listings": c["listings"], "flagged": c["review"] + c["block"], "block": c["block"],
+             "findings": c["findings"], "rate": round((c["review"] + c["block"]) / c["listings"], 4)}
+            for k, c in by_rate
         ],
         "top_rules": [{"rule": k, "findings": v, **rule_info.get(k, {})} for k, v in rules.most_common(TOP)],
         "top_listings": [r for *_, r in sorted(top_listings, reverse=True)],
@@ -270,6 +289,11 @@ th{background:#f5f5f5;font-weight:600;white-space:nowrap}td.nw{white-space:nowra
 .tag{display:inline-block;padding:0 6px;border-radius:3px;color:#fff;font-size:12px}
 code{font-size:12px;color:#555}
 mark{background:#ffe08a}
+.controls{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin:8px 0;font-size:13px}
+.controls[hidden]{display:none}.controls input[type=search]{min-width:220px}
+.controls input,.controls select,.controls button{font:inherit;padding:3px 6px}
+.controls input[type=number]{width:64px}
+@media (max-width:700px){.grid{grid-template-columns:1fr}.bar .label{width:120px!important}}
 """
 
 
@@ -325,8 +349,11 @@ def _pct(a: int, b: int) -> str:
     return f"{100.0 * a / b:.1f}%" if b else "–"
 
 
-def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告") -> str:
-    """The report page; every chart is HTML or inline SVG, so it reads offline and prints."""
+def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告",
+                flagged: tuple[list[dict[str, Any]], int] | None = None) -> str:
+    """The report page; every chart is HTML or inline SVG, so it reads offline and prints. ``flagged``
+    (rows, total) adds the paged, filterable table of the listings to act on (one inline script, no
+    fetch; its first page is plain HTML)."""
     t = s["totals"]
     v = s["verdicts"]
     cards = [
@@ -367,14 +394,20 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
     out.append("</table>")
     if s.get("classifier_histogram"):
         out += ["<h2>模型风险分分布</h2>", _histogram_svg(s["classifier_histogram"], "分类模型分数")]
-    out.append("<h2>违规最多的卖家</h2>")
+    by_rate = s.get("sellers_by_rate") or []
+    out.append(f"<h2>违规率最高的卖家（至少 {s.get('seller_min_listings', MIN_SELLER_LISTINGS)} 个商品）</h2>")
+    if by_rate:
+        out.append("<table><tr><th>卖家</th><th>商品数</th><th>需处理</th><th>违规率</th><th>拦截</th>"
+                   "<th>违规发现</th></tr>")
+        for r in by_rate:
+            out.append(f"<tr><td>{_e(r['seller_id'])}</td><td class='n'>{r['listings']:,}</td>"
+                       f"<td class='n'>{r['flagged']:,}</td><td class='n'>{r['rate'] * 100:.1f}%</td>"
+                       f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append("<p class='muted'>没有商品数达到门槛的卖家。</p>")
+    out.append("<h2>需处理商品最多的卖家</h2>")
     out.append(_bars([(r["seller_id"], r["flagged"]) for r in s["top_sellers"][:10] if r["flagged"]], "#c0392b"))
-    out.append("<table><tr><th>卖家</th><th>商品数</th><th>需处理</th><th>拦截</th><th>违规发现</th></tr>")
-    for r in s["top_sellers"]:
-        out.append(f"<tr><td>{_e(r['seller_id'])}</td><td class='n'>{r['listings']:,}</td>"
-                   f"<td class='n'>{r['flagged']:,}</td><td class='n'>{r['block']:,}</td>"
-                   f"<td class='n'>{r['findings']:,}</td></tr>")
-    out.append("</table>")
     out.append("<h2>命中最多的规则</h2><table><tr><th>规则</th><th>条款</th><th>严重程度</th><th>次数</th>"
                "<th>示例</th><th>说明 / 建议</th></tr>")
     for r in s["top_rules"]:
@@ -387,16 +420,20 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
             f"<td>{_e(r.get('message'))}<div class='muted'>{_e(r.get('suggestion') or '')}</div></td></tr>"
         )
     out.append("</table>")
-    out.append("<h2>风险最高的商品</h2><table><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th>"
-               "<th>结论</th><th>风险</th><th>规则</th></tr>")
-    for r in s["top_listings"]:
-        out.append(
-            f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
-            f"<td class='nw'>{_e(CATEGORY_ZH.get(r['category'], r['category']))}</td>"
-            f"<td>{_e((r['title'] or '')[:60])}</td><td class='nw'>{_e(VERDICT_ZH.get(r['verdict'], r['verdict']))}</td>"
-            f"<td class='n'>{r['risk']:.2f}</td><td><code>{_e(', '.join(r['rules'] or []))}</code></td></tr>"
-        )
-    out.append("</table>")
+    if flagged is not None:
+        out.extend(_flagged_html(flagged[0], flagged[1], s.get("family_names") or {}))
+    else:
+        out.append("<h2>风险最高的商品</h2><table><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th>"
+                   "<th>结论</th><th>风险</th><th>规则</th></tr>")
+        for r in s["top_listings"]:
+            out.append(
+                f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
+                f"<td class='nw'>{_e(CATEGORY_ZH.get(r['category'], r['category']))}</td>"
+                f"<td>{_e((r['title'] or '')[:60])}</td>"
+                f"<td class='nw'>{_e(VERDICT_ZH.get(r['verdict'], r['verdict']))}</td>"
+                f"<td class='n'>{r['risk']:.2f}</td><td><code>{_e(', '.join(r['rules'] or []))}</code></td></tr>"
+            )
+        out.append("</table>")
     out.append("<h2>疑似盗用图片（按被复制的原图分组）</h2>")
     if s["image_clusters"]:
         out.append("<table><tr><th>原图</th><th>原商品 / 卖家</th><th>复制次数</th><th>涉及卖家</th>"
@@ -426,6 +463,178 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
     out.append("<p class='muted'>明细：listings/（每个商品一行）、findings/（每条违规一行）、images/ 为 Parquet 数据集；"
                "summary.json 为本页数据。</p></body></html>")
     return "\n".join(out)
+
+
+# -- every flagged listing: flagged.csv and the report's table --------------------------------------
+
+_FLAGGED_READ = ["source", "line", "id", "seller_id", "category", "title", "verdict", "risk", "classifier_score",
+                 "rules", "families", "max_severity", "copied_images", "error_code"]
+
+
+def _score_reason(score: float | None, explanation: str | None, copies: int) -> str:
+    """Why a listing with no rule finding is flagged: the words behind its score, or copied images."""
+    parts = []
+    if explanation:
+        try:
+            spans = json.loads(explanation)
+        except ValueError:
+            spans = []
+        words = "、".join(f"“{mask_contacts(str(sp.get('text', '')))}”({float(sp.get('weight', 0)):.2f})"
+                         for sp in spans[:5])
+        if words:
+            parts.append(f"模型分 {score:.2f}，主要依据 {words}" if score is not None else f"模型依据 {words}")
+    elif score is not None:
+        parts.append(f"模型分 {score:.2f}（无规则命中）")
+    if copies:
+        parts.append(f"疑似盗图 {copies} 张")
+    return "；".join(parts)
+
+
+def flagged_listings(out_dir: Path, fam_names: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
+    """Write ``flagged.csv`` (every listing to act on, in input order; UTF-8 with a BOM so Excel reads
+    the Chinese) and return the riskiest ``FLAGGED_EMBED`` of them for the report, riskiest first."""
+    import csv
+
+    heap: list[tuple[float, int, dict[str, Any]]] = []
+    n = 0
+    with (out_dir / FLAGGED_CSV).open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(FLAGGED_COLUMNS)
+        for part in part_files(out_dir, "listings"):
+            names = pq.read_schema(part).names
+            columns = _FLAGGED_READ + (["classifier_explanation"] if "classifier_explanation" in names else [])
+            t = pq.read_table(part, columns=columns)
+            t = t.filter(pc.and_(pc.is_null(t.column("error_code")),
+                                 pc.is_in(t.column("verdict"), pa.array(["review", "block"]))))
+            for r in t.to_pylist():
+                rules = r["rules"] or []
+                reason = "" if rules else _score_reason(r["classifier_score"], r.get("classifier_explanation"),
+                                                        r["copied_images"] or 0)
+                row = {
+                    "id": r["id"], "seller_id": r["seller_id"], "category": r["category"],
+                    "title": mask_contacts(r["title"]) if r["title"] else "", "verdict": r["verdict"],
+                    "risk": r["risk"], "classifier_score": r["classifier_score"], "max_severity": r["max_severity"],
+                    "rules": rules, "families": [fam_names.get(f, f) for f in (r["families"] or [])],
+                    "reason": reason, "source": r["source"], "line": r["line"],
+                }
+                writer.writerow([
+                    row["id"], row["seller_id"] or "", row["category"] or "", row["title"], row["verdict"],
+                    "" if row["risk"] is None else f"{row['risk']:.4f}",
+                    "" if row["classifier_score"] is None else f"{row['classifier_score']:.4f}",
+                    row["max_severity"] or "", " ".join(rules), " ".join(row["families"]), reason,
+                    row["source"], row["line"],
+                ])
+                item = (row["risk"] if row["risk"] is not None else -1.0, -n, row)
+                n += 1
+                if len(heap) < FLAGGED_EMBED:
+                    heapq.heappush(heap, item)
+                else:
+                    heapq.heappushpop(heap, item)
+    return [r for *_, r in sorted(heap, reverse=True)], n
+
+
+_TABLE_SCRIPT = r"""
+(function () {
+  var data = JSON.parse(document.getElementById('flagged-data').textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var body = $('flagged-body'), info = $('flagged-info'), page = 0, size = 50, rows = data;
+  function esc(v) { return String(v == null ? '' : v).replace(/[&<>"]/g, function (c) {
+    return {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]; }); }
+  function filter() {
+    var q = $('f-q').value.trim().toLowerCase(), v = $('f-verdict').value, fam = $('f-family').value,
+        cat = $('f-category').value, min = parseFloat($('f-risk').value) || 0, norule = $('f-norule').checked;
+    rows = data.filter(function (r) {
+      if (v && r[4] !== v) return false;
+      if (cat && r[2] !== cat) return false;
+      if (fam && r[9].indexOf(fam) < 0) return false;
+      if ((r[5] || 0) < min) return false;
+      if (norule && r[8]) return false;
+      if (q && (r[0] + ' ' + r[1] + ' ' + r[3]).toLowerCase().indexOf(q) < 0) return false;
+      return true;
+    });
+    page = 0; render();
+  }
+  function render() {
+    var pages = Math.max(1, Math.ceil(rows.length / size));
+    page = Math.max(0, Math.min(page, pages - 1));
+    var html = '';
+    rows.slice(page * size, page * size + size).forEach(function (r) {
+      html += '<tr><td class="nw">' + esc(r[0]) + '</td><td class="nw">' + esc(r[1]) + '</td><td class="nw">' +
+        esc(r[2]) + '</td><td>' + esc(r[3]) + '</td><td class="nw">' + esc(r[4] === 'block' ? '拦截' : '待人工审核') +
+        '</td><td class="n">' + (r[5] == null ? '' : r[5].toFixed(2)) + '</td><td><code>' + esc(r[8]) +
+        '</code>' + (r[10] ? '<div class="muted">' + esc(r[10]) + '</div>' : '') + '</td></tr>';
+    });
+    body.innerHTML = html || '<tr><td colspan="7" class="muted">没有符合条件的商品</td></tr>';
+    info.textContent = '共 ' + rows.length + ' 条 · 第 ' + (page + 1) + ' / ' + pages + ' 页';
+    $('f-prev').disabled = page === 0; $('f-next').disabled = page >= pages - 1;
+  }
+  function csv() {
+    var head = ['id', 'seller_id', 'category', 'title', 'verdict', 'risk', 'classifier_score', 'max_severity',
+                'rules', 'families', 'reason'];
+    var lines = [head.join(',')];
+    rows.forEach(function (r) {
+      lines.push([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]].map(function (v) {
+        v = String(v == null ? '' : v); return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
+      }).join(','));
+    });
+    var a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob(['\ufeff' + lines.join('\n')], {type: 'text/csv;charset=utf-8'}));
+    a.download = 'flagged-filtered.csv'; document.body.appendChild(a); a.click(); a.remove();
+  }
+  ['f-q', 'f-verdict', 'f-family', 'f-category', 'f-risk', 'f-norule'].forEach(function (id) {
+    $(id).addEventListener('input', filter); $(id).addEventListener('change', filter); });
+  $('f-prev').addEventListener('click', function () { page--; render(); });
+  $('f-next').addEventListener('click', function () { page++; render(); });
+  $('f-csv').addEventListener('click', csv);
+  $('flagged-controls').hidden = false;
+  filter();
+})();
+"""
+
+
+def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, str]) -> list[str]:
+    """A paged, filterable table of the flagged listings: the first page is plain HTML (it prints and
+    reads without script); a small inline script pages, filters and exports what is filtered as CSV."""
+    cats = sorted({CATEGORY_ZH.get(r["category"], r["category"] or "") for r in rows})
+    fams = sorted({f for r in rows for f in r["families"]})
+    shown = "" if total <= len(rows) else f"（表中为风险最高的 {len(rows):,} 条）"
+    out = [f"<h2 id='flagged'>所有需处理的商品（{total:,}）{shown}</h2>",
+           f"<p class='muted'>全部明细：<a href='{FLAGGED_CSV}'>{FLAGGED_CSV}</a>（Excel 可直接打开）。"
+           "无规则命中而被送审的商品，说明列给出模型分的主要依据。</p>",
+           "<div id='flagged-controls' class='controls' hidden>"
+           "<input id='f-q' type='search' placeholder='搜索 商品编号 / 卖家 / 标题'>"
+           "<select id='f-verdict'><option value=''>全部结论</option><option value='block'>拦截</option>"
+           "<option value='review'>待人工审核</option></select>"
+           "<select id='f-family'><option value=''>全部违规类型</option>"
+           + "".join(f"<option>{_e(f)}</option>" for f in fams) + "</select>"
+           "<select id='f-category'><option value=''>全部类目</option>"
+           + "".join(f"<option>{_e(c)}</option>" for c in cats) + "</select>"
+           "<label>风险 ≥ <input id='f-risk' type='number' min='0' max='1' step='0.05' value='0'></label>"
+           "<label><input id='f-norule' type='checkbox'> 仅无规则命中</label>"
+           "<button id='f-prev' type='button'>上一页</button><span id='flagged-info'></span>"
+           "<button id='f-next' type='button'>下一页</button>"
+           "<button id='f-csv' type='button'>导出筛选结果 CSV</button></div>",
+           "<table><thead><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th><th>结论</th><th>风险</th>"
+           "<th>规则 / 说明</th></tr></thead><tbody id='flagged-body'>"]
+    for r in rows[:50]:
+        risk = "" if r["risk"] is None else f"{r['risk']:.2f}"
+        out.append(
+            f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
+            f"<td class='nw'>{_e(CATEGORY_ZH.get(r['category'], r['category']))}</td><td>{_e(r['title'])}</td>"
+            f"<td class='nw'>{_e(VERDICT_ZH.get(r['verdict'], r['verdict']))}</td><td class='n'>{risk}</td>"
+            f"<td><code>{_e(' '.join(r['rules']))}</code>"
+            + (f"<div class='muted'>{_e(r['reason'])}</div>" if r["reason"] else "") + "</td></tr>"
+        )
+    if not rows:
+        out.append("<tr><td colspan='7' class='muted'>没有需要处理的商品。</td></tr>")
+    out.append("</tbody></table>")
+    data = [[r["id"], r["seller_id"], CATEGORY_ZH.get(r["category"], r["category"]), r["title"], r["verdict"],
+             r["risk"], r["classifier_score"], r["max_severity"], " ".join(r["rules"]), " ".join(r["families"]),
+             r["reason"]] for r in rows]
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    out.append(f"<script type='application/json' id='flagged-data'>{payload}</script>")
+    out.append(f"<script>{_TABLE_SCRIPT}</script>")
+    return out
 
 
 def _ocr_summary(out_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -480,7 +689,8 @@ def _ocr_html(o: dict[str, Any]) -> list[str]:
 
 
 def write_report(out_dir: Path) -> dict[str, Any]:
-    """Aggregate the audit in ``out_dir`` and write ``summary.json`` and ``report.html`` there."""
+    """Aggregate the audit in ``out_dir`` and write ``summary.json``, ``report.html`` and ``flagged.csv``
+    (every listing to act on) there."""
     summary = aggregate(out_dir)
     from moderation.audit.checkpoint import Manifest
 
@@ -492,7 +702,10 @@ def write_report(out_dir: Path) -> dict[str, Any]:
         manifest.close()
     if ocr_runs:
         summary["ocr"] = _ocr_summary(out_dir, ocr_runs)
+    fam_names = {**family_names(), **(summary.get("family_names") or {})}
+    flagged = flagged_listings(out_dir, fam_names)
+    summary["flagged_csv"] = FLAGGED_CSV
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=str),
                                           encoding="utf-8")
-    (out_dir / "report.html").write_text(render_html(summary), encoding="utf-8")
+    (out_dir / "report.html").write_text(render_html(summary, flagged=flagged), encoding="utf-8")
     return summary
