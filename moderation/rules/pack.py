@@ -26,10 +26,13 @@ _PACK_KEYS = {"family", "name", "description", "law", "severity", "action", "cat
 _RULE_KEYS = {
     "id", "law", "severity", "action", "categories", "except_categories", "terms", "patterns",
     "anchors", "boundary", "exempt", "requires", "absent", "message", "suggestion", "examples", "note",
-    "judge", "grammar",
+    "judge", "grammar", "rewrite",
 }
 _CONTEXT_KEYS = {"phrases", "before", "after", "clause", "sentence", "attributes", "listing"}
 _FRAME_KEYS = _CONTEXT_KEYS | {"reason", "explain"}
+#: How ``rewrite`` (moderation/rules/rewrite.py) may fix a finding's span: delete it, keep only what the
+#: claim's marker modifies (最受欢迎的 → 受欢迎的), or replace it with a phrase (``{replace: …}``).
+REWRITES = ("drop", "keep_modified", "replace")
 #: Claim grammars implemented in moderation/rules/grammar.py (a rule names one with ``grammar``).
 GRAMMARS = ("superlative",)
 #: ``{@name}`` in a regular expression stands for the words of lexicon ``rules/lexicons/name.txt``;
@@ -97,6 +100,8 @@ class Rule:
     fire: tuple[Example, ...]
     pass_: tuple[Example, ...]
     source: str  # "file:line", for error messages and the rules listing
+    #: How a finding's span can be rewritten: ("drop", ""), ("keep_modified", "") or ("replace", phrase).
+    rewrite: tuple[str, str] | None = None
 
     def applies_to(self, category: str) -> bool:
         if category in self.except_categories:
@@ -355,6 +360,23 @@ def _examples(value: Any, where: str, what: str) -> tuple[Example, ...]:
     return tuple(out)
 
 
+def _rewrite(value: Any, where: str) -> tuple[str, str] | None:
+    """``rewrite: drop`` / ``rewrite: keep_modified`` / ``rewrite: {replace: 适合日常使用}``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in ("drop", "keep_modified"):
+            raise _fail(where, f"rewrite must be drop, keep_modified or {{replace: phrase}}, not {value!r}")
+        return (value, "")
+    if isinstance(value, dict):
+        keys = set(value) - {"__line__"}
+        phrase = value.get("replace")
+        if keys != {"replace"} or not isinstance(phrase, str) or not phrase.strip():
+            raise _fail(where, "rewrite as a mapping takes one key, replace, with a non-empty phrase")
+        return ("replace", phrase.strip())
+    raise _fail(where, "rewrite must be drop, keep_modified or {replace: phrase}")
+
+
 def _rule(
     raw: Any, pack: dict[str, Any], path: Path, lexicons: Lexicons = _NO_LEXICONS,
     frames: dict[str, Context] | None = None,
@@ -408,6 +430,7 @@ def _rule(
     suggestion = raw.get("suggestion")
     if suggestion is not None and not isinstance(suggestion, str):
         raise _fail(where, "suggestion must be text")
+    rewrite = _rewrite(raw.get("rewrite"), where)
     examples = raw.get("examples") or {}
     if not isinstance(examples, dict):
         raise _fail(where, "examples must be a mapping with fire and pass lists")
@@ -436,6 +459,7 @@ def _rule(
         fire=fire,
         pass_=pass_,
         source=where.split(": rule")[0],
+        rewrite=rewrite,
     )
 
 
