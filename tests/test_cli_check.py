@@ -82,6 +82,6 @@ def test_rules_check_names_file_and_line_of_a_bad_pack(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     result = CliRunner().invoke(main, ["rules", "check", "--dir", str(tmp_path)])
-    assert result.exit_code != 0
-    assert "broken.yaml:3" in str(result.exception)
-    assert "law" in str(result.exception)
+    assert result.exit_code == 2  # one line, no traceback (issue 17)
+    assert "broken.yaml:3" in result.stderr and "Traceback" not in result.output
+    assert "law" in result.stderr
