@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-category", action="store_true", help="give every item category general")
     ap.add_argument("--show", choices=("misses", "false", "all"), help="print misses and/or false alarms")
     ap.add_argument("--json", type=Path, help="write the metrics as JSON")
+    ap.add_argument("--markdown", type=Path, help="write summary and per-family tables as Markdown")
     args = ap.parse_args(argv)
 
     checker = Checker(classifier=bool(args.classifier))
@@ -168,7 +169,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 show(outcomes, args.show)
     if args.json:
         args.json.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown(out), encoding="utf-8")
     return 0
+
+
+def markdown(out: dict[str, Any]) -> str:
+    """Summary table (one row per set and split) and one per-family table per set and split."""
+
+    def cell(r: dict[str, Any]) -> str:
+        return f"{r['rate']:.3f} ({r['hits']}/{r['n']})" if r["rate"] is not None else "–"
+
+    lines = [
+        "| set / split | recall | tier A recall | false alarms on lawful | precision of flags | conditional blocked |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in out.items():
+        tier_a = m["recall_by_tier"].get("A")
+        lines.append(
+            f"| {name} | {cell(m['recall'])} | {cell(tier_a) if tier_a else '–'} | {cell(m['false_alarm'])} "
+            f"| {cell(m['precision'])} | {m['conditional_blocked']} |"
+        )
+    for name, m in out.items():
+        lines += ["", f"**{name}**", "", "| family | violations | recall | same-family recall | flags | precision |",
+                  "|---|---|---|---|---|---|"]
+        for fam, c in m["families"].items():
+            def f(v: Any) -> str:
+                return "–" if v is None else f"{v:.2f}"
+
+            lines.append(
+                f"| {fam} | {c['violations']} | {f(c['recall_flagged'])} | {f(c['recall_same_family'])} "
+                f"| {c['predicted']} | {f(c['precision'])} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
