@@ -31,6 +31,9 @@ class CheckRequest(Listing):
 
     enqueue: bool = False
     ocr: bool | None = None
+    #: Also answer ``rewrite``: the listing with every span its rule can fix rewritten, the edits (in
+    #: original offsets) and what still fires after checking it again (moderation/rules/rewrite.py).
+    rewrite: bool = False
 
 
 def _render(result: CheckResult) -> tuple[CheckResult, bytes]:
@@ -87,22 +90,29 @@ async def check(body: CheckRequest, request: Request,
     heavy = size > settings.heavy_chars
     isolated = state.heavy_processes if heavy else None
 
-    def job() -> tuple[Listing, list[str], CheckResult, bytes]:
+    def job() -> tuple[Listing, list[str], CheckResult, bytes, dict[str, Any] | None]:
         # In a check thread: cleaning a 2 MB listing and encoding its answer cost milliseconds. A
         # heavy listing's rules run in a separate process when the server isolates them.
-        data, changed = _sanitized(body.model_dump(exclude={"enqueue", "ocr"}))
+        data, changed = _sanitized(body.model_dump(exclude={"enqueue", "ocr", "rewrite"}))
         listing = Listing.model_validate(data) if changed else Listing.model_construct(**data)
         result = checker.check_here(listing, settings.check_budget_s, isolated.find if isolated else None,
                                     **({"ocr": body.ocr} if body.ocr is not None else {}))
-        return (listing, changed, *_render(result))
+        rewritten = None
+        if body.rewrite and result.error is None and not heavy:
+            from moderation.rules.rewrite import rewrite_listing
+
+            rewritten = rewrite_listing(checker, listing, result).to_json()
+        return (listing, changed, *_render(result), rewritten)
 
     try:
-        listing, changed_fields, result, rendered = await asyncio.wrap_future(
+        listing, changed_fields, result, rendered, rewritten = await asyncio.wrap_future(
             state.check_pool.submit(job, heavy=heavy))
     except (Saturated, Stopped) as exc:
         raise HTTPException(503, {"code": "saturated", "message": str(exc)},
                             headers={"Retry-After": str(settings.retry_after_s)}) from None
     extra: dict[str, Any] = {}
+    if rewritten is not None:
+        extra["rewrite"] = rewritten
     if changed_fields:
         extra["sanitized"] = changed_fields
     if body.enqueue:
