@@ -77,13 +77,13 @@ _DISCOURSE_NOUN = re.compile(
     r"顾虑|原因|理由|目的|意义|价值在于|程度|限度|化|可能|努力|诚意|帮助|支持)"
 )
 #: Classes whose one-character entries also class longer words (最下层, 最上面, 最后排).
-_PREFIX_CLASSES = frozenset({"time", "position", "delegate"})
+_PREFIX_CLASSES = frozenset({"time", "position", "delegate", "negative"})
 #: What a one-character dimension (大, 低…) measures when jieba glues it to the next word (最低温度,
 #: 最/大气压): a quantity, so the whole is a specification limit.
 _MEASURE = re.compile(
     r"(温度|温|气压|压力|压|功率|承重|载重|尺寸|速度|容量|重量|长度|高度|宽度|深度|厚度|电流|电压|转速|频率|亮度|"
     r"音量|距离|范围|角度|档位|负荷|负载|面积|体积|人数|口径|孔径|直径|半径|倍率|倍数|分辨率|像素|续航|流量|扬程|"
-    r"吸力|风量|风速|载荷|拉力|扭矩|\d)"
+    r"吸力|风量|风速|载荷|拉力|扭矩|用|充|装|放|坐|睡|载|容纳|待机|\d)"
 )
 #: What a superlative may rank other than the goods: equipment, technology, standards, materials.
 _EVIDENCE_HEAD = re.compile(
