@@ -6,15 +6,16 @@ API with the session cookie and the CSRF header, so the console has no write pat
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -26,7 +27,10 @@ from moderation.queue.safety import INT_MAX, has_unstorable, refuse_unstorable
 from moderation.queue.states import OUTCOME_LABELS, REASON_CODES, reason_for_family
 from moderation.schema import CATEGORIES
 
-router = APIRouter(prefix="/review", include_in_schema=False)
+#: No prefix: the console lives under /review, the listing-editor demo at /editor and its client at
+#: /static/check.js (for editor teams), all in this one router.
+router = APIRouter(include_in_schema=False)
+STATIC = Path(__file__).resolve().parent / "static"
 Text = Annotated[str, AfterValidator(refuse_unstorable)]
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 LOGIN_CSRF_COOKIE = "mlogin_csrf"
@@ -124,10 +128,18 @@ def secure_cookies(request: Request) -> bool:
     return bool(request.app.state.settings.secure_cookies) or request.url.scheme == "https"
 
 
-def _login_form(request: Request, error: str, status: int = 200, headers: dict[str, str] | None = None
-                ) -> HTMLResponse:
+_NEXT = re.compile(r"/(?:editor|review(?:/[A-Za-z0-9_/-]*)?)(?:\?[A-Za-z0-9_=&%.-]*)?")
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: only this console's own pages (never another site)."""
+    return value if value and len(value) <= 300 and _NEXT.fullmatch(value) else "/review"
+
+
+def _login_form(request: Request, error: str, status: int = 200, headers: dict[str, str] | None = None,
+                next_url: str = "/review") -> HTMLResponse:
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", None, login_csrf=token, error=error)
+    response = render(request, "login.html", None, login_csrf=token, error=error, next_url=safe_next(next_url))
     response.status_code = status
     response.headers.update(headers or {})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/review",
@@ -135,39 +147,43 @@ def _login_form(request: Request, error: str, status: int = 200, headers: dict[s
     return response
 
 
-@router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, error: Annotated[str, AfterValidator(lambda v: "" if has_unstorable(v) else v[:200])] = ""
+@router.get("/review/login", response_class=HTMLResponse)
+def login_page(request: Request, error: Annotated[str, AfterValidator(lambda v: "" if has_unstorable(v) else v[:200])] = "",
+               next_url: Annotated[str, Query(alias="next"),
+                                   AfterValidator(lambda v: "" if has_unstorable(v) else v[:300])] = ""
                ) -> HTMLResponse:
-    return _login_form(request, error)
+    return _login_form(request, error, next_url=next_url)
 
 
-@router.post("/login")
+@router.post("/review/login")
 def login(request: Request, username: Annotated[Text, Form(max_length=100)],
-          password: Annotated[Text, Form(max_length=200)], csrf_token: Annotated[Text, Form(max_length=100)]
-          ) -> Response:
+          password: Annotated[Text, Form(max_length=200)], csrf_token: Annotated[Text, Form(max_length=100)],
+          next_url: Annotated[Text, Form(alias="next", max_length=300)] = "/review") -> Response:
     """Sign in. Throttled per account and per address: after a few failures each further one locks
     both for twice as long (429 with ``Retry-After``, the password is not checked meanwhile); when
     too many password checks already run, 503 with ``Retry-After``."""
     if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
-        return RedirectResponse("/review/login?" + urlencode({"error": "页面已过期，请重新登录"}), 303)
+        return RedirectResponse("/review/login?" + urlencode({"error": "页面已过期，请重新登录",
+                                                               "next": safe_next(next_url)}), 303)
     address = request.client.host if request.client else None
     try:
         actor = request.app.state.accounts.authenticate(username.strip(), password, address)
     except LoginRefused as exc:
         text = (f"登录失败次数过多，请 {exc.retry_after} 秒后再试" if exc.code == "throttled"
                 else "同时登录的人太多，请稍后再试")
-        return _login_form(request, text, exc.status, {"Retry-After": str(exc.retry_after)})
+        return _login_form(request, text, exc.status, {"Retry-After": str(exc.retry_after)}, next_url)
     if actor is None:
-        return RedirectResponse("/review/login?" + urlencode({"error": "用户名或密码错误"}), 303)
+        return RedirectResponse("/review/login?" + urlencode({"error": "用户名或密码错误",
+                                                               "next": safe_next(next_url)}), 303)
     sid, _ = request.app.state.accounts.create_session(actor)
-    response = RedirectResponse("/review", 303)
+    response = RedirectResponse(safe_next(next_url), 303)
     response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", max_age=12 * 3600,
                         secure=secure_cookies(request))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/review")
     return response
 
 
-@router.post("/logout")
+@router.post("/review/logout")
 def logout(request: Request, csrf_token: Annotated[Text, Form(max_length=100)] = "") -> Response:
     """A plain form post, so the CSRF token comes as a form field and is checked here."""
     sid = request.cookies.get(SESSION_COOKIE)
@@ -199,7 +215,7 @@ def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
     return f, params
 
 
-@router.get("", response_class=HTMLResponse)
+@router.get("/review", response_class=HTMLResponse)
 def queue_page(request: Request) -> Response:
     actor = page_actor(request)
     if actor is None:
@@ -222,7 +238,7 @@ def queue_page(request: Request) -> Response:
                   categories=CATEGORIES, age_options=AGE_OPTIONS, query=urlencode(params))
 
 
-@router.get("/items/{item_id}", response_class=HTMLResponse)
+@router.get("/review/items/{item_id}", response_class=HTMLResponse)
 def item_page(item_id: Annotated[int, PathParam(ge=1, le=INT_MAX)], request: Request) -> Response:
     actor = page_actor(request)
     if actor is None:
@@ -253,20 +269,20 @@ class ViewIn(BaseModel):
     query: Text = Field(default="", max_length=1000)
 
 
-@router.post("/views")
+@router.post("/review/views")
 def save_view(body: ViewIn, request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
     """Save the current filters under a name (per reviewer)."""
     request.app.state.accounts.save_view(actor.id, body.name, body.query)
     return {"status": "saved"}
 
 
-@router.delete("/views/{view_id}")
+@router.delete("/review/views/{view_id}")
 def delete_view(view_id: Annotated[int, PathParam(ge=1, le=INT_MAX)], request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
     request.app.state.accounts.delete_view(actor.id, view_id)
     return {"status": "deleted"}
 
 
-@router.get("/stats", response_class=HTMLResponse)
+@router.get("/review/stats", response_class=HTMLResponse)
 def stats_page(request: Request) -> Response:
     actor = page_actor(request)
     if actor is None:
@@ -274,3 +290,25 @@ def stats_page(request: Request) -> Response:
     if not actor.can("stats"):
         raise HTTPException(403, "no access to stats")
     return render(request, "stats.html", actor, stats=_queue(request).stats(24 * 7))
+
+
+@router.get("/static/check.js")
+def check_js() -> Response:
+    """The dependency-free client for listing editors (docs/editor.md); public, like any script."""
+    return FileResponse(STATIC / "check.js", media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/static/check.css")
+def check_css() -> Response:
+    return FileResponse(STATIC / "check.css", media_type="text/css; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/editor", response_class=HTMLResponse)
+def editor_page(request: Request) -> Response:
+    """A demo listing editor: checks as the seller types, through /v1/check with this session."""
+    actor = page_actor(request)
+    if actor is None:
+        return RedirectResponse("/review/login?" + urlencode({"next": "/editor"}), 303)
+    return render(request, "editor.html", actor, categories=CATEGORIES)
