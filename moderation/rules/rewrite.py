@@ -71,6 +71,8 @@ class Rewrite:
     verdict: str
     rounds: int
     previews: dict[int, str] = field(default_factory=dict)
+    #: The field's whole text with only that edit applied (what the editor puts in the field).
+    alone: dict[int, str] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -88,7 +90,8 @@ class Rewrite:
             "rounds": self.rounds,
             "fields": self.fields,
             "listing": self.listing,
-            "edits": [{**e.to_json(), "preview": self.previews.get(i, "")} for i, e in enumerate(self.edits)],
+            "edits": [{**e.to_json(), "preview": self.previews.get(i, ""), "after": self.alone.get(i, "")}
+                      for i, e in enumerate(self.edits)],
             "remaining": self.remaining,
         }
 
@@ -269,8 +272,10 @@ def rewrite_listing(checker_or_engine: Any, listing: Listing | dict[str, Any], r
         findings = engine.detect(parsed).findings
     first = _edits(engine, findings, texts)
     previews: dict[int, str] = {}
+    alone: dict[int, str] = {}
     for i, e in enumerate(first):
         after = apply_edits(texts[e.field], [e])
+        alone[i] = after
         previews[i] = _sentence(after, min(e.start, len(after)))
     current = dict(texts)
     edits = first
@@ -306,4 +311,5 @@ def rewrite_listing(checker_or_engine: Any, listing: Listing | dict[str, Any], r
         verdict=verdict,
         rounds=rounds,
         previews=previews,
+        alone=alone,
     )
