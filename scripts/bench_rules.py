@@ -134,14 +134,19 @@ def main() -> None:
     rng = random.Random(2)
     long_listings = [x for x in listings if len(x["title"]) + len(x["description"]) >= 900] or listings
     samples = []
+    cpu_samples = []
     for _ in range(args.single):
         listing = rng.choice(long_listings)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         checker.check(listing)
+        cpu_samples.append((time.thread_time() - c0) * 1000)
         samples.append((time.perf_counter() - t0) * 1000)
     samples.sort()
+    cpu_samples.sort()
     p50 = statistics.median(samples)
     p99 = samples[int(len(samples) * 0.99) - 1]
+    cpu_p50 = statistics.median(cpu_samples)
+    cpu_p99 = cpu_samples[int(len(cpu_samples) * 0.99) - 1]
 
     print(f"rule packs: {len(engine.packs)} packs, {len(engine.rules)} rules")
     print(f"load all rule packs: {load_s * 1000:.0f} ms (+ jieba dictionary on first use: {jieba_init_s * 1000:.0f} ms)")
@@ -154,7 +159,8 @@ def main() -> None:
         "  per-round ratios: "
         + ", ".join(f"{j / e:.1f}x" for e, j in zip(engine_rounds, jieba_rounds, strict=True))
     )
-    print(f"single listing >= 900 chars: p50 {p50:.2f} ms, p99 {p99:.2f} ms (bar: p99 <= 5 ms)")
+    print(f"single listing >= 900 chars: p50 {p50:.2f} ms, p99 {p99:.2f} ms wall (bar: p99 <= 5 ms)")
+    print(f"  same, CPU time of the checking thread: p50 {cpu_p50:.2f} ms, p99 {cpu_p99:.2f} ms")
 
 
 if __name__ == "__main__":
