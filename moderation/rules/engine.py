@@ -306,12 +306,20 @@ class RulesEngine:
         windows = hits.windows
         matches = list(hits.terms)
         seen = {(id(c.rule), c.start, c.end) for c in matches}
+        # Rules that share anchors (the brand rules all anchor on brand names) share their windows.
+        prepared: dict[tuple[tuple[int, int], ...], tuple[list[int], list[int], list[tuple[int, int]]]] = {}
         for rule_idx, spans in hits.anchors.items():
             rule = self.rules[rule_idx]
-            spans.sort()
-            starts = [s for s, _ in spans]
-            ends_max = list(accumulate((e for _, e in spans), max))
-            for lo, hi in _merged_windows(spans, windows):
+            key = tuple(sorted(spans))
+            ready = prepared.get(key)
+            if ready is None:
+                ready = prepared[key] = (
+                    [s for s, _ in key],
+                    list(accumulate((e for _, e in key), max)),
+                    list(_merged_windows(list(key), windows)),
+                )
+            starts, ends_max, merged = ready
+            for lo, hi in merged:
                 for pattern in rule.patterns:
                     for m in pattern.finditer(text, lo, hi):
                         m_start, m_end = m.span()
@@ -559,14 +567,16 @@ class _Scan(NamedTuple):
     truncated: bool
 
 
-#: Characters of the description that category inference reads after the title.
-_INFER_DESCRIPTION = 32
+#: Characters of the description that category inference reads when the title is missing or very short.
+_INFER_DESCRIPTION = 64
 
 
 def _inference_text(folded: dict[str, NormalisedText]) -> str:
-    """What category inference reads: the title and the start of the description (the product is named
-    there; reading all of a long description would cost more than the rules)."""
+    """What category inference reads: the title (sellers name the product there), or the start of the
+    description when there is no title. Reading more costs more than it tells."""
     title = folded.get("title")
+    if title is not None and len(title.text) >= 6:
+        return title.text
     description = folded.get("description")
     parts = [title.text if title else "", description.text[:_INFER_DESCRIPTION] if description else ""]
     return "\n".join(p for p in parts if p)
