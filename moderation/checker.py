@@ -208,6 +208,8 @@ class Checker:
         self.check(listing)
         if self.scorer is not None:
             self.scorer.submit(listing).result()
+            # Explanations load jieba's dictionary (seconds, holding the GIL) on first use: not mid-load.
+            self.explain(listing)
 
     def find_within(self, listing: Listing, budget_s: float | None = None) -> Detection:
         """The rules' detection within a CPU budget (``CheckBudgetExceeded`` past it)."""
