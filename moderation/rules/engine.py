@@ -121,7 +121,7 @@ class _CategoryScanner:
 
     CHUNK = 65536
 
-    def __init__(self, keys: list[str], payloads: list[tuple[tuple[Rule | None, int, int], ...]]) -> None:
+    def __init__(self, keys: list[str], payloads: list[_Payload]) -> None:
         self.payloads = payloads
         self._longest = max(len(k) for k in keys)
         self._ac = ahocorasick_rs.AhoCorasick(
@@ -241,27 +241,21 @@ class RulesEngine:
             if category in self._automata:
                 return self._automata[category]
             keys: list[str] = []
-            payloads: list[tuple[tuple[Rule | None, int, int], ...]] = []
+            payloads: list[_Payload] = []
             positions: dict[str, int] = {}
+            exempt_phrases = set(self.global_exempt)
             for key, entries in self._keys.items():
-                mine = tuple(
-                    (self.rules[idx], kind, idx)
-                    for idx, kind in entries
-                    if self.rules[idx].applies_to(category)
-                )
-                if mine:
+                mine = [(self.rules[idx], kind, idx) for idx, kind in entries if self.rules[idx].applies_to(category)]
+                if mine or key in exempt_phrases:
                     positions[key] = len(keys)
                     keys.append(key)
-                    payloads.append(mine)
+                    payloads.append(_payload(mine, key in exempt_phrases))
             # Global exemptions are found in the same pass (a phrase may also be a term's key).
             for phrase in self.global_exempt:
-                exempt = ((None, _EXEMPT, -1),)
-                if phrase in positions:
-                    payloads[positions[phrase]] += exempt
-                else:
+                if phrase not in positions:
                     positions[phrase] = len(keys)
                     keys.append(phrase)
-                    payloads.append(exempt)
+                    payloads.append(_payload([], True))
             result = _CategoryScanner(keys, payloads) if keys else None
             self._automata[category] = result
             return result
@@ -273,26 +267,23 @@ class RulesEngine:
         hits = _Hits(TextWindows(text), [], {}, [], False)
         if automaton is None or not text:
             return hits
-        seen: set[tuple[int, int, int]] = set()
         payloads = automaton.payloads
+        terms, anchors, exempt_spans = hits.terms, hits.anchors, hits.exempt_spans
+        # A rule's term (or grammar anchor) occurs at most once per span, so no de-duplication is needed.
         for n, (key_idx, start, end) in enumerate(automaton.scan(text)):
             if n >= MAX_HITS:
                 hits = hits._replace(truncated=True)
                 break
-            for rule, kind, rule_idx in payloads[key_idx]:
-                if kind == _VARIANT:
-                    if not _latin_edges_free(text, start, end):
-                        continue
-                    kind = _TERM
-                if kind == _TERM or (kind == _ANCHOR and rule.grammar is not None):
-                    token = (rule_idx, start, end)
-                    if token not in seen:
-                        seen.add(token)
-                        hits.terms.append(Candidate(rule, start, end))  # type: ignore[arg-type]
-                elif kind == _EXEMPT:
-                    hits.exempt_spans.append((start, end))
-                else:
-                    hits.anchors.setdefault(rule_idx, []).append((start, end))
+            payload = payloads[key_idx]
+            if payload.exempt:
+                exempt_spans.append((start, end))
+            for rule in payload.terms:
+                terms.append(Candidate(rule, start, end))
+            if payload.variants and _latin_edges_free(text, start, end):
+                for rule in payload.variants:
+                    terms.append(Candidate(rule, start, end))
+            for rule_idx in payload.anchors:
+                anchors.setdefault(rule_idx, []).append((start, end))
         return hits
 
     def _candidates(self, norm: NormalisedText, hits: _Hits) -> _Scan:
@@ -546,6 +537,22 @@ class RulesEngine:
         if explain:
             detection.exempted = [_exemption_info(norm, e) for norm, e in state.exempted]
         return detection
+
+
+class _Payload(NamedTuple):
+    """What one scanner key means in one category's automaton, split by kind for the hot loop."""
+
+    terms: tuple[Rule, ...]  # rules whose term (or grammar anchor) this key is
+    variants: tuple[Rule, ...]  # rules whose term this key spells with one character in pinyin
+    anchors: tuple[int, ...]  # rules (by index) whose pattern anchor this key is
+    exempt: bool  # a global exemption phrase
+
+
+def _payload(entries: list[tuple[Rule, int, int]], exempt: bool) -> _Payload:
+    terms = tuple(r for r, kind, _ in entries if kind == _TERM or (kind == _ANCHOR and r.grammar is not None))
+    variants = tuple(r for r, kind, _ in entries if kind == _VARIANT)
+    anchors = tuple(i for r, kind, i in entries if kind == _ANCHOR and r.grammar is None)
+    return _Payload(terms, variants, anchors, exempt)
 
 
 class _Hits(NamedTuple):
