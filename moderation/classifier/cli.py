@@ -34,7 +34,7 @@ from .train import TrainConfig
 def train(epochs: int, out: Path, data: Path, decisions: str | None, mlm_steps: int, threads: int,
           seed: int) -> None:
     """Train the risk classifier, calibrate it, and write OUT (weights, tokenizer, calibration.json)."""
-    cfg = TrainConfig(epochs=epochs, mlm_steps=mlm_steps, threads=threads, seed=seed)
+    cfg = TrainConfig(epochs=epochs, mlm_steps=mlm_steps, threads=threads, seed=seed, fold="t2s")
     try:
         record = train_from_data_dir(data, out, cfg, decisions=decisions,
                                      corpora=repo_root().parent / "shared" / "corpora" if mlm_steps else None,
