@@ -174,11 +174,25 @@ def label_item(row: dict[str, Any], check_hash: bool = True) -> RealItem:
     )
 
 
+def _adjudication() -> dict[str, dict[str, Any]]:
+    """Decisions on texts that occur on several corpus lines and got conflicting labels (by text hash)."""
+    path = REAL_DIR / "adjudication.jsonl"
+    return {row["sha"]: row for row in _read_jsonl(path)} if path.is_file() else {}
+
+
 def load_corpus_labels(pattern: str = "labels/*.jsonl") -> list[RealItem]:
-    """The primary blind labels (one per ref; the double-labelled sample lives in ``labels-second/``)."""
+    """The primary blind labels (one per ref; the double-labelled sample lives in ``labels-second/``).
+
+    A text that occurs on several lines sometimes got different labels from different labellers; the
+    adjudicated label (``adjudication.jsonl``, one decision per text with its reason) replaces them all,
+    so the same words are never both a violation and lawful in one figure."""
+    decided = _adjudication()
     items: dict[str, RealItem] = {}
     for path in sorted(REAL_DIR.glob(pattern)):
         for row in _read_jsonl(path):
+            verdict = decided.get(row.get("sha", ""))
+            if verdict is not None:
+                row = {**row, "label": verdict["label"], "families": verdict["families"]}
             item = label_item(row)
             items[item.id] = item
     return list(items.values())
