@@ -105,7 +105,7 @@ def test_console_login_session_and_csrf(api: Api) -> None:
 def test_users_cli(db_url: str) -> None:
     runner = CliRunner()
     r = runner.invoke(db, ["upgrade", "--db", db_url])
-    assert r.exit_code == 0 and "revision 0004" in r.output, r.output
+    assert r.exit_code == 0 and "revision 0005" in r.output, r.output
     r = runner.invoke(users, ["create", "wang", "--role", "lead", "--password", "s3cret-pass", "--token", "--db", db_url])
     assert r.exit_code == 0, r.output
     assert "created user wang" in r.output and re.search(r"token: mod_\S+", r.output)

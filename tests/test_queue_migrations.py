@@ -72,7 +72,7 @@ def test_0002_carries_the_outbox_over(db_url: str) -> None:
                               "VALUES (:id, :item, :decision, :kind, '{}', :t, :sent)"),
                          {"id": outbox_id, "item": item_id, "decision": decision_id, "kind": kind, "t": t0, "sent": sent})
     database.upgrade()
-    assert current(database.engine) == "0004"
+    assert current(database.engine) == "0005"
     queue = ReviewQueue(db=database, upgrade=False)
     records = queue.outbox.records(status="all")["records"]
     assert [(r["id"], r["listing_id"], r["state"]) for r in records] == [

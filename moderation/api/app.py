@@ -46,7 +46,7 @@ def _clean_errors(errors: Any) -> Any:
     return jsonable_encoder(cleaned)
 
 
-def create_app(database_url: str | None = None, checker: Any = None, *, lease_seconds: int = 300,
+def create_app(database_url: str | None = None, checker: Any = None, *, lease_seconds: int = 120,
                undo_seconds: int = 120, max_body: int = DEFAULT_MAX_BODY, queue: ReviewQueue | None = None,
                settings: Settings | None = None) -> FastAPI:
     """Build the app on ``database_url`` (else ``DATABASE_URL``, else ./var/moderation.db).
@@ -129,6 +129,8 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     app.include_router(routes_images.router)
     from moderation.api import routes_ocr  # a listing's pictures for the OCR boxes in the console (issue 18)
     app.include_router(routes_ocr.router)
+    from moderation.api import routes_sellers  # hold, release, warn a seller (issue 17)
+    app.include_router(routes_sellers.router)
     app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(SecurityHeadersMiddleware)

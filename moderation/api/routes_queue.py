@@ -56,6 +56,15 @@ class ReleaseIn(TokenIn):
     skip: bool = False
 
 
+class FindingMarkIn(Strict):
+    """One finding the reviewer judged not a violation (its index in the item's findings)."""
+
+    index: int = Field(ge=0, le=999)
+    rule: Text | None = Field(default=None, max_length=120)
+    mark: Literal["not_violation"] = "not_violation"
+    note: Text = Field(default="", max_length=500)
+
+
 class DecisionIn(Strict):
     outcome: Outcome
     claim_token: Text = Field(min_length=1, max_length=64)
@@ -64,6 +73,8 @@ class DecisionIn(Strict):
     reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
     seller_message: Text = Field(default="", max_length=2000)
     internal_note: Text = Field(default="", max_length=5000)
+    #: Optional: findings the reviewer marks "not a violation", recorded with the decision.
+    finding_marks: list[FindingMarkIn] = Field(default_factory=list, max_length=100)
 
 
 class EscalateIn(Strict):
@@ -141,13 +152,14 @@ def list_items(
     sort: Literal["priority", "oldest"] = "priority",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[Text | None, Query(max_length=500)] = None,
+    q: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Filtered items, priority or oldest first, with a keyset ``next_cursor`` (signed: a cursor
     this server did not issue is 422). ``flag``: items carrying that flag (``sanitized``,
-    ``long_id``, ``check_error``, ``truncated``)."""
+    ``long_id``, ``check_error``, ``truncated``). ``q``: words in the title, or a listing or seller id."""
     f = ItemFilter(status=status, family=family, severity=severity, category=category, seller=seller, kind=kind,
                    flag=flag, min_risk=min_risk, min_age_hours=min_age_hours, max_age_hours=max_age_hours,
-                   sort=sort)
+                   sort=sort, q=q)
     return queue.views.list_items(f, limit=limit, cursor=cursor)
 
 

@@ -15,6 +15,7 @@ from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, Queu
 from moderation.queue.intake import Intake
 from moderation.queue.outbox import OutboxDelivery
 from moderation.queue.roles import Actor
+from moderation.queue.sellers import Sellers
 from moderation.queue.stats import compute_stats
 from moderation.queue.views import ItemFilter, Views
 from moderation.queue.workflow import DecideInput, Workflow
@@ -29,7 +30,7 @@ class ReviewQueue:
     """The queue service over one database (upgraded to the newest schema on request)."""
 
     def __init__(self, database_url: str | None = None, *, db: Database | None = None,
-                 lease_seconds: int = 300, undo_seconds: int = 120, upgrade: bool = True,
+                 lease_seconds: int = 120, undo_seconds: int = 120, upgrade: bool = True,
                  pool_size: int = 20) -> None:
         self.db = db or Database(database_url, pool_size=pool_size)
         if upgrade:
@@ -38,6 +39,7 @@ class ReviewQueue:
         self.intake = Intake(self.db)
         self.views = Views(self.db)
         self.outbox = OutboxDelivery(self.db)
+        self.sellers = Sellers(self.db)
 
     def stats(self, hours: float = 24.0) -> dict[str, Any]:
         return compute_stats(self.db, hours=hours)

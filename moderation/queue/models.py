@@ -303,3 +303,42 @@ class AuthEvent(SQLModel, table=True):
     address: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(index=True)
+
+
+class FindingMark(SQLModel, table=True):
+    """A reviewer's "not a violation" mark on one finding, written with the decision it belongs to
+    (issue 17): rule precision as reviewers judge it, and training data for the classifier. The span is
+    copied from the finding the reviewer saw, so the mark stands on its own."""
+
+    __tablename__ = "finding_marks"
+    __table_args__ = (UniqueConstraint("decision_id", "finding_index", name="uq_finding_marks_decision_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(foreign_key="decisions.id", index=True)
+    item_id: int = Field(foreign_key="items.id", index=True)
+    finding_index: int
+    rule: str = Field(max_length=120, index=True)
+    family: str = Field(default="", max_length=80)
+    field_name: str = Field(default="", max_length=200)
+    start: int = 0
+    end: int = 0
+    text: str = ""
+    mark: str = Field(default="not_violation", max_length=30)
+    note: str = ""
+    marked_by: int
+    created_at: datetime
+
+
+class SellerAction(SQLModel, table=True):
+    """An action on a seller as a whole (issue 17): ``hold`` (their listings stay offline until a
+    ``release``; their open items go to the top of the queue) or ``warn`` (a recorded warning)."""
+
+    __tablename__ = "seller_actions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seller_id: str = Field(max_length=200, index=True)
+    kind: str = Field(max_length=20)  # hold | release | warn
+    note: str = ""
+    items: int = 0  # open items whose priority the action raised
+    actor: int
+    created_at: datetime = Field(index=True)

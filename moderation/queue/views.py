@@ -28,6 +28,7 @@ from moderation.queue.core import (
 )
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Invalid
+from moderation.queue.marks import marks_by_decision
 from moderation.queue.models import ServerState
 from moderation.queue.roles import Actor
 from moderation.queue.safety import INT_MAX, INT_MIN, like_pattern
@@ -51,6 +52,8 @@ class ItemFilter:
     min_age_hours: float | None = None
     max_age_hours: float | None = None
     sort: str = "priority"  # priority | oldest
+    #: Search: words of the title (each must occur), or a listing id or seller id (exact, or its start).
+    q: str | None = None
 
 
 STATE = ServerState.__table__
@@ -89,6 +92,16 @@ def _cursor_time(value: Any) -> datetime:
     if not isinstance(value, str) or len(value) > 40:
         raise ValueError("not a timestamp")
     return datetime.fromisoformat(value)
+
+
+def _search(q: str) -> Any:
+    """Title containing every word of ``q``, or a listing or seller id that is ``q`` or starts with it
+    (``LIKE`` with ``%``/``_`` escaped; case-insensitive for Latin letters)."""
+    q = q.strip()[:200]
+    words = [w for w in q.split() if w][:8]
+    title = and_(*(func.lower(T.c.title).like(f"%{like_pattern(w.lower())}%", escape="\\") for w in words))
+    prefix = f"{like_pattern(q)}%"
+    return or_(title, T.c.listing_id.like(prefix, escape="\\"), T.c.seller_id.like(prefix, escape="\\"))
 
 
 def sla_deadline(item: dict[str, Any]) -> datetime:
@@ -146,6 +159,8 @@ class Views:
                               (T.c.seller_id, f.seller), (T.c.kind, f.kind)):
             if value:
                 cond.append(column == value)
+        if f.q and f.q.strip():
+            cond.append(_search(f.q))
         if f.min_risk is not None:
             cond.append(T.c.risk >= f.min_risk)
         if f.min_age_hours is not None:
@@ -222,6 +237,7 @@ class Views:
             decisions = [dict(r._mapping) for r in conn.execute(
                 select(DECISIONS).where(DECISIONS.c.item_id.in_(listing_items)).order_by(DECISIONS.c.id))]
             events = self._events(conn, item_id)
+            marks = marks_by_decision(conn, [d["id"] for d in decisions])
             history: list[dict[str, Any]] = []
             counts: dict[str, int] = {}
             if item["seller_id"]:
@@ -244,7 +260,8 @@ class Views:
                       "listing_revision": s["listing_revision"], "created_at": iso(s["created_at"])}
                      for s in signals],
             decisions=[{**{k: iso(v) if isinstance(v, datetime) else v for k, v in d.items()},
-                        "decided_by_name": names.get(d["decided_by"])} for d in decisions],
+                        "decided_by_name": names.get(d["decided_by"]), "finding_marks": marks.get(d["id"], [])}
+                       for d in decisions],
             events=[{**e, "actor_name": names.get(e["actor"])} for e in events],
             seller_history=[{k: iso(v) if isinstance(v, datetime) else v for k, v in h.items()} for h in history],
             seller_counts=counts,

@@ -1,0 +1,71 @@
+"""Per-finding "not a violation" marks, recorded with the decision they belong to (issue 17).
+
+A reviewer deciding an item may mark any of its findings as wrong (the rule fired on honest text).
+``record_finding_marks`` runs inside the decision's transaction: it checks each mark against the
+findings of the item's latest signal (the ones the reviewer saw), writes one ``finding_marks`` row per
+mark with the finding's rule and span, and returns them for the ``decided`` event. So the event log,
+the decision record and the table all say the same, and a refused mark refuses the decision.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, insert, select
+
+from moderation.queue.core import SIGNALS
+from moderation.queue.errors import Invalid
+from moderation.queue.models import FindingMark
+
+MARKS: Table = FindingMark.__table__  # type: ignore[assignment]
+#: The only mark so far; the column leaves room for others (e.g. "wrong_span").
+NOT_VIOLATION = "not_violation"
+
+
+def record_finding_marks(conn: Connection, item_id: int, decision_id: int, actor_id: int,
+                         marks: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Write the marks of one decision; 422 ``invalid_finding_mark`` for an index the item does not
+    have, a rule that is not that finding's, or the same finding twice."""
+    result = conn.execute(select(SIGNALS.c.result).where(SIGNALS.c.item_id == item_id)
+                          .order_by(SIGNALS.c.id.desc()).limit(1)).scalar()
+    findings = ((result or {}).get("check") or {}).get("findings") or []
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for mark in marks:
+        index = int(mark.get("index", -1))
+        if not 0 <= index < len(findings) or index in seen:
+            raise Invalid("invalid_finding_mark", f"finding {index} is not a finding of this item (or marked twice)")
+        finding = findings[index]
+        if mark.get("rule") and mark["rule"] != finding.get("rule"):
+            raise Invalid("invalid_finding_mark", f"finding {index} is {finding.get('rule')}, not {mark['rule']}")
+        seen.add(index)
+        rows.append({
+            "decision_id": decision_id, "item_id": item_id, "finding_index": index,
+            "rule": str(finding.get("rule", ""))[:120], "family": str(finding.get("family", ""))[:80],
+            "field_name": str(finding.get("field", ""))[:200], "start": int(finding.get("start", 0)),
+            "end": int(finding.get("end", 0)), "text": str(finding.get("text", "")),
+            "mark": str(mark.get("mark") or NOT_VIOLATION), "note": str(mark.get("note") or ""),
+            "marked_by": actor_id, "created_at": now,
+        })
+    if rows:
+        conn.execute(insert(MARKS), rows)
+    return [public_mark(r) for r in rows]
+
+
+def public_mark(row: dict[str, Any]) -> dict[str, Any]:
+    """A mark as the API, the event log and the console show it."""
+    return {"index": row["finding_index"], "rule": row["rule"], "family": row["family"],
+            "field": row["field_name"], "start": row["start"], "end": row["end"], "text": row["text"],
+            "mark": row["mark"], "note": row["note"]}
+
+
+def marks_by_decision(conn: Connection, decision_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    if not decision_ids:
+        return out
+    for r in conn.execute(select(MARKS).where(MARKS.c.decision_id.in_(decision_ids))
+                          .order_by(MARKS.c.decision_id, MARKS.c.finding_index)):
+        row = dict(r._mapping)
+        out.setdefault(row["decision_id"], []).append(public_mark(row))
+    return out
