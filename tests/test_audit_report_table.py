@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_console_browser import ARGS, CHROMIUM
+from browser_support import ARGS, CHROMIUM
 
 from moderation.audit.batch import LISTINGS_SCHEMA
 from moderation.audit.report import MIN_SELLER_LISTINGS, aggregate, flagged_listings, render_html
