@@ -142,6 +142,17 @@ def family_key(value: str | None) -> str | None:
     return partial[0] if len(partial) == 1 else value
 
 
+def field_label(name: str) -> str:
+    """A finding's field as a reviewer reads it: 标题, 描述, 属性“产地”, 图片 2."""
+    if name in ("title", "description"):
+        return {"title": "标题", "description": "描述"}[name]
+    if name.startswith("attributes."):
+        return f"属性“{name.removeprefix('attributes.')}”"
+    if name.startswith("image:") and name[6:].isdigit():
+        return f"图片 {int(name[6:]) + 1}"
+    return name
+
+
 def human_age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
@@ -199,7 +210,7 @@ def render(request: Request, name: str, actor: Actor | None, status_code: int = 
                    outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS, status_labels=STATUS_LABELS,
                    category_labels=CATEGORY_LABELS, family_labels=FAMILY_LABELS, event_labels=EVENT_LABELS,
                    human_age=human_age, error_labels={**ERROR_LABELS, **{str(k): v for k, v in STATUS_ERRORS.items()}},
-                   mask=mask_contacts)
+                   mask=mask_contacts, field_label=field_label)
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
