@@ -31,7 +31,7 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy, _ = out.stderr.rsplit("]", 1)
     assert heavy == "[", out.stderr  # nothing heavy imported
-    best = min(_timed([*MODERATION, "--help"]) for _ in range(3))
+    best = min(_timed([*MODERATION, "--help"]) for _ in range(5))  # the machine is shared: best of 5
     assert best < 1.0, f"moderation --help took {best:.2f} s"
     assert "serve" in out.stdout and "audit" in out.stdout and "fix" in out.stdout
 
