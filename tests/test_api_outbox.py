@@ -12,7 +12,7 @@ from queue_support import SERVICE, add_items, db_url_fixture, reviewer  # noqa: 
 from sqlalchemy import update
 
 from moderation.api.cli import outbox
-from moderation.queue import DecideInput, ReviewQueue
+from moderation.queue import DecisionIn, ReviewQueue
 from moderation.queue.core import OUTBOX
 from moderation.queue.db import utcnow
 
@@ -100,11 +100,13 @@ def test_outbox_drain_cli(db_url: str, tmp_path: Path) -> None:
     ids = add_items(queue, 3)
     for item_id in ids:
         claim = queue.workflow.claim(item_id, reviewer())
-        queue.workflow.decide(item_id, reviewer(), DecideInput("approved", claim["claim_token"], claim["version"], 1))
+        queue.workflow.decide(item_id, reviewer(), DecisionIn(
+            outcome="approved", claim_token=claim["claim_token"], version=claim["version"], listing_revision=1))
     _window_passes(queue)
     late = add_items(queue, 1, start=10)[0]  # decided now: still inside its undo window
     claim = queue.workflow.claim(late, reviewer())
-    queue.workflow.decide(late, reviewer(), DecideInput("approved", claim["claim_token"], claim["version"], 1))
+    queue.workflow.decide(late, reviewer(), DecisionIn(
+        outcome="approved", claim_token=claim["claim_token"], version=claim["version"], listing_revision=1))
 
     out = tmp_path / "outbox.jsonl"
     runner = CliRunner()

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from queue_support import TRIAGE, add_items, fresh_database_url, queue_fixture, reviewer  # noqa: F401
 from sqlalchemy import func, select, text
 
-from moderation.queue import Conflict, DecideInput, Forbidden, ReviewQueue
+from moderation.queue import Conflict, DecisionIn, Forbidden, ReviewQueue
 from moderation.queue.core import DECISIONS, EVENTS, IDEMPOTENCY, OUTBOX
 
 
@@ -29,8 +28,8 @@ def pg_url_fixture(tmp_path: Path) -> Iterator[str]:
     drop()
 
 
-def decision_for(claim: dict) -> DecideInput:
-    return DecideInput(outcome="rejected", claim_token=claim["claim_token"], version=claim["version"],
+def decision_for(claim: dict) -> DecisionIn:
+    return DecisionIn(outcome="rejected", claim_token=claim["claim_token"], version=claim["version"],
                        listing_revision=claim["item"]["listing_revision"], reason_codes=["absolute_claim"])
 
 
@@ -69,7 +68,7 @@ def test_async_declines_what_only_decide_can_answer(queue: ReviewQueue) -> None:
     assert claim is not None
     item_id = claim["item"]["id"]
     wf = queue.workflow
-    stale = replace(decision_for(claim), version=0)
+    stale = decision_for(claim).model_copy(update={"version": 0})
     # Stale version, someone else's claim: nothing written, decide() gives the 409.
     assert asyncio.run(wf.decide_async(item_id, reviewer(1), stale)) is None
     assert asyncio.run(wf.decide_async(item_id, reviewer(2), decision_for(claim))) is None

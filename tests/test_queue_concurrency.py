@@ -23,13 +23,15 @@ from queue_support import (
 )
 from sqlalchemy import func, select, update
 
-from moderation.queue import Conflict, DecideInput, Forbidden, Invalid, ReviewQueue
+from moderation.queue import Conflict, DecisionIn, Forbidden, Invalid, Judgement, ReviewQueue
 from moderation.queue.core import DECISIONS, EVENTS, ITEMS, SIGNALS
 from moderation.queue.db import utcnow
 
+BULK = Judgement(outcome="rejected", reason_codes=["absolute_claim"])
 
-def decision_for(claim: dict, outcome: str = "rejected", **kw: object) -> DecideInput:
-    return DecideInput(outcome=outcome, claim_token=claim["claim_token"], version=claim["version"],
+
+def decision_for(claim: dict, outcome: str = "rejected", **kw: object) -> DecisionIn:
+    return DecisionIn(outcome=outcome, claim_token=claim["claim_token"], version=claim["version"],
                        listing_revision=claim["item"]["listing_revision"],
                        reason_codes=[] if outcome == "approved" else ["absolute_claim"], **kw)  # type: ignore[arg-type]
 
@@ -225,7 +227,7 @@ def test_11_undo_window_and_undo_racing_claim(queue: ReviewQueue) -> None:
         queue.workflow.undo(ids[0], reviewer(2))
     undone = queue.workflow.undo(ids[0], reviewer(1), reclaim=True)
     assert undone["attempt"] == 2 and undone["item"]["status"] == "claimed"
-    queue.workflow.decide(ids[0], reviewer(1), DecideInput(
+    queue.workflow.decide(ids[0], reviewer(1), DecisionIn(
         outcome="approved", claim_token=undone["claim_token"], version=undone["version"],
         listing_revision=undone["item"]["listing_revision"]))
     # outside the window: refused; a lead reverts instead
@@ -263,12 +265,12 @@ def test_12_bulk_decide_with_held_items(queue: ReviewQueue) -> None:
     held = {ids[1]: None, ids[4]: None, ids[7]: None}
     for item_id in held:
         held[item_id] = queue.workflow.claim(item_id, reviewer(1))
-    preview = queue.workflow.bulk_decide(lead(1), ids, "rejected", ["absolute_claim"], dry_run=True)
+    preview = queue.workflow.bulk_decide(lead(1), ids, BULK, dry_run=True)
     assert [p["ok"] for p in preview] == [i not in held for i in ids]
 
     def race(i: int) -> object:
         if i == 0:
-            return queue.workflow.bulk_decide(lead(1), ids, "rejected", ["absolute_claim"], "请修改标题")
+            return queue.workflow.bulk_decide(lead(1), ids, BULK.model_copy(update={"seller_message": "请修改标题"}))
         return [queue.workflow.decide(item_id, reviewer(1), decision_for(claim, "approved"))
                 for item_id, claim in held.items()]
 

@@ -21,7 +21,7 @@ from queue_support import (  # noqa: F401  (fixtures "db_url", "queue")
 )
 from sqlalchemy import select, update
 
-from moderation.queue import Conflict, DecideInput, Forbidden, Invalid, NotFound, ReviewQueue
+from moderation.queue import Conflict, DecisionIn, Forbidden, Invalid, NotFound, ReviewQueue
 from moderation.queue.core import ITEMS, OUTBOX
 from moderation.queue.db import utcnow
 from moderation.queue.roles import Actor
@@ -31,8 +31,9 @@ def _decide(queue: ReviewQueue, item_id: int, who: Actor | None = None, outcome:
     who = who or reviewer()
     claim = queue.workflow.claim(item_id, who)
     codes = [] if outcome == "approved" else ["absolute_claim"]
-    out = queue.workflow.decide(item_id, who, DecideInput(outcome, claim["claim_token"], claim["version"],
-                                                          claim["item"]["listing_revision"], codes, "请修改"))
+    out = queue.workflow.decide(item_id, who, DecisionIn(
+        outcome=outcome, claim_token=claim["claim_token"], version=claim["version"],
+        listing_revision=claim["item"]["listing_revision"], reason_codes=codes, seller_message="请修改"))
     return int(out["decision_id"])
 
 
@@ -88,8 +89,8 @@ def test_undo_inside_the_window_cancels_the_notification(queue: ReviewQueue) -> 
     [item_id] = add_items(queue, 1)
     first = _decide(queue, item_id)
     reopened = queue.workflow.undo(item_id, reviewer(), reclaim=True)
-    second = queue.workflow.decide(item_id, reviewer(), DecideInput(
-        "approved", reopened["claim_token"], reopened["version"], 1))["decision_id"]
+    second = queue.workflow.decide(item_id, reviewer(), DecisionIn(
+        outcome="approved", claim_token=reopened["claim_token"], version=reopened["version"], listing_revision=1))["decision_id"]
     _window_passes(queue)
     records = queue.outbox.records(status="all")["records"]
     assert [(r["kind"], r["decision_id"], r["state"]) for r in records] == [

@@ -12,25 +12,23 @@ from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from moderation.api.auth import require
 from moderation.queue import Invalid, ItemFilter, ReviewQueue
 from moderation.queue.roles import Actor
-from moderation.queue.safety import INT_MAX, INT_MIN, refuse_unstorable
+from moderation.queue.safety import INT_MAX, DbInt, Text
 from moderation.queue.states import OUTCOME_LABELS, REASON_CODES
-from moderation.queue.workflow import DecideInput
+from moderation.queue.workflow import DecisionIn, Judgement
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
 T = TypeVar("T")
 #: Seconds the event loop may wait for SQLite's write lock before handing a write to the thread pool.
 LOOP_LOCK_WAIT = 0.02
-Outcome = Literal["approved", "rejected", "changes_requested"]
 #: Every value a client sends must fit where it goes: text without NUL or unpaired surrogates (no
-#: database stores them), integers in the columns' range (signed 32-bit), floats finite and bounded.
-Text = Annotated[str, AfterValidator(refuse_unstorable)]
-DbInt = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]
+#: database stores them; ``Text``), integers in the columns' range (signed 32-bit; ``DbInt``), floats
+#: finite and bounded. The decision body is the queue's own model (``DecisionIn``).
 DbId = Annotated[int, Field(ge=1, le=INT_MAX)]
 ItemId = Annotated[int, Path(ge=1, le=INT_MAX)]
 #: Ages beyond ~114 years select nothing new (and larger ones overflow date arithmetic).
@@ -54,27 +52,6 @@ class TokenIn(Strict):
 
 class ReleaseIn(TokenIn):
     skip: bool = False
-
-
-class FindingMarkIn(Strict):
-    """One finding the reviewer judged not a violation (its index in the item's findings)."""
-
-    index: int = Field(ge=0, le=999)
-    rule: Text | None = Field(default=None, max_length=120)
-    mark: Literal["not_violation"] = "not_violation"
-    note: Text = Field(default="", max_length=500)
-
-
-class DecisionIn(Strict):
-    outcome: Outcome
-    claim_token: Text = Field(min_length=1, max_length=64)
-    version: DbInt
-    listing_revision: DbInt
-    reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
-    seller_message: Text = Field(default="", max_length=2000)
-    internal_note: Text = Field(default="", max_length=5000)
-    #: Optional: findings the reviewer marks "not a violation", recorded with the decision.
-    finding_marks: list[FindingMarkIn] = Field(default_factory=list, max_length=100)
 
 
 class EscalateIn(Strict):
@@ -109,12 +86,8 @@ class AppealIn(Strict):
     reason: Text = Field(min_length=1, max_length=5000)
 
 
-class BulkIn(Strict):
+class BulkIn(Judgement):
     item_ids: list[DbId] = Field(min_length=1, max_length=500)
-    outcome: Outcome
-    reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
-    seller_message: Text = Field(default="", max_length=2000)
-    internal_note: Text = Field(default="", max_length=5000)
     dry_run: bool = False
 
 
@@ -225,13 +198,12 @@ async def decide(item_id: ItemId, body: DecisionIn, queue: Q, actor: Annotated[A
     On PostgreSQL the common case is awaited on the event loop (``Workflow.decide_async``) and
     anything else — conflicts, a reused key — goes to ``Workflow.decide`` in the thread pool; on
     SQLite ``decide`` runs on the loop when it can (``_on_the_loop``)."""
-    decision = DecideInput(**body.model_dump())
     if queue.db.async_pool is None:
-        return await _on_the_loop(queue, partial(queue.workflow.decide, item_id, actor, decision, idempotency_key))
-    result = await queue.workflow.decide_async(item_id, actor, decision, idempotency_key)
+        return await _on_the_loop(queue, partial(queue.workflow.decide, item_id, actor, body, idempotency_key))
+    result = await queue.workflow.decide_async(item_id, actor, body, idempotency_key)
     if result is not None:
         return result
-    return await run_in_threadpool(queue.workflow.decide, item_id, actor, decision, idempotency_key)
+    return await run_in_threadpool(queue.workflow.decide, item_id, actor, body, idempotency_key)
 
 
 @router.post("/items/{item_id}/escalate")
@@ -288,8 +260,7 @@ def appeal(item_id: ItemId, body: AppealIn, queue: Q,
 @router.post("/bulk-decide")
 def bulk_decide(body: BulkIn, queue: Q, actor: Annotated[Actor, Depends(require("bulk"))]) -> dict[str, Any]:
     """One transaction per item; per-item results. ``dry_run`` previews without writing."""
-    results = queue.workflow.bulk_decide(actor, body.item_ids, body.outcome, body.reason_codes,
-                                         body.seller_message, body.internal_note, dry_run=body.dry_run)
+    results = queue.workflow.bulk_decide(actor, body.item_ids, body, dry_run=body.dry_run)
     return {"results": results, "ok": sum(1 for r in results if r["ok"]),
             "failed": sum(1 for r in results if not r["ok"]), "dry_run": body.dry_run}
 

@@ -10,7 +10,7 @@ the decision record and the table all say the same, and a refused mark refuses t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, insert, select
 
@@ -18,13 +18,14 @@ from moderation.queue.core import SIGNALS
 from moderation.queue.errors import Invalid
 from moderation.queue.models import FindingMark
 
+if TYPE_CHECKING:
+    from moderation.queue.workflow import FindingMarkIn
+
 MARKS: Table = FindingMark.__table__  # type: ignore[assignment]
-#: The only mark so far; the column leaves room for others (e.g. "wrong_span").
-NOT_VIOLATION = "not_violation"
 
 
 def record_finding_marks(conn: Connection, item_id: int, decision_id: int, actor_id: int,
-                         marks: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+                         marks: list[FindingMarkIn], now: datetime) -> list[dict[str, Any]]:
     """Write the marks of one decision; 422 ``invalid_finding_mark`` for an index the item does not
     have, a rule that is not that finding's, or the same finding twice."""
     result = conn.execute(select(SIGNALS.c.result).where(SIGNALS.c.item_id == item_id)
@@ -33,19 +34,19 @@ def record_finding_marks(conn: Connection, item_id: int, decision_id: int, actor
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     for mark in marks:
-        index = int(mark.get("index", -1))
+        index = mark.index
         if not 0 <= index < len(findings) or index in seen:
             raise Invalid("invalid_finding_mark", f"finding {index} is not a finding of this item (or marked twice)")
         finding = findings[index]
-        if mark.get("rule") and mark["rule"] != finding.get("rule"):
-            raise Invalid("invalid_finding_mark", f"finding {index} is {finding.get('rule')}, not {mark['rule']}")
+        if mark.rule and mark.rule != finding.get("rule"):
+            raise Invalid("invalid_finding_mark", f"finding {index} is {finding.get('rule')}, not {mark.rule}")
         seen.add(index)
         rows.append({
             "decision_id": decision_id, "item_id": item_id, "finding_index": index,
             "rule": str(finding.get("rule", ""))[:120], "family": str(finding.get("family", ""))[:80],
             "field_name": str(finding.get("field", ""))[:200], "start": int(finding.get("start", 0)),
             "end": int(finding.get("end", 0)), "text": str(finding.get("text", "")),
-            "mark": str(mark.get("mark") or NOT_VIOLATION), "note": str(mark.get("note") or ""),
+            "mark": mark.mark, "note": mark.note,
             "marked_by": actor_id, "created_at": now,
         })
     if rows:

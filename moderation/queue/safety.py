@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
 
 #: Characters neither backend can store as text.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -74,3 +76,8 @@ def refuse_unstorable(text: str) -> str:
 def like_pattern(fragment: str, escape: str = "\\") -> str:
     """``fragment`` with LIKE's wildcards (and the escape character) escaped, for ``LIKE … ESCAPE``."""
     return fragment.replace(escape, escape * 2).replace("%", escape + "%").replace("_", escape + "_")
+
+
+#: Text a client sends, refused (422) if no database could store it; an integer in the columns' range.
+Text = Annotated[str, AfterValidator(refuse_unstorable)]
+DbInt = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     Connection,
     Integer,
@@ -53,13 +53,12 @@ from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, Queu
 from moderation.queue.marks import record_finding_marks
 from moderation.queue.outbox import notification_values, withdraw
 from moderation.queue.roles import Actor
-from moderation.queue.safety import like_pattern
+from moderation.queue.safety import DbInt, Text, like_pattern
 from moderation.queue.states import (
     CLAIMED,
     DECIDED,
     ESCALATED,
     OPEN_STATES,
-    OUTCOMES,
     PENDING,
     REASON_CODES,
     SUPERSEDED,
@@ -68,31 +67,50 @@ from moderation.queue.states import (
 T = ITEMS
 
 
-@dataclass
-class DecideInput:
-    """What a reviewer submits; ``version`` and ``listing_revision`` pin what they looked at."""
-
-    outcome: str
-    claim_token: str
-    version: int
-    listing_revision: int
-    reason_codes: list[str] = field(default_factory=list)
-    seller_message: str = ""
-    internal_note: str = ""
-    #: Findings the reviewer marks "not a violation": ``[{index, rule, note}]`` (moderation/queue/marks.py).
-    finding_marks: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_payload(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+Outcome = Literal["approved", "rejected", "changes_requested"]
 
 
-def validate_outcome(outcome: str, reason_codes: list[str]) -> None:
-    if outcome not in OUTCOMES:
-        raise Invalid("invalid_outcome", f"outcome must be one of {', '.join(OUTCOMES)}")
-    unknown = [c for c in reason_codes if c not in REASON_CODES]
+class Judgement(BaseModel):
+    """What a decision says about an item (a bulk decision is only this)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
+    seller_message: Text = Field(default="", max_length=2000)
+    internal_note: Text = Field(default="", max_length=5000)
+
+
+class FindingMarkIn(BaseModel):
+    """One finding the reviewer judged not a violation (its index in the item's findings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0, le=999)
+    rule: Text | None = Field(default=None, max_length=120)
+    mark: Literal["not_violation"] = "not_violation"
+    note: Text = Field(default="", max_length=500)
+
+
+class DecisionIn(Judgement):
+    """A reviewer's decision, from the HTTP body to the database: ``version`` and ``listing_revision``
+    pin what they looked at; ``finding_marks`` are findings marked "not a violation" (marks.py)."""
+
+    claim_token: Text = Field(min_length=1, max_length=64)
+    version: DbInt
+    listing_revision: DbInt
+    finding_marks: list[FindingMarkIn] = Field(default_factory=list, max_length=100)
+
+
+#: The former name (callers outside the queue still use it).
+DecideInput = DecisionIn
+
+
+def validate_outcome(body: Judgement) -> None:
+    unknown = [c for c in body.reason_codes if c not in REASON_CODES]
     if unknown:
         raise Invalid("invalid_reason_code", f"unknown reason codes: {', '.join(unknown)}")
-    if outcome != "approved" and not reason_codes:
+    if body.outcome != "approved" and not body.reason_codes:
         raise Invalid("reason_required", "a rejection or change request needs at least one reason code")
 
 
@@ -257,12 +275,12 @@ class Workflow:
 
     # -- deciding ---------------------------------------------------------------------------------
 
-    def decide(self, item_id: int, actor: Actor, body: DecideInput,
+    def decide(self, item_id: int, actor: Actor, body: DecisionIn,
                idempotency_key: str | None = None) -> dict[str, Any]:
         """Record a decision for the claimed item; with an idempotency key a retry gets the same answer."""
         self._require(actor, "decide")
-        validate_outcome(body.outcome, body.reason_codes)
-        fingerprint = request_hash({"item_id": item_id, **body.as_payload()})
+        validate_outcome(body)
+        fingerprint = request_hash({"item_id": item_id, **body.model_dump()})
         # No read of the idempotency key first: a first submission (the common case) just writes. A
         # retry fails the conditional UPDATE (already decided / lease lost), a key reused for another
         # item fails the key's primary key and rolls everything back; both then look up the stored
@@ -288,7 +306,7 @@ class Workflow:
                 raise Conflict("already_decided", "a concurrent decision for this item won") from exc
             raise
 
-    async def decide_async(self, item_id: int, actor: Actor, body: DecideInput,
+    async def decide_async(self, item_id: int, actor: Actor, body: DecisionIn,
                            idempotency_key: str | None = None) -> dict[str, Any] | None:
         """The common case of ``decide`` on PostgreSQL, awaited on the caller's event loop: the same
         statements in one transaction on an async psycopg connection (``db.async_pool``).
@@ -304,7 +322,7 @@ class Workflow:
         from psycopg.types.json import Json
 
         self._require(actor, "decide")
-        validate_outcome(body.outcome, body.reason_codes)
+        validate_outcome(body)
         if body.finding_marks:  # written by ``decide``'s statement-by-statement path
             return None
         now = utcnow()
@@ -320,7 +338,7 @@ class Workflow:
                 if idempotency_key:
                     await conn.execute(_psycopg_sql(_IDEMPOTENCY_INSERT), {
                         "user_id": actor.id, "key": idempotency_key, "status_code": 200,
-                        "request_hash": request_hash({"item_id": item_id, **body.as_payload()}),
+                        "request_hash": request_hash({"item_id": item_id, **body.model_dump()}),
                         "response": Json(result), "created_at": utcnow()})
         except (_NotDecidedHere, psycopg.Error):
             return None
@@ -336,14 +354,16 @@ class Workflow:
             raise Invalid("idempotency_key_reused", "this Idempotency-Key was used with a different request")
         return dict(row[1])
 
-    def _decide_in(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput,
-                   *, bulk: bool = False) -> dict[str, Any]:
+    def _decide_in(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> dict[str, Any]:
+        """A ``DecisionIn`` decides the holder's item; a bare ``Judgement`` is a lead's bulk decision."""
         now = utcnow()
-        params = {**self._holder_params(item_id, actor, body.claim_token, now), "b_outcome": body.outcome,
-                  "b_version": body.version, "b_revision": body.listing_revision}
+        params: dict[str, Any] = {"b_item": item_id, "b_actor": actor.id, "b_now": now, "b_outcome": body.outcome}
+        bulk = not isinstance(body, DecisionIn)
+        if isinstance(body, DecisionIn):
+            params.update(b_token=body.claim_token, b_version=body.version, b_revision=body.listing_revision)
         row = conn.execute(_decide_core(bulk), params).first()
         if row is None:
-            raise self._why_not_decided(conn, item_id, actor, body, bulk=bulk)
+            raise self._why_not_decided(conn, item_id, actor, body)
         item = dict(row._mapping)
         decision_id = conn.execute(_DECISION_INSERT, {
             "item_id": item_id, "attempt": item["attempt"], "outcome": body.outcome,
@@ -353,7 +373,7 @@ class Workflow:
         }).scalar_one()
         data = {"outcome": body.outcome, "reason_codes": body.reason_codes, "decision_id": decision_id,
                 "attempt": item["attempt"], "bulk": bulk}
-        if body.finding_marks and not bulk:
+        if isinstance(body, DecisionIn) and body.finding_marks:
             data["finding_marks"] = record_finding_marks(conn, item_id, decision_id, actor.id, body.finding_marks, now)
         append_event(conn, item_id, item["event_seq"], "decided", actor.id, data, now)
         conn.execute(_OUTBOX_INSERT, notification_values(
@@ -365,16 +385,16 @@ class Workflow:
                      "message": body.seller_message}))
         return self._decide_answer({**item, "decision_id": decision_id}, body, now)
 
-    def _decide_pg(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput) -> dict[str, Any]:
+    def _decide_pg(self, conn: Connection, item_id: int, actor: Actor, body: DecisionIn) -> dict[str, Any]:
         """PostgreSQL: ``_decide_in`` (not bulk) as one statement — the conditional UPDATE, the
         decision, its event and the outbox row in data-modifying CTEs — instead of four round trips."""
         now = utcnow()
         row = conn.execute(_DECIDE_PG, self._decide_pg_params(item_id, actor, body, now)).first()
         if row is None:
-            raise self._why_not_decided(conn, item_id, actor, body, bulk=False)
+            raise self._why_not_decided(conn, item_id, actor, body)
         return self._decide_answer(dict(row._mapping), body, now)
 
-    def _decide_pg_params(self, item_id: int, actor: Actor, body: DecideInput, now: datetime) -> dict[str, Any]:
+    def _decide_pg_params(self, item_id: int, actor: Actor, body: DecisionIn, now: datetime) -> dict[str, Any]:
         return {
             "item_id": item_id, "actor": actor.id, "token": body.claim_token, "version": body.version,
             "revision": body.listing_revision, "now": now, "outcome": body.outcome,
@@ -384,15 +404,14 @@ class Workflow:
             "available_at": now + self.undo_window,
         }
 
-    def _decide_answer(self, row: dict[str, Any], body: DecideInput, now: datetime) -> dict[str, Any]:
+    def _decide_answer(self, row: dict[str, Any], body: Judgement, now: datetime) -> dict[str, Any]:
         """The answer to a decision from the decided item's row plus its ``decision_id``."""
         item = dict(row)
         decision_id = item.pop("decision_id")
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
 
-    def _why_not_decided(self, conn: Connection, item_id: int, actor: Actor, body: DecideInput,
-                         *, bulk: bool) -> QueueError:
+    def _why_not_decided(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> QueueError:
         item = load_item(conn, item_id)
         now = utcnow()
         listing = conn.execute(select(LISTINGS.c.revision, LISTINGS.c.deleted)
@@ -402,7 +421,7 @@ class Workflow:
             return Conflict("listing_changed", "the listing changed since this item was queued")
         if item["status"] == DECIDED:
             return Conflict("already_decided", "the item is already decided")
-        if bulk:
+        if not isinstance(body, DecisionIn):
             return Conflict("held", "another reviewer holds this item", held_by=item["claimed_by"])
         if body.listing_revision != item["listing_revision"]:
             return Conflict("listing_changed", "you reviewed another revision of the listing",
@@ -414,16 +433,13 @@ class Workflow:
             return Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
         return Conflict("conflict", "the item changed concurrently")
 
-    def bulk_decide(self, actor: Actor, item_ids: list[int], outcome: str, reason_codes: list[str],
-                    seller_message: str = "", internal_note: str = "", *, dry_run: bool = False
+    def bulk_decide(self, actor: Actor, item_ids: list[int], body: Judgement, *, dry_run: bool = False
                     ) -> list[dict[str, Any]]:
         """Decide many items, each in its own transaction: per-item results, nothing half-applied."""
         self._require(actor, "bulk")
-        validate_outcome(outcome, reason_codes)
+        validate_outcome(body)
         if len(item_ids) > 500:
             raise Invalid("too_many_items", "at most 500 items per bulk decision")
-        body = DecideInput(outcome=outcome, claim_token="", version=0, listing_revision=0,
-                           reason_codes=reason_codes, seller_message=seller_message, internal_note=internal_note)
         results: list[dict[str, Any]] = []
         for item_id in dict.fromkeys(item_ids):
             try:
@@ -437,9 +453,9 @@ class Workflow:
         return results
 
     @retry_on_disconnect
-    def _bulk_one(self, item_id: int, actor: Actor, body: DecideInput) -> dict[str, Any]:
+    def _bulk_one(self, item_id: int, actor: Actor, body: Judgement) -> dict[str, Any]:
         with self.db.write() as conn:
-            return self._decide_in(conn, item_id, actor, body, bulk=True)
+            return self._decide_in(conn, item_id, actor, body)
 
     def _preview(self, item_id: int, actor: Actor) -> dict[str, Any]:
         now = utcnow()
@@ -610,7 +626,7 @@ class Workflow:
             return load_item(conn, item_id)
 
 
-__all__ = ["DecideInput", "NotFound", "Workflow"]
+__all__ = ["DecideInput", "DecisionIn", "Judgement", "NotFound", "Workflow"]
 
 
 # -- prebuilt statements --------------------------------------------------------------------------
