@@ -3,6 +3,13 @@
     .venv/bin/python scripts/build_training_set.py
     .venv/bin/python scripts/train_classifier.py [--epochs 3] [--mlm-steps 2000] [--out models/risk-classifier]
     .venv/bin/python scripts/eval_classifier.py      # metrics, plots and numbers for MODEL_CARD.md
+
+Pre-train once, fine-tune many recipes from it (the masked LM is most of the cost):
+
+    .venv/bin/python scripts/train_classifier.py --pretrain-only --mlm-steps 6000 --mlm-snapshots 1000,3000 \
+        --vocab-data var/classifier/data-big/train.jsonl --out var/classifier/pre/m6k
+    .venv/bin/python scripts/train_classifier.py --data var/classifier/data --init var/classifier/pre/m6k \
+        --mlm-steps 0 --out var/classifier/runs/NAME
 """
 
 from __future__ import annotations
@@ -45,16 +52,36 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not fold traditional characters and full-width ASCII (textfold.py) before the model")
     ap.add_argument("--no-pretrain-text", action="store_true",
                     help="masked-LM on ../shared/corpora only, not the package texts of build_pretrain_text.py")
+    ap.add_argument("--mlm-lr", type=float, default=None, help="masked-LM learning rate (default: --lr)")
+    ap.add_argument("--pretrain-only", action="store_true",
+                    help="masked-LM pre-training only: write an encoder checkpoint for --init (see above)")
+    ap.add_argument("--mlm-snapshots", default="",
+                    help="with --pretrain-only: also save the encoder at these steps (comma-separated)")
+    ap.add_argument("--vocab-data", type=Path, action="append", default=[],
+                    help="with --pretrain-only: train.jsonl files the vocabulary must cover (repeatable)")
     args = ap.parse_args(argv)
     spec = ModelSpec(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
                      num_attention_heads=args.heads, num_hidden_layers=args.layers)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mlm_steps=args.mlm_steps,
-                      seed=args.seed, threads=args.threads, fold="" if args.no_fold else "t2s")
+                      seed=args.seed, threads=args.threads, fold="" if args.no_fold else "t2s", mlm_lr=args.mlm_lr)
+    if args.pretrain_only:
+        from moderation.classifier.pipeline import pretrain_encoder
+
+        snaps = [int(x) for x in args.mlm_snapshots.split(",") if x.strip()]
+        rec = pretrain_encoder(args.out, cfg, args.corpora, vocab_data=args.vocab_data, spec=spec,
+                               pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR,
+                               snapshot_steps=snaps)
+        print(json.dumps({k: rec[k] for k in ("total_seconds", "cpu_seconds", "mlm_seconds", "mlm_cpu_seconds",
+                                              "mlm_loss_first", "mlm_loss_last", "mlm_eval_loss_last")},
+                         indent=2))
+        return 0
     record = train_from_data_dir(args.data, args.out, cfg, decisions=args.from_decisions,
                                  corpora=args.corpora if args.mlm_steps else None, spec=spec, init=args.init,
                                  pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR)
-    print(json.dumps({k: record[k] for k in ("total_seconds", "cpu_seconds", "train_seconds", "mlm_seconds",
-                                             "calibration", "test", "real") if k in record},
+    print(json.dumps({k: record[k] for k in ("total_seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
+                                             "mlm_seconds", "total_seconds_with_pretrain",
+                                             "cpu_seconds_with_pretrain", "calibration", "test", "real")
+                      if k in record},
                      ensure_ascii=False, indent=2))
     return 0
 

@@ -151,6 +151,10 @@ def train_model(
         tokens = build_vocab(corpus_texts=[e.text for e in train] + list(mlm_texts), extra_texts=vocab_texts)
         tokenizer = make_tokenizer(tokens, spec.max_chars)
         model = new_model(tokenizer, spec, cfg.seed)
+    pre = _pretrain_record(init)
+    if pre is not None and pre.get("fold", "") != cfg.fold:
+        raise ValueError(f"{init} was pre-trained with fold {pre.get('fold')!r}; fine-tuning with {cfg.fold!r} "
+                         "would read characters its encoder never saw")
     record: dict[str, Any] = {"model": f"{MODEL_NAME}@{MODEL_VERSION}", "spec": spec.as_dict(),
                               "vocab_size": len(tokens), "n_train": len(train), "n_calib": len(calib),
                               "seed": cfg.seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
@@ -158,6 +162,11 @@ def train_model(
                               "init": str(init) if init is not None else None, "fold": cfg.fold,
                               "torch": torch.__version__, "python": platform.python_version()}
     progress(f"vocab {len(tokens)} tokens; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    if pre is not None:
+        # Fine-tuning an encoder that pretrain_encoder() wrote: its cost belongs to this model's cost.
+        record["pretrain"] = {k: v for k, v in pre.items() if k != "mlm_curve"}
+        record["pretrain"]["curve"] = [(p["step"], round(p.get("eval_loss", float("nan")), 4))
+                                       for p in pre.get("mlm_curve", [])]
     if cfg.mlm_steps and mlm_texts:
         record.update(pretrain_mlm(model, tokenizer, mlm_texts, cfg, progress))
     record.update(fine_tune(model, tokenizer, train, cfg, spec.max_chars, progress))
@@ -166,8 +175,89 @@ def train_model(
     record["history"] = cfg.history
     record["total_seconds"] = time.perf_counter() - t0
     record["cpu_seconds"] = time.process_time() - cpu0
+    if pre is not None:
+        record["total_seconds_with_pretrain"] = record["total_seconds"] + float(pre.get("total_seconds", 0))
+        record["cpu_seconds_with_pretrain"] = record["cpu_seconds"] + float(pre.get("cpu_seconds", 0))
     write_training_record(out_dir, record)
     return record
+
+
+PRETRAIN_RECORD = "pretrain.json"
+
+
+def _pretrain_record(init: str | Path | None) -> dict[str, Any] | None:
+    if init is None or not Path(init, PRETRAIN_RECORD).exists():
+        return None
+    return json.loads(Path(init, PRETRAIN_RECORD).read_text(encoding="utf-8"))
+
+
+def pretrain_encoder(
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    corpora: str | Path,
+    vocab_data: Sequence[str | Path] = (),
+    spec: ModelSpec | None = None,
+    pretrain_dir: str | Path | None = DEFAULT_PRETRAIN_DIR,
+    lexicons: str | Path = DEFAULT_LEXICONS,
+    snapshot_steps: Sequence[int] = (),
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Masked-LM pre-training only: a new vocabulary and encoder, saved (fp32, with a seeded untrained
+    classification head) as a checkpoint that ``train_model(..., init=out_dir)`` fine-tunes, so several
+    fine-tuning recipes can share one pre-training. ``vocab_data``: training JSONL files whose characters
+    the vocabulary must cover (pass the largest recipe's train.jsonl). ``snapshot_steps``: also save the
+    encoder at these steps, as ``out_dir/step-N`` (the learning rate there has not decayed to zero yet).
+    Writes ``pretrain.json`` (settings, loss curve on held-out lines, wall and CPU seconds)."""
+    from transformers import BertForSequenceClassification
+
+    spec = spec or ModelSpec()
+    out = Path(out_dir)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    mlm_texts = pretraining_texts(corpora, pretrain_dir)
+    train_texts = [e.text for path in vocab_data for e in read_jsonl(Path(path))]
+    lex = Path(lexicons)
+    main_claims, extra_claims = claim_files(lex)
+    vocab_texts = lexicon_texts([main_claims, *extra_claims, lex / "templates.yaml"]) if lex.exists() else []
+    if cfg.fold:
+        from .textfold import fold_all
+
+        mlm_texts, train_texts, vocab_texts = fold_all(mlm_texts), fold_all(train_texts), fold_all(vocab_texts)
+    torch.set_num_threads(cfg.threads)
+    tokens = build_vocab(corpus_texts=train_texts + mlm_texts, extra_texts=vocab_texts)
+    tokenizer = make_tokenizer(tokens, spec.max_chars)
+    model = new_model(tokenizer, spec, cfg.seed)
+    progress(f"masked-LM pre-training on {len(mlm_texts)} unlabelled lines; vocab {len(tokens)} tokens; "
+             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    record: dict[str, Any] = {"spec": spec.as_dict(), "vocab_size": len(tokens), "mlm_lines": len(mlm_texts),
+                              "vocab_data": [str(p) for p in vocab_data], "seed": cfg.seed,
+                              "mlm_steps": cfg.mlm_steps, "mlm_batch_size": cfg.mlm_batch_size,
+                              "mlm_max_chars": cfg.mlm_max_chars, "threads": cfg.threads, "fold": cfg.fold,
+                              "torch": torch.__version__, "python": platform.python_version()}
+
+    def save(dest: Path, extra: dict[str, Any]) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        # A copy, so that saving never touches the weights being trained.
+        clone = BertForSequenceClassification(model.config)
+        clone.load_state_dict(model.state_dict())
+        clone.save_pretrained(str(dest), safe_serialization=True)
+        tokenizer.save_pretrained(str(dest))
+        rec = {**record, **extra, "total_seconds": time.perf_counter() - t0,
+               "cpu_seconds": time.process_time() - cpu0}
+        (dest / PRETRAIN_RECORD).write_text(json.dumps(rec, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    curve_so_far: list[dict[str, float]] = []
+
+    def snapshot(step: int) -> None:
+        save(out / f"step-{step}", {"mlm_steps_done": step, "snapshot_of": cfg.mlm_steps,
+                                    "mlm_curve": list(curve_so_far)})
+        progress(f"saved the encoder after {step} steps to {out / f'step-{step}'}")
+
+    res = pretrain_mlm(model, tokenizer, mlm_texts, cfg, progress, snapshot=snapshot,
+                       snapshot_steps=snapshot_steps, curve_sink=curve_so_far)
+    record.update(res)
+    record["mlm_steps_done"] = cfg.mlm_steps
+    save(out, {})
+    return {**record, "total_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0}
 
 
 def train_from_data_dir(

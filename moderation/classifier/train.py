@@ -42,6 +42,10 @@ class TrainConfig:
     mlm_steps: int = 0
     mlm_batch_size: int = 64
     mlm_max_chars: int = 128
+    #: Masked-LM learning rate (None: ``lr``).
+    mlm_lr: float | None = None
+    #: Lines held out of masked-LM training to measure its loss on (fixed masks), 0 = none.
+    mlm_eval_lines: int = 512
     log_every: int = 100
     fp16_weights: bool = True
     #: Character folding applied to every text in training and, through calibration.json, at prediction.
@@ -82,45 +86,92 @@ def _schedule(total: int, warmup_fraction: float) -> Callable[[int], float]:
     return f
 
 
+def _mask(ids: torch.Tensor, attn: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int,
+          gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT masking: 15% of the non-special tokens are chosen; of those 80% become [MASK], 10% a random
+    token, 10% stay. Returns (inputs, chosen positions, targets)."""
+    cand = attn.bool() & ~torch.isin(ids, special)
+    chosen = cand & (torch.rand(ids.shape, generator=gen) < 0.15)
+    targets = ids[chosen]
+    inputs = ids.clone()
+    r = torch.rand(ids.shape, generator=gen)
+    inputs[chosen & (r < 0.8)] = mask_id
+    rand_pos = chosen & (r >= 0.8) & (r < 0.9)
+    inputs[rand_pos] = torch.randint(len(special), vocab_size, (int(rand_pos.sum()),), generator=gen)
+    return inputs, chosen, targets
+
+
 def pretrain_mlm(
     model: BertForSequenceClassification,
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     cfg: TrainConfig,
     progress: Callable[[str], None] = print,
-) -> dict[str, float]:
+    snapshot: Callable[[int], None] | None = None,
+    snapshot_steps: Sequence[int] = (),
+    curve_sink: list[dict[str, float]] | None = None,
+) -> dict[str, object]:
     """Masked-language pre-training of ``model``'s encoder on unlabelled text, in place.
 
     The MLM head is evaluated only at masked positions (15% of tokens), which makes the 10k-entry output
-    projection affordable on CPU. Returns the loss at the start and at the end.
+    projection affordable on CPU. ``cfg.mlm_eval_lines`` lines (a seeded sample) are held out and scored
+    with fixed masks every ``cfg.log_every`` steps, so the curve measures learning, not batch noise.
+    ``snapshot(step)`` is called at ``snapshot_steps`` with ``model.bert`` holding the weights so far.
+    Returns the loss at the start and at the end, the curve (also appended to ``curve_sink`` as it grows),
+    and wall and CPU seconds.
     """
     mlm = BertForMaskedLM(model.config)
     mlm.bert.load_state_dict(model.bert.state_dict(), strict=False)
     mlm.train()
     rng = random.Random(cfg.seed + 1)
     seqs = [s for s in encode(tokenizer, texts, cfg.mlm_max_chars) if len(s) > 4]
-    special = set(tokenizer.all_special_ids)
+    eval_seqs: list[list[int]] = []
+    if cfg.mlm_eval_lines and len(seqs) > 10 * cfg.mlm_eval_lines:
+        order = list(range(len(seqs)))
+        random.Random(cfg.seed + 2).shuffle(order)
+        held = set(order[: cfg.mlm_eval_lines])
+        eval_seqs = [seqs[i] for i in sorted(held)]
+        seqs = [s for i, s in enumerate(seqs) if i not in held]
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     mask_id, pad_id = tokenizer.mask_token_id, tokenizer.pad_token_id
     vocab_size = model.config.vocab_size
-    opt = torch.optim.AdamW(mlm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Fixed masks for the held-out lines: the same positions and replacements at every evaluation.
+    eval_batches = []
+    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    for s in range(0, len(eval_seqs), cfg.mlm_batch_size):
+        ids, attn = pad_batch(eval_seqs[s : s + cfg.mlm_batch_size], pad_id)
+        inputs, chosen, targets = _mask(ids, attn, special, mask_id, vocab_size, gen)
+        eval_batches.append((inputs, attn, chosen, targets))
+
+    def eval_loss() -> float:
+        if not eval_batches:
+            return float("nan")
+        mlm.eval()
+        tot, n = 0.0, 0
+        with torch.no_grad():
+            for inputs, attn, chosen, targets in eval_batches:
+                hidden = mlm.bert(input_ids=inputs, attention_mask=attn).last_hidden_state
+                tot += float(nn.functional.cross_entropy(mlm.cls(hidden[chosen]), targets, reduction="sum"))
+                n += len(targets)
+        mlm.train()
+        return tot / max(1, n)
+
+    lr = cfg.mlm_lr if cfg.mlm_lr is not None else cfg.lr
+    opt = torch.optim.AdamW(mlm.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.mlm_steps, cfg.warmup_fraction))
     step, first, recent = 0, float("nan"), []
-    t0 = time.perf_counter()
+    curve: list[dict[str, float]] = curve_sink if curve_sink is not None else []
+    curve.append({"step": 0, "eval_loss": eval_loss()})
+    snaps = set(snapshot_steps)
+    t0, c0 = time.perf_counter(), time.process_time()
     while step < cfg.mlm_steps:
         for idx in length_bucketed_batches([len(s) for s in seqs], cfg.mlm_batch_size, rng):
             if step >= cfg.mlm_steps:
                 break
             ids, attn = pad_batch([seqs[i] for i in idx], pad_id)
-            cand = attn.bool() & ~torch.isin(ids, torch.tensor(sorted(special)))
-            chosen = cand & (torch.rand(ids.shape) < 0.15)
+            inputs, chosen, targets = _mask(ids, attn, special, mask_id, vocab_size)
             if not chosen.any():
                 continue
-            targets = ids[chosen]
-            inputs = ids.clone()
-            r = torch.rand(ids.shape)
-            inputs[chosen & (r < 0.8)] = mask_id
-            rand_pos = chosen & (r >= 0.8) & (r < 0.9)
-            inputs[rand_pos] = torch.randint(len(special), vocab_size, (int(rand_pos.sum()),))
             hidden = mlm.bert(input_ids=inputs, attention_mask=attn).last_hidden_state
             logits = mlm.cls(hidden[chosen])
             loss = nn.functional.cross_entropy(logits, targets)
@@ -132,13 +183,21 @@ def pretrain_mlm(
             step += 1
             recent.append(loss.item())
             if step == 1:
-                first = float(loss)
+                first = recent[0]
             if step % cfg.log_every == 0:
-                progress(f"mlm step {step}/{cfg.mlm_steps} loss {np.mean(recent[-cfg.log_every:]):.3f} "
-                         f"({time.perf_counter() - t0:.0f}s)")
+                point = {"step": step, "train_loss": float(np.mean(recent[-cfg.log_every:])),
+                         "eval_loss": eval_loss(), "wall_s": time.perf_counter() - t0,
+                         "cpu_s": time.process_time() - c0}
+                curve.append(point)
+                progress(f"mlm step {step}/{cfg.mlm_steps} loss {point['train_loss']:.3f} held-out "
+                         f"{point['eval_loss']:.3f} ({point['wall_s']:.0f}s wall, {point['cpu_s']:.0f}s cpu)")
+            if step in snaps and snapshot is not None:
+                model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
+                snapshot(step)
     model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
     return {"mlm_loss_first": first, "mlm_loss_last": float(np.mean(recent[-50:])) if recent else first,
-            "mlm_seconds": time.perf_counter() - t0}
+            "mlm_eval_loss_last": eval_loss(), "mlm_eval_lines": len(eval_seqs), "mlm_lr": lr,
+            "mlm_curve": curve, "mlm_seconds": time.perf_counter() - t0, "mlm_cpu_seconds": time.process_time() - c0}
 
 
 def fine_tune(
@@ -160,7 +219,7 @@ def fine_tune(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, cfg.warmup_fraction))
     model.train()
     step, losses = 0, []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for epoch in range(cfg.epochs):
         for idx in length_bucketed_batches(lengths, cfg.batch_size, rng):
             ids, attn = pad_batch([seqs[i] for i in idx], tokenizer.pad_token_id)
@@ -178,8 +237,8 @@ def fine_tune(
                          f"loss {np.mean(losses[-cfg.log_every:]):.4f} ({rate:.0f} ex/s)")
         cfg.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses[-steps_per_epoch:]))})
     model.eval()
-    return {"train_seconds": time.perf_counter() - t0, "final_loss": float(np.mean(losses[-50:])),
-            "steps": step}
+    return {"train_seconds": time.perf_counter() - t0, "train_cpu_seconds": time.process_time() - c0,
+            "final_loss": float(np.mean(losses[-50:])), "steps": step}
 
 
 def save_and_calibrate(
