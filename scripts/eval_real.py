@@ -146,12 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--show", choices=("misses", "false", "all"), help="print misses and/or false alarms")
     ap.add_argument("--json", type=Path, help="write the metrics as JSON")
     ap.add_argument("--markdown", type=Path, help="write summary and per-family tables as Markdown")
+    ap.add_argument("--ids", metavar="PREFIXES",
+                    help="only cases whose id starts with one of these comma-separated prefixes (rd- = cases-d); "
+                         "a leading ! excludes them instead (!rd-)")
     args = ap.parse_args(argv)
 
     checker = Checker(classifier=bool(args.classifier))
     sets: dict[str, list[RealItem]] = {}
     if args.set in ("cases", "both"):
         sets["cases"] = load_cases()
+        if args.ids:
+            negate = args.ids.startswith("!")
+            prefixes = tuple(p.strip() for p in args.ids.lstrip("!").split(",") if p.strip())
+            sets["cases"] = [c for c in sets["cases"] if c.id.startswith(prefixes) != negate]
     if args.set in ("corpus", "both"):
         labels = load_corpus_labels()
         sets["titles"] = [i for i in labels if i.source.startswith("taobao")]

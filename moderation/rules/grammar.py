@@ -68,9 +68,14 @@ _STANDING = re.compile(
 _SPEC = re.compile(r"(的)?[^，。！？；\n]{0,6}?(\d|[一二两三四五六七八九十百千万]+[个人件台张层次档级位只支]|可|能|支持|达|至|为|仅|只|不超过)")
 #: 最多…的航空公司, 最大的…平台: the quantity ranks the seller or the product named after it.
 _RANKS_SELLER = re.compile(
-    r"[^，。！？；\n]{0,12}的(航空公司|公司|平台|品牌|厂家|工厂|商家|卖家|店铺|网店|门店|网站|商城|app|软件|应用|"
-    r"企业|集团|机构|供应商|服务商|经销商|医院|诊所|专科|学校|培训机构|楼盘|社区|商场|酒店|基地)"
+    r"[^，。！？；\n]{0,12}的[\u4e00-\u9fa5]{0,6}?(航空公司|公司|平台|品牌|厂家|工厂|商家|卖家|店铺|网店|门店|网站|商城|app|软件|应用|"
+    r"企业|集团|机构|供应商|服务商|经销商|医院|诊所|专科|学校|培训机构|楼盘|社区|商场|酒店|基地|超市|卖场|连锁店|"
+    r"连锁|专卖店|商行|药房|药店|餐厅|饭店|酒楼|工作室|批发商|零售商|厂商|制造商|生产商|养殖场|种植园|牧场|茶园|酒厂)"
 )
+#: 是最轻的通用塑料, 堪称最大的…: a copula before the superlative and a class noun after it rank the subject
+#: within that class (a standing), unlike 最薄的一款 or 最大的尺寸, which name a spec or a model of the range.
+_COPULA = re.compile(r"(是|乃|属于|堪称|称得上|号称|成为|当之无愧的|公认的?)$")
+_CLASS_AFTER = re.compile(r"的(?!一款|款|型号|版本|配置|一个|一种|那个|这个|时候|地方|一次|一天|尺寸|规格|码|号|档)[\u4e00-\u9fa5]{2,8}")
 #: 最大的优点是…, 最大的区别在于…: the superlative ranks a point of the text, not the product.
 _DISCOURSE_NOUN = re.compile(
     r"的?(优点|特点|特色|区别|不同|差别|差异|问题|好处|亮点|缺点|难题|痛点|敌人|挑战|心愿|愿望|困扰|烦恼|担心|"
@@ -183,6 +188,8 @@ class SuperlativeGrammar:
             if scoped:
                 return GrammarResult(pos, end, word, cls, action=None if _EVIDENCE_HEAD.match(after) else "block")
             if _STANDING.match(after) or _STANDING.match(word[len(head) :]) or _RANKS_SELLER.match(after):
+                return GrammarResult(pos, end, word, "standing")
+            if _COPULA.search(before) and _CLASS_AFTER.match(after) and not _MEASURE.match(after, 1):
                 return GrammarResult(pos, end, word, "standing")
             if _DISCOURSE_NOUN.match(after):
                 return GrammarResult(pos, end, word, cls, reason="discourse")
