@@ -537,7 +537,7 @@ def main() -> None:
                        "distance": m.distance, "view": m.view, **m.verification.evidence(),
                        "inliers": m.verification.inliers, "matches": m.verification.matches,
                        "reason": m.verification.reason, "fills": m.verification.fills,
-                       "colour_tail": m.verification.colour_tail, "shown": m.verification.shown}
+                       "differs": m.verification.differs, "shown": m.verification.shown}
                 fh.write(json.dumps(row) + "\n")
     if collected is not None:
         fit(collected, indexed)

@@ -39,7 +39,7 @@ def _orb() -> cv2.ORB:
     # One detector per thread: OpenCV objects are not documented as safe to share between threads.
     orb = getattr(_local, "orb", None)
     if orb is None:
-        orb = cv2.ORB_create(nfeatures=MAX_FEATURES, fastThreshold=12, edgeThreshold=15, patchSize=31)
+        orb = cv2.ORB.create(nfeatures=MAX_FEATURES, fastThreshold=12, edgeThreshold=15, patchSize=31)
         _local.orb = orb
     return orb
 

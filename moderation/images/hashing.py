@@ -208,7 +208,8 @@ def _resample_matrices(n_in: int, starts: np.ndarray, stops: np.ndarray) -> np.n
     w = np.maximum(0.0, 1.0 - np.abs(x[None, None, :] - centres[:, :, None]) / support)
     total = w.sum(axis=2, keepdims=True)
     total[total == 0] = 1.0
-    return w / total
+    out: np.ndarray = w / total
+    return out
 
 
 def mirror_sign(first: int = 0) -> np.ndarray:
@@ -235,14 +236,16 @@ def window_lows(
     dct = _DCT_ALL[first : first + _HASH_SIDE]
     ry = dct @ _resample_matrices(h, b[:, 1], b[:, 3])  # [V, 8, h]
     rx = dct @ _resample_matrices(w, b[:, 0], b[:, 2])  # [V, 8, w]
-    return np.matmul(np.matmul(ry, arr), rx.transpose(0, 2, 1))
+    out: np.ndarray = np.matmul(np.matmul(ry, arr), rx.transpose(0, 2, 1))
+    return out
 
 
 def lows_to_hashes(lows: np.ndarray) -> np.ndarray:
     """[V, 8, 8] DCT coefficients -> [V] uint64 hashes (above-median bits, bit 63 the DC term)."""
     flat = lows.reshape(lows.shape[0], -1)
     bits = flat > np.median(flat, axis=1, keepdims=True)
-    return np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)), axis=1)
+    out: np.ndarray = np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)), axis=1)
+    return out
 
 
 def hash_to_hex(value: int) -> str:

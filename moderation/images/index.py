@@ -37,10 +37,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -186,7 +186,10 @@ def _arange(n: int) -> np.ndarray:
     return _ARANGE[:n]
 
 
-def _locked(method: Any) -> Any:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
     """Run ``method`` holding the index's lock (the SQLite connection and arrays are shared by threads)."""
 
     @functools.wraps(method)
@@ -194,7 +197,7 @@ def _locked(method: Any) -> Any:
         with self._lock:
             return method(self, *args, **kwargs)
 
-    return wrapper
+    return cast(_F, wrapper)
 
 
 class DuplicateIds(ValueError):
@@ -281,7 +284,7 @@ class HashIndex:
 
     def _setting(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return row[0]
+        return str(row[0])
 
     def _load_main(self) -> None:
         n = int(self._setting("main_rows"))
@@ -347,7 +350,7 @@ class HashIndex:
         media: tuple[bytes | None, bytes | None] | None = None,
     ) -> int:
         """Add (or replace) one image; returns its row."""
-        return self.add_many([(image_id, hashes, listing_id, seller_id, path, brand, media)])[0]
+        return int(self.add_many([(image_id, hashes, listing_id, seller_id, path, brand, media)])[0])
 
     @_locked
     def add_many(self, items: Iterable[Sequence[Any]], *, replace: bool = True) -> list[int]:

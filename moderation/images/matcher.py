@@ -332,6 +332,7 @@ def verify_match(index_features: Features, query: Query, m: Match) -> Verificati
         if mirrored != mirrored_first and b is None and best is not None and best.matches >= 2 * MIN_MATCHES:
             continue  # the first orientation has matches to judge by: a mirror of it would have few
         v = verify(query.features(mirrored, b), index_features, mirrored=mirrored)
+        v.extra["view"] = (mirrored, b)
         _to_whole(v, mirrored, b)
         if best is None or v.probability > best.probability:
             best = v
@@ -461,7 +462,7 @@ class ImageChecker:
         """One ImageResult per image of the listing (in order) and a finding per copied image."""
         results: list[ImageResult] = []
         findings: list[Finding] = []
-        brand_allowed = bool(listing.brand) and listing.brand.strip().casefold() in self.allowed_brands
+        brand_allowed = bool(listing.brand) and (listing.brand or "").strip().casefold() in self.allowed_brands
         for ref in listing.images:
             shown = self.sources.describe(ref)
             try:

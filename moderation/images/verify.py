@@ -73,7 +73,7 @@ class Verification:
     spread: float = 0.0  # inliers' bounding box over the candidate's foreground box, 0..1
     colour: float = 99.0  # median chroma difference (CIELAB units) over the candidate's foreground
     tone: float = 0.0  # lightness correlation over the overlap, -1..1
-    colour_tail: float = 99.0  # 90th percentile chroma difference where lightness agrees
+    differs: float = 1.0  # share of the candidate's product that differs from the query (compare())
     scale: float = 0.0  # candidate -> query scale
     rotation: float = 0.0  # degrees
     shown: float = 0.0  # share of the candidate visible in the query
@@ -101,7 +101,7 @@ class Verification:
             "spread": round(float(self.spread), 3),
             "colour": round(min(self.colour, 99.0), 2),
             "tone": round(self.tone, 3),
-            "colour_tail": round(min(self.colour_tail, 99.0), 2),
+            "differs": round(self.differs, 3),
         }
         if self.reason:
             out["reason"] = self.reason
@@ -148,7 +148,8 @@ def _corners(w: float, h: float) -> np.ndarray:
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return pts @ m[:, :2].T + m[:, 2]
+    out: np.ndarray = pts @ m[:, :2].T + m[:, 2]
+    return out
 
 
 def foreground_box(c: Features) -> tuple[float, float, float, float]:
@@ -156,9 +157,121 @@ def foreground_box(c: Features) -> tuple[float, float, float, float]:
     return c.foreground_box
 
 
-def _colour_and_tone(q: Features, c: Features, m: np.ndarray) -> tuple[float, float, float]:
-    """Chroma difference, lightness correlation and chroma-difference tail of the candidate's sketch
-    warped onto the query's (see :class:`Verification`)."""
+#: Brightness and contrast edits the colour comparison undoes first: the query is taken to be
+#: ``clip(a * candidate + b)`` in RGB (what PIL's or any editor's brightness and contrast do, clipping
+#: included), with ``a`` from this grid and ``b`` a whole number in this range, chosen by consensus
+#: (:func:`_photometric_fit`).
+FIT_GAINS = np.arange(0.70, 1.46, 0.05, dtype=np.float32)
+FIT_OFFSETS = (-50.0, 50.0)
+#: Pixels of the candidate's product sampled for that fit.
+FIT_SAMPLES = 256
+#: A pixel differs when, after the fit, the query is further than this from every candidate pixel of
+#: its 3x3 neighbourhood (misregistration of a pixel and resampling blur do not count): in lightness
+#: (CIELAB L*) ...
+DIFF_LIGHTNESS = 10.0
+#: ... or in chroma (a*b* distance).
+DIFF_CHROMA = 10.0
+#: Above this share of the candidate's product differing (solid regions only: thin text strokes are
+#: opened away; full-width strips along the query's edges - banners, bars - are left out) the pair is
+#: not a copy whatever the geometry: the same shot with a part in another colour (a gold and a silver
+#: tablet, a lens, a ball's print). docs/images.md has the distributions.
+DIFFERS_LIMIT = 0.15
+#: A query is grayscale when 95% of its pixels over the candidate's product have chroma under this ...
+GRAY_CHROMA = 5.0
+#: ... and the candidate's product is colourful when a quarter of it has chroma above this. A grayscale
+#: copy of a colourful photo keeps its lightness (the luma of its colours); another colourway of the
+#: same render does not (a white-and-black ball against a blue-and-lavender one needs a strong contrast
+#: stretch to line up): such a pair is a copy only with gain and offset within these bounds.
+CHROMATIC = 15.0
+GRAY_GAIN = (0.85, 1.2)
+GRAY_OFFSET = 15.0
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_K3 = np.ones((3, 3), np.uint8)
+_K2 = np.ones((2, 2), np.uint8)
+
+
+@dataclass
+class ColourCheck:
+    """The candidate's colour sketch compared with the query's where they overlap (see :func:`compare`)."""
+
+    colour: float = 99.0  # median chroma difference over the candidate's product, after the fit
+    tone: float = 0.0  # lightness correlation over the overlap
+    differs: float = 1.0  # share of the candidate's product that differs after the fit
+    gain: float = 1.0
+    offset: float = 0.0
+    gray: bool = False  # a grayscale query against a colourful candidate
+    other_colour: bool = False  # the verdict: the same shot in another colour, not a copy
+
+
+def _photometric_fit(c: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+    """(gain, offset) with ``q ~ clip(gain * c + offset)`` within 10 levels for the most pixels.
+
+    ``c`` and ``q`` are [n, 3] RGB. For each gain of :data:`FIT_GAINS`, every pixel allows an interval
+    of offsets (the intersection over its channels; a clipped channel only bounds it on one side); the
+    whole offset within :data:`FIT_OFFSETS` covered by most intervals wins, then the gain with most.
+    """
+    if len(c) > FIT_SAMPLES:
+        pick = np.linspace(0, len(c) - 1, FIT_SAMPLES).astype(np.intp)
+        c, q = c[pick], q[pick]
+    lo_off, hi_off = int(FIT_OFFSETS[0]), int(FIT_OFFSETS[1])
+    gc = FIT_GAINS[:, None, None] * c[None]  # [gains, n, 3]
+    top = q[None] >= 251
+    bottom = q[None] <= 4
+    lo = np.where(bottom, -np.inf, np.where(top, 241.0 - gc, q[None] - gc - 10)).max(axis=2)
+    hi = np.where(top, np.inf, np.where(bottom, 14.0 - gc, q[None] - gc + 10)).min(axis=2)
+    lo = np.clip(np.ceil(lo), lo_off, hi_off + 1).astype(np.intp) - lo_off
+    hi = np.clip(np.floor(hi), lo_off - 1, hi_off).astype(np.intp) - lo_off + 1
+    width = hi_off - lo_off + 2
+    rows = np.arange(len(FIT_GAINS))[:, None] * width
+    valid = hi > lo
+    diff = np.bincount((rows + lo)[valid], minlength=len(FIT_GAINS) * width) - np.bincount(
+        (rows + hi)[valid], minlength=len(FIT_GAINS) * width
+    )
+    cover = np.cumsum(diff.reshape(len(FIT_GAINS), width), axis=1)[:, :-1]
+    i, j = np.unravel_index(int(np.argmax(cover)), cover.shape)
+    return float(FIT_GAINS[i]), float(j + lo_off)
+
+
+def _edge_strips(differ: np.ndarray, inside: np.ndarray, share: float = 0.7, limit: float = 0.3) -> np.ndarray:
+    """Mask without the runs of rows/columns along the query's edges where most of the overlap differs:
+    a banner strip or a bar (an overlay a seller adds; a colour variant is not a full-width strip)."""
+    h, w = inside.shape
+    keep = np.ones((h, w), bool)
+    for axis in (0, 1):
+        n = h if axis == 0 else w
+        count = inside.sum(axis=1 - axis)
+        bad = (differ & inside).sum(axis=1 - axis) >= share * np.maximum(count, 1)
+        for order in (range(n), range(n - 1, -1, -1)):
+            run: list[int] = []
+            gap = 0
+            for i in list(order)[: max(1, int(n * limit))]:
+                if count[i] < 4 and not run:
+                    continue
+                if bad[i] and count[i] >= 4:
+                    run.append(i)
+                    gap = 0
+                elif run and gap == 0:
+                    gap = 1  # one row of the strip's blurred edge
+                else:
+                    break
+            if run:
+                sl = slice(min(run), max(run) + 1)
+                if axis == 0:
+                    keep[sl, :] = False
+                else:
+                    keep[:, sl] = False
+    return keep
+
+
+def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
+    """Colour and tone of the candidate's sketch warped onto the query's through the transform ``m``.
+
+    Brightness and contrast are undone first (:func:`_photometric_fit`; a grayscale query is compared
+    with the candidate's luma), then each pixel of the candidate's product is compared with its 3x3
+    neighbourhood in the query (:data:`DIFF_LIGHTNESS`, :data:`DIFF_CHROMA`).
+    """
+    out = ColourCheck()
     qs, cs = q.sketch, c.sketch
     sq = qs.shape[1] / q.width
     sc = cs.shape[1] / c.width
@@ -167,44 +280,47 @@ def _colour_and_tone(q: Features, c: Features, m: np.ndarray) -> tuple[float, fl
     ms[:, :2] = m[:, :2] * (sq / sc)
     ms[:, 2] = m[:, 2] * sq
     size = (qs.shape[1], qs.shape[0])
-    warped = cv2.warpAffine(cs, ms, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    inside = cv2.warpAffine(np.full(cs.shape[:2], 255, np.uint8), ms, size, flags=cv2.INTER_NEAREST)
-    fg_c = c.background[1]
-    fg_w = cv2.warpAffine(fg_c.astype(np.uint8), ms, size, flags=cv2.INTER_NEAREST) > 0
-    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
+    warped = cv2.warpAffine(cs, ms, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    covered = cv2.warpAffine(np.full(cs.shape[:2], 255, np.uint8), ms, size, flags=cv2.INTER_NEAREST)
+    fg = cv2.warpAffine(c.background[1].astype(np.uint8), ms, size, flags=cv2.INTER_NEAREST) > 0
+    inside: np.ndarray = cv2.erode(covered, _K3) > 0
     if inside.sum() < 12:
-        return 99.0, 0.0, 99.0
-    a = qs[inside].astype(np.float32)
-    b = warped[inside].astype(np.float32)
-    fg = fg_w[inside]
-    la, lb = a[:, 0], b[:, 0]
+        return out
+    la = qs[..., 0][inside].astype(np.float32)
+    lb = warped[..., 0][inside].astype(np.float32)
     la, lb = la - la.mean(), lb - lb.mean()
     denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
-    tone = float((la * lb).sum() / denom) if denom > 1e-6 else 0.0
-    if np.percentile(np.hypot(a[:, 1] - 128, a[:, 2] - 128), 95) < 4:
-        return 0.0, tone, 0.0  # a grayscale query: a grayscale copy has no colour to compare
-    # A tint of the whole picture shows on the background too: the median chroma shift over the
-    # candidate's background pixels is removed (none when the product fills the picture).
-    shift = np.median(a[~fg, 1:] - b[~fg, 1:], axis=0) if (~fg).sum() >= 0.2 * len(fg) else np.zeros(2)
-    if fg.sum() < 12:
-        fg = np.ones(len(b), bool)
-    # The median over the product: a banner or a watermark over part of it does not move it, a colour
-    # variant (the same shot of a gold and a silver tablet) moves all of it.
-    # Brightness and contrast edits scale chroma too (a darker red is a less saturated one): fit one
-    # scale of the candidate's chroma onto the query's before comparing (0.6-1.7).
-    qa, cb = a[fg, 1:] - 128 - shift, b[fg, 1:] - 128
-    denom_ab = float((cb * cb).sum())
-    k = float(np.clip((qa * cb).sum() / denom_ab, 0.6, 1.7)) if denom_ab > 1e-6 else 1.0
-    chroma = np.hypot(*(qa - k * cb).T)
-    # Where the lightness agrees (no overlay there: a banner or watermark changes lightness too), a
-    # colour variant still differs in chroma - often in a small part (a tablet's bezel): the 90th
-    # percentile of the chroma difference over those pixels. Lightness is matched by a linear fit first
-    # (brightness and contrast edits).
-    lq, lc = a[fg, 0], b[fg, 0]
-    slope, icpt = np.polyfit(lc, lq, 1) if lc.std() > 1 else (1.0, float(lq.mean() - lc.mean()))
-    agree = np.abs(lq - (slope * lc + icpt)) < 10
-    tail = float(np.percentile(chroma[agree], 90)) if agree.sum() >= 12 else 0.0
-    return float(np.median(chroma)), tone, tail
+    out.tone = float((la * lb).sum() / denom) if denom > 1e-6 else 0.0
+    product = fg & inside
+    if product.sum() < 12:
+        product = inside
+    q_rgb = cv2.cvtColor(qs, cv2.COLOR_LAB2RGB).astype(np.float32)
+    c_rgb = cv2.cvtColor(warped, cv2.COLOR_LAB2RGB).astype(np.float32)
+    q_chroma = np.hypot(qs[..., 1][product] - 128.0, qs[..., 2][product] - 128.0)
+    c_chroma = np.hypot(warped[..., 1][product] - 128.0, warped[..., 2][product] - 128.0)
+    gray = float(np.percentile(q_chroma, 95)) < GRAY_CHROMA
+    if gray:  # a grayscale query: compare with the candidate's luma
+        c_rgb = np.repeat((c_rgb @ _LUMA)[..., None], 3, axis=2)
+    out.gain, out.offset = _photometric_fit(c_rgb[product], q_rgb[product])
+    pred = np.clip(out.gain * c_rgb + out.offset, 0, 255)
+    p_lab = cv2.cvtColor(pred / 255.0, cv2.COLOR_RGB2Lab)
+    q_lab = cv2.cvtColor(q_rgb / 255.0, cv2.COLOR_RGB2Lab)
+    direct = np.hypot(q_lab[..., 1] - p_lab[..., 1], q_lab[..., 2] - p_lab[..., 2])
+    out.colour = float(np.median(direct[product]))
+    # Tolerant difference: the query pixel against the range of its 3x3 neighbourhood in the prediction.
+    lo, hi = cv2.erode(p_lab, _K3), cv2.dilate(p_lab, _K3)
+    r = np.maximum(np.maximum(lo - q_lab, q_lab - hi), 0.0)
+    differ = ((r[..., 0] > DIFF_LIGHTNESS) | (np.hypot(r[..., 1], r[..., 2]) > DIFF_CHROMA)) & inside
+    keep = product & _edge_strips(differ, inside)
+    if keep.sum() < 12:
+        keep = product
+    solid = cv2.morphologyEx(differ.astype(np.uint8), cv2.MORPH_OPEN, _K2) > 0
+    out.differs = float((solid & keep).sum() / keep.sum())
+    out.gray = gray and float(np.percentile(c_chroma, 75)) >= CHROMATIC
+    out.other_colour = out.colour > COLOUR_LIMIT or out.differs > DIFFERS_LIMIT or (
+        out.gray and not (GRAY_GAIN[0] <= out.gain <= GRAY_GAIN[1] and abs(out.offset) <= GRAY_OFFSET)
+    )
+    return out
 
 
 def verify(q: Features, c: Features, mirrored: bool = False) -> Verification:
@@ -237,6 +353,7 @@ def verify(q: Features, c: Features, mirrored: bool = False) -> Verification:
         spread_box = _box_of(pts, c.width, c.height)
         out.spread = min(1.0, _area(spread_box) / max(_area(foreground_box(c)), 0.05 * c.width * c.height))
     m64 = m.astype(np.float64)
+    out.extra["transform"] = m64
     q_box = _box_of(_apply(m64, _corners(c.width, c.height)), q.width, q.height)
     inv = cv2.invertAffineTransform(m64)
     c_box = _box_of(_apply(inv, _corners(q.width, q.height)), c.width, c.height)
@@ -247,10 +364,13 @@ def verify(q: Features, c: Features, mirrored: bool = False) -> Verification:
     out.shown = _area(inter) / max(_area(fg), 1.0)
     out.query_box = (q_box[0] / q.width, q_box[1] / q.height, q_box[2] / q.width, q_box[3] / q.height)
     out.match_box = (c_box[0] / c.width, c_box[1] / c.height, c_box[2] / c.width, c_box[3] / c.height)
+    check = None
     if out.inliers >= MIN_MATCHES:  # (too few to be a copy whatever the colour: skip the warp)
-        out.colour, out.tone, out.colour_tail = _colour_and_tone(q, c, m64)
+        check = compare(q, c, m64)
+        out.colour, out.tone, out.differs = check.colour, check.tone, check.differs
+        out.extra["photometric"] = (check.gain, check.offset)
     out.probability = score(out.evidence())
-    if out.colour > COLOUR_LIMIT:
+    if check is not None and check.other_colour:
         if score({**out.evidence(), "colour": 0.0}) >= COPY_PROBABILITY:
             out.reason = OTHER_COLOUR  # it lines up as a copy would: say why it is not one
         out.probability = min(out.probability, 0.01)

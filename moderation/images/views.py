@@ -82,7 +82,8 @@ def strip_box(arr: np.ndarray, bg: float | None = None) -> Box:
     def strips(a: np.ndarray) -> np.ndarray:
         med = np.median(a[:, ::4], axis=1, keepdims=True)  # every 4th pixel: plenty for a row's median
         uniform = (np.abs(a - med) <= 12).mean(axis=1) >= 0.55
-        return uniform & (np.abs(med[:, 0] - bg) > FOREGROUND_TOL)
+        out: np.ndarray = uniform & (np.abs(med[:, 0] - bg) > FOREGROUND_TOL)
+        return out
 
     def cut(a: np.ndarray, flags: np.ndarray) -> int:
         limit = int(a.shape[0] * STRIP_MAX_FRACTION)
@@ -118,7 +119,7 @@ def product_box(arr: np.ndarray, strips: bool = True) -> Box:
         bg = background(inner)
     if bg is None:
         return sl, st, sr, sb
-    mask = (np.abs(inner - bg) > FOREGROUND_TOL).astype(np.uint8)
+    mask: np.ndarray = (np.abs(inner - bg) > FOREGROUND_TOL).astype(np.uint8)
     k = max(3, round(min(inner.shape) / 64)) | 1
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     count, _labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
