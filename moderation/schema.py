@@ -6,6 +6,7 @@ that the shapes outside checks rely on are defined in exactly one place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -30,6 +31,31 @@ CATEGORIES: tuple[str, ...] = (
 
 Severity = Literal["low", "medium", "high", "critical"]
 Verdict = Literal["pass", "review", "block"]
+
+# -- the shared vocabulary: order, ranks and the Chinese every screen and report uses ---------------
+
+#: Mildest first; a rank is the index (``SEVERITY_RANK["critical"] == 3``).
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+VERDICTS: tuple[Verdict, ...] = ("pass", "review", "block")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+VERDICT_RANK: dict[str, int] = {v: i for i, v in enumerate(VERDICTS)}
+#: Most severe first (the order screens list them in). ``low`` is advice, hence 提示.
+SEVERITY_LABELS: dict[str, str] = {"critical": "严重", "high": "高", "medium": "中", "low": "提示"}
+VERDICT_LABELS: dict[str, str] = {"block": "拦截", "review": "待人工审核", "pass": "通过"}
+#: Display names of the categories (the classifier's text prefix, ``classifier.config.CATEGORY_ZH``, is
+#: model input and stays as trained).
+CATEGORY_LABELS: dict[str, str] = {
+    "general": "综合", "food": "食品", "health_food": "保健食品", "cosmetics": "化妆品", "drug": "药品",
+    "medical_device": "医疗器械", "medical_service": "医疗服务", "baby": "母婴", "apparel": "服饰",
+    "education": "教育培训", "finance": "金融理财", "real_estate": "房地产", "agriculture": "农资",
+    "alcohol": "酒类", "tobacco": "烟草",
+}
+
+
+def max_severity(severities: Iterable[str]) -> str | None:
+    """The most severe of ``severities`` (None for none)."""
+    return max(severities, key=SEVERITY_RANK.__getitem__, default=None)
+
 
 #: Largest text field we accept. A 1 MB description is checked; anything beyond this is refused with a
 #: clear error instead of tying up a worker (the contract asks for an error, never a crash).

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from moderation.rules.policy import Policy
-from moderation.schema import Finding
-
-_RANK = {"pass": 0, "review": 1, "block": 2}
+from moderation.schema import VERDICT_RANK, Finding
 
 
 def decide(
@@ -27,7 +25,7 @@ def decide(
     (``truncated``) goes to review at least: what was not read cannot be passed."""
     verdict = "review" if truncated else "pass"
     for finding in findings:
-        if _RANK[finding.action] > _RANK[verdict]:
+        if VERDICT_RANK[finding.action] > VERDICT_RANK[verdict]:
             verdict = finding.action
     if (
         verdict == "pass"

@@ -26,7 +26,7 @@ from moderation.queue.roles import ROLE_LABELS, Actor
 from moderation.queue.safety import INT_MAX, has_unstorable, refuse_unstorable
 from moderation.queue.states import OUTCOME_LABELS, REASON_CODES, reason_for_family
 from moderation.rules.masking import CONTACT_FAMILY, mask_contacts, mask_finding, mask_spans
-from moderation.schema import CATEGORIES
+from moderation.schema import CATEGORIES, CATEGORY_LABELS, SEVERITY_LABELS, VERDICT_LABELS
 
 #: No prefix: the console lives under /review, the listing-editor demo at /editor and its client at
 #: /static/check.js (for editor teams), all in this one router.
@@ -38,13 +38,6 @@ LOGIN_CSRF_COOKIE = "mlogin_csrf"
 
 STATUS_LABELS = {"open": "待处理(全部)", "pending": "待领取", "claimed": "处理中", "escalated": "已升级",
                  "decided": "已决定", "superseded": "已作废"}
-SEVERITY_LABELS = {"critical": "严重", "high": "高", "medium": "中", "low": "低"}
-CATEGORY_LABELS = {
-    "general": "综合", "food": "食品", "health_food": "保健食品", "cosmetics": "化妆品", "drug": "药品",
-    "medical_device": "医疗器械", "medical_service": "医疗服务", "baby": "母婴", "apparel": "服饰",
-    "education": "教育培训", "finance": "金融理财", "real_estate": "房地产", "agriculture": "农资",
-    "alcohol": "酒类", "tobacco": "烟草",
-}
 EVENT_LABELS = {"created": "进入队列", "signal_attached": "新信号合并", "claimed": "领取", "assigned": "指派",
                 "released": "释放", "skipped": "跳过", "escalated": "升级", "decided": "决定", "undone": "撤销",
                 "reverted": "组长撤回", "superseded": "商品已修改，作废", "commented": "评论",
@@ -208,7 +201,8 @@ def render(request: Request, name: str, actor: Actor | None, status_code: int = 
     context.update(actor=actor, role_label=ROLE_LABELS.get(actor.role, "") if actor else "",
                    csrf_token=getattr(request.state, "csrf_token", ""), reason_codes=list(REASON_CODES.items()),
                    outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS, status_labels=STATUS_LABELS,
-                   category_labels=CATEGORY_LABELS, family_labels=FAMILY_LABELS, event_labels=EVENT_LABELS,
+                   verdict_labels=VERDICT_LABELS, category_labels=CATEGORY_LABELS, family_labels=FAMILY_LABELS,
+                   event_labels=EVENT_LABELS,
                    human_age=human_age, error_labels={**ERROR_LABELS, **{str(k): v for k, v in STATUS_ERRORS.items()}},
                    mask=mask_contacts, field_label=field_label)
     return templates.TemplateResponse(request, name, context, status_code=status_code)

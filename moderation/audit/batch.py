@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from moderation.audit.readers import Batch, BatchSpec, read_batch
-from moderation.schema import CheckResult
+from moderation.schema import CheckResult, max_severity
 
 #: Where a row comes from: every table starts with these, so rows join back to their input line.
 _ROW_KEY: list[tuple[str, pa.DataType]] = [
@@ -97,8 +97,6 @@ IMAGES_SCHEMA = pa.schema(
     ]
 )
 
-_SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-
 
 @dataclass
 class BatchOutput:
@@ -165,7 +163,7 @@ def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier
             message = error.message if error.message.startswith("line ") else f"line {line}: {error.message}"
         families = sorted({f.family for f in res.findings})
         rules = sorted({f.rule for f in res.findings})
-        max_sev = max((f.severity for f in res.findings), key=_SEVERITY_RANK.__getitem__, default=None)
+        max_sev = max_severity(f.severity for f in res.findings)
         image_errors = sum(1 for im in res.images if im.error)
         copies = sum(1 for im in res.images if im.match is not None)
         lrows["batch"].append(bid)

@@ -18,13 +18,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from moderation.audit.report import _CSS, VERDICT_ZH, _bars, family_names
+from moderation.audit.report import _CSS, _bars, family_names
 from moderation.audit.writers import read_table
+from moderation.schema import VERDICT_LABELS
 
 FINDING_KEY = ["id", "rule", "field", "start", "end"]
 #: The verdict of a listing absent from one of the audits.
 NONE = "none"
-_VERDICT_LABEL = {**VERDICT_ZH, "error": "无法检查", NONE: "(无)"}
+_VERDICT_LABEL = {**VERDICT_LABELS, "error": "无法检查", NONE: "(无)"}
 SAMPLES = 200
 
 

@@ -23,18 +23,10 @@ import pyarrow.parquet as pq
 
 from moderation.audit.writers import part_files
 from moderation.rules.masking import mask_contacts
+from moderation.schema import CATEGORY_LABELS, SEVERITIES, SEVERITY_LABELS, VERDICT_LABELS
 
 # -- labels a manager reads ------------------------------------------------------------------------
 
-CATEGORY_ZH = {
-    "general": "通用", "food": "食品", "health_food": "保健食品", "cosmetics": "化妆品", "drug": "药品",
-    "medical_device": "医疗器械", "medical_service": "医疗服务", "baby": "母婴", "apparel": "服装",
-    "education": "教育培训", "finance": "金融理财", "real_estate": "房地产", "agriculture": "农资",
-    "alcohol": "酒类", "tobacco": "烟草",
-}
-SEVERITY_ZH = {"critical": "严重", "high": "高", "medium": "中", "low": "提示"}
-SEVERITY_ORDER = ["critical", "high", "medium", "low"]
-VERDICT_ZH = {"block": "拦截", "review": "待人工审核", "pass": "通过"}
 ERROR_ZH = {
     "malformed_json": "JSON 格式错误", "missing_id": "缺少商品编号", "unknown_category": "未知类目",
     "empty_text": "标题和描述均为空", "text_too_long": "文本过长", "invalid_listing": "字段不合法",
@@ -214,9 +206,9 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
             for k, v in families.most_common()
         ],
         "by_law": [{"law": k, "findings": v} for k, v in laws.most_common()],
-        "by_severity": [{"severity": s, "findings": severities.get(s, 0)} for s in SEVERITY_ORDER],
+        "by_severity": [{"severity": s, "findings": severities.get(s, 0)} for s in reversed(SEVERITIES)],
         "by_category": [
-            {"category": k, "name": CATEGORY_ZH.get(k, k), "listings": c["listings"],
+            {"category": k, "name": CATEGORY_LABELS.get(k, k), "listings": c["listings"],
              "flagged": c["review"] + c["block"], "block": c["block"], "findings": c["findings"]}
             for k, c in sorted(categories.items(), key=lambda kv: -(kv[1]["review"] + kv[1]["block"]))
         ],
@@ -374,13 +366,13 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         "<div class='cards'>" + "".join(f"<div class='card'><b>{_e(b)}</b><span>{_e(a)}</span></div>" for a, b in cards)
         + "</div>",
         "<h2>审核结论</h2>",
-        _bars([(VERDICT_ZH[k], v[k]) for k in ("block", "review", "pass")],
-              {VERDICT_ZH[k]: _COLOURS[k] for k in VERDICT_ZH}),
+        _bars([(VERDICT_LABELS[k], v[k]) for k in ("block", "review", "pass")],
+              {VERDICT_LABELS[k]: _COLOURS[k] for k in VERDICT_LABELS}),
         "<div class='grid'><div><h2>按违规类型</h2>",
         _bars([(f"{r['name']}", r["findings"]) for r in s["by_family"][:TOP]]),
         "</div><div><h2>按严重程度</h2>",
-        _bars([(SEVERITY_ZH[r["severity"]], r["findings"]) for r in s["by_severity"]],
-              {SEVERITY_ZH[k]: _COLOURS[k] for k in SEVERITY_ZH}),
+        _bars([(SEVERITY_LABELS[r["severity"]], r["findings"]) for r in s["by_severity"]],
+              {SEVERITY_LABELS[k]: _COLOURS[k] for k in SEVERITY_LABELS}),
         "<h2>风险分布</h2>", _histogram_svg(s["risk_histogram"], "风险分（0 = 低，1 = 高）"),
         "</div></div>",
         "<h2>按法律条款</h2>", _bars([(r["law"], r["findings"]) for r in s["by_law"][:TOP]], label_width=360),
@@ -414,7 +406,7 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         sev = r.get("severity", "")
         out.append(
             f"<tr><td><code>{_e(r['rule'])}</code></td><td>{_e(r.get('law'))}</td>"
-            f"<td><span class='tag' style='background:{_COLOURS.get(sev, '#888')}'>{_e(SEVERITY_ZH.get(sev, sev))}"
+            f"<td><span class='tag' style='background:{_COLOURS.get(sev, '#888')}'>{_e(SEVERITY_LABELS.get(sev, sev))}"
             f"</span></td><td class='n'>{r['findings']:,}</td><td class='nw'><mark>{_e(r.get('text'))}</mark>"
             f"<div class='muted'>{_e(r.get('id'))}</div></td>"
             f"<td>{_e(r.get('message'))}<div class='muted'>{_e(r.get('suggestion') or '')}</div></td></tr>"
@@ -428,9 +420,9 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         for r in s["top_listings"]:
             out.append(
                 f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
-                f"<td class='nw'>{_e(CATEGORY_ZH.get(r['category'], r['category']))}</td>"
+                f"<td class='nw'>{_e(CATEGORY_LABELS.get(r['category'], r['category']))}</td>"
                 f"<td>{_e((r['title'] or '')[:60])}</td>"
-                f"<td class='nw'>{_e(VERDICT_ZH.get(r['verdict'], r['verdict']))}</td>"
+                f"<td class='nw'>{_e(VERDICT_LABELS.get(r['verdict'], r['verdict']))}</td>"
                 f"<td class='n'>{r['risk']:.2f}</td><td><code>{_e(', '.join(r['rules'] or []))}</code></td></tr>"
             )
         out.append("</table>")
@@ -595,7 +587,7 @@ _TABLE_SCRIPT = r"""
 def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, str]) -> list[str]:
     """A paged, filterable table of the flagged listings: the first page is plain HTML (it prints and
     reads without script); a small inline script pages, filters and exports what is filtered as CSV."""
-    cats = sorted({CATEGORY_ZH.get(r["category"], r["category"] or "") for r in rows})
+    cats = sorted({CATEGORY_LABELS.get(r["category"], r["category"] or "") for r in rows})
     fams = sorted({f for r in rows for f in r["families"]})
     shown = "" if total <= len(rows) else f"（表中为风险最高的 {len(rows):,} 条）"
     out = [f"<h2 id='flagged'>所有需处理的商品（{total:,}）{shown}</h2>",
@@ -620,15 +612,15 @@ def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, s
         risk = "" if r["risk"] is None else f"{r['risk']:.2f}"
         out.append(
             f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
-            f"<td class='nw'>{_e(CATEGORY_ZH.get(r['category'], r['category']))}</td><td>{_e(r['title'])}</td>"
-            f"<td class='nw'>{_e(VERDICT_ZH.get(r['verdict'], r['verdict']))}</td><td class='n'>{risk}</td>"
+            f"<td class='nw'>{_e(CATEGORY_LABELS.get(r['category'], r['category']))}</td><td>{_e(r['title'])}</td>"
+            f"<td class='nw'>{_e(VERDICT_LABELS.get(r['verdict'], r['verdict']))}</td><td class='n'>{risk}</td>"
             f"<td><code>{_e(' '.join(r['rules']))}</code>"
             + (f"<div class='muted'>{_e(r['reason'])}</div>" if r["reason"] else "") + "</td></tr>"
         )
     if not rows:
         out.append("<tr><td colspan='7' class='muted'>没有需要处理的商品。</td></tr>")
     out.append("</tbody></table>")
-    data = [[r["id"], r["seller_id"], CATEGORY_ZH.get(r["category"], r["category"]), r["title"], r["verdict"],
+    data = [[r["id"], r["seller_id"], CATEGORY_LABELS.get(r["category"], r["category"]), r["title"], r["verdict"],
              r["risk"], r["classifier_score"], r["max_severity"], " ".join(r["rules"]), " ".join(r["families"]),
              r["reason"]] for r in rows]
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from moderation.schema import SEVERITIES
+
 PENDING, CLAIMED, ESCALATED, DECIDED, SUPERSEDED = "pending", "claimed", "escalated", "decided", "superseded"
 OPEN_STATES = (PENDING, CLAIMED, ESCALATED)
 STATES = (*OPEN_STATES, DECIDED, SUPERSEDED)
@@ -57,7 +59,7 @@ def reason_for_family(family: str) -> str:
 
 
 SEVERITY_WEIGHT = {"low": 10, "medium": 20, "high": 30, "critical": 40}
-SEVERITY_ORDER = ("low", "medium", "high", "critical")
+SEVERITY_ORDER = SEVERITIES
 
 #: Hours before an open item breaches its SLA, by the check verdict that queued it.
 SLA_HOURS = {"block": 4, "review": 24}

@@ -28,6 +28,7 @@ from moderation.rules.context import (
 )
 from moderation.rules.grammar import SuperlativeGrammar
 from moderation.rules.pack import Rule
+from moderation.schema import SEVERITY_RANK, VERDICT_RANK
 from moderation.text.normalise import NormalisedText
 from moderation.text.tokenise import TextBoundaries, Tokeniser
 
@@ -204,13 +205,11 @@ def resolve_overlaps(claims: list[Claim], action_of: Callable[[Claim], str]) -> 
     """
     from bisect import bisect_left, insort
 
-    order = {"critical": 3, "high": 2, "medium": 1, "low": 0}
-    action_rank = {"pass": 0, "review": 1, "block": 2}
     ranked = sorted(
         claims,
         key=lambda c: (
-            -order[c.rule.severity],
-            -action_rank[action_of(c)],
+            -SEVERITY_RANK[c.rule.severity],
+            -VERDICT_RANK[action_of(c)],
             -(c.end - c.start),
             c.start,
             c.rule.id,

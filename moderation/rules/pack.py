@@ -15,11 +15,10 @@ from typing import Any
 
 import yaml
 
-from moderation.schema import CATEGORIES
+from moderation.schema import CATEGORIES, SEVERITIES, VERDICTS
 from moderation.text.normalise import fold_term
 
-SEVERITIES = ("low", "medium", "high", "critical")
-ACTIONS = ("pass", "review", "block")
+ACTIONS = VERDICTS  # a rule's action is the verdict it asks for
 BOUNDARIES = ("token", "start", "end", "none")
 _RULE_ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _PACK_KEYS = {"family", "name", "description", "law", "severity", "action", "categories", "rules"}
