@@ -1,4 +1,4 @@
-"""``POST /v1/check`` (the contract of ../shared/CONTRACTS.md), listings, users and tokens, health."""
+"""``POST /v1/check`` (the contract of docs/contracts.md), listings, users and tokens, health."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Why: the HTTP check is one listing per request. Scoring each request where it arrives either blocks
 the event loop for the whole forward pass or, from a thread pool, runs several multi-threaded forward
-passes at once on two cores, whose idle intra-op threads spin and starve the event loop (measured: 8 ms
-of server CPU per request and p99 54 ms at 200 requests/s). Here a single daemon thread owns the model;
+passes at once on two cores, whose idle intra-op threads spin and starve the event loop (figures in
+models/MODEL_CARD.md, "Speed"). Here a single daemon thread owns the model;
 callers submit a listing and get a future (an event loop awaits it through asyncio.wrap_future); the thread takes everything waiting (up to ``max_batch``),
 scores it in one padded batch with ``threads`` intra-op threads (1 by default: no spinning, and the
 event loop keeps the other core for HTTP and the rules), and resolves the futures. Torch and ONNX

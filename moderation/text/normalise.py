@@ -143,7 +143,7 @@ def _cache_file() -> Path:
 
 @cache
 def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """The fold and noise look-up tables: loaded from the cache, or built (~0.3 s) and cached."""
+    """The fold and noise look-up tables: loaded from the cache, or built (a fraction of a second) and cached."""
     import contextlib
     import os
 

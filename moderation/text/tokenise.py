@@ -1,11 +1,12 @@
 """jieba tokenisation, used only where a candidate term was found.
 
 Word boundaries decide whether 第一 in 第一次 is a ranking (it is not) or whether 最高 in 最高人民法院 is a
-superlative. Tokenising every listing in full costs more than everything else together (jieba runs at
-roughly 0.5 MB/s), so the engine first scans for candidate terms and tokenises only the *block* around
-each one. jieba itself splits input into blocks of Han/alphanumeric characters (``re_han_default``) and
-segments each block independently, so segmenting the block alone yields exactly the tokens that full-text
-segmentation yields there; ``tests/test_tokenise.py`` checks that property.
+superlative. Tokenising every listing in full costs more than everything else together (jieba's
+throughput: docs/platform-rules.md, "Speed"), so the engine first scans for candidate terms and
+tokenises only the *block* around each one. jieba itself splits input into blocks of Han/alphanumeric
+characters (``re_han_default``) and segments each block independently, so segmenting the block alone
+yields exactly the tokens that full-text segmentation yields there; ``tests/test_tokenise.py`` checks
+that property.
 """
 
 from __future__ import annotations
