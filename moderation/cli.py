@@ -1,4 +1,4 @@
-"""The ``moderation`` command line (shapes fixed by ../shared/CONTRACTS.md).
+"""The ``moderation`` command line (shapes fixed by docs/contracts.md).
 
 Sub-commands of the other parts (``images``, ``train``, ``eval``) live next to their code and are
 registered here lazily, so ``moderation check`` does not pay for importing torch or image libraries it
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import click
@@ -62,7 +62,8 @@ class _LazyGroup(click.Group):
         limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
         for name in self.list_commands(ctx):
             if name in self._lazy and name not in self.commands:
-                rows.append((name, click.utils.make_default_short_help(self._lazy[name][2], limit)))
+                # a stand-in command gives the short form of the table's help (click's public way)
+                rows.append((name, click.Command(name, help=self._lazy[name][2]).get_short_help_str(limit)))
                 continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
@@ -145,7 +146,7 @@ _COLOURS = {"critical": "red", "high": "yellow", "medium": "cyan", "low": "blue"
 _VERDICT_COLOURS = {"pass": "green", "review": "yellow", "block": "red"}
 
 
-def _highlight(text: str, spans: list[tuple[int, int, str]]) -> str:
+def _highlight(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
     out: list[str] = []
     pos = 0
     for start, end, severity in sorted(spans):
@@ -270,7 +271,7 @@ def _common_checker(no_classifier: bool, model: str | None, image_db: str | None
     if image_db is not None and not os.path.exists(image_db):
         raise UserError(f"{image_db}: no image index there; build one with `moderation images index`")
     classifier: bool | str = False if no_classifier else (model or True)
-    # the operator's files; OCR only when asked (MODERATION_OCR=1 too), so the text path stays ~1 ms
+    # the operator's files; OCR only when asked (MODERATION_OCR=1 too), so the text-only path stays fast
     return Checker(classifier=classifier, image_db=image_db, local_image_paths=True, ocr=True if ocr else None)
 
 

@@ -53,6 +53,20 @@ def test_lazy_help_lines_match_the_commands() -> None:
         assert real.split(":")[0].split("(")[0].strip(" .") in short, (name, real, short)
 
 
+def test_help_lists_lazy_commands_without_deprecated_click_helpers() -> None:
+    """The lazy command list is shortened with public click API: click.utils.make_default_short_help
+    is deprecated (removed in Click 9) and was called through an untyped module attribute."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        result = CliRunner().invoke(main, ["--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert "users" in lines and "Manage reviewer accounts and API tokens." in lines["users"]
+    assert lines["audit"].endswith("...")  # long help cut to the terminal's width
+
+
 @pytest.mark.parametrize(("fail_on", "title", "code"), [
     ("never", "全网最好的保温杯", 0),
     ("block", "全网最好的保温杯", 1),

@@ -31,8 +31,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import SQLModel
 
 from moderation.api.checkpool import CheckPool, Saturated
 from moderation.api.settings import Settings
@@ -42,13 +44,20 @@ from moderation.queue.errors import Conflict, Invalid, NotFound, QueueError
 from moderation.queue.models import ApiToken, AuthEvent, LoginThrottle, SavedView, ServerState, Session, User
 from moderation.queue.roles import ROLES, Actor
 
-USERS = User.__table__
-TOKENS = ApiToken.__table__
-SESSIONS = Session.__table__
-VIEWS = SavedView.__table__
-THROTTLE = LoginThrottle.__table__
-AUTH_EVENTS = AuthEvent.__table__
-STATE = ServerState.__table__
+
+def _table(model: type[SQLModel]) -> Table:
+    """The Core table of a SQLModel table class (SQLModel does not declare ``__table__`` for type checkers)."""
+    table: Table = sa_inspect(model).local_table
+    return table
+
+
+USERS = _table(User)
+TOKENS = _table(ApiToken)
+SESSIONS = _table(Session)
+VIEWS = _table(SavedView)
+THROTTLE = _table(LoginThrottle)
+AUTH_EVENTS = _table(AuthEvent)
+STATE = _table(ServerState)
 EPOCH = "credential_epoch"
 
 SESSION_HOURS = 12
@@ -393,7 +402,7 @@ class Accounts:
             raise
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
-        if not ok:
+        if not ok or row is None:
             self._record_failure(username, address, keys)
             return None
         with self.db.write() as conn:

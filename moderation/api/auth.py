@@ -7,7 +7,7 @@ a header or form field from another origin is not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -56,7 +56,7 @@ async def current_actor(request: Request) -> Actor:
     raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require(permission: str) -> Callable[..., Actor]:
+def require(permission: str) -> Callable[..., Awaitable[Actor]]:
     """A dependency that authenticates and then checks the role holds ``permission`` (else 403)."""
 
     async def dependency(actor: Actor = Depends(current_actor)) -> Actor:  # noqa: B008

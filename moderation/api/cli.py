@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from moderation.api.accounts import Accounts
 
 DB_OPTION = click.option("--db", "database_url", envvar="DATABASE_URL",
                          help="Database URL (default: DATABASE_URL, else sqlite ./var/moderation.db).")
@@ -52,7 +55,7 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
     settings = Settings.from_env(secure_cookies=True if secure_cookies else None, check_workers=check_workers,
                                  check_budget_s=check_budget_s,
                                  isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True)
-    options = {"host": host, "port": port, "log_level": "info", "access_log": access_log,
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "access_log": access_log,
                "timeout_graceful_shutdown": graceful_timeout}
     click.echo(f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"
                f"   workers: {workers}")
@@ -95,7 +98,7 @@ def users() -> None:
     """Manage reviewer accounts and API tokens."""
 
 
-def _accounts(database_url: str | None):
+def _accounts(database_url: str | None) -> Accounts:
     from moderation.api.accounts import Accounts
     from moderation.queue import ReviewQueue
 

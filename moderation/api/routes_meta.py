@@ -27,10 +27,10 @@ def openapi(request: Request, _: Annotated[Actor, Depends(current_actor)]) -> JS
 
 def _schema_text(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in schema:
         return " | ".join(_schema_text(s) for s in schema["anyOf"])
-    text = schema.get("type", "")
+    text = str(schema.get("type", ""))
     if "enum" in schema:
         text += " (" + ", ".join(map(str, schema["enum"])) + ")"
     bounds = [f"{k} {schema[k]}" for k in ("minimum", "maximum", "maxLength") if k in schema]

@@ -47,7 +47,8 @@ class Calibration:
         if self.method == "isotonic":
             # A 1e-6 * sigmoid(margin) tie-breaker keeps the ranking of the margins beyond the end knots.
             p = np.interp(m, np.asarray(self.xs), np.asarray(self.ys))
-            return np.clip(p + 1e-6 * (1.0 / (1.0 + np.exp(-m)) - 0.5), 0.0, 1.0)
+            clipped: np.ndarray = np.clip(p + 1e-6 * (1.0 / (1.0 + np.exp(-m)) - 0.5), 0.0, 1.0)
+            return clipped
         z = self.a * m + self.b
         return 1.0 / (1.0 + np.exp(-z))
 

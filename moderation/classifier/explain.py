@@ -50,7 +50,7 @@ def _layout(fields: Sequence[tuple[str, str]], category: str | None) -> tuple[st
     prefix = f"【{CATEGORY_ZH[category]}】" if category and category in CATEGORY_ZH else ""
     parts: list[tuple[str, int, int]] = []
     pos = len(prefix)
-    texts = []
+    texts: list[str] = []
     for name, value in fields:
         if not value:
             continue

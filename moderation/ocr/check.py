@@ -27,9 +27,9 @@ def check_listing_ocr(checker: Any, stage: OcrStage, listing: Listing, score: fl
     ``budget_s`` bounds the rules' CPU time as ``RulesEngine.detect`` does (not the OCR, which is
     bounded by the pictures' sizes and counts).
     """
-    kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+    kwargs: dict[str, Any] = {"budget_s": budget_s} if budget_s is not None else {}
     detection, texts = stage.detect(checker.engine, listing, **kwargs)
-    result = checker.finish(listing, detection, score)
+    result: CheckResult = checker.finish(listing, detection, score)
     annotate(result, texts, len(listing.images))
     return result
 
@@ -39,7 +39,7 @@ def ocr_find(stage: OcrStage, rules: Any, texts: list[Any]) -> Any:
     fields and its images' text; the images' ImageTexts are appended to ``texts``."""
 
     def find(listing: Listing, budget_s: float | None) -> Any:
-        kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+        kwargs: dict[str, Any] = {"budget_s": budget_s} if budget_s is not None else {}
         detection, read = stage.detect(rules, listing, **kwargs)
         texts.extend(read)
         return detection

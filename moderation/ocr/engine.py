@@ -33,7 +33,7 @@ class OcrSettings:
     """What decides speed and what is read; every field is part of the cache key (``key()``)."""
 
     #: Detector input: each tile is scaled so that its long side is at most this (multiple of 32).
-    #: 736 read 0.987 of the benchmark's violating lines, 640 0.962 for 16 % less CPU (docs/ocr.md).
+    #: Recall and CPU of each size on the benchmark: docs/ocr.md, "Tuning".
     det_side: int = 736
     #: Intra-op threads per ONNX Runtime session.
     threads: int = 1
@@ -88,8 +88,9 @@ class OcrLine:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OcrLine:
-        return cls(d["text"], float(d["confidence"]), tuple(d["box"]),  # type: ignore[arg-type]
-                   tuple(tuple(p) for p in d.get("quad", ())))  # type: ignore[arg-type]
+        x1, y1, x2, y2 = (int(v) for v in d["box"])
+        quad = tuple((int(p[0]), int(p[1])) for p in d.get("quad", ()))
+        return cls(d["text"], float(d["confidence"]), (x1, y1, x2, y2), quad)
 
 
 @dataclass(frozen=True)
@@ -265,10 +266,10 @@ def tiles(w: int, h: int, aspect: float, overlap: float) -> list[tuple[int, int,
         return [(0, 0, w, h, (False, False, False, False))]
     step = max(1, int(length - short * overlap))
     n = max(1, math.ceil((long_ - length) / step) + 1)
-    step = (long_ - length) / (n - 1) if n > 1 else 0
-    out = []
+    stride = (long_ - length) / (n - 1) if n > 1 else 0.0
+    out: list[tuple[int, int, int, int, tuple[bool, ...]]] = []
     for i in range(n):
-        a = round(i * step)
+        a = round(i * stride)
         b = min(long_, a + length) if i < n - 1 else long_
         first, last = i == 0, i == n - 1
         if h >= w:

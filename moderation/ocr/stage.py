@@ -245,7 +245,9 @@ def annotate(result: CheckResult, texts: list[ImageText], n_images: int) -> None
         offset = 0
     for t in texts:
         entry = result.images[offset + t.index]
-        entry.ocr = t.to_json()  # ImageResult allows extra keys
+        # ``ocr`` is an extra key (ImageResult allows them; to_json_dict drops it when unset). Until
+        # schema.ImageResult declares the field, set it the way pydantic stores extras.
+        setattr(entry, "ocr", t.to_json())  # noqa: B010
 
 
 def decode(data: bytes, max_short_side: int) -> tuple[np.ndarray, float]:
@@ -256,7 +258,8 @@ def decode(data: bytes, max_short_side: int) -> tuple[np.ndarray, float]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data)) as opened:
+                im: Image.Image = opened
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise ImageError("image_too_large", f"{w}x{h} pixels; the limit is {MAX_PIXELS}")
