@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -27,6 +26,7 @@ from moderation.schema import (
     ListingError,
     parse_listing,
 )
+from moderation.settings import settings
 from moderation.verdict import decide
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,13 @@ class Checker:
         self._model: Any = None
         self._model_error: str | None = None
         self._model_loaded = False
-        self._image_db = image_db if image_db is not None else os.environ.get("MODERATION_IMAGE_DB")
+        self._image_db = image_db if image_db is not None else settings().image_db
         self._images: Any = None
         self._image_root = image_root
         self._local_image_paths = local_image_paths
         self._scorer: Any = None
         self._lock = threading.Lock()
-        self.ocr = ocr if ocr is not None else os.environ.get("MODERATION_OCR", "").lower() in ("1", "true", "yes")
+        self.ocr = ocr if ocr is not None else settings().ocr
         self._ocr_stage: Any = None
 
     # -- optional parts -------------------------------------------------------------------------
@@ -106,8 +106,7 @@ class Checker:
                 if self._scorer is None:
                     from moderation.classifier.batcher import BatchScorer
 
-                    threads = int(os.environ.get("MODERATION_SCORER_THREADS", "1"))
-                    self._scorer = BatchScorer(model, threads=threads)
+                    self._scorer = BatchScorer(model, threads=settings().scorer_threads)
         return self._scorer
 
     @property

@@ -1,17 +1,37 @@
-"""Server settings: check pool and budget, login throttling, cookies, docs. ``from_env`` reads the
-``MODERATION_*`` variables, so every uvicorn worker process builds the same settings as ``serve``."""
+"""The one place the environment is read: where rules and models live, what a ``Checker`` loads, and
+the server's check pool and budget, login throttling, cookies, docs. ``from_env`` reads the
+``MODERATION_<FIELD>`` variables (a field's ``env`` metadata names another), so every uvicorn worker
+process builds the same settings as ``serve``."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-#: Types of the fields whose default is None.
+#: Types of the fields whose default is None (the others take their default's type).
 _OPTIONAL: dict[str, type] = {"check_workers": int, "check_max_waiting": int, "heavy_timeout_s": float}
 
 
 @dataclass
 class Settings:
+    # -- data and what a Checker loads (moderation/paths.py, moderation/checker.py) ------------------
+    #: Rule packs, lexicons and policy.yaml (default: the repository's rules/).
+    rules_dir: str | None = None
+    #: The folder of shipped models (default: the repository's models/).
+    models_dir: str | None = None
+    #: The risk classifier checkpoint (default: ``<models_dir>/risk-classifier``); see ``paths.model_dir``.
+    model_dir: str | None = None
+    #: Image index a Checker matches listing images against (``moderation images index``).
+    image_db: str | None = None
+    #: Also read the text in listing images and check it (moderation/ocr).
+    ocr: bool = False
+    #: Threads of the shared classifier scorer (``Checker.scorer``).
+    scorer_threads: int = 1
+    #: Ray cluster ``moderation audit --engine ray`` runs on (None: a local Ray).
+    ray_address: str | None = field(default=None, metadata={"env": "RAY_ADDRESS"})
+
+    # -- the server ---------------------------------------------------------------------------------
     #: Threads that run checks (None: one per core) and how many requests may wait for one.
     check_workers: int | None = None
     check_max_waiting: int | None = None
@@ -55,11 +75,13 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         """Defaults, then ``MODERATION_<FIELD>`` environment variables, then ``overrides``."""
         values: dict[str, object] = {}
+        defaults = cls()
         for f in fields(cls):
-            raw = os.environ.get("MODERATION_" + f.name.upper())
+            raw = os.environ.get(_env_name(f.name, f.metadata))
             if raw is None or raw == "":
                 continue
-            kind = _OPTIONAL.get(f.name) or type(getattr(cls(), f.name))
+            default = getattr(defaults, f.name)
+            kind = _OPTIONAL.get(f.name) or (str if default is None else type(default))
             if kind is bool:
                 values[f.name] = raw.lower() in ("1", "true", "yes", "on")
             else:
@@ -74,5 +96,14 @@ class Settings:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            out["MODERATION_" + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            out[_env_name(f.name, f.metadata)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return out
+
+
+def _env_name(name: str, metadata: Any) -> str:
+    return str(metadata.get("env") or "MODERATION_" + name.upper())
+
+
+def settings() -> Settings:
+    """The settings of this process's environment as it is now (tests change it with monkeypatch)."""
+    return Settings.from_env()

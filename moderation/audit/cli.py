@@ -85,6 +85,7 @@ def run_cmd(
     interruption continues where it stopped.
     """
     from moderation.audit.runner import AuditError, AuditOptions, run_audit
+    from moderation.settings import settings
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     opts = AuditOptions(
@@ -101,7 +102,7 @@ def run_cmd(
         database_url=database_url,
         progress=not quiet,
         report=not no_report,
-        ray_address=ray_address or os.environ.get("RAY_ADDRESS"),
+        ray_address=ray_address or settings().ray_address,
         classifier_batch=classifier_batch,
         ocr=ocr,
         ocr_cache=ocr_cache,

@@ -98,13 +98,9 @@ def model_fingerprint(setting: bool | str | Path) -> str | None:
     trained or swapped mid-audit is not mixed into one output. ``None``: rules only, or no model."""
     if setting is False:
         return None
-    if setting is True:
-        env = os.environ.get("MODERATION_MODEL_DIR")
-        from moderation.paths import models_dir
+    from moderation.paths import model_dir
 
-        path = Path(env) if env else models_dir() / "risk-classifier"
-    else:
-        path = Path(setting)
+    path = model_dir() if setting is True else Path(setting)
     if not path.is_dir():
         return None
     h = hashlib.sha256(str(path.resolve()).encode())

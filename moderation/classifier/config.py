@@ -9,7 +9,6 @@ held-out data, so the training data, not the width, limits accuracy (measurement
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,11 +51,11 @@ def repo_root() -> Path:
 
 
 def default_model_dir() -> Path:
-    """Where load_model looks when no path is given: $MODERATION_MODEL_DIR, else the shipped model."""
-    env = os.environ.get(ENV_MODEL_DIR)
-    if env:
-        return Path(env)
-    return repo_root() / "models" / "risk-classifier"
+    """Where load_model looks when no path is given: ``moderation.paths.model_dir()``
+    ($MODERATION_MODEL_DIR, else risk-classifier in $MODERATION_MODELS_DIR or the shipped models/)."""
+    from moderation.paths import model_dir
+
+    return model_dir()
 
 
 @dataclass(frozen=True)
