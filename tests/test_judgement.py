@@ -67,6 +67,15 @@ def test_category_is_inferred_for_general_listings(engine: RulesEngine) -> None:
     assert stated.inferred is None and stated.category == "apparel"
 
 
+def test_accessories_of_regulated_goods_are_not_those_goods(engine: RulesEngine) -> None:
+    humidor = engine.detect(Listing(id="t", title="雪茄柜恒温恒湿 实木雪茄柜 双门"))
+    assert humidor.category != "tobacco" and not any(f.family == "tobacco" for f in humidor.findings)
+    incense = engine.detect(Listing(id="t", title="越南芽庄散装沉香片 烟丝 烟条 插烟 香薰伴侣"))
+    assert not any(f.family == "tobacco" for f in incense.findings)
+    cigars = engine.detect(Listing(id="t", title="古巴雪茄 正品 整盒"))
+    assert any(f.family == "tobacco" for f in cigars.findings)
+
+
 def test_plain_listings_stay_general(engine: RulesEngine) -> None:
     detection = engine.detect(Listing(id="t", title="不锈钢折叠衣架 家用 10只装"))
     assert detection.inferred is None and detection.category == "general"
