@@ -145,7 +145,7 @@ class Checker:
     # -- checking -------------------------------------------------------------------------------
 
     def _prepare(self, raw: Any) -> Listing | CheckResult:
-        if isinstance(raw, Listing):
+        if isinstance(raw, Listing | CheckResult):
             return raw
         listing_id = raw.get("id") if isinstance(raw, dict) else None
         try:
@@ -285,9 +285,14 @@ class Checker:
             gate.set_exception(exc)
         return await asyncio.wrap_future(future)
 
-    def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64, *,
+    def check_many(self, raws: Iterable[Listing | dict[str, Any] | CheckResult], batch_size: int = 64, *,
                    ocr: bool | None = None) -> list[CheckResult]:
-        """Check many listings, in order; the classifier scores them in batches."""
+        """Check many listings, in order, one result per input; the classifier scores them in batches.
+
+        Readers hand over their lines as parsed: a ``Listing``, a JSON dict (validated here), or the
+        ``CheckResult`` a line already is because it could not be read (``schema.read_json_line``
+        gives ``malformed_json``), which comes back in its place. So results line up with lines.
+        """
         if ocr if ocr is not None else self.ocr:
             from moderation.ocr.check import check_many_ocr
 

@@ -226,15 +226,13 @@ def _exempted(checker: Any, listing: dict[str, Any]) -> list[dict[str, Any]]:
 def _jsonl_results(stream: IO[str], checker: Any, batch_size: int, explain: bool = False,
                    rewrite: bool = False) -> Iterator[tuple[dict[str, Any], CheckResult]]:
     """Read JSON Lines and yield one contract result per non-blank line, in input order."""
-    from moderation.schema import CheckResult
+    from moderation.schema import read_json_line
 
     batch: list[tuple[int, Any]] = []
 
     def flush() -> Iterator[tuple[dict[str, Any], CheckResult]]:
-        todo = [raw for _, raw in batch if not isinstance(raw, CheckResult)]
-        checked = iter(checker.check_many(todo))
-        for lineno, raw in batch:
-            result = raw if isinstance(raw, CheckResult) else next(checked)
+        results = checker.check_many([raw for _, raw in batch])
+        for (lineno, raw), result in zip(batch, results, strict=True):
             data = result.to_json_dict()
             if result.error is not None:
                 data["line"] = lineno
@@ -250,11 +248,7 @@ def _jsonl_results(stream: IO[str], checker: Any, batch_size: int, explain: bool
     for lineno, line in enumerate(stream, 1):
         if not line.strip():
             continue
-        try:
-            raw: Any = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raw = CheckResult.failed(None, "malformed_json", f"line {lineno}: {exc.msg} at column {exc.colno}")
-        batch.append((lineno, raw))
+        batch.append((lineno, read_json_line(line, lineno)))
         if len(batch) >= batch_size:
             yield from flush()
     if batch:

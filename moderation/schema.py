@@ -6,6 +6,7 @@ that the shapes outside checks rely on are defined in exactly one place.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -257,3 +258,12 @@ def parse_listing(data: Any) -> Listing:
         elif "the limit is" in msg:
             code = "text_too_long"
         raise ListingError(code, f"{loc}: {msg}" if loc != "listing" else msg) from None
+
+
+def read_json_line(text: str, line: int) -> Any:
+    """One JSON Lines record as ``Checker.check_many`` takes it: the parsed value, or, when the line is
+    not JSON, the ``malformed_json`` result (``line N: …``) that stands in its place."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        return CheckResult.failed(None, "malformed_json", f"line {line}: {exc.msg} at column {exc.colno}")

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from moderation.audit.readers import Batch, BatchSpec, read_batch
-from moderation.schema import CheckResult, max_severity
+from moderation.schema import CheckResult, max_severity, read_json_line
 
 #: Where a row comes from: every table starts with these, so rows join back to their input line.
 _ROW_KEY: list[tuple[str, pa.DataType]] = [
@@ -117,17 +117,11 @@ class BatchOutput:
         return self.listings.num_rows - self.listings.column("error_code").null_count
 
 
-def _parse(payload: str | None, error: str | None, message: str | None, line: int) -> tuple[Any, CheckResult | None]:
-    """The raw dict of a record, or the error result it already is."""
+def _record(payload: str | None, error: str | None, message: str | None, line: int) -> Any:
+    """A record as ``Checker.check_many`` takes it: parsed JSON, or the error result it already is."""
     if payload is None:
-        return None, CheckResult.failed(None, error or "unreadable", message or f"line {line}: unreadable")
-    try:
-        raw = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        return None, CheckResult.failed(None, "malformed_json", f"line {line}: {exc.msg} at column {exc.colno}")
-    if not isinstance(raw, dict):
-        return None, CheckResult.failed(None, "invalid_listing", f"line {line}: a listing must be a JSON object")
-    return raw, None
+        return CheckResult.failed(None, error or "unreadable", message or f"line {line}: unreadable")
+    return read_json_line(payload, line)
 
 
 def _text(v: Any) -> str | None:
@@ -136,15 +130,8 @@ def _text(v: Any) -> str | None:
 
 def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier_batch: int = 16) -> BatchOutput:
     """Check every record of a batch (in order) and flatten the results into rows."""
-    raws: list[Any] = []
-    results: list[CheckResult | None] = []
-    for payload, error, message, line in zip(batch.payloads, batch.errors, batch.messages, batch.lines, strict=True):
-        raw, failed = _parse(payload, error, message, line)
-        raws.append(raw)
-        results.append(failed)
-    todo = [raw for raw, res in zip(raws, results, strict=True) if res is None]
-    checked = iter(checker.check_many(todo, batch_size=classifier_batch) if todo else [])
-    final: list[CheckResult] = [res if res is not None else next(checked) for res in results]
+    raws = [_record(*r) for r in zip(batch.payloads, batch.errors, batch.messages, batch.lines, strict=True)]
+    final: list[CheckResult] = checker.check_many(raws, batch_size=classifier_batch)
 
     lrows: dict[str, list[Any]] = {name: [] for name in LISTINGS_SCHEMA.names}
     frows: dict[str, list[Any]] = {name: [] for name in FINDINGS_SCHEMA.names}
