@@ -345,6 +345,18 @@ def test_strong_password_hashing_is_argon2id_64_mib() -> None:
     assert Settings().password_hashing == "strong"
 
 
+def test_the_suite_hashes_passwords_cheaply() -> None:
+    """conftest.py: the environment makes ``from_env`` cheap, and a production-cost hash in a test
+    fails instead of silently costing 64 MiB and three passes per user."""
+    from moderation.api.accounts import make_hasher
+
+    assert Settings.from_env().password_hashing == "cheap"
+    cheap = make_hasher("cheap")
+    assert cheap.verify(cheap.hash(PASSWORD), PASSWORD)
+    with pytest.raises(AssertionError, match="production cost"):
+        make_hasher("strong").hash(PASSWORD)
+
+
 # -- hardening ----------------------------------------------------------------------------------
 
 
@@ -468,6 +480,7 @@ def test_truncated_findings_are_said_and_flagged(tmp_path: Any, engine: Any) -> 
     app.state.queue.close()
 
 
+@pytest.mark.slow
 def test_heavy_listings_run_in_a_separate_process_that_can_be_killed(tmp_path: Any, rules_checker: Checker) -> None:
     settings = Settings(password_hashing="cheap", isolate_heavy=True, heavy_timeout_s=60)
     app = create_app(f"sqlite:///{tmp_path / 'q.db'}", rules_checker, settings=settings)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from queue_support import db_url_fixture  # noqa: F401  (fixture "db_url")
@@ -22,6 +23,8 @@ from moderation.api import create_app
 from moderation.api.settings import Settings
 from moderation.checker import Checker
 from moderation.schema import Listing
+
+pytestmark = pytest.mark.slow  # every OpenAPI operation on both backends
 
 EXAMPLES = 12
 #: Cases per operation and mode in the first round, which always covers the whole document.

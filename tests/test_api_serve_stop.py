@@ -14,9 +14,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from moderation.api.accounts import Accounts
 from moderation.api.settings import Settings
 from moderation.queue import ReviewQueue
+
+pytestmark = pytest.mark.slow  # a real server process
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -59,6 +59,7 @@ def test_csv_record_spanning_lines_keeps_its_line_number(tmp_path: Path) -> None
     assert read_batch(specs[1]).payloads[0] is not None and "国家级" in read_batch(specs[1]).payloads[0]  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_jsonl_bad_rows_reported_with_line_numbers(tmp_path: Path) -> None:
     inp = write_jsonl(tmp_path / "cat.jsonl")
     out = tmp_path / "out"
@@ -95,6 +96,7 @@ def test_jsonl_bad_rows_reported_with_line_numbers(tmp_path: Path) -> None:
     assert by_id["sku-003"]["listing"] is not None and by_id["sku-005"]["listing"] is None
 
 
+@pytest.mark.slow
 def test_csv_and_parquet_give_the_same_findings_as_jsonl(tmp_path: Path) -> None:
     outs = {}
     for fmt, writer in (("jsonl", write_jsonl), ("csv", write_csv), ("parquet", write_parquet)):
@@ -109,6 +111,7 @@ def test_csv_and_parquet_give_the_same_findings_as_jsonl(tmp_path: Path) -> None
     assert attrs[0]["error_code"] is None
 
 
+@pytest.mark.slow
 def test_folder_of_mixed_files(tmp_path: Path) -> None:
     folder = tmp_path / "catalogue"
     (folder / "sub").mkdir(parents=True)
@@ -128,6 +131,7 @@ def test_folder_of_mixed_files(tmp_path: Path) -> None:
         assert len(set(pq.read_table(part, columns=["source"]).column("source").to_pylist())) == 1
 
 
+@pytest.mark.slow
 def test_cli_short_form_with_jsonl_output(tmp_path: Path) -> None:
     inp = write_jsonl(tmp_path / "cat.jsonl")
     out = tmp_path / "out"
@@ -144,6 +148,7 @@ def test_cli_short_form_with_jsonl_output(tmp_path: Path) -> None:
     assert (out / "report.html").exists() and (out / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_registered_under_the_main_group_and_output_inside_input_folder(tmp_path: Path) -> None:
     # The lead registers `audit` in moderation.cli's lazy table; the same group object is what runs.
     group = click.Group(commands={"audit": audit})
@@ -160,6 +165,7 @@ def test_registered_under_the_main_group_and_output_inside_input_folder(tmp_path
     assert res.exit_code == 0 and "diff" in res.output and "report" in res.output
 
 
+@pytest.mark.slow
 def test_classifier_scores_are_batched_into_the_rows(tmp_path: Path) -> None:
     from moderation.paths import models_dir
 

@@ -15,7 +15,7 @@ from moderation.audit.writers import read_table
 
 ray = pytest.importorskip("ray")
 # Ray Data reads its own deprecated settings when it copies the context to workers; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 def _sorted(t: pa.Table) -> pa.Table:

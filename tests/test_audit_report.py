@@ -20,6 +20,8 @@ from moderation.images.hashing import hash_image
 from moderation.images.index import HashIndex
 from moderation.paths import rules_dir
 
+pytestmark = pytest.mark.slow  # whole audits
+
 
 def _opts(inp: Path, out: Path, **kw: object) -> AuditOptions:
     base: dict[str, object] = {"workers": 1, "classifier": False, "progress": False, "batch_size": 6}

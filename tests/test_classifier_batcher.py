@@ -162,6 +162,7 @@ def test_warm_up_loads_the_model_and_starts_the_scorer(engine: RulesEngine) -> N
     Checker(engine, classifier=False).warm_up()  # rules only: nothing to start, no error
 
 
+@pytest.mark.slow
 def test_a_lazily_built_checker_is_warm_before_the_first_request_uses_it(tmp_path: Path) -> None:
     app = create_app(f"sqlite:///{tmp_path / 'q.db'}")  # no checker given: built on first /v1/check
     accounts = app.state.accounts

@@ -67,6 +67,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Example],
     return out, held, model
 
 
+@pytest.mark.slow
 def test_tiny_model_beats_chance_on_held_out_lines(tiny):
     out, held, _ = tiny
     rm = load_model(out)
@@ -76,6 +77,7 @@ def test_tiny_model_beats_chance_on_held_out_lines(tiny):
     assert ((scores >= 0) & (scores <= 1)).all()
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_gives_identical_scores(tiny, tmp_path):
     out, held, model = tiny
     texts = [e.text for e in held[:40]]
@@ -90,6 +92,7 @@ def test_save_load_round_trip_gives_identical_scores(tiny, tmp_path):
     assert load_model(tmp_path).score_texts(texts) == loaded.score_texts(texts)
 
 
+@pytest.mark.slow
 def test_scores_are_deterministic_and_in_input_order(tiny):
     out, held, _ = tiny
     rm = load_model(out)
@@ -101,6 +104,7 @@ def test_scores_are_deterministic_and_in_input_order(tiny):
     assert rm.score_texts([]) == []
 
 
+@pytest.mark.slow
 def test_calibration_file_and_name(tiny):
     out, _, _ = tiny
     cal = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
@@ -109,6 +113,7 @@ def test_calibration_file_and_name(tiny):
     assert load_model(out).name == f"risk-zh-tiny@{MODEL_VERSION}"
 
 
+@pytest.mark.slow
 def test_env_var_selects_default_directory(tiny, monkeypatch):
     out, _, _ = tiny
     monkeypatch.setenv(ENV_MODEL_DIR, str(out))
@@ -122,6 +127,7 @@ def test_missing_directory_is_a_clear_error(tmp_path):
         load_model(tmp_path)
 
 
+@pytest.mark.slow
 def test_corrupt_directory_is_a_clear_error(tiny, tmp_path):
     out, _, _ = tiny
     for f in out.iterdir():
@@ -234,6 +240,7 @@ def _mark_checked(model_dir: Path) -> None:
     (model_dir / ONNX_CHECK_FILE).write_text(json.dumps({"passed": True, "onnx_bytes": size}), encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_onnx_backend_gives_the_same_scores_as_torch(tiny, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
@@ -253,6 +260,7 @@ def test_onnx_backend_gives_the_same_scores_as_torch(tiny, tmp_path):
     np.testing.assert_allclose(onnx_rm.score_listings(rows), torch_rm.score_listings(rows), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bad_onnx_graph_falls_back_to_torch(tiny, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from moderation.classifier.ort_backend import ENV_BACKEND, ONNX_FILE

@@ -41,6 +41,7 @@ def test_training_examples_are_tagged_repeated_and_from_train_only():
     assert all(e.text.startswith("【") and e.split == "train" for e in ex)
 
 
+@pytest.mark.slow
 def test_builder_excludes_real_test_lines_everywhere(tmp_path):
     """No line of the real test set reaches the generated carriers or the weak lawful lines."""
     from moderation.classifier.realdata import is_held_out

@@ -123,6 +123,7 @@ def test_retrain_keeps_the_shipped_model_when_the_new_one_is_worse(queue_url, ti
     assert rec["decisions"] == len(VIOLATIONS) + len(LAWFUL)
 
 
+@pytest.mark.slow
 def test_retrain_replaces_the_model_when_not_worse_and_it_still_loads(queue_url, tiny_model, tmp_path):
     """End to end on the real test set: decisions in, candidate trained from the shipped weights,
     compared, ONNX re-exported and checked, shipped directory replaced (the previous one kept)."""
@@ -144,6 +145,7 @@ def test_retrain_replaces_the_model_when_not_worse_and_it_still_loads(queue_url,
     shutil.rmtree(work)
 
 
+@pytest.mark.slow
 def test_rules_list_shows_reviewer_precision_per_rule(queue_url):
     """The same decisions give each rule's precision as judged by reviewers, next to it in `rules list`."""
     from moderation.cli import main

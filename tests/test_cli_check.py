@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from moderation.cli import main
@@ -15,6 +16,7 @@ def _run(args: list[str], stdin: str | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_check_text_highlights_findings() -> None:
     code, out = _run(["check", "--no-classifier", "全网最好的保温杯"])
     assert code == 0
@@ -23,12 +25,14 @@ def test_check_text_highlights_findings() -> None:
     assert "block" in out
 
 
+@pytest.mark.slow
 def test_check_text_lawful() -> None:
     code, out = _run(["check", "--no-classifier", "第一次购买有优惠，最近上新"])
     assert code == 0
     assert "pass" in out
 
 
+@pytest.mark.slow
 def test_check_input_streams_one_result_per_line_in_order(tmp_path: Path) -> None:
     lines = [
         json.dumps({"id": "a", "title": "销量第一 國家級工艺"}, ensure_ascii=False),
@@ -67,6 +71,7 @@ def test_usage_error_without_text_or_input() -> None:
     assert code == 2
 
 
+@pytest.mark.slow
 def test_rules_check_passes_on_the_shipped_packs() -> None:
     code, out = _run(["rules", "check"])
     assert code == 0, out

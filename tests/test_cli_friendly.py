@@ -67,6 +67,7 @@ def test_help_lists_lazy_commands_without_deprecated_click_helpers() -> None:
     assert lines["audit"].endswith("...")  # long help cut to the terminal's width
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fail_on", "title", "code"), [
     ("never", "全网最好的保温杯", 0),
     ("block", "全网最好的保温杯", 1),
@@ -110,6 +111,7 @@ def test_unexpected_errors_are_one_line_too() -> None:
     assert proc.returncode == 2 and "cannot use that database URL" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_explain_says_why_candidates_fired_or_passed() -> None:
     code, out, _ = _run(["check", "--no-classifier", "--explain", "第一次用 最好的保温杯 唯一的缺点是重"])
     assert code == 0
@@ -125,6 +127,7 @@ def test_explain_names_the_inferred_category() -> None:
     assert "类目: 按 cosmetics 检查（由文字推断" in out
 
 
+@pytest.mark.slow
 def test_fix_text_and_input(tmp_path: Path) -> None:
     code, out, _ = _run(["fix", "全网最好 青花瓷花瓶"])
     assert code == 0 and "title: 青花瓷花瓶" in out and "复查通过" in out

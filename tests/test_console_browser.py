@@ -23,6 +23,8 @@ from browser_support import ARGS, ARTIFACTS, VIEWPORTS, Live, live_fixture, logi
 from moderation.queue.roles import Actor
 from moderation.schema import Listing
 
+pytestmark = pytest.mark.slow  # a real browser
+
 #: Text a reviewer may see that is not Chinese: ids, rule ids, law articles' numbers, keys.
 ENGLISH_ERRORS = re.compile(r"(another reviewer|lease|not found|forbidden|invalid|error|already|stale|"
                             r"Internal Server|detail)", re.I)

@@ -12,6 +12,8 @@ from api_support import Api, api_fixture  # noqa: F401  (fixture "api")
 from browser_support import ARGS, ARTIFACTS, CHROMIUM, VIEWPORTS, Live, live_fixture, login  # noqa: F401
 from queue_support import db_url_fixture  # noqa: F401  (fixture "db_url")
 
+pytestmark = pytest.mark.slow  # a real browser
+
 #: The bar: a violation is underlined within this many ms of the keystroke that completed it.
 UNDERLINE_MS = 300
 

@@ -55,6 +55,7 @@ def test_01_two_claimers_one_item(queue: ReviewQueue) -> None:
     assert len(winners) == 1 and results.count(None) == 1
 
 
+@pytest.mark.slow
 def test_02_sixteen_workers_drain_500(queue: ReviewQueue) -> None:
     ids = add_items(queue, 500)
 
