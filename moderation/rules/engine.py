@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import ahocorasick_rs
 import numpy as np
@@ -43,7 +43,7 @@ from moderation.rules.judge import (
 )
 from moderation.rules.pack import Lexicons, Pack, Rule, load_packs
 from moderation.rules.policy import Policy, load_policy
-from moderation.schema import Finding, Listing
+from moderation.schema import Finding, Listing, Severity, Verdict
 from moderation.text.normalise import NormalisedText, fold_term, normalise
 from moderation.text.tokenise import Tokeniser
 
@@ -418,14 +418,14 @@ class RulesEngine:
             rule=rule.id,
             family=rule.family,
             law=rule.law,
-            severity=rule.severity,
+            severity=cast(Severity, rule.severity),
             field=field,
             start=start,
             end=end,
             text=original,
             message=_fill(rule.message, original, modifies),
             suggestion=_fill(rule.suggestion, original, modifies) if rule.suggestion else None,
-            action=policy_action,
+            action=cast(Verdict, policy_action),
         )
 
     def _absent_findings(self, listing: Listing, ctx: ListingContext) -> list[Finding]:

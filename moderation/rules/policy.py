@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from moderation.rules.pack import ACTIONS, SEVERITIES, Rule, RulePackError
+from moderation.rules.pack import ACTIONS, Rule, RulePackError
+from moderation.schema import SEVERITIES
 
 _DEFAULT_ACTION = {"critical": "block", "high": "review", "medium": "review", "low": "pass"}
 _DEFAULT_RISK = {"critical": 0.97, "high": 0.85, "medium": 0.65, "low": 0.15}

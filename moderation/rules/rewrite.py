@@ -105,7 +105,7 @@ def _rules_by_id(engine: RulesEngine) -> dict[str, Rule]:
     if cached is None:
         cached = {r.id: r for r in engine.rules}
         engine._rewrite_rules = cached  # type: ignore[attr-defined]
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _fill(template: str, text: str, modifies: str) -> str:
@@ -138,7 +138,9 @@ def _marker_end(rule: Rule, span: str) -> int:
 def edit_for(rule: Rule, finding: Finding | dict[str, Any], text: str) -> Edit | None:
     """The edit that fixes one finding in its field's ``text``, or None when its rule has no rewrite
     or the span is empty (an ``absent`` rule: something is missing, not wrong)."""
-    get = finding.get if isinstance(finding, dict) else lambda k: getattr(finding, k)
+    def get(key: str) -> Any:
+        return finding.get(key) if isinstance(finding, dict) else getattr(finding, key)
+
     if rule.rewrite is None:
         return None
     start, end = int(get("start")), int(get("end"))
