@@ -10,9 +10,8 @@ from api_support import Api, api_fixture  # noqa: F401  (fixture "api")
 from queue_support import db_url_fixture  # noqa: F401  (fixture "db_url")
 from sqlalchemy import update
 
-from moderation.api.routes_queue import LOOP_LOCK_WAIT
 from moderation.queue.core import ITEMS
-from moderation.queue.db import utcnow
+from moderation.queue.db import LOOP_LOCK_WAIT, utcnow
 
 LISTINGS = [
     {"id": "sku-1", "title": "全网最低价 销量第一 保温杯", "category": "general", "seller_id": "s-1"},

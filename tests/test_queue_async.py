@@ -1,6 +1,7 @@
-"""The PostgreSQL fast path that the HTTP API awaits on its event loop (``claim_next_async``,
-``decide_async``, ``Database.async_pool``): the same answers and rows as the thread-pool path, no item
-claimed twice under concurrency, and every case it cannot answer left untouched for ``decide``.
+"""Queue operations awaited from an event loop (``ReviewQueue.run``, what the HTTP API's claim-next and
+decision endpoints call), on SQLite and PostgreSQL: the same answers, rows and errors as a direct call,
+no item claimed twice when awaited and threaded reviewers drain a queue together, and a dropped
+PostgreSQL connection retried.
 
 Test 13 (event replay equals state) runs after each test as the ``queue`` fixture's teardown.
 """
@@ -9,28 +10,24 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from queue_support import TRIAGE, add_items, fresh_database_url, queue_fixture, reviewer  # noqa: F401
+from queue_support import (  # noqa: F401  (fixtures "db_url", "queue")
+    TRIAGE,
+    add_items,
+    db_url_fixture,
+    queue_fixture,
+    reviewer,
+)
 from sqlalchemy import func, select, text
 
-from moderation.queue import Conflict, DecisionIn, Forbidden, ReviewQueue
+from moderation.queue import Conflict, DecisionIn, Forbidden, Invalid, ReviewQueue
 from moderation.queue.core import DECISIONS, EVENTS, IDEMPOTENCY, OUTBOX
-
-
-@pytest.fixture(name="db_url")
-def pg_url_fixture(tmp_path: Path) -> Iterator[str]:
-    """PostgreSQL only: SQLite has no async pool (its endpoints stay in the thread pool)."""
-    url, drop = fresh_database_url("postgresql", tmp_path)
-    yield url
-    drop()
 
 
 def decision_for(claim: dict) -> DecisionIn:
     return DecisionIn(outcome="rejected", claim_token=claim["claim_token"], version=claim["version"],
-                       listing_revision=claim["item"]["listing_revision"], reason_codes=["absolute_claim"])
+                      listing_revision=claim["item"]["listing_revision"], reason_codes=["absolute_claim"])
 
 
 def _count(q: ReviewQueue, table: object) -> int:
@@ -38,113 +35,97 @@ def _count(q: ReviewQueue, table: object) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
 
 
-def test_async_answers_and_rows_match_the_sync_path(queue: ReviewQueue) -> None:
+def test_awaited_answers_and_rows_match_a_direct_call(queue: ReviewQueue) -> None:
     first, second = add_items(queue, 2)
-    sync_claim = queue.workflow.claim_next(reviewer(1))
-    async_claim = asyncio.run(queue.workflow.claim_next_async(reviewer(2)))
-    assert sync_claim is not None and async_claim is not None
-    assert {sync_claim["item"]["id"], async_claim["item"]["id"]} == {first, second}
-    assert async_claim.keys() == sync_claim.keys() and async_claim["item"].keys() == sync_claim["item"].keys()
-    assert async_claim["item"]["status"] == "claimed" and async_claim["item"]["families"] == ["absolute_claims"]
-    assert "claim_token" not in async_claim["item"]
+    wf = queue.workflow
+    direct = wf.claim_next(reviewer(1))
+    awaited = asyncio.run(queue.run(wf.claim_next, reviewer(2)))
+    assert direct is not None and awaited is not None
+    assert {direct["item"]["id"], awaited["item"]["id"]} == {first, second}
+    assert awaited.keys() == direct.keys() and awaited["item"].keys() == direct["item"].keys()
+    assert awaited["item"]["status"] == "claimed" and "claim_token" not in awaited["item"]
 
-    sync_answer = queue.workflow.decide(sync_claim["item"]["id"], reviewer(1), decision_for(sync_claim), "k-sync")
-    async_answer = asyncio.run(queue.workflow.decide_async(async_claim["item"]["id"], reviewer(2),
-                                                           decision_for(async_claim), "k-async"))
-    assert async_answer is not None and async_answer.keys() == sync_answer.keys()
-    assert async_answer["item"]["status"] == "decided" and async_answer["outcome"] == "rejected"
-    # The stored idempotent answer is the answer given, whichever path stored it.
-    assert queue.workflow.decide(async_claim["item"]["id"], reviewer(2), decision_for(async_claim),
-                                 "k-async") == async_answer
+    direct_answer = wf.decide(direct["item"]["id"], reviewer(1), decision_for(direct), "k-direct")
+    answer = asyncio.run(queue.run(wf.decide, awaited["item"]["id"], reviewer(2), decision_for(awaited), "k-awaited"))
+    assert answer.keys() == direct_answer.keys() and answer["item"]["status"] == "decided"
+    # The stored idempotent answer is the answer given, however it was called.
+    assert wf.decide(awaited["item"]["id"], reviewer(2), decision_for(awaited), "k-awaited") == answer
+    assert asyncio.run(queue.run(wf.decide, direct["item"]["id"], reviewer(1), decision_for(direct),
+                                 "k-direct")) == direct_answer
     assert _count(queue, DECISIONS) == 2 and _count(queue, OUTBOX) == 2 and _count(queue, IDEMPOTENCY) == 2
     with queue.db.read() as conn:
         types = Counter(conn.execute(select(EVENTS.c.type)).scalars())
     assert types == {"created": 2, "claimed": 2, "decided": 2}
 
 
-def test_async_declines_what_only_decide_can_answer(queue: ReviewQueue) -> None:
+def test_awaited_errors_are_the_direct_errors(queue: ReviewQueue) -> None:
     add_items(queue, 2)
-    claim = queue.workflow.claim_next(reviewer(1))
+    wf = queue.workflow
+    claim = wf.claim_next(reviewer(1))
     assert claim is not None
     item_id = claim["item"]["id"]
-    wf = queue.workflow
     stale = decision_for(claim).model_copy(update={"version": 0})
-    # Stale version, someone else's claim: nothing written, decide() gives the 409.
-    assert asyncio.run(wf.decide_async(item_id, reviewer(1), stale)) is None
-    assert asyncio.run(wf.decide_async(item_id, reviewer(2), decision_for(claim))) is None
-    assert _count(queue, DECISIONS) == 0
     with pytest.raises(Conflict) as conflict:
-        wf.decide(item_id, reviewer(1), stale)
+        asyncio.run(queue.run(wf.decide, item_id, reviewer(1), stale))
     assert conflict.value.code == "stale_version"
-    answer = asyncio.run(wf.decide_async(item_id, reviewer(1), decision_for(claim), "key-1"))
-    assert answer is not None
-    # A retry and a reused key: declined (rolled back), decide() answers from the stored key.
-    assert asyncio.run(wf.decide_async(item_id, reviewer(1), decision_for(claim), "key-1")) is None
-    assert wf.decide(item_id, reviewer(1), decision_for(claim), "key-1") == answer
-    other = queue.workflow.claim_next(reviewer(1))
+    with pytest.raises(Conflict) as conflict:
+        asyncio.run(queue.run(wf.decide, item_id, reviewer(2), decision_for(claim)))
+    assert conflict.value.code == "lease_lost"
+    assert _count(queue, DECISIONS) == 0
+    answer = asyncio.run(queue.run(wf.decide, item_id, reviewer(1), decision_for(claim), "key-1"))
+    assert asyncio.run(queue.run(wf.decide, item_id, reviewer(1), decision_for(claim), "key-1")) == answer
+    other = wf.claim_next(reviewer(1))
     assert other is not None
-    assert asyncio.run(wf.decide_async(other["item"]["id"], reviewer(1), decision_for(other), "key-1")) is None
+    with pytest.raises(Invalid) as reused:  # the key again, for another item
+        asyncio.run(queue.run(wf.decide, other["item"]["id"], reviewer(1), decision_for(other), "key-1"))
+    assert reused.value.code == "idempotency_key_reused"
     assert _count(queue, DECISIONS) == 1 and _count(queue, IDEMPOTENCY) == 1
-    # Roles are checked before anything is sent.
     with pytest.raises(Forbidden):
-        asyncio.run(wf.claim_next_async(TRIAGE))
+        asyncio.run(queue.run(wf.claim_next, TRIAGE))
 
 
-def test_async_claims_never_hand_out_an_item_twice(queue: ReviewQueue) -> None:
-    """QUEUE.md test 1 for the async path: 24 reviewers on one event loop (the pool's 20 connections
-    and a wait for a free one) plus 4 threads on the sync path drain 60 items together."""
+def test_awaited_and_threaded_claims_never_share_an_item(queue: ReviewQueue) -> None:
+    """QUEUE.md test 1 through ``run``: 24 awaiting reviewers on one event loop plus 4 threads calling
+    the workflow directly drain 60 items together."""
     add_items(queue, 60)
+    wf = queue.workflow
 
-    async def reviewer_loop(n: int) -> list[int]:
+    async def awaiting(n: int) -> list[int]:
         taken = []
-        while (claim := await queue.workflow.claim_next_async(reviewer(n))) is not None:
+        while (claim := await queue.run(wf.claim_next, reviewer(n))) is not None:
             taken.append(claim["item"]["id"])
-            assert await queue.workflow.decide_async(claim["item"]["id"], reviewer(n), decision_for(claim)) is not None
+            await queue.run(wf.decide, claim["item"]["id"], reviewer(n), decision_for(claim))
         return taken
 
-    def sync_loop(n: int) -> list[int]:
+    def direct(n: int) -> list[int]:
         taken = []
-        while (claim := queue.workflow.claim_next(reviewer(n))) is not None:
+        while (claim := wf.claim_next(reviewer(n))) is not None:
             taken.append(claim["item"]["id"])
-            queue.workflow.decide(claim["item"]["id"], reviewer(n), decision_for(claim))
+            wf.decide(claim["item"]["id"], reviewer(n), decision_for(claim))
         return taken
 
     async def everyone() -> list[list[int]]:
-        threads = [asyncio.to_thread(sync_loop, 100 + n) for n in range(4)]
-        return await asyncio.gather(*[reviewer_loop(n) for n in range(24)], *threads)
+        threads = [asyncio.to_thread(direct, 100 + n) for n in range(4)]
+        return await asyncio.gather(*[awaiting(n) for n in range(24)], *threads)
 
     taken = [i for part in asyncio.run(everyone()) for i in part]
     assert len(taken) == len(set(taken)) == 60
     assert _count(queue, DECISIONS) == 60
 
 
-def test_pool_survives_a_new_loop_and_a_dropped_connection(queue: ReviewQueue) -> None:
-    add_items(queue, 3)
-    pool = queue.db.async_pool
-    assert pool is not None
-
-    async def claim_drop_and_decide() -> tuple[dict, dict | None]:
-        claim = await queue.workflow.claim_next_async(reviewer(1))
-        assert claim is not None and len(pool._idle) == 1
-        # The server ends the pooled connection (a restart, an idle timeout): the decision on it
-        # fails and is declined (nothing written), and the broken connection is not reused.
-        ((conn, _since),) = pool._idle
-        with queue.db.engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": conn.info.backend_pid})
-            admin.commit()
-        declined = await queue.workflow.decide_async(claim["item"]["id"], reviewer(1), decision_for(claim))
-        assert pool._idle == []
-        return claim, declined
-
-    first, declined = asyncio.run(claim_drop_and_decide())
-    assert declined is None and _count(queue, DECISIONS) == 0
-    queue.workflow.decide(first["item"]["id"], reviewer(1), decision_for(first))
-
-    async def on_a_new_loop() -> dict | None:  # the pool starts afresh on another event loop
-        claim = await queue.workflow.claim_next_async(reviewer(1))
-        assert claim is not None
-        return await queue.workflow.decide_async(claim["item"]["id"], reviewer(1), decision_for(claim))
-
-    assert asyncio.run(on_a_new_loop()) is not None and len(pool._idle) == 1
-    queue.db.dispose()
-    assert pool._idle == []
+def test_a_dropped_connection_is_retried(queue: ReviewQueue) -> None:
+    """PostgreSQL ends the pooled connection (a restart, an idle timeout): the next awaited decision
+    retries once on a fresh connection and succeeds; nothing is written twice."""
+    if queue.db.is_sqlite:
+        pytest.skip("no server connection to drop on SQLite")
+    add_items(queue, 1)
+    claim = asyncio.run(queue.run(queue.workflow.claim_next, reviewer(1)))
+    assert claim is not None
+    with queue.db.engine.connect() as pooled:  # the one connection this test's pool holds
+        pid = pooled.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+    admin = ReviewQueue(queue.db.url, upgrade=False)
+    with admin.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
+    admin.close()
+    answer = asyncio.run(queue.run(queue.workflow.decide, claim["item"]["id"], reviewer(1), decision_for(claim)))
+    assert answer["item"]["status"] == "decided" and _count(queue, DECISIONS) == 1

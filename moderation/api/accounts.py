@@ -163,23 +163,12 @@ class Accounts:
         self._saw_epoch(number, started)
 
     async def refresh_epoch_async(self) -> None:
-        """``refresh_epoch`` for the event loop: awaited on PostgreSQL's async pool; on SQLite the
-        read (a WAL snapshot, never waiting for writers) runs right here."""
-        pool = self.db.async_pool
-        if pool is None:
+        """``refresh_epoch`` for the event loop: awaited over PostgreSQL's async engine
+        (``Database.run``); on SQLite the read (a WAL snapshot, never waiting for writers) runs here."""
+        if self.db.is_sqlite:
             self.refresh_epoch()
-            return
-        started = time.monotonic()
-        try:
-            async with pool.connection() as conn:
-                row = await (await conn.execute("SELECT number FROM server_state WHERE name = %s",
-                                                (EPOCH,))).fetchone()
-        except Exception:  # the async pool failed (e.g. a dropped connection): the ordinary path
-            from starlette.concurrency import run_in_threadpool
-
-            await run_in_threadpool(self.refresh_epoch)
-            return
-        self._saw_epoch(row["number"] if row else None, started)
+        else:
+            await self.db.run(self.refresh_epoch)
 
     @staticmethod
     def bump_epoch(conn: Connection) -> None:

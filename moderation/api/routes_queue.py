@@ -7,13 +7,10 @@ lease / stale version / changed listing / already decided / held by another, 422
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from moderation.api.auth import require
 from moderation.queue import Invalid, ItemFilter, ReviewQueue
@@ -23,9 +20,6 @@ from moderation.queue.states import OUTCOME_LABELS, REASON_CODES
 from moderation.queue.workflow import DecisionIn, Judgement
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
-T = TypeVar("T")
-#: Seconds the event loop may wait for SQLite's write lock before handing a write to the thread pool.
-LOOP_LOCK_WAIT = 0.02
 #: Every value a client sends must fit where it goes: text without NUL or unpaired surrogates (no
 #: database stores them; ``Text``), integers in the columns' range (signed 32-bit; ``DbInt``), floats
 #: finite and bounded. The decision body is the queue's own model (``DecisionIn``).
@@ -145,30 +139,12 @@ def item_detail(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(requi
 @router.post("/claim-next")
 async def claim_next(queue: Q, actor: Annotated[Actor, Depends(require("claim"))],
                      body: ClaimNextIn | None = None) -> dict[str, Any]:
-    """Claim the next item; ``{"item": null}`` when nothing is claimable.
-
-    Async, to keep the claim on the event loop (see ``_on_the_loop``): on PostgreSQL awaited through
-    ``Workflow.claim_next_async``."""
+    """Claim the next item; ``{"item": null}`` when nothing is claimable. Async: awaited on the event
+    loop where the backend allows (``ReviewQueue.run``), a hot path that a worker thread made dearer."""
     f = body or ClaimNextIn()
-    filters = {"family": f.family, "category": f.category, "severity": f.severity, "kind": f.kind}
-    if queue.db.async_pool is not None:
-        claim = await queue.workflow.claim_next_async(actor, **filters)
-    else:
-        claim = await _on_the_loop(queue, partial(queue.workflow.claim_next, actor, **filters))
+    claim = await queue.run(queue.workflow.claim_next, actor, family=f.family, category=f.category,
+                            severity=f.severity, kind=f.kind)
     return claim or {"item": None, "claim_token": None}
-
-
-async def _on_the_loop(queue: ReviewQueue, write: Callable[[], T]) -> T:
-    """Run a short SQLite write (claim, decide) right here on the event loop, else in the thread pool.
-    SQLite writes of one process are serialized by its write lock anyway, and the hand-off to a worker
-    thread and back cost more CPU than the write (16 reviewers: 6.4 → 4.3 ms of server CPU per
-    decision). The loop waits for the lock at most ``LOOP_LOCK_WAIT`` (other threads hold it for one
-    short transaction), then leaves the write to a worker thread; a write in another process can
-    still keep SQLite's ``BEGIN IMMEDIATE`` waiting, as it would a worker thread."""
-    with queue.db.write_lock_within(LOOP_LOCK_WAIT) as held:
-        if held:
-            return write()
-    return await run_in_threadpool(write)
 
 
 @router.post("/items/{item_id}/claim")
@@ -193,17 +169,8 @@ def release(item_id: ItemId, body: ReleaseIn, queue: Q,
 async def decide(item_id: ItemId, body: DecisionIn, queue: Q, actor: Annotated[Actor, Depends(require("decide"))],
                  idempotency_key: Annotated[Text | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Decide the claimed item. With ``Idempotency-Key``: same key and body → same answer;
-    same key, other body → 422.
-
-    On PostgreSQL the common case is awaited on the event loop (``Workflow.decide_async``) and
-    anything else — conflicts, a reused key — goes to ``Workflow.decide`` in the thread pool; on
-    SQLite ``decide`` runs on the loop when it can (``_on_the_loop``)."""
-    if queue.db.async_pool is None:
-        return await _on_the_loop(queue, partial(queue.workflow.decide, item_id, actor, body, idempotency_key))
-    result = await queue.workflow.decide_async(item_id, actor, body, idempotency_key)
-    if result is not None:
-        return result
-    return await run_in_threadpool(queue.workflow.decide, item_id, actor, body, idempotency_key)
+    same key, other body → 422. Awaited like claim-next (``ReviewQueue.run``)."""
+    return await queue.run(queue.workflow.decide, item_id, actor, body, idempotency_key)
 
 
 @router.post("/items/{item_id}/escalate")

@@ -8,7 +8,8 @@ Semantics and the tests that prove them: ../shared/QUEUE.md and docs/queue.md.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from moderation.queue.db import Database
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
@@ -24,6 +25,7 @@ __all__ = [
     "Actor", "Conflict", "Database", "DecideInput", "DecisionIn", "Forbidden", "Invalid", "ItemFilter",
     "Judgement", "NotFound", "QueueError", "ReviewQueue",
 ]
+R = TypeVar("R")
 
 
 class ReviewQueue:
@@ -40,6 +42,10 @@ class ReviewQueue:
         self.views = Views(self.db)
         self.outbox = OutboxDelivery(self.db)
         self.sellers = Sellers(self.db)
+
+    async def run(self, operation: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Await ``operation`` (e.g. ``queue.workflow.decide``) from an event loop: ``Database.run``."""
+        return await self.db.run(operation, *args, **kwargs)
 
     def stats(self, hours: float = 24.0) -> dict[str, Any]:
         return compute_stats(self.db, hours=hours)

@@ -8,12 +8,25 @@ the row that the UPDATE locks, event numbers per item are gap-free and never col
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from moderation.queue.errors import NotFound
@@ -57,6 +70,42 @@ def append_event(conn: Connection, item_id: int, seq: int, type_: str, actor: in
     """Write one event with the ``seq`` handed out by the item row's counter."""
     conn.execute(EVENT_INSERT, {"item_id": item_id, "seq": seq, "type": type_, "actor": actor, "data": data,
                                 "created_at": now})
+
+
+def json_object(pg: bool, **fields: Any) -> Any:
+    """A JSON object built in SQL (PostgreSQL ``json_build_object``, SQLite ``json_object``)."""
+    args = [x for key, value in fields.items() for x in (literal_column(f"'{key}'"), value)]
+    return func.json_build_object(*args) if pg else func.json_object(*args)
+
+
+def json_value(pg: bool, name: str) -> Any:
+    """A parameter holding JSON (a list, a boolean), nested as JSON inside ``json_object``."""
+    value = bindparam(name, type_=JSON())
+    return value if pg else func.json(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _with_event(statement: Any) -> Any:
+    """``WITH u AS (<statement>), e AS (INSERT INTO events SELECT … FROM u) SELECT u.* FROM u``."""
+    u = statement.cte("u")
+    event = select(u.c.id, u.c.event_seq, bindparam("e_type", type_=String()), bindparam("e_actor", type_=Integer()),
+                   bindparam("e_data", type_=EVENTS.c.data.type), bindparam("e_now", type_=EVENTS.c.created_at.type))
+    return select(*u.c).add_cte(insert(EVENTS).from_select(list(EVENTS.c.keys())[1:], event).cte("e"))
+
+
+def change(conn: Connection, statement: Any, params: dict[str, Any], type_: str, actor: int | None,
+           data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """A state change: the conditional ``UPDATE items … RETURNING *`` ``statement`` (which bumps
+    ``event_seq``) and its event, or ``None`` when it matched no row. On PostgreSQL one statement (the
+    UPDATE as a data-modifying CTE that the event INSERT reads); on SQLite the two in turn."""
+    if conn.dialect.name == "postgresql":
+        values = {**params, "e_type": type_, "e_actor": actor, "e_data": data, "e_now": now}
+        row = conn.execute(_with_event(statement), values).first()
+    else:
+        row = conn.execute(statement, params).first()
+        if row is not None:
+            append_event(conn, row.id, row.event_seq, type_, actor, data, now)
+    return None if row is None else dict(row._mapping)
 
 
 def touch_event(conn: Connection, item_id: int, type_: str, actor: int | None, data: dict[str, Any],

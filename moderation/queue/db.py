@@ -8,7 +8,6 @@ PostgreSQL runs at READ COMMITTED and relies on conditional UPDATEs, row locks a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -16,12 +15,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -32,8 +32,12 @@ DEFAULT_SQLITE_PATH = Path("var") / "moderation.db"
 #: a busy connection that died is caught by the retry below instead. ``MODERATION_DB_PING_AFTER_IDLE=0``
 #: pings on every checkout.
 PING_AFTER_IDLE_SECONDS = float(os.environ.get("MODERATION_DB_PING_AFTER_IDLE", "5"))
+#: Seconds ``Database.run`` may keep the event loop waiting for SQLite's write lock before it hands
+#: the operation to a worker thread.
+LOOP_LOCK_WAIT = 0.02
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 def retryable(exc: BaseException) -> bool:
@@ -148,78 +152,6 @@ def make_engine(database_url: str | None = None, *, pool_size: int = 20) -> Engi
     return engine
 
 
-class AsyncPool:
-    """A few psycopg ``AsyncConnection``s (autocommit, rows as dicts) for the service's hot paths on
-    PostgreSQL, so the HTTP API can claim and decide on its event loop. A request served through the
-    thread pool cost twice the CPU of the same work awaited on the loop (the hand-off to a worker
-    thread and back, GIL hand-overs between 16 busy threads, SQLAlchemy's execution layer).
-
-    At most ``size`` connections; a caller waits for a free one. The waiting primitive belongs to one
-    event loop, so the pool starts afresh (closing idle connections) when used from another loop, as a
-    test client does per test. Connections idle for ``PING_AFTER_IDLE_SECONDS`` are pinged first, as
-    in the SQLAlchemy pool, and a connection that is not cleanly idle when given back is closed."""
-
-    def __init__(self, engine: Engine, size: int) -> None:
-        # Connect where the engine connects (host, database, user, ``options`` such as search_path),
-        # with psycopg's own type adapters rather than the ones SQLAlchemy installs for itself.
-        _args, params = engine.dialect.create_connect_args(engine.url)
-        params.pop("context", None)
-        self.connect_params: dict[str, Any] = params
-        self.size = size
-        self._idle: list[tuple[Any, float]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._free: asyncio.Semaphore | None = None
-
-    async def _connect(self) -> Any:
-        import psycopg
-        from psycopg.rows import dict_row
-
-        return await psycopg.AsyncConnection.connect(**self.connect_params, autocommit=True, row_factory=dict_row)
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        import psycopg
-
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._free is None:
-            self.close()
-            self._loop, self._free = loop, asyncio.Semaphore(self.size)
-        free = self._free
-        async with free:
-            conn = None
-            while self._idle and conn is None:
-                conn, since = self._idle.pop()
-                if time.monotonic() - since >= PING_AFTER_IDLE_SECONDS:
-                    try:
-                        await conn.execute("SELECT 1")
-                    except psycopg.Error:
-                        _finish(conn)
-                        conn = None
-            if conn is None:
-                conn = await self._connect()
-            try:
-                yield conn
-            except psycopg.OperationalError:
-                # A lost connection: the server probably dropped the others too (a restart, a
-                # terminated backend); start afresh instead of failing once per idle connection.
-                if conn.closed or conn.broken:
-                    while self._idle:
-                        _finish(self._idle.pop()[0])
-                raise
-            finally:
-                if (free is self._free and not conn.closed
-                        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
-                    self._idle.append((conn, time.monotonic()))
-                else:
-                    _finish(conn)
-
-    def close(self) -> None:
-        """Close the idle connections (callable without an event loop)."""
-        while self._idle:
-            _finish(self._idle.pop()[0])
-        self._loop = self._free = None
-
-
 def _transaction(conn: Connection) -> Iterator[Connection]:
     trans = conn.begin()
     try:
@@ -236,14 +168,9 @@ def _transaction(conn: Connection) -> Iterator[Connection]:
         raise
 
 
-def _finish(conn: Any) -> None:
-    """Close a psycopg connection without awaiting: ``AsyncConnection.close()`` does nothing else."""
-    conn.pgconn.finish()
-
-
 class Database:
-    """An engine plus the two kinds of transaction the queue uses (and, on PostgreSQL, ``async_pool``
-    for the hot paths that the HTTP API awaits on its event loop)."""
+    """An engine plus the two kinds of transaction the queue uses, and ``run``, which awaits any queue
+    operation from an event loop (the same code and statements as a direct call)."""
 
     def __init__(self, database_url: str | None = None, *, pool_size: int = 20) -> None:
         self.url = resolve_url(database_url)
@@ -253,11 +180,25 @@ class Database:
         # polling the file lock (SQLite's busy handler sleeps up to 100 ms between tries, which made
         # the claim latency tail); BEGIN IMMEDIATE + busy_timeout still guard other processes.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
-        self.async_pool = None if self.dialect == "sqlite" else AsyncPool(self.engine, pool_size)
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Await the queue operation ``fn(*args, **kwargs)`` from an event loop: the same code, statements,
+        retries and errors as a direct call. PostgreSQL: in a worker thread (measured cheaper than
+        SQLAlchemy's async engine, which runs the same code in a greenlet: 3.4–3.7 against 4.0–5.0 ms
+        of server CPU per decision in ``scripts/bench_queue.py``). SQLite: right here if this process's
+        write lock comes free within ``LOOP_LOCK_WAIT`` (writes of a process are serialized by it
+        anyway, and a hand-off to a thread and back cost more CPU than the write), else in a thread."""
+        lock = self._write_lock
+        if lock is not None and lock.acquire(timeout=LOOP_LOCK_WAIT):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                lock.release()
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -269,21 +210,6 @@ class Database:
             return
         with self._write_lock, self.engine.connect() as conn:
             yield from _transaction(conn)
-
-    @contextmanager
-    def write_lock_within(self, seconds: float) -> Iterator[bool]:
-        """SQLite: hold this process's write lock for the block if it can be had within ``seconds``
-        (``True``; ``write`` inside the block takes it again without waiting), else ``False``. For a
-        caller that must not wait long (the HTTP API's event loop): other threads hold the lock for one
-        short transaction at a time. Always ``False`` on PostgreSQL (no such lock)."""
-        lock = self._write_lock
-        if lock is None or not lock.acquire(timeout=seconds):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
 
     @contextmanager
     def single_statement(self) -> Iterator[Connection]:
@@ -314,8 +240,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self.async_pool is not None:
-            self.async_pool.close()
 
 
 def temporary_schema(pg_url: str, prefix: str, options: str = "") -> tuple[str, Callable[[], None]]:

@@ -1,18 +1,17 @@
 """Per-finding "not a violation" marks, recorded with the decision they belong to (issue 17).
 
 A reviewer deciding an item may mark any of its findings as wrong (the rule fired on honest text).
-``record_finding_marks`` runs inside the decision's transaction: it checks each mark against the
-findings of the item's latest signal (the ones the reviewer saw), writes one ``finding_marks`` row per
-mark with the finding's rule and span, and returns them for the ``decided`` event. So the event log,
+In the decision's transaction ``finding_marks`` checks each mark against the findings of the item's
+latest signal (the ones the reviewer saw) and gives one ``finding_marks`` row per mark with the
+finding's rule and span; the decision writes them and puts them in its ``decided`` event. So the event log,
 the decision record and the table all say the same, and a refused mark refuses the decision.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Table, select
 
 from moderation.queue.core import SIGNALS
 from moderation.queue.errors import Invalid
@@ -24,10 +23,12 @@ if TYPE_CHECKING:
 MARKS: Table = FindingMark.__table__  # type: ignore[assignment]
 
 
-def record_finding_marks(conn: Connection, item_id: int, decision_id: int, actor_id: int,
-                         marks: list[FindingMarkIn], now: datetime) -> list[dict[str, Any]]:
-    """Write the marks of one decision; 422 ``invalid_finding_mark`` for an index the item does not
-    have, a rule that is not that finding's, or the same finding twice."""
+def finding_marks(conn: Connection, item_id: int, marks: list[FindingMarkIn]) -> list[dict[str, Any]]:
+    """The ``finding_marks`` rows of a decision (without ``decision_id``, ``marked_by``, ``created_at``);
+    422 ``invalid_finding_mark`` for an index the item does not have, a rule that is not that
+    finding's, or the same finding twice."""
+    if not marks:
+        return []
     result = conn.execute(select(SIGNALS.c.result).where(SIGNALS.c.item_id == item_id)
                           .order_by(SIGNALS.c.id.desc()).limit(1)).scalar()
     findings = ((result or {}).get("check") or {}).get("findings") or []
@@ -42,16 +43,13 @@ def record_finding_marks(conn: Connection, item_id: int, decision_id: int, actor
             raise Invalid("invalid_finding_mark", f"finding {index} is {finding.get('rule')}, not {mark.rule}")
         seen.add(index)
         rows.append({
-            "decision_id": decision_id, "item_id": item_id, "finding_index": index,
+            "item_id": item_id, "finding_index": index,
             "rule": str(finding.get("rule", ""))[:120], "family": str(finding.get("family", ""))[:80],
             "field_name": str(finding.get("field", ""))[:200], "start": int(finding.get("start", 0)),
-            "end": int(finding.get("end", 0)), "text": str(finding.get("text", "")),
-            "mark": mark.mark, "note": mark.note,
-            "marked_by": actor_id, "created_at": now,
+            "end": int(finding.get("end", 0)), "text": str(finding.get("text", "")), "mark": mark.mark,
+            "note": mark.note,
         })
-    if rows:
-        conn.execute(insert(MARKS), rows)
-    return [public_mark(r) for r in rows]
+    return rows
 
 
 def public_mark(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,9 +24,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 
-from moderation.queue.core import OUTBOX, iso
+from moderation.queue.core import OUTBOX, iso, json_object, json_value
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.queue.roles import Actor
@@ -62,11 +74,18 @@ def record_json(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def notification_values(*, item_id: int, decision_id: int, listing_id: str, payload: dict[str, Any],
-                        now: datetime, undo_window: timedelta) -> dict[str, Any]:
-    """The outbox row of a decision: held back until the decision can no longer be undone."""
-    return {"item_id": item_id, "decision_id": decision_id, "listing_id": listing_id, "kind": NOTIFICATION,
-            "payload": payload, "created_at": now, "available_at": now + undo_window, "attempts": 0}
+def notification(u: Any, d: Any, pg: bool) -> Any:
+    """The outbox row of a decision, as ``INSERT … SELECT`` from the decided item ``u`` and its decision
+    ``d`` (``workflow._decision_rows``): what the seller is told, held back until the decision can
+    no longer be undone (``b_available_at``)."""
+    payload = json_object(pg, listing_id=u.c.listing_id, listing_revision=u.c.listing_revision,
+                          outcome=bindparam("b_outcome", type_=String()), reason_codes=json_value(pg, "b_codes"),
+                          reasons=json_value(pg, "b_reasons"), message=bindparam("b_seller_message", type_=String()))
+    rows = select(u.c.id, d.c.id, u.c.listing_id, literal_column(f"'{NOTIFICATION}'"), payload,
+                  bindparam("b_now", type_=O.c.created_at.type), bindparam("b_available_at", type_=O.c.created_at.type),
+                  literal_column("0"))
+    return insert(O).from_select(["item_id", "decision_id", "listing_id", "kind", "payload", "created_at",
+                                  "available_at", "attempts"], rows.select_from(u.join(d, d.c.item_id == u.c.id)))
 
 
 def withdraw(conn: Connection, *, item_id: int, listing_id: str, decision_id: int | None, reason: str,

@@ -1,18 +1,18 @@
 """The review workflow: claim, heartbeat, release/skip, decide, escalate, comment, undo, revert,
 assign, priority and bulk decide.
 
-Each operation is one transaction around one conditional UPDATE. When the UPDATE matches no row the
-operation failed, and only then do we read the row to say why (404, 403 or which 409) — the read
-never decides anything, so there is no check-then-act race.
+Each operation is one transaction around one conditional UPDATE (with its event: one statement on
+PostgreSQL, ``core.change``). When the UPDATE matches no row the operation failed, and only then does
+one read say why (404, 403 or which 409) — the read never decides anything, so there is no
+check-then-act race. The code is the same whether it is called directly (threads, the CLI, tests) or
+awaited on an event loop through ``Database.run``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import secrets
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,26 +23,29 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    column,
     exists,
+    func,
     insert,
+    literal_column,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from moderation.queue.core import (
     DECISIONS,
+    EVENTS,
     IDEMPOTENCY,
     ITEMS,
     LISTINGS,
-    OUTBOX,
     RETURNING,
     SKIPS,
     append_event,
+    change,
     iso,
+    json_object,
+    json_value,
     load_item,
     public_item,
     request_hash,
@@ -50,8 +53,8 @@ from moderation.queue.core import (
 )
 from moderation.queue.db import Database, retry_on_disconnect, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
-from moderation.queue.marks import record_finding_marks
-from moderation.queue.outbox import notification_values, withdraw
+from moderation.queue.marks import MARKS, finding_marks, public_mark
+from moderation.queue.outbox import notification, withdraw
 from moderation.queue.roles import Actor
 from moderation.queue.safety import DbInt, Text, like_pattern
 from moderation.queue.states import (
@@ -133,69 +136,17 @@ class Workflow:
         """Values for ``_CLAIM_VALUES`` and ``_claimable`` (``user_id`` is who will hold the item)."""
         return {"b_actor": user_id, "b_now": now, "b_token": token, "b_lease_until": now + self.lease}
 
-    def _claimed(self, conn: Connection, row: Any, actor: Actor, now: datetime, type_: str = "claimed",
-                 data: dict[str, Any] | None = None) -> dict[str, Any]:
-        item = dict(row._mapping)
-        append_event(conn, item["id"], item["event_seq"], type_, actor.id,
-                     {"lease_expires_at": iso(item["lease_expires_at"]), **(data or {})}, now)
-        return self._claim_answer(item)
-
     def claim_next(self, actor: Actor, *, family: str | None = None, category: str | None = None,
                    severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
         """Claim the highest-priority, oldest claimable item; ``None`` when there is none."""
         self._require(actor, "claim")
         now = utcnow()
-        token = secrets.token_hex(16)
-        senior = actor.can("claim_escalated")
-        filters = (bool(family), bool(category), bool(severity), bool(kind))
-        if not self.db.is_sqlite:
-            # One round trip: the same UPDATE and its event INSERT as one data-modifying CTE, from a
-            # prebuilt SQL text (building the statement with SQLAlchemy cost more CPU than running it).
-            params = self._claim_next_pg_params(actor, now, token, family, category, severity, kind)
-            with self.db.single_statement() as conn:
-                row = conn.execute(_claim_next_pg(senior, *filters), params).first()
-            return None if row is None else self._claim_answer(dict(row._mapping))
-        params = self._claim_params(actor.id, now, token)
-        params.update(b_family=f"%,{like_pattern(family or '')},%", b_category=category, b_severity=severity,
-                      b_kind=kind)
-        with self.db.write() as conn:
-            row = conn.execute(_claim_next_core(senior, *filters), params).first()
-            if row is None:
-                return None
-            return self._claimed(conn, row, actor, now)
-
-    async def claim_next_async(self, actor: Actor, *, family: str | None = None, category: str | None = None,
-                               severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
-        """``claim_next`` awaited on the caller's event loop (PostgreSQL only: ``db.async_pool``): the
-        same statement and answer, sent through an async psycopg connection instead of a thread."""
-        pool = self.db.async_pool
-        if pool is None:
-            raise RuntimeError("claim_next_async needs PostgreSQL; call claim_next")
-        self._require(actor, "claim")
-        now = utcnow()
-        params = self._claim_next_pg_params(actor, now, secrets.token_hex(16), family, category, severity, kind)
-        sql = _psycopg_sql(_claim_next_pg(actor.can("claim_escalated"), bool(family), bool(category),
-                                          bool(severity), bool(kind)))
-        import psycopg
-
-        try:
-            async with pool.connection() as conn:
-                row = await (await conn.execute(sql, params)).fetchone()
-        except psycopg.OperationalError:
-            # A lost connection (the pool dropped its idle ones): the thread-pool path, which retries
-            # once. If the lost statement did claim an item, that claim expires with its lease.
-            from starlette.concurrency import run_in_threadpool
-
-            return await run_in_threadpool(partial(self.claim_next, actor, family=family, category=category,
-                                                   severity=severity, kind=kind))
-        return None if row is None else self._claim_answer(row)
-
-    def _claim_next_pg_params(self, actor: Actor, now: datetime, token: str, family: str | None,
-                              category: str | None, severity: str | None, kind: str | None) -> dict[str, Any]:
-        return {"now": now, "actor": actor.id, "token": token, "lease_until": now + self.lease,
-                "data": json.dumps({"lease_expires_at": iso(now + self.lease)}),
-                "family": f"%,{like_pattern(family or '')},%", "category": category, "severity": severity,
-                "kind": kind}
+        params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_category": category,
+                  "b_family": f"%,{like_pattern(family or '')},%", "b_severity": severity, "b_kind": kind}
+        statement = _claim_next(actor.can("claim_escalated"), bool(family), bool(category), bool(severity), bool(kind))
+        with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
+            item = change(conn, statement, params, "claimed", actor.id, {"lease_expires_at": iso(now + self.lease)}, now)
+        return None if item is None else self._claim_answer(item)
 
     @staticmethod
     def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
@@ -208,9 +159,10 @@ class Workflow:
         now = utcnow()
         params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_item": item_id}
         with self.db.write() as conn:
-            row = conn.execute(_claim_core(actor.can("claim_escalated")), params).first()
-            if row is not None:
-                return self._claimed(conn, row, actor, now)
+            item = change(conn, _claim(actor.can("claim_escalated")), params, "claimed", actor.id,
+                          {"lease_expires_at": iso(now + self.lease)}, now)
+            if item is not None:
+                return self._claim_answer(item)
             renewed = conn.execute(_RENEW, params).first()
             if renewed is not None:
                 return self._claim_answer(dict(renewed._mapping))
@@ -257,11 +209,10 @@ class Workflow:
         """Give the item back (``skip`` also keeps claim-next from handing it to this actor again)."""
         now = utcnow()
         with self.db.write() as conn:
-            row = conn.execute(_RELEASE, self._holder_params(item_id, actor, token, now)).first()
-            if row is None:
+            item = change(conn, _RELEASE, self._holder_params(item_id, actor, token, now),
+                          "skipped" if skip else "released", actor.id, {}, now)
+            if item is None:
                 raise self._lease_error(conn, item_id)
-            item = dict(row._mapping)
-            append_event(conn, item_id, item["event_seq"], "skipped" if skip else "released", actor.id, {}, now)
             if skip:
                 conn.execute(self._insert_skip(item_id, actor.id, now))
             return public_item(item)
@@ -287,10 +238,7 @@ class Workflow:
         # answer below (same body → the same answer, other body → 422).
         try:
             with self.db.write() as conn:
-                if self.db.is_sqlite or body.finding_marks:  # marks: the one-statement path writes none
-                    result = self._decide_in(conn, item_id, actor, body)
-                else:
-                    result = self._decide_pg(conn, item_id, actor, body)
+                result = self._decide_in(conn, item_id, actor, body)
                 if idempotency_key:
                     conn.execute(_IDEMPOTENCY_INSERT, {
                         "user_id": actor.id, "key": idempotency_key, "request_hash": fingerprint,
@@ -306,44 +254,6 @@ class Workflow:
                 raise Conflict("already_decided", "a concurrent decision for this item won") from exc
             raise
 
-    async def decide_async(self, item_id: int, actor: Actor, body: DecisionIn,
-                           idempotency_key: str | None = None) -> dict[str, Any] | None:
-        """The common case of ``decide`` on PostgreSQL, awaited on the caller's event loop: the same
-        statements in one transaction on an async psycopg connection (``db.async_pool``).
-
-        Returns ``None`` when this path cannot give the answer — the item was not decidable (lease
-        lost, stale version, already decided …), the idempotency key was taken, or the connection
-        failed. Its transaction then rolled back and nothing was written, so the caller runs
-        ``decide``, which owns every error and stored answer, as if this had not been tried."""
-        pool = self.db.async_pool
-        if pool is None:
-            raise RuntimeError("decide_async needs PostgreSQL; call decide")
-        import psycopg
-        from psycopg.types.json import Json
-
-        self._require(actor, "decide")
-        validate_outcome(body)
-        if body.finding_marks:  # written by ``decide``'s statement-by-statement path
-            return None
-        now = utcnow()
-        try:
-            # No pipeline mode: sending BEGIN and COMMIT with the statements saves two round trips
-            # but cost more client CPU per decision than it saved (measured).
-            async with pool.connection() as conn, conn.transaction():
-                item = await (await conn.execute(_psycopg_sql(_DECIDE_PG),
-                                                 self._decide_pg_params(item_id, actor, body, now))).fetchone()
-                if item is None:
-                    raise _NotDecidedHere
-                result = self._decide_answer(item, body, now)
-                if idempotency_key:
-                    await conn.execute(_psycopg_sql(_IDEMPOTENCY_INSERT), {
-                        "user_id": actor.id, "key": idempotency_key, "status_code": 200,
-                        "request_hash": request_hash({"item_id": item_id, **body.model_dump()}),
-                        "response": Json(result), "created_at": utcnow()})
-        except (_NotDecidedHere, psycopg.Error):
-            return None
-        return result
-
     def _stored_answer(self, actor: Actor, key: str, fingerprint: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
             row = conn.execute(select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.response).where(
@@ -355,69 +265,43 @@ class Workflow:
         return dict(row[1])
 
     def _decide_in(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> dict[str, Any]:
-        """A ``DecisionIn`` decides the holder's item; a bare ``Judgement`` is a lead's bulk decision."""
+        """A ``DecisionIn`` decides the holder's item; a bare ``Judgement`` is a lead's bulk decision.
+        The deciding UPDATE, the decision, its event and the outbox row (``_decision_rows``: one
+        statement on PostgreSQL), and the finding marks."""
         now = utcnow()
-        params: dict[str, Any] = {"b_item": item_id, "b_actor": actor.id, "b_now": now, "b_outcome": body.outcome}
-        bulk = not isinstance(body, DecisionIn)
-        if isinstance(body, DecisionIn):
-            params.update(b_token=body.claim_token, b_version=body.version, b_revision=body.listing_revision)
-        row = conn.execute(_decide_core(bulk), params).first()
+        decision = body if isinstance(body, DecisionIn) else None
+        marks = finding_marks(conn, item_id, decision.finding_marks) if decision else []
+        params: dict[str, Any] = {
+            "b_item": item_id, "b_actor": actor.id, "b_now": now, "b_outcome": body.outcome,
+            "b_codes": body.reason_codes, "b_reasons": [REASON_CODES[c] for c in body.reason_codes],
+            "b_seller_message": body.seller_message, "b_internal_note": body.internal_note,
+            "b_marks": [public_mark(m) for m in marks], "b_available_at": now + self.undo_window}
+        if decision:
+            params.update(b_token=decision.claim_token, b_version=decision.version, b_revision=decision.listing_revision)
+        statements = _decision_rows(not self.db.is_sqlite, decision is None, bool(marks))
+        row = conn.execute(statements[0], params).first()
         if row is None:
             raise self._why_not_decided(conn, item_id, actor, body)
         item = dict(row._mapping)
-        decision_id = conn.execute(_DECISION_INSERT, {
-            "item_id": item_id, "attempt": item["attempt"], "outcome": body.outcome,
-            "reason_codes": body.reason_codes, "seller_message": body.seller_message,
-            "internal_note": body.internal_note, "listing_revision": item["listing_revision"],
-            "decided_by": actor.id, "claimed_at": item["claimed_at"], "created_at": now, "bulk": bulk,
-        }).scalar_one()
-        data = {"outcome": body.outcome, "reason_codes": body.reason_codes, "decision_id": decision_id,
-                "attempt": item["attempt"], "bulk": bulk}
-        if isinstance(body, DecisionIn) and body.finding_marks:
-            data["finding_marks"] = record_finding_marks(conn, item_id, decision_id, actor.id, body.finding_marks, now)
-        append_event(conn, item_id, item["event_seq"], "decided", actor.id, data, now)
-        conn.execute(_OUTBOX_INSERT, notification_values(
-            item_id=item_id, decision_id=decision_id, listing_id=item["listing_id"], now=now,
-            undo_window=self.undo_window,
-            payload={"listing_id": item["listing_id"], "listing_revision": item["listing_revision"],
-                     "outcome": body.outcome, "reason_codes": body.reason_codes,
-                     "reasons": [REASON_CODES[c] for c in body.reason_codes],
-                     "message": body.seller_message}))
-        return self._decide_answer({**item, "decision_id": decision_id}, body, now)
-
-    def _decide_pg(self, conn: Connection, item_id: int, actor: Actor, body: DecisionIn) -> dict[str, Any]:
-        """PostgreSQL: ``_decide_in`` (not bulk) as one statement — the conditional UPDATE, the
-        decision, its event and the outbox row in data-modifying CTEs — instead of four round trips."""
-        now = utcnow()
-        row = conn.execute(_DECIDE_PG, self._decide_pg_params(item_id, actor, body, now)).first()
-        if row is None:
-            raise self._why_not_decided(conn, item_id, actor, body)
-        return self._decide_answer(dict(row._mapping), body, now)
-
-    def _decide_pg_params(self, item_id: int, actor: Actor, body: DecisionIn, now: datetime) -> dict[str, Any]:
-        return {
-            "item_id": item_id, "actor": actor.id, "token": body.claim_token, "version": body.version,
-            "revision": body.listing_revision, "now": now, "outcome": body.outcome,
-            "codes": json.dumps(body.reason_codes, ensure_ascii=False),
-            "seller_message": body.seller_message, "internal_note": body.internal_note,
-            "reasons": json.dumps([REASON_CODES[c] for c in body.reason_codes], ensure_ascii=False),
-            "available_at": now + self.undo_window,
-        }
-
-    def _decide_answer(self, row: dict[str, Any], body: Judgement, now: datetime) -> dict[str, Any]:
-        """The answer to a decision from the decided item's row plus its ``decision_id``."""
-        item = dict(row)
+        if len(statements) > 1:  # SQLite: the rows one by one, each reading the decided item
+            item["decision_id"] = conn.execute(statements[1], params).scalar_one()
+            for statement in statements[2:]:
+                conn.execute(statement, params)
         decision_id = item.pop("decision_id")
+        if marks:
+            conn.execute(insert(MARKS), [{**m, "decision_id": decision_id, "marked_by": actor.id, "created_at": now}
+                                         for m in marks])
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
 
     def _why_not_decided(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> QueueError:
-        item = load_item(conn, item_id)
-        now = utcnow()
-        listing = conn.execute(select(LISTINGS.c.revision, LISTINGS.c.deleted)
-                               .where(LISTINGS.c.id == item["listing_id"])).first()
-        if item["status"] == SUPERSEDED or (listing is not None and (
-                listing[1] or listing[0] != item["listing_revision"])):
+        """One read: the item and its listing's current revision."""
+        row = conn.execute(select(T, LISTINGS.c.revision.label("current_revision"), LISTINGS.c.deleted.label("gone"))
+                           .outerjoin(LISTINGS, LISTINGS.c.id == T.c.listing_id).where(T.c.id == item_id)).first()
+        if row is None:
+            raise NotFound("item_not_found", f"item {item_id} does not exist")
+        item = row._mapping
+        if item["status"] == SUPERSEDED or item["gone"] or item["current_revision"] not in (None, item["listing_revision"]):
             return Conflict("listing_changed", "the listing changed since this item was queued")
         if item["status"] == DECIDED:
             return Conflict("already_decided", "the item is already decided")
@@ -427,7 +311,7 @@ class Workflow:
             return Conflict("listing_changed", "you reviewed another revision of the listing",
                             listing_revision=item["listing_revision"])
         if (item["status"] != CLAIMED or item["claim_token"] != body.claim_token
-                or item["claimed_by"] != actor.id or item["lease_expires_at"] < now):
+                or item["claimed_by"] != actor.id or item["lease_expires_at"] < utcnow()):
             return Conflict("lease_lost", "you no longer hold this item (lease expired or taken over)")
         if item["version"] != body.version:
             return Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
@@ -483,14 +367,13 @@ class Workflow:
         where = [T.c.id == item_id, or_(*may)]
         if version is not None:
             where.append(T.c.version == version)
+        escalate = (update(T).where(*where)
+                    .values(status=ESCALATED, escalated=True, claimed_by=None, claim_token=None, claimed_at=None,
+                            lease_expires_at=None, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
+                            updated_at=now).returning(*RETURNING))
         with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(*where)
-                .values(status=ESCALATED, escalated=True, claimed_by=None, claim_token=None, claimed_at=None,
-                        lease_expires_at=None, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
-                        updated_at=now).returning(*RETURNING)
-            ).first()
-            if row is None:
+            item = change(conn, escalate, {}, "escalated", actor.id, {"note": note}, now)
+            if item is None:
                 item = load_item(conn, item_id)
                 if version is not None and item["version"] != version:
                     raise Conflict("stale_version", "the item changed since you loaded it")
@@ -499,8 +382,6 @@ class Workflow:
                 if item["status"] == CLAIMED:
                     raise Conflict("held", "another reviewer holds this item")
                 raise Conflict("not_open", f"the item is {item['status']}")
-            item = dict(row._mapping)
-            append_event(conn, item_id, item["event_seq"], "escalated", actor.id, {"note": note}, now)
             return public_item(item)
 
     def comment(self, item_id: int, actor: Actor, text: str) -> dict[str, Any]:
@@ -572,19 +453,16 @@ class Workflow:
         """A lead's edit, guarded by the version they saw: of two racing edits one wins, one gets 409."""
         self._require(actor, "priority")
         now = utcnow()
-        with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(T.c.id == item_id, T.c.version == version, T.c.status.in_(OPEN_STATES))
+        edit = (update(T).where(T.c.id == item_id, T.c.version == version, T.c.status.in_(OPEN_STATES))
                 .values(priority=priority, version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
-                .returning(*RETURNING)
-            ).first()
-            if row is None:
+                .returning(*RETURNING))
+        with self.db.write() as conn:
+            item = change(conn, edit, {}, "priority_changed", actor.id, {"priority": priority}, now)
+            if item is None:
                 item = load_item(conn, item_id)
                 if item["version"] != version:
                     raise Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
                 raise Conflict("not_open", f"the item is {item['status']}")
-            item = dict(row._mapping)
-            append_event(conn, item_id, item["event_seq"], "priority_changed", actor.id, {"priority": priority}, now)
             return public_item(item)
 
     def assign(self, item_id: int, actor: Actor, user: Actor, *, force: bool = False) -> dict[str, Any]:
@@ -601,17 +479,12 @@ class Workflow:
         allowed = [or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id)]
         if not user.can("claim_escalated"):
             allowed.append(T.c.escalated.is_(False))
+        give = update(T).where(T.c.id == item_id, or_(*states), *allowed).values(**_CLAIM_VALUES).returning(*RETURNING)
         with self.db.write() as conn:
-            row = conn.execute(
-                update(T).where(T.c.id == item_id, or_(*states), *allowed)
-                .values(**_CLAIM_VALUES).returning(*RETURNING),
-                self._claim_params(user.id, now, secrets.token_hex(16)),
-            ).first()
-            if row is None:
+            item = change(conn, give, self._claim_params(user.id, now, secrets.token_hex(16)), "assigned", actor.id,
+                          {"user": user.id, "lease_expires_at": iso(now + self.lease)}, now)
+            if item is None:
                 raise self._why_not_claimable(load_item(conn, item_id), user, now)
-            item = dict(row._mapping)
-            append_event(conn, item_id, item["event_seq"], "assigned", actor.id,
-                         {"user": user.id, "lease_expires_at": iso(item["lease_expires_at"])}, now)
             return public_item(item)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -636,6 +509,7 @@ __all__ = ["DecideInput", "DecisionIn", "Judgement", "NotFound", "Workflow"]
 
 _DATETIME = T.c.updated_at.type
 _NOW = bindparam("b_now", type_=_DATETIME)
+_OUTCOME = bindparam("b_outcome", type_=String())
 _ACTOR = bindparam("b_actor", type_=Integer())
 _ITEM = bindparam("b_item", type_=Integer())
 _TOKEN = bindparam("b_token", type_=String())
@@ -667,15 +541,15 @@ def _claimable(senior: bool) -> Any:
 
 
 @functools.cache
-def _claim_core(senior: bool) -> Any:
+def _claim(senior: bool) -> Any:
     """A targeted claim of ``b_item``."""
     return update(T).where(T.c.id == _ITEM, _claimable(senior)).values(**_CLAIM_VALUES).returning(*RETURNING)
 
 
 @functools.cache
-def _claim_next_core(senior: bool, family: bool, category: bool, severity: bool, kind: bool) -> Any:
-    """``Workflow.claim_next`` on SQLite (inside ``BEGIN IMMEDIATE``) for one combination of filters;
-    PostgreSQL runs ``_claim_next_pg``, the same conditions as SQL text."""
+def _claim_next(senior: bool, family: bool, category: bool, severity: bool, kind: bool) -> Any:
+    """``Workflow.claim_next`` for one combination of filters: the first claimable item in claim order
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer, in ``BEGIN IMMEDIATE``)."""
     cond = [_claimable(senior), ~exists().where(SKIPS.c.item_id == T.c.id, SKIPS.c.user_id == _ACTOR)]
     if family:
         cond.append(T.c.families.like(bindparam("b_family", type_=String()), escape="\\"))
@@ -705,7 +579,7 @@ _RELEASE = (update(T).where(*_HOLDER)
 
 
 @functools.cache
-def _decide_core(bulk: bool) -> Any:
+def _decide(bulk: bool) -> Any:
     """The deciding UPDATE of ``Workflow._decide_in``: the holder's claim, version and listing revision
     (``bulk``: a lead takes any open item not held by someone else), and the listing unchanged."""
     current_revision = (select(LISTINGS.c.revision)
@@ -719,104 +593,51 @@ def _decide_core(bulk: bool) -> Any:
         where = [*_HOLDER, T.c.version == bindparam("b_version", type_=Integer()),
                  T.c.listing_revision == bindparam("b_revision", type_=Integer())]
     return (update(T).where(*where, T.c.listing_revision == current_revision)
-            .values(status=DECIDED, outcome=bindparam("b_outcome", type_=String()), decided_by=_ACTOR,
+            .values(status=DECIDED, outcome=_OUTCOME, decided_by=_ACTOR,
                     decided_at=_NOW, claimed_by=None, claim_token=None, lease_expires_at=None,
                     version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=_NOW)
             .returning(*RETURNING))
 
 
-class _NotDecidedHere(Exception):
-    """``Workflow.decide_async`` leaves this decision to ``Workflow.decide`` (rolls back its transaction)."""
-
-
 @functools.cache
-def _psycopg_sql(statement: Any) -> str:
-    """A prebuilt statement as the SQL string psycopg takes (``%(name)s`` placeholders) for the async
-    paths, which send it on a psycopg connection of their own: each statement is still written once."""
-    from sqlalchemy.dialects.postgresql import psycopg
-
-    return str(statement.compile(dialect=psycopg.dialect()))
-
-
-_DECISION_INSERT = insert(DECISIONS).returning(DECISIONS.c.id)
-_OUTBOX_INSERT = insert(OUTBOX)
-#: Every column a named parameter, so the SQL text is the same for the async path (``_psycopg_sql``).
-_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY).values({c.name: bindparam(c.name, type_=c.type) for c in IDEMPOTENCY.c})
-
-_ITEM_COLUMNS = ", ".join(f"u.{c.name}" for c in ITEMS.c)
-#: ``Workflow._decide_in`` for one claimed item on PostgreSQL, as one statement. The event and outbox
-#: rows hold the same keys and values as the Python path writes (``outbox.notification_values``).
-_DECIDE_PG = text(f"""
-WITH u AS (
-    UPDATE items SET status = 'decided', outcome = :outcome, decided_by = :actor, decided_at = :now,
-        claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL,
-        version = items.version + 1, event_seq = items.event_seq + 1, updated_at = :now
-    WHERE items.id = :item_id AND items.status = 'claimed' AND items.claim_token = :token
-      AND items.claimed_by = :actor AND items.lease_expires_at >= :now AND items.version = :version
-      AND items.listing_revision = :revision
-      AND items.listing_revision = (SELECT listings.revision FROM listings
-                                    WHERE listings.id = items.listing_id AND listings.deleted IS false)
-    RETURNING items.*
-), d AS (
-    INSERT INTO decisions (item_id, attempt, outcome, reason_codes, seller_message, internal_note,
-                           listing_revision, decided_by, claimed_at, created_at, bulk)
-    SELECT u.id, u.attempt, :outcome, CAST(:codes AS json), :seller_message, :internal_note,
-           u.listing_revision, :actor, u.claimed_at, :now, false FROM u
-    RETURNING decisions.id, decisions.item_id
-), e AS (
-    INSERT INTO events (item_id, seq, type, actor, data, created_at)
-    SELECT u.id, u.event_seq, 'decided', :actor,
-           json_build_object('outcome', CAST(:outcome AS text), 'reason_codes', CAST(:codes AS json),
-                             'decision_id', d.id, 'attempt', u.attempt, 'bulk', false), :now
-    FROM u JOIN d ON d.item_id = u.id
-), o AS (
-    INSERT INTO outbox (item_id, decision_id, listing_id, kind, payload, created_at, available_at, attempts)
-    SELECT u.id, d.id, u.listing_id, 'seller_notification',
-           json_build_object('listing_id', u.listing_id, 'listing_revision', u.listing_revision,
-                             'outcome', CAST(:outcome AS text), 'reason_codes', CAST(:codes AS json),
-                             'reasons', CAST(:reasons AS json), 'message', CAST(:seller_message AS text)),
-           :now, :available_at, 0
-    FROM u JOIN d ON d.item_id = u.id
-)
-SELECT {_ITEM_COLUMNS}, d.id AS decision_id FROM u JOIN d ON d.item_id = u.id
-""").columns(*ITEMS.c, column("decision_id", Integer))  # all positional: result metadata is cached
+def _decision_rows(pg: bool, bulk: bool, marks: bool) -> tuple[Any, ...]:
+    """What a decision writes: the deciding UPDATE (``_decide``), then its ``decisions`` row, its
+    ``decided`` event and its outbox row (``outbox.notification``), each an ``INSERT … SELECT`` from the
+    decided item ``u`` and the decision ``d``. PostgreSQL: one statement, the UPDATE and the INSERTs as
+    data-modifying CTEs, selecting the item and ``decision_id``. SQLite: the UPDATE, then the INSERTs in
+    turn (the decision's returns its id), ``u`` and ``d`` read back in the same transaction."""
+    decide = _decide(bulk)
+    if pg:
+        u: Any = decide.cte("u")
+    else:
+        u = select(T).where(T.c.id == _ITEM).subquery("u")
+    decision = insert(DECISIONS).from_select(
+        ["item_id", "attempt", "outcome", "reason_codes", "seller_message", "internal_note", "listing_revision",
+         "decided_by", "claimed_at", "created_at", "bulk"],
+        select(u.c.id, u.c.attempt, _OUTCOME, bindparam("b_codes", type_=DECISIONS.c.reason_codes.type),
+               bindparam("b_seller_message", type_=String()), bindparam("b_internal_note", type_=String()),
+               u.c.listing_revision, _ACTOR, u.c.claimed_at, _NOW, literal_column(str(bulk).lower())),
+    ).returning(DECISIONS.c.id, DECISIONS.c.item_id)
+    if pg:
+        d: Any = decision.cte("d")
+    else:
+        d = select(DECISIONS.c.id, DECISIONS.c.item_id).where(
+            DECISIONS.c.item_id == _ITEM, DECISIONS.c.attempt == select(T.c.attempt).where(T.c.id == _ITEM)
+            .scalar_subquery()).subquery("d")
+    fields = {"outcome": _OUTCOME, "reason_codes": json_value(pg, "b_codes"), "decision_id": d.c.id,
+              "attempt": u.c.attempt, "bulk": func.json(literal_column(f"'{str(bulk).lower()}'")) if not pg
+              else literal_column(str(bulk).lower())}
+    if marks:
+        fields["finding_marks"] = json_value(pg, "b_marks")
+    event = insert(EVENTS).from_select(
+        ["item_id", "seq", "type", "actor", "data", "created_at"],
+        select(u.c.id, u.c.event_seq, literal_column("'decided'"), _ACTOR, json_object(pg, **fields), _NOW)
+        .select_from(u.join(d, d.c.item_id == u.c.id)))
+    notice = notification(u, d, pg)
+    if not pg:
+        return decide, decision, event, notice
+    return (select(*u.c, d.c.id.label("decision_id")).select_from(u.join(d, d.c.item_id == u.c.id))
+            .add_cte(event.cte("e")).add_cte(notice.cte("o")),)
 
 
-_ITEM_COLUMNS_BARE = ", ".join(c.name for c in ITEMS.c)
-
-
-@functools.cache
-def _claim_next_pg(senior: bool, family: bool, category: bool, severity: bool, kind: bool) -> Any:
-    """``Workflow.claim_next`` on PostgreSQL for one combination of filters: the claimable condition of
-    ``_claimable``, ``FOR UPDATE SKIP LOCKED`` pick, the claim UPDATE and the ``claimed`` event."""
-    free = "('pending', 'escalated')" if senior else "('pending')"
-    expired = "items.status = 'claimed' AND items.lease_expires_at < :now"
-    if not senior:
-        expired += " AND items.escalated IS false"
-    claimable = (f"(items.status IN {free} OR ({expired})) "
-                 "AND (items.excluded_user IS NULL OR items.excluded_user != :actor)")
-    pick = [claimable, "NOT EXISTS (SELECT 1 FROM skips WHERE skips.item_id = items.id AND skips.user_id = :actor)"]
-    if family:
-        pick.append("items.families LIKE :family ESCAPE '\\'")
-    if category:
-        pick.append("items.category = :category")
-    if severity:
-        pick.append("items.max_severity = :severity")
-    if kind:
-        pick.append("items.kind = :kind")
-    sql = f"""
-WITH c AS (
-    UPDATE items SET status = 'claimed', claimed_by = :actor, claim_token = :token, claimed_at = :now,
-        lease_expires_at = :lease_until, version = items.version + 1, event_seq = items.event_seq + 1,
-        updated_at = :now
-    WHERE items.id = (SELECT items.id FROM items WHERE {" AND ".join(pick)}
-                      ORDER BY items.priority DESC, items.created_at, items.id LIMIT 1 FOR UPDATE SKIP LOCKED)
-      AND {claimable}
-    RETURNING items.*
-), e AS (
-    INSERT INTO events (item_id, seq, type, actor, data, created_at)
-    SELECT c.id, c.event_seq, 'claimed', :actor, CAST(:data AS json), :now FROM c
-)
-SELECT {_ITEM_COLUMNS_BARE} FROM c
-"""
-    return text(sql).columns(*ITEMS.c)
+_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY)
