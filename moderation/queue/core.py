@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -43,16 +43,22 @@ from moderation.queue.models import (
     User,
 )
 
-ITEMS: Table = Item.__table__  # type: ignore[assignment]
-LISTINGS: Table = ListingRow.__table__  # type: ignore[assignment]
-SIGNALS: Table = Signal.__table__  # type: ignore[assignment]
-RULES: Table = ItemRule.__table__  # type: ignore[assignment]
-DECISIONS: Table = Decision.__table__  # type: ignore[assignment]
-EVENTS: Table = Event.__table__  # type: ignore[assignment]
-OUTBOX: Table = Outbox.__table__  # type: ignore[assignment]
-SKIPS: Table = Skip.__table__  # type: ignore[assignment]
-IDEMPOTENCY: Table = IdempotencyKey.__table__  # type: ignore[assignment]
-USERS: Table = User.__table__  # type: ignore[assignment]
+
+def table(model: type[Any]) -> Table:
+    """The table of a SQLModel class."""
+    return cast(Table, model.__table__)
+
+
+ITEMS = table(Item)
+LISTINGS = table(ListingRow)
+SIGNALS = table(Signal)
+RULES = table(ItemRule)
+DECISIONS = table(Decision)
+EVENTS = table(Event)
+OUTBOX = table(Outbox)
+SKIPS = table(Skip)
+IDEMPOTENCY = table(IdempotencyKey)
+USERS = table(User)
 
 #: Columns every state-changing UPDATE returns.
 RETURNING = tuple(ITEMS.c)
@@ -74,7 +80,9 @@ def append_event(conn: Connection, item_id: int, seq: int, type_: str, actor: in
 
 def json_object(pg: bool, **fields: Any) -> Any:
     """A JSON object built in SQL (PostgreSQL ``json_build_object``, SQLite ``json_object``)."""
-    args = [x for key, value in fields.items() for x in (literal_column(f"'{key}'"), value)]
+    args: list[Any] = []
+    for key, value in fields.items():
+        args += [literal_column(f"'{key}'"), value]
     return func.json_build_object(*args) if pg else func.json_object(*args)
 
 

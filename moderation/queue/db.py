@@ -69,7 +69,7 @@ def retry_on_disconnect(fn: F) -> F:
 
 def retrying(cls: type) -> type:
     """Class decorator: ``retry_on_disconnect`` on every public method (``NO_RETRY`` names excepted)."""
-    skip = getattr(cls, "NO_RETRY", frozenset())
+    skip: frozenset[str] = getattr(cls, "NO_RETRY", frozenset())
     for name, value in list(vars(cls).items()):
         if (name.startswith("_") or name in skip or not inspect.isfunction(value)
                 or inspect.iscoroutinefunction(value)):

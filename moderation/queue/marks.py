@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
-from moderation.queue.core import SIGNALS
+from moderation.queue.core import SIGNALS, table
 from moderation.queue.errors import Invalid
 from moderation.queue.models import FindingMark
 
 if TYPE_CHECKING:
     from moderation.queue.workflow import FindingMarkIn
 
-MARKS: Table = FindingMark.__table__  # type: ignore[assignment]
+MARKS = table(FindingMark)
 
 
 def finding_marks(conn: Connection, item_id: int, marks: list[FindingMarkIn]) -> list[dict[str, Any]]:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from moderation.queue.core import ITEMS, RETURNING, USERS, append_event, iso
+from moderation.queue.core import ITEMS, RETURNING, USERS, append_event, iso, table
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Forbidden, Invalid
 from moderation.queue.models import SellerAction
 from moderation.queue.roles import Actor
 from moderation.queue.states import OPEN_STATES
 
-ACTIONS: Table = SellerAction.__table__  # type: ignore[assignment]
+ACTIONS = table(SellerAction)
 KINDS = ("hold", "release", "warn")
 #: The priority a hold gives the seller's open items (the API's maximum).
 HOLD_PRIORITY = 1000

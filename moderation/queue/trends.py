@@ -69,7 +69,7 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
             select(original.c.decided_by).join(original, ITEMS.c.appeal_of == original.c.id)
             .where(ITEMS.c.kind == "appeal", ITEMS.c.status == "decided", ITEMS.c.outcome == "approved",
                    original.c.outcome != "approved", ITEMS.c.decided_at >= since)).all()
-        marks = dict(conn.execute(select(MARKS.c.marked_by, func.count()).where(MARKS.c.created_at >= since)
+        marks: dict[int, int] = dict(conn.execute(select(MARKS.c.marked_by, func.count()).where(MARKS.c.created_at >= since)
                                   .group_by(MARKS.c.marked_by)).all())
         names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
 
@@ -80,11 +80,11 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
 
     daily: dict[str, dict[str, Any]] = {}
     for i in range(days):
-        d = (first_day + timedelta(days=i)).isoformat()
-        daily[d] = {"day": d, "created": 0, "decided": 0, "approved": 0, "rejected": 0, "changes_requested": 0,
+        date = (first_day + timedelta(days=i)).isoformat()
+        daily[date] = {"day": date, "created": 0, "decided": 0, "approved": 0, "rejected": 0, "changes_requested": 0,
                     "agree": 0, "judged": 0}
-    for (t,) in created:
-        day = daily.get(day_of(t))
+    for (at,) in created:
+        day = daily.get(day_of(at))
         if day is not None:
             day["created"] += 1
     reviewers: dict[int, dict[str, Any]] = {}

@@ -10,7 +10,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,7 @@ from moderation.queue.core import (
     iso,
     load_item,
     public_item,
+    table,
 )
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Invalid
@@ -56,7 +57,7 @@ class ItemFilter:
     q: str | None = None
 
 
-STATE = ServerState.__table__
+STATE = table(ServerState)
 CURSOR_KEY = "cursor_key"
 _BAD_CURSOR = "the cursor is not one this API returned"
 
@@ -105,7 +106,7 @@ def _search(q: str) -> Any:
 
 
 def sla_deadline(item: dict[str, Any]) -> datetime:
-    return item["created_at"] + timedelta(hours=SLA_HOURS.get(item.get("verdict") or "", 24))
+    return cast(datetime, item["created_at"]) + timedelta(hours=SLA_HOURS.get(item.get("verdict") or "", 24))
 
 
 @retrying
@@ -167,6 +168,7 @@ class Views:
             cond.append(T.c.created_at <= now - timedelta(hours=f.min_age_hours))
         if f.max_age_hours is not None:
             cond.append(T.c.created_at >= now - timedelta(hours=f.max_age_hours))
+        order: list[Any]
         if f.sort == "oldest":
             order = [T.c.created_at, T.c.id]
         elif f.sort == "priority":
@@ -197,9 +199,9 @@ class Views:
         items = [self._summary(r, now, names) for r in rows]
         next_cursor = None
         if more and rows:
-            last = rows[-1]
-            key = [iso(last["created_at"]), last["id"]]
-            values = [f.sort, *key] if f.sort == "oldest" else [f.sort, last["priority"], *key]
+            end = rows[-1]
+            key = [iso(end["created_at"]), end["id"]]
+            values = [f.sort, *key] if f.sort == "oldest" else [f.sort, end["priority"], *key]
             next_cursor = _encode_cursor(values, self.cursor_key())
         return {"items": items, "next_cursor": next_cursor}
 
@@ -296,7 +298,7 @@ class Views:
             for r in conn.execute(select(EVENTS).order_by(EVENTS.c.item_id, EVENTS.c.seq)):
                 by_item.setdefault(r.item_id, []).append({"seq": r.seq, "type": r.type, "actor": r.actor,
                                                           "data": r.data})
-            live = dict(conn.execute(select(DECISIONS.c.item_id, func.count()).where(
+            live: dict[int, int] = dict(conn.execute(select(DECISIONS.c.item_id, func.count()).where(
                 DECISIONS.c.undone_at.is_(None)).group_by(DECISIONS.c.item_id)).all())
         for item_id, item in items.items():
             events = by_item.get(item_id, [])

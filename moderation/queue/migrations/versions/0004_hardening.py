@@ -12,7 +12,7 @@ cursor-signing key and the credential epoch that every worker polls; ``login_thr
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = '0004'

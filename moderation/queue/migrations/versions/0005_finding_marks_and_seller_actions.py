@@ -12,7 +12,7 @@ warn on a seller as a whole (issue 17).
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = '0005'
