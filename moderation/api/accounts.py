@@ -163,7 +163,7 @@ class Accounts:
         self._saw_epoch(number, started)
 
     async def refresh_epoch_async(self) -> None:
-        """``refresh_epoch`` for the event loop: awaited over PostgreSQL's async engine
+        """``refresh_epoch`` for the event loop: on PostgreSQL awaited in a worker thread
         (``Database.run``); on SQLite the read (a WAL snapshot, never waiting for writers) runs here."""
         if self.db.is_sqlite:
             self.refresh_epoch()
