@@ -334,6 +334,11 @@ def verify_match(index_features: Features, query: Query, m: Match) -> Verificati
         v = verify(query.features(mirrored, b), index_features, mirrored=mirrored)
         v.extra["view"] = (mirrored, b)
         _to_whole(v, mirrored, b)
+        if v.reason == OTHER_COLOUR:
+            # One view lines up as a copy would and differs in colour: the same shot of another colour
+            # variant. A smaller view (a region that leaves out the differing part, the tablet's back or
+            # bezel) does not overrule it.
+            return v
         if best is None or v.probability > best.probability:
             best = v
         if best.probability >= SURE_PROBABILITY:

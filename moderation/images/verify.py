@@ -165,6 +165,12 @@ FIT_GAINS = np.arange(0.70, 1.46, 0.05, dtype=np.float32)
 FIT_OFFSETS = (-50.0, 50.0)
 #: Pixels of the candidate's product sampled for that fit.
 FIT_SAMPLES = 256
+#: When the best fit leaves the pair looking like another colour, up to this many fits are tried in all
+#: (the runners-up by consensus, gains at least FIT_GAIN_APART apart), and the one under which the
+#: pictures agree best is kept.
+FIT_TRIES = 3
+FIT_GAIN_APART = 0.15
+FIT_RUNNER_UP = 0.9
 #: A pixel differs when, after the fit, the query is further than this from every candidate pixel of
 #: its 3x3 neighbourhood (misregistration of a pixel and resampling blur do not count): in lightness
 #: (CIELAB L*) ...
@@ -204,12 +210,16 @@ class ColourCheck:
     other_colour: bool = False  # the verdict: the same shot in another colour, not a copy
 
 
-def _photometric_fit(c: np.ndarray, q: np.ndarray) -> tuple[float, float]:
-    """(gain, offset) with ``q ~ clip(gain * c + offset)`` within 10 levels for the most pixels.
+def _photometric_fit(c: np.ndarray, q: np.ndarray) -> list[tuple[float, float]]:
+    """(gain, offset) pairs with ``q ~ clip(gain * c + offset)`` within 10 levels for the most pixels,
+    best first: the best, then the best with a gain :data:`FIT_GAIN_APART` from those before (up to
+    :data:`FIT_TRIES`).
 
     ``c`` and ``q`` are [n, 3] RGB. For each gain of :data:`FIT_GAINS`, every pixel allows an interval
     of offsets (the intersection over its channels; a clipped channel only bounds it on one side); the
     whole offset within :data:`FIT_OFFSETS` covered by most intervals wins, then the gain with most.
+    A product of few tones (a black phone on white) can make a wrong gain win by a few pixels: the
+    runners-up let :func:`compare` keep the fit under which the pictures agree best.
     """
     if len(c) > FIT_SAMPLES:
         pick = np.linspace(0, len(c) - 1, FIT_SAMPLES).astype(np.intp)
@@ -229,8 +239,18 @@ def _photometric_fit(c: np.ndarray, q: np.ndarray) -> tuple[float, float]:
         (rows + hi)[valid], minlength=len(FIT_GAINS) * width
     )
     cover = np.cumsum(diff.reshape(len(FIT_GAINS), width), axis=1)[:, :-1]
-    i, j = np.unravel_index(int(np.argmax(cover)), cover.shape)
-    return float(FIT_GAINS[i]), float(j + lo_off)
+    best_offset = cover.argmax(axis=1)
+    best_cover = cover[np.arange(len(FIT_GAINS)), best_offset]
+    out: list[tuple[float, float]] = []
+    for i in np.argsort(-best_cover, kind="stable").tolist():
+        g = float(FIT_GAINS[i])
+        if best_cover[i] < FIT_RUNNER_UP * best_cover.max():
+            break
+        if all(abs(g - g0) >= FIT_GAIN_APART - 1e-6 for g0, _ in out):
+            out.append((g, float(best_offset[i] + lo_off)))
+            if len(out) == FIT_TRIES:
+                break
+    return out
 
 
 def _edge_strips(differ: np.ndarray, inside: np.ndarray, share: float = 0.7, limit: float = 0.3) -> np.ndarray:
@@ -301,10 +321,29 @@ def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
     gray = float(np.percentile(q_chroma, 95)) < GRAY_CHROMA
     if gray:  # a grayscale query: compare with the candidate's luma
         c_rgb = np.repeat((c_rgb @ _LUMA)[..., None], 3, axis=2)
-    out.gain, out.offset = _photometric_fit(c_rgb[product], q_rgb[product])
-    pred = np.clip(out.gain * c_rgb + out.offset, 0, 255)
-    p_lab = cv2.cvtColor(pred / 255.0, cv2.COLOR_RGB2Lab)
     q_lab = cv2.cvtColor(q_rgb / 255.0, cv2.COLOR_RGB2Lab)
+    colourful = gray and float(np.percentile(c_chroma, 75)) >= CHROMATIC
+    best: ColourCheck | None = None
+    for gain, offset in _photometric_fit(c_rgb[product], q_rgb[product]):
+        check = _difference(q_lab, c_rgb, gain, offset, inside, product)
+        check.tone, check.gray = out.tone, colourful
+        check.other_colour = check.colour > COLOUR_LIMIT or check.differs > DIFFERS_LIMIT or (
+            colourful and not (GRAY_GAIN[0] <= gain <= GRAY_GAIN[1] and abs(offset) <= GRAY_OFFSET)
+        )
+        if best is None or (best.other_colour, best.differs) > (check.other_colour, check.differs):
+            best = check
+        if not best.other_colour:
+            break
+    return best if best is not None else out
+
+
+def _difference(
+    q_lab: np.ndarray, c_rgb: np.ndarray, gain: float, offset: float, inside: np.ndarray, product: np.ndarray
+) -> ColourCheck:
+    """Median chroma difference and the share of the product that differs, under one photometric fit."""
+    out = ColourCheck(gain=gain, offset=offset)
+    pred = np.clip(gain * c_rgb + offset, 0, 255)
+    p_lab = cv2.cvtColor(pred / 255.0, cv2.COLOR_RGB2Lab)
     direct = np.hypot(q_lab[..., 1] - p_lab[..., 1], q_lab[..., 2] - p_lab[..., 2])
     out.colour = float(np.median(direct[product]))
     # Tolerant difference: the query pixel against the range of its 3x3 neighbourhood in the prediction.
@@ -316,10 +355,6 @@ def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
         keep = product
     solid = cv2.morphologyEx(differ.astype(np.uint8), cv2.MORPH_OPEN, _K2) > 0
     out.differs = float((solid & keep).sum() / keep.sum())
-    out.gray = gray and float(np.percentile(c_chroma, 75)) >= CHROMATIC
-    out.other_colour = out.colour > COLOUR_LIMIT or out.differs > DIFFERS_LIMIT or (
-        out.gray and not (GRAY_GAIN[0] <= out.gain <= GRAY_GAIN[1] and abs(out.offset) <= GRAY_OFFSET)
-    )
     return out
 
 
