@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 from moderation.audit import AuditOptions, run_audit
 from moderation.audit.writers import read_table
+from moderation.checker import Checker
 
 pytestmark = pytest.mark.slow  # a whole audit
 
@@ -38,6 +39,13 @@ def test_enqueue_flagged_highest_risk_first_without_duplicates(tmp_path: Path, m
     assert all(i.verdict == flagged[i.listing_id]["verdict"] for i in items)
     assert "治疗便秘" in json.loads(snapshot)["title"]
     assert signals == len(items)
+    # the queue gets the contract Check result the audit stored, the same JSON /v1/check returns
+    row = flagged["sku-003"]
+    expected = Checker(classifier=False).check(json.loads(row["listing"])).to_json_dict()
+    assert json.loads(row["result"]) == expected
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT s.result FROM signals s JOIN items i ON i.id = s.item_id WHERE i.listing_id = 'sku-003'")).scalar_one()
+    assert (json.loads(stored) if isinstance(stored, str) else stored)["check"] == expected
 
     again = run_audit(opts)  # rerun: nothing sent twice
     assert again.enqueued == 0

@@ -17,6 +17,8 @@ import pytest
 from _audit_data import BAD_JSONL_LINES, GOOD, freeze_rules
 
 from moderation.audit import AuditError, AuditOptions, run_audit
+from moderation.audit.checkpoint import Manifest
+from moderation.audit.runner import OUTPUT_VERSION
 from moderation.audit.writers import read_table
 
 pytestmark = pytest.mark.slow  # an audit killed and resumed in subprocesses
@@ -110,6 +112,11 @@ def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path, m
     assert again.batches_run == 0 and again.listings == len(GOOD)
     with pytest.raises(AuditError, match="batch_size"):
         run_audit(AuditOptions(batch_size=7, **base))  # type: ignore[arg-type]
+    manifest = Manifest(out)  # a checkpoint written in an older output format is refused, saying so
+    manifest.set("fingerprint", {**manifest.get("fingerprint"), "version": OUTPUT_VERSION - 1})
+    manifest.close()
+    with pytest.raises(AuditError, match=f"output format {OUTPUT_VERSION - 1}"):
+        run_audit(AuditOptions(batch_size=5, **base))  # type: ignore[arg-type]
     restarted = run_audit(AuditOptions(batch_size=7, resume=False, **base))  # type: ignore[arg-type]
     assert restarted.batches_run == restarted.batches == 3
     assert read_table(out, "listings").num_rows == len(GOOD)

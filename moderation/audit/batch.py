@@ -4,12 +4,18 @@ This is the whole audit's unit of work. The local process pool and the Ray actor
 :func:`run_batch` with a Checker they built once, so both engines give the same rows for the same
 batch (tested). Nothing here raises for a bad record: a malformed line, a missing id, an unknown
 category or a broken image path all become rows with an error code and the line they came from.
+
+Each output table is declared once, as columns of (name, Arrow type, how to get the value): the
+schema and the row builder are the same list, so they cannot drift apart. A listing to act on
+(``review``/``block``) also keeps its submitted JSON (``listing``) and its contract Check result
+(``result``, the JSON ``/v1/check`` returns): ``--enqueue`` reads those two and nothing else.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -17,85 +23,159 @@ import pyarrow as pa
 from moderation.audit.readers import Batch, BatchSpec, read_batch
 from moderation.schema import CheckResult, max_severity, read_json_line
 
+
+def _text(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+@dataclass
+class Line:
+    """One input record and its result: every row of every table is built from these."""
+
+    batch: int
+    source: str
+    line: int
+    payload: str | None
+    raw: dict[str, Any]
+    result: CheckResult
+    id: str | None = field(init=False)
+    seller_id: str | None = field(init=False)
+    category: str = field(init=False)
+    flagged: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.id = self.result.id if self.result.id is not None else _text(self.raw.get("id"))
+        self.seller_id = _text(self.raw.get("seller_id"))
+        self.category = _text(self.raw.get("category")) or "general"
+        self.flagged = self.result.verdict in ("review", "block")
+
+    def contract(self) -> dict[str, Any]:
+        """The contract Check result, with the id the row has (also for a line that failed)."""
+        return {**self.result.to_json_dict(), "id": self.id}
+
+
+Getter = Callable[[Line, Any], Any]
+Column = tuple[str, pa.DataType, Getter]
+
+
+class Table:
+    """An output table: its columns, and which items of a line make its rows (the line itself, its
+    findings, its images)."""
+
+    def __init__(self, columns: Sequence[Column], items: Callable[[Line], Iterable[Any]]) -> None:
+        self.columns = list(columns)
+        self.items = items
+        self.schema = pa.schema([(name, kind) for name, kind, _ in self.columns])
+
+    def build(self, lines: Iterable[Line]) -> pa.Table:
+        rows = [(ln, item) for ln in lines for item in self.items(ln)]
+        return pa.Table.from_pydict({name: [get(ln, it) for ln, it in rows] for name, _, get in self.columns},
+                                    schema=self.schema)
+
+
 #: Where a row comes from: every table starts with these, so rows join back to their input line.
-_ROW_KEY: list[tuple[str, pa.DataType]] = [
-    ("batch", pa.int32()),
-    ("source", pa.string()),
-    ("line", pa.int64()),
-    ("id", pa.string()),
-    ("seller_id", pa.string()),
+_KEY: list[Column] = [
+    ("batch", pa.int32(), lambda ln, _: ln.batch),
+    ("source", pa.string(), lambda ln, _: ln.source),
+    ("line", pa.int64(), lambda ln, _: ln.line),
+    ("id", pa.string(), lambda ln, _: ln.id),
+    ("seller_id", pa.string(), lambda ln, _: ln.seller_id),
 ]
+_CATEGORY: Column = ("category", pa.string(), lambda ln, _: ln.category)
+
+
+def _attr(name: str, kind: pa.DataType) -> Column:
+    return name, kind, lambda _, item: getattr(item, name)
+
+
+def _error_message(ln: Line) -> str | None:
+    error = ln.result.error
+    if error is None:
+        return None
+    return error.message if error.message.startswith("line ") else f"line {ln.line}: {error.message}"
+
+
+def _explanation(r: CheckResult) -> str | None:
+    spans = r.classifier.explanation if r.classifier is not None else None
+    return _json([sp.model_dump(exclude_none=True) for sp in spans]) if spans else None
+
 
 #: One row per input record.
-LISTINGS_SCHEMA = pa.schema(
-    [
-        *_ROW_KEY,
-        ("category", pa.string()),
-        ("title", pa.string()),
-        ("verdict", pa.string()),
-        ("risk", pa.float64()),
-        ("classifier_score", pa.float64()),
-        ("classifier_model", pa.string()),
-        ("n_findings", pa.int32()),
-        ("families", pa.list_(pa.string())),
-        ("rules", pa.list_(pa.string())),
-        ("max_severity", pa.string()),
-        ("n_images", pa.int32()),
-        ("image_errors", pa.int32()),
-        ("copied_images", pa.int32()),
-        ("error_code", pa.string()),
-        ("error_message", pa.string()),
-        # The submitted listing (JSON) for non-pass rows only: what --enqueue puts in the review queue
-        # as the snapshot a reviewer judges, without keeping every clean listing's text twice.
-        ("listing", pa.string()),
-        # The words that drove a classifier score that sent the listing to review with no rule
-        # (``classifier.explanation``, JSON list of {field, start, end, text, weight}); else null.
-        ("classifier_explanation", pa.string()),
-    ]
-)
+LISTINGS = Table([
+    *_KEY,
+    _CATEGORY,
+    ("title", pa.string(), lambda ln, _: t if isinstance(t := ln.raw.get("title"), str) else None),
+    ("verdict", pa.string(), lambda _, r: r.verdict),
+    ("risk", pa.float64(), lambda _, r: r.risk),
+    ("classifier_score", pa.float64(), lambda _, r: r.classifier.score if r.classifier else None),
+    ("classifier_model", pa.string(), lambda _, r: r.classifier.model if r.classifier else None),
+    ("n_findings", pa.int32(), lambda _, r: len(r.findings)),
+    ("families", pa.list_(pa.string()), lambda _, r: sorted({f.family for f in r.findings})),
+    ("rules", pa.list_(pa.string()), lambda _, r: sorted({f.rule for f in r.findings})),
+    ("max_severity", pa.string(), lambda _, r: max_severity(f.severity for f in r.findings)),
+    ("n_images", pa.int32(), lambda _, r: len(r.images)),
+    ("image_errors", pa.int32(), lambda _, r: sum(1 for im in r.images if im.error)),
+    ("copied_images", pa.int32(), lambda _, r: sum(1 for im in r.images if im.match is not None)),
+    ("error_code", pa.string(), lambda _, r: r.error.code if r.error else None),
+    ("error_message", pa.string(), lambda ln, _: _error_message(ln)),
+    # The submitted listing (JSON) for non-pass rows only: what --enqueue puts in the review queue
+    # as the snapshot a reviewer judges, without keeping every clean listing's text twice.
+    ("listing", pa.string(), lambda ln, _: ln.payload if ln.flagged else None),
+    # The words that drove a classifier score that sent the listing to review with no rule
+    # (``classifier.explanation``, JSON list of {field, start, end, text, weight}); else null.
+    ("classifier_explanation", pa.string(), lambda _, r: _explanation(r)),
+    # The contract Check result (JSON) for non-pass rows only: what --enqueue gives the queue.
+    ("result", pa.string(), lambda ln, _: _json(ln.contract()) if ln.flagged else None),
+], lambda ln: [ln.result])
 
 #: One row per finding.
-FINDINGS_SCHEMA = pa.schema(
-    [
-        *_ROW_KEY,
-        ("category", pa.string()),
-        ("rule", pa.string()),
-        ("family", pa.string()),
-        ("law", pa.string()),
-        ("severity", pa.string()),
-        ("action", pa.string()),
-        ("field", pa.string()),
-        ("start", pa.int32()),
-        ("end", pa.int32()),
-        ("text", pa.string()),
-        ("message", pa.string()),
-        ("suggestion", pa.string()),
-        # [x1, y1, x2, y2] of the line in the picture, for findings in text read from an image (image:N)
-        ("box", pa.list_(pa.int32())),
-    ]
-)
+FINDINGS = Table([
+    *_KEY,
+    _CATEGORY,
+    *(_attr(name, pa.string()) for name in ("rule", "family", "law", "severity", "action", "field")),
+    _attr("start", pa.int32()),
+    _attr("end", pa.int32()),
+    *(_attr(name, pa.string()) for name in ("text", "message", "suggestion")),
+    # [x1, y1, x2, y2] of the line in the picture, for findings in text read from an image (image:N)
+    _attr("box", pa.list_(pa.int32())),
+], lambda ln: ln.result.findings)
+
+
+def _match(name: str, kind: pa.DataType, get: Callable[[Any], Any]) -> Column:
+    return name, kind, lambda _, im: None if im.match is None else get(im.match)
+
+
+def _ocr(name: str, kind: pa.DataType, get: Callable[[dict[str, Any]], Any]) -> Column:
+    """A column from the image's ``ocr`` object (``--ocr`` audits; null otherwise)."""
+    return name, kind, lambda _, im: get(o) if isinstance(o := getattr(im, "ocr", None), dict) else None
+
 
 #: One row per listing image (checked, failed or matched).
-IMAGES_SCHEMA = pa.schema(
-    [
-        *_ROW_KEY,
-        ("image", pa.string()),
-        ("error_code", pa.string()),
-        ("error_message", pa.string()),
-        ("match_id", pa.string()),
-        ("match_image", pa.string()),
-        ("match_listing_id", pa.string()),
-        ("match_seller_id", pa.string()),
-        ("distance", pa.int32()),
-        # with --ocr: the text read from the picture (kept lines joined by line breaks: the image:N field)
-        ("ocr_lines", pa.int32()),
-        ("ocr_text", pa.string()),
-        ("ocr_cached", pa.bool_()),
-        ("ocr_width", pa.int32()),
-        ("ocr_height", pa.int32()),
-        ("ocr_error", pa.string()),
-    ]
-)
+IMAGES = Table([
+    *_KEY,
+    _attr("image", pa.string()),
+    ("error_code", pa.string(), lambda _, im: (im.error or {}).get("code")),
+    ("error_message", pa.string(), lambda _, im: (im.error or {}).get("message")),
+    _match("match_id", pa.string(), lambda m: m.id),
+    _match("match_image", pa.string(), lambda m: m.image),
+    _match("match_listing_id", pa.string(), lambda m: _text((m.model_extra or {}).get("listing_id"))),
+    _match("match_seller_id", pa.string(), lambda m: _text((m.model_extra or {}).get("seller_id"))),
+    _match("distance", pa.int32(), lambda m: m.distance),
+    # with --ocr: the text read from the picture (kept lines joined by line breaks: the image:N field)
+    _ocr("ocr_lines", pa.int32(), lambda o: len(o["lines"]) if "lines" in o else None),
+    _ocr("ocr_text", pa.string(), lambda o: o.get("text")),
+    _ocr("ocr_cached", pa.bool_(), lambda o: o.get("cached")),
+    _ocr("ocr_width", pa.int32(), lambda o: o.get("width")),
+    _ocr("ocr_height", pa.int32(), lambda o: o.get("height")),
+    _ocr("ocr_error", pa.string(), lambda o: (o.get("error") or {}).get("code")),
+], lambda ln: ln.result.images)
+
+LISTINGS_SCHEMA, FINDINGS_SCHEMA, IMAGES_SCHEMA = LISTINGS.schema, FINDINGS.schema, IMAGES.schema
+SCHEMAS = {"listings": LISTINGS_SCHEMA, "findings": FINDINGS_SCHEMA, "images": IMAGES_SCHEMA}
 
 
 @dataclass
@@ -124,114 +204,19 @@ def _record(payload: str | None, error: str | None, message: str | None, line: i
     return read_json_line(payload, line)
 
 
-def _text(v: Any) -> str | None:
-    return None if v is None or v == "" else str(v)
-
-
 def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier_batch: int = 16) -> BatchOutput:
-    """Check every record of a batch (in order) and flatten the results into rows."""
+    """Check every record of a batch (in order) and build its rows."""
     raws = [_record(*r) for r in zip(batch.payloads, batch.errors, batch.messages, batch.lines, strict=True)]
-    final: list[CheckResult] = checker.check_many(raws, batch_size=classifier_batch)
-
-    lrows: dict[str, list[Any]] = {name: [] for name in LISTINGS_SCHEMA.names}
-    frows: dict[str, list[Any]] = {name: [] for name in FINDINGS_SCHEMA.names}
-    irows: dict[str, list[Any]] = {name: [] for name in IMAGES_SCHEMA.names}
-    lines_out: list[str] | None = [] if jsonl else None
-    bid = batch.batch_id
-    for source, line, payload, raw, res in zip(batch.sources, batch.lines, batch.payloads, raws, final, strict=True):
-        raw = raw if isinstance(raw, dict) else {}
-        listing_id = res.id if res.id is not None else _text(raw.get("id"))
-        seller = _text(raw.get("seller_id"))
-        category = _text(raw.get("category")) or "general"
-        title = raw.get("title")
-        error = res.error
-        message = None
-        if error is not None:
-            message = error.message if error.message.startswith("line ") else f"line {line}: {error.message}"
-        families = sorted({f.family for f in res.findings})
-        rules = sorted({f.rule for f in res.findings})
-        max_sev = max_severity(f.severity for f in res.findings)
-        image_errors = sum(1 for im in res.images if im.error)
-        copies = sum(1 for im in res.images if im.match is not None)
-        lrows["batch"].append(bid)
-        lrows["source"].append(source)
-        lrows["line"].append(line)
-        lrows["id"].append(listing_id)
-        lrows["seller_id"].append(seller)
-        lrows["category"].append(category)
-        lrows["title"].append(title if isinstance(title, str) else None)
-        lrows["verdict"].append(res.verdict)
-        lrows["risk"].append(res.risk)
-        lrows["classifier_score"].append(res.classifier.score if res.classifier else None)
-        lrows["classifier_model"].append(res.classifier.model if res.classifier else None)
-        lrows["n_findings"].append(len(res.findings))
-        lrows["families"].append(families)
-        lrows["rules"].append(rules)
-        lrows["max_severity"].append(max_sev)
-        lrows["n_images"].append(len(res.images))
-        lrows["image_errors"].append(image_errors)
-        lrows["copied_images"].append(copies)
-        lrows["error_code"].append(error.code if error else None)
-        lrows["error_message"].append(message)
-        lrows["listing"].append(payload if res.verdict in ("review", "block") else None)
-        spans = res.classifier.explanation if res.classifier is not None else None
-        lrows["classifier_explanation"].append(
-            json.dumps([sp.model_dump(exclude_none=True) for sp in spans], ensure_ascii=False) if spans else None)
-        for f in res.findings:
-            frows["batch"].append(bid)
-            frows["source"].append(source)
-            frows["line"].append(line)
-            frows["id"].append(listing_id)
-            frows["seller_id"].append(seller)
-            frows["category"].append(category)
-            frows["rule"].append(f.rule)
-            frows["family"].append(f.family)
-            frows["law"].append(f.law)
-            frows["severity"].append(f.severity)
-            frows["action"].append(f.action)
-            frows["field"].append(f.field)
-            frows["start"].append(f.start)
-            frows["end"].append(f.end)
-            frows["text"].append(f.text)
-            frows["message"].append(f.message)
-            frows["suggestion"].append(f.suggestion)
-            frows["box"].append(f.box)
-        for im in res.images:
-            m = im.match
-            extra = (m.model_extra or {}) if m is not None else {}
-            irows["batch"].append(bid)
-            irows["source"].append(source)
-            irows["line"].append(line)
-            irows["id"].append(listing_id)
-            irows["seller_id"].append(seller)
-            irows["image"].append(im.image)
-            irows["error_code"].append((im.error or {}).get("code"))
-            irows["error_message"].append((im.error or {}).get("message"))
-            irows["match_id"].append(m.id if m else None)
-            irows["match_image"].append(m.image if m else None)
-            irows["match_listing_id"].append(_text(extra.get("listing_id")))
-            irows["match_seller_id"].append(_text(extra.get("seller_id")))
-            irows["distance"].append(m.distance if m else None)
-            ocr = getattr(im, "ocr", None)
-            ocr = ocr if isinstance(ocr, dict) else {}
-            irows["ocr_lines"].append(len(ocr["lines"]) if "lines" in ocr else None)
-            irows["ocr_text"].append(ocr.get("text"))
-            irows["ocr_cached"].append(ocr.get("cached"))
-            irows["ocr_width"].append(ocr.get("width"))
-            irows["ocr_height"].append(ocr.get("height"))
-            irows["ocr_error"].append((ocr.get("error") or {}).get("code"))
-        if lines_out is not None:
-            data = res.to_json_dict()
-            data["id"] = listing_id
-            data["source"] = source
-            data["line"] = line
-            lines_out.append(json.dumps(data, ensure_ascii=False))
+    results: list[CheckResult] = checker.check_many(raws, batch_size=classifier_batch)
+    lines = [Line(batch.batch_id, source, line, payload, raw if isinstance(raw, dict) else {}, res)
+             for source, line, payload, raw, res in zip(batch.sources, batch.lines, batch.payloads, raws, results,
+                                                        strict=True)]
     return BatchOutput(
-        batch_id=bid,
-        listings=pa.Table.from_pydict(lrows, schema=LISTINGS_SCHEMA),
-        findings=pa.Table.from_pydict(frows, schema=FINDINGS_SCHEMA),
-        images=pa.Table.from_pydict(irows, schema=IMAGES_SCHEMA),
-        jsonl=lines_out,
+        batch_id=batch.batch_id,
+        listings=LISTINGS.build(lines),
+        findings=FINDINGS.build(lines),
+        images=IMAGES.build(lines),
+        jsonl=[_json({**ln.contract(), "source": ln.source, "line": ln.line}) for ln in lines] if jsonl else None,
     )
 
 

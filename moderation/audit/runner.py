@@ -25,8 +25,9 @@ from moderation.audit.writers import JSONL_FILE, clean_temporary, concat_jsonl, 
 log = logging.getLogger(__name__)
 
 #: Bumped when the output tables change shape, so an old checkpoint is not silently continued.
-#: 2: findings.box, images.ocr_* (text read from images, --ocr).
-OUTPUT_VERSION = 2
+#: 2: findings.box, images.ocr_* (text read from images, --ocr). 3: listings.result (the contract Check
+#: result of non-pass rows, what --enqueue sends).
+OUTPUT_VERSION = 3
 
 
 class AuditError(RuntimeError):
@@ -211,6 +212,12 @@ def run_audit(opts: AuditOptions) -> AuditResult:
         fp = fingerprint(opts, files, root)
         old = manifest.get("fingerprint")
         resumed = old is not None
+        if old is not None and old.get("version") != OUTPUT_VERSION:
+            raise AuditError(
+                f"{out} holds an audit in output format {old.get('version')}, this version writes format "
+                f"{OUTPUT_VERSION}; use --restart to start over or another --out folder "
+                "(`moderation audit report` and `audit diff` still read it)"
+            )
         if old is not None and old != fp:
             raise AuditError(
                 f"{out} holds an audit made with other {_explain_mismatch(old, fp)}; "

@@ -91,9 +91,9 @@ def concat_jsonl(out_dir: Path, batch_ids: list[int]) -> Path:
 
 def read_table(out_dir: Path, name: str, columns: list[str] | None = None) -> pa.Table:
     """A whole output table (small outputs, tests); reports stream part by part instead."""
-    from moderation.audit.batch import FINDINGS_SCHEMA, IMAGES_SCHEMA, LISTINGS_SCHEMA
+    from moderation.audit.batch import SCHEMAS
 
-    schema = {"listings": LISTINGS_SCHEMA, "findings": FINDINGS_SCHEMA, "images": IMAGES_SCHEMA}[name]
+    schema = SCHEMAS[name]  # parts of an older output version read their missing columns as null
     files = part_files(out_dir, name)
     if not files:
         empty = schema.empty_table()
