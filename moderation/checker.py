@@ -8,9 +8,10 @@ a result with ``error`` instead of an exception, because one bad row must never 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,7 @@ class Checker:
             scorer = self.scorer
             return await asyncio.to_thread(job, scorer.submit(listing) if scorer is not None else None)
         # Admission first: a refused request must not leave work for the scorer.
-        gate: Future[float] = Future()
+        gate: Future[Future[float] | None] = Future()
         future = submit(_after, gate, job, heavy=heavy)
         try:
             scorer = self.scorer
@@ -286,21 +287,22 @@ class Checker:
         return await asyncio.wrap_future(future)
 
     def check_many(self, raws: Iterable[Listing | dict[str, Any] | CheckResult], batch_size: int = 64, *,
-                   ocr: bool | None = None) -> list[CheckResult]:
+                   ocr: bool | Any = None) -> list[CheckResult]:
         """Check many listings, in order, one result per input; the classifier scores them in batches.
 
         Readers hand over their lines as parsed: a ``Listing``, a JSON dict (validated here), or the
         ``CheckResult`` a line already is because it could not be read (``schema.read_json_line``
         gives ``malformed_json``), which comes back in its place. So results line up with lines.
+        ``ocr``: also check the text in the listings' images (``True``: with ``ocr_stage``; an
+        ``OcrStage``: with that one); ``None`` takes the checker's setting.
         """
-        if ocr if ocr is not None else self.ocr:
-            from moderation.ocr.check import check_many_ocr
+        use = self.ocr if ocr is None else ocr
+        check_one: Callable[[Listing, float | None], CheckResult] = self._check_one
+        if use is not False:
+            from moderation.ocr.check import check_listing_ocr
 
-            return check_many_ocr(self, self.ocr_stage, raws, batch_size)
+            check_one = functools.partial(check_listing_ocr, self, self.ocr_stage if use is True else use)
         prepared = [self._prepare(r) for r in raws]
-        return self._check_prepared(prepared, batch_size)
-
-    def _check_prepared(self, prepared: Sequence[Listing | CheckResult], batch_size: int) -> list[CheckResult]:
         results: list[CheckResult | None] = [p if isinstance(p, CheckResult) else None for p in prepared]
         todo = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Listing)]
         model = self.model
@@ -312,11 +314,14 @@ class Checker:
                 scores = list(model.score_listings([listing for _, listing in batch]))
             for (i, listing), score in zip(batch, scores, strict=True):
                 try:
-                    results[i] = self.finish(listing, self.engine.detect(listing), score)
+                    results[i] = check_one(listing, score)
                 except Exception as exc:  # one listing must never stop a run
                     log.exception("checking listing %s failed", listing.id)
                     results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
+
+    def _check_one(self, listing: Listing, score: float | None) -> CheckResult:
+        return self.finish(listing, self.engine.detect(listing), score)
 
 
 def _after(gate: Future[Future[float] | None], job: Callable[[Future[float] | None], Any]) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from moderation.rules.policy import Policy
-from moderation.schema import VERDICT_RANK, Finding
+from moderation.schema import VERDICT_RANK, Finding, Verdict
 
 
 def decide(
@@ -20,10 +20,10 @@ def decide(
     classifier_score: float | None = None,
     *,
     truncated: bool = False,
-) -> tuple[str, float]:
+) -> tuple[Verdict, float]:
     """Return ``(verdict, risk)`` for one listing. A listing whose text was too much to check in full
     (``truncated``) goes to review at least: what was not read cannot be passed."""
-    verdict = "review" if truncated else "pass"
+    verdict: Verdict = "review" if truncated else "pass"
     for finding in findings:
         if VERDICT_RANK[finding.action] > VERDICT_RANK[verdict]:
             verdict = finding.action

@@ -10,14 +10,11 @@ form for a server's worker thread.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
 from moderation.ocr.stage import OcrStage, annotate
 from moderation.schema import CheckResult, Listing
-
-log = logging.getLogger(__name__)
 
 
 def check_listing_ocr(checker: Any, stage: OcrStage, listing: Listing, score: float | None = None,
@@ -47,27 +44,6 @@ def ocr_find(stage: OcrStage, rules: Any, texts: list[Any]) -> Any:
     return find
 
 
-def check_many_ocr(checker: Any, stage: OcrStage, raws: Iterable[Listing | dict[str, Any]],
-                   batch_size: int = 64) -> list[CheckResult]:
-    """``Checker.check_many`` with OCR: in order, the classifier scoring in batches, a result per input."""
-    prepared = [checker._prepare(r) for r in raws]
-    results: list[CheckResult | None] = [p if isinstance(p, CheckResult) else None for p in prepared]
-    todo = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Listing)]
-    model = checker.model
-    for offset in range(0, len(todo), batch_size):
-        batch = todo[offset : offset + batch_size]
-        scores: list[float | None] = [None] * len(batch)
-        if model is not None:
-            scores = list(model.score_listings([listing for _, listing in batch]))
-        for (i, listing), score in zip(batch, scores, strict=True):
-            try:
-                results[i] = check_listing_ocr(checker, stage, listing, score)
-            except Exception as exc:  # one listing must never stop a run
-                log.exception("checking listing %s failed", listing.id)
-                results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
-    return [r for r in results if r is not None]
-
-
 class OcrChecker:
     """A Checker whose ``check``/``check_many`` also read the listing's pictures (see the module)."""
 
@@ -81,5 +57,6 @@ class OcrChecker:
     def check(self, raw: Listing | dict[str, Any]) -> CheckResult:
         return self.check_many([raw])[0]
 
-    def check_many(self, raws: Iterable[Listing | dict[str, Any]], batch_size: int = 64) -> list[CheckResult]:
-        return check_many_ocr(self.checker, self.ocr, raws, batch_size)
+    def check_many(self, raws: Iterable[Listing | dict[str, Any] | CheckResult],
+                   batch_size: int = 64) -> list[CheckResult]:
+        return self.checker.check_many(raws, batch_size, ocr=self.ocr)  # type: ignore[no-any-return]
