@@ -190,11 +190,11 @@ class BatchOutput:
 
     @property
     def n_listings(self) -> int:
-        return self.listings.num_rows
+        return int(self.listings.num_rows)
 
     @property
     def n_errors(self) -> int:
-        return self.listings.num_rows - self.listings.column("error_code").null_count
+        return int(self.listings.num_rows - self.listings.column("error_code").null_count)
 
 
 def _record(payload: str | None, error: str | None, message: str | None, line: int) -> Any:

@@ -9,6 +9,7 @@ file next to the output.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -66,7 +67,7 @@ class Manifest:
 
     # -- batches ---------------------------------------------------------------------------------
 
-    def done_batches(self) -> set[int]:
+    def done_batches(self) -> builtins.set[int]:
         return {r[0] for r in self.db.execute("SELECT batch_id FROM batches")}
 
     def record_batch(
@@ -88,7 +89,7 @@ class Manifest:
 
     # -- review queue ----------------------------------------------------------------------------
 
-    def enqueued(self) -> set[str]:
+    def enqueued(self) -> builtins.set[str]:
         return {r[0] for r in self.db.execute("SELECT listing_id FROM enqueued")}
 
     def record_enqueued(self, rows: Iterable[tuple[str, str | None, float | None]]) -> None:

@@ -147,11 +147,11 @@ def run_local(
         exhausted = False
         while True:
             while not exhausted and len(pending) < limit:
-                spec = next(it, None)
-                if spec is None:
+                nxt = next(it, None)
+                if nxt is None:
                     exhausted = True
                     break
-                pending.add(pool.submit(_work, spec, str(out_dir), jsonl, settings.classifier_batch))
+                pending.add(pool.submit(_work, nxt, str(out_dir), jsonl, settings.classifier_batch))
             if not pending:
                 return
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

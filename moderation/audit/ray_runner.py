@@ -26,7 +26,8 @@ def _to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def _from_ipc(data: bytes) -> pa.Table:
@@ -85,7 +86,7 @@ def run_ray(
     ctx.enable_progress_bars = False  # ours is on stderr already
     ctx.print_on_execution_start = False
     ds = ray.data.from_items([s.to_dict() for s in specs], override_num_blocks=min(len(specs), 200))
-    ds = ds.map_batches(
+    checked = ds.map_batches(
         CheckActor,
         fn_constructor_kwargs={"settings": settings, "jsonl": jsonl},
         batch_size=1,
@@ -93,7 +94,7 @@ def run_ray(
         concurrency=max(1, workers),
         num_cpus=1,
     )
-    for row in ds.iter_rows():
+    for row in checked.iter_rows():
         spec = BatchSpec.from_dict(row["spec"])
         text = row["jsonl"]
         output = BatchOutput(

@@ -249,7 +249,7 @@ class _Lines:
 def _csv_rows(path: Path, offset: int, first_line: int) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
     """(offset, line, cells or None, error) per non-blank record, from a record start."""
     with open(path, "rb") as fh:
-        lines = _Lines(fh, offset, first_line)  # type: ignore[arg-type]
+        lines = _Lines(fh, offset, first_line)
         reader = csv.reader(iter(lines))
         while True:
             start_offset, start_line = lines.next_offset, lines.next_line
@@ -268,7 +268,7 @@ def _csv_rows(path: Path, offset: int, first_line: int) -> Iterator[tuple[int, i
 def _csv_header(path: Path) -> tuple[list[str], int, int] | None:
     """The header cells and the offset and line number just after the header record."""
     with open(path, "rb") as fh:
-        lines = _Lines(fh, 0, 1)  # type: ignore[arg-type]
+        lines = _Lines(fh, 0, 1)
         reader = csv.reader(iter(lines))
         for cells in reader:
             if cells and any(c.strip() for c in cells):
