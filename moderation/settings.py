@@ -31,7 +31,14 @@ class Settings:
     #: Ray cluster ``moderation audit --engine ray`` runs on (None: a local Ray).
     ray_address: str | None = field(default=None, metadata={"env": "RAY_ADDRESS"})
 
+    #: OCR cache file shared by runs ("off" for none; default var/ocr-cache.sqlite).
+    ocr_cache: str | None = None
+
     # -- the server ---------------------------------------------------------------------------------
+    #: What ``serve`` hands each uvicorn worker process (``app_from_env``): the database and whether to
+    #: load the classifier.
+    serve_db: str | None = None
+    serve_classifier: bool = True
     #: Threads that run checks (None: one per core) and how many requests may wait for one.
     check_workers: int | None = None
     check_max_waiting: int | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -178,7 +177,8 @@ def _unavailable(exc: DBAPIError) -> bool:
     return isinstance(exc.orig, psycopg.OperationalError)
 
 
-#: Environment read by ``app_from_env`` (each uvicorn worker process builds its own app).
+#: Environment read by ``app_from_env`` (each uvicorn worker process builds its own app): the
+#: variables of ``Settings.serve_db`` and ``Settings.serve_classifier``.
 ENV_DATABASE_URL = "MODERATION_SERVE_DB"
 ENV_CLASSIFIER = "MODERATION_SERVE_CLASSIFIER"
 
@@ -194,8 +194,8 @@ def app_from_env() -> FastAPI:
 
     settings = Settings.from_env()
     sys.setswitchinterval(settings.switch_interval_s)
-    checker = Checker(classifier=os.environ.get(ENV_CLASSIFIER, "1") == "1")
-    app = create_app(os.environ.get(ENV_DATABASE_URL) or None, checker, settings=settings)
+    checker = Checker(classifier=settings.serve_classifier)
+    app = create_app(settings.serve_db, checker, settings=settings)
     checker.warm_up()
     gc.collect()
     gc.freeze()

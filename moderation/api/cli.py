@@ -44,7 +44,7 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
 
     import uvicorn
 
-    from moderation.api.app import ENV_CLASSIFIER, ENV_DATABASE_URL, create_app
+    from moderation.api.app import create_app
     from moderation.api.settings import Settings
     from moderation.checker import Checker
     from moderation.queue.db import resolve_url
@@ -54,7 +54,8 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
         workers = 1 if url.startswith("sqlite") else 2
     settings = Settings.from_env(secure_cookies=True if secure_cookies else None, check_workers=check_workers,
                                  check_budget_s=check_budget_s,
-                                 isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True)
+                                 isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True,
+                                 serve_db=url, serve_classifier=not no_classifier)
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "access_log": access_log,
                "timeout_graceful_shutdown": graceful_timeout}
     click.echo(f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"
@@ -75,8 +76,6 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
             seed_app = create_app(url, checker)
             seed(seed_app.state.queue, checker, echo=click.echo)
             seed_app.state.queue.close()
-        os.environ[ENV_DATABASE_URL] = url
-        os.environ[ENV_CLASSIFIER] = "0" if no_classifier else "1"
         os.environ.update(settings.to_env())
         uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, **options)
         return

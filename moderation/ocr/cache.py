@@ -23,7 +23,7 @@ from pathlib import Path
 
 from moderation.ocr.engine import OcrPage
 
-ENV_CACHE = "MODERATION_OCR_CACHE"
+ENV_CACHE = "MODERATION_OCR_CACHE"  # read by moderation.settings (Settings.ocr_cache)
 DEFAULT_PATH = Path("var") / "ocr-cache.sqlite"
 
 
@@ -50,7 +50,9 @@ class OcrCache:
 
     @classmethod
     def from_env(cls) -> OcrCache:
-        value = os.environ.get(ENV_CACHE, "")
+        from moderation.settings import settings
+
+        value = settings().ocr_cache or ""
         if value.lower() in ("off", "none", "0"):
             return cls(None)
         return cls(value or DEFAULT_PATH)

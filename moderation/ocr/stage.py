@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import time
 import warnings
 from bisect import bisect_right
@@ -310,8 +309,6 @@ def _rescale(page: OcrPage, scale: float) -> OcrPage:
     return OcrPage(s(page.width), s(page.height), lines)
 
 
-def ocr_enabled_by_env() -> bool:
-    return os.environ.get("MODERATION_OCR", "").lower() in ("1", "true", "yes", "on")
 
 
 def preview_jpeg(sources: ImageSources, ref: str, short_side: int = 480, quality: int = 85) -> bytes:
