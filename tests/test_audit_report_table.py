@@ -72,6 +72,7 @@ def test_flagged_csv_and_table_hold_every_flagged_listing(audit_dir: Path) -> No
     assert page.count("<tr><td class='nw'>sku-") == 15  # first page as plain HTML (50 rows max)
 
 
+@pytest.mark.slow
 def test_report_table_filters_pages_and_exports_in_a_browser(audit_dir: Path) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium")

@@ -60,6 +60,7 @@ def test_check_input_streams_one_result_per_line_in_order(tmp_path: Path) -> Non
     assert results[6]["findings"][0]["text"] == "ＮＯ．１"
 
 
+@pytest.mark.slow
 def test_check_input_from_stdin() -> None:
     code, out = _run(["check", "--no-classifier", "--input", "-"], stdin='{"id": "x", "title": "顶级牛皮钱包"}\n')
     assert code == 0

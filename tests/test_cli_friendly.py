@@ -80,6 +80,7 @@ def test_fail_on_gates_a_pipeline(fail_on: str, title: str, code: int) -> None:
     assert _run(["check", "--no-classifier", "--fail-on", fail_on, title])[0] == code
 
 
+@pytest.mark.slow
 def test_fail_on_with_input(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"id": "a", "title": "纯棉T恤"}\n{"id": "b", "title": "销量第一 保温杯"}\n', encoding="utf-8")
@@ -122,6 +123,7 @@ def test_explain_says_why_candidates_fired_or_passed() -> None:
     assert data["verdict"] == "pass" and data["exempted"][0]["rule"] == "absolute.unique"
 
 
+@pytest.mark.slow
 def test_explain_names_the_inferred_category() -> None:
     _code, out, _ = _run(["check", "--no-classifier", "--explain", "美白淡斑精华液"])
     assert "类目: 按 cosmetics 检查（由文字推断" in out
@@ -140,6 +142,7 @@ def test_fix_text_and_input(tmp_path: Path) -> None:
     assert code == 1 and "3 listings, 2 rewritten, 1 still at --fail-on review, 1 could not be read" in err
 
 
+@pytest.mark.slow
 def test_check_rewrite_field() -> None:
     _code, out, _ = _run(["check", "--no-classifier", "--rewrite", "--json", "销量第一 保温杯"])
     data = json.loads(out)
