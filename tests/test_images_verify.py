@@ -138,3 +138,43 @@ def test_sketch_reranking_option_verifies_more_candidates(monkeypatch) -> None:
     explained = find_matches(idx, query, limit=2, explain=True)
     assert 2 <= len(explained) <= 2 + matcher.SKETCH_EXTRA
     assert [m.id for m in explained if m.is_copy] == ["p3"]
+
+
+def test_colour_check_undoes_brightness_and_catches_a_part_in_another_colour() -> None:
+    from PIL import ImageEnhance
+
+    from moderation.images.verify import DIFFERS_LIMIT, compare
+
+    original = packshot(7)
+    stored = extract(original)
+    # Brighter and more contrasted, highlights clipped: the same photo.
+    edited = ImageEnhance.Contrast(ImageEnhance.Brightness(original).enhance(1.3)).enhance(1.1)
+    v = verify(extract(edited), stored)
+    assert v.probability >= COPY_PROBABILITY and v.differs < DIFFERS_LIMIT, v.to_dict()
+    # The same shot with a third of the product in another colour (a lens, a tablet's back).
+    arr = np.asarray(original).astype(np.int16).copy()
+    part = arr[:, 290:]
+    arr[:, 290:] = np.where(part.sum(axis=2, keepdims=True) < 740, part[..., ::-1], part)
+    variant = extract(Image.fromarray(arr.astype(np.uint8)))
+    v = verify(variant, stored)
+    assert v.inliers >= 20 and v.probability < COPY_PROBABILITY and v.reason == OTHER_COLOUR, v.to_dict()
+    check = compare(variant, stored, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert check.other_colour and check.differs > DIFFERS_LIMIT
+
+
+def test_a_view_that_fails_the_colour_gate_decides_for_the_candidate(monkeypatch) -> None:
+    from moderation.images import matcher
+    from moderation.images.verify import Verification
+
+    query = Query.from_image(packshot(8))
+    stored = extract(packshot(8))
+    m = matcher.Match(row=0, id="x", distance=10, view="full", slot="full", hash="0", listing_id=None,
+                      seller_id=None, path=None)
+    results = iter([
+        Verification(inliers=80, matches=90, probability=0.01, reason=OTHER_COLOUR),
+        Verification(inliers=60, matches=70, probability=0.9, reason="same photo"),
+    ])
+    monkeypatch.setattr(matcher, "_sub_view_box", lambda q, view: (0.1, 0.1, 0.9, 0.9))
+    monkeypatch.setattr(matcher, "verify", lambda q, c, mirrored=False: next(results))
+    v = matcher.verify_match(stored, query, m)
+    assert v.reason == OTHER_COLOUR and v.probability < COPY_PROBABILITY

@@ -317,6 +317,14 @@ def _to_whole(v: Verification, mirrored: bool, box: tuple[float, float, float, f
 def verify_match(index_features: Features, query: Query, m: Match) -> Verification:
     """Stage two for one candidate: the best evidence over the query's orientations and sub-views."""
     mirrored_first = m.view.endswith("_m")
+    if (
+        m.other_distance <= m.distance + OTHER_ORIENTATION_BITS
+        and (not mirrored_first, None) in query._features
+        and (mirrored_first, None) not in query._features
+    ):
+        # The hash barely prefers one orientation (a look-alike, or a symmetric picture): start with the
+        # orientation whose features this query has already computed.
+        mirrored_first = not mirrored_first
     tries: list[tuple[bool, tuple[float, float, float, float] | None]] = [(mirrored_first, None)]
     box = _sub_view_box(query, m.view)
     if box is None:  # the photo inside a screenshot-like frame, when the query has one

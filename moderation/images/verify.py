@@ -13,9 +13,12 @@ For one (query, candidate) pair, with the candidate's stored :class:`~moderation
    how much of the candidate is shown (a crop) and how much of the query it fills (a collage cell, the
    photo in a screenshot), and how widely the inliers spread over the candidate (a shared logo alone
    is a small cluster).
-4. **Colour and tone**: the candidate's colour sketch warped onto the query's through the transform;
-   the chroma difference and the lightness correlation over the candidate's foreground (a black coat
-   and a blue shirt on the same model line up in outline, not in colour).
+4. **Colour and tone** (:func:`compare`): the candidate's colour sketch warped onto the query's through
+   the transform; brightness and contrast undone by a photometric gain/offset fit, then each pixel of
+   the candidate's product compared with its 3x3 neighbourhood in the query. The share of the product
+   that differs (a gold and a silver tablet, another lens colour, another print on the same ball), the
+   median chroma difference and the lightness correlation. A pair that lines up as a copy would but
+   differs in colour is ``same shot, other colour``, never a copy.
 
 The evidence is combined into a probability that the pair is a copy (:func:`score`, a logistic model
 whose weights were fitted on the benchmark, see docs/images.md) with a reason: ``same photo``,
@@ -180,7 +183,7 @@ DIFF_CHROMA = 10.0
 #: Above this share of the candidate's product differing (solid regions only: thin text strokes are
 #: opened away; full-width strips along the query's edges - banners, bars - are left out) the pair is
 #: not a copy whatever the geometry: the same shot with a part in another colour (a gold and a silver
-#: tablet, a lens, a ball's print). docs/images.md has the distributions.
+#: tablet, a lens, a ball's print). docs/images.md (Verification) has the benchmark's distributions.
 DIFFERS_LIMIT = 0.15
 #: A query is grayscale when 95% of its pixels over the candidate's product have chroma under this ...
 GRAY_CHROMA = 5.0
@@ -306,11 +309,6 @@ def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
     inside: np.ndarray = cv2.erode(covered, _K3) > 0
     if inside.sum() < 12:
         return out
-    la = qs[..., 0][inside].astype(np.float32)
-    lb = warped[..., 0][inside].astype(np.float32)
-    la, lb = la - la.mean(), lb - lb.mean()
-    denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
-    out.tone = float((la * lb).sum() / denom) if denom > 1e-6 else 0.0
     product = fg & inside
     if product.sum() < 12:
         product = inside
@@ -326,7 +324,7 @@ def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
     best: ColourCheck | None = None
     for gain, offset in _photometric_fit(c_rgb[product], q_rgb[product]):
         check = _difference(q_lab, c_rgb, gain, offset, inside, product)
-        check.tone, check.gray = out.tone, colourful
+        check.gray = colourful
         check.other_colour = check.colour > COLOUR_LIMIT or check.differs > DIFFERS_LIMIT or (
             colourful and not (GRAY_GAIN[0] <= gain <= GRAY_GAIN[1] and abs(offset) <= GRAY_OFFSET)
         )
@@ -346,6 +344,12 @@ def _difference(
     p_lab = cv2.cvtColor(pred / 255.0, cv2.COLOR_RGB2Lab)
     direct = np.hypot(q_lab[..., 1] - p_lab[..., 1], q_lab[..., 2] - p_lab[..., 2])
     out.colour = float(np.median(direct[product]))
+    # Lightness correlation over the overlap, after the fit (a brightness edit that clips the highlights
+    # no longer lowers it).
+    la, lb = q_lab[..., 0][inside], p_lab[..., 0][inside]
+    la, lb = la - la.mean(), lb - lb.mean()
+    denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
+    out.tone = float((la * lb).sum() / denom) if denom > 1e-6 else 0.0
     # Tolerant difference: the query pixel against the range of its 3x3 neighbourhood in the prediction.
     lo, hi = cv2.erode(p_lab, _K3), cv2.dilate(p_lab, _K3)
     r = np.maximum(np.maximum(lo - q_lab, q_lab - hi), 0.0)
