@@ -68,6 +68,17 @@ class Features:
         return bg, (away[..., 0] > 12) | (np.hypot(away[..., 1], away[..., 2]) > 8)
 
     @functools.cached_property
+    def sketch_rgb(self) -> np.ndarray:
+        """The colour sketch in RGB, float32 0..255 (the colour comparison fits brightness in RGB)."""
+        return cv2.cvtColor(self.sketch, cv2.COLOR_LAB2RGB).astype(np.float32)
+
+    @functools.cached_property
+    def sketch_lab(self) -> np.ndarray:
+        """The colour sketch in float CIELAB (L* 0..100), from :attr:`sketch_rgb`."""
+        out: np.ndarray = cv2.cvtColor(self.sketch_rgb / 255.0, cv2.COLOR_RGB2Lab)
+        return out
+
+    @functools.cached_property
     def foreground_box(self) -> tuple[float, float, float, float]:
         """The foreground (product) box in this picture's pixels, from the colour sketch."""
         fg = self.background[1]

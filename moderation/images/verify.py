@@ -312,14 +312,14 @@ def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
     product = fg & inside
     if product.sum() < 12:
         product = inside
-    q_rgb = cv2.cvtColor(qs, cv2.COLOR_LAB2RGB).astype(np.float32)
+    q_rgb = q.sketch_rgb  # (cached per picture: a query is compared with several candidates)
     c_rgb = cv2.cvtColor(warped, cv2.COLOR_LAB2RGB).astype(np.float32)
     q_chroma = np.hypot(qs[..., 1][product] - 128.0, qs[..., 2][product] - 128.0)
     c_chroma = np.hypot(warped[..., 1][product] - 128.0, warped[..., 2][product] - 128.0)
     gray = float(np.percentile(q_chroma, 95)) < GRAY_CHROMA
     if gray:  # a grayscale query: compare with the candidate's luma
         c_rgb = np.repeat((c_rgb @ _LUMA)[..., None], 3, axis=2)
-    q_lab = cv2.cvtColor(q_rgb / 255.0, cv2.COLOR_RGB2Lab)
+    q_lab = q.sketch_lab
     colourful = gray and float(np.percentile(c_chroma, 75)) >= CHROMATIC
     best: ColourCheck | None = None
     for gain, offset in _photometric_fit(c_rgb[product], q_rgb[product]):
