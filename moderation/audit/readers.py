@@ -18,7 +18,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +113,13 @@ class BatchSpec:
     count: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id, "path": self.path, "source": self.source, "fmt": self.fmt,
-            "offset": self.offset, "first_line": self.first_line, "count": self.count,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchSpec:
-        return cls(
-            batch_id=int(d["batch_id"]), path=str(d["path"]), source=str(d["source"]), fmt=str(d["fmt"]),
-            offset=int(d["offset"]), first_line=int(d["first_line"]), count=int(d["count"]),
-        )
+        """From ``to_dict`` (Ray hands the values back as numpy scalars)."""
+        values: dict[str, Any] = {f.name: (int if f.type == "int" else str)(d[f.name]) for f in fields(cls)}
+        return cls(**values)
 
 
 def plan_batches(files: list[Path], root: Path, batch_size: int) -> Iterator[BatchSpec]:
