@@ -87,7 +87,7 @@ def test_jsonl_bad_rows_reported_with_line_numbers(tmp_path: Path) -> None:
     # violations found with the law and span of what the seller typed
     f = [r for r in read_table(out, "findings").to_pylist() if r["id"] == "sku-001"]
     rules = {r["rule"] for r in f}
-    assert {"absolute.ranking", "absolute.national_level"} <= rules
+    assert {"absolute.sales_ranking", "absolute.national_level"} <= rules
     for r in f:
         title = GOOD[0]["title"]
         assert title[r["start"]:r["end"]] == r["text"]
