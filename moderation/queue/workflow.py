@@ -64,6 +64,7 @@ from moderation.queue.states import (
     OPEN_STATES,
     PENDING,
     REASON_CODES,
+    STATES,
     SUPERSEDED,
 )
 
@@ -510,6 +511,9 @@ __all__ = ["DecideInput", "DecisionIn", "Judgement", "NotFound", "Workflow"]
 _DATETIME = T.c.updated_at.type
 _NOW = bindparam("b_now", type_=_DATETIME)
 _OUTCOME = bindparam("b_outcome", type_=String())
+#: States in a WHERE clause are written into the SQL text, not bound: PostgreSQL then plans with them
+#: (a parameter hides them, and the partial index over the open states, and LIMIT 1, from the planner).
+_S = {state: literal_column(f"'{state}'", String()) for state in STATES}
 _ACTOR = bindparam("b_actor", type_=Integer())
 _ITEM = bindparam("b_item", type_=Integer())
 _TOKEN = bindparam("b_token", type_=String())
@@ -522,7 +526,7 @@ _CLAIM_VALUES: dict[str, Any] = {
     "updated_at": _NOW,
 }
 #: The actor still holds the item under this claim token and the lease has not run out.
-_HOLDER = (T.c.id == _ITEM, T.c.status == CLAIMED, T.c.claim_token == _TOKEN, T.c.claimed_by == _ACTOR,
+_HOLDER = (T.c.id == _ITEM, T.c.status == _S[CLAIMED], T.c.claim_token == _TOKEN, T.c.claimed_by == _ACTOR,
            T.c.lease_expires_at >= _NOW)
 
 
@@ -530,8 +534,8 @@ _HOLDER = (T.c.id == _ITEM, T.c.status == CLAIMED, T.c.claim_token == _TOKEN, T.
 def _claimable(senior: bool) -> Any:
     """Rows ``b_actor`` may claim at ``b_now``: open, not held (or lease expired), not barred.
     ``senior``: the actor may claim escalated items (lead, admin)."""
-    free_states = (PENDING, ESCALATED) if senior else (PENDING,)
-    expired = and_(T.c.status == CLAIMED, T.c.lease_expires_at < _NOW)
+    free_states = [_S[PENDING], _S[ESCALATED]] if senior else [_S[PENDING]]
+    expired = and_(T.c.status == _S[CLAIMED], T.c.lease_expires_at < _NOW)
     if not senior:
         expired = and_(expired, T.c.escalated.is_(False))
     return and_(
@@ -560,13 +564,13 @@ def _claim_next(senior: bool, family: bool, category: bool, severity: bool, kind
     if kind:
         cond.append(T.c.kind == bindparam("b_kind", type_=String()))
     pick = (select(T.c.id).where(*cond).order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
-            .limit(1).with_for_update(skip_locked=True))
+            .limit(literal_column("1")).with_for_update(skip_locked=True))
     return (update(T).where(T.c.id == pick.scalar_subquery(), _claimable(senior))
             .values(**_CLAIM_VALUES).returning(*RETURNING))
 
 
 #: The holder renews their lease by claiming again (``Workflow.claim``), keeping their claim token.
-_RENEW = (update(T).where(T.c.id == _ITEM, T.c.status == CLAIMED, T.c.claimed_by == _ACTOR,
+_RENEW = (update(T).where(T.c.id == _ITEM, T.c.status == _S[CLAIMED], T.c.claimed_by == _ACTOR,
                           T.c.lease_expires_at >= _NOW)
           .values(lease_expires_at=_LEASE_UNTIL).returning(*RETURNING))
 _HEARTBEAT = (update(T).where(*_HOLDER).values(lease_expires_at=_LEASE_UNTIL)
@@ -586,8 +590,8 @@ def _decide(bulk: bool) -> Any:
                         .where(LISTINGS.c.id == T.c.listing_id, LISTINGS.c.deleted.is_(False))
                         .scalar_subquery())
     if bulk:
-        held_ok = or_(T.c.status.in_((PENDING, ESCALATED)),
-                      and_(T.c.status == CLAIMED, or_(T.c.lease_expires_at < _NOW, T.c.claimed_by == _ACTOR)))
+        held_ok = or_(T.c.status.in_([_S[PENDING], _S[ESCALATED]]),
+                      and_(T.c.status == _S[CLAIMED], or_(T.c.lease_expires_at < _NOW, T.c.claimed_by == _ACTOR)))
         where: list[Any] = [T.c.id == _ITEM, held_ok]
     else:
         where = [*_HOLDER, T.c.version == bindparam("b_version", type_=Integer()),
