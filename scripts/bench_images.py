@@ -444,7 +444,7 @@ def build_speed(indexed: list[Photo]) -> None:
             w.writerow(["path", "listing_id", "seller_id", "brand"])
             for i in range(3):  # three rounds of the photos, distinct ids
                 for p in indexed:
-                    w.writerow([str(p.path), f"L{i}-{p.name}", f"S{i}", ""])
+                    w.writerow([str(p.path.resolve()), f"L{i}-{p.name}", f"S{i}", ""])
         from click.testing import CliRunner
 
         from moderation.images.cli import images
@@ -488,7 +488,7 @@ def scale_speed(index: HashIndex, cases: list[QueryCase], n: int, seed: int) -> 
         _names, values, slots, radii = query_arrays(q.hashes)
         t, c = time.perf_counter(), time.process_time()
         big.probe(values, slots, radii, RETRIEVE_DISTANCE)
-        cands = retrieve(index, q.hashes, 64, None)[:CANDIDATES]
+        cands = retrieve(index, q.hashes, 64, CANDIDATES)
         blobs = index.features_of([m.id for m in cands])
         from moderation.images.features import Features
 
@@ -516,6 +516,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--fit", action="store_true", help="fit verify.WEIGHTS on the verified candidates")
     ap.add_argument("--skip-build-speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed parts (no recall run)")
     ap.add_argument("--dump", type=Path, help="write every verified pair's evidence (JSON Lines) here")
     args = ap.parse_args()
     if not (args.folder / "photos.csv").exists():
@@ -525,9 +526,9 @@ def main() -> None:
     cases = make_queries(indexed, negatives, args.seed)
     index, wall, cpu = build_index(indexed)
     print(f"queries: {len(cases)}; in-memory index built in {wall:.1f} s ({len(indexed) / cpu:.0f} images per CPU-second)")
-    collected: list | None = [] if args.fit or args.dump else None
-    result = evaluate(index, indexed, cases, collected)
-    report(result)
+    collected: list | None = [] if (args.fit or args.dump) and not args.speed_only else None
+    if not args.speed_only:
+        report(evaluate(index, indexed, cases, collected))
     if args.dump and collected is not None:
         import json
 
