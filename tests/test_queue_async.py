@@ -1,7 +1,7 @@
-"""Queue operations awaited from an event loop (``ReviewQueue.run``, what the HTTP API's claim-next and
-decision endpoints call), on SQLite and PostgreSQL: the same answers, rows and errors as a direct call,
-no item claimed twice when awaited and threaded reviewers drain a queue together, and a dropped
-PostgreSQL connection retried.
+"""Queue operations awaited from an event loop (``ReviewQueue.run``; ``ReviewQueue.claim_next`` and
+``decide``, which the HTTP API calls and which try ``fast.py`` first on PostgreSQL), on SQLite and
+PostgreSQL: the same answers, rows and errors as a direct call, no item claimed twice when awaited and
+threaded reviewers drain a queue together, and a dropped PostgreSQL connection retried.
 
 Test 13 (event replay equals state) runs after each test as the ``queue`` fixture's teardown.
 """
@@ -39,17 +39,18 @@ def test_awaited_answers_and_rows_match_a_direct_call(queue: ReviewQueue) -> Non
     first, second = add_items(queue, 2)
     wf = queue.workflow
     direct = wf.claim_next(reviewer(1))
-    awaited = asyncio.run(queue.run(wf.claim_next, reviewer(2)))
+    awaited = asyncio.run(queue.claim_next(reviewer(2)))
     assert direct is not None and awaited is not None
     assert {direct["item"]["id"], awaited["item"]["id"]} == {first, second}
     assert awaited.keys() == direct.keys() and awaited["item"].keys() == direct["item"].keys()
     assert awaited["item"]["status"] == "claimed" and "claim_token" not in awaited["item"]
 
     direct_answer = wf.decide(direct["item"]["id"], reviewer(1), decision_for(direct), "k-direct")
-    answer = asyncio.run(queue.run(wf.decide, awaited["item"]["id"], reviewer(2), decision_for(awaited), "k-awaited"))
+    answer = asyncio.run(queue.decide(awaited["item"]["id"], reviewer(2), decision_for(awaited), "k-awaited"))
     assert answer.keys() == direct_answer.keys() and answer["item"]["status"] == "decided"
     # The stored idempotent answer is the answer given, however it was called.
     assert wf.decide(awaited["item"]["id"], reviewer(2), decision_for(awaited), "k-awaited") == answer
+    assert asyncio.run(queue.decide(direct["item"]["id"], reviewer(1), decision_for(direct), "k-direct")) == direct_answer
     assert asyncio.run(queue.run(wf.decide, direct["item"]["id"], reviewer(1), decision_for(direct),
                                  "k-direct")) == direct_answer
     assert _count(queue, DECISIONS) == 2 and _count(queue, OUTBOX) == 2 and _count(queue, IDEMPOTENCY) == 2
@@ -68,20 +69,26 @@ def test_awaited_errors_are_the_direct_errors(queue: ReviewQueue) -> None:
     with pytest.raises(Conflict) as conflict:
         asyncio.run(queue.run(wf.decide, item_id, reviewer(1), stale))
     assert conflict.value.code == "stale_version"
+    with pytest.raises(Conflict) as conflict:  # fast.py declines, the ordinary decide answers
+        asyncio.run(queue.decide(item_id, reviewer(1), stale))
+    assert conflict.value.code == "stale_version"
     with pytest.raises(Conflict) as conflict:
         asyncio.run(queue.run(wf.decide, item_id, reviewer(2), decision_for(claim)))
     assert conflict.value.code == "lease_lost"
     assert _count(queue, DECISIONS) == 0
-    answer = asyncio.run(queue.run(wf.decide, item_id, reviewer(1), decision_for(claim), "key-1"))
+    answer = asyncio.run(queue.decide(item_id, reviewer(1), decision_for(claim), "key-1"))
+    assert asyncio.run(queue.decide(item_id, reviewer(1), decision_for(claim), "key-1")) == answer
     assert asyncio.run(queue.run(wf.decide, item_id, reviewer(1), decision_for(claim), "key-1")) == answer
     other = wf.claim_next(reviewer(1))
     assert other is not None
     with pytest.raises(Invalid) as reused:  # the key again, for another item
-        asyncio.run(queue.run(wf.decide, other["item"]["id"], reviewer(1), decision_for(other), "key-1"))
+        asyncio.run(queue.decide(other["item"]["id"], reviewer(1), decision_for(other), "key-1"))
     assert reused.value.code == "idempotency_key_reused"
     assert _count(queue, DECISIONS) == 1 and _count(queue, IDEMPOTENCY) == 1
     with pytest.raises(Forbidden):
         asyncio.run(queue.run(wf.claim_next, TRIAGE))
+    with pytest.raises(Forbidden):
+        asyncio.run(queue.claim_next(TRIAGE))
 
 
 def test_awaited_and_threaded_claims_never_share_an_item(queue: ReviewQueue) -> None:
@@ -92,9 +99,13 @@ def test_awaited_and_threaded_claims_never_share_an_item(queue: ReviewQueue) -> 
 
     async def awaiting(n: int) -> list[int]:
         taken = []
-        while (claim := await queue.run(wf.claim_next, reviewer(n))) is not None:
+        fast = n % 2 == 0  # half through ReviewQueue.claim_next/decide (fast.py on PostgreSQL), half through run
+        while (claim := await (queue.claim_next(reviewer(n)) if fast else queue.run(wf.claim_next, reviewer(n)))):
             taken.append(claim["item"]["id"])
-            await queue.run(wf.decide, claim["item"]["id"], reviewer(n), decision_for(claim))
+            if fast:
+                await queue.decide(claim["item"]["id"], reviewer(n), decision_for(claim))
+            else:
+                await queue.run(wf.decide, claim["item"]["id"], reviewer(n), decision_for(claim))
         return taken
 
     def direct(n: int) -> list[int]:
@@ -129,3 +140,30 @@ def test_a_dropped_connection_is_retried(queue: ReviewQueue) -> None:
     admin.close()
     answer = asyncio.run(queue.run(queue.workflow.decide, claim["item"]["id"], reviewer(1), decision_for(claim)))
     assert answer["item"]["status"] == "decided" and _count(queue, DECISIONS) == 1
+
+
+def test_fast_path_declines_a_dropped_connection(queue: ReviewQueue) -> None:
+    """PostgreSQL ends the fast path's pooled connection: the decision on it is declined (nothing
+    written), the ordinary decide answers, and the broken connection is not reused."""
+    if queue.fast is None:
+        pytest.skip("fast.py is PostgreSQL only")
+    add_items(queue, 2)
+    fast = queue.fast
+
+    async def claim_drop_and_decide() -> dict:
+        claim = await queue.claim_next(reviewer(1))
+        assert claim is not None and len(fast._idle) == 1
+        ((conn, _since),) = fast._idle
+        with queue.db.engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": conn.info.backend_pid})
+            admin.commit()
+        answer = await queue.decide(claim["item"]["id"], reviewer(1), decision_for(claim))
+        assert fast._idle == []
+        return answer
+
+    assert asyncio.run(claim_drop_and_decide())["item"]["status"] == "decided"
+    assert _count(queue, DECISIONS) == 1
+    claim = asyncio.run(queue.claim_next(reviewer(1)))  # on a new loop the pool starts afresh
+    assert claim is not None and len(fast._idle) == 1
+    queue.close()
+    assert fast._idle == []

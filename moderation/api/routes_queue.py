@@ -139,11 +139,10 @@ def item_detail(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(requi
 @router.post("/claim-next")
 async def claim_next(queue: Q, actor: Annotated[Actor, Depends(require("claim"))],
                      body: ClaimNextIn | None = None) -> dict[str, Any]:
-    """Claim the next item; ``{"item": null}`` when nothing is claimable. Async: awaited on the event
-    loop where the backend allows (``ReviewQueue.run``), a hot path that a worker thread made dearer."""
+    """Claim the next item; ``{"item": null}`` when nothing is claimable. Async: a hot path, awaited on
+    the event loop where the backend allows (``ReviewQueue.claim_next``)."""
     f = body or ClaimNextIn()
-    claim = await queue.run(queue.workflow.claim_next, actor, family=f.family, category=f.category,
-                            severity=f.severity, kind=f.kind)
+    claim = await queue.claim_next(actor, family=f.family, category=f.category, severity=f.severity, kind=f.kind)
     return claim or {"item": None, "claim_token": None}
 
 
@@ -169,8 +168,8 @@ def release(item_id: ItemId, body: ReleaseIn, queue: Q,
 async def decide(item_id: ItemId, body: DecisionIn, queue: Q, actor: Annotated[Actor, Depends(require("decide"))],
                  idempotency_key: Annotated[Text | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Decide the claimed item. With ``Idempotency-Key``: same key and body → same answer;
-    same key, other body → 422. Awaited like claim-next (``ReviewQueue.run``)."""
-    return await queue.run(queue.workflow.decide, item_id, actor, body, idempotency_key)
+    same key, other body → 422. Awaited like claim-next (``ReviewQueue.decide``)."""
+    return await queue.decide(item_id, actor, body, idempotency_key)
 
 
 @router.post("/items/{item_id}/escalate")

@@ -8,8 +8,9 @@ Semantics and the tests that prove them: ../shared/QUEUE.md and docs/queue.md.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from moderation.queue.db import Database
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
@@ -27,6 +28,13 @@ __all__ = [
 ]
 R = TypeVar("R")
 
+if TYPE_CHECKING:
+    from moderation.queue.fast import FastPath
+
+
+class Declined(Exception):
+    """``fast.py`` cannot give this answer (nothing was written): the ordinary operation will."""
+
 
 class ReviewQueue:
     """The queue service over one database (upgraded to the newest schema on request)."""
@@ -42,10 +50,30 @@ class ReviewQueue:
         self.views = Views(self.db)
         self.outbox = OutboxDelivery(self.db)
         self.sellers = Sellers(self.db)
+        self.fast: FastPath | None = None
+        if not self.db.is_sqlite:
+            from moderation.queue.fast import FastPath
+
+            self.fast = FastPath(self.db, self.workflow, pool_size)
 
     async def run(self, operation: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Await ``operation`` (e.g. ``queue.workflow.decide``) from an event loop: ``Database.run``."""
+        """Await ``operation`` (e.g. ``queue.workflow.heartbeat``) from an event loop: ``Database.run``."""
         return await self.db.run(operation, *args, **kwargs)
+
+    async def claim_next(self, actor: Actor, **filters: Any) -> dict[str, Any] | None:
+        """``workflow.claim_next`` awaited from an event loop (on PostgreSQL ``fast.py`` first)."""
+        if self.fast is not None:
+            with contextlib.suppress(Declined):
+                return await self.fast.claim_next(actor, **filters)
+        return await self.run(self.workflow.claim_next, actor, **filters)
+
+    async def decide(self, item_id: int, actor: Actor, body: DecisionIn,
+                     idempotency_key: str | None = None) -> dict[str, Any]:
+        """``workflow.decide`` awaited from an event loop (on PostgreSQL ``fast.py`` first)."""
+        if self.fast is not None:
+            with contextlib.suppress(Declined):
+                return await self.fast.decide(item_id, actor, body, idempotency_key)
+        return await self.run(self.workflow.decide, item_id, actor, body, idempotency_key)
 
     def stats(self, hours: float = 24.0) -> dict[str, Any]:
         return compute_stats(self.db, hours=hours)
@@ -54,4 +82,6 @@ class ReviewQueue:
         return self.views.verify()
 
     def close(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
         self.db.dispose()

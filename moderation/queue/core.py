@@ -93,7 +93,7 @@ def json_value(pg: bool, name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _with_event(statement: Any) -> Any:
+def with_event(statement: Any) -> Any:
     """``WITH u AS (<statement>), e AS (INSERT INTO events SELECT … FROM u) SELECT u.* FROM u``."""
     u = statement.cte("u")
     event = select(u.c.id, u.c.event_seq, bindparam("e_type", type_=String()), bindparam("e_actor", type_=Integer()),
@@ -108,7 +108,7 @@ def change(conn: Connection, statement: Any, params: dict[str, Any], type_: str,
     UPDATE as a data-modifying CTE that the event INSERT reads); on SQLite the two in turn."""
     if conn.dialect.name == "postgresql":
         values = {**params, "e_type": type_, "e_actor": actor, "e_data": data, "e_now": now}
-        row = conn.execute(_with_event(statement), values).first()
+        row = conn.execute(with_event(statement), values).first()
     else:
         row = conn.execute(statement, params).first()
         if row is not None:

@@ -140,14 +140,20 @@ class Workflow:
     def claim_next(self, actor: Actor, *, family: str | None = None, category: str | None = None,
                    severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
         """Claim the highest-priority, oldest claimable item; ``None`` when there is none."""
+        statement, params, event = self.claim_next_call(actor, family, category, severity, kind)
+        with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
+            item = change(conn, statement, params, *event)
+        return None if item is None else self._claim_answer(item)
+
+    def claim_next_call(self, actor: Actor, family: str | None, category: str | None, severity: str | None,
+                        kind: str | None) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
+        """Claim-next's statement, its parameters and its event (``change``); also sent by ``fast.py``."""
         self._require(actor, "claim")
         now = utcnow()
         params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_category": category,
                   "b_family": f"%,{like_pattern(family or '')},%", "b_severity": severity, "b_kind": kind}
         statement = _claim_next(actor.can("claim_escalated"), bool(family), bool(category), bool(severity), bool(kind))
-        with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
-            item = change(conn, statement, params, "claimed", actor.id, {"lease_expires_at": iso(now + self.lease)}, now)
-        return None if item is None else self._claim_answer(item)
+        return statement, params, ("claimed", actor.id, {"lease_expires_at": iso(now + self.lease)}, now)
 
     @staticmethod
     def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
@@ -272,13 +278,7 @@ class Workflow:
         now = utcnow()
         decision = body if isinstance(body, DecisionIn) else None
         marks = finding_marks(conn, item_id, decision.finding_marks) if decision else []
-        params: dict[str, Any] = {
-            "b_item": item_id, "b_actor": actor.id, "b_now": now, "b_outcome": body.outcome,
-            "b_codes": body.reason_codes, "b_reasons": [REASON_CODES[c] for c in body.reason_codes],
-            "b_seller_message": body.seller_message, "b_internal_note": body.internal_note,
-            "b_marks": [public_mark(m) for m in marks], "b_available_at": now + self.undo_window}
-        if decision:
-            params.update(b_token=decision.claim_token, b_version=decision.version, b_revision=decision.listing_revision)
+        params = self.decide_params(item_id, actor, body, marks, now)
         statements = _decision_rows(not self.db.is_sqlite, decision is None, bool(marks))
         row = conn.execute(statements[0], params).first()
         if row is None:
@@ -288,10 +288,28 @@ class Workflow:
             item["decision_id"] = conn.execute(statements[1], params).scalar_one()
             for statement in statements[2:]:
                 conn.execute(statement, params)
-        decision_id = item.pop("decision_id")
+        decision_id = item["decision_id"]
         if marks:
             conn.execute(insert(MARKS), [{**m, "decision_id": decision_id, "marked_by": actor.id, "created_at": now}
                                          for m in marks])
+        return self.decide_answer(item, body, now)
+
+    def decide_params(self, item_id: int, actor: Actor, body: Judgement, marks: list[dict[str, Any]],
+                      now: datetime) -> dict[str, Any]:
+        """The parameters of ``_decision_rows``; also sent by ``fast.py``."""
+        params: dict[str, Any] = {
+            "b_item": item_id, "b_actor": actor.id, "b_now": now, "b_outcome": body.outcome,
+            "b_codes": body.reason_codes, "b_reasons": [REASON_CODES[c] for c in body.reason_codes],
+            "b_seller_message": body.seller_message, "b_internal_note": body.internal_note,
+            "b_marks": [public_mark(m) for m in marks], "b_available_at": now + self.undo_window}
+        if isinstance(body, DecisionIn):
+            params.update(b_token=body.claim_token, b_version=body.version, b_revision=body.listing_revision)
+        return params
+
+    def decide_answer(self, row: dict[str, Any], body: Judgement, now: datetime) -> dict[str, Any]:
+        """The answer to a decision, from the decided item's row and its ``decision_id``."""
+        item = dict(row)
+        decision_id = item.pop("decision_id")
         return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
                 "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
 
@@ -644,4 +662,5 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool) -> tuple[Any, ...]:
             .add_cte(event.cte("e")).add_cte(notice.cte("o")),)
 
 
-_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY)
+#: Every column a named parameter (``fast.py`` sends the compiled text with its own values).
+_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY).values({c.name: bindparam(c.name, type_=c.type) for c in IDEMPOTENCY.c})
