@@ -37,8 +37,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="generated material only (the 0.3.0 recipe): no real labelled text, titles and app "
                          "descriptions as weak lawful lines")
     ap.add_argument("--case-repeat", type=int, default=6, help="copies of each real training case")
+    ap.add_argument("--lawful-case-repeat", type=int, default=None,
+                    help="copies of each lawful look-alike training case (default: --case-repeat)")
     ap.add_argument("--line-repeat", type=int, default=3, help="copies of each real labelled training line")
+    ap.add_argument("--real-dir", type=Path, default=None,
+                    help="read the real sets from this frozen copy of tests/real (experiments)")
     args = ap.parse_args(argv)
+    if args.real_dir is not None:
+        from moderation.classifier.realdata import use_real_dir
+
+        use_real_dir(args.real_dir)
     t0 = time.perf_counter()
     # claims.yaml holds the groups and the fixed held-out list; claims_*.yaml files add training groups.
     claims, extra = claim_files(args.lexicons)
@@ -58,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         import random
 
-        real_train = training_examples(args.case_repeat, args.line_repeat)
+        real_train = training_examples(args.case_repeat, args.line_repeat, args.lawful_case_repeat)
         data["train"].extend(real_train)
         random.Random(f"{args.seed}:train-order-real").shuffle(data["train"])
         data["calib_real"] = [r.example for r in real_split("calib")]
-        print(f"real: {len(real_train)} training examples (cases x{args.case_repeat}, lines x{args.line_repeat}), "
+        lawful_x = "" if args.lawful_case_repeat is None else f", lawful cases x{args.lawful_case_repeat}"
+        print(f"real: {len(real_train)} training examples (cases x{args.case_repeat}{lawful_x}, lines x{args.line_repeat}), "
               f"{len(data['calib_real'])} for calibration; the real test set is never written here")
     for name, exs in data.items():
         write_jsonl(args.out / f"{name}.jsonl", exs)

@@ -8,7 +8,8 @@ The dev cases of the training part are cut into ``--folds`` folds by source (a c
 together). For each fold a model is fine-tuned on the recipe's train.jsonl without that fold's cases
 (and calibrated on the real calib part, as usual); it scores that fold's cases. The calib part's cases are
 never trained on and are scored by every fold model (their mean is used). Reported: ROC-AUC of violations
-vs lawful look-alikes per fold and pooled over all dev cases, out of fold. The real test set is not read.
+vs lawful look-alikes per fold and pooled over all dev cases, out of fold; and, as a guard for listings,
+the calib part's labelled lines AUC (mean score of the fold models). The real test set is not read.
 """
 
 from __future__ import annotations
@@ -47,14 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-fold", action="store_true")
+    ap.add_argument("--real-dir", type=Path, default=None,
+                    help="read the real sets from this frozen copy of tests/real (experiments)")
     args = ap.parse_args(argv)
+    if args.real_dir is not None:
+        from moderation.classifier.realdata import use_real_dir
+
+        use_real_dir(args.real_dir)
     t0 = time.perf_counter()
     train = read_jsonl(args.data / "train.jsonl")
     calib = read_jsonl(args.data / "calib_real.jsonl")
     dev_cases = real_split("train", kinds=("cases",))
-    calib_cases = real_split("calib", kinds=("cases",))
+    calib_all = real_split("calib")
+    calib_cases = [r for r in calib_all if r.kind == "cases"]
+    calib_lines = [r for r in calib_all if r.kind == "lines"]
     y_calib = np.array([r.label == "violation" for r in calib_cases], dtype=int)
+    y_lines = np.array([r.label == "violation" for r in calib_lines], dtype=int)
+    line_scores = []
     oof: list[tuple[float, int, int]] = []  # (score, label, fold)
+    oof_refs: list[str] = []
     calib_scores = []
     per_fold = []
     cpu = 0.0
@@ -71,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         s = np.array(rm.score_texts([r.example.text for r in items], threads=args.threads))
         y = np.array([r.label == "violation" for r in items], dtype=int)
         oof.extend((float(a), int(b), k) for a, b in zip(s, y, strict=True))
+        oof_refs.extend(r.ref for r in items)
         calib_scores.append(rm.score_texts([r.example.text for r in calib_cases], threads=args.threads))
+        line_scores.append(rm.score_texts([r.example.text for r in calib_lines], threads=args.threads))
         per_fold.append({"fold": k, "sources": len(held), "n": len(items), "violations": int(y.sum()),
                          "lawful": int(len(y) - y.sum()), "auc": roc_auc(s, y), "removed_examples": len(train) - len(tr)})
         print(json.dumps(per_fold[-1]), flush=True)
@@ -82,12 +96,22 @@ def main(argv: list[str] | None = None) -> int:
            "folds": per_fold, "mean_fold_auc": float(np.mean([f["auc"] for f in per_fold])),
            "oof_train_cases_auc": roc_auc(np.array([o[0] for o in oof]), np.array([o[1] for o in oof])),
            "calib_cases_auc": roc_auc(cs, y_calib),
+           "calib_lines_auc": roc_auc(np.mean(np.array(line_scores), axis=0), y_lines),
+           "calib_lines_auc_per_fold": [roc_auc(np.array(ls), y_lines) for ls in line_scores],
            "pooled_dev_cases_auc": roc_auc(s_all, y_all), "pooled_n": len(y_all),
            "pooled_violations": int(y_all.sum()), "pooled_lawful": int(len(y_all) - y_all.sum()),
            "cpu_seconds": cpu, "wall_seconds": time.perf_counter() - t0}
+    # Per-item scores (out of fold for the training part's cases, fold mean for calib), for ensembles.
+    ls = np.mean(np.array(line_scores), axis=0)
+    rec["scores"] = ([{"ref": ref, "part": "train", "score": o[0], "label": o[1], "fold": o[2]}
+                      for ref, o in zip(oof_refs, oof, strict=True)]
+                     + [{"ref": r.ref, "part": "calib", "score": float(v), "label": int(yy)}
+                        for r, v, yy in zip(calib_cases, cs, y_calib, strict=True)]
+                     + [{"ref": r.ref, "part": "calib-lines", "score": float(v), "label": int(yy)}
+                        for r, v, yy in zip(calib_lines, ls, y_lines, strict=True)])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cv.json").write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in rec.items() if k != "folds"}, indent=2))
+    print(json.dumps({k: v for k, v in rec.items() if k not in ("folds", "scores")}, indent=2))
     return 0
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from moderation.classifier.predict import load_model  # noqa: E402
-from moderation.classifier.realdata import format_real_report, real_report, real_split  # noqa: E402
+from moderation.classifier.realdata import RealExample, format_real_report, real_report, real_split  # noqa: E402
 
 
 def policy_threshold() -> float:
@@ -30,7 +30,7 @@ def policy_threshold() -> float:
     return float(d["classifier"]["review_threshold"])
 
 
-def with_rules(items: list, scores: list[float], thr: float) -> dict[str, dict[str, float]]:
+def with_rules(items: list[RealExample], scores: list[float], thr: float) -> dict[str, dict[str, float]]:
     """Rules alone (Checker(classifier=False): verdict review or block) vs rules + the score at ``thr``."""
     from moderation.checker import Checker
 
@@ -64,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--with-rules", action="store_true",
                     help="also: rules alone vs rules + classifier (score >= threshold sends to review)")
+    ap.add_argument("--real-dir", type=Path, default=None,
+                    help="read the real sets from this frozen copy of tests/real (A/B runs on identical items)")
     args = ap.parse_args(argv)
+    if args.real_dir is not None:
+        from moderation.classifier.realdata import use_real_dir
+
+        use_real_dir(args.real_dir)
     t0 = time.perf_counter()
     rm = load_model(args.model)
     items = real_split(args.part, binary=False)

@@ -59,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --pretrain-only: also save the encoder at these steps (comma-separated)")
     ap.add_argument("--vocab-data", type=Path, action="append", default=[],
                     help="with --pretrain-only: train.jsonl files the vocabulary must cover (repeatable)")
+    ap.add_argument("--no-test", action="store_true",
+                    help="experiments: score the real calib part only, not the generated or real test sets")
+    ap.add_argument("--real-dir", type=Path, default=None,
+                    help="read the real sets from this frozen copy of tests/real (experiments)")
     args = ap.parse_args(argv)
+    if args.real_dir is not None:
+        from moderation.classifier.realdata import use_real_dir
+
+        use_real_dir(args.real_dir)
     spec = ModelSpec(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
                      num_attention_heads=args.heads, num_hidden_layers=args.layers)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mlm_steps=args.mlm_steps,
@@ -77,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     record = train_from_data_dir(args.data, args.out, cfg, decisions=args.from_decisions,
                                  corpora=args.corpora if args.mlm_steps else None, spec=spec, init=args.init,
-                                 pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR)
+                                 pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR,
+                                 score_tests=not args.no_test)
     print(json.dumps({k: record[k] for k in ("total_seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
                                              "mlm_seconds", "total_seconds_with_pretrain",
                                              "cpu_seconds_with_pretrain", "calibration", "test", "real")

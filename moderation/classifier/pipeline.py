@@ -51,9 +51,11 @@ def pretraining_texts(corpora: str | Path, pretrain_dir: str | Path | None = DEF
     return [t for t in lines if not is_held_out(t)]
 
 
-def real_figures(model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01) -> dict[str, Any]:
+def real_figures(model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01,
+                 with_test: bool = True) -> dict[str, Any]:
     """Real calib and test reports for a checkpoint, and the review threshold chosen on real calib:
-    the lowest score that flags at most ``max_lawful_rate`` of the lawful labelled listings there."""
+    the lowest score that flags at most ``max_lawful_rate`` of the lawful labelled listings there.
+    ``with_test=False``: calib only (experiments; the real test set is read once per final candidate)."""
     from .realdata import real_report, real_split, threshold_for_lawful_rate
 
     rm = load_model(model_dir)
@@ -64,6 +66,8 @@ def real_figures(model_dir: str | Path, threads: int = 1, max_lawful_rate: float
                                      if r.kind == "lines" and r.label == "lawful"], max_lawful_rate)
     out["review_threshold"] = thr
     out["calib"] = real_report(cs, calib, threshold=thr)
+    if not with_test:
+        return out
     test = real_split("test", binary=False)
     out["test"] = real_report(rm.score_texts([r.example.text for r in test], threads=threads), test, threshold=thr)
     return out
@@ -188,7 +192,8 @@ PRETRAIN_RECORD = "pretrain.json"
 def _pretrain_record(init: str | Path | None) -> dict[str, Any] | None:
     if init is None or not Path(init, PRETRAIN_RECORD).exists():
         return None
-    return json.loads(Path(init, PRETRAIN_RECORD).read_text(encoding="utf-8"))
+    rec: dict[str, Any] = json.loads(Path(init, PRETRAIN_RECORD).read_text(encoding="utf-8"))
+    return rec
 
 
 def pretrain_encoder(
@@ -271,8 +276,12 @@ def train_from_data_dir(
     spec: ModelSpec | None = None,
     pretrain_dir: str | Path | None = DEFAULT_PRETRAIN_DIR,
     init: str | Path | None = None,
+    score_tests: bool = True,
 ) -> dict[str, Any]:
     """Train on the files written by scripts/build_training_set.py, plus reviewer decisions if given.
+
+    ``score_tests=False`` skips the generated test split and the real test set (only the real calib
+    figures are recorded): for experiments, where model selection must not see test figures.
 
     With ``cfg.mlm_steps`` the encoder is first pre-trained on unlabelled corpus lines: every line of
     ``corpora`` whose hash puts it in the training split (never a held-out line), or, without
@@ -304,7 +313,7 @@ def train_from_data_dir(
     record = train_model(train, calib, out_dir, cfg, spec=spec, mlm_texts=mlm_texts, vocab_texts=vocab_texts,
                          progress=progress, init=init)
     test_path = data_dir / "test.jsonl"
-    if test_path.exists():
+    if test_path.exists() and score_tests:
         test = read_jsonl(test_path)
         rm = load_model(out_dir)
         m = compute_metrics(rm.score_texts([e.text for e in test], threads=cfg.threads), test)
@@ -312,7 +321,7 @@ def train_from_data_dir(
                                               "paraphrase_recall_at_fpr", "precision", "recall")}
         write_training_record(out_dir, record)
     if real_calib.exists():
-        record["real"] = real_figures(out_dir, threads=cfg.threads)
+        record["real"] = real_figures(out_dir, threads=cfg.threads, with_test=score_tests)
     Path(out_dir, "training.json").write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n",
                                               encoding="utf-8")
     return record

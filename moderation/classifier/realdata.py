@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,16 @@ def _source_name(item: Any, kind: str) -> str:
     if kind == "cases":
         return "real:cases"
     return "real:titles" if "taobao" in item.source else "real:apps"
+
+
+def use_real_dir(path: str | Path) -> None:
+    """Read the real sets from a frozen copy of ``tests/real`` (experiments: the sets grow while a
+    session runs, so recipes compared by cross-validation must see the same items)."""
+    import moderation.evaluation.realsets as realsets
+
+    realsets.REAL_DIR = Path(path)
+    load_real.cache_clear()
+    held_out_keys.cache_clear()
 
 
 @cache
@@ -111,13 +122,19 @@ def is_held_out(text: str) -> bool:
     return t in texts or _near_key(t) in keys
 
 
-def training_examples(case_repeat: int = 6, line_repeat: int = 3) -> list[Example]:
+def training_examples(case_repeat: int = 6, line_repeat: int = 3,
+                      lawful_case_repeat: int | None = None) -> list[Example]:
     """The real training part, repeated so that a few thousand real items weigh against the generated
-    material (cases are fewer and more varied than corpus lines, so they are repeated more)."""
+    material (cases are fewer and more varied than corpus lines, so they are repeated more).
+    ``lawful_case_repeat``: copies of each lawful look-alike case (default ``case_repeat``); they are
+    about a fifth of the training cases and the only lawful text shaped like a case."""
     out: list[Example] = []
     for r in real_split("train"):
-        for _ in range(case_repeat if r.kind == "cases" else line_repeat):
-            out.append(r.example)
+        if r.kind == "cases":
+            n = lawful_case_repeat if lawful_case_repeat is not None and r.label == "lawful" else case_repeat
+        else:
+            n = line_repeat
+        out.extend([r.example] * n)
     return out
 
 
