@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class Declined(Exception):
-    """``fast.py`` cannot give this answer (nothing was written): the ordinary operation will."""
+    """``fast.py`` cannot give this answer (nothing was written)."""
 
 
 class ReviewQueue:

@@ -27,21 +27,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Row
 
+from moderation.queue import models
 from moderation.queue.errors import NotFound
-from moderation.queue.models import (
-    Decision,
-    Event,
-    IdempotencyKey,
-    Item,
-    ItemRule,
-    ListingRow,
-    Outbox,
-    Signal,
-    Skip,
-    User,
-)
 
 
 def table(model: type[Any]) -> Table:
@@ -49,26 +37,22 @@ def table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
 
-ITEMS = table(Item)
-LISTINGS = table(ListingRow)
-SIGNALS = table(Signal)
-RULES = table(ItemRule)
-DECISIONS = table(Decision)
-EVENTS = table(Event)
-OUTBOX = table(Outbox)
-SKIPS = table(Skip)
-IDEMPOTENCY = table(IdempotencyKey)
-USERS = table(User)
+ITEMS = table(models.Item)
+LISTINGS = table(models.ListingRow)
+SIGNALS = table(models.Signal)
+RULES = table(models.ItemRule)
+DECISIONS = table(models.Decision)
+EVENTS = table(models.Event)
+OUTBOX = table(models.Outbox)
+SKIPS = table(models.Skip)
+IDEMPOTENCY = table(models.IdempotencyKey)
+USERS = table(models.User)
 
 #: Columns every state-changing UPDATE returns.
 RETURNING = tuple(ITEMS.c)
 #: Built once and executed with a parameter dict: SQLAlchemy then reuses the compiled statement
 #: instead of building, hashing and looking up a fresh ``insert().values(…)`` on every event.
 EVENT_INSERT = insert(EVENTS)
-
-
-def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
-    return None if row is None else dict(row._mapping)
 
 
 def append_event(conn: Connection, item_id: int, seq: int, type_: str, actor: int | None,
@@ -103,9 +87,8 @@ def with_event(statement: Any) -> Any:
 
 def change(conn: Connection, statement: Any, params: dict[str, Any], type_: str, actor: int | None,
            data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
-    """A state change: the conditional ``UPDATE items … RETURNING *`` ``statement`` (which bumps
-    ``event_seq``) and its event, or ``None`` when it matched no row. On PostgreSQL one statement (the
-    UPDATE as a data-modifying CTE that the event INSERT reads); on SQLite the two in turn."""
+    """A conditional ``UPDATE items … RETURNING *`` (bumping ``event_seq``) and its event; ``None`` when it
+    matched no row. PostgreSQL: one statement (``with_event``); SQLite: the two in turn."""
     if conn.dialect.name == "postgresql":
         values = {**params, "e_type": type_, "e_actor": actor, "e_data": data, "e_now": now}
         row = conn.execute(with_event(statement), values).first()

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
@@ -32,9 +33,7 @@ DEFAULT_SQLITE_PATH = Path("var") / "moderation.db"
 #: a busy connection that died is caught by the retry below instead. ``MODERATION_DB_PING_AFTER_IDLE=0``
 #: pings on every checkout.
 PING_AFTER_IDLE_SECONDS = float(os.environ.get("MODERATION_DB_PING_AFTER_IDLE", "5"))
-#: Seconds ``Database.run`` may keep the event loop waiting for SQLite's write lock before it hands
-#: the operation to a worker thread.
-LOOP_LOCK_WAIT = 0.02
+LOOP_LOCK_WAIT = 0.02  #: seconds ``Database.run`` may wait on the loop for SQLite's write lock
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -213,9 +212,8 @@ class Database:
 
     @contextmanager
     def single_statement(self) -> Iterator[Connection]:
-        """For exactly one statement that is a whole transaction by itself (PostgreSQL: autocommit,
-        so the server runs it as its own transaction and there is no BEGIN/COMMIT round trip). On
-        SQLite it is an ordinary write transaction."""
+        """For exactly one statement that is a whole transaction by itself: PostgreSQL autocommits it (no
+        BEGIN/COMMIT round trips); on SQLite it is an ordinary write transaction."""
         if self.is_sqlite:
             with self.write() as conn:
                 yield conn
@@ -231,6 +229,10 @@ class Database:
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
             with conn.begin():
                 yield conn
+
+    def insert(self, table: Table) -> Any:
+        """An INSERT of this backend's dialect (for ``on_conflict_do_nothing``)."""
+        return (sqlite if self.is_sqlite else postgresql).insert(table)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""

@@ -1,16 +1,10 @@
-"""Claim-next and decisions awaited on the event loop on PostgreSQL, the measured-cheaper way.
-
-The same prebuilt statements as the workflow (``Workflow.claim_next_call``, ``workflow._decision_rows``,
-one statement each), compiled once for psycopg and sent on an async psycopg connection from a small
-pool of our own, without SQLAlchemy's execution layer or a worker thread. ``scripts/bench_queue.py``
-(16 reviewers, 2-core machine): 2.1 ms of server CPU per decision this way, 3.3–3.8 ms through
-``Database.run`` (worker thread) and more through SQLAlchemy's async engine; claim p95 33 against
-58–77 ms. Only the common case: when the statement matches nothing, the idempotency key is taken, a
-decision carries finding marks, or the connection fails, the transaction rolls back (nothing was
-written) and ``Declined`` sends the caller to the ordinary operation, which owns every error and
-stored answer (``ReviewQueue.claim_next`` / ``ReviewQueue.decide``).
+"""Claim-next and decisions awaited on the event loop on PostgreSQL: the workflow's own statements
+(``Workflow.claim_next_call``, ``workflow._decision_rows``), compiled once for psycopg and sent on an
+async connection of a small pool, without SQLAlchemy's execution layer or a worker thread (measured
+cheaper: docs/queue.md). Only the common case: when the statement matches nothing, the key is taken, a
+decision carries finding marks or the connection fails, nothing was written and ``Declined`` sends the
+caller (``ReviewQueue.claim_next``/``decide``) to the ordinary operation, which owns every answer.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -26,17 +20,10 @@ from psycopg.rows import dict_row
 from sqlalchemy import JSON
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
-from moderation.queue import Declined
+from moderation.queue import Declined, workflow
 from moderation.queue.core import request_hash, with_event
 from moderation.queue.db import PING_AFTER_IDLE_SECONDS, Database, utcnow
 from moderation.queue.roles import Actor
-from moderation.queue.workflow import (
-    _IDEMPOTENCY_INSERT,
-    DecisionIn,
-    Workflow,
-    _decision_rows,
-    validate_outcome,
-)
 
 
 @functools.cache
@@ -57,16 +44,13 @@ async def _fetch(conn: Any, statement: Any, params: dict[str, Any]) -> dict[str,
 
 
 class FastPath:
-    """At most ``size`` autocommit connections (rows as dicts), connected where the engine connects. The
-    waiting primitive belongs to one event loop, so the pool starts afresh (closing idle connections)
-    when used from another loop, as a test client does per test. Connections idle for
-    ``PING_AFTER_IDLE_SECONDS`` are pinged first; one not cleanly idle when given back is closed."""
+    """At most ``size`` autocommit connections (rows as dicts) where the engine connects; afresh on another
+    event loop (a test client's); pinged after ``PING_AFTER_IDLE_SECONDS`` idle; closed if not idle."""
 
-    def __init__(self, db: Database, workflow: Workflow, size: int) -> None:
+    def __init__(self, db: Database, flow: workflow.Workflow, size: int) -> None:
         _args, params = db.engine.dialect.create_connect_args(db.engine.url)
-        params.pop("context", None)
-        self.connect_params: dict[str, Any] = dict(params)
-        self.workflow, self.size = workflow, size
+        self.connect_params = {k: v for k, v in params.items() if k != "context"}
+        self.workflow, self.size = flow, size
         self._idle: list[tuple[Any, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free: asyncio.Semaphore | None = None
@@ -82,15 +66,15 @@ class FastPath:
             raise Declined from exc
         return None if row is None else self.workflow._claim_answer(row)
 
-    async def decide(self, item_id: int, actor: Actor, body: DecisionIn,
+    async def decide(self, item_id: int, actor: Actor, body: workflow.DecisionIn,
                      idempotency_key: str | None = None) -> dict[str, Any]:
         wf = self.workflow
         wf._require(actor, "decide")
-        validate_outcome(body)
+        workflow.validate_outcome(body)
         if body.finding_marks:
             raise Declined
         now = utcnow()
-        (statement,) = _decision_rows(True, False, False)
+        (statement,) = workflow._decision_rows(True, False, False)
         try:
             async with self.connection() as conn, conn.transaction():
                 row = await _fetch(conn, statement, wf.decide_params(item_id, actor, body, [], now))
@@ -98,7 +82,7 @@ class FastPath:
                     raise Declined
                 result = wf.decide_answer(row, body, now)
                 if idempotency_key:
-                    await _fetch(conn, _IDEMPOTENCY_INSERT, {
+                    await _fetch(conn, workflow._IDEMPOTENCY_INSERT, {
                         "user_id": actor.id, "key": idempotency_key, "status_code": 200, "response": result,
                         "request_hash": request_hash({"item_id": item_id, **body.model_dump()}),
                         "created_at": utcnow()})

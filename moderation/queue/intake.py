@@ -81,14 +81,6 @@ def _as_queued(result: CheckResult) -> CheckResult:
                                        classifier=result.classifier, images=[], error=result.error)
 
 
-def _dialect_insert(db: Database) -> Any:
-    if db.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-    return dialect_insert
-
-
 @retrying
 class Intake:
     def __init__(self, db: Database) -> None:
@@ -154,7 +146,7 @@ class Intake:
         values = {"id": listing.id, "revision": 1, "content_hash": digest, "seller_id": listing.seller_id,
                   "category": listing.category, "snapshot": snapshot, "deleted": False,
                   "updated_at": now}
-        inserted = conn.execute(_dialect_insert(self.db)(LISTINGS).values(**values)
+        inserted = conn.execute(self.db.insert(LISTINGS).values(**values)
                                 .on_conflict_do_nothing(index_elements=["id"]))
         if inserted.rowcount == 1:
             return 1, []

@@ -75,9 +75,8 @@ def record_json(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def notification(u: Any, d: Any, pg: bool) -> Any:
-    """The outbox row of a decision, as ``INSERT … SELECT`` from the decided item ``u`` and its decision
-    ``d`` (``workflow._decision_rows``): what the seller is told, held back until the decision can
-    no longer be undone (``b_available_at``)."""
+    """A decision's outbox row, ``INSERT … SELECT`` from the decided item ``u`` and the decision ``d``
+    (``workflow._decision_rows``): what the seller is told, held back until it can no longer be undone."""
     payload = json_object(pg, listing_id=u.c.listing_id, listing_revision=u.c.listing_revision,
                           outcome=bindparam("b_outcome", type_=String()), reason_codes=json_value(pg, "b_codes"),
                           reasons=json_value(pg, "b_reasons"), message=bindparam("b_seller_message", type_=String()))

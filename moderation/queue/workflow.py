@@ -15,7 +15,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     Connection,
     Integer,
@@ -74,10 +74,8 @@ T = ITEMS
 Outcome = Literal["approved", "rejected", "changes_requested"]
 
 
-class Judgement(BaseModel):
+class Judgement(BaseModel, extra="forbid"):
     """What a decision says about an item (a bulk decision is only this)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outcome: Outcome
     reason_codes: list[Annotated[Text, Field(max_length=40)]] = Field(default_factory=list, max_length=9)
@@ -85,10 +83,8 @@ class Judgement(BaseModel):
     internal_note: Text = Field(default="", max_length=5000)
 
 
-class FindingMarkIn(BaseModel):
+class FindingMarkIn(BaseModel, extra="forbid"):
     """One finding the reviewer judged not a violation (its index in the item's findings)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     index: int = Field(ge=0, le=999)
     rule: Text | None = Field(default=None, max_length=120)
@@ -106,8 +102,7 @@ class DecisionIn(Judgement):
     finding_marks: list[FindingMarkIn] = Field(default_factory=list, max_length=100)
 
 
-#: The former name (callers outside the queue still use it).
-DecideInput = DecisionIn
+DecideInput = DecisionIn  #: the former name, still used outside the queue
 
 
 def validate_outcome(body: Judgement) -> None:
@@ -183,11 +178,15 @@ class Workflow:
             return Forbidden("escalated", "only a lead may claim an escalated item")
         if item["status"] == CLAIMED:
             return Conflict("held", "another reviewer holds this item", held_by=item["claimed_by"])
+        return self._closed(item) or Conflict("not_claimable", "the item cannot be claimed now")
+
+    @staticmethod
+    def _closed(item: dict[str, Any]) -> QueueError | None:
         if item["status"] == DECIDED:
             return Conflict("already_decided", "the item is already decided")
         if item["status"] == SUPERSEDED:
             return Conflict("listing_changed", "the listing changed; this item was superseded")
-        return Conflict("not_claimable", "the item cannot be claimed now")
+        return None
 
     @staticmethod
     def _holder_params(item_id: int, actor: Actor, token: str, now: datetime) -> dict[str, Any]:
@@ -195,12 +194,8 @@ class Workflow:
         return {"b_item": item_id, "b_actor": actor.id, "b_token": token, "b_now": now}
 
     def _lease_error(self, conn: Connection, item_id: int) -> QueueError:
-        item = load_item(conn, item_id)
-        if item["status"] == DECIDED:
-            return Conflict("already_decided", "the item is already decided")
-        if item["status"] == SUPERSEDED:
-            return Conflict("listing_changed", "the listing changed; this item was superseded")
-        return Conflict("lease_lost", "you no longer hold this item (lease expired or taken over)")
+        return self._closed(load_item(conn, item_id)) or Conflict(
+            "lease_lost", "you no longer hold this item (lease expired or taken over)")
 
     def heartbeat(self, item_id: int, actor: Actor, token: str) -> dict[str, Any]:
         """Extend the holder's lease; 409 once it expired or someone else took the item."""
@@ -221,15 +216,9 @@ class Workflow:
             if item is None:
                 raise self._lease_error(conn, item_id)
             if skip:
-                conn.execute(self._insert_skip(item_id, actor.id, now))
+                conn.execute(self.db.insert(SKIPS).values(item_id=item_id, user_id=actor.id, created_at=now)
+                             .on_conflict_do_nothing())
             return public_item(item)
-
-    def _insert_skip(self, item_id: int, user_id: int, now: datetime) -> Any:
-        if self.db.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-        return dialect_insert(SKIPS).values(item_id=item_id, user_id=user_id, created_at=now).on_conflict_do_nothing()
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -288,10 +277,9 @@ class Workflow:
             item["decision_id"] = conn.execute(statements[1], params).scalar_one()
             for statement in statements[2:]:
                 conn.execute(statement, params)
-        decision_id = item["decision_id"]
         if marks:
-            conn.execute(insert(MARKS), [{**m, "decision_id": decision_id, "marked_by": actor.id, "created_at": now}
-                                         for m in marks])
+            conn.execute(insert(MARKS), [{**m, "decision_id": item["decision_id"], "marked_by": actor.id,
+                                          "created_at": now} for m in marks])
         return self.decide_answer(item, body, now)
 
     def decide_params(self, item_id: int, actor: Actor, body: Judgement, marks: list[dict[str, Any]],
@@ -516,9 +504,6 @@ class Workflow:
     def find_item(self, item_id: int) -> dict[str, Any]:
         with self.db.read() as conn:
             return load_item(conn, item_id)
-
-
-__all__ = ["DecideInput", "DecisionIn", "Judgement", "NotFound", "Workflow"]
 
 
 # -- prebuilt statements --------------------------------------------------------------------------
