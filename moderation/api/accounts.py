@@ -31,33 +31,24 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, Table, delete, insert, select, update
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import SQLModel
 
 from moderation.api.checkpool import CheckPool, Saturated
 from moderation.api.settings import Settings
-from moderation.queue.core import iso
+from moderation.queue.core import iso, table
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Conflict, Invalid, NotFound, QueueError
 from moderation.queue.models import ApiToken, AuthEvent, LoginThrottle, SavedView, ServerState, Session, User
 from moderation.queue.roles import ROLES, Actor
 
-
-def _table(model: type[SQLModel]) -> Table:
-    """The Core table of a SQLModel table class (SQLModel does not declare ``__table__`` for type checkers)."""
-    table: Table = sa_inspect(model).local_table
-    return table
-
-
-USERS = _table(User)
-TOKENS = _table(ApiToken)
-SESSIONS = _table(Session)
-VIEWS = _table(SavedView)
-THROTTLE = _table(LoginThrottle)
-AUTH_EVENTS = _table(AuthEvent)
-STATE = _table(ServerState)
+USERS = table(User)
+TOKENS = table(ApiToken)
+SESSIONS = table(Session)
+VIEWS = table(SavedView)
+THROTTLE = table(LoginThrottle)
+AUTH_EVENTS = table(AuthEvent)
+STATE = table(ServerState)
 EPOCH = "credential_epoch"
 
 SESSION_HOURS = 12
