@@ -174,8 +174,10 @@ def test_reviewer_judges_by_keyboard(live: Live, viewport: str) -> None:
         other = _claimed_by_other(live)
         page.goto(f"{live.url}/review/items/{other}")
         expect(page.locator(".held-tag")).to_contain_text("xiaowang 处理中")
-        page.keyboard.press("a")
-        expect(page.locator("#toast")).to_contain_text("请先领取此条")
+        page.keyboard.press("a")  # says who holds it, not "claim it first" (it cannot be claimed)
+        expect(page.locator("#toast")).to_contain_text("xiaowang 正在处理此条")
+        page.keyboard.press("Enter")
+        expect(page.locator("#toast")).to_contain_text("xiaowang 正在处理此条")
         _toast_is_chinese(page)
         page.goto(f"{live.url}/review/items/999999")
         expect(page.locator(".error-page")).to_contain_text("没有这个条目")
@@ -257,6 +259,9 @@ def test_lead_searches_bulk_decides_and_acts_on_a_seller(live: Live, viewport: s
         page.keyboard.press("b")
         expect(page.locator("#bulk")).to_be_visible()
         expect(page.locator('input[name="bulk-outcome"]:checked')).to_have_count(0)
+        # the dialog's radios and boxes keep their size (a text-field rule once stretched them, labels wrapped)
+        for box in page.locator('#bulk input[type="radio"], #bulk input[type="checkbox"]').all():
+            assert box.bounding_box()["width"] < 40
         page.keyboard.press("p")
         expect(page.locator("#bulk-preview")).to_contain_text("请先选择结论")
         page.keyboard.press("r")
@@ -269,6 +274,18 @@ def test_lead_searches_bulk_decides_and_acts_on_a_seller(live: Live, viewport: s
         page.keyboard.press("Enter")
         expect(page.locator("#toast")).to_contain_text("批量处理完成：成功 2")
         assert _detail(live, held)["status"] == "claimed"  # never taken from its holder
+
+        # a search finds a listing whatever its state: the one just decided, with a note saying so
+        decided_listing = _detail(live, ids[next(i for i in range(len(ids)) if i != held_row)])["listing_id"]
+        page.goto(f"{live.url}/review")
+        page.keyboard.press("/")
+        page.keyboard.type(decided_listing)
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r".*q=.*"))
+        expect(page.locator("#queue tr.row")).to_have_count(1)
+        expect(page.locator("#queue tr.row .outcome")).to_have_text("驳回")
+        expect(page.locator(".notice")).to_contain_text("全部状态")
+        expect(page.locator('select[name="status"] option:checked')).to_have_text("全部状态（含已决定）")
 
         # a saved view without prompt()
         page.goto(f"{live.url}/review?severity=critical")
@@ -306,6 +323,17 @@ def test_lead_searches_bulk_decides_and_acts_on_a_seller(live: Live, viewport: s
         expect(page.locator("table.mini").nth(1)).to_contain_text("zuzhang")
         expect(page.locator(".stats")).to_contain_text("与机器一致")
         _no_sideways_scroll(page, viewport)
+        # no cell wraps one character a line at 390 px (the tables scroll inside their box instead)
+        tall = page.locator("table.mini td").evaluate_all("cells => cells.filter(c => c.getBoundingClientRect().height > 40).length")
+        assert tall == 0
+        # the trend shows every day up to today without scrolling (today was once off to the right at 390 px)
+        trend = page.locator(".trend").evaluate("t => [t.scrollWidth, t.clientWidth]")
+        assert trend[0] <= trend[1], trend
+        # every link of the top bar is inside the bar (none hidden behind the user name)
+        edge = page.locator(".topbar nav").evaluate("n => n.getBoundingClientRect().right")
+        for link in page.locator(".topbar nav a").all():
+            box = link.bounding_box()
+            assert box["x"] + box["width"] <= edge + 1, link.inner_text()
         page.screenshot(path=str(ARTIFACTS / f"console-stats-{viewport}.png"), full_page=True)
         assert errors == []
         browser.close()

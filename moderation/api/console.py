@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -304,7 +305,8 @@ def logout(request: Request, csrf_token: Annotated[Text, Form(max_length=100)] =
 def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
     """The queue page's filters from its query string; values no database could compare (NUL,
     unpaired surrogates, over-long) are dropped, and an age outside 0–1,000,000 hours is ignored.
-    The family may be given by its Chinese label; ``q`` searches title, listing id and seller."""
+    The family may be given by its Chinese label; ``q`` searches title, listing id and seller, in every
+    state unless ``status`` is given (``all`` = every state)."""
     params = {k: v.strip() for k, v in request.query_params.items()
               if v and v.strip() and k != "cursor" and len(v) <= 200 and not has_unstorable(v)}
     age = params.get("age", "")
@@ -319,7 +321,9 @@ def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
     extra: dict[str, Any] = {}
     if params.get("q") and "q" in getattr(ItemFilter, "__dataclass_fields__", {}):
         extra["q"] = params["q"]
-    f = ItemFilter(status=params.get("status", "open"), family=params.get("family") or None,
+    # A search looks in every state unless a state is chosen: a listing id decided last week is still found.
+    status = params.get("status") or ("all" if params.get("q") else "open")
+    f = ItemFilter(status=None if status == "all" else status, family=params.get("family") or None,
                    severity=params.get("severity"), category=params.get("category"),
                    seller=params.get("seller"), min_age_hours=min_age, sort=params.get("sort", "priority"), **extra)
     return f, params
@@ -332,11 +336,16 @@ def queue_page(request: Request) -> Response:
         return _login_redirect(request)
     f, params = _filters(request)
     cursor = request.query_params.get("cursor")
-    error = ""
+    error = notice = ""
     try:
         if cursor is not None and (len(cursor) > 500 or has_unstorable(cursor)):
             raise QueueError("invalid_cursor", "the cursor is not one this API returned")
         page = _queue(request).views.list_items(f, limit=50, cursor=cursor)
+        if not page["items"] and getattr(f, "q", None) and f.status == "open" and cursor is None:
+            # Nothing open matches the search: show what matches in any state (a decided listing).
+            f, params = replace(f, status=None), {**params, "status": "all"}
+            page = _queue(request).views.list_items(f, limit=50)
+            notice = f"待处理条目中没有“{f.q}”，下面是全部状态中的结果"
     except QueueError as exc:
         page, error = {"items": [], "next_cursor": None}, error_text(exc.code, exc.status)
     for item in page["items"]:
@@ -345,8 +354,8 @@ def queue_page(request: Request) -> Response:
     next_url = None
     if page["next_cursor"]:
         next_url = "/review?" + urlencode({**params, "cursor": page["next_cursor"]})
-    return render(request, "queue.html", actor, items=page["items"], filters=params, status=f.status,
-                  next_url=next_url, views=request.app.state.accounts.views(actor.id), error=error,
+    return render(request, "queue.html", actor, items=page["items"], filters=params, status=f.status or "all",
+                  next_url=next_url, views=request.app.state.accounts.views(actor.id), error=error, notice=notice,
                   categories=CATEGORIES, age_options=AGE_OPTIONS, query=urlencode(params))
 
 

@@ -20,6 +20,7 @@
     return Date.now().toString(36) + Math.random().toString(36).slice(2);
   }
 
+  let expiredTimer = null;
   async function api(method, url, body, headers, extra) {
     let res;
     try {
@@ -33,6 +34,12 @@
     }
     let data = null;
     try { data = await res.json(); } catch (e) { data = null; }
+    if (res.status === 401 && !expiredTimer) {
+      // The session expired: say so (the caller's toast), then go to the login page, back here after.
+      expiredTimer = setTimeout(() => {
+        location.href = "/review/login?next=" + encodeURIComponent(location.pathname + location.search);
+      }, 2500);
+    }
     return { ok: res.ok, status: res.status, data };
   }
 
@@ -307,6 +314,13 @@
     const findings = $$(".finding[data-index]");
     let current = -1;
     let decided = el.dataset.status === "decided";
+    // Why this reviewer cannot decide here (decided, void, another reviewer holds it, or not claimed yet).
+    function notMine() {
+      if (decided) return "本条已决定";
+      if (el.dataset.status === "superseded") return "本条已作废，不需要决定";
+      if (el.dataset.heldBy) return el.dataset.heldBy + " 正在处理此条，不能领取或决定";
+      return "请先领取此条（Enter）";
+    }
 
     if (heldByMe) {
       setInterval(async () => {
@@ -370,7 +384,7 @@
     }));
 
     function chooseOutcome(outcome) {
-      if (!heldByMe) { toast(decided ? "本条已决定" : "请先领取此条（Enter）", { bad: true }); return; }
+      if (!heldByMe) { toast(notMine(), { bad: true }); return; }
       const radio = $('input[name="outcome"][value="' + outcome + '"]');
       radio.checked = true;
       describeChoice();
@@ -378,7 +392,7 @@
 
     function copyMachine() {
       const b = $('[data-action="copy-machine"]');
-      if (!b || !heldByMe) { toast(decided ? "本条已决定" : "请先领取此条（Enter）", { bad: true }); return; }
+      if (!b || !heldByMe) { toast(notMine(), { bad: true }); return; }
       chooseOutcome(b.dataset.outcome);
       const reasons = (b.dataset.reasons || "").split(",").filter(Boolean);
       $$('input[name="reason"]').forEach((c) => { c.checked = reasons.includes(c.value); });
@@ -396,7 +410,7 @@
     }
 
     async function submit(thenNext) {
-      if (!heldByMe) { toast(decided ? "本条已决定" : "请先领取此条（Enter）", { bad: true }); return; }
+      if (!heldByMe) { toast(notMine(), { bad: true }); return; }
       const outcome = chosenOutcome();
       if (!outcome) { toast("请先选择结论：a 通过 / r 驳回 / c 要求修改", { bad: true }); return; }
       const reasons = $$('input[name="reason"]:checked').map((c) => c.value);
@@ -460,7 +474,7 @@
       if (current < 0) selectFinding(0);
       const box = $("input.fp", findings[current]);
       if (!box) return;
-      if (box.disabled) { toast(decided ? "本条已决定" : "请先领取此条（Enter）", { bad: true }); return; }
+      if (box.disabled) { toast(notMine(), { bad: true }); return; }
       box.checked = !box.checked;
       box.dispatchEvent(new Event("change"));
     }
@@ -488,7 +502,7 @@
 
     return function (key) {
       if (OUTCOME_KEYS[key]) chooseOutcome(OUTCOME_KEYS[key]);
-      else if (key === "Enter") { if (heldByMe) submit(false); else if (!decided && $('[data-action="claim"]')) claim(); }
+      else if (key === "Enter") { if (heldByMe) submit(false); else if (!decided && $('[data-action="claim"]')) claim(); else toast(notMine(), { bad: true }); }
       else if (key === "n") { if (heldByMe) submit(true); else claimNext(); }
       else if (key === "s") skip();
       else if (key === "m") copyMachine();
@@ -500,7 +514,7 @@
       else if (/^[1-9]$/.test(key)) {
         const box = $$('input[name="reason"]')[Number(key) - 1];
         if (box && !box.disabled) { box.checked = !box.checked; describeChoice(); }
-        else if (box) toast(decided ? "本条已决定" : "请先领取此条（Enter）", { bad: true });
+        else if (box) toast(notMine(), { bad: true });
       } else if (key === "j" || key === "k") selectFinding(current + (key === "j" ? 1 : -1));
       else return false;
       return true;

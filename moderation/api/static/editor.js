@@ -7,6 +7,18 @@
   const FIELD = { title: "标题", description: "描述" };
   let started = 0;
 
+  // The server's messages are for integrators (English); the seller reads why in Chinese.
+  function failure(err) {
+    const st = err && err.status;
+    if (st === 401) return "登录已过期，请重新登录后再检查";
+    if (st === 403) return "没有检查的权限，或页面已过期：请刷新页面";
+    if (st === 413 || st === 422) return "内容太长或格式不对，无法检查";
+    if (st === 429) return "检查太频繁，请稍候再试";
+    if (st === 503 || st === 504) return "检查服务繁忙，请稍候再试";
+    if (!st) return "网络连接失败，请检查网络后重试";
+    return "检查失败（错误代码 " + st + "）";
+  }
+
   function text(tag, cls, value) { const e = document.createElement(tag); if (cls) e.className = cls; e.textContent = value; return e; }
 
   const mc = ModerationCheck.attach({
@@ -15,7 +27,7 @@
     csrf,
     checkNow: false,
     onPending() { started = performance.now(); status.classList.add("busy"); },
-    onError(err) { status.classList.remove("busy"); status.className = "ed-status bad"; status.textContent = "检查失败：" + err.message; },
+    onError(err) { status.classList.remove("busy"); status.className = "ed-status bad"; status.textContent = failure(err); },
     onResult(result, controller) { render(result, controller); },
   });
   $("#ed-category").addEventListener("change", () => mc.check());
