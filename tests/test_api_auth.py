@@ -110,7 +110,7 @@ def test_users_cli(db_url: str) -> None:
     assert r.exit_code == 0, r.output
     assert "created user wang" in r.output and re.search(r"token: mod_\S+", r.output)
     r = runner.invoke(users, ["create", "wang", "--role", "lead", "--db", db_url])
-    assert r.exit_code == 1 and "already exists" in r.output
+    assert r.exit_code == 2 and r.output.startswith("Error: ") and "already exists" in r.output
     r = runner.invoke(users, ["token", "wang", "--db", db_url])
     assert r.exit_code == 0 and r.output.startswith("mod_")
     r = runner.invoke(users, ["list", "--db", db_url])
@@ -124,7 +124,7 @@ def test_users_cli(db_url: str) -> None:
     r = runner.invoke(users, ["revoke", "1", "--db", db_url])  # idempotent
     assert r.exit_code == 0 and "revoked token 1" in r.output
     r = runner.invoke(users, ["revoke", "99", "--db", db_url])
-    assert r.exit_code == 1 and "no token 99" in r.output
+    assert r.exit_code == 2 and "no token 99" in r.output
     r = runner.invoke(users, ["revoke", "--user", "wang", "--db", db_url])
     assert r.exit_code == 0 and "revoked token 2" in r.output and "token 1" not in r.output
     r = runner.invoke(users, ["tokens", "--active", "--db", db_url])
@@ -136,7 +136,7 @@ def test_users_cli(db_url: str) -> None:
     assert runner.invoke(users, ["enable", "wang", "--db", db_url]).exit_code == 0
     assert "wang\tlead\tactive" in runner.invoke(users, ["list", "--db", db_url]).output
     r = runner.invoke(users, ["disable", "nobody", "--db", db_url])
-    assert r.exit_code == 1 and "no user nobody" in r.output
+    assert r.exit_code == 2 and "no user nobody" in r.output
     r = runner.invoke(db, ["verify", "--db", db_url])
     assert r.exit_code == 0 and "0 problems" in r.output
 

@@ -158,8 +158,9 @@ _CACHE_NOTE = "running servers stop accepting it within {seconds:g} s (they poll
 
 
 def _fail(exc: Any) -> NoReturn:
-    click.echo(f"error: {exc.message}", err=True)
-    sys.exit(1)
+    """A user error said the way every other command says one: one line, exit status 2."""
+    click.echo(f"Error: {exc.message}", err=True)
+    sys.exit(2)
 
 
 @users.command("tokens")
