@@ -16,6 +16,8 @@ setup: $(BIN)/.installed
 # Browser tests drive Debian's Chromium (never a downloaded browser); install it if it is missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+	@# Chinese glyphs for screenshots and the OCR tests' rendered pictures (without them: boxes, skipped tests).
+	@fc-list 2>/dev/null | grep -qi "noto sans cjk" || (apt-get update -qq && apt-get install -y -qq fonts-noto-cjk >/dev/null) || true
 
 # Re-export the classifier's ONNX graph after retraining (the shipped model already has its checked
 # model.onnx): load_model() scores with ONNX Runtime when the graph matches PyTorch, else with PyTorch.
@@ -32,6 +34,7 @@ run: setup
 
 test: setup browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -121,7 +121,9 @@ class Checker:
                     sources = (
                         ImageSources(any_path=True)
                         if self._local_image_paths
-                        else ImageSources(self._image_root) if self._image_root else ImageSources.from_env()
+                        else ImageSources(self._image_root)
+                        if self._image_root
+                        else ImageSources.from_env()
                     )
                     self._images = ImageChecker.open(self._image_db, sources=sources)
         return self._images
@@ -138,7 +140,9 @@ class Checker:
                     sources = (
                         ImageSources(any_path=True)
                         if self._local_image_paths
-                        else ImageSources(self._image_root) if self._image_root else ImageSources.from_env()
+                        else ImageSources(self._image_root)
+                        if self._image_root
+                        else ImageSources.from_env()
                     )
                     self._ocr_stage = OcrStage(sources=sources)
         return self._ocr_stage
@@ -167,7 +171,11 @@ class Checker:
         classifier = None
         if score is not None:
             classifier = ClassifierScore(score=round(float(score), 4), model=model.name)
-            if verdict == "review" and not findings and score >= self.engine.policy.classifier_review_threshold:
+            if (
+                verdict == "review"
+                and not findings
+                and score >= self.engine.policy.classifier_review_threshold
+            ):
                 classifier.explanation = self.explain(listing)
         inferred = detection.inferred
         return CheckResult.model_construct(  # built from validated parts; no second validation pass
@@ -215,9 +223,15 @@ class Checker:
         """The rules' detection within a CPU budget (``CheckBudgetExceeded`` past it)."""
         return self.engine.detect(listing, budget_s=budget_s)
 
-    def check_scored(self, listing: Listing, score: Future[float] | None, budget_s: float | None = None,
-                     find: Callable[[Listing, float | None], Detection] | None = None,
-                     *, ocr: bool | None = None) -> CheckResult:
+    def check_scored(
+        self,
+        listing: Listing,
+        score: Future[float] | None,
+        budget_s: float | None = None,
+        find: Callable[[Listing, float | None], Detection] | None = None,
+        *,
+        ocr: bool | None = None,
+    ) -> CheckResult:
         """The whole check of one listing on the calling (worker) thread: rules within ``budget_s``,
         then the score from ``score`` (a BatchScorer future, usually ready by then), then ``finish``.
         A listing over its budget gets the error result ``too_costly``; any other failure
@@ -242,23 +256,38 @@ class Checker:
             if getattr(exc, "propagate", False):
                 raise
             if isinstance(exc, CheckBudgetExceeded) or getattr(exc, "too_costly", False):
-                return CheckResult.failed(listing.id, "too_costly",
-                                          f"checking this listing needs more than its {budget_s:g} s CPU budget")
+                return CheckResult.failed(
+                    listing.id,
+                    "too_costly",
+                    f"checking this listing needs more than its {budget_s:g} s CPU budget",
+                )
             log.exception("checking listing %s failed", listing.id)
             return CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    def check_here(self, listing: Listing, budget_s: float | None = None,
-                   find: Callable[[Listing, float | None], Detection] | None = None,
-                   *, ocr: bool | None = None) -> CheckResult:
+    def check_here(
+        self,
+        listing: Listing,
+        budget_s: float | None = None,
+        find: Callable[[Listing, float | None], Detection] | None = None,
+        *,
+        ocr: bool | None = None,
+    ) -> CheckResult:
         """``check_scored`` with the listing handed to the shared scorer first: the whole check on the
         calling (worker) thread, the forward pass batched on the scorer's thread meanwhile."""
         scorer = self.scorer
-        return self.check_scored(listing, scorer.submit(listing) if scorer is not None else None, budget_s, find,
-                                 ocr=ocr)
+        return self.check_scored(
+            listing, scorer.submit(listing) if scorer is not None else None, budget_s, find, ocr=ocr
+        )
 
-    async def check_async(self, listing: Listing, *, submit: Callable[..., Future[Any]] | None = None,
-                          budget_s: float | None = None, then: Callable[[CheckResult], Any] | None = None,
-                          heavy: bool = False) -> Any:
+    async def check_async(
+        self,
+        listing: Listing,
+        *,
+        submit: Callable[..., Future[Any]] | None = None,
+        budget_s: float | None = None,
+        then: Callable[[CheckResult], Any] | None = None,
+        heavy: bool = False,
+    ) -> Any:
         """Check one listing from an event loop: the same answer as ``check``, computed off the loop.
 
         The classifier score comes from the shared ``scorer`` thread (batched with other requests'
@@ -286,8 +315,13 @@ class Checker:
             gate.set_exception(exc)
         return await asyncio.wrap_future(future)
 
-    def check_many(self, raws: Iterable[Listing | dict[str, Any] | CheckResult], batch_size: int = 64, *,
-                   ocr: bool | Any = None) -> list[CheckResult]:
+    def check_many(
+        self,
+        raws: Iterable[Listing | dict[str, Any] | CheckResult],
+        batch_size: int = 64,
+        *,
+        ocr: bool | Any = None,
+    ) -> list[CheckResult]:
         """Check many listings, in order, one result per input; the classifier scores them in batches.
 
         Readers hand over their lines as parsed: a ``Listing``, a JSON dict (validated here), or the
@@ -317,7 +351,9 @@ class Checker:
                     results[i] = check_one(listing, score)
                 except Exception as exc:  # one listing must never stop a run
                     log.exception("checking listing %s failed", listing.id)
-                    results[i] = CheckResult.failed(listing.id, "internal_error", f"{type(exc).__name__}: {exc}")
+                    results[i] = CheckResult.failed(
+                        listing.id, "internal_error", f"{type(exc).__name__}: {exc}"
+                    )
         return [r for r in results if r is not None]
 
     def _check_one(self, listing: Listing, score: float | None) -> CheckResult:

@@ -28,20 +28,47 @@ class _LazyGroup(click.Group):
 
     #: name → (module, attribute, one-line help shown by ``moderation --help`` without importing it)
     _lazy: ClassVar[dict[str, tuple[str, str, str]]] = {
-        "images": ("moderation.images.cli", "images", "Copied-image detection: index product photos, find copies of them."),
-        "serve": ("moderation.api.cli", "serve", "Run the HTTP API and the reviewer console (http://HOST:PORT/review)."),
+        "images": (
+            "moderation.images.cli",
+            "images",
+            "Copied-image detection: index product photos, find copies of them.",
+        ),
+        "serve": (
+            "moderation.api.cli",
+            "serve",
+            "Run the HTTP API and the reviewer console (http://HOST:PORT/review).",
+        ),
         "users": ("moderation.api.cli", "users", "Manage reviewer accounts and API tokens."),
-        "db": ("moderation.api.cli", "db", "Database schema: upgrade, and verify the event log against the queue state."),
-        "outbox": ("moderation.api.cli", "outbox",
-                   "Deliver the outbox (seller notifications and withdrawals) from the shell."),
-        "audit": ("moderation.audit.cli", "audit",
-                  "Bulk audit of a catalogue: `moderation audit INPUT --out DIR`, `audit diff`, `audit report`."),
-        "train": ("moderation.classifier.cli", "train",
-                  "Train the risk classifier, calibrate it, and write OUT (weights, tokenizer, calibration.json)."),
-        "eval": ("moderation.classifier.cli", "eval_cmd",
-                 "Per-family precision/recall and expected calibration error on labelled held-out data."),
-        "classifier": ("moderation.classifier.cli", "classifier_group",
-                       "The risk classifier: learn from reviewers' decisions."),
+        "db": (
+            "moderation.api.cli",
+            "db",
+            "Database schema: upgrade, and verify the event log against the queue state.",
+        ),
+        "outbox": (
+            "moderation.api.cli",
+            "outbox",
+            "Deliver the outbox (seller notifications and withdrawals) from the shell.",
+        ),
+        "audit": (
+            "moderation.audit.cli",
+            "audit",
+            "Bulk audit of a catalogue: `moderation audit INPUT --out DIR`, `audit diff`, `audit report`.",
+        ),
+        "train": (
+            "moderation.classifier.cli",
+            "train",
+            "Train the risk classifier, calibrate it, and write OUT (weights, tokenizer, calibration.json).",
+        ),
+        "eval": (
+            "moderation.classifier.cli",
+            "eval_cmd",
+            "Per-family precision/recall and expected calibration error on labelled held-out data.",
+        ),
+        "classifier": (
+            "moderation.classifier.cli",
+            "classifier_group",
+            "The risk classifier: learn from reviewers' decisions.",
+        ),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -53,8 +80,11 @@ class _LazyGroup(click.Group):
         from pathlib import Path
 
         root = Path(__file__).resolve().parent.parent
-        return [name for name, (module, _, _) in self._lazy.items()
-                if (root / (module.replace(".", "/") + ".py")).is_file()]
+        return [
+            name
+            for name, (module, _, _) in self._lazy.items()
+            if (root / (module.replace(".", "/") + ".py")).is_file()
+        ]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from the table above for lazy commands: listing them imports nothing."""
@@ -116,8 +146,12 @@ class UserError(click.ClickException):
 def _describe(exc: Exception) -> str:
     """One line saying what went wrong, in the user's terms."""
     if isinstance(exc, OSError) and exc.filename is not None:
-        reason = {FileNotFoundError: "no such file", IsADirectoryError: "is a folder, not a file",
-                  PermissionError: "permission denied", NotADirectoryError: "not a folder"}.get(type(exc))
+        reason = {
+            FileNotFoundError: "no such file",
+            IsADirectoryError: "is a folder, not a file",
+            PermissionError: "permission denied",
+            NotADirectoryError: "not a folder",
+        }.get(type(exc))
         return f"{exc.filename}: {reason or exc.strerror or type(exc).__name__}"
     if isinstance(exc, UnicodeDecodeError):
         return f"the input is not UTF-8 text ({exc.reason} at byte {exc.start})"
@@ -130,8 +164,11 @@ def _describe(exc: Exception) -> str:
         first = str(exc).splitlines()[0] if str(exc) else name
         return f"cannot reach the database: {first}"
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{name}: {text} (MODERATION_DEBUG=1 shows the traceback)" if text else \
-        f"{name} (MODERATION_DEBUG=1 shows the traceback)"
+    return (
+        f"{name}: {text} (MODERATION_DEBUG=1 shows the traceback)"
+        if text
+        else f"{name} (MODERATION_DEBUG=1 shows the traceback)"
+    )
 
 
 @click.group(cls=_LazyGroup)
@@ -159,11 +196,20 @@ def _highlight(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
-_REASONS_ZH = {"delegated": "交给更专门的规则判断", "context": "上下文表明不是宣称", "global_exempt": "强制声明或专名"}
+_REASONS_ZH = {
+    "delegated": "交给更专门的规则判断",
+    "context": "上下文表明不是宣称",
+    "global_exempt": "强制声明或专名",
+}
 
 
-def _print_human(result: CheckResult, fields: dict[str, str], *, explain: bool = False,
-                 exempted: list[dict[str, Any]] | None = None) -> None:
+def _print_human(
+    result: CheckResult,
+    fields: dict[str, str],
+    *,
+    explain: bool = False,
+    exempted: list[dict[str, Any]] | None = None,
+) -> None:
     if result.error is not None:
         click.echo(click.style(f"错误 {result.error.code}: {result.error.message}", fg="red"), err=True)
         return
@@ -171,12 +217,19 @@ def _print_human(result: CheckResult, fields: dict[str, str], *, explain: bool =
     click.echo(
         click.style(f"结论: {verdict}", fg=_VERDICT_COLOURS[verdict], bold=True)
         + f"   风险: {result.risk:.2f}"
-        + (f"   模型分: {result.classifier.score:.2f} ({result.classifier.model})" if result.classifier else "")
+        + (
+            f"   模型分: {result.classifier.score:.2f} ({result.classifier.model})"
+            if result.classifier
+            else ""
+        )
     )
     inferred = getattr(result, "category_inferred", None)
     if inferred is not None:
-        click.echo(f"类目: 按 {inferred.category} 检查（由文字推断，置信度 {inferred.confidence:.2f}"
-                   + (f"，依据 {'、'.join(inferred.evidence)}" if inferred.evidence else "") + "）")
+        click.echo(
+            f"类目: 按 {inferred.category} 检查（由文字推断，置信度 {inferred.confidence:.2f}"
+            + (f"，依据 {'、'.join(inferred.evidence)}" if inferred.evidence else "")
+            + "）"
+        )
     for name, text in fields.items():
         spans = [(f.start, f.end, f.severity) for f in result.findings if f.field == name]
         click.echo(f"{name}: {_highlight(text, spans)}")
@@ -223,8 +276,9 @@ def _exempted(checker: Any, listing: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(e) for e in detection.exempted]
 
 
-def _jsonl_results(stream: IO[str], checker: Any, batch_size: int, explain: bool = False,
-                   rewrite: bool = False) -> Iterator[tuple[dict[str, Any], CheckResult]]:
+def _jsonl_results(
+    stream: IO[str], checker: Any, batch_size: int, explain: bool = False, rewrite: bool = False
+) -> Iterator[tuple[dict[str, Any], CheckResult]]:
     """Read JSON Lines and yield one contract result per non-blank line, in input order."""
     from moderation.schema import read_json_line
 
@@ -266,7 +320,9 @@ def _common_checker(no_classifier: bool, model: str | None, image_db: str | None
         raise UserError(f"{image_db}: no image index there; build one with `moderation images index`")
     classifier: bool | str = False if no_classifier else (model or True)
     # the operator's files; OCR only when asked (MODERATION_OCR=1 too), so the text-only path stays fast
-    return Checker(classifier=classifier, image_db=image_db, local_image_paths=True, ocr=True if ocr else None)
+    return Checker(
+        classifier=classifier, image_db=image_db, local_image_paths=True, ocr=True if ocr else None
+    )
 
 
 def _check_category(category: str) -> None:
@@ -284,26 +340,51 @@ def _open_input(input_path: str) -> IO[str]:
 
 @main.command()
 @click.argument("text", nargs=-1)
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-              help="JSON Lines of listings ('-' for stdin); prints one JSON result per line.")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="JSON Lines of listings ('-' for stdin); prints one JSON result per line.",
+)
 @click.option("--category", default="general", show_default=True, help="Category of the TEXT listing.")
 @click.option("--description", default="", help="Description of the TEXT listing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the TEXT result as JSON.")
-@click.option("--fail-on", type=click.Choice(["block", "review", "never"]), default="never", show_default=True,
-              help="Exit with status 1 when a listing gets this verdict or a stricter one (block ⊂ review), "
-                   "so the check can gate a pipeline.")
-@click.option("--explain", is_flag=True,
-              help="Also say why each candidate fired or passed (with --input: an `exempted` list per result).")
-@click.option("--rewrite", is_flag=True,
-              help="Also give the listing with every fixable span rewritten and re-checked (see `moderation fix`).")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["block", "review", "never"]),
+    default="never",
+    show_default=True,
+    help="Exit with status 1 when a listing gets this verdict or a stricter one (block ⊂ review), "
+    "so the check can gate a pipeline.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also say why each candidate fired or passed (with --input: an `exempted` list per result).",
+)
+@click.option(
+    "--rewrite",
+    is_flag=True,
+    help="Also give the listing with every fixable span rewritten and re-checked (see `moderation fix`).",
+)
 @click.option("--no-classifier", is_flag=True, help="Rules only (do not load the risk model).")
 @click.option("--model", type=click.Path(exists=True, file_okay=False), help="A local classifier checkpoint.")
 @click.option("--image-db", type=click.Path(), help="Image index to match listing images against.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 100_000),
-              help="Listings per classifier batch.")
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Listings per classifier batch.",
+)
 @click.option("--ocr", is_flag=True, help="Also read the text in listing images and check it (docs/ocr.md).")
-@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="An image of the TEXT listing (repeatable); read with --ocr, matched with --image-db.")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="An image of the TEXT listing (repeatable); read with --ocr, matched with --image-db.",
+)
 def check(
     text: tuple[str, ...],
     input_path: str | None,
@@ -350,8 +431,13 @@ def check(
             sys.exit(1)
         return
     title = " ".join(text)
-    listing = {"id": "cli", "title": title, "description": description, "category": category,
-               "images": list(images)}
+    listing = {
+        "id": "cli",
+        "title": title,
+        "description": description,
+        "category": category,
+        "images": list(images),
+    }
     result = checker.check(listing)
     exempted = _exempted(checker, listing) if explain and result.error is None else []
     fixed = None
@@ -375,8 +461,10 @@ def check(
             if ocr_info.get("text"):
                 fields[f"image:{n}"] = ocr_info["text"]
             elif ocr_info.get("error"):
-                click.echo(f"image:{n} {img.image}: {ocr_info['error']['code']} {ocr_info['error']['message']}",
-                           err=True)
+                click.echo(
+                    f"image:{n} {img.image}: {ocr_info['error']['code']} {ocr_info['error']['message']}",
+                    err=True,
+                )
         _print_human(result, fields, explain=explain, exempted=exempted)
         if fixed is not None:
             _print_rewrite(fixed)
@@ -402,15 +490,30 @@ def _print_rewrite(fixed: Any) -> None:
 
 @main.command()
 @click.argument("text", nargs=-1)
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-              help="JSON Lines of listings ('-' for stdin); prints each listing rewritten, one per line.")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="JSON Lines of listings ('-' for stdin); prints each listing rewritten, one per line.",
+)
 @click.option("--category", default="general", show_default=True, help="Category of the TEXT listing.")
 @click.option("--description", default="", help="Description of the TEXT listing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the TEXT listing's rewrite as JSON.")
-@click.option("--fail-on", type=click.Choice(["block", "review", "never"]), default="never", show_default=True,
-              help="Exit with status 1 when a rewritten listing still gets this verdict (or a stricter one).")
-def fix(text: tuple[str, ...], input_path: str | None, category: str, description: str, as_json: bool,
-        fail_on: str) -> None:
+@click.option(
+    "--fail-on",
+    type=click.Choice(["block", "review", "never"]),
+    default="never",
+    show_default=True,
+    help="Exit with status 1 when a rewritten listing still gets this verdict (or a stricter one).",
+)
+def fix(
+    text: tuple[str, ...],
+    input_path: str | None,
+    category: str,
+    description: str,
+    as_json: bool,
+    fail_on: str,
+) -> None:
     """Rewrite every fixable span of a listing (rules' `rewrite` key) and check it again.
 
     TEXT: prints the rewritten listing, each change and what still needs a person. --input: prints
@@ -459,8 +562,11 @@ def fix(text: tuple[str, ...], input_path: str | None, category: str, descriptio
     finally:
         if stream is not sys.stdin:
             stream.close()
-    click.echo(f"fix: {total} listings, {changed} rewritten, {failed} still at --fail-on {fail_on}, "
-               f"{errors} could not be read", err=True)
+    click.echo(
+        f"fix: {total} listings, {changed} rewritten, {failed} still at --fail-on {fail_on}, "
+        f"{errors} could not be read",
+        err=True,
+    )
     if failed:
         sys.exit(1)
 
@@ -475,9 +581,14 @@ def rules() -> None:
 
 @rules.command("list")
 @click.option("--family", help="Only this family.")
-@click.option("--db", "database_url", default=None, metavar="URL",
-              help="Add each rule's precision as judged by reviewers (confirmed / decided items it fired on) "
-                   "from this review-queue database (read only); '-' means $DATABASE_URL or var/moderation.db.")
+@click.option(
+    "--db",
+    "database_url",
+    default=None,
+    metavar="URL",
+    help="Add each rule's precision as judged by reviewers (confirmed / decided items it fired on) "
+    "from this review-queue database (read only); '-' means $DATABASE_URL or var/moderation.db.",
+)
 def rules_list(family: str | None, database_url: str | None) -> None:
     """List every rule with its family, article, severity and categories."""
     from moderation.rules.engine import RulesEngine
@@ -505,8 +616,11 @@ def rules_list(family: str | None, database_url: str | None) -> None:
         line = f"{rule.id}\t{rule.severity}\t{rule.law}\t{cats}\t{len(rule.terms)} terms"
         if precision is not None:
             e = precision.get(rule.id)
-            line += (f"\tprecision {e['precision']:.0%} ({e['confirmed']}/{e['decided']} decided)"
-                     if e and e["decided"] else "\tprecision - (no decisions)")
+            line += (
+                f"\tprecision {e['precision']:.0%} ({e['confirmed']}/{e['decided']} decided)"
+                if e and e["decided"]
+                else "\tprecision - (no decisions)"
+            )
         click.echo(line)
 
 
@@ -522,7 +636,9 @@ def rules_check(directory: str | None) -> None:
     for failure in failures:
         click.echo(failure, err=True)
     total = sum(len(r.fire) + len(r.pass_) for r in engine.rules)
-    click.echo(f"{len(engine.packs)} packs, {len(engine.rules)} rules, {total} examples, {len(failures)} failing")
+    click.echo(
+        f"{len(engine.packs)} packs, {len(engine.rules)} rules, {total} examples, {len(failures)} failing"
+    )
     if failures:
         sys.exit(1)
 

@@ -46,10 +46,21 @@ VERDICT_LABELS: dict[str, str] = {"block": "拦截", "review": "待人工审核"
 #: Display names of the categories (the classifier's text prefix, ``classifier.config.CATEGORY_ZH``, is
 #: model input and stays as trained).
 CATEGORY_LABELS: dict[str, str] = {
-    "general": "综合", "food": "食品", "health_food": "保健食品", "cosmetics": "化妆品", "drug": "药品",
-    "medical_device": "医疗器械", "medical_service": "医疗服务", "baby": "母婴", "apparel": "服饰",
-    "education": "教育培训", "finance": "金融理财", "real_estate": "房地产", "agriculture": "农资",
-    "alcohol": "酒类", "tobacco": "烟草",
+    "general": "综合",
+    "food": "食品",
+    "health_food": "保健食品",
+    "cosmetics": "化妆品",
+    "drug": "药品",
+    "medical_device": "医疗器械",
+    "medical_service": "医疗服务",
+    "baby": "母婴",
+    "apparel": "服饰",
+    "education": "教育培训",
+    "finance": "金融理财",
+    "real_estate": "房地产",
+    "agriculture": "农资",
+    "alcohol": "酒类",
+    "tobacco": "烟草",
 }
 
 

@@ -103,7 +103,9 @@ class Settings:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            out[_env_name(f.name, f.metadata)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            out[_env_name(f.name, f.metadata)] = (
+                ("1" if value else "0") if isinstance(value, bool) else str(value)
+            )
         return out
 
 

@@ -34,13 +34,47 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
 
-CATEGORIES = ["general"] * 6 + ["food", "cosmetics", "apparel", "baby", "health_food", "education", "finance",
-                                "medical_device", "alcohol", "agriculture"]
+CATEGORIES = ["general"] * 6 + [
+    "food",
+    "cosmetics",
+    "apparel",
+    "baby",
+    "health_food",
+    "education",
+    "finance",
+    "medical_device",
+    "alcohol",
+    "agriculture",
+]
 #: Claims inserted into a share of listings (title or description), as sellers write them.
 CLAIMS = [
-    "全网最低价", "销量第一", "国家级工艺", "最好用的", "顶级品质", "史无前例", "NO.1", "治疗便秘", "根治失眠", "抗癌防癌",
-    "七天祛斑", "永不反弹", "稳赚不赔", "零风险高回报", "保过班", "不过全额退款", "月销10万+", "好评返现", "原价999现价99",
-    "专家推荐", "比药还管用", "无任何副作用", "增强免疫力", "最后一天", "绝无仅有", "zuì 佳", "第①名",
+    "全网最低价",
+    "销量第一",
+    "国家级工艺",
+    "最好用的",
+    "顶级品质",
+    "史无前例",
+    "NO.1",
+    "治疗便秘",
+    "根治失眠",
+    "抗癌防癌",
+    "七天祛斑",
+    "永不反弹",
+    "稳赚不赔",
+    "零风险高回报",
+    "保过班",
+    "不过全额退款",
+    "月销10万+",
+    "好评返现",
+    "原价999现价99",
+    "专家推荐",
+    "比药还管用",
+    "无任何副作用",
+    "增强免疫力",
+    "最后一天",
+    "绝无仅有",
+    "zuì 佳",
+    "第①名",
 ]
 BAD_ROWS = [
     '{"id": "bad-json", "title": "缺右括号"',
@@ -51,7 +85,11 @@ BAD_ROWS = [
 
 
 def _titles() -> list[str]:
-    return [t.strip() for t in (CORPORA / "taobao_titles.txt").read_text(encoding="utf-8").splitlines() if t.strip()]
+    return [
+        t.strip()
+        for t in (CORPORA / "taobao_titles.txt").read_text(encoding="utf-8").splitlines()
+        if t.strip()
+    ]
 
 
 def _reviews() -> list[str]:
@@ -87,8 +125,13 @@ def generate(path: Path, n: int, seed: int = 7, claim_share: float = 0.15, bad_e
                 else:
                     pos = rng.randrange(0, 280)
                     desc = desc[:pos] + claim + desc[pos:]
-            row = {"id": f"sku-{i:08d}", "title": title, "description": desc, "category": rng.choice(CATEGORIES),
-                   "seller_id": f"s-{rng.randrange(5000):05d}"}
+            row = {
+                "id": f"sku-{i:08d}",
+                "title": title,
+                "description": desc,
+                "category": rng.choice(CATEGORIES),
+                "seller_id": f"s-{rng.randrange(5000):05d}",
+            }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
@@ -131,16 +174,29 @@ def _tree_sample(root: int) -> tuple[int, int, dict[int, float]]:
 
 
 def audit_cmd(inp: Path, out: Path, args: argparse.Namespace, *extra: str) -> list[str]:
-    cmd = [sys.executable, "-m", "moderation.audit.cli", str(inp), "--out", str(out), "--workers", str(args.workers),
-           "--batch-size", str(args.batch_size), "--quiet", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "moderation.audit.cli",
+        str(inp),
+        "--out",
+        str(out),
+        "--workers",
+        str(args.workers),
+        "--batch-size",
+        str(args.batch_size),
+        "--quiet",
+        *extra,
+    ]
     return cmd
 
 
 def run(cmd: list[str], kill_after_batches: int | None = None, out: Path | None = None) -> dict[str, Any]:
     """Run an audit subprocess, sampling its memory; optionally SIGKILL it after N committed batches."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO)
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     peak_total = peak_one = 0
     cpu: dict[int, float] = {}
     killed = False
@@ -160,8 +216,14 @@ def run(cmd: list[str], kill_after_batches: int | None = None, out: Path | None 
         raise RuntimeError(f"audit failed ({proc.returncode}): {stderr[-2000:]}")
     # CPU time of the tree as last sampled (a worker's final 0.2 s may be missed: a slight overestimate of
     # listings per CPU-second at most)
-    return {"seconds": seconds, "peak_rss_total": peak_total, "peak_rss_process": peak_one, "stderr": stderr,
-            "killed": killed, "cpu_seconds": sum(cpu.values())}
+    return {
+        "seconds": seconds,
+        "peak_rss_total": peak_total,
+        "peak_rss_process": peak_one,
+        "stderr": stderr,
+        "killed": killed,
+        "cpu_seconds": sum(cpu.values()),
+    }
 
 
 def _done_batches(out: Path) -> int:
@@ -208,9 +270,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument("--throughput", type=int, default=200_000, help="Listings for the rules-only throughput run.")
-    ap.add_argument("--classifier-size", type=int, default=20_000, help="Listings for the rules + classifier run.")
-    ap.add_argument("--sizes", default="100000,1000000", help="Catalogue sizes for the memory curve (comma list).")
+    ap.add_argument(
+        "--throughput", type=int, default=200_000, help="Listings for the rules-only throughput run."
+    )
+    ap.add_argument(
+        "--classifier-size", type=int, default=20_000, help="Listings for the rules + classifier run."
+    )
+    ap.add_argument(
+        "--sizes", default="100000,1000000", help="Catalogue sizes for the memory curve (comma list)."
+    )
     ap.add_argument("--resume-size", type=int, default=50_000)
     ap.add_argument("--ray-size", type=int, default=10_000)
     ap.add_argument("--skip-ray", action="store_true")
@@ -227,7 +295,11 @@ def main() -> None:
     if not frozen.exists():
         shutil.copytree(Path(os.environ.get("MODERATION_RULES_DIR", REPO / "rules")), frozen)
     os.environ["MODERATION_RULES_DIR"] = str(frozen)
-    figures: dict[str, Any] = {"workers": args.workers, "batch_size": args.batch_size, "cores": os.cpu_count()}
+    figures: dict[str, Any] = {
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "cores": os.cpu_count(),
+    }
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | {args.throughput})
         biggest = max([*sizes, args.resume_size, args.ray_size, args.classifier_size])
@@ -237,8 +309,11 @@ def main() -> None:
             print(f"reusing {cat}", flush=True)  # the same seed gives the same catalogue
         else:
             generate(cat, biggest)
-            print(f"generated {biggest:,} listings in {time.perf_counter() - t:.0f}s "
-                  f"({cat.stat().st_size / 1e9:.2f} GB)", flush=True)
+            print(
+                f"generated {biggest:,} listings in {time.perf_counter() - t:.0f}s "
+                f"({cat.stat().st_size / 1e9:.2f} GB)",
+                flush=True,
+            )
 
         def prefix(n: int) -> Path:
             """The first n listings, as their own file (same listings across sizes)."""
@@ -258,19 +333,26 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             r = run(audit_cmd(prefix(n), out, args, "--no-classifier"))
             _, steady = _steady_rate(out)
-            row = {"listings": n, "seconds": round(r["seconds"], 1), "listings_per_s": round(n / r["seconds"]),
-                   "listings_per_s_after_startup": round(steady),
-                   "cpu_seconds": round(r["cpu_seconds"], 1),
-                   # what the run costs per core: with other jobs on the machine, wall-clock rates
-                   # understate what --workers cores deliver; this does not depend on them
-                   "listings_per_cpu_second": round(n / r["cpu_seconds"]) if r["cpu_seconds"] else None,
-                   "peak_rss_total_mb": round(r["peak_rss_total"] / 2**20),
-                   "peak_rss_largest_process_mb": round(r["peak_rss_process"] / 2**20)}
+            row = {
+                "listings": n,
+                "seconds": round(r["seconds"], 1),
+                "listings_per_s": round(n / r["seconds"]),
+                "listings_per_s_after_startup": round(steady),
+                "cpu_seconds": round(r["cpu_seconds"], 1),
+                # what the run costs per core: with other jobs on the machine, wall-clock rates
+                # understate what --workers cores deliver; this does not depend on them
+                "listings_per_cpu_second": round(n / r["cpu_seconds"]) if r["cpu_seconds"] else None,
+                "peak_rss_total_mb": round(r["peak_rss_total"] / 2**20),
+                "peak_rss_largest_process_mb": round(r["peak_rss_process"] / 2**20),
+            }
             memory.append(row)
-            print(f"rules only, {n:>9,} listings: {row['seconds']:>7}s  {row['listings_per_s']:>6,}/s end to end, "
-                  f"{row['listings_per_s_after_startup']:>6,}/s after start-up, {row['listings_per_cpu_second']:,} per CPU-second; "
-                  f"peak RSS {row['peak_rss_total_mb']} MB "
-                  f"(tree), {row['peak_rss_largest_process_mb']} MB (largest process)", flush=True)
+            print(
+                f"rules only, {n:>9,} listings: {row['seconds']:>7}s  {row['listings_per_s']:>6,}/s end to end, "
+                f"{row['listings_per_s_after_startup']:>6,}/s after start-up, {row['listings_per_cpu_second']:,} per CPU-second; "
+                f"peak RSS {row['peak_rss_total_mb']} MB "
+                f"(tree), {row['peak_rss_largest_process_mb']} MB (largest process)",
+                flush=True,
+            )
             if n == args.throughput:
                 figures["rules_only"] = row
         figures["memory"] = memory
@@ -284,9 +366,13 @@ def main() -> None:
             r = run(audit_cmd(prefix(n), out, args))
             _, steady = _steady_rate(out)
             figures["rules_and_classifier"] = {
-                "listings": n, "seconds": round(r["seconds"], 1), "listings_per_s": round(n / r["seconds"]),
-                "listings_per_s_after_startup": round(steady), "peak_rss_total_mb": round(r["peak_rss_total"] / 2**20),
-                "listings_per_cpu_second": round(n / r["cpu_seconds"]) if r["cpu_seconds"] else None}
+                "listings": n,
+                "seconds": round(r["seconds"], 1),
+                "listings_per_s": round(n / r["seconds"]),
+                "listings_per_s_after_startup": round(steady),
+                "peak_rss_total_mb": round(r["peak_rss_total"] / 2**20),
+                "listings_per_cpu_second": round(n / r["cpu_seconds"]) if r["cpu_seconds"] else None,
+            }
             print(f"rules + classifier, {n:,} listings: {figures['rules_and_classifier']}", flush=True)
         else:
             figures["rules_and_classifier"] = f"skipped: no model at {model_dir}"
@@ -301,15 +387,29 @@ def main() -> None:
                 shutil.rmtree(d, ignore_errors=True)
             run(audit_cmd(inp, ref, args, "--no-classifier", "--jsonl"))
             n_batches = -(-n // args.batch_size)
-            k = run(audit_cmd(inp, killed, args, "--no-classifier", "--jsonl"), kill_after_batches=max(1, n_batches // 2),
-                    out=killed)
+            k = run(
+                audit_cmd(inp, killed, args, "--no-classifier", "--jsonl"),
+                kill_after_batches=max(1, n_batches // 2),
+                out=killed,
+            )
             at = _done_batches(killed)
             run(audit_cmd(inp, killed, args, "--no-classifier", "--jsonl"))
-            same = tables_equal(ref, killed) and (ref / "results.jsonl").read_bytes() == (killed / "results.jsonl").read_bytes()
-            figures["kill_and_resume"] = {"listings": n, "killed": k["killed"], "batches_done_at_kill": at,
-                                          "batches": n_batches, "identical_to_uninterrupted": same}
-            print(f"kill and resume, {n:,} listings: SIGKILL after {at}/{n_batches} batches, rerun -> "
-                  f"{'identical' if same else 'DIFFERENT'} to the uninterrupted run", flush=True)
+            same = (
+                tables_equal(ref, killed)
+                and (ref / "results.jsonl").read_bytes() == (killed / "results.jsonl").read_bytes()
+            )
+            figures["kill_and_resume"] = {
+                "listings": n,
+                "killed": k["killed"],
+                "batches_done_at_kill": at,
+                "batches": n_batches,
+                "identical_to_uninterrupted": same,
+            }
+            print(
+                f"kill and resume, {n:,} listings: SIGKILL after {at}/{n_batches} batches, rerun -> "
+                f"{'identical' if same else 'DIFFERENT'} to the uninterrupted run",
+                flush=True,
+            )
 
         # 5. Ray vs local
         if not args.skip_ray:
@@ -321,11 +421,18 @@ def main() -> None:
             a = run(audit_cmd(inp, loc, args, "--no-classifier"))
             b = run(audit_cmd(inp, ray_out, args, "--no-classifier", "--engine", "ray"))
             same = tables_equal(loc, ray_out)
-            figures["ray_vs_local"] = {"listings": n, "identical": same, "local_seconds": round(a["seconds"], 1),
-                                       "ray_seconds": round(b["seconds"], 1),
-                                       "ray_peak_rss_total_mb": round(b["peak_rss_total"] / 2**20)}
-            print(f"ray vs local, {n:,} listings: {'identical' if same else 'DIFFERENT'} findings; local "
-                  f"{a['seconds']:.0f}s, ray {b['seconds']:.0f}s (incl. Ray start-up)", flush=True)
+            figures["ray_vs_local"] = {
+                "listings": n,
+                "identical": same,
+                "local_seconds": round(a["seconds"], 1),
+                "ray_seconds": round(b["seconds"], 1),
+                "ray_peak_rss_total_mb": round(b["peak_rss_total"] / 2**20),
+            }
+            print(
+                f"ray vs local, {n:,} listings: {'identical' if same else 'DIFFERENT'} findings; local "
+                f"{a['seconds']:.0f}s, ray {b['seconds']:.0f}s (incl. Ray start-up)",
+                flush=True,
+            )
         print(json.dumps(figures, ensure_ascii=False, indent=1))
     finally:
         if not args.keep and args.scratch is None:

@@ -39,7 +39,7 @@ def as_listing(i: int, ex: Example) -> dict[str, str]:
     """A contract Listing for a held-out example: the category tag becomes the category field."""
     m = _TAG.match(ex.text)
     category = _ZH_TO_CAT.get(m.group(1), "general") if m else "general"
-    body = ex.text[m.end():] if m and m.group(1) in _ZH_TO_CAT else ex.text
+    body = ex.text[m.end() :] if m and m.group(1) in _ZH_TO_CAT else ex.text
     title, _, desc = body.partition("\n")
     return {"id": f"bench-{i}", "title": title, "description": desc, "category": category}
 
@@ -87,19 +87,29 @@ def main(argv: list[str] | None = None) -> int:
     caught, how = rule_caught([test[i] for i in para_idx])
     if caught is None:
         missed = para_idx
-        print(f"NOTE: {how}; 'no rule catches' could not be checked, using all held-out paraphrased violations")
+        print(
+            f"NOTE: {how}; 'no rule catches' could not be checked, using all held-out paraphrased violations"
+        )
     else:
         missed = [i for i, c in zip(para_idx, caught, strict=True) if not c]
-        print(f"rules consulted via {how}: {len(para_idx) - len(missed)} of {len(para_idx)} "
-              "held-out paraphrased violations caught by a rule")
+        print(
+            f"rules consulted via {how}: {len(para_idx) - len(missed)} of {len(para_idx)} "
+            "held-out paraphrased violations caught by a rule"
+        )
     recall = float((scores[missed] >= thr).mean()) if missed else float("nan")
     all_pos = float((scores[y == 1] >= thr).mean())
 
-    print(f"model {rm.name}; held-out test: {len(test)} listings, {int(y.sum())} violations, "
-          f"{int((y == 0).sum())} lawful")
-    print(f"threshold for false-alarm rate <= {args.max_fpr:.0%} on held-out lawful listings: {thr:.4f} "
-          f"(actual FPR {fpr:.4f})")
-    print(f"recall, held-out paraphrased violations no rule catches (n={len(missed)}): {recall:.3f}   bar >= 0.70")
+    print(
+        f"model {rm.name}; held-out test: {len(test)} listings, {int(y.sum())} violations, "
+        f"{int((y == 0).sum())} lawful"
+    )
+    print(
+        f"threshold for false-alarm rate <= {args.max_fpr:.0%} on held-out lawful listings: {thr:.4f} "
+        f"(actual FPR {fpr:.4f})"
+    )
+    print(
+        f"recall, held-out paraphrased violations no rule catches (n={len(missed)}): {recall:.3f}   bar >= 0.70"
+    )
     print(f"recall, all held-out violations at that threshold: {all_pos:.3f}")
     print(f"ECE on held-out test: {ece:.4f}   bar <= 0.05")
 
@@ -116,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 m.score_texts([long_text], batch_size=1, threads=threads)
                 lat.append(time.perf_counter() - t)
             bar = "   bar p50 <= 5 ms" if threads == args.threads and m is rm else ""
-            print(f"single 256-char listing, {m.backend}, {threads} thread(s): p50 {1000 * statistics.median(lat):.2f} ms, "
-                  f"p95 {1000 * float(np.percentile(lat, 95)):.2f} ms{bar}")
+            print(
+                f"single 256-char listing, {m.backend}, {threads} thread(s): p50 {1000 * statistics.median(lat):.2f} ms, "
+                f"p95 {1000 * float(np.percentile(lat, 95)):.2f} ms{bar}"
+            )
 
     sample = texts[:2000]
     mean_len = statistics.mean(len(t[:256]) for t in sample)
@@ -125,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         rm.score_texts(sample, batch_size=bs, threads=args.threads)
         rate = len(sample) / (time.perf_counter() - t)
-        print(f"model only ({rm.backend}), {len(sample)} held-out listings (mean {mean_len:.0f} chars), batch {bs:>3}, "
-              f"{args.threads} threads: {rate:.0f} listings/s")
+        print(
+            f"model only ({rm.backend}), {len(sample)} held-out listings (mean {mean_len:.0f} chars), batch {bs:>3}, "
+            f"{args.threads} threads: {rate:.0f} listings/s"
+        )
 
     # The bar: whole checks (rules + classifier) of 256-character listings through Checker.check_many,
     # in one process with the torch threads given (the audit's process pool is measured by bench_audit).
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     listings = []
     for i in range(1000):
         start = (i * 997) % max(1, len(joined) - 300)
-        body = joined[start:start + 256]
+        body = joined[start : start + 256]
         listings.append(Listing(id=f"b{i}", title=body[:30], description=body[30:256], category="general"))
     checker = Checker(classifier=args.model)
     checkers = [checker]
@@ -162,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 c.check_many(listings, batch_size=bs)
                 rate = rates[f"{backend}/{bs}"] = len(listings) / (time.perf_counter() - t)
-                print(f"check_many (rules + {backend}), {len(listings)} "
-                      f"256-char listings, batch {bs}, {args.threads} threads: {rate:.0f} listings/s"
-                      + ("   bar >= 400/s" if bs == 64 and c is checker else ""))
+                print(
+                    f"check_many (rules + {backend}), {len(listings)} "
+                    f"256-char listings, batch {bs}, {args.threads} threads: {rate:.0f} listings/s"
+                    + ("   bar >= 400/s" if bs == 64 and c is checker else "")
+                )
     if "torch/64" in rates and "onnx/64" in rates:
         print(f"check_many batch 64, onnx / torch in this run: {rates['onnx/64'] / rates['torch/64']:.2f}x")
     print(f"model load: {load_s:.3f} s first (after imports), {load_warm_s:.3f} s again   bar <= 1 s")

@@ -169,9 +169,17 @@ def big_watermark(im: Image.Image, rng: random.Random) -> Image.Image:
     d = ImageDraw.Draw(layer)
     text = rng.choice(("盗图必究 SAMPLE", "样品 SAMPLE 样品", "COPYRIGHT 店铺"))
     size = round(0.12 * w)
-    d.text((w * 0.5, h * 0.85), text, font=_font(size), fill=(255, 255, 255, 120), stroke_width=max(1, size // 25),
-           stroke_fill=(0, 0, 0, 120))
-    layer = layer.rotate(rng.uniform(-30, 30), resample=Image.BICUBIC, center=(w, h)).crop((w // 2, h // 2, w // 2 + w, h // 2 + h))
+    d.text(
+        (w * 0.5, h * 0.85),
+        text,
+        font=_font(size),
+        fill=(255, 255, 255, 120),
+        stroke_width=max(1, size // 25),
+        stroke_fill=(0, 0, 0, 120),
+    )
+    layer = layer.rotate(rng.uniform(-30, 30), resample=Image.BICUBIC, center=(w, h)).crop(
+        (w // 2, h // 2, w // 2 + w, h // 2 + h)
+    )
     return Image.alpha_composite(im.convert("RGBA"), layer).convert("RGB")
 
 
@@ -307,7 +315,9 @@ def build_index(indexed: list[Photo]) -> tuple[HashIndex, float, float]:
     return index, time.perf_counter() - t, time.process_time() - c
 
 
-def evaluate(index: HashIndex, indexed: list[Photo], cases: list[QueryCase], collect: list | None = None) -> dict:
+def evaluate(
+    index: HashIndex, indexed: list[Photo], cases: list[QueryCase], collect: list | None = None
+) -> dict:
     plain = {p.name: imagehash.phash(Image.open(p.path)) for p in indexed}
     names = list(plain)
     plain_arr = np.array([int(str(plain[n]), 16) for n in names], dtype=np.uint64)
@@ -365,7 +375,11 @@ def report(result: dict) -> None:
         s = groups[g]
         if not s:
             continue
-        recall = f"{s['hits'] / s['queries']:7.3f} {s['base_hits'] / s['queries']:7.3f}" if g != "look-alike" else " " * 15
+        recall = (
+            f"{s['hits'] / s['queries']:7.3f} {s['base_hits'] / s['queries']:7.3f}"
+            if g != "look-alike"
+            else " " * 15
+        )
         line = f"{'[' + g + ']':<18} {s['queries']:7d} {recall} {s['false_pairs'] / s['pairs']:11.5f} {s['base_false_pairs'] / s['pairs']:9.5f}"
         if g == "look-alike":
             line += (
@@ -429,7 +443,9 @@ def fit(collected: list, indexed: list[Photo]) -> None:
     for lo, hi in ((0, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 1.01)):
         sel = (p >= lo) & (p < hi)
         if sel.any():
-            print(f"  p in [{lo}, {min(hi, 1)}): {int(sel.sum())} pairs, mean p {p[sel].mean():.3f}, observed {y[sel].mean():.3f}")
+            print(
+                f"  p in [{lo}, {min(hi, 1)}): {int(sel.sum())} pairs, mean p {p[sel].mean():.3f}, observed {y[sel].mean():.3f}"
+            )
 
 
 # -------------------------------------------------------------------------------------------- speed
@@ -450,7 +466,9 @@ def build_speed(indexed: list[Photo]) -> None:
         from moderation.images.cli import images
 
         t, c = time.perf_counter(), time.process_time()
-        res = CliRunner().invoke(images, ["index", "--manifest", str(manifest), "--db", str(Path(tmp) / "db"), "--quiet"])
+        res = CliRunner().invoke(
+            images, ["index", "--manifest", str(manifest), "--db", str(Path(tmp) / "db"), "--quiet"]
+        )
         dt, cpu = time.perf_counter() - t, time.process_time() - c
         n = 3 * len(indexed)
         assert res.exit_code == 0, res.output
@@ -467,10 +485,14 @@ def scale_speed(index: HashIndex, cases: list[QueryCase], n: int, seed: int) -> 
     t = time.perf_counter()
     big = HashIndex.open(None)
     real = index.hashes_of_rows(np.arange(index.main_rows + 10_000)[: len(index)])
-    hashes = rng.integers(0, np.iinfo(np.uint64).max, size=(n, len(INDEXED_VIEWS)), dtype=np.uint64, endpoint=True)
+    hashes = rng.integers(
+        0, np.iinfo(np.uint64).max, size=(n, len(INDEXED_VIEWS)), dtype=np.uint64, endpoint=True
+    )
     big.add_arrays(hashes, metadata=False)
     build = time.perf_counter() - t
-    print(f"\nindex of {n:,} random images + the {len(real)} real ones: built in {build:.1f} s, {big.index_bytes() / n:.1f} bytes/image")
+    print(
+        f"\nindex of {n:,} random images + the {len(real)} real ones: built in {build:.1f} s, {big.index_bytes() / n:.1f} bytes/image"
+    )
     queries = [Query.load(c.data) for c in cases[:: max(1, len(cases) // 400)]]
     # Retrieval at this size: every lookup of the real queries' plans against the big index.
     ret, ret_cpu = [], []
@@ -512,7 +534,9 @@ def scale_speed(index: HashIndex, cases: list[QueryCase], n: int, seed: int) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="folder with photos.csv and photos/ (e.g. ../shared/images)")
-    ap.add_argument("--sizes", default="1000000", help="index sizes for the speed test, comma-separated ('' skips)")
+    ap.add_argument(
+        "--sizes", default="1000000", help="index sizes for the speed test, comma-separated ('' skips)"
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--fit", action="store_true", help="fit verify.WEIGHTS on the verified candidates")
     ap.add_argument("--skip-build-speed", action="store_true")
@@ -522,10 +546,14 @@ def main() -> None:
     if not (args.folder / "photos.csv").exists():
         sys.exit(f"{args.folder} has no photos.csv")
     indexed, negatives = load_set(args.folder)
-    print(f"photos: {len(indexed)} indexed originals, {len(negatives)} never-indexed look-alikes; seed {args.seed}")
+    print(
+        f"photos: {len(indexed)} indexed originals, {len(negatives)} never-indexed look-alikes; seed {args.seed}"
+    )
     cases = make_queries(indexed, negatives, args.seed)
     index, wall, cpu = build_index(indexed)
-    print(f"queries: {len(cases)}; in-memory index built in {wall:.1f} s ({len(indexed) / cpu:.0f} images per CPU-second)")
+    print(
+        f"queries: {len(cases)}; in-memory index built in {wall:.1f} s ({len(indexed) / cpu:.0f} images per CPU-second)"
+    )
     collected: list | None = [] if (args.fit or args.dump) and not args.speed_only else None
     if not args.speed_only:
         report(evaluate(index, indexed, cases, collected))
@@ -534,11 +562,21 @@ def main() -> None:
 
         with args.dump.open("w", encoding="utf-8") as fh:
             for case, m in collected:
-                row = {"edit": case.edit, "source": case.source, "id": m.id, "copy": m.id == case.source,
-                       "distance": m.distance, "view": m.view, **m.verification.evidence(),
-                       "inliers": m.verification.inliers, "matches": m.verification.matches,
-                       "reason": m.verification.reason, "fills": m.verification.fills,
-                       "differs": m.verification.differs, "shown": m.verification.shown}
+                row = {
+                    "edit": case.edit,
+                    "source": case.source,
+                    "id": m.id,
+                    "copy": m.id == case.source,
+                    "distance": m.distance,
+                    "view": m.view,
+                    **m.verification.evidence(),
+                    "inliers": m.verification.inliers,
+                    "matches": m.verification.matches,
+                    "reason": m.verification.reason,
+                    "fills": m.verification.fills,
+                    "differs": m.verification.differs,
+                    "shown": m.verification.shown,
+                }
                 fh.write(json.dumps(row) + "\n")
     if collected is not None:
         fit(collected, indexed)

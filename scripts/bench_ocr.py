@@ -49,23 +49,77 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 VIOLATING = [
-    "全网最低价", "国家级", "治疗糖尿病", "第一品牌", "销量第一", "史上最低价", "顶级品质", "根治失眠",
-    "100%有效", "降血压", "抗癌", "最好的选择", "全网销量冠军", "国家级产品", "质量最好", "永不褪色",
-    "月销10万件", "最佳效果", "包治百病", "行业第一品牌",
+    "全网最低价",
+    "国家级",
+    "治疗糖尿病",
+    "第一品牌",
+    "销量第一",
+    "史上最低价",
+    "顶级品质",
+    "根治失眠",
+    "100%有效",
+    "降血压",
+    "抗癌",
+    "最好的选择",
+    "全网销量冠军",
+    "国家级产品",
+    "质量最好",
+    "永不褪色",
+    "月销10万件",
+    "最佳效果",
+    "包治百病",
+    "行业第一品牌",
 ]
 LAWFUL = [
-    "最高承重150kg", "本品不能代替药物", "新品首发", "第一次使用请先清洗", "最近上新", "唯一的缺点是太好看",
-    "限时优惠", "满199包邮", "买一送一", "保温12小时", "304不锈钢内胆", "大容量 便携", "最大容量1.5L",
-    "第一步 打开盖子", "最低温度-20℃", "新款上市", "好评如潮", "官方正品", "厂家直销", "七天无理由退换",
-    "食品级材质", "加厚防摔", "送礼佳品", "适合办公室", "清仓特价", "承重最高200斤", "本品不是药品",
+    "最高承重150kg",
+    "本品不能代替药物",
+    "新品首发",
+    "第一次使用请先清洗",
+    "最近上新",
+    "唯一的缺点是太好看",
+    "限时优惠",
+    "满199包邮",
+    "买一送一",
+    "保温12小时",
+    "304不锈钢内胆",
+    "大容量 便携",
+    "最大容量1.5L",
+    "第一步 打开盖子",
+    "最低温度-20℃",
+    "新款上市",
+    "好评如潮",
+    "官方正品",
+    "厂家直销",
+    "七天无理由退换",
+    "食品级材质",
+    "加厚防摔",
+    "送礼佳品",
+    "适合办公室",
+    "清仓特价",
+    "承重最高200斤",
+    "本品不是药品",
 ]
 FILLERS = ["限时抢购", "品质保证", "匠心打造", "今日特惠", "官方直营", "放心选购", "爆款热卖"]
-SPEC_LINES = ["材质：304不锈钢", "容量：500ml", "产地：浙江永康", "重量：约350g", "颜色：象牙白",
-              "尺寸：7.5×7.5×22cm", "保温时长：约12小时", "适用人群：成人", "包装清单：杯身×1 杯盖×1"]
+SPEC_LINES = [
+    "材质：304不锈钢",
+    "容量：500ml",
+    "产地：浙江永康",
+    "重量：约350g",
+    "颜色：象牙白",
+    "尺寸：7.5×7.5×22cm",
+    "保温时长：约12小时",
+    "适用人群：成人",
+    "包装清单：杯身×1 杯盖×1",
+]
 PALETTE_DARK = [(200, 20, 30), (20, 20, 20), (30, 60, 160), (120, 20, 120), (0, 110, 60), (190, 80, 0)]
 PALETTE_LIGHT = [(255, 255, 255), (255, 230, 60), (255, 245, 200), (200, 255, 255)]
-BANNERS = [((210, 20, 30), (255, 255, 255)), ((255, 215, 0), (180, 0, 0)), ((20, 20, 20), (255, 215, 0)),
-           ((30, 90, 200), (255, 255, 255)), ((255, 255, 255), (200, 20, 30))]
+BANNERS = [
+    ((210, 20, 30), (255, 255, 255)),
+    ((255, 215, 0), (180, 0, 0)),
+    ((20, 20, 20), (255, 215, 0)),
+    ((30, 90, 200), (255, 255, 255)),
+    ((255, 255, 255), (200, 20, 30)),
+]
 
 
 # -- fonts and rendering ----------------------------------------------------------------------------
@@ -74,8 +128,9 @@ BANNERS = [((210, 20, 30), (255, 255, 255)), ((255, 215, 0), (180, 0, 0)), ((20,
 def cjk_fonts() -> list[tuple[str, int, str]]:
     """(file, face index, name) of every installed font with simplified Chinese glyphs (one face per family)."""
     try:
-        out = subprocess.run(["fc-list", ":lang=zh-cn", "file", "index", "family"], capture_output=True,
-                             text=True, check=False).stdout
+        out = subprocess.run(
+            ["fc-list", ":lang=zh-cn", "file", "index", "family"], capture_output=True, text=True, check=False
+        ).stdout
     except FileNotFoundError:
         return []
     fonts: dict[str, tuple[str, int, str]] = {}
@@ -124,14 +179,25 @@ def _font(spec: tuple[str, int, str], size: int) -> ImageFont.FreeTypeFont:
 
 def cover(photo: Image.Image, w: int, h: int) -> Image.Image:
     s = max(w / photo.width, h / photo.height)
-    im = photo.resize((max(w, round(photo.width * s)), max(h, round(photo.height * s))), Image.Resampling.LANCZOS)
+    im = photo.resize(
+        (max(w, round(photo.width * s)), max(h, round(photo.height * s))), Image.Resampling.LANCZOS
+    )
     x, y = (im.width - w) // 2, (im.height - h) // 2
     return im.crop((x, y, x + w, y + h))
 
 
-def draw_line(canvas: Image.Image, text: str, font: tuple[str, int, str], size: int, x: int, y: int,
-              rng: random.Random, angle: float = 0.0, style: str | None = None,
-              avoid: list[tuple[int, int, int, int]] | None = None) -> tuple[tuple[int, int, int, int], str] | None:
+def draw_line(
+    canvas: Image.Image,
+    text: str,
+    font: tuple[str, int, str],
+    size: int,
+    x: int,
+    y: int,
+    rng: random.Random,
+    angle: float = 0.0,
+    style: str | None = None,
+    avoid: list[tuple[int, int, int, int]] | None = None,
+) -> tuple[tuple[int, int, int, int], str] | None:
     """Draw ``text`` at (x, y) and return its box in canvas pixels and the style used.
 
     With ``avoid``, the line is moved (random tries) until it keeps clear of those boxes; None when
@@ -147,7 +213,9 @@ def draw_line(canvas: Image.Image, text: str, font: tuple[str, int, str], size: 
             y = rng.randint(0, max(1, canvas.height - th - 2 * pad))
         layer = Image.new("RGBA", (tw + 2 * pad, th + 2 * pad), (0, 0, 0, 0))
         d = ImageDraw.Draw(layer)
-        region = canvas.crop((x, y, min(canvas.width, x + tw + 2 * pad), min(canvas.height, y + th + 2 * pad)))
+        region = canvas.crop(
+            (x, y, min(canvas.width, x + tw + 2 * pad), min(canvas.height, y + th + 2 * pad))
+        )
         lum = float(np.asarray(region.convert("L")).mean()) if region.width and region.height else 128.0
         if style == "banner":
             bg, fg = rng.choice(BANNERS)
@@ -156,8 +224,14 @@ def draw_line(canvas: Image.Image, text: str, font: tuple[str, int, str], size: 
         elif style == "stroke":
             fg = rng.choice(PALETTE_DARK if lum > 110 else PALETTE_LIGHT)
             sc = (255, 255, 255) if lum > 110 else (0, 0, 0)
-            d.text((pad - left, pad - top), text, font=f, fill=(*fg, 255), stroke_width=max(1, size // 18),
-                   stroke_fill=(*sc, 255))
+            d.text(
+                (pad - left, pad - top),
+                text,
+                font=f,
+                fill=(*fg, 255),
+                stroke_width=max(1, size // 18),
+                stroke_fill=(*sc, 255),
+            )
         else:
             fg = rng.choice(PALETTE_DARK if lum > 128 else PALETTE_LIGHT)
             d.text((pad - left, pad - top), text, font=f, fill=(*fg, 255))
@@ -185,12 +259,21 @@ def promo_text(phrase: str, rng: random.Random) -> str:
     return f"{rng.choice(FILLERS)} {phrase}"
 
 
-def single_sample(i: int, photo: Image.Image, fonts: list, rng: random.Random, violating: bool,
-                  vio_lines: list[str], law_lines: list[str]) -> Sample:
+def single_sample(
+    i: int,
+    photo: Image.Image,
+    fonts: list,
+    rng: random.Random,
+    violating: bool,
+    vio_lines: list[str],
+    law_lines: list[str],
+) -> Sample:
     im = cover(photo.convert("RGB"), 750, 1000)
     n_vio = rng.choice([1, 1, 2]) if violating else 0
     n_law = rng.choice([0, 1, 2]) if violating else rng.choice([1, 2, 3])
-    texts = [(rng.choice(vio_lines), True) for _ in range(n_vio)] + [(rng.choice(law_lines), False) for _ in range(n_law)]
+    texts = [(rng.choice(vio_lines), True) for _ in range(n_vio)] + [
+        (rng.choice(law_lines), False) for _ in range(n_law)
+    ]
     rng.shuffle(texts)
     sample = Sample(f"single-{i:04d}", "single", im)
     placed: list[tuple[int, int, int, int]] = []
@@ -198,7 +281,9 @@ def single_sample(i: int, photo: Image.Image, fonts: list, rng: random.Random, v
         font = rng.choice(fonts)
         size = rng.choice([28, 34, 40, 48, 56, 64, 72])
         angle = rng.uniform(4, 15) * rng.choice([-1, 1]) if rng.random() < 0.3 else 0.0
-        drawn = draw_line(im, text, font, size, rng.randint(0, 300), rng.randint(0, 900), rng, angle, avoid=placed)
+        drawn = draw_line(
+            im, text, font, size, rng.randint(0, 300), rng.randint(0, 900), rng, angle, avoid=placed
+        )
         if drawn is None:
             continue
         box, style = drawn
@@ -207,8 +292,15 @@ def single_sample(i: int, photo: Image.Image, fonts: list, rng: random.Random, v
     return sample
 
 
-def long_sample(i: int, photos: list[Image.Image], fonts: list, rng: random.Random, vio_lines: list[str],
-                law_lines: list[str], violating: bool) -> Sample:
+def long_sample(
+    i: int,
+    photos: list[Image.Image],
+    fonts: list,
+    rng: random.Random,
+    vio_lines: list[str],
+    law_lines: list[str],
+    violating: bool,
+) -> Sample:
     """A 750-wide detail page: photo blocks, banners of promo copy, a spec table, 3000-4500 px tall."""
     height = rng.choice([3000, 3600, 4200])
     im = Image.new("RGB", (750, height), (255, 255, 255))
@@ -225,8 +317,9 @@ def long_sample(i: int, photos: list[Image.Image], fonts: list, rng: random.Rand
                 text = rng.choice(vio_lines) if vio else rng.choice(law_lines)
                 n_vio_left -= vio
                 font, size = rng.choice(fonts), rng.choice([36, 44, 56])
-                box, style = draw_line(im, text, font, size, rng.randint(20, 200), y + rng.randint(20, max(21, h - 120)),
-                                       rng)  # type: ignore[misc]
+                box, style = draw_line(
+                    im, text, font, size, rng.randint(20, 200), y + rng.randint(20, max(21, h - 120)), rng
+                )  # type: ignore[misc]
                 sample.lines.append(Line(text, vio, box, font[2], size, 0.0, style))
             y += h
         elif kind == "banner":
@@ -255,8 +348,16 @@ def long_sample(i: int, photos: list[Image.Image], fonts: list, rng: random.Rand
     while n_vio_left > 0:  # make sure a violating page has its violating lines
         vio_text = rng.choice(vio_lines)
         font, size = rng.choice(fonts), 56
-        box, style = draw_line(im, vio_text, font, size, 40, rng.randint(100, height - 200), rng,  # type: ignore[misc]
-                               style="banner")
+        box, style = draw_line(
+            im,
+            vio_text,
+            font,
+            size,
+            40,
+            rng.randint(100, height - 200),
+            rng,  # type: ignore[misc]
+            style="banner",
+        )
         sample.lines = [ln for ln in sample.lines if _overlap(ln.box, box) < 0.1]
         sample.lines.append(Line(vio_text, True, box, font[2], size, 0.0, style))
         n_vio_left -= 1
@@ -286,7 +387,9 @@ def text_ground_truth(engine, phrases: list[str], violating: bool) -> tuple[list
 
     good, bad = [], []
     for p in phrases:
-        fired = bool([f for f in engine.find(Listing(id="t", title="商品", description=p)) if f.field == "description"])
+        fired = bool(
+            [f for f in engine.find(Listing(id="t", title="商品", description=p)) if f.field == "description"]
+        )
         (good if fired == violating else bad).append(p)
     return good, bad
 
@@ -327,13 +430,19 @@ def evaluate(samples: list[Sample], payloads: list[bytes], read, rules_engine, l
                 store[key][1] += 1
             if not hit and len(misses) < 25:
                 read_near = [x.text for x in page.lines if _overlap(x.box, ln.box) >= 0.3]
-                misses.append(f"{sample.name}: {ln.text!r} ({ln.font} {ln.size}px {ln.angle}° {ln.style}) read as {read_near}")
+                misses.append(
+                    f"{sample.name}: {ln.text!r} ({ln.font} {ln.size}px {ln.angle}° {ln.style}) read as {read_near}"
+                )
         for f in findings:
-            if f.box and not any(ln.violating and _overlap(tuple(f.box), ln.box) >= 0.3 for ln in sample.lines):
+            if f.box and not any(
+                ln.violating and _overlap(tuple(f.box), ln.box) >= 0.3 for ln in sample.lines
+            ):
                 stray += 1
                 if len(alarms) < 25 and not sample.lawful:
-                    alarms.append(f"{sample.name} (violating picture), off its violating lines: {f.text!r} {f.rule} "
-                                  f"in {text.text!r}")
+                    alarms.append(
+                        f"{sample.name} (violating picture), off its violating lines: {f.text!r} {f.rule} "
+                        f"in {text.text!r}"
+                    )
         if sample.lawful:
             lawful_total += 1
             if findings:
@@ -375,8 +484,13 @@ def baseline_reader():
         lines = []
         for quad, text, conf in res or []:
             q = np.asarray(quad)
-            lines.append(OcrLine(text, float(conf), (int(q[:, 0].min()), int(q[:, 1].min()), int(q[:, 0].max()),
-                                                     int(q[:, 1].max()))))
+            lines.append(
+                OcrLine(
+                    text,
+                    float(conf),
+                    (int(q[:, 0].min()), int(q[:, 1].min()), int(q[:, 0].max()), int(q[:, 1].max())),
+                )
+            )
         return OcrPage(rgb.shape[1], rgb.shape[0], tuple(lines))
 
     return read
@@ -409,8 +523,22 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
-    cmd = [str(REPO / ".venv" / "bin" / "moderation"), "audit", str(catalogue), "--out", str(out), "--ocr",
-           "--ocr-cache", str(cache), "--no-classifier", "--workers", str(workers), "--quiet", "--batch-size", "20"]
+    cmd = [
+        str(REPO / ".venv" / "bin" / "moderation"),
+        "audit",
+        str(catalogue),
+        "--out",
+        str(out),
+        "--ocr",
+        "--ocr-cache",
+        str(cache),
+        "--no-classifier",
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--batch-size",
+        "20",
+    ]
     import resource
 
     peak = 0
@@ -432,7 +560,9 @@ def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
     th.join()
     seconds = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the whole tree, start-up included
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (
+        cpu1.ru_stime - cpu0.ru_stime
+    )  # the whole tree, start-up included
     if proc.returncode != 0:
         raise RuntimeError(f"audit failed: {stderr[-2000:]}")
     from moderation.audit.checkpoint import Manifest
@@ -443,11 +573,18 @@ def run_audit(catalogue: Path, out: Path, cache: Path, workers: int) -> dict:
     finally:
         m.close()
     last = runs[-1] if runs else {}
-    return {"images": last.get("images"), "cached": last.get("cached"), "images_per_s": last.get("images_per_s"),
-            "run_seconds": last.get("seconds"), "end_to_end_s": round(seconds, 1), "cpu_s": round(cpu, 1),
-            "images_per_cpu_s": round((last.get("images") or 0) / cpu, 3) if cpu > 0 else None,
-            "load_avg": round(os.getloadavg()[0], 1), "peak_tree_rss_mb": round(peak / 1024),
-            "line": stderr.strip().splitlines()[-1] if stderr.strip() else ""}
+    return {
+        "images": last.get("images"),
+        "cached": last.get("cached"),
+        "images_per_s": last.get("images_per_s"),
+        "run_seconds": last.get("seconds"),
+        "end_to_end_s": round(seconds, 1),
+        "cpu_s": round(cpu, 1),
+        "images_per_cpu_s": round((last.get("images") or 0) / cpu, 3) if cpu > 0 else None,
+        "load_avg": round(os.getloadavg()[0], 1),
+        "peak_tree_rss_mb": round(peak / 1024),
+        "line": stderr.strip().splitlines()[-1] if stderr.strip() else "",
+    }
 
 
 def calibrate() -> dict:
@@ -457,8 +594,12 @@ def calibrate() -> dict:
     for i in range(10_000_000):
         x += i
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"loop_wall_s": round(wall, 3), "loop_cpu_s": round(cpu, 3), "cpu_share": round(cpu / wall, 2),
-            "load_avg": round(os.getloadavg()[0], 1)}
+    return {
+        "loop_wall_s": round(wall, 3),
+        "loop_cpu_s": round(cpu, 3),
+        "cpu_share": round(cpu / wall, 2),
+        "load_avg": round(os.getloadavg()[0], 1),
+    }
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -466,12 +607,18 @@ def calibrate() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "images" / "photos",
-                    help="folder of real product photos (read only)")
+    ap.add_argument(
+        "--photos",
+        type=Path,
+        default=REPO.parent / "shared" / "images" / "photos",
+        help="folder of real product photos (read only)",
+    )
     ap.add_argument("--images", type=int, default=200, help="750x1000 pictures (half violating, half lawful)")
     ap.add_argument("--plain", type=int, default=40, help="photos without rendered text (false-alarm floor)")
     ap.add_argument("--long", type=int, default=20, help="long detail pages (750 wide, 3000-4200 tall)")
-    ap.add_argument("--baseline", type=int, default=60, help="pictures also read with rapidocr's defaults (0: skip)")
+    ap.add_argument(
+        "--baseline", type=int, default=60, help="pictures also read with rapidocr's defaults (0: skip)"
+    )
     ap.add_argument("--audit-sizes", default="100,300", help="audit catalogue sizes in pictures ('' to skip)")
     ap.add_argument("--workers", type=int, default=2, help="audit workers")
     ap.add_argument("--seed", type=int, default=18)
@@ -503,24 +650,47 @@ def main() -> None:
     engine = RulesEngine.load()
     vio_phr, vio_bad = text_ground_truth(engine, VIOLATING, True)
     law_phr, law_bad = text_ground_truth(engine, LAWFUL, False)
-    vio_lines, vio_bad2 = text_ground_truth(engine, sorted({promo_text(p, rng) for p in vio_phr for _ in range(3)}), True)
+    vio_lines, vio_bad2 = text_ground_truth(
+        engine, sorted({promo_text(p, rng) for p in vio_phr for _ in range(3)}), True
+    )
     law_lines = law_phr
     print(f"fonts: {', '.join(f[2] for f in fonts)}")
-    print(f"phrases: {len(vio_lines)} violating lines from {len(vio_phr)} phrases, {len(law_lines)} lawful; "
-          f"left out (typed text not judged as labelled): {vio_bad + vio_bad2 + law_bad}")
+    print(
+        f"phrases: {len(vio_lines)} violating lines from {len(vio_phr)} phrases, {len(law_lines)} lawful; "
+        f"left out (typed text not judged as labelled): {vio_bad + vio_bad2 + law_bad}"
+    )
 
-    photo_paths = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    photo_paths = sorted(
+        p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
+    )
     photos = [Image.open(p).convert("RGB") for p in photo_paths]
     scratch = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     try:
         t0 = time.perf_counter()
-        singles = [single_sample(i, photos[i % len(photos)], fonts, rng, violating=i % 2 == 0,
-                                 vio_lines=vio_lines, law_lines=law_lines) for i in range(args.images)]
-        plain = [Sample(f"plain-{i:03d}", "plain", cover(photos[(7 * i + 3) % len(photos)], 750, 1000))
-                 for i in range(args.plain)]
-        longs = [long_sample(i, photos, fonts, rng, vio_lines, law_lines, violating=i % 2 == 0) for i in range(args.long)]
-        print(f"rendered {len(singles)} + {len(plain)} plain 750x1000 pictures and {len(longs)} long pages "
-              f"in {time.perf_counter() - t0:.1f} s (scratch {scratch})")
+        singles = [
+            single_sample(
+                i,
+                photos[i % len(photos)],
+                fonts,
+                rng,
+                violating=i % 2 == 0,
+                vio_lines=vio_lines,
+                law_lines=law_lines,
+            )
+            for i in range(args.images)
+        ]
+        plain = [
+            Sample(f"plain-{i:03d}", "plain", cover(photos[(7 * i + 3) % len(photos)], 750, 1000))
+            for i in range(args.plain)
+        ]
+        longs = [
+            long_sample(i, photos, fonts, rng, vio_lines, law_lines, violating=i % 2 == 0)
+            for i in range(args.long)
+        ]
+        print(
+            f"rendered {len(singles)} + {len(plain)} plain 750x1000 pictures and {len(longs)} long pages "
+            f"in {time.perf_counter() - t0:.1f} s (scratch {scratch})"
+        )
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for s in singles[:20] + longs[:4]:
@@ -529,39 +699,60 @@ def main() -> None:
         pay_plain = [jpeg_bytes(s.image) for s in plain]
         pay_long = [jpeg_bytes(s.image) for s in longs]
 
-        tuned = {k: v for k, v in (("det_side", args.det_side), ("rec_batch", args.rec_batch),
-                                   ("rec_min_width", args.rec_min_width)) if v is not None}
+        tuned = {
+            k: v
+            for k, v in (
+                ("det_side", args.det_side),
+                ("rec_batch", args.rec_batch),
+                ("rec_min_width", args.rec_min_width),
+            )
+            if v is not None
+        }
         settings = OcrSettings(threads=1, **tuned)
-        stage = OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(None, memory_items=0), settings=settings)
+        stage = OcrStage(
+            sources=ImageSources(any_path=True), cache=OcrCache(None, memory_items=0), settings=settings
+        )
         stage.engine.warm_up()
         stage.read_bytes(pay_single[0])  # first run of each session allocates
 
         def read_uncached(data: bytes):
             return stage.read_bytes(data)[0]
 
-        results = {"settings": settings.key(), "fonts": [f[2] for f in fonts], "calibration_before": calibrate()}
+        results = {
+            "settings": settings.key(),
+            "fonts": [f[2] for f in fonts],
+            "calibration_before": calibrate(),
+        }
         print(f"machine before: {results['calibration_before']}")
         results["single"] = evaluate(singles, pay_single, read_uncached, engine, "tuned, 750x1000")
-        results["plain"] = evaluate(plain, pay_plain, read_uncached, engine, "tuned, photos without rendered text")
+        results["plain"] = evaluate(
+            plain, pay_plain, read_uncached, engine, "tuned, photos without rendered text"
+        )
         results["long"] = evaluate(longs, pay_long, read_uncached, engine, "tuned, long detail pages")
         if args.baseline:
             n = min(args.baseline, len(singles))
             base = baseline_reader()
             base(pay_single[0])
-            results["baseline"] = evaluate(singles[:n], pay_single[:n], base, engine,
-                                           f"rapidocr defaults (1 thread), first {n} 750x1000")
-            results["tuned_same_subset"] = evaluate(singles[:n], pay_single[:n], read_uncached, engine,
-                                                    f"tuned, same first {n} 750x1000")
+            results["baseline"] = evaluate(
+                singles[:n], pay_single[:n], base, engine, f"rapidocr defaults (1 thread), first {n} 750x1000"
+            )
+            results["tuned_same_subset"] = evaluate(
+                singles[:n], pay_single[:n], read_uncached, engine, f"tuned, same first {n} 750x1000"
+            )
         results["calibration_after"] = calibrate()
-        print(f"machine after: {results['calibration_after']} (cpu_share: the share of a core this process got)")
+        print(
+            f"machine after: {results['calibration_after']} (cpu_share: the share of a core this process got)"
+        )
         for key in ("single", "plain", "long", "baseline", "tuned_same_subset"):
             if key in results:
                 r = results[key]
-                print(f"\n[{r['label']}] pictures {r['pictures']}: recall {r['recall']} of {r['violating_lines']} "
-                      f"violating lines; false alarms {r['lawful_flagged']}/{r['lawful_pictures']} lawful pictures "
-                      f"({r['false_alarm_rate']}); findings off violating lines {r['findings_off_violating_lines']}; "
-                      f"wall p50 {r['wall_p50_ms']} ms p90 {r['wall_p90_ms']} ms; cpu p50 {r['cpu_p50_ms']} ms "
-                      f"p90 {r['cpu_p90_ms']} ms")
+                print(
+                    f"\n[{r['label']}] pictures {r['pictures']}: recall {r['recall']} of {r['violating_lines']} "
+                    f"violating lines; false alarms {r['lawful_flagged']}/{r['lawful_pictures']} lawful pictures "
+                    f"({r['false_alarm_rate']}); findings off violating lines {r['findings_off_violating_lines']}; "
+                    f"wall p50 {r['wall_p50_ms']} ms p90 {r['wall_p90_ms']} ms; cpu p50 {r['cpu_p50_ms']} ms "
+                    f"p90 {r['cpu_p90_ms']} ms"
+                )
                 if r["recall_by_style"]:
                     print(f"  recall by style: {r['recall_by_style']}")
                     print(f"  recall by font: {r['recall_by_font']}")
@@ -577,7 +768,9 @@ def main() -> None:
             (files / f"{s.name}.jpg").write_bytes(data)
         cache_path = scratch / "cache.sqlite"
         warm = OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(cache_path), engine=stage.engine)
-        listings = [Listing(id=s.name, title="保温杯", images=[str(files / f"{s.name}.jpg")]) for s in singles[:50]]
+        listings = [
+            Listing(id=s.name, title="保温杯", images=[str(files / f"{s.name}.jpg")]) for s in singles[:50]
+        ]
         for li in listings:
             warm.detect(engine, li)
         times_mem = []
@@ -586,8 +779,11 @@ def main() -> None:
                 t = time.perf_counter()
                 warm.detect(engine, li)
                 times_mem.append(time.perf_counter() - t)
-        disk = OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(cache_path, memory_items=0),
-                        engine=stage.engine)
+        disk = OcrStage(
+            sources=ImageSources(any_path=True),
+            cache=OcrCache(cache_path, memory_items=0),
+            engine=stage.engine,
+        )
         times_disk = []
         for _ in range(5):
             for li in listings:
@@ -622,17 +818,31 @@ def main() -> None:
                 arng = random.Random(size)
                 with cat.open("w", encoding="utf-8") as fh:
                     for i in range(size):
-                        s = single_sample(10_000 + i, photos[arng.randrange(len(photos))], fonts, arng,
-                                          violating=i % 2 == 0, vio_lines=vio_lines, law_lines=law_lines)
+                        s = single_sample(
+                            10_000 + i,
+                            photos[arng.randrange(len(photos))],
+                            fonts,
+                            arng,
+                            violating=i % 2 == 0,
+                            vio_lines=vio_lines,
+                            law_lines=law_lines,
+                        )
                         path = folder / f"p{i:05d}.jpg"
                         s.image.save(path, quality=90)
-                        fh.write(json.dumps({"id": f"a{size}-{i}", "title": "保温杯", "images": [str(path)]},
-                                            ensure_ascii=False) + "\n")
+                        fh.write(
+                            json.dumps(
+                                {"id": f"a{size}-{i}", "title": "保温杯", "images": [str(path)]},
+                                ensure_ascii=False,
+                            )
+                            + "\n"
+                        )
                 first = run_audit(cat, folder / "out", folder / "cache.sqlite", args.workers)
                 again = run_audit(cat, folder / "out-again", folder / "cache.sqlite", args.workers)
                 audits.append({"pictures": size, "first": first, "re_audit_warm_cache": again})
-                print(f"\n[audit --ocr, {size} distinct pictures, {args.workers} workers] first: {first}\n"
-                      f"  re-audit into a new folder with the warm cache: {again}")
+                print(
+                    f"\n[audit --ocr, {size} distinct pictures, {args.workers} workers] first: {first}\n"
+                    f"  re-audit into a new folder with the warm cache: {again}"
+                )
             results["audit"] = audits
         if args.json:
             args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")

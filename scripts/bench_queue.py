@@ -56,6 +56,7 @@ def pct(values: list[float], q: float) -> float:
 
 # -- server process ----------------------------------------------------------------------------------
 
+
 def serve(database_url: str, port: int, classifier: bool) -> None:
     """Runs in the child process: the real app, one uvicorn worker."""
     import uvicorn
@@ -70,8 +71,15 @@ def serve(database_url: str, port: int, classifier: bool) -> None:
 
         os.environ[ENV_DATABASE_URL] = database_url
         os.environ[ENV_CLASSIFIER] = "1" if classifier else "0"
-        uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, host="127.0.0.1",
-                    port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            "moderation.api.app:app_from_env",
+            factory=True,
+            workers=workers,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
         return
     app = create_app(database_url, Checker(classifier=classifier))
     # Load rules and jieba, and check each load listing once, before anything is timed.
@@ -107,7 +115,10 @@ class Server:
         total = 0.0
         pids = [self.proc.pid]
         with contextlib.suppress(OSError):
-            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+            pids += [
+                int(p)
+                for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            ]
         for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -125,6 +136,7 @@ class Server:
 
 
 # -- databases ----------------------------------------------------------------------------------------
+
 
 def fresh_database(backend: str, workdir: Path) -> tuple[str, Any]:
     if backend == "sqlite":
@@ -151,7 +163,7 @@ def local_postgres_cpu_seconds() -> float | None:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if stat[stat.index("(") + 1:stat.rindex(")")].startswith("postgres"):
+        if stat[stat.index("(") + 1 : stat.rindex(")")].startswith("postgres"):
             fields = stat.rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
             seen = True
@@ -162,13 +174,29 @@ def seed(queue: ReviewQueue, items: int) -> None:
     service = Actor(id=0, username="bench", role="service")
     for i in range(items):
         listing = Listing(id=f"bench-{i}", title=f"全网最低价 保温杯 {i}", seller_id=f"s-{i % 50}")
-        result = CheckResult(id=listing.id, verdict="block", risk=0.9, findings=[Finding(
-            rule="absolute.scoped_superlative", family="absolute_claims", law="广告法第九条第三项",
-            severity="critical", field="title", start=0, end=5, text="全网最低价", message="绝对化用语")])
+        result = CheckResult(
+            id=listing.id,
+            verdict="block",
+            risk=0.9,
+            findings=[
+                Finding(
+                    rule="absolute.scoped_superlative",
+                    family="absolute_claims",
+                    law="广告法第九条第三项",
+                    severity="critical",
+                    field="title",
+                    start=0,
+                    end=5,
+                    text="全网最低价",
+                    message="绝对化用语",
+                )
+            ],
+        )
         queue.intake.enqueue(listing, result, service)
 
 
 # -- drain --------------------------------------------------------------------------------------------
+
 
 def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
     """16 reviewer threads, each with one keep-alive ``http.client`` connection (httpx cost the client
@@ -186,8 +214,12 @@ def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
         conn = http.client.HTTPConnection(host, port, timeout=60)
 
         def post(path: str, body: dict[str, Any], **extra: str) -> tuple[int, Any]:
-            conn.request("POST", path, body=json.dumps(body), headers={
-                "Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json", **extra})
+            conn.request(
+                "POST",
+                path,
+                body=json.dumps(body),
+                headers={"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json", **extra},
+            )
             response = conn.getresponse()
             return response.status, json.loads(response.read())
 
@@ -204,9 +236,16 @@ def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
                     return
                 item_id = claim["item"]["id"]
                 claimed[i].append(item_id)
-                body = {"outcome": "rejected", "reason_codes": ["absolute_claim"], "claim_token": claim["claim_token"],
-                        "version": claim["version"], "listing_revision": claim["item"]["listing_revision"]}
-                status, answer = post(f"/v1/queue/items/{item_id}/decision", body, **{"Idempotency-Key": uuid.uuid4().hex})
+                body = {
+                    "outcome": "rejected",
+                    "reason_codes": ["absolute_claim"],
+                    "claim_token": claim["claim_token"],
+                    "version": claim["version"],
+                    "listing_revision": claim["item"]["listing_revision"],
+                }
+                status, answer = post(
+                    f"/v1/queue/items/{item_id}/decision", body, **{"Idempotency-Key": uuid.uuid4().hex}
+                )
                 if status != 200:
                     errors.append(f"decide {status} {str(answer)[:100]}")
         finally:
@@ -222,8 +261,14 @@ def drain(base: str, tokens: list[str], items: int) -> dict[str, Any]:
     client_cpu = time.process_time() - c0
     flat = [i for c in claimed for i in c]
     lat = [x for ls in latencies for x in ls]
-    return {"elapsed": elapsed, "client_cpu": client_cpu, "claimed": flat, "errors": errors, "claim_p50_ms": pct(lat, 0.5) * 1000,
-            "claim_p95_ms": pct(lat, 0.95) * 1000}
+    return {
+        "elapsed": elapsed,
+        "client_cpu": client_cpu,
+        "claimed": flat,
+        "errors": errors,
+        "claim_p50_ms": pct(lat, 0.5) * 1000,
+        "claim_p95_ms": pct(lat, 0.95) * 1000,
+    }
 
 
 def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -236,7 +281,9 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         seed(seeder, args.items)
         seeded = time.perf_counter() - t0
         accounts = Accounts(seeder.db)
-        tokens = [accounts.create_token(accounts.create_user(f"r{i}", "reviewer").id) for i in range(args.reviewers)]
+        tokens = [
+            accounts.create_token(accounts.create_user(f"r{i}", "reviewer").id) for i in range(args.reviewers)
+        ]
         seeder.close()
         server = Server(url, classifier=False)
         try:
@@ -249,26 +296,45 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
         with queue.db.read() as conn:
             decisions = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
-            live_per_item = conn.execute(select(DECISIONS.c.item_id, func.count()).where(
-                DECISIONS.c.undone_at.is_(None)).group_by(DECISIONS.c.item_id)).all()
-            claimed_events = conn.execute(select(func.count()).select_from(EVENTS).where(
-                EVENTS.c.type == "claimed")).scalar_one()
+            live_per_item = conn.execute(
+                select(DECISIONS.c.item_id, func.count())
+                .where(DECISIONS.c.undone_at.is_(None))
+                .group_by(DECISIONS.c.item_id)
+            ).all()
+            claimed_events = conn.execute(
+                select(func.count()).select_from(EVENTS).where(EVENTS.c.type == "claimed")
+            ).scalar_one()
         problems = queue.verify()
         claimed = out["claimed"]
         report = {
-            "backend": backend, "items": args.items, "reviewers": args.reviewers, "seed_s": round(seeded, 1),
-            "elapsed_s": round(out["elapsed"], 2), "decisions_per_s": round(decisions / out["elapsed"], 1),
-            "claim_p50_ms": round(out["claim_p50_ms"], 1), "claim_p95_ms": round(out["claim_p95_ms"], 1),
-            "claimed": len(claimed), "claimed_twice": len(claimed) - len(set(claimed)),
-            "decisions": decisions, "items_with_one_live_decision": sum(1 for _, n in live_per_item if n == 1),
-            "server_cpu_s": round(out["server_cpu"], 1), "client_cpu_s": round(out["client_cpu"], 1),
+            "backend": backend,
+            "items": args.items,
+            "reviewers": args.reviewers,
+            "seed_s": round(seeded, 1),
+            "elapsed_s": round(out["elapsed"], 2),
+            "decisions_per_s": round(decisions / out["elapsed"], 1),
+            "claim_p50_ms": round(out["claim_p50_ms"], 1),
+            "claim_p95_ms": round(out["claim_p95_ms"], 1),
+            "claimed": len(claimed),
+            "claimed_twice": len(claimed) - len(set(claimed)),
+            "decisions": decisions,
+            "items_with_one_live_decision": sum(1 for _, n in live_per_item if n == 1),
+            "server_cpu_s": round(out["server_cpu"], 1),
+            "client_cpu_s": round(out["client_cpu"], 1),
             "server_cpu_ms_per_decision": round(out["server_cpu"] * 1000 / max(decisions, 1), 2),
-            "db_cpu_ms_per_decision": (None if out["db_cpu"] is None
-                                       else round(out["db_cpu"] * 1000 / max(decisions, 1), 2)),
-            "claimed_events": claimed_events, "http_errors": len(out["errors"]), "replay_problems": len(problems),
+            "db_cpu_ms_per_decision": (
+                None if out["db_cpu"] is None else round(out["db_cpu"] * 1000 / max(decisions, 1), 2)
+            ),
+            "claimed_events": claimed_events,
+            "http_errors": len(out["errors"]),
+            "replay_problems": len(problems),
         }
-        report["ok"] = (report["claimed_twice"] == 0 and report["claimed"] == args.items == decisions
-                        == report["items_with_one_live_decision"] and not problems and not out["errors"])
+        report["ok"] = (
+            report["claimed_twice"] == 0
+            and report["claimed"] == args.items == decisions == report["items_with_one_live_decision"]
+            and not problems
+            and not out["errors"]
+        )
         for e in out["errors"][:5]:
             print("  error:", e)
         return report
@@ -279,6 +345,7 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- /v1/check load -----------------------------------------------------------------------------------
+
 
 def load_listings() -> list[dict[str, Any]]:
     from moderation.api.demo import load_listings as demo
@@ -313,8 +380,12 @@ def _generator(args: tuple[str, int, str, float, float, int, int]) -> dict[str, 
             body = json.dumps({**listings[(offset + i) % len(listings)], "id": f"load-{offset}-{i}"})
             ok = False
             try:
-                conn.request("POST", "/v1/check", body=body, headers={
-                    "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                conn.request(
+                    "POST",
+                    "/v1/check",
+                    body=body,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                )
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -330,24 +401,36 @@ def _generator(args: tuple[str, int, str, float, float, int, int]) -> dict[str, 
         t.start()
     for t in pool:
         t.join()
-    return {"latencies": latencies, "errors": errors, "elapsed": time.perf_counter() - start,
-            "cpu": time.process_time()}
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "elapsed": time.perf_counter() - start,
+        "cpu": time.process_time(),
+    }
 
 
-def open_loop(port: int, token: str, rps: int, seconds: float, processes: int = 4,
-              threads: int = 8) -> dict[str, Any]:
+def open_loop(
+    port: int, token: str, rps: int, seconds: float, processes: int = 4, threads: int = 8
+) -> dict[str, Any]:
     from multiprocessing import Pool
 
-    jobs = [("127.0.0.1", port, token, rps / processes, seconds, threads, p * 100_000) for p in range(processes)]
+    jobs = [
+        ("127.0.0.1", port, token, rps / processes, seconds, threads, p * 100_000) for p in range(processes)
+    ]
     with Pool(processes) as pool:
         parts = pool.map(_generator, jobs)
     latencies = [x for p in parts for x in p["latencies"]]
     elapsed = max(p["elapsed"] for p in parts)
-    return {"requests": len(latencies), "seconds": round(elapsed, 1),
-            "achieved_rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(pct(latencies, 0.5) * 1000, 1), "p99_ms": round(pct(latencies, 0.99) * 1000, 1),
-            "max_ms": round(max(latencies) * 1000, 1), "errors": sum(p["errors"] for p in parts),
-            "client_cpu_s": round(sum(p["cpu"] for p in parts), 1)}
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 1),
+        "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(pct(latencies, 0.5) * 1000, 1),
+        "p99_ms": round(pct(latencies, 0.99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+        "errors": sum(p["errors"] for p in parts),
+        "client_cpu_s": round(sum(p["cpu"] for p in parts), 1),
+    }
 
 
 def run_load(args: argparse.Namespace) -> dict[str, Any]:
@@ -369,12 +452,16 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--reviewers", type=int, default=16)
     parser.add_argument("--check-rps", type=int, default=200)
-    parser.add_argument("--check-seconds", type=float, default=60.0, help="Length of the /v1/check load (0 skips it).")
+    parser.add_argument(
+        "--check-seconds", type=float, default=60.0, help="Length of the /v1/check load (0 skips it)."
+    )
     parser.add_argument("--classifier", action="store_true", help="Load the risk classifier in the server.")
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)
@@ -391,17 +478,21 @@ def main() -> None:
             ok &= report["ok"]
             print(json.dumps(report, ensure_ascii=False))
             db_cpu = report["db_cpu_ms_per_decision"]
-            print(f"{backend}: {report['decisions_per_s']} decisions/s, claim p95 {report['claim_p95_ms']} ms, "
-                  f"server CPU {report['server_cpu_ms_per_decision']} ms/decision"
-                  f"{'' if db_cpu is None else f', database {db_cpu} ms/decision'}; "
-                  f"CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s "
-                  f"in {report['elapsed_s']} s wall, "
-                  f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}")
+            print(
+                f"{backend}: {report['decisions_per_s']} decisions/s, claim p95 {report['claim_p95_ms']} ms, "
+                f"server CPU {report['server_cpu_ms_per_decision']} ms/decision"
+                f"{'' if db_cpu is None else f', database {db_cpu} ms/decision'}; "
+                f"CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s "
+                f"in {report['elapsed_s']} s wall, "
+                f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}"
+            )
     if args.check_seconds > 0:
         report = run_load(args)
         print(json.dumps(report, ensure_ascii=False))
-        print(f"/v1/check at {args.check_rps}/s for {report['seconds']} s: p99 {report['p99_ms']} ms, "
-              f"errors {report['errors']}, CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s")
+        print(
+            f"/v1/check at {args.check_rps}/s for {report['seconds']} s: p99 {report['p99_ms']} ms, "
+            f"errors {report['errors']}, CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s"
+        )
     sys.exit(0 if ok else 1)
 
 

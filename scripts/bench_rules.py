@@ -26,8 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 _CLAIMS = [
-    "全网最好的选择", "销量第一", "國家級工艺", "ＮＯ．１", "最 佳 口感", "治疗便秘", "保本保息稳赚不赔",
-    "好评返现5元", "98%的用户选择", "专利产品", "第一次购买有优惠", "最高承重150kg", "唯一的缺点是颜色少",
+    "全网最好的选择",
+    "销量第一",
+    "國家級工艺",
+    "ＮＯ．１",
+    "最 佳 口感",
+    "治疗便秘",
+    "保本保息稳赚不赔",
+    "好评返现5元",
+    "98%的用户选择",
+    "专利产品",
+    "第一次购买有优惠",
+    "最高承重150kg",
+    "唯一的缺点是颜色少",
 ]
 
 
@@ -52,7 +63,9 @@ def _read_corpora(corpora: Path) -> tuple[list[str], list[str]]:
     if not titles or not reviews:
         # Without the corpora, fall back to the project's own evaluation listings.
         eval_path = ROOT / "tests" / "eval" / "listings.jsonl"
-        rows = [json.loads(line) for line in eval_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [
+            json.loads(line) for line in eval_path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         titles = titles or [r["title"] for r in rows if r.get("title")]
         reviews = reviews or [r.get("description") or r["title"] for r in rows]
     return titles, reviews
@@ -149,12 +162,20 @@ def main() -> None:
     cpu_p99 = cpu_samples[int(len(cpu_samples) * 0.99) - 1]
 
     print(f"rule packs: {len(engine.packs)} packs, {len(engine.rules)} rules")
-    print(f"load all rule packs: {load_s * 1000:.0f} ms (+ jieba dictionary on first use: {jieba_init_s * 1000:.0f} ms)")
+    print(
+        f"load all rule packs: {load_s * 1000:.0f} ms (+ jieba dictionary on first use: {jieba_init_s * 1000:.0f} ms)"
+    )
     print(f"engine memory (RSS growth incl. jieba): {rss1 - rss0:.0f} MB")
     print(f"listings: {len(listings)}, {chars / len(listings):.0f} chars each on average, {flagged} flagged")
-    print(f"check_many: {len(listings) / engine_s:,.0f} listings per CPU-second, {chars / engine_s / 1e6:.2f} M chars/s")
-    print(f"jieba.lcut full text (baseline): {len(listings) / jieba_s:,.0f} listings per CPU-second, {chars / jieba_s / 1e6:.2f} M chars/s")
-    print(f"ratio check_many / jieba: {jieba_s / engine_s:.1f}x (bar: >= 10x; best of {args.rounds} alternating rounds)")
+    print(
+        f"check_many: {len(listings) / engine_s:,.0f} listings per CPU-second, {chars / engine_s / 1e6:.2f} M chars/s"
+    )
+    print(
+        f"jieba.lcut full text (baseline): {len(listings) / jieba_s:,.0f} listings per CPU-second, {chars / jieba_s / 1e6:.2f} M chars/s"
+    )
+    print(
+        f"ratio check_many / jieba: {jieba_s / engine_s:.1f}x (bar: >= 10x; best of {args.rounds} alternating rounds)"
+    )
     print(
         "  per-round ratios: "
         + ", ".join(f"{j / e:.1f}x" for e, j in zip(engine_rounds, jieba_rounds, strict=True))

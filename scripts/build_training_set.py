@@ -31,17 +31,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--generated", type=int, default=52000, help="generated listings (train + held out)")
     ap.add_argument("--corpus", type=int, default=20000, help="corpus lines used as lawful material")
-    ap.add_argument("--train-scale", type=float, default=1.0,
-                    help="generate this many times more training listings (held-out sets stay the same)")
-    ap.add_argument("--no-real", dest="real", action="store_false",
-                    help="generated material only (the 0.3.0 recipe): no real labelled text, titles and app "
-                         "descriptions as weak lawful lines")
+    ap.add_argument(
+        "--train-scale",
+        type=float,
+        default=1.0,
+        help="generate this many times more training listings (held-out sets stay the same)",
+    )
+    ap.add_argument(
+        "--no-real",
+        dest="real",
+        action="store_false",
+        help="generated material only (the 0.3.0 recipe): no real labelled text, titles and app "
+        "descriptions as weak lawful lines",
+    )
     ap.add_argument("--case-repeat", type=int, default=6, help="copies of each real training case")
-    ap.add_argument("--lawful-case-repeat", type=int, default=None,
-                    help="copies of each lawful look-alike training case (default: --case-repeat)")
+    ap.add_argument(
+        "--lawful-case-repeat",
+        type=int,
+        default=None,
+        help="copies of each lawful look-alike training case (default: --case-repeat)",
+    )
     ap.add_argument("--line-repeat", type=int, default=3, help="copies of each real labelled training line")
-    ap.add_argument("--real-dir", type=Path, default=None,
-                    help="read the real sets from this frozen copy of tests/real (experiments)")
+    ap.add_argument(
+        "--real-dir",
+        type=Path,
+        default=None,
+        help="read the real sets from this frozen copy of tests/real (experiments)",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -54,15 +70,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         from moderation.classifier.realdata import is_held_out, load_real, real_split, training_examples
 
-        lawful_dev_titles = {r.raw.strip() for r in load_real()
-                             if r.example.source == "real:titles" and r.label == "lawful" and r.example.split != "test"}
+        lawful_dev_titles = {
+            r.raw.strip()
+            for r in load_real()
+            if r.example.source == "real:titles" and r.label == "lawful" and r.example.split != "test"
+        }
         # Real test lines (and near duplicates) are never used; titles carry generated claims only when a
         # blind labeller called them lawful; app descriptions are not lawful material (37% violations).
-        kw = {"exclude": is_held_out, "carrier_ok": lambda t: t.strip() in lawful_dev_titles,
-              "weak_weights": {"reviews": 0.7, "queries": 0.3}}
-    data = build_dataset(args.lexicons / "templates.yaml", claims, args.corpora,
-                         args.packs, seed=args.seed, n_generated=args.generated, n_corpus=args.corpus,
-                         extra_claims=extra, train_scale=args.train_scale, **kw)  # type: ignore[arg-type]
+        kw = {
+            "exclude": is_held_out,
+            "carrier_ok": lambda t: t.strip() in lawful_dev_titles,
+            "weak_weights": {"reviews": 0.7, "queries": 0.3},
+        }
+    data = build_dataset(
+        args.lexicons / "templates.yaml",
+        claims,
+        args.corpora,
+        args.packs,
+        seed=args.seed,
+        n_generated=args.generated,
+        n_corpus=args.corpus,
+        extra_claims=extra,
+        train_scale=args.train_scale,
+        **kw,
+    )  # type: ignore[arg-type]
     if args.real:
         import random
 
@@ -71,18 +102,24 @@ def main(argv: list[str] | None = None) -> int:
         random.Random(f"{args.seed}:train-order-real").shuffle(data["train"])
         data["calib_real"] = [r.example for r in real_split("calib")]
         lawful_x = "" if args.lawful_case_repeat is None else f", lawful cases x{args.lawful_case_repeat}"
-        print(f"real: {len(real_train)} training examples (cases x{args.case_repeat}{lawful_x}, lines x{args.line_repeat}), "
-              f"{len(data['calib_real'])} for calibration; the real test set is never written here")
+        print(
+            f"real: {len(real_train)} training examples (cases x{args.case_repeat}{lawful_x}, lines x{args.line_repeat}), "
+            f"{len(data['calib_real'])} for calibration; the real test set is never written here"
+        )
     for name, exs in data.items():
         write_jsonl(args.out / f"{name}.jsonl", exs)
     if not args.real:
         (args.out / "calib_real.jsonl").unlink(missing_ok=True)
     summary = describe_split({k: v for k, v in data.items() if k in ("train", "calib", "test")})
-    (args.out / "split.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (args.out / "split.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     for name in ("train", "calib", "test"):
         s = summary[name]
-        print(f"{name}: {s['n']} examples, {s['positives']} violations, {len(s['groups'])} claim groups, "
-              f"templates {','.join(s['templates'])}")
+        print(
+            f"{name}: {s['n']} examples, {s['positives']} violations, {len(s['groups'])} claim groups, "
+            f"templates {','.join(s['templates'])}"
+        )
     print(f"group overlap train/held-out: {summary['group_overlap_train_heldout'] or 'none'}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f}s")
     return 0

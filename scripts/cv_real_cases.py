@@ -41,15 +41,21 @@ def fold_of(group: str, folds: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--init", type=Path, default=None, help="pre-trained encoder (train_classifier.py --pretrain-only)")
+    ap.add_argument(
+        "--init", type=Path, default=None, help="pre-trained encoder (train_classifier.py --pretrain-only)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-fold", action="store_true")
-    ap.add_argument("--real-dir", type=Path, default=None,
-                    help="read the real sets from this frozen copy of tests/real (experiments)")
+    ap.add_argument(
+        "--real-dir",
+        type=Path,
+        default=None,
+        help="read the real sets from this frozen copy of tests/real (experiments)",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -74,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out / f"fold-{k}"
         held = {r.key for r in dev_cases if fold_of(r.key, args.folds) == k}
         tr = [e for e in train if not (e.source == "real:cases" and e.group in held)]
-        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, threads=args.threads, mlm_steps=0,
-                          fold="" if args.no_fold else "t2s")
+        cfg = TrainConfig(
+            epochs=args.epochs,
+            lr=args.lr,
+            threads=args.threads,
+            mlm_steps=0,
+            fold="" if args.no_fold else "t2s",
+        )
         rec = train_model(tr, calib, out, cfg, init=args.init, progress=lambda s: None)
         cpu += rec["cpu_seconds"]
         rm = load_model(out, backend="torch")
@@ -86,29 +97,54 @@ def main(argv: list[str] | None = None) -> int:
         oof_refs.extend(r.ref for r in items)
         calib_scores.append(rm.score_texts([r.example.text for r in calib_cases], threads=args.threads))
         line_scores.append(rm.score_texts([r.example.text for r in calib_lines], threads=args.threads))
-        per_fold.append({"fold": k, "sources": len(held), "n": len(items), "violations": int(y.sum()),
-                         "lawful": int(len(y) - y.sum()), "auc": roc_auc(s, y), "removed_examples": len(train) - len(tr)})
+        per_fold.append(
+            {
+                "fold": k,
+                "sources": len(held),
+                "n": len(items),
+                "violations": int(y.sum()),
+                "lawful": int(len(y) - y.sum()),
+                "auc": roc_auc(s, y),
+                "removed_examples": len(train) - len(tr),
+            }
+        )
         print(json.dumps(per_fold[-1]), flush=True)
     cs = np.mean(np.array(calib_scores), axis=0)
     s_all = np.array([o[0] for o in oof] + list(cs))
     y_all = np.array([o[1] for o in oof] + list(y_calib))
-    rec = {"data": str(args.data), "init": str(args.init) if args.init else None, "epochs": args.epochs,
-           "folds": per_fold, "mean_fold_auc": float(np.mean([f["auc"] for f in per_fold])),
-           "oof_train_cases_auc": roc_auc(np.array([o[0] for o in oof]), np.array([o[1] for o in oof])),
-           "calib_cases_auc": roc_auc(cs, y_calib),
-           "calib_lines_auc": roc_auc(np.mean(np.array(line_scores), axis=0), y_lines),
-           "calib_lines_auc_per_fold": [roc_auc(np.array(ls), y_lines) for ls in line_scores],
-           "pooled_dev_cases_auc": roc_auc(s_all, y_all), "pooled_n": len(y_all),
-           "pooled_violations": int(y_all.sum()), "pooled_lawful": int(len(y_all) - y_all.sum()),
-           "cpu_seconds": cpu, "wall_seconds": time.perf_counter() - t0}
+    rec = {
+        "data": str(args.data),
+        "init": str(args.init) if args.init else None,
+        "epochs": args.epochs,
+        "folds": per_fold,
+        "mean_fold_auc": float(np.mean([f["auc"] for f in per_fold])),
+        "oof_train_cases_auc": roc_auc(np.array([o[0] for o in oof]), np.array([o[1] for o in oof])),
+        "calib_cases_auc": roc_auc(cs, y_calib),
+        "calib_lines_auc": roc_auc(np.mean(np.array(line_scores), axis=0), y_lines),
+        "calib_lines_auc_per_fold": [roc_auc(np.array(ls), y_lines) for ls in line_scores],
+        "pooled_dev_cases_auc": roc_auc(s_all, y_all),
+        "pooled_n": len(y_all),
+        "pooled_violations": int(y_all.sum()),
+        "pooled_lawful": int(len(y_all) - y_all.sum()),
+        "cpu_seconds": cpu,
+        "wall_seconds": time.perf_counter() - t0,
+    }
     # Per-item scores (out of fold for the training part's cases, fold mean for calib), for ensembles.
     ls = np.mean(np.array(line_scores), axis=0)
-    rec["scores"] = ([{"ref": ref, "part": "train", "score": o[0], "label": o[1], "fold": o[2]}
-                      for ref, o in zip(oof_refs, oof, strict=True)]
-                     + [{"ref": r.ref, "part": "calib", "score": float(v), "label": int(yy)}
-                        for r, v, yy in zip(calib_cases, cs, y_calib, strict=True)]
-                     + [{"ref": r.ref, "part": "calib-lines", "score": float(v), "label": int(yy)}
-                        for r, v, yy in zip(calib_lines, ls, y_lines, strict=True)])
+    rec["scores"] = (
+        [
+            {"ref": ref, "part": "train", "score": o[0], "label": o[1], "fold": o[2]}
+            for ref, o in zip(oof_refs, oof, strict=True)
+        ]
+        + [
+            {"ref": r.ref, "part": "calib", "score": float(v), "label": int(yy)}
+            for r, v, yy in zip(calib_cases, cs, y_calib, strict=True)
+        ]
+        + [
+            {"ref": r.ref, "part": "calib-lines", "score": float(v), "label": int(yy)}
+            for r, v, yy in zip(calib_lines, ls, y_lines, strict=True)
+        ]
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cv.json").write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in rec.items() if k not in ("folds", "scores")}, indent=2))

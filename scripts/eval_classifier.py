@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR / "test.jsonl")
     ap.add_argument("--plots", type=Path, default=None, help="where to write the PNGs (default: none)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-set", type=Path, default=None,
-                    help="optional labelled listings JSONL reported separately (off by default: the hand-written "
-                         "tests/eval set is to be used only through scripts/eval_rules.py --split dev --classifier)")
+    ap.add_argument(
+        "--eval-set",
+        type=Path,
+        default=None,
+        help="optional labelled listings JSONL reported separately (off by default: the hand-written "
+        "tests/eval set is to be used only through scripts/eval_rules.py --split dev --classifier)",
+    )
     args = ap.parse_args(argv)
     rm = load_model(args.model)
     test = read_jsonl(args.data)
@@ -43,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     m = compute_metrics(scores, test)
     print(f"model {rm.name} ({args.model})")
     print(format_report(m))
-    (args.model / "metrics.json").write_text(json.dumps(m, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (args.model / "metrics.json").write_text(
+        json.dumps(m, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     if args.plots:
         for p in save_plots(scores, test, args.plots, title=rm.name):
             print(f"wrote {p}")
@@ -56,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n=== hand-written evaluation set {args.eval_set.name}, {how} ===")
             print(format_report(em))
             out["tagged" if tagged else "bare"] = em
-        (args.model / "metrics_eval_set.json").write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n",
-                                                          encoding="utf-8")
+        (args.model / "metrics_eval_set.json").write_text(
+            json.dumps(out, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
     return 0
 
 

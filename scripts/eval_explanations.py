@@ -65,20 +65,25 @@ def main(argv: list[str] | None = None) -> int:
         rand_text = r.raw
         for s, e in sorted(chosen, reverse=True):
             rand_text = rand_text[:s] + rand_text[e:]
-        a, b = rm.score_listings([{"title": text, "category": r.category},
-                                  {"title": rand_text, "category": r.category}])
+        a, b = rm.score_listings(
+            [{"title": text, "category": r.category}, {"title": rand_text, "category": r.category}]
+        )
         drops_expl.append(scores[i] - a)
         drops_rand.append(scores[i] - b)
         hits += int(scores[i] - a > scores[i] - b)
     n = len(drops_expl)
     print(f"model {rm.name} ({rm.backend}); {n} highest-scoring real {args.part} items explained")
-    print(f"mean score drop, explained spans deleted: {statistics.mean(drops_expl):.3f}; "
-          f"same number of characters of other words deleted: {statistics.mean(drops_rand):.3f}; "
-          f"explained > random on {hits / n:.0%} of items")
+    print(
+        f"mean score drop, explained spans deleted: {statistics.mean(drops_expl):.3f}; "
+        f"same number of characters of other words deleted: {statistics.mean(drops_rand):.3f}; "
+        f"explained > random on {hits / n:.0%} of items"
+    )
     print(f"spans per explanation: mean {statistics.mean(n_spans):.1f}")
     times.sort()
-    print(f"explain_listing time ({args.threads} thread(s)): p50 {1000 * statistics.median(times):.1f} ms, "
-          f"p95 {1000 * times[int(0.95 * (len(times) - 1))]:.1f} ms, max {1000 * times[-1]:.1f} ms")
+    print(
+        f"explain_listing time ({args.threads} thread(s)): p50 {1000 * statistics.median(times):.1f} ms, "
+        f"p95 {1000 * times[int(0.95 * (len(times) - 1))]:.1f} ms, max {1000 * times[-1]:.1f} ms"
+    )
     return 0
 
 

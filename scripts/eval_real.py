@@ -80,7 +80,10 @@ def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "conditional_blocked": sum(o.verdict == "block" for o in cond),
     }
     tiers = sorted({o.item.tier for o in viol if o.item.tier})
-    metrics["recall_by_tier"] = {t: _rate(sum(o.flagged for o in viol if o.item.tier == t), sum(o.item.tier == t for o in viol)) for t in tiers}
+    metrics["recall_by_tier"] = {
+        t: _rate(sum(o.flagged for o in viol if o.item.tier == t), sum(o.item.tier == t for o in viol))
+        for t in tiers
+    }
     fam: dict[str, dict[str, int]] = defaultdict(Counter)  # type: ignore[arg-type]
     for o in viol:
         for f in o.item.families:
@@ -117,7 +120,9 @@ def report(name: str, m: dict[str, Any]) -> None:
         print(f"    tier {tier}                   {_fmt(r)}")
     print(f"  false alarms on lawful     {_fmt(m['false_alarm'])}")
     print(f"  precision of flags         {_fmt(m['precision'])}")
-    print(f"  conditional flagged        {_fmt(m['conditional_flagged'])}   blocked: {m['conditional_blocked']}")
+    print(
+        f"  conditional flagged        {_fmt(m['conditional_flagged'])}   blocked: {m['conditional_blocked']}"
+    )
     print(f"  {'family':24s} {'viol':>5s} {'recall':>7s} {'same-fam':>8s} {'flags':>6s} {'prec':>6s}")
     for f, c in m["families"].items():
         rec = "" if c["recall_flagged"] is None else f"{c['recall_flagged']:.2f}"
@@ -131,10 +136,14 @@ def show(outcomes: Sequence[Outcome], what: str) -> None:
         miss = o.item.label == "violation" and not o.flagged
         false_alarm = o.item.label == "lawful" and o.flagged
         blocked_cond = o.item.label == "conditional" and o.verdict == "block"
-        if (what in ("misses", "all") and miss) or (what in ("false", "all") and (false_alarm or blocked_cond)):
+        if (what in ("misses", "all") and miss) or (
+            what in ("false", "all") and (false_alarm or blocked_cond)
+        ):
             tag = "MISS" if miss else "FALSE" if false_alarm else "COND-BLOCK"
             fams = ",".join(o.item.families)
-            print(f"{tag:5s} {o.item.id:34s} {o.item.category:14s} {fams:22s} {o.item.text[:90]!r} {o.findings[:3]}")
+            print(
+                f"{tag:5s} {o.item.id:34s} {o.item.category:14s} {fams:22s} {o.item.text[:90]!r} {o.findings[:3]}"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,9 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--show", choices=("misses", "false", "all"), help="print misses and/or false alarms")
     ap.add_argument("--json", type=Path, help="write the metrics as JSON")
     ap.add_argument("--markdown", type=Path, help="write summary and per-family tables as Markdown")
-    ap.add_argument("--ids", metavar="PREFIXES",
-                    help="only cases whose id starts with one of these comma-separated prefixes (rd- = cases-d); "
-                         "a leading ! excludes them instead (!rd-)")
+    ap.add_argument(
+        "--ids",
+        metavar="PREFIXES",
+        help="only cases whose id starts with one of these comma-separated prefixes (rd- = cases-d); "
+        "a leading ! excludes them instead (!rd-)",
+    )
     args = ap.parse_args(argv)
 
     checker = Checker(classifier=bool(args.classifier))
@@ -198,9 +210,15 @@ def markdown(out: dict[str, Any]) -> str:
             f"| {cell(m['precision'])} | {m['conditional_blocked']} |"
         )
     for name, m in out.items():
-        lines += ["", f"**{name}**", "", "| family | violations | recall | same-family recall | flags | precision |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**{name}**",
+            "",
+            "| family | violations | recall | same-family recall | flags | precision |",
+            "|---|---|---|---|---|---|",
+        ]
         for fam, c in m["families"].items():
+
             def f(v: Any) -> str:
                 return "–" if v is None else f"{v:.2f}"
 

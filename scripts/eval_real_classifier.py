@@ -35,7 +35,9 @@ def with_rules(items: list[RealExample], scores: list[float], thr: float) -> dic
     from moderation.checker import Checker
 
     checker = Checker(classifier=False)
-    results = checker.check_many([{"id": f"r{i}", "title": r.raw, "category": r.category} for i, r in enumerate(items)])
+    results = checker.check_many(
+        [{"id": f"r{i}", "title": r.raw, "category": r.category} for i, r in enumerate(items)]
+    )
     out: dict[str, dict[str, float]] = {}
     for kind in ("lines", "cases"):
         idx = [i for i, r in enumerate(items) if r.kind == kind and r.label in ("violation", "lawful")]
@@ -62,10 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="default: classifier.review_threshold")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--with-rules", action="store_true",
-                    help="also: rules alone vs rules + classifier (score >= threshold sends to review)")
-    ap.add_argument("--real-dir", type=Path, default=None,
-                    help="read the real sets from this frozen copy of tests/real (A/B runs on identical items)")
+    ap.add_argument(
+        "--with-rules",
+        action="store_true",
+        help="also: rules alone vs rules + classifier (score >= threshold sends to review)",
+    )
+    ap.add_argument(
+        "--real-dir",
+        type=Path,
+        default=None,
+        help="read the real sets from this frozen copy of tests/real (A/B runs on identical items)",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -77,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     scores = rm.score_texts([r.example.text for r in items], threads=args.threads)
     thr = args.threshold if args.threshold is not None else policy_threshold()
     rep = real_report(scores, items, threshold=thr)
-    print(f"model {rm.name} ({args.model}), {len(items)} real {args.part} items, {time.perf_counter() - t0:.1f}s")
+    print(
+        f"model {rm.name} ({args.model}), {len(items)} real {args.part} items, {time.perf_counter() - t0:.1f}s"
+    )
     print(format_real_report(rep, args.part))
     if args.with_rules:
         rep["with_rules"] = with_rules(items, scores, thr)
         for kind, d in rep["with_rules"].items():
-            print(f"{kind}: rules alone recall {d['rules_recall']:.1%} ({d['rules_tp']}/{d['violations']}), false alarms "
-                  f"{d['rules_fpr']:.1%} ({d['rules_fp']}/{d['lawful']}); rules + classifier recall {d['both_recall']:.1%} "
-                  f"({d['both_tp']}), false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
-                  f"+{d['added_fpr']:.2%} false alarms")
+            print(
+                f"{kind}: rules alone recall {d['rules_recall']:.1%} ({d['rules_tp']}/{d['violations']}), false alarms "
+                f"{d['rules_fpr']:.1%} ({d['rules_fp']}/{d['lawful']}); rules + classifier recall {d['both_recall']:.1%} "
+                f"({d['both_tp']}), false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
+                f"+{d['added_fpr']:.2%} false alarms"
+            )
     if args.json:
         args.json.write_text(json.dumps(rep, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -375,7 +375,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=None, help="corpus mode: check at most N lines")
     ap.add_argument("--category", default="general", help="corpus mode: category given to every line")
     ap.add_argument("--classifier", action="store_true", help="rules + the shipped risk classifier")
-    ap.add_argument("--review-threshold", type=float, help="override classifier.review_threshold of the policy")
+    ap.add_argument(
+        "--review-threshold", type=float, help="override classifier.review_threshold of the policy"
+    )
     ap.add_argument(
         "--split",
         choices=("all", "dev", "test"),
@@ -393,7 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.review_threshold is not None:
         from dataclasses import replace
 
-        checker.engine.policy = replace(checker.engine.policy, classifier_review_threshold=args.review_threshold)
+        checker.engine.policy = replace(
+            checker.engine.policy, classifier_review_threshold=args.review_threshold
+        )
     if args.corpus:
         out: dict[str, Any] = run_corpus(checker, args.corpus, args.limit, args.category, args.show)
     else:

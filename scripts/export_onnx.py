@@ -73,14 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     diff = float(np.abs(got - ref).max())
     agree = float(((got >= thr) == (ref >= thr)).mean())
     onnx_p50 = p50_ms(lambda: rm.score_texts([long_text], batch_size=1, threads=args.threads))
-    record = {"passed": diff <= MAX_PROB_DIFF, "max_abs_prob_diff": diff, "n": len(texts),
-              "decision_agreement": agree, "threshold": float(thr), "onnx_bytes": fp32.stat().st_size,
-              "p50_ms_256_chars": {"onnx": onnx_p50, "torch": torch_p50}, "threads": args.threads}
+    record = {
+        "passed": diff <= MAX_PROB_DIFF,
+        "max_abs_prob_diff": diff,
+        "n": len(texts),
+        "decision_agreement": agree,
+        "threshold": float(thr),
+        "onnx_bytes": fp32.stat().st_size,
+        "p50_ms_256_chars": {"onnx": onnx_p50, "torch": torch_p50},
+        "threads": args.threads,
+    }
     (args.model / ONNX_CHECK_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(f"{fp32}: {fp32.stat().st_size / 1e6:.2f} MB, max |p - p_torch| {diff:.2e} on {len(texts)} held-out listings, "
-          f"decision agreement at {thr:.4f}: {agree:.4f}, batch-64 throughput {rate:.0f}/s")
+    print(
+        f"{fp32}: {fp32.stat().st_size / 1e6:.2f} MB, max |p - p_torch| {diff:.2e} on {len(texts)} held-out listings, "
+        f"decision agreement at {thr:.4f}: {agree:.4f}, batch-64 throughput {rate:.0f}/s"
+    )
     print(f"256-char p50, {args.threads} threads: onnx {onnx_p50:.2f} ms, pytorch {torch_p50:.2f} ms")
-    print(f"check {'PASSED' if record['passed'] else 'FAILED'} (bound {MAX_PROB_DIFF}); wrote {args.model / ONNX_CHECK_FILE}")
+    print(
+        f"check {'PASSED' if record['passed'] else 'FAILED'} (bound {MAX_PROB_DIFF}); wrote {args.model / ONNX_CHECK_FILE}"
+    )
 
     if args.int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -89,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         quantize_dynamic(str(fp32), str(args.int8_out), weight_type=QuantType.QInt8)
         rm.encoder = OrtEncoder(args.int8_out, default_threads=args.threads)
         q = np.array(rm.score_texts(texts, threads=args.threads))
-        print(f"{args.int8_out.name} (not used): max |p - p_torch| {np.abs(q - ref).max():.4f}, decisions differ on "
-              f"{int(((q >= thr) != (ref >= thr)).sum())} of {len(texts)}, 256-char p50 "
-              f"{p50_ms(lambda: rm.score_texts([long_text], batch_size=1, threads=args.threads)):.2f} ms")
+        print(
+            f"{args.int8_out.name} (not used): max |p - p_torch| {np.abs(q - ref).max():.4f}, decisions differ on "
+            f"{int(((q >= thr) != (ref >= thr)).sum())} of {len(texts)}, 256-char p50 "
+            f"{p50_ms(lambda: rm.score_texts([long_text], batch_size=1, threads=args.threads)):.2f} ms"
+        )
     return 0 if record["passed"] else 1
 
 

@@ -78,12 +78,21 @@ class Server:
 
     def __init__(self, url: str, extra: list[str] | None = None) -> None:
         self.port = free_port()
-        self.cmd = [str(ROOT / ".venv/bin/moderation"), "serve", "--db", url, "--port", str(self.port), *(extra or [])]
+        self.cmd = [
+            str(ROOT / ".venv/bin/moderation"),
+            "serve",
+            "--db",
+            url,
+            "--port",
+            str(self.port),
+            *(extra or []),
+        ]
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, http.client.HTTPException):
@@ -130,8 +139,15 @@ class Server:
             self.proc.wait()
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 60, conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes, dict[str, str]]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+    conn: http.client.HTTPConnection | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
     own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -145,8 +161,13 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
 
 def api(port: int, method: str, path: str, token: str, body: Any = None, **headers: str) -> tuple[int, Any]:
     raw = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    status, data, _ = request(port, method, path, raw, {"Authorization": f"Bearer {token}",
-                                                        "Content-Type": "application/json", **headers})
+    status, data, _ = request(
+        port,
+        method,
+        path,
+        raw,
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers},
+    )
     try:
         return status, json.loads(data)
     except ValueError:
@@ -168,8 +189,9 @@ def setup(url: str, login_users: int) -> dict[str, Any]:
     with strong argon2id hashes, like real ones."""
     queue = ReviewQueue(url)
     cheap = Accounts(queue.db, settings=Settings(password_hashing="cheap"))
-    strong = Accounts(queue.db, settings=Settings(password_hashing="strong", login_max_waiting=64,
-                                                  login_wait_s=60))
+    strong = Accounts(
+        queue.db, settings=Settings(password_hashing="strong", login_max_waiting=64, login_wait_s=60)
+    )
     tokens: dict[str, str] = {}
     for role in ("admin", "lead", "service", "auditor"):
         tokens[role] = cheap.create_token(cheap.create_user(role, role).id, "probe")
@@ -185,9 +207,24 @@ def seed(url: str, items: int, prefix: str) -> None:
     service = Actor(id=0, username="probe", role="service")
     for i in range(items):
         listing = Listing(id=f"{prefix}-{i}", title=f"全网最低价 保温杯 {i}", seller_id=f"s-{i % 20}")
-        result = CheckResult(id=listing.id, verdict="block", risk=0.9, findings=[Finding(
-            rule="absolute.scoped_superlative", family="absolute_claims", law="广告法第九条第三项",
-            severity="critical", field="title", start=0, end=5, text="全网最低价", message="绝对化用语")])
+        result = CheckResult(
+            id=listing.id,
+            verdict="block",
+            risk=0.9,
+            findings=[
+                Finding(
+                    rule="absolute.scoped_superlative",
+                    family="absolute_claims",
+                    law="广告法第九条第三项",
+                    severity="critical",
+                    field="title",
+                    start=0,
+                    end=5,
+                    text="全网最低价",
+                    message="绝对化用语",
+                )
+            ],
+        )
         queue.intake.enqueue(listing, result, service)
     queue.close()
 
@@ -195,7 +232,9 @@ def seed(url: str, items: int, prefix: str) -> None:
 # -- 1. malformed requests ----------------------------------------------------------------------------
 
 
-def malformed_requests(port: int, tokens: dict[str, str]) -> list[tuple[str, str, bytes | None, dict[str, str]]]:
+def malformed_requests(
+    port: int, tokens: dict[str, str]
+) -> list[tuple[str, str, bytes | None, dict[str, str]]]:
     """(method, path, body, headers): ~450 requests a careless or hostile client could send."""
     admin = {"Authorization": f"Bearer {tokens['admin']}", "Content-Type": "application/json"}
     out: list[tuple[str, str, bytes | None, dict[str, str]]] = []
@@ -213,11 +252,36 @@ def malformed_requests(port: int, tokens: dict[str, str]) -> list[tuple[str, str
     cursor = page.get("next_cursor") or "x.y"
     payload, _, tag = cursor.partition(".")
 
-    bad_ints = [BIG, HUGE, I64, "-" + I64 + "1", "-1", "0", "1e3", "nan", "inf", "%00", "abc", "1.5", "0x10", "%ff"]
-    item_paths = ["/v1/queue/items/{}", "/v1/queue/items/{}/claim", "/v1/queue/items/{}/heartbeat",
-                  "/v1/queue/items/{}/release", "/v1/queue/items/{}/decision", "/v1/queue/items/{}/escalate",
-                  "/v1/queue/items/{}/comments", "/v1/queue/items/{}/undo", "/v1/queue/items/{}/revert",
-                  "/v1/queue/items/{}/assign", "/v1/queue/items/{}/appeal", "/review/items/{}"]
+    bad_ints = [
+        BIG,
+        HUGE,
+        I64,
+        "-" + I64 + "1",
+        "-1",
+        "0",
+        "1e3",
+        "nan",
+        "inf",
+        "%00",
+        "abc",
+        "1.5",
+        "0x10",
+        "%ff",
+    ]
+    item_paths = [
+        "/v1/queue/items/{}",
+        "/v1/queue/items/{}/claim",
+        "/v1/queue/items/{}/heartbeat",
+        "/v1/queue/items/{}/release",
+        "/v1/queue/items/{}/decision",
+        "/v1/queue/items/{}/escalate",
+        "/v1/queue/items/{}/comments",
+        "/v1/queue/items/{}/undo",
+        "/v1/queue/items/{}/revert",
+        "/v1/queue/items/{}/assign",
+        "/v1/queue/items/{}/appeal",
+        "/review/items/{}",
+    ]
     for template in item_paths:
         method = "GET" if template.endswith("/{}") else "POST"
         for value in bad_ints:
@@ -237,19 +301,48 @@ def malformed_requests(port: int, tokens: dict[str, str]) -> list[tuple[str, str
         add("POST", "/v1/outbox/lease", {"limit": value, "lease_seconds": value})
         add("POST", f"/v1/queue/items/{item}/escalate", {"version": value})
     for name in ("min_age_hours", "max_age_hours", "min_risk"):
-        for value in ("inf", "-inf", "nan", "1e300", "-1e300", "1e-300", "1e309", "0x10", "", "%00", "1" * 400):
+        for value in (
+            "inf",
+            "-inf",
+            "nan",
+            "1e300",
+            "-1e300",
+            "1e-300",
+            "1e309",
+            "0x10",
+            "",
+            "%00",
+            "1" * 400,
+        ):
             add("GET", f"/v1/queue/items?{name}={value}")
     for value in ("inf", "nan", "1e300", "0", "-1", "1e-300"):
         add("GET", f"/v1/queue/stats?hours={value}")
         add("GET", f"/review?age={value}")
-    for name, base in (("limit", "/v1/queue/items"), ("after", "/v1/queue/events"), ("item_id", "/v1/queue/events"),
-                       ("after", "/v1/outbox"), ("limit", "/v1/outbox"), ("after", "/v1/audit/logins")):
+    for name, base in (
+        ("limit", "/v1/queue/items"),
+        ("after", "/v1/queue/events"),
+        ("item_id", "/v1/queue/events"),
+        ("after", "/v1/outbox"),
+        ("limit", "/v1/outbox"),
+        ("after", "/v1/audit/logins"),
+    ):
         for value in (BIG, HUGE, I64, "-1", "nan", "1e3", "%00"):
             add("GET", f"{base}?{name}={value}")
     forged = [
-        base64.urlsafe_b64encode(json.dumps(["priority", int(HUGE), "2026-01-01", 1]).encode()).decode() + "." + tag,
-        payload + "." + tag[:-2] + "AA", payload[:-3] + "." + tag, payload, "." + tag, cursor + "x", "W10=", "..",
-        "%00", "A" * 499, cursor.replace(".", "%00"), base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        base64.urlsafe_b64encode(json.dumps(["priority", int(HUGE), "2026-01-01", 1]).encode()).decode()
+        + "."
+        + tag,
+        payload + "." + tag[:-2] + "AA",
+        payload[:-3] + "." + tag,
+        payload,
+        "." + tag,
+        cursor + "x",
+        "W10=",
+        "..",
+        "%00",
+        "A" * 499,
+        cursor.replace(".", "%00"),
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
     ]
     for value in forged:
         add("GET", f"/v1/queue/items?limit=1&cursor={quote(value, safe='')}")
@@ -263,49 +356,103 @@ def malformed_requests(port: int, tokens: dict[str, str]) -> list[tuple[str, str
         add("POST", f"/v1/queue/items/{item}/appeal", {"reason": value})
         add("POST", f"/v1/queue/items/{item}/assign", {"username": value})
         add("POST", f"/v1/queue/items/{item}/decision", {**decision, "claim_token": value})
-        add("POST", f"/v1/queue/items/{item}/decision", {**decision, "seller_message": value,
-                                                         "outcome": "rejected", "reason_codes": [value]})
+        add(
+            "POST",
+            f"/v1/queue/items/{item}/decision",
+            {**decision, "seller_message": value, "outcome": "rejected", "reason_codes": [value]},
+        )
         add("POST", "/v1/queue/claim-next", {"family": value[:80], "category": value[:40]})
-        add("POST", "/v1/users", {"username": value[:100], "role": "reviewer", "password": value + "12345678"})
+        add(
+            "POST", "/v1/users", {"username": value[:100], "role": "reviewer", "password": value + "12345678"}
+        )
         add("POST", "/v1/users/admin/tokens", {"name": value[:100]})
         add("GET", f"/v1/queue/items?seller={quote(value[:200])}&family={quote(value[:80])}")
         add("GET", f"/v1/users/{quote(value[:100], safe='')}/tokens")
         add("DELETE", f"/v1/listings/{quote(value, safe='')}")
-        add("POST", "/v1/check", {"id": value, "title": "最佳" + value, "seller_id": value, "brand": value,
-                                  "attributes": {value[:50]: value}, "images": [], "enqueue": True})
+        add(
+            "POST",
+            "/v1/check",
+            {
+                "id": value,
+                "title": "最佳" + value,
+                "seller_id": value,
+                "brand": value,
+                "attributes": {value[:50]: value},
+                "images": [],
+                "enqueue": True,
+            },
+        )
     odd_listings: list[Any] = [
-        {"id": "x" * 300, "title": "最佳", "enqueue": True}, {"id": "x" * 5000, "title": "最佳", "enqueue": True},
+        {"id": "x" * 300, "title": "最佳", "enqueue": True},
+        {"id": "x" * 5000, "title": "最佳", "enqueue": True},
         {"id": "s", "title": "最佳", "seller_id": "s" * 300, "enqueue": True},
-        {"id": 10**400, "title": "最佳"}, {"id": 1e308, "title": "最佳"}, {"id": True, "title": "最佳"},
-        {"id": "a", "title": 5}, {"id": "a", "title": "最佳", "attributes": {"k": {"deep": 1}}},
+        {"id": 10**400, "title": "最佳"},
+        {"id": 1e308, "title": "最佳"},
+        {"id": True, "title": "最佳"},
+        {"id": "a", "title": 5},
+        {"id": "a", "title": "最佳", "attributes": {"k": {"deep": 1}}},
         {"id": "a", "title": "最佳", "attributes": {str(i): "v" for i in range(20_000)}, "enqueue": True},
-        {"id": "a", "title": "最佳", "images": ["x"] * 50_000}, {"id": "a", "title": "最佳", "category": "\x00"},
-        {"id": "a", "title": "最佳", "enqueue": "yes"}, {"id": "a", "title": "最佳", "category": None, "enqueue": True},
-        {"id": "a", "title": "最佳", "description": None}, [], "text", 1, None,
+        {"id": "a", "title": "最佳", "images": ["x"] * 50_000},
+        {"id": "a", "title": "最佳", "category": "\x00"},
+        {"id": "a", "title": "最佳", "enqueue": "yes"},
+        {"id": "a", "title": "最佳", "category": None, "enqueue": True},
+        {"id": "a", "title": "最佳", "description": None},
+        [],
+        "text",
+        1,
+        None,
     ]
     for body in odd_listings:
         add("POST", "/v1/check", body)
-    for raw in (b"{", b"", b"\xff\xfe\x00", b"\xef\xbb\xbf{}", b'{"id": "a", "title": "\xed\xa0\x80"}',
-                b'{"id": "a", "title": "' + b"[" * 100_000 + b'"}', b"[" * 50_000 + b"]" * 50_000,
-                b'{"id": "a", "title": "x", "attributes": ' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}",
-                b'{"id": "a", "title": "x", "id": "b"}', b"null", b"1e999999"):
+    for raw in (
+        b"{",
+        b"",
+        b"\xff\xfe\x00",
+        b"\xef\xbb\xbf{}",
+        b'{"id": "a", "title": "\xed\xa0\x80"}',
+        b'{"id": "a", "title": "' + b"[" * 100_000 + b'"}',
+        b"[" * 50_000 + b"]" * 50_000,
+        b'{"id": "a", "title": "x", "attributes": ' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}",
+        b'{"id": "a", "title": "x", "id": "b"}',
+        b"null",
+        b"1e999999",
+    ):
         add("POST", "/v1/check", raw)
         add("POST", "/v1/queue/bulk-decide", raw)
-    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                         "application/json; charset=latin-1"):
-        add("POST", "/v1/check", b'{"id": "a", "title": "\xe6\x9c\x80"}',
-            {"Authorization": admin["Authorization"], "Content-Type": content_type})
-    bad_headers = [{"Authorization": "Bearer " + "x" * 8000}, {"Authorization": "Bearer \xff\xfe"},
-                   {"Authorization": "Basic YTpi"}, {"Authorization": "Bearer"}, {"Cookie": "msession=%00"},
-                   {"Cookie": "msession=" + "x" * 4000}, {"Cookie": "msession=\xff"}]
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin-1",
+    ):
+        add(
+            "POST",
+            "/v1/check",
+            b'{"id": "a", "title": "\xe6\x9c\x80"}',
+            {"Authorization": admin["Authorization"], "Content-Type": content_type},
+        )
+    bad_headers = [
+        {"Authorization": "Bearer " + "x" * 8000},
+        {"Authorization": "Bearer \xff\xfe"},
+        {"Authorization": "Basic YTpi"},
+        {"Authorization": "Bearer"},
+        {"Cookie": "msession=%00"},
+        {"Cookie": "msession=" + "x" * 4000},
+        {"Cookie": "msession=\xff"},
+    ]
     for headers in bad_headers:
         add("GET", "/v1/me", None, headers)
         add("POST", "/v1/queue/claim-next", b"{}", {**headers, "X-CSRF-Token": "\xff"})
     for key in ("k" * 300, "\xff\xfe", "%00", "a b"):
         add("POST", f"/v1/queue/items/{item}/decision", decision, {**admin, "Idempotency-Key": key})
-    for form in (b"username=%00&password=x&csrf_token=x", b"username=" + b"a" * 500 + b"&password=x&csrf_token=x",
-                 b"username=a&password=%ff%fe&csrf_token=x", b"password=x", b"\xff\xfe", b"username=a&password="
-                 + b"p" * 100_000 + b"&csrf_token=x"):
+    for form in (
+        b"username=%00&password=x&csrf_token=x",
+        b"username=" + b"a" * 500 + b"&password=x&csrf_token=x",
+        b"username=a&password=%ff%fe&csrf_token=x",
+        b"password=x",
+        b"\xff\xfe",
+        b"username=a&password=" + b"p" * 100_000 + b"&csrf_token=x",
+    ):
         add("POST", "/review/login", form, {"Content-Type": "application/x-www-form-urlencoded"})
     for method in ("PUT", "TRACE", "OPTIONS", "DELETE"):
         add(method, "/v1/check", b"{}")
@@ -335,7 +482,12 @@ def probe_malformed(port: int, tokens: dict[str, str]) -> dict[str, Any]:
         if status >= 500:
             fives.append(f"{method} {path[:80]} -> {status} {data[:120]!r}")
     conn.close()
-    return {"requests": len(cases), "statuses": dict(sorted(statuses.items())), "5xx": len(fives), "examples": fives[:10]}
+    return {
+        "requests": len(cases),
+        "statuses": dict(sorted(statuses.items())),
+        "5xx": len(fives),
+        "examples": fives[:10],
+    }
 
 
 # -- 2./3. adversarial listings and /health under load ------------------------------------------------
@@ -351,19 +503,38 @@ ADVERSARIAL = {
 def probe_adversarial(server: Server, token: str) -> list[dict[str, Any]]:
     rows = []
     for name, make in ADVERSARIAL.items():
-        body = json.dumps({"id": f"adv-{uuid.uuid4().hex[:6]}", "title": make()[:1_900_000 // 3 * 3],
-                           "enqueue": True}, ensure_ascii=False).encode()[:2 * 1024 * 1024 - 64]
+        body = json.dumps(
+            {"id": f"adv-{uuid.uuid4().hex[:6]}", "title": make()[: 1_900_000 // 3 * 3], "enqueue": True},
+            ensure_ascii=False,
+        ).encode()[: 2 * 1024 * 1024 - 64]
         if not body.endswith(b"}"):
-            body = json.dumps({"id": "adv", "title": make()[:600_000], "enqueue": True}, ensure_ascii=False).encode()
+            body = json.dumps(
+                {"id": "adv", "title": make()[:600_000], "enqueue": True}, ensure_ascii=False
+            ).encode()
         cpu0, t0 = server.cpu_seconds(), time.monotonic()
-        status, data, _ = request(server.port, "POST", "/v1/check", body,
-                                  {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=600)
+        status, data, _ = request(
+            server.port,
+            "POST",
+            "/v1/check",
+            body,
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=600,
+        )
         wall, cpu = time.monotonic() - t0, server.cpu_seconds() - cpu0
         answer = json.loads(data) if status == 200 else {}
-        rows.append({"listing": name, "bytes": len(body), "status": status, "wall_s": round(wall, 2),
-                     "server_cpu_s": round(cpu, 2), "error": (answer.get("error") or {}).get("code"),
-                     "findings": len(answer.get("findings", [])), "truncated": answer.get("truncated"),
-                     "queued": (answer.get("queue") or {}).get("action")})
+        rows.append(
+            {
+                "listing": name,
+                "bytes": len(body),
+                "status": status,
+                "wall_s": round(wall, 2),
+                "server_cpu_s": round(cpu, 2),
+                "error": (answer.get("error") or {}).get("code"),
+                "findings": len(answer.get("findings", [])),
+                "truncated": answer.get("truncated"),
+                "queued": (answer.get("queue") or {}).get("action"),
+            }
+        )
     return rows
 
 
@@ -377,9 +548,14 @@ def probe_health_under_load(server: Server, token: str, seconds: float) -> dict[
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
         while time.monotonic() < stop:
             try:
-                status, _, headers = request(server.port, "POST", "/v1/check", worst,
-                                             {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                                             conn=conn)
+                status, _, headers = request(
+                    server.port,
+                    "POST",
+                    "/v1/check",
+                    worst,
+                    {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                    conn=conn,
+                )
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
@@ -413,11 +589,17 @@ def probe_health_under_load(server: Server, token: str, seconds: float) -> dict[
     conn.close()
     for t in attackers:
         t.join(900)
-    return {"seconds": seconds, "quiet_p50_ms": round(pct(quiet, 0.5) * 1000, 1),
-            "quiet_p99_ms": round(pct(quiet, 0.99) * 1000, 1),
-            "health_requests": len(latencies), "health_p50_ms": round(pct(latencies, 0.5) * 1000, 1),
-            "health_p99_ms": round(pct(latencies, 0.99) * 1000, 1), "health_max_ms": round(max(latencies) * 1000, 1),
-            "attacker_answers": sent, "server_cpu_s": round(server.cpu_seconds() - cpu0, 1)}
+    return {
+        "seconds": seconds,
+        "quiet_p50_ms": round(pct(quiet, 0.5) * 1000, 1),
+        "quiet_p99_ms": round(pct(quiet, 0.99) * 1000, 1),
+        "health_requests": len(latencies),
+        "health_p50_ms": round(pct(latencies, 0.5) * 1000, 1),
+        "health_p99_ms": round(pct(latencies, 0.99) * 1000, 1),
+        "health_max_ms": round(max(latencies) * 1000, 1),
+        "attacker_answers": sent,
+        "server_cpu_s": round(server.cpu_seconds() - cpu0, 1),
+    }
 
 
 # -- 4. logins ----------------------------------------------------------------------------------------
@@ -430,8 +612,14 @@ def login(port: int, username: str, password: str, headers: dict[str, str] | Non
         csrf = page.split(b'name="csrf_token" value="', 1)[1].split(b'"', 1)[0].decode()
         cookie = response_headers.get("set-cookie", "").split(";", 1)[0]
         form = f"username={quote(username)}&password={quote(password)}&csrf_token={csrf}".encode()
-        status, _, _ = request(port, "POST", "/review/login", form, {
-            "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, **(headers or {})}, conn=conn)
+        status, _, _ = request(
+            port,
+            "POST",
+            "/review/login",
+            form,
+            {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, **(headers or {})},
+            conn=conn,
+        )
         return status
     finally:
         conn.close()
@@ -448,7 +636,14 @@ def probe_logins(server: Server, tokens: dict[str, str], reviewers: list[str], p
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         while not stop.is_set():
             t0 = time.perf_counter()
-            request(server.port, "GET", "/v1/queue/items?limit=20", None, {"Authorization": f"Bearer {token}"}, conn=conn)
+            request(
+                server.port,
+                "GET",
+                "/v1/queue/items?limit=20",
+                None,
+                {"Authorization": f"Bearer {token}"},
+                conn=conn,
+            )
             latencies.append(time.perf_counter() - t0)
             time.sleep(0.02)
         conn.close()
@@ -480,17 +675,29 @@ def probe_logins(server: Server, tokens: dict[str, str], reviewers: list[str], p
     counts: dict[int, int] = {}
     for status in outcomes:
         counts[status] = counts.get(status, 0) + 1
-    return {"20_wrong": {s: wrong.count(s) for s in sorted(set(wrong))}, "then_right_password": right,
-            "32_logins": counts, "rss_before_mib": round(rss0), "rss_peak_mib": round(peak),
-            "others_p95_ms_before": round(pct(before, 0.95) * 1000, 1),
-            "others_p95_ms_during": round(pct(latencies, 0.95) * 1000, 1)}
+    return {
+        "20_wrong": {s: wrong.count(s) for s in sorted(set(wrong))},
+        "then_right_password": right,
+        "32_logins": counts,
+        "rss_before_mib": round(rss0),
+        "rss_peak_mib": round(peak),
+        "others_p95_ms_before": round(pct(before, 0.95) * 1000, 1),
+        "others_p95_ms_during": round(pct(latencies, 0.95) * 1000, 1),
+    }
 
 
 # -- 5. terminated database connections under reviewers -----------------------------------------------
 
 
-def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[str], items: int,
-                           seconds: float, fault: str = "connections") -> dict[str, Any]:
+def probe_kill_connections(
+    server: Server,
+    url: str,
+    tag: str,
+    reviewers: list[str],
+    items: int,
+    seconds: float,
+    fault: str = "connections",
+) -> dict[str, Any]:
     """16 reviewers drain the queue while a fault repeats: ``connections`` terminates every
     PostgreSQL backend of the server every 0.5 s; ``server`` SIGKILLs the whole server every few
     seconds and starts it again."""
@@ -513,8 +720,15 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
                 continue
             assert admin is not None
             with admin.connect() as conn:
-                killed[0] += len(conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                                   "WHERE application_name = :tag"), {"tag": tag}).all())
+                killed[0] += len(
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = :tag"
+                        ),
+                        {"tag": tag},
+                    ).all()
+                )
             time.sleep(0.5)
 
     statuses: dict[str, dict[int, int]] = {"during": {}, "after": {}}
@@ -549,14 +763,26 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
                     break
                 time.sleep(0.2)
                 continue
-            body = json.dumps({"outcome": "rejected", "reason_codes": ["absolute_claim"],
-                               "claim_token": claim["claim_token"], "version": claim["version"],
-                               "listing_revision": claim["item"]["listing_revision"]}).encode()
+            body = json.dumps(
+                {
+                    "outcome": "rejected",
+                    "reason_codes": ["absolute_claim"],
+                    "claim_token": claim["claim_token"],
+                    "version": claim["version"],
+                    "listing_revision": claim["item"]["listing_revision"],
+                }
+            ).encode()
             key = uuid.uuid4().hex
             for _attempt in range(50):  # a 503 or a dead server: retried with the same Idempotency-Key
                 try:
-                    status, data, _ = request(server.port, "POST", f"/v1/queue/items/{claim['item']['id']}/decision",
-                                              body, {**h, "Idempotency-Key": key}, conn=conn)
+                    status, data, _ = request(
+                        server.port,
+                        "POST",
+                        f"/v1/queue/items/{claim['item']['id']}/decision",
+                        body,
+                        {**h, "Idempotency-Key": key},
+                        conn=conn,
+                    )
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -583,10 +809,15 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
         admin.dispose()
     queue = ReviewQueue(url.split("&application_name=")[0], upgrade=False)
     with queue.db.read() as conn:
-        live = dict(conn.execute(text("SELECT item_id, count(*) FROM decisions WHERE undone_at IS NULL "
-                                      "GROUP BY item_id")).all())
+        live = dict(
+            conn.execute(
+                text("SELECT item_id, count(*) FROM decisions WHERE undone_at IS NULL GROUP BY item_id")
+            ).all()
+        )
         decision_ids = set(conn.execute(text("SELECT id FROM decisions")).scalars())
-        claimed = [r[0] for r in conn.execute(text("SELECT lease_expires_at FROM items WHERE status = 'claimed'"))]
+        claimed = [
+            r[0] for r in conn.execute(text("SELECT lease_expires_at FROM items WHERE status = 'claimed'"))
+        ]
         pending = conn.execute(text("SELECT count(*) FROM items WHERE status = 'pending'")).scalar()
     problems = queue.verify()
     queue.close()
@@ -595,14 +826,21 @@ def probe_kill_connections(server: Server, url: str, tag: str, reviewers: list[s
     now = datetime.now(UTC)
     stamps = [datetime.fromisoformat(t) if isinstance(t, str) else t for t in claimed]  # SQLite: text
     lease_left = [((t if t.tzinfo else t.replace(tzinfo=UTC)) - now).total_seconds() for t in stamps]
-    return {"fault": fault, "seconds": seconds, "faults_injected": killed[0], "statuses_during": statuses["during"],
-            "statuses_after": statuses["after"],
-            "decisions_confirmed": len(confirmed), "confirmed_missing_in_db": len(set(confirmed) - decision_ids),
-            "items_with_2+_live_decisions": sum(1 for n in live.values() if n > 1),
-            "orphaned_claims": len(claimed), "orphan_lease_left_max_s": round(max(lease_left), 1) if lease_left else None,
-            "still_pending": pending,
-            "note": "escalated items (from the malformed probe) are for leads and stay open",
-            "replay_problems": len(problems)}
+    return {
+        "fault": fault,
+        "seconds": seconds,
+        "faults_injected": killed[0],
+        "statuses_during": statuses["during"],
+        "statuses_after": statuses["after"],
+        "decisions_confirmed": len(confirmed),
+        "confirmed_missing_in_db": len(set(confirmed) - decision_ids),
+        "items_with_2+_live_decisions": sum(1 for n in live.values() if n > 1),
+        "orphaned_claims": len(claimed),
+        "orphan_lease_left_max_s": round(max(lease_left), 1) if lease_left else None,
+        "still_pending": pending,
+        "note": "escalated items (from the malformed probe) are for leads and stay open",
+        "replay_problems": len(problems),
+    }
 
 
 # -- 6. SIGTERM with checks in flight ------------------------------------------------------------------
@@ -614,9 +852,16 @@ def probe_sigterm(server: Server, token: str) -> dict[str, Any]:
 
     def send() -> None:
         try:
-            answers.append(request(server.port, "POST", "/v1/check", worst, {"Authorization": f"Bearer {token}",
-                                                                             "Content-Type": "application/json"},
-                                   timeout=600)[0])
+            answers.append(
+                request(
+                    server.port,
+                    "POST",
+                    "/v1/check",
+                    worst,
+                    {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                    timeout=600,
+                )[0]
+            )
         except (OSError, http.client.HTTPException) as exc:
             answers.append(type(exc).__name__)
 
@@ -658,20 +903,26 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 print(json.dumps({backend: {"malformed": out["malformed"]}}, ensure_ascii=False), flush=True)
             if "adversarial" not in skip:
                 out["adversarial"] = probe_adversarial(server, tokens["service"])
-                print(json.dumps({backend: {"adversarial": out["adversarial"]}}, ensure_ascii=False), flush=True)
+                print(
+                    json.dumps({backend: {"adversarial": out["adversarial"]}}, ensure_ascii=False), flush=True
+                )
             if "load" not in skip:
-                out["health_under_load"] = probe_health_under_load(server, tokens["service"], args.load_seconds)
+                out["health_under_load"] = probe_health_under_load(
+                    server, tokens["service"], args.load_seconds
+                )
                 print(json.dumps({backend: {"health_under_load": out["health_under_load"]}}), flush=True)
             if "logins" not in skip:
                 out["logins"] = probe_logins(server, tokens, reviewers, people)
                 print(json.dumps({backend: {"logins": out["logins"]}}), flush=True)
             if "kill" not in skip and backend == "postgresql":
-                out["kill_connections"] = probe_kill_connections(server, url, tag, reviewers, args.items,
-                                                                 args.kill_seconds)
+                out["kill_connections"] = probe_kill_connections(
+                    server, url, tag, reviewers, args.items, args.kill_seconds
+                )
                 print(json.dumps({backend: {"kill_connections": out["kill_connections"]}}), flush=True)
             if "crash" not in skip:
-                out["kill_server"] = probe_kill_connections(server, url, tag, reviewers, args.items,
-                                                            args.kill_seconds, fault="server")
+                out["kill_server"] = probe_kill_connections(
+                    server, url, tag, reviewers, args.items, args.kill_seconds, fault="server"
+                )
                 print(json.dumps({backend: {"kill_server": out["kill_server"]}}), flush=True)
             if "sigterm" not in skip:
                 out["sigterm"] = probe_sigterm(server, tokens["service"])
@@ -686,14 +937,23 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--skip", default="", help="comma list: malformed,adversarial,load,logins,kill,crash,sigterm")
+    parser.add_argument(
+        "--skip", default="", help="comma list: malformed,adversarial,load,logins,kill,crash,sigterm"
+    )
     parser.add_argument("--load-seconds", type=float, default=20.0)
     parser.add_argument("--kill-seconds", type=float, default=15.0)
     parser.add_argument("--items", type=int, default=600)
-    parser.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
-                        help="extra argument for moderation serve (repeatable), e.g. --serve-arg=--no-classifier")
+    parser.add_argument(
+        "--serve-arg",
+        dest="serve_args",
+        action="append",
+        default=[],
+        help="extra argument for moderation serve (repeatable), e.g. --serve-arg=--no-classifier",
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = [run(b, args) for b in backends]

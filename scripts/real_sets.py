@@ -81,7 +81,11 @@ def cmd_batches(args: argparse.Namespace) -> int:
         for k in range(0, len(part), BATCH_SIZE[APPS]):
             name = f"a{j * 2 + k // BATCH_SIZE[APPS] + 1:02d}"
             _write(BATCHES / f"{name}.jsonl", _refs(APPS, part[k : k + BATCH_SIZE[APPS]]))
-            manifest[name] = {"corpus": APPS, "stratum": stratum, "lines": len(part[k : k + BATCH_SIZE[APPS]])}
+            manifest[name] = {
+                "corpus": APPS,
+                "stratum": stratum,
+                "lines": len(part[k : k + BATCH_SIZE[APPS]]),
+            }
     # The double-labelled sample: 400 titles and 100 app descriptions drawn from the batches above.
     double = _refs(TITLES, rng.sample(titles, 400)) + _refs(APPS, rng.sample(random_part + risky_part, 100))
     _write(BATCHES / "d01.jsonl", double)
@@ -188,8 +192,12 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     both_flag = [r for r in common if first[r]["label"] != "lawful" and second[r]["label"] != "lawful"]
     fam = sum(bool(set(first[r]["families"]) & set(second[r]["families"])) for r in both_flag)  # type: ignore[arg-type]
     print(f"double-labelled refs: {len(common)}")
-    print(f"label (3-way) agreement {sum(a == b for a, b in three) / len(common):.3f}, kappa {kappa(three):.3f}")
-    print(f"flag vs lawful agreement {sum(a == b for a, b in binary) / len(common):.3f}, kappa {kappa(binary):.3f}")  # type: ignore[arg-type]
+    print(
+        f"label (3-way) agreement {sum(a == b for a, b in three) / len(common):.3f}, kappa {kappa(three):.3f}"
+    )
+    print(
+        f"flag vs lawful agreement {sum(a == b for a, b in binary) / len(common):.3f}, kappa {kappa(binary):.3f}"
+    )  # type: ignore[arg-type]
     print(f"category agreement {sum(a == b for a, b in cat) / len(common):.3f}, kappa {kappa(cat):.3f}")
     if both_flag:
         print(f"family overlap where both flag: {fam}/{len(both_flag)} = {fam / len(both_flag):.3f}")

@@ -34,64 +34,160 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
-    ap.add_argument("--mlm-steps", type=int, default=2000,
-                    help="masked-LM pre-training steps on corpus lines (0 = none; the shipped model used 600)")
-    ap.add_argument("--corpora", type=Path, default=REPO.parent / "shared" / "corpora",
-                    help="unlabelled lines for --mlm-steps (training-split lines only)")
+    ap.add_argument(
+        "--mlm-steps",
+        type=int,
+        default=2000,
+        help="masked-LM pre-training steps on corpus lines (0 = none; the shipped model used 600)",
+    )
+    ap.add_argument(
+        "--corpora",
+        type=Path,
+        default=REPO.parent / "shared" / "corpora",
+        help="unlabelled lines for --mlm-steps (training-split lines only)",
+    )
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
-    ap.add_argument("--threads", type=int, default=TrainConfig.threads,
-                    help="torch threads; 1 avoids OpenMP spin contention on a shared 2-core machine")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=TrainConfig.threads,
+        help="torch threads; 1 avoids OpenMP spin contention on a shared 2-core machine",
+    )
     ap.add_argument("--from-decisions", default=None, help="JSONL of {text,label} or a SQLAlchemy URL")
     ap.add_argument("--hidden-size", type=int, default=ModelSpec.hidden_size)
     ap.add_argument("--intermediate-size", type=int, default=ModelSpec.intermediate_size)
     ap.add_argument("--heads", type=int, default=ModelSpec.num_attention_heads)
     ap.add_argument("--layers", type=int, default=ModelSpec.num_hidden_layers)
-    ap.add_argument("--init", type=Path, default=None,
-                    help="start from this checkpoint (tokenizer + weights) instead of from scratch")
-    ap.add_argument("--no-fold", action="store_true",
-                    help="do not fold traditional characters and full-width ASCII (textfold.py) before the model")
-    ap.add_argument("--no-pretrain-text", action="store_true",
-                    help="masked-LM on ../shared/corpora only, not the package texts of build_pretrain_text.py")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this checkpoint (tokenizer + weights) instead of from scratch",
+    )
+    ap.add_argument(
+        "--no-fold",
+        action="store_true",
+        help="do not fold traditional characters and full-width ASCII (textfold.py) before the model",
+    )
+    ap.add_argument(
+        "--no-pretrain-text",
+        action="store_true",
+        help="masked-LM on ../shared/corpora only, not the package texts of build_pretrain_text.py",
+    )
     ap.add_argument("--mlm-lr", type=float, default=None, help="masked-LM learning rate (default: --lr)")
-    ap.add_argument("--pretrain-only", action="store_true",
-                    help="masked-LM pre-training only: write an encoder checkpoint for --init (see above)")
-    ap.add_argument("--mlm-snapshots", default="",
-                    help="with --pretrain-only: also save the encoder at these steps (comma-separated)")
-    ap.add_argument("--vocab-data", type=Path, action="append", default=[],
-                    help="with --pretrain-only: train.jsonl files the vocabulary must cover (repeatable)")
-    ap.add_argument("--no-test", action="store_true",
-                    help="experiments: score the real calib part only, not the generated or real test sets")
-    ap.add_argument("--real-dir", type=Path, default=None,
-                    help="read the real sets from this frozen copy of tests/real (experiments)")
+    ap.add_argument(
+        "--pretrain-only",
+        action="store_true",
+        help="masked-LM pre-training only: write an encoder checkpoint for --init (see above)",
+    )
+    ap.add_argument(
+        "--mlm-snapshots",
+        default="",
+        help="with --pretrain-only: also save the encoder at these steps (comma-separated)",
+    )
+    ap.add_argument(
+        "--vocab-data",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --pretrain-only: train.jsonl files the vocabulary must cover (repeatable)",
+    )
+    ap.add_argument(
+        "--no-test",
+        action="store_true",
+        help="experiments: score the real calib part only, not the generated or real test sets",
+    )
+    ap.add_argument(
+        "--real-dir",
+        type=Path,
+        default=None,
+        help="read the real sets from this frozen copy of tests/real (experiments)",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
 
         use_real_dir(args.real_dir)
-    spec = ModelSpec(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
-                     num_attention_heads=args.heads, num_hidden_layers=args.layers)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mlm_steps=args.mlm_steps,
-                      seed=args.seed, threads=args.threads, fold="" if args.no_fold else "t2s", mlm_lr=args.mlm_lr)
+    spec = ModelSpec(
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        num_attention_heads=args.heads,
+        num_hidden_layers=args.layers,
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        mlm_steps=args.mlm_steps,
+        seed=args.seed,
+        threads=args.threads,
+        fold="" if args.no_fold else "t2s",
+        mlm_lr=args.mlm_lr,
+    )
     if args.pretrain_only:
         from moderation.classifier.pipeline import pretrain_encoder
 
         snaps = [int(x) for x in args.mlm_snapshots.split(",") if x.strip()]
-        rec = pretrain_encoder(args.out, cfg, args.corpora, vocab_data=args.vocab_data, spec=spec,
-                               pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR,
-                               snapshot_steps=snaps)
-        print(json.dumps({k: rec[k] for k in ("total_seconds", "cpu_seconds", "mlm_seconds", "mlm_cpu_seconds",
-                                              "mlm_loss_first", "mlm_loss_last", "mlm_eval_loss_last")},
-                         indent=2))
+        rec = pretrain_encoder(
+            args.out,
+            cfg,
+            args.corpora,
+            vocab_data=args.vocab_data,
+            spec=spec,
+            pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR,
+            snapshot_steps=snaps,
+        )
+        print(
+            json.dumps(
+                {
+                    k: rec[k]
+                    for k in (
+                        "total_seconds",
+                        "cpu_seconds",
+                        "mlm_seconds",
+                        "mlm_cpu_seconds",
+                        "mlm_loss_first",
+                        "mlm_loss_last",
+                        "mlm_eval_loss_last",
+                    )
+                },
+                indent=2,
+            )
+        )
         return 0
-    record = train_from_data_dir(args.data, args.out, cfg, decisions=args.from_decisions,
-                                 corpora=args.corpora if args.mlm_steps else None, spec=spec, init=args.init,
-                                 pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR,
-                                 score_tests=not args.no_test)
-    print(json.dumps({k: record[k] for k in ("total_seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
-                                             "mlm_seconds", "total_seconds_with_pretrain",
-                                             "cpu_seconds_with_pretrain", "calibration", "test", "real")
-                      if k in record},
-                     ensure_ascii=False, indent=2))
+    record = train_from_data_dir(
+        args.data,
+        args.out,
+        cfg,
+        decisions=args.from_decisions,
+        corpora=args.corpora if args.mlm_steps else None,
+        spec=spec,
+        init=args.init,
+        pretrain_dir=None if args.no_pretrain_text else DEFAULT_PRETRAIN_DIR,
+        score_tests=not args.no_test,
+    )
+    print(
+        json.dumps(
+            {
+                k: record[k]
+                for k in (
+                    "total_seconds",
+                    "cpu_seconds",
+                    "train_seconds",
+                    "train_cpu_seconds",
+                    "mlm_seconds",
+                    "total_seconds_with_pretrain",
+                    "cpu_seconds_with_pretrain",
+                    "calibration",
+                    "test",
+                    "real",
+                )
+                if k in record
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
     return 0
 
 

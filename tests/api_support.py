@@ -34,7 +34,9 @@ class Api:
 
 @pytest.fixture(name="api")
 def api_fixture(db_url: str, rules_checker: Checker) -> Iterator[Api]:
-    app = create_app(db_url, rules_checker, undo_seconds=120, settings=Settings.from_env(password_hashing="cheap"))
+    app = create_app(
+        db_url, rules_checker, undo_seconds=120, settings=Settings.from_env(password_hashing="cheap")
+    )
     accounts: Accounts = app.state.accounts
     api = Api(client=TestClient(app), accounts=accounts)
     for name in ROLES:
@@ -50,4 +52,9 @@ def api_fixture(db_url: str, rules_checker: Checker) -> Iterator[Api]:
 
 
 def bad_listing() -> dict[str, object]:
-    return {"id": "sku-bad", "title": "全网最低价 销量第一 國家級工艺 保温杯", "category": "general", "seller_id": "s-1"}
+    return {
+        "id": "sku-bad",
+        "title": "全网最低价 销量第一 國家級工艺 保温杯",
+        "category": "general",
+        "seller_id": "s-1",
+    }

@@ -19,12 +19,22 @@ from moderation.checker import Checker
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 #: Users every browser test may sign in as (name → (role, password)).
-USERS = {"xiaoli": ("reviewer", "review-pass-1"), "xiaowang": ("reviewer", "review-pass-2"),
-         "zuzhang": ("lead", "lead-pass-1")}
+USERS = {
+    "xiaoli": ("reviewer", "review-pass-1"),
+    "xiaowang": ("reviewer", "review-pass-2"),
+    "zuzhang": ("lead", "lead-pass-1"),
+}
 
 
 def _free_port() -> int:

@@ -29,8 +29,10 @@ def _no_production_cost_password_hashes() -> Iterator[None]:
 
     def guarded(self: PasswordHasher, password: str | bytes, *, salt: bytes | None = None) -> str:
         if self.memory_cost > _TEST_HASH_MAX_KIB:
-            raise AssertionError(f"a password hashed at production cost ({self.memory_cost} KiB) in a test; "
-                                 "use Settings(password_hashing='cheap')")
+            raise AssertionError(
+                f"a password hashed at production cost ({self.memory_cost} KiB) in a test; "
+                "use Settings(password_hashing='cheap')"
+            )
         return real_hash(self, password, salt=salt)
 
     with pytest.MonkeyPatch.context() as patch:

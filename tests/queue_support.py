@@ -49,8 +49,12 @@ def ensure_postgres() -> None:
     if not _pg_reachable():
         versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
         for version in versions:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                           check=False, capture_output=True, timeout=60)
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not _pg_reachable():
             time.sleep(0.5)
@@ -102,14 +106,33 @@ def listing(i: int | str, title: str = "全网最低价 销量第一 保温杯",
     return Listing(id=f"sku-{i}", title=title, seller_id=extra.pop("seller_id", f"s-{i}"), **extra)
 
 
-def result_for(item: Listing, *, verdict: str = "review", risk: float = 0.8,
-               rule: str = "absolute.superlative", severity: str = "critical") -> CheckResult:
+def result_for(
+    item: Listing,
+    *,
+    verdict: str = "review",
+    risk: float = 0.8,
+    rule: str = "absolute.superlative",
+    severity: str = "critical",
+) -> CheckResult:
     start = max(item.title.find("最"), 0)
     return CheckResult(
-        id=item.id, verdict=verdict, risk=risk,  # type: ignore[arg-type]
-        findings=[Finding(rule=rule, family=rule.split(".")[0] + "_claims", law="广告法第九条第三项",
-                          severity=severity, field="title", start=start, end=start + 2,  # type: ignore[arg-type]
-                          text=item.title[start:start + 2], message="绝对化用语", suggestion="删除")],
+        id=item.id,
+        verdict=verdict,
+        risk=risk,  # type: ignore[arg-type]
+        findings=[
+            Finding(
+                rule=rule,
+                family=rule.split(".")[0] + "_claims",
+                law="广告法第九条第三项",
+                severity=severity,
+                field="title",
+                start=start,
+                end=start + 2,  # type: ignore[arg-type]
+                text=item.title[start : start + 2],
+                message="绝对化用语",
+                suggestion="删除",
+            )
+        ],
     )
 
 

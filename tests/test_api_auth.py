@@ -21,12 +21,22 @@ def _queued_item(api: Api) -> int:
 
 def test_everything_but_health_needs_a_credential(api: Api) -> None:
     assert api.client.get("/health").status_code == 200
-    for method, path in [("POST", "/v1/check"), ("GET", "/v1/queue/items"), ("POST", "/v1/queue/claim-next"),
-                         ("GET", "/v1/queue/stats"), ("GET", "/v1/queue/events"), ("GET", "/v1/me"),
-                         ("POST", "/v1/queue/items/1/decision"), ("GET", "/v1/users"),
-                         ("GET", "/v1/users/admin/tokens"), ("DELETE", "/v1/users/admin/tokens/1"),
-                         ("PATCH", "/v1/users/admin"), ("GET", "/v1/outbox"), ("POST", "/v1/outbox/lease"),
-                         ("POST", "/v1/outbox/ack")]:
+    for method, path in [
+        ("POST", "/v1/check"),
+        ("GET", "/v1/queue/items"),
+        ("POST", "/v1/queue/claim-next"),
+        ("GET", "/v1/queue/stats"),
+        ("GET", "/v1/queue/events"),
+        ("GET", "/v1/me"),
+        ("POST", "/v1/queue/items/1/decision"),
+        ("GET", "/v1/users"),
+        ("GET", "/v1/users/admin/tokens"),
+        ("DELETE", "/v1/users/admin/tokens/1"),
+        ("PATCH", "/v1/users/admin"),
+        ("GET", "/v1/outbox"),
+        ("POST", "/v1/outbox/lease"),
+        ("POST", "/v1/outbox/ack"),
+    ]:
         r = api.client.request(method, path, json={})
         assert r.status_code == 401, (method, path, r.status_code)
         assert "detail" in r.json()
@@ -45,27 +55,70 @@ def test_tokens_are_hashed_at_rest(api: Api) -> None:
 def test_roles_are_enforced(api: Api) -> None:
     item_id = _queued_item(api)
     claim = api.client.post(f"/v1/queue/items/{item_id}/claim", headers=api.h("reviewer")).json()
-    body = {"outcome": "rejected", "reason_codes": ["absolute_claim"], "claim_token": claim["claim_token"],
-            "version": claim["version"], "listing_revision": claim["item"]["listing_revision"]}
-    assert api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("auditor")).status_code == 403
-    assert api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("triage")).status_code == 403
-    assert api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer")).status_code == 200
+    body = {
+        "outcome": "rejected",
+        "reason_codes": ["absolute_claim"],
+        "claim_token": claim["claim_token"],
+        "version": claim["version"],
+        "listing_revision": claim["item"]["listing_revision"],
+    }
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("auditor")
+        ).status_code
+        == 403
+    )
+    assert (
+        api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("triage")).status_code
+        == 403
+    )
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer")
+        ).status_code
+        == 200
+    )
     revert = {"reason": "误判"}
-    assert api.client.post(f"/v1/queue/items/{item_id}/revert", json=revert, headers=api.h("reviewer")).status_code == 403
-    assert api.client.post(f"/v1/queue/items/{item_id}/revert", json=revert, headers=api.h("lead")).status_code == 200
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{item_id}/revert", json=revert, headers=api.h("reviewer")
+        ).status_code
+        == 403
+    )
+    assert (
+        api.client.post(f"/v1/queue/items/{item_id}/revert", json=revert, headers=api.h("lead")).status_code
+        == 200
+    )
     assert api.client.post("/v1/queue/claim-next", headers=api.h("triage")).status_code == 403
     assert api.client.post("/v1/queue/claim-next", headers=api.h("service")).status_code == 403
-    assert api.client.post("/v1/queue/bulk-decide", json={"item_ids": [item_id], "outcome": "approved"},
-                           headers=api.h("reviewer")).status_code == 403
+    assert (
+        api.client.post(
+            "/v1/queue/bulk-decide",
+            json={"item_ids": [item_id], "outcome": "approved"},
+            headers=api.h("reviewer"),
+        ).status_code
+        == 403
+    )
     assert api.client.get("/v1/queue/events", headers=api.h("auditor")).status_code == 200
     assert api.client.get("/v1/queue/stats", headers=api.h("auditor")).status_code == 200
     assert api.client.get("/v1/users", headers=api.h("lead")).status_code == 403
-    assert api.client.post(f"/v1/queue/items/{item_id}/comments", json={"text": "看看"},
-                           headers=api.h("auditor")).status_code == 403
-    assert api.client.post(f"/v1/queue/items/{item_id}/comments", json={"text": "看看"},
-                           headers=api.h("triage")).status_code == 200
-    r = api.client.post("/v1/users", json={"username": "new", "role": "reviewer", "password": "longenough"},
-                        headers=api.h("admin"))
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{item_id}/comments", json={"text": "看看"}, headers=api.h("auditor")
+        ).status_code
+        == 403
+    )
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{item_id}/comments", json={"text": "看看"}, headers=api.h("triage")
+        ).status_code
+        == 200
+    )
+    r = api.client.post(
+        "/v1/users",
+        json={"username": "new", "role": "reviewer", "password": "longenough"},
+        headers=api.h("admin"),
+    )
     assert r.status_code == 201
     token = api.client.post("/v1/users/new/tokens", json={}, headers=api.h("admin")).json()["token"]
     assert api.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "new"
@@ -74,8 +127,11 @@ def test_roles_are_enforced(api: Api) -> None:
 def _login(api: Api, username: str, password: str) -> None:
     page = api.client.get("/review/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    r = api.client.post("/review/login", data={"username": username, "password": password, "csrf_token": csrf},
-                        follow_redirects=False)
+    r = api.client.post(
+        "/review/login",
+        data={"username": username, "password": password, "csrf_token": csrf},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
 
 
@@ -84,8 +140,11 @@ def test_console_login_session_and_csrf(api: Api) -> None:
     assert r.status_code == 303 and r.headers["location"] == "/review/login"
     _login(api, "reviewer", "wrong password")
     assert api.client.get("/review", follow_redirects=False).status_code == 303
-    r = api.client.post("/review/login", data={"username": "reviewer", "password": PASSWORD, "csrf_token": "forged"},
-                        follow_redirects=False)
+    r = api.client.post(
+        "/review/login",
+        data={"username": "reviewer", "password": PASSWORD, "csrf_token": "forged"},
+        follow_redirects=False,
+    )
     assert "msession" not in r.cookies
     _login(api, "reviewer", PASSWORD)
     page = api.client.get("/review")
@@ -95,7 +154,10 @@ def test_console_login_session_and_csrf(api: Api) -> None:
     r = api.client.post("/v1/queue/claim-next", json={}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json()["item"] is None
     assert api.client.get("/v1/me").json()["username"] == "reviewer"  # safe methods need no CSRF header
-    assert api.client.post("/review/logout", data={"csrf_token": "forged"}, follow_redirects=False).status_code == 403
+    assert (
+        api.client.post("/review/logout", data={"csrf_token": "forged"}, follow_redirects=False).status_code
+        == 403
+    )
     r = api.client.post("/review/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303
     api.client.cookies.clear()
@@ -106,7 +168,9 @@ def test_users_cli(db_url: str) -> None:
     runner = CliRunner()
     r = runner.invoke(db, ["upgrade", "--db", db_url])
     assert r.exit_code == 0 and "revision 0005" in r.output, r.output
-    r = runner.invoke(users, ["create", "wang", "--role", "lead", "--password", "s3cret-pass", "--token", "--db", db_url])
+    r = runner.invoke(
+        users, ["create", "wang", "--role", "lead", "--password", "s3cret-pass", "--token", "--db", db_url]
+    )
     assert r.exit_code == 0, r.output
     assert "created user wang" in r.output and re.search(r"token: mod_\S+", r.output)
     r = runner.invoke(users, ["create", "wang", "--role", "lead", "--db", db_url])
@@ -117,7 +181,10 @@ def test_users_cli(db_url: str) -> None:
     assert "wang\tlead" in r.output
     r = runner.invoke(users, ["tokens", "wang", "--db", db_url])
     rows = [line.split("\t") for line in r.output.splitlines()[1:]]
-    assert r.exit_code == 0 and [(row[0], row[2], row[-1]) for row in rows] == [("1", "cli", "active"), ("2", "cli", "active")]
+    assert r.exit_code == 0 and [(row[0], row[2], row[-1]) for row in rows] == [
+        ("1", "cli", "active"),
+        ("2", "cli", "active"),
+    ]
     assert all(re.fullmatch(r"mod_.{4}…", row[3]) for row in rows)
     r = runner.invoke(users, ["revoke", "1", "--db", db_url])
     assert r.exit_code == 0 and "revoked token 1 (wang, cli, mod_" in r.output and "within 1 s" in r.output
@@ -147,25 +214,37 @@ def _me(api: Api, token: str) -> int:
 
 def test_list_and_revoke_tokens_over_http(api: Api) -> None:
     admin = api.h("admin")
-    second = api.client.post("/v1/users/service/tokens", json={"name": "relay"}, headers=admin).json()["token"]
+    second = api.client.post("/v1/users/service/tokens", json={"name": "relay"}, headers=admin).json()[
+        "token"
+    ]
     assert _me(api, api.tokens["service"]) == 200 and _me(api, second) == 200  # both now in the cache
     r = api.client.get("/v1/users/service/tokens", headers=admin)
     assert r.status_code == 200
     tokens = r.json()["tokens"]
     assert [t["name"] for t in tokens] == ["test", "relay"]
     assert set(tokens[0]) == {"id", "username", "name", "prefix", "created_at", "last_used_at", "revoked_at"}
-    assert tokens[1]["prefix"] == second[:8] + "…" and tokens[1]["last_used_at"] and tokens[1]["revoked_at"] is None
+    assert (
+        tokens[1]["prefix"] == second[:8] + "…"
+        and tokens[1]["last_used_at"]
+        and tokens[1]["revoked_at"] is None
+    )
     assert second not in r.text and sha256(second) not in r.text
 
     r = api.client.delete(f"/v1/users/service/tokens/{tokens[1]['id']}", headers=admin)
     assert r.status_code == 200 and r.json()["token"]["revoked_at"]
     assert _me(api, second) == 401  # the cached entry was evicted: no 10 s grace in this process
-    assert api.client.post("/v1/check", json=bad_listing(), headers={"Authorization": f"Bearer {second}"}).status_code == 401
+    assert (
+        api.client.post(
+            "/v1/check", json=bad_listing(), headers={"Authorization": f"Bearer {second}"}
+        ).status_code
+        == 401
+    )
     assert _me(api, api.tokens["service"]) == 200  # the user's other token still works
     again = api.client.delete(f"/v1/users/service/tokens/{tokens[1]['id']}", headers=admin)
     assert again.status_code == 200 and again.json()["token"]["revoked_at"] == r.json()["token"]["revoked_at"]
-    assert api.client.get("/v1/users/service/tokens", params={"include_revoked": False},
-                          headers=admin).json()["tokens"] == [tokens[0]]
+    assert api.client.get(
+        "/v1/users/service/tokens", params={"include_revoked": False}, headers=admin
+    ).json()["tokens"] == [tokens[0]]
 
     assert api.client.delete("/v1/users/service/tokens/9999", headers=admin).status_code == 404
     lead_token_id = api.client.get("/v1/users/lead/tokens", headers=admin).json()["tokens"][0]["id"]
@@ -173,7 +252,10 @@ def test_list_and_revoke_tokens_over_http(api: Api) -> None:
     assert api.client.get("/v1/users/nobody/tokens", headers=admin).status_code == 404
     for role in ("lead", "reviewer", "service", "auditor"):
         assert api.client.get("/v1/users/service/tokens", headers=api.h(role)).status_code == 403
-        assert api.client.delete(f"/v1/users/lead/tokens/{lead_token_id}", headers=api.h(role)).status_code == 403
+        assert (
+            api.client.delete(f"/v1/users/lead/tokens/{lead_token_id}", headers=api.h(role)).status_code
+            == 403
+        )
     assert _me(api, api.tokens["lead"]) == 200
 
 
@@ -193,7 +275,10 @@ def test_disable_user_over_http(api: Api) -> None:
     assert r.status_code == 422 and r.json()["detail"]["code"] == "cannot_disable_self"
     assert api.client.patch("/v1/users/nobody", json={"active": False}, headers=admin).status_code == 404
     assert api.client.patch("/v1/users/reviewer", json={"active": "no"}, headers=admin).status_code == 422
-    assert api.client.patch("/v1/users/reviewer", json={"active": False}, headers=api.h("lead")).status_code == 403
+    assert (
+        api.client.patch("/v1/users/reviewer", json={"active": False}, headers=api.h("lead")).status_code
+        == 403
+    )
 
 
 def test_revocation_in_another_process_shows_within_the_epoch_poll(api: Api) -> None:

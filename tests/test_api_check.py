@@ -59,8 +59,10 @@ def test_invalid_bodies_are_422_never_500(api: Api) -> None:
         assert r.status_code == 422, (body, r.status_code, r.text)
         assert "detail" in r.json()
     # lone surrogates (escaped or as raw bytes) must never reach the database as a 500
-    for body in (b'{"id": "x", "title": "\\ud800 \xe6\x9c\x80\xe5\xa5\xbd", "enqueue": true}',
-                 b'{"id": "x", "title": "\xed\xa0\x80 \xe6\x9c\x80\xe5\xa5\xbd", "enqueue": true}'):
+    for body in (
+        b'{"id": "x", "title": "\\ud800 \xe6\x9c\x80\xe5\xa5\xbd", "enqueue": true}',
+        b'{"id": "x", "title": "\xed\xa0\x80 \xe6\x9c\x80\xe5\xa5\xbd", "enqueue": true}',
+    ):
         r = api.client.post("/v1/check", content=body, headers=h)
         assert r.status_code in (200, 422), (body, r.status_code, r.text)
     r = api.client.post("/v1/check", content=b"\xff\xfe\x00", headers=h)  # not UTF-8 at all
@@ -76,7 +78,9 @@ def test_oversized_body_is_413(api: Api) -> None:
         for _ in range(40):
             yield b"x" * 100_000
 
-    r = api.client.post("/v1/check", content=chunks(), headers=api.h("service", **{"Content-Type": "application/json"}))
+    r = api.client.post(
+        "/v1/check", content=chunks(), headers=api.h("service", **{"Content-Type": "application/json"})
+    )
     assert r.status_code == 413
 
 

@@ -111,7 +111,9 @@ def test_saturated_pool_answers_503_with_retry_after_and_health_stays_up(tight: 
         time.sleep(0.01)
     started = time.monotonic()
     r = client.post("/v1/check", json={"id": "c", "title": "最佳保温杯"}, headers=h)
-    assert r.status_code == 503 and r.headers["retry-after"] == "2" and r.json()["detail"]["code"] == "saturated"
+    assert (
+        r.status_code == 503 and r.headers["retry-after"] == "2" and r.json()["detail"]["code"] == "saturated"
+    )
     assert time.monotonic() - started < 5  # refused at once, not queued behind the gate (10 s)
     assert client.get("/health").status_code == 200  # the loop is free: checks run in the pool
     blocking.gate.set()
@@ -134,11 +136,15 @@ class CostlyEngine:
         return self.engine.detect(listing)
 
 
-def test_a_listing_over_its_budget_is_too_costly_and_still_queued(db_url: str, engine: Any,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_listing_over_its_budget_is_too_costly_and_still_queued(
+    db_url: str, engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     costly = CostlyEngine(engine)
-    app = create_app(db_url, Checker(costly, classifier=False),  # type: ignore[arg-type]
-                     settings=Settings(password_hashing="cheap", check_budget_s=0.5))
+    app = create_app(
+        db_url,
+        Checker(costly, classifier=False),  # type: ignore[arg-type]
+        settings=Settings(password_hashing="cheap", check_budget_s=0.5),
+    )
     accounts = app.state.accounts
     h = {"Authorization": f"Bearer {accounts.create_token(accounts.create_user('svc', 'service').id, 't')}"}
     lead = {"Authorization": f"Bearer {accounts.create_token(accounts.create_user('lead', 'lead').id, 't')}"}
@@ -150,7 +156,11 @@ def test_a_listing_over_its_budget_is_too_costly_and_still_queued(db_url: str, e
         assert body["queue"]["flags"] == ["check_error"]
         assert costly.budgets == [0.5]
         [item] = client.get("/v1/queue/items?flag=check_error", headers=lead).json()["items"]
-        assert item["verdict"] == "review" and item["max_severity"] == "high" and item["flags"] == ["check_error"]
+        assert (
+            item["verdict"] == "review"
+            and item["max_severity"] == "high"
+            and item["flags"] == ["check_error"]
+        )
         detail = client.get(f"/v1/queue/items/{item['id']}", headers=lead).json()
         assert detail["check"]["error"]["code"] == "too_costly"
     problems = app.state.queue.verify()
@@ -162,7 +172,12 @@ def test_a_listing_over_its_budget_is_too_costly_and_still_queued(db_url: str, e
 
 
 def test_unstorable_characters_and_long_ids_still_reach_the_queue(api: Api) -> None:
-    nul = {"id": "sku-\x00nul", "title": "全网最低价\x00 保温杯", "seller_id": "s-\x00", "attributes": {"产\x00地": "最\x00佳"}}
+    nul = {
+        "id": "sku-\x00nul",
+        "title": "全网最低价\x00 保温杯",
+        "seller_id": "s-\x00",
+        "attributes": {"产\x00地": "最\x00佳"},
+    }
     body = enqueue(api, nul)
     assert body["verdict"] == "block" and set(body["sanitized"]) == {"id", "title", "seller_id", "attributes"}
     assert body["queue"]["action"] == "created" and body["queue"]["flags"] == ["sanitized"]
@@ -172,14 +187,19 @@ def test_unstorable_characters_and_long_ids_still_reach_the_queue(api: Api) -> N
     queued = body["queue"]
     assert body["id"] == long_id and queued["action"] == "created" and queued["flags"] == ["long_id"]
     assert len(queued["listing_id"]) == 200 and queued["listing_id"].startswith("L" * 175)
-    assert enqueue(api, {"id": long_id, "title": "销量第一 保温杯", "seller_id": "S" * 250})["queue"]["action"] == "attached"
+    assert (
+        enqueue(api, {"id": long_id, "title": "销量第一 保温杯", "seller_id": "S" * 250})["queue"]["action"]
+        == "attached"
+    )
     detail = api.client.get(f"/v1/queue/items/{queued['item_id']}", headers=api.h("lead")).json()
     assert detail["listing"]["original_id"] == long_id
     r = api.client.delete(f"/v1/listings/{long_id}", headers=api.h("service"))  # the id the seller knows
     assert r.status_code == 200 and r.json()["superseded"] == [queued["item_id"]]
     # An unpaired surrogate is not Unicode text: the JSON parser refuses it (422) on both backends.
     surrogate = b'{"id": "x\\ud800", "title": "\\udfff \xe6\x9c\x80\xe5\xa5\xbd", "enqueue": true}'
-    r = api.client.post("/v1/check", content=surrogate, headers=api.h("service", **{"Content-Type": "application/json"}))
+    r = api.client.post(
+        "/v1/check", content=surrogate, headers=api.h("service", **{"Content-Type": "application/json"})
+    )
     assert r.status_code == 422, r.text
     flagged = api.client.get("/v1/queue/items?flag=sanitized", headers=api.h("lead")).json()["items"]
     assert len(flagged) == 1
@@ -189,8 +209,16 @@ def test_intake_stores_surrogates_in_a_safe_form(queue: Any) -> None:
     """Other callers of ``Intake.enqueue`` (the bulk audit) may hand over any Python string."""
     from queue_support import SERVICE, result_for
 
-    item = Listing.model_construct(id="s\ud800", title="最\udfff佳 保温杯", description="", category="general",
-                                   seller_id=None, brand=None, attributes={}, images=[])
+    item = Listing.model_construct(
+        id="s\ud800",
+        title="最\udfff佳 保温杯",
+        description="",
+        category="general",
+        seller_id=None,
+        brand=None,
+        attributes={},
+        images=[],
+    )
     out = queue.intake.enqueue(item, result_for(item), SERVICE)
     assert out["action"] == "created" and out["flags"] == ["sanitized"] and out["listing_id"] == "s\ufffd"
 
@@ -205,39 +233,59 @@ def test_malformed_requests_are_4xx_never_5xx(api: Api) -> None:
     payload, _, tag = cursor.partition(".")
     tampered = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + tag
     requests: list[tuple[str, str, Any]] = [
-        ("GET", f"/v1/queue/items/{BIG}", None), ("GET", f"/v1/queue/items/{HUGE}", None),
-        ("GET", "/v1/queue/items/-5", None), ("POST", f"/v1/queue/items/{HUGE}/claim", None),
-        ("POST", f"/v1/queue/items/{item}/decision", {"outcome": "approved", "claim_token": "t", "version": HUGE,
-                                                      "listing_revision": 1}),
+        ("GET", f"/v1/queue/items/{BIG}", None),
+        ("GET", f"/v1/queue/items/{HUGE}", None),
+        ("GET", "/v1/queue/items/-5", None),
+        ("POST", f"/v1/queue/items/{HUGE}/claim", None),
+        (
+            "POST",
+            f"/v1/queue/items/{item}/decision",
+            {"outcome": "approved", "claim_token": "t", "version": HUGE, "listing_revision": 1},
+        ),
         ("PATCH", f"/v1/queue/items/{item}", {"version": int(BIG), "priority": 1}),
         ("POST", "/v1/queue/bulk-decide", {"item_ids": [int(HUGE)], "outcome": "approved"}),
         ("POST", "/v1/outbox/ack", {"ids": [int(HUGE)]}),
-        ("GET", f"/v1/queue/events?after={HUGE}", None), ("GET", f"/v1/queue/events?item_id={BIG}", None),
-        ("GET", f"/v1/outbox?after={HUGE}", None), ("DELETE", f"/v1/users/admin/tokens/{HUGE}", None),
-        ("GET", "/v1/queue/items?min_age_hours=inf", None), ("GET", "/v1/queue/items?max_age_hours=1e300", None),
-        ("GET", "/v1/queue/items?min_age_hours=nan", None), ("GET", "/v1/queue/items?min_risk=nan", None),
-        ("GET", "/v1/queue/stats?hours=inf", None), ("GET", "/v1/queue/stats?hours=nan", None),
+        ("GET", f"/v1/queue/events?after={HUGE}", None),
+        ("GET", f"/v1/queue/events?item_id={BIG}", None),
+        ("GET", f"/v1/outbox?after={HUGE}", None),
+        ("DELETE", f"/v1/users/admin/tokens/{HUGE}", None),
+        ("GET", "/v1/queue/items?min_age_hours=inf", None),
+        ("GET", "/v1/queue/items?max_age_hours=1e300", None),
+        ("GET", "/v1/queue/items?min_age_hours=nan", None),
+        ("GET", "/v1/queue/items?min_risk=nan", None),
+        ("GET", "/v1/queue/stats?hours=inf", None),
+        ("GET", "/v1/queue/stats?hours=nan", None),
         ("GET", f"/v1/queue/items?status=open&limit=1&cursor={tampered}", None),
         ("GET", f"/v1/queue/items?status=open&limit=1&sort=oldest&cursor={cursor}", None),  # another sort's
-        ("GET", "/v1/queue/items?cursor=W10", None), ("GET", "/v1/queue/items?cursor=..", None),
-        ("GET", "/v1/queue/items?seller=a%00b", None), ("GET", "/v1/queue/items?family=%00", None),
-        ("GET", "/v1/queue/items?status=%00", None), ("GET", "/v1/outbox?kind=%00", None),
+        ("GET", "/v1/queue/items?cursor=W10", None),
+        ("GET", "/v1/queue/items?cursor=..", None),
+        ("GET", "/v1/queue/items?seller=a%00b", None),
+        ("GET", "/v1/queue/items?family=%00", None),
+        ("GET", "/v1/queue/items?status=%00", None),
+        ("GET", "/v1/outbox?kind=%00", None),
         ("POST", f"/v1/queue/items/{item}/comments", {"text": "nul \x00 here"}),
         ("POST", f"/v1/queue/items/{item}/comments", {"text": "\ud800"}),
         ("POST", f"/v1/queue/items/{item}/escalate", {"note": "\x00"}),
         ("POST", "/v1/users", {"username": "a\x00b", "role": "reviewer"}),
-        ("GET", "/v1/users/a%00b/tokens", None), ("DELETE", "/v1/listings/%00", None),
+        ("GET", "/v1/users/a%00b/tokens", None),
+        ("DELETE", "/v1/listings/%00", None),
         ("POST", f"/v1/queue/items/{item}/assign", {"username": "x\x00"}),
         ("POST", "/v1/queue/claim-next", {"family": "\x00"}),
     ]
     for method, url, body in requests:
         content = None if body is None else json.dumps(body).encode()  # escapes surrogates as \\udxxx
-        r = api.client.request(method, url, content=content, headers={**h, "Content-Type": "application/json"})
+        r = api.client.request(
+            method, url, content=content, headers={**h, "Content-Type": "application/json"}
+        )
         assert 400 <= r.status_code < 500, (method, url, r.status_code, r.text)
         assert "detail" in r.json()
     assert api.client.get("/v1/queue/items/-5", headers=h).status_code == 422
-    assert api.client.get(f"/v1/queue/items?status=open&limit=1&cursor={tampered}",
-                          headers=h).json()["detail"]["code"] == "invalid_cursor"
+    assert (
+        api.client.get(f"/v1/queue/items?status=open&limit=1&cursor={tampered}", headers=h).json()["detail"][
+            "code"
+        ]
+        == "invalid_cursor"
+    )
     r = api.client.delete("/v1/listings/%00", headers=api.h("service"))  # a NUL id maps to its safe form
     assert r.status_code == 404
     # the console's filters drop what no database can compare
@@ -253,8 +301,12 @@ def test_like_wildcards_in_filters_match_literally(api: Api) -> None:
     lead = api.h("lead")
     assert len(api.client.get("/v1/queue/items?family=absolute_claims", headers=lead).json()["items"]) == 1
     for wildcard in ("%", "_", "absolute%", "absolute_claim_"):
-        assert api.client.get(f"/v1/queue/items?family={wildcard.replace('%', '%25')}",
-                              headers=lead).json()["items"] == [], wildcard
+        assert (
+            api.client.get(f"/v1/queue/items?family={wildcard.replace('%', '%25')}", headers=lead).json()[
+                "items"
+            ]
+            == []
+        ), wildcard
     r = api.client.post("/v1/queue/claim-next", json={"family": "%"}, headers=api.h("reviewer"))
     assert r.status_code == 200 and r.json()["item"] is None
 
@@ -262,10 +314,15 @@ def test_like_wildcards_in_filters_match_literally(api: Api) -> None:
 def test_assignment_only_to_active_users_whose_role_may_act(api: Api) -> None:
     item = enqueue(api, bad_listing())["queue"]["item_id"]
     lead = api.h("lead")
-    assert api.client.post(f"/v1/queue/items/{item}/escalate", json={"note": "hard"}, headers=lead).status_code == 200
+    assert (
+        api.client.post(f"/v1/queue/items/{item}/escalate", json={"note": "hard"}, headers=lead).status_code
+        == 200
+    )
     r = api.client.post(f"/v1/queue/items/{item}/assign", json={"username": "reviewer"}, headers=lead)
     assert r.status_code == 403 and r.json()["detail"]["code"] == "escalated"
-    assert api.client.patch("/v1/users/lead", json={"active": False}, headers=api.h("admin")).status_code == 200
+    assert (
+        api.client.patch("/v1/users/lead", json={"active": False}, headers=api.h("admin")).status_code == 200
+    )
     r = api.client.post(f"/v1/queue/items/{item}/assign", json={"username": "lead"}, headers=api.h("admin"))
     assert r.status_code == 422 and r.json()["detail"]["code"] == "user_disabled"
     r = api.client.post(f"/v1/queue/items/{item}/assign", json={"username": "admin"}, headers=api.h("admin"))
@@ -278,8 +335,11 @@ def test_assignment_only_to_active_users_whose_role_may_act(api: Api) -> None:
 def _login(api: Api, username: str, password: str) -> Any:
     page = api.client.get("/review/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    return api.client.post("/review/login", data={"username": username, "password": password, "csrf_token": csrf},
-                           follow_redirects=False)
+    return api.client.post(
+        "/review/login",
+        data={"username": username, "password": password, "csrf_token": csrf},
+        follow_redirects=False,
+    )
 
 
 def test_wrong_passwords_lock_the_account_then_back_off(api: Api) -> None:
@@ -303,8 +363,10 @@ def test_wrong_passwords_lock_the_account_then_back_off(api: Api) -> None:
     from sqlalchemy import text
 
     with db.write() as conn:
-        conn.execute(text("UPDATE login_throttle SET locked_until = :t WHERE key = 'user:reviewer'"),
-                     {"t": "2000-01-01 00:00:00"})
+        conn.execute(
+            text("UPDATE login_throttle SET locked_until = :t WHERE key = 'user:reviewer'"),
+            {"t": "2000-01-01 00:00:00"},
+        )
     assert _login(api, "reviewer", "wrong password").status_code == 303
     events = api.client.get("/v1/audit/logins", headers=api.h("auditor")).json()["events"]
     assert [e["data"]["seconds"] for e in events if e["type"] == "login_locked"] == [30.0, 60.0]
@@ -373,7 +435,7 @@ def test_security_headers_docs_and_openapi(api: Api) -> None:
     _login(api, "auditor", PASSWORD)
     page = api.client.get("/docs")
     assert page.status_code == 200 and "/v1/queue/items/{item_id}/decision" in page.text
-    assert "cdn" not in page.text.lower() and "<script src=\"http" not in page.text
+    assert "cdn" not in page.text.lower() and '<script src="http' not in page.text
     assert api.client.get("/openapi.json").status_code == 200  # a console session is a credential too
 
 
@@ -410,16 +472,26 @@ def test_dropped_postgres_connections_are_retried_not_500(rules_checker: Checker
     ensure_postgres()
     tag = f"hostile_{uuid.uuid4().hex[:8]}"
     url, drop = temporary_schema(PG_URL, "t_", "%20-csynchronous_commit%3Doff")
-    app = create_app(f"{url}&application_name={tag}", rules_checker, settings=Settings(password_hashing="cheap"))
+    app = create_app(
+        f"{url}&application_name={tag}", rules_checker, settings=Settings(password_hashing="cheap")
+    )
     accounts = app.state.accounts
-    tokens = {role: accounts.create_token(accounts.create_user(role, role).id, "t")
-              for role in ("service", "reviewer", "lead")}
+    tokens = {
+        role: accounts.create_token(accounts.create_user(role, role).id, "t")
+        for role in ("service", "reviewer", "lead")
+    }
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
 
     def kill() -> int:
         with admin.connect() as conn:
-            return len(conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                         "WHERE application_name = :tag"), {"tag": tag}).all())
+            return len(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :tag"
+                    ),
+                    {"tag": tag},
+                ).all()
+            )
 
     def h(role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[role]}"}
@@ -427,7 +499,11 @@ def test_dropped_postgres_connections_are_retried_not_500(rules_checker: Checker
     try:
         with TestClient(app) as client:
             for i in range(4):
-                r = client.post("/v1/check", json={**bad_listing(), "id": f"sku-{i}", "enqueue": True}, headers=h("service"))
+                r = client.post(
+                    "/v1/check",
+                    json={**bad_listing(), "id": f"sku-{i}", "enqueue": True},
+                    headers=h("service"),
+                )
                 assert r.status_code == 200
             assert client.get("/v1/queue/items", headers=h("lead")).status_code == 200
             codes = []
@@ -437,14 +513,22 @@ def test_dropped_postgres_connections_are_retried_not_500(rules_checker: Checker
                 codes.append(claim.status_code)
                 body = claim.json()
                 assert kill() >= 1
-                decision = {"outcome": "approved", "claim_token": body["claim_token"], "version": body["version"],
-                            "listing_revision": body["item"]["listing_revision"]}
-                r = client.post(f"/v1/queue/items/{body['item']['id']}/decision", json=decision, headers=h("reviewer"))
+                decision = {
+                    "outcome": "approved",
+                    "claim_token": body["claim_token"],
+                    "version": body["version"],
+                    "listing_revision": body["item"]["listing_revision"],
+                }
+                r = client.post(
+                    f"/v1/queue/items/{body['item']['id']}/decision", json=decision, headers=h("reviewer")
+                )
                 codes.append(r.status_code)
                 kill()
                 codes.append(client.get("/v1/queue/items?status=decided", headers=h("lead")).status_code)
                 kill()
-                codes.append(client.get(f"/v1/queue/items/{body['item']['id']}", headers=h("lead")).status_code)
+                codes.append(
+                    client.get(f"/v1/queue/items/{body['item']['id']}", headers=h("lead")).status_code
+                )
             assert codes == [200] * len(codes)
             decided = client.get("/v1/queue/items?status=decided", headers=h("lead")).json()["items"]
             assert len(decided) == 3
@@ -467,12 +551,17 @@ class DetectingEngine:
 
 
 def test_truncated_findings_are_said_and_flagged(tmp_path: Any, engine: Any) -> None:
-    app = create_app(f"sqlite:///{tmp_path / 'q.db'}", Checker(DetectingEngine(engine), classifier=False),  # type: ignore[arg-type]
-                     settings=Settings(password_hashing="cheap"))
+    app = create_app(
+        f"sqlite:///{tmp_path / 'q.db'}",
+        Checker(DetectingEngine(engine), classifier=False),  # type: ignore[arg-type]
+        settings=Settings(password_hashing="cheap"),
+    )
     accounts = app.state.accounts
     h = {"Authorization": f"Bearer {accounts.create_token(accounts.create_user('svc', 'service').id, 't')}"}
     with TestClient(app) as client:
-        body = client.post("/v1/check", json={"id": "t", "title": "最佳 " * 20, "enqueue": True}, headers=h).json()
+        body = client.post(
+            "/v1/check", json={"id": "t", "title": "最佳 " * 20, "enqueue": True}, headers=h
+        ).json()
         assert body["truncated"] is True and len(body["findings"]) == 2
         assert body["queue"]["flags"] == ["truncated"]
         short = client.post("/v1/check", json={"id": "u", "title": "最佳"}, headers=h).json()
@@ -481,7 +570,9 @@ def test_truncated_findings_are_said_and_flagged(tmp_path: Any, engine: Any) -> 
 
 
 @pytest.mark.slow
-def test_heavy_listings_run_in_a_separate_process_that_can_be_killed(tmp_path: Any, rules_checker: Checker) -> None:
+def test_heavy_listings_run_in_a_separate_process_that_can_be_killed(
+    tmp_path: Any, rules_checker: Checker
+) -> None:
     settings = Settings(password_hashing="cheap", isolate_heavy=True, heavy_timeout_s=60)
     app = create_app(f"sqlite:///{tmp_path / 'q.db'}", rules_checker, settings=settings)
     accounts = app.state.accounts

@@ -25,33 +25,54 @@ def test_finding_marks_are_recorded_with_the_decision(api: Api) -> None:
     claim = _claim(api, item_id)
     # a mark for a finding the item does not have, or with another rule, refuses the whole decision
     for bad in ([{"index": 99}], [{"index": 0, "rule": "no.such_rule"}], [{"index": 0}, {"index": 0}]):
-        r = api.client.post(f"/v1/queue/items/{item_id}/decision",
-                            json=_decision(claim, finding_marks=bad), headers=api.h("reviewer"))
+        r = api.client.post(
+            f"/v1/queue/items/{item_id}/decision",
+            json=_decision(claim, finding_marks=bad),
+            headers=api.h("reviewer"),
+        )
         assert r.status_code == 422 and r.json()["detail"]["code"] == "invalid_finding_mark", r.text
-    r = api.client.post(f"/v1/queue/items/{item_id}/decision",
-                        json=_decision(claim, finding_marks=[{"index": 1, "rule": findings[1]["rule"], "note": "名称"}]),
-                        headers={**api.h("reviewer"), "Idempotency-Key": "k-marks"})
+    r = api.client.post(
+        f"/v1/queue/items/{item_id}/decision",
+        json=_decision(claim, finding_marks=[{"index": 1, "rule": findings[1]["rule"], "note": "名称"}]),
+        headers={**api.h("reviewer"), "Idempotency-Key": "k-marks"},
+    )
     assert r.status_code == 200, r.text
-    again = api.client.post(f"/v1/queue/items/{item_id}/decision",
-                            json=_decision(claim, finding_marks=[{"index": 1, "rule": findings[1]["rule"], "note": "名称"}]),
-                            headers={**api.h("reviewer"), "Idempotency-Key": "k-marks"})
+    again = api.client.post(
+        f"/v1/queue/items/{item_id}/decision",
+        json=_decision(claim, finding_marks=[{"index": 1, "rule": findings[1]["rule"], "note": "名称"}]),
+        headers={**api.h("reviewer"), "Idempotency-Key": "k-marks"},
+    )
     assert again.json() == r.json()  # idempotent, one decision
     detail = api.client.get(f"/v1/queue/items/{item_id}", headers=api.h("auditor")).json()
     (decision,) = detail["decisions"]
     (mark,) = decision["finding_marks"]
     f = findings[1]
-    assert mark == {"index": 1, "rule": f["rule"], "family": f["family"], "field": f["field"], "start": f["start"],
-                    "end": f["end"], "text": f["text"], "mark": "not_violation", "note": "名称"}
+    assert mark == {
+        "index": 1,
+        "rule": f["rule"],
+        "family": f["family"],
+        "field": f["field"],
+        "start": f["start"],
+        "end": f["end"],
+        "text": f["text"],
+        "mark": "not_violation",
+        "note": "名称",
+    }
     events = api.client.get(f"/v1/queue/events?item_id={item_id}", headers=api.h("auditor")).json()["events"]
     decided = [e for e in events if e["type"] == "decided"]
     assert decided[0]["data"]["finding_marks"] == [mark]
     # a decision without marks keeps the fast path and has none
     other = _claim(api, _enqueue_all(api)[1])
-    r = api.client.post(f"/v1/queue/items/{other['item']['id']}/decision", json=_decision(other),
-                        headers=api.h("reviewer"))
+    r = api.client.post(
+        f"/v1/queue/items/{other['item']['id']}/decision", json=_decision(other), headers=api.h("reviewer")
+    )
     assert r.status_code == 200
-    assert api.client.get(f"/v1/queue/items/{other['item']['id']}",
-                          headers=api.h("auditor")).json()["decisions"][0]["finding_marks"] == []
+    assert (
+        api.client.get(f"/v1/queue/items/{other['item']['id']}", headers=api.h("auditor")).json()[
+            "decisions"
+        ][0]["finding_marks"]
+        == []
+    )
 
 
 def test_search_by_title_listing_id_and_seller(api: Api) -> None:
@@ -71,17 +92,28 @@ def test_search_by_title_listing_id_and_seller(api: Api) -> None:
 
 def test_seller_actions(api: Api) -> None:
     _enqueue_all(api)
-    r = api.client.post("/v1/sellers/s-1/actions", json={"kind": "hold", "note": "x"}, headers=api.h("reviewer"))
+    r = api.client.post(
+        "/v1/sellers/s-1/actions", json={"kind": "hold", "note": "x"}, headers=api.h("reviewer")
+    )
     assert r.status_code == 403
     r = api.client.post("/v1/sellers/s-1/actions", json={"kind": "warn"}, headers=api.h("lead"))
     assert r.status_code == 422 and r.json()["detail"]["code"] == "note_required"
-    assert api.client.post("/v1/sellers/s-1/actions", json={"kind": "ban"}, headers=api.h("lead")).status_code == 422
-    r = api.client.post("/v1/sellers/s-1/actions", json={"kind": "hold", "note": "集中违规"}, headers=api.h("lead"))
+    assert (
+        api.client.post("/v1/sellers/s-1/actions", json={"kind": "ban"}, headers=api.h("lead")).status_code
+        == 422
+    )
+    r = api.client.post(
+        "/v1/sellers/s-1/actions", json={"kind": "hold", "note": "集中违规"}, headers=api.h("lead")
+    )
     assert r.status_code == 201 and r.json()["raised_items"] == 2 and r.json()["seller"]["held"]
-    items = api.client.get("/v1/queue/items", params={"seller": "s-1"}, headers=api.h("reviewer")).json()["items"]
+    items = api.client.get("/v1/queue/items", params={"seller": "s-1"}, headers=api.h("reviewer")).json()[
+        "items"
+    ]
     assert {i["priority"] for i in items} == {1000}
     assert api.client.get("/v1/sellers", headers=api.h("service")).json()["sellers"][0]["seller_id"] == "s-1"
-    api.client.post("/v1/sellers/s-1/actions", json={"kind": "warn", "note": "再次违规将暂停"}, headers=api.h("lead"))
+    api.client.post(
+        "/v1/sellers/s-1/actions", json={"kind": "warn", "note": "再次违规将暂停"}, headers=api.h("lead")
+    )
     api.client.post("/v1/sellers/s-1/actions", json={"kind": "release"}, headers=api.h("lead"))
     info = api.client.get("/v1/sellers/s-1", headers=api.h("auditor")).json()
     assert not info["held"] and info["warnings"] == 1
@@ -92,15 +124,25 @@ def test_seller_actions(api: Api) -> None:
 
 def test_trends_per_reviewer_and_agreement(api: Api) -> None:
     ids = _enqueue_all(api)
-    for item_id, who, outcome in ((ids[0], "reviewer", "rejected"), (ids[1], "reviewer", "approved"),
-                                  (ids[2], "reviewer2", "rejected")):
+    for item_id, who, outcome in (
+        (ids[0], "reviewer", "rejected"),
+        (ids[1], "reviewer", "approved"),
+        (ids[2], "reviewer2", "rejected"),
+    ):
         claim = _claim(api, item_id, who)
         marks = [{"index": 0}] if outcome == "approved" else []
-        r = api.client.post(f"/v1/queue/items/{item_id}/decision", json=_decision(claim, outcome, finding_marks=marks),
-                            headers=api.h(who))
+        r = api.client.post(
+            f"/v1/queue/items/{item_id}/decision",
+            json=_decision(claim, outcome, finding_marks=marks),
+            headers=api.h(who),
+        )
         assert r.status_code == 200, r.text
-    assert api.client.post(f"/v1/queue/items/{ids[2]}/revert", json={"reason": "证据不足"},
-                           headers=api.h("lead")).status_code == 200
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{ids[2]}/revert", json={"reason": "证据不足"}, headers=api.h("lead")
+        ).status_code
+        == 200
+    )
     t = reviewer_trends(api.app_queue().db, days=7)
     assert len(t["daily"]) == 7 and t["daily"][-1]["created"] == 4 and t["daily"][-1]["decided"] == 2
     by = {r["name"]: r for r in t["reviewers"]}

@@ -31,9 +31,14 @@ def _enqueue_all(api: Api) -> list[int]:
 
 
 def _decision(claim: dict, outcome: str = "rejected", **kw: object) -> dict:
-    return {"outcome": outcome, "reason_codes": [] if outcome == "approved" else ["absolute_claim"],
-            "claim_token": claim["claim_token"], "version": claim["version"],
-            "listing_revision": claim["item"]["listing_revision"], **kw}
+    return {
+        "outcome": outcome,
+        "reason_codes": [] if outcome == "approved" else ["absolute_claim"],
+        "claim_token": claim["claim_token"],
+        "version": claim["version"],
+        "listing_revision": claim["item"]["listing_revision"],
+        **kw,
+    }
 
 
 def test_claim_decide_idempotency_and_conflicts(api: Api) -> None:
@@ -45,28 +50,40 @@ def test_claim_decide_idempotency_and_conflicts(api: Api) -> None:
     other = api.client.get(f"/v1/queue/items/{item_id}", headers=api.h("reviewer2")).json()
     assert other["claim_token"] is None and other["held_by"] == "reviewer"
     assert api.client.post(f"/v1/queue/items/{item_id}/claim", headers=api.h("reviewer2")).status_code == 409
-    hb = api.client.post(f"/v1/queue/items/{item_id}/heartbeat", json={"claim_token": claim["claim_token"]},
-                         headers=api.h("reviewer"))
+    hb = api.client.post(
+        f"/v1/queue/items/{item_id}/heartbeat",
+        json={"claim_token": claim["claim_token"]},
+        headers=api.h("reviewer"),
+    )
     assert hb.status_code == 200
     stale = _decision(claim, version=claim["version"] - 1)
     r = api.client.post(f"/v1/queue/items/{item_id}/decision", json=stale, headers=api.h("reviewer"))
     assert r.status_code == 409 and r.json()["detail"]["code"] == "stale_version"
     body = _decision(claim, seller_message="请删除绝对化用语")
     key = {"Idempotency-Key": "abc-123"}
-    first = api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer", **key))
-    again = api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer", **key))
+    first = api.client.post(
+        f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer", **key)
+    )
+    again = api.client.post(
+        f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer", **key)
+    )
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
-    changed = api.client.post(f"/v1/queue/items/{item_id}/decision", json={**body, "outcome": "changes_requested"},
-                              headers=api.h("reviewer", **key))
+    changed = api.client.post(
+        f"/v1/queue/items/{item_id}/decision",
+        json={**body, "outcome": "changes_requested"},
+        headers=api.h("reviewer", **key),
+    )
     assert changed.status_code == 422 and changed.json()["detail"]["code"] == "idempotency_key_reused"
     r = api.client.post(f"/v1/queue/items/{item_id}/decision", json=body, headers=api.h("reviewer"))
     assert r.status_code == 409 and r.json()["detail"]["code"] == "already_decided"
     assert api.client.post("/v1/queue/items/99999/claim", headers=api.h("reviewer")).status_code == 404
-    bad = api.client.post(f"/v1/queue/items/{item_id}/decision", json={**body, "outcome": "maybe"},
-                          headers=api.h("reviewer"))
+    bad = api.client.post(
+        f"/v1/queue/items/{item_id}/decision", json={**body, "outcome": "maybe"}, headers=api.h("reviewer")
+    )
     assert bad.status_code == 422
-    no_reason = api.client.post(f"/v1/queue/items/{item_id}/decision", json={**body, "reason_codes": []},
-                                headers=api.h("reviewer"))
+    no_reason = api.client.post(
+        f"/v1/queue/items/{item_id}/decision", json={**body, "reason_codes": []}, headers=api.h("reviewer")
+    )
     assert no_reason.status_code == 422
 
 
@@ -91,8 +108,11 @@ def test_claim_and_decide_while_another_thread_writes(api: Api) -> None:
     holder.join()
     assert claim.status_code == 200 and claim.json()["item"] is not None, claim.text
     claim_json = claim.json()
-    r = api.client.post(f"/v1/queue/items/{claim_json['item']['id']}/decision", json=_decision(claim_json),
-                        headers=api.h("reviewer"))
+    r = api.client.post(
+        f"/v1/queue/items/{claim_json['item']['id']}/decision",
+        json=_decision(claim_json),
+        headers=api.h("reviewer"),
+    )
     assert r.status_code == 200 and r.json()["item"]["status"] == "decided", r.text
 
 
@@ -100,11 +120,17 @@ def test_lease_expiry_over_http(api: Api) -> None:
     (item_id, *_) = _enqueue_all(api)
     claim = api.client.post(f"/v1/queue/items/{item_id}/claim", headers=api.h("reviewer")).json()
     with api.app_queue().db.write() as conn:
-        conn.execute(update(ITEMS).where(ITEMS.c.id == item_id).values(lease_expires_at=utcnow() - timedelta(seconds=5)))
+        conn.execute(
+            update(ITEMS)
+            .where(ITEMS.c.id == item_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=5))
+        )
     assert api.client.post(f"/v1/queue/items/{item_id}/claim", headers=api.h("reviewer2")).status_code == 200
-    for path, body in [("heartbeat", {"claim_token": claim["claim_token"]}),
-                       ("release", {"claim_token": claim["claim_token"]}),
-                       ("decision", _decision(claim))]:
+    for path, body in [
+        ("heartbeat", {"claim_token": claim["claim_token"]}),
+        ("release", {"claim_token": claim["claim_token"]}),
+        ("decision", _decision(claim)),
+    ]:
         r = api.client.post(f"/v1/queue/items/{item_id}/{path}", json=body, headers=api.h("reviewer"))
         assert r.status_code == 409 and r.json()["detail"]["code"] == "lease_lost", (path, r.text)
 
@@ -114,22 +140,34 @@ def test_undo_revert_appeal_and_stats(api: Api) -> None:
     claim = api.client.post(f"/v1/queue/items/{item_id}/claim", headers=api.h("reviewer")).json()
     api.client.post(f"/v1/queue/items/{item_id}/decision", json=_decision(claim), headers=api.h("reviewer"))
     assert api.client.post(f"/v1/queue/items/{item_id}/undo", headers=api.h("reviewer2")).status_code == 403
-    undone = api.client.post(f"/v1/queue/items/{item_id}/undo", json={"reclaim": True}, headers=api.h("reviewer")).json()
+    undone = api.client.post(
+        f"/v1/queue/items/{item_id}/undo", json={"reclaim": True}, headers=api.h("reviewer")
+    ).json()
     assert undone["item"]["status"] == "claimed" and undone["attempt"] == 2
     again = {"claim_token": undone["claim_token"], "version": undone["version"], "item": undone["item"]}
-    r = api.client.post(f"/v1/queue/items/{item_id}/decision", json=_decision(again), headers=api.h("reviewer"))
+    r = api.client.post(
+        f"/v1/queue/items/{item_id}/decision", json=_decision(again), headers=api.h("reviewer")
+    )
     assert r.status_code == 200
-    appeal = api.client.post(f"/v1/queue/items/{item_id}/appeal", json={"reason": "我们已有检测报告"},
-                             headers=api.h("service"))
+    appeal = api.client.post(
+        f"/v1/queue/items/{item_id}/appeal", json={"reason": "我们已有检测报告"}, headers=api.h("service")
+    )
     assert appeal.status_code == 200, appeal.text
     appeal_id = appeal.json()["id"]
-    assert api.client.post(f"/v1/queue/items/{item_id}/appeal", json={"reason": "再申诉"},
-                           headers=api.h("service")).status_code == 409
+    assert (
+        api.client.post(
+            f"/v1/queue/items/{item_id}/appeal", json={"reason": "再申诉"}, headers=api.h("service")
+        ).status_code
+        == 409
+    )
     r = api.client.post(f"/v1/queue/items/{appeal_id}/claim", headers=api.h("reviewer"))
     assert r.status_code == 403 and r.json()["detail"]["code"] == "appeal_conflict"
     claim2 = api.client.post(f"/v1/queue/items/{appeal_id}/claim", headers=api.h("reviewer2")).json()
-    r = api.client.post(f"/v1/queue/items/{appeal_id}/decision", json=_decision(claim2, "approved"),
-                        headers=api.h("reviewer2"))
+    r = api.client.post(
+        f"/v1/queue/items/{appeal_id}/decision",
+        json=_decision(claim2, "approved"),
+        headers=api.h("reviewer2"),
+    )
     assert r.status_code == 200
     stats = api.client.get("/v1/queue/stats", headers=api.h("auditor")).json()
     assert stats["appeals"] == {"decided": 1, "overturned": 1}
@@ -148,12 +186,16 @@ def test_bulk_lists_and_pagination(api: Api) -> None:
     body = {"item_ids": ids, "outcome": "rejected", "reason_codes": ["false_claim"], "dry_run": True}
     preview = api.client.post("/v1/queue/bulk-decide", json=body, headers=api.h("lead")).json()
     assert preview["ok"] == 3 and preview["failed"] == 1
-    done = api.client.post("/v1/queue/bulk-decide", json={**body, "dry_run": False}, headers=api.h("lead")).json()
+    done = api.client.post(
+        "/v1/queue/bulk-decide", json={**body, "dry_run": False}, headers=api.h("lead")
+    ).json()
     assert [r["ok"] for r in done["results"]] == [False, True, True, True]
     assert done["results"][0]["status"] == 409
     page1 = api.client.get("/v1/queue/items?limit=2&sort=oldest&status=decided", headers=api.h("lead")).json()
-    page2 = api.client.get(f"/v1/queue/items?limit=2&sort=oldest&status=decided&cursor={page1['next_cursor']}",
-                           headers=api.h("lead")).json()
+    page2 = api.client.get(
+        f"/v1/queue/items?limit=2&sort=oldest&status=decided&cursor={page1['next_cursor']}",
+        headers=api.h("lead"),
+    ).json()
     seen = [i["id"] for i in page1["items"] + page2["items"]]
     assert seen == ids[1:] and page2["next_cursor"] is None
     fin = api.client.get("/v1/queue/items?category=finance", headers=api.h("lead")).json()["items"]
@@ -162,10 +204,14 @@ def test_bulk_lists_and_pagination(api: Api) -> None:
     assert [i["id"] for i in seller] == [ids[0]] and seller[0]["held_by"] == "reviewer"
     for bad in ("status=nope", "cursor=!!!", "limit=0", "severity=huge", "min_risk=3"):
         assert api.client.get(f"/v1/queue/items?{bad}", headers=api.h("lead")).status_code == 422, bad
-    r = api.client.patch(f"/v1/queue/items/{ids[0]}", json={"version": 1, "priority": 99}, headers=api.h("lead"))
+    r = api.client.patch(
+        f"/v1/queue/items/{ids[0]}", json={"version": 1, "priority": 99}, headers=api.h("lead")
+    )
     assert r.status_code == 409
     version = api.client.get(f"/v1/queue/items/{ids[0]}", headers=api.h("lead")).json()["version"]
-    r = api.client.patch(f"/v1/queue/items/{ids[0]}", json={"version": version, "priority": 99}, headers=api.h("lead"))
+    r = api.client.patch(
+        f"/v1/queue/items/{ids[0]}", json={"version": version, "priority": 99}, headers=api.h("lead")
+    )
     assert r.status_code == 200 and r.json()["priority"] == 99
 
 

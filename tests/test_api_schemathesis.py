@@ -53,10 +53,17 @@ def test_schemathesis_finds_no_5xx(db_url: str, rules_checker: Checker, tmp_path
     started = time.monotonic()
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
+
     def cases(operation: Any, mode: GenerationMode, examples: int) -> None:
         @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-        @hypothesis.settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                             phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @hypothesis.settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case: Any) -> None:
             nonlocal calls
             calls += 1
@@ -67,8 +74,9 @@ def test_schemathesis_finds_no_5xx(db_url: str, rules_checker: Checker, tmp_path
                 return
             codes[response.status_code] = codes.get(response.status_code, 0) + 1
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code} "
-                                f"{response.text[:200]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code} {response.text[:200]}"
+                )
 
         with contextlib.suppress(hypothesis.errors.Unsatisfiable):
             run()

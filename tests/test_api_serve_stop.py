@@ -47,9 +47,23 @@ def test_sigterm_ends_in_flight_checks_promptly(tmp_path: Path) -> None:
     token = accounts.create_token(accounts.create_user("svc", "service").id, "t")
     queue.close()
     port = _port()
-    proc = subprocess.Popen([sys.executable, "-c", "from moderation.cli import main; main()", "serve", "--db", url,
-                             "--port", str(port), "--no-classifier"], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from moderation.cli import main; main()",
+            "serve",
+            "--db",
+            url,
+            "--port",
+            str(port),
+            "--no-classifier",
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -66,8 +80,12 @@ def test_sigterm_ends_in_flight_checks_promptly(tmp_path: Path) -> None:
         def send() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             try:
-                conn.request("POST", "/v1/check", body=body, headers={"Authorization": f"Bearer {token}",
-                                                                      "Content-Type": "application/json"})
+                conn.request(
+                    "POST",
+                    "/v1/check",
+                    body=body,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                )
                 response = conn.getresponse()
                 response.read()
                 answers.append((response.status, response.getheader("retry-after")))

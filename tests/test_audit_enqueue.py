@@ -16,13 +16,24 @@ from moderation.checker import Checker
 pytestmark = pytest.mark.slow  # a whole audit
 
 
-def test_enqueue_flagged_highest_risk_first_without_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueue_flagged_highest_risk_first_without_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODERATION_RULES_DIR", str(freeze_rules(tmp_path)))
     inp = write_jsonl(tmp_path / "cat.jsonl")
     out = tmp_path / "out"
     url = f"sqlite:///{tmp_path / 'queue.db'}"
-    opts = AuditOptions(input=inp, out=out, workers=1, classifier=False, progress=False, batch_size=5,
-                        enqueue=True, database_url=url, report=False)
+    opts = AuditOptions(
+        input=inp,
+        out=out,
+        workers=1,
+        classifier=False,
+        progress=False,
+        batch_size=5,
+        enqueue=True,
+        database_url=url,
+        report=False,
+    )
     first = run_audit(opts)
     listings = read_table(out, "listings").to_pylist()
     flagged = {r["id"]: r for r in listings if r["verdict"] in ("review", "block")}
@@ -44,7 +55,11 @@ def test_enqueue_flagged_highest_risk_first_without_duplicates(tmp_path: Path, m
     expected = Checker(classifier=False).check(json.loads(row["listing"])).to_json_dict()
     assert json.loads(row["result"]) == expected
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT s.result FROM signals s JOIN items i ON i.id = s.item_id WHERE i.listing_id = 'sku-003'")).scalar_one()
+        stored = conn.execute(
+            text(
+                "SELECT s.result FROM signals s JOIN items i ON i.id = s.item_id WHERE i.listing_id = 'sku-003'"
+            )
+        ).scalar_one()
     assert (json.loads(stored) if isinstance(stored, str) else stored)["check"] == expected
 
     again = run_audit(opts)  # rerun: nothing sent twice

@@ -40,18 +40,21 @@ def test_planned_batches_read_back_the_whole_file(tmp_path: Path, fmt: str) -> N
     whole = list(iter_all(files, path))
     for size in (1, 4, 7, 100):
         specs = list(plan_batches(files, path, size))
-        got = [rec for spec in specs for rec in zip(*(lambda b: (b.lines, b.payloads, b.errors))(read_batch(spec)),
-                                                    strict=True)]
+        got = [
+            rec
+            for spec in specs
+            for rec in zip(*(lambda b: (b.lines, b.payloads, b.errors))(read_batch(spec)), strict=True)
+        ]
         assert got == [(r.line, r.payload, r.error) for r in whole]
         assert [s.batch_id for s in specs] == list(range(len(specs)))
 
 
 def test_csv_record_spanning_lines_keeps_its_line_number(tmp_path: Path) -> None:
     path = tmp_path / "multi.csv"
-    path.write_text('id,title,description\n'
-                    'a,保温杯,"第一行\n第二行"\n'
-                    'b,国家级保温杯,正常\n'
-                    'c,多余字段,x,y,z\n', encoding="utf-8")
+    path.write_text(
+        'id,title,description\na,保温杯,"第一行\n第二行"\nb,国家级保温杯,正常\nc,多余字段,x,y,z\n',
+        encoding="utf-8",
+    )
     recs = list(iter_all([path], path))
     assert [(r.line, r.error) for r in recs] == [(2, None), (4, None), (5, "malformed_csv")]
     specs = list(plan_batches([path], path, 1))
@@ -90,7 +93,7 @@ def test_jsonl_bad_rows_reported_with_line_numbers(tmp_path: Path) -> None:
     assert {"absolute.sales_ranking", "absolute.national_level"} <= rules
     for r in f:
         title = GOOD[0]["title"]
-        assert title[r["start"]:r["end"]] == r["text"]
+        assert title[r["start"] : r["end"]] == r["text"]
     assert by_id["sku-001"]["verdict"] == "block"
     assert by_id["sku-005"]["verdict"] == "pass"  # 最高承重150kg is not a superlative claim
     assert by_id["sku-003"]["listing"] is not None and by_id["sku-005"]["listing"] is None
@@ -100,7 +103,11 @@ def test_jsonl_bad_rows_reported_with_line_numbers(tmp_path: Path) -> None:
 def test_csv_and_parquet_give_the_same_findings_as_jsonl(tmp_path: Path) -> None:
     outs = {}
     for fmt, writer in (("jsonl", write_jsonl), ("csv", write_csv), ("parquet", write_parquet)):
-        inp = writer(tmp_path / f"cat.{fmt}", GOOD) if fmt != "jsonl" else write_jsonl(tmp_path / "cat.jsonl", bad=False)
+        inp = (
+            writer(tmp_path / f"cat.{fmt}", GOOD)
+            if fmt != "jsonl"
+            else write_jsonl(tmp_path / "cat.jsonl", bad=False)
+        )
         outs[fmt] = tmp_path / f"out-{fmt}"
         run_audit(_opts(inp, outs[fmt]))
     keys = _finding_keys(outs["jsonl"])
@@ -135,15 +142,30 @@ def test_folder_of_mixed_files(tmp_path: Path) -> None:
 def test_cli_short_form_with_jsonl_output(tmp_path: Path) -> None:
     inp = write_jsonl(tmp_path / "cat.jsonl")
     out = tmp_path / "out"
-    res = CliRunner().invoke(audit, [str(inp), "--out", str(out), "--no-classifier", "--workers", "1", "--quiet",
-                                     "--jsonl", "--batch-size", "6"])
+    res = CliRunner().invoke(
+        audit,
+        [
+            str(inp),
+            "--out",
+            str(out),
+            "--no-classifier",
+            "--workers",
+            "1",
+            "--quiet",
+            "--jsonl",
+            "--batch-size",
+            "6",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == N_ROWS
     results = [json.loads(x) for x in lines]
     assert [r["line"] for r in results] == list(range(1, N_ROWS + 1))
     assert results[18]["error"]["code"] == "malformed_json"
-    assert results[0]["verdict"] == "block" and any(f["law"].startswith("广告法") for f in results[0]["findings"])
+    assert results[0]["verdict"] == "block" and any(
+        f["law"].startswith("广告法") for f in results[0]["findings"]
+    )
     assert not (out / "results-parts").exists()
     assert (out / "report.html").exists() and (out / "summary.json").exists()
 
@@ -157,8 +179,9 @@ def test_registered_under_the_main_group_and_output_inside_input_folder(tmp_path
     write_jsonl(folder / "a.jsonl", GOOD[:5], bad=False)
     out = folder / "audit-out"  # inside the input folder: its parts must not be read as input
     for _ in range(2):
-        res = CliRunner().invoke(group, ["audit", str(folder), "--out", str(out), "--no-classifier", "--workers", "1",
-                                         "--quiet"])
+        res = CliRunner().invoke(
+            group, ["audit", str(folder), "--out", str(out), "--no-classifier", "--workers", "1", "--quiet"]
+        )
         assert res.exit_code == 0, res.output
     assert read_table(out, "listings").num_rows == 5
     res = CliRunner().invoke(group, ["audit", "--help"])

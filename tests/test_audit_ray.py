@@ -28,12 +28,22 @@ def _sorted(t: pa.Table) -> pa.Table:
 def test_ray_engine_matches_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODERATION_RULES_DIR", str(freeze_rules(tmp_path)))
     inp = write_jsonl(tmp_path / "cat.jsonl")
-    common = {"input": inp, "classifier": False, "progress": False, "batch_size": 4, "jsonl": True,
-              "image_db": str(tmp_path / "no-images")}
+    common = {
+        "input": inp,
+        "classifier": False,
+        "progress": False,
+        "batch_size": 4,
+        "jsonl": True,
+        "image_db": str(tmp_path / "no-images"),
+    }
     local = tmp_path / "local"
     run_audit(AuditOptions(out=local, workers=1, **common))  # type: ignore[arg-type]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"MODERATION_RULES_DIR": os.environ["MODERATION_RULES_DIR"]}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"MODERATION_RULES_DIR": os.environ["MODERATION_RULES_DIR"]}},
+    )
     try:
         remote = tmp_path / "ray"
         result = run_audit(AuditOptions(out=remote, workers=2, engine="ray", **common))  # type: ignore[arg-type]

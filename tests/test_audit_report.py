@@ -41,7 +41,9 @@ def _image_db(tmp: Path) -> tuple[Path, Path, Path]:
     original = _photo(tmp / "original.png", 1)
     db = tmp / "imgdb"
     with HashIndex.open(db) as idx:
-        idx.add_many([("shop-a/original.png", hash_image(original).indexed(), "orig-001", "s-orig", str(original))])
+        idx.add_many(
+            [("shop-a/original.png", hash_image(original).indexed(), "orig-001", "s-orig", str(original))]
+        )
     copy = tmp / "copy.jpg"
     Image.open(original).resize((300, 300)).convert("RGB").save(copy, quality=70)
     return db, copy, _photo(tmp / "own.png", 99)
@@ -77,9 +79,22 @@ def test_report_and_summary(tmp_path: Path) -> None:
     assert {e["line"] for e in s["error_examples"]} == {19, 20, 21, 22}
 
     page = (out / "report.html").read_text(encoding="utf-8")
-    for label in ("商品广告合规审计报告", "按违规类型", "按法律条款", "按严重程度", "按类目", "违规率最高的卖家",
-                  "需处理商品最多的卖家", "命中最多的规则", "风险分布", "所有需处理的商品", "疑似盗用图片",
-                  "无法检查的行", "绝对化用语", "<svg"):
+    for label in (
+        "商品广告合规审计报告",
+        "按违规类型",
+        "按法律条款",
+        "按严重程度",
+        "按类目",
+        "违规率最高的卖家",
+        "需处理商品最多的卖家",
+        "命中最多的规则",
+        "风险分布",
+        "所有需处理的商品",
+        "疑似盗用图片",
+        "无法检查的行",
+        "绝对化用语",
+        "<svg",
+    ):
         assert label in page, label
     # self-contained: no scripts, stylesheets or images fetched from anywhere; the one inline script
     # (paging and filtering the flagged listings) has no src
@@ -109,7 +124,9 @@ def test_diff_after_a_rule_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # sku-016 (原价999现价99, 最后一天) was held only for price claims
     changes = {c["id"]: (c["old_verdict"], c["new_verdict"]) for c in d["verdict_changes"]}
     assert changes["sku-016"] == ("review", "pass")
-    assert d["verdict_transitions"]["review→pass"] == len([c for c in changes.values() if c == ("review", "pass")])
+    assert d["verdict_transitions"]["review→pass"] == len(
+        [c for c in changes.values() if c == ("review", "pass")]
+    )
     page = (new / "diff.html").read_text(encoding="utf-8")
     assert "两次审计对比" in page and "price." in page
 
@@ -123,8 +140,10 @@ def test_diff_after_a_catalogue_change(tmp_path: Path) -> None:
     new_in = write_jsonl(tmp_path / "v2.jsonl", rows, bad=False)
     old, new = tmp_path / "a", tmp_path / "b"
     run_audit(_opts(old_in, old))
-    res = CliRunner().invoke(audit, [str(new_in), "--out", str(new), "--no-classifier", "--workers", "1",
-                                     "--quiet", "--diff", str(old)])
+    res = CliRunner().invoke(
+        audit,
+        [str(new_in), "--out", str(new), "--no-classifier", "--workers", "1", "--quiet", "--diff", str(old)],
+    )
     assert res.exit_code == 0, res.output
     d = json.loads((new / "diff.json").read_text(encoding="utf-8"))
     changes = {c["id"]: (c["old_verdict"], c["new_verdict"]) for c in d["verdict_changes"]}

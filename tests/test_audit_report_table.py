@@ -16,11 +16,27 @@ from moderation.audit.batch import LISTINGS_SCHEMA
 from moderation.audit.report import MIN_SELLER_LISTINGS, aggregate, flagged_listings, render_html
 
 
-def _listing(i: int, seller: str, verdict: str, risk: float, rules: list[str], **kw: object) -> dict[str, object]:
+def _listing(
+    i: int, seller: str, verdict: str, risk: float, rules: list[str], **kw: object
+) -> dict[str, object]:
     row: dict[str, object] = {name: None for name in LISTINGS_SCHEMA.names}
-    row.update(batch=0, source="cat.jsonl", line=i, id=f"sku-{i:03d}", seller_id=seller, category="general",
-               title=f"商品 {i}", verdict=verdict, risk=risk, n_findings=len(rules), families=[], rules=rules,
-               n_images=0, image_errors=0, copied_images=0)
+    row.update(
+        batch=0,
+        source="cat.jsonl",
+        line=i,
+        id=f"sku-{i:03d}",
+        seller_id=seller,
+        category="general",
+        title=f"商品 {i}",
+        verdict=verdict,
+        risk=risk,
+        n_findings=len(rules),
+        families=[],
+        rules=rules,
+        n_images=0,
+        image_errors=0,
+        copied_images=0,
+    )
     if rules:
         row["families"] = ["absolute_claims"]
         row["max_severity"] = "critical"
@@ -33,17 +49,42 @@ def audit_dir(tmp_path: Path) -> Path:
     rows = []
     # s-big: 40 listings, 10 flagged (25 %); s-bad: 5 listings, 4 flagged (80 %); s-one: 1 of 1 (too few)
     for i in range(40):
-        rows.append(_listing(i, "s-big", "review" if i < 10 else "pass", 0.5 if i < 10 else 0.1,
-                             ["absolute.best"] if i < 10 else []))
+        rows.append(
+            _listing(
+                i,
+                "s-big",
+                "review" if i < 10 else "pass",
+                0.5 if i < 10 else 0.1,
+                ["absolute.best"] if i < 10 else [],
+            )
+        )
     for i in range(40, 45):
-        rows.append(_listing(i, "s-bad", "block" if i < 44 else "pass", 0.97 if i < 44 else 0.05,
-                             ["absolute.best"] if i < 44 else []))
+        rows.append(
+            _listing(
+                i,
+                "s-bad",
+                "block" if i < 44 else "pass",
+                0.97 if i < 44 else 0.05,
+                ["absolute.best"] if i < 44 else [],
+            )
+        )
     spans = [{"field": "title", "start": 0, "end": 2, "text": "神药", "weight": 0.42}]
-    rows.append(_listing(45, "s-one", "review", 0.88, [], classifier_score=0.88,
-                         classifier_explanation=json.dumps(spans, ensure_ascii=False),
-                         title="加我微信 abc12345 神药"))
+    rows.append(
+        _listing(
+            45,
+            "s-one",
+            "review",
+            0.88,
+            [],
+            classifier_score=0.88,
+            classifier_explanation=json.dumps(spans, ensure_ascii=False),
+            title="加我微信 abc12345 神药",
+        )
+    )
     (tmp_path / "listings").mkdir()
-    pq.write_table(pa.Table.from_pylist(rows, schema=LISTINGS_SCHEMA), tmp_path / "listings" / "part-000000.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=LISTINGS_SCHEMA), tmp_path / "listings" / "part-000000.parquet"
+    )
     return tmp_path
 
 
@@ -79,9 +120,13 @@ def test_report_table_filters_pages_and_exports_in_a_browser(audit_dir: Path) ->
     from playwright.sync_api import expect, sync_playwright
 
     rows = [_listing(i, f"s-{i % 7}", "review", (i % 100) / 100, ["absolute.best"]) for i in range(100, 220)]
-    pq.write_table(pa.Table.from_pylist(rows, schema=LISTINGS_SCHEMA), audit_dir / "listings" / "part-000001.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=LISTINGS_SCHEMA), audit_dir / "listings" / "part-000001.parquet"
+    )
     flagged = flagged_listings(audit_dir, {})
-    (audit_dir / "report.html").write_text(render_html(aggregate(audit_dir), flagged=flagged), encoding="utf-8")
+    (audit_dir / "report.html").write_text(
+        render_html(aggregate(audit_dir), flagged=flagged), encoding="utf-8"
+    )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 844}, accept_downloads=True)

@@ -34,16 +34,34 @@ def _catalogue(path: Path) -> Path:
             lines.append(BAD_JSONL_LINES[(i // 1000) % len(BAD_JSONL_LINES)])
             continue
         base = GOOD[i % len(GOOD)]
-        row = {**base, "id": f"sku-{i:06d}", "title": f"{base['title']} {i % 97}号款",
-               "seller_id": f"s-{i % 113:03d}"}
+        row = {
+            **base,
+            "id": f"sku-{i:06d}",
+            "title": f"{base['title']} {i % 97}号款",
+            "seller_id": f"s-{i % 113:03d}",
+        }
         lines.append(json.dumps(row, ensure_ascii=False))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def _cmd(inp: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "moderation.audit.cli", str(inp), "--out", str(out), "--no-classifier",
-            "--workers", "2", "--batch-size", str(BATCH), "--quiet", "--jsonl", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "moderation.audit.cli",
+        str(inp),
+        "--out",
+        str(out),
+        "--no-classifier",
+        "--workers",
+        "2",
+        "--batch-size",
+        str(BATCH),
+        "--quiet",
+        "--jsonl",
+        *extra,
+    ]
 
 
 def _done(out: Path) -> int:
@@ -55,8 +73,17 @@ def _done(out: Path) -> int:
 
 
 def _sorted(t: pa.Table) -> pa.Table:
-    return t.sort_by([("source", "ascending"), ("line", "ascending"), *(
-        [("field", "ascending"), ("start", "ascending"), ("rule", "ascending")] if "rule" in t.column_names else [])])
+    return t.sort_by(
+        [
+            ("source", "ascending"),
+            ("line", "ascending"),
+            *(
+                [("field", "ascending"), ("start", "ascending"), ("rule", "ascending")]
+                if "rule" in t.column_names
+                else []
+            ),
+        ]
+    )
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,8 +91,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: p
     inp = _catalogue(tmp_path / "catalogue.jsonl")
     out = tmp_path / "killed"
     n_batches = -(-N // BATCH)
-    proc = subprocess.Popen(_cmd(inp, out), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cmd(inp, out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while _done(out) < 6:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -83,8 +111,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: p
     assert _done(out) == n_batches
 
     clean = tmp_path / "clean"
-    run_audit(AuditOptions(input=inp, out=clean, workers=1, classifier=False, batch_size=BATCH, jsonl=True,
-                           progress=False))
+    run_audit(
+        AuditOptions(
+            input=inp, out=clean, workers=1, classifier=False, batch_size=BATCH, jsonl=True, progress=False
+        )
+    )
     for name in ("listings", "findings"):
         a, b = _sorted(read_table(out, name)), _sorted(read_table(clean, name))
         assert a.num_rows == b.num_rows
@@ -96,11 +127,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: p
     assert (out / "results.jsonl").read_bytes() == (clean / "results.jsonl").read_bytes()
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     bad_kinds = [(i // 1000) % len(BAD_JSONL_LINES) for i in range(999, N, 1000)]
-    n_errors = sum(1 for k in bad_kinds if k != len(BAD_JSONL_LINES) - 1)  # the last kind is a bad image, checked
+    n_errors = sum(
+        1 for k in bad_kinds if k != len(BAD_JSONL_LINES) - 1
+    )  # the last kind is a bad image, checked
     assert summary["totals"]["listings"] == N and summary["totals"]["errors"] == n_errors
 
 
-def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_refuses_other_settings_and_restart_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODERATION_RULES_DIR", str(freeze_rules(tmp_path)))
     inp = tmp_path / "cat.jsonl"
     inp.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in GOOD) + "\n", encoding="utf-8")

@@ -82,7 +82,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(params=BACKENDS)
-def served(request: pytest.FixtureRequest, tmp_path: Path, engine: RulesEngine, monkeypatch) -> Iterator[dict]:
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, engine: RulesEngine, monkeypatch
+) -> Iterator[dict]:
     root, db = build_catalogue(tmp_path)
     monkeypatch.setenv("MODERATION_IMAGE_ROOT", str(root))
     url, cleanup = fresh_database_url(request.param, tmp_path)
@@ -91,7 +93,10 @@ def served(request: pytest.FixtureRequest, tmp_path: Path, engine: RulesEngine, 
     accounts = app.state.accounts
     service = accounts.create_user("svc", "service", None)
     reviewer = accounts.create_user("rev", "reviewer", "review-pass-1")
-    tokens = {"service": accounts.create_token(service.id, "t"), "reviewer": accounts.create_token(reviewer.id, "t")}
+    tokens = {
+        "service": accounts.create_token(service.id, "t"),
+        "reviewer": accounts.create_token(reviewer.id, "t"),
+    }
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -129,7 +134,12 @@ def test_concurrent_checks_with_images_over_http(served: dict) -> None:
             "id": f"sku-{i}",
             "title": "纯棉T恤 新款",
             "seller_id": f"s-{i}",
-            "images": ["copy.jpg" if i % 2 else str(copy_path), mirrored, "/etc/passwd", "https://x.test/a.jpg"],
+            "images": [
+                "copy.jpg" if i % 2 else str(copy_path),
+                mirrored,
+                "/etc/passwd",
+                "https://x.test/a.jpg",
+            ],
             "enqueue": True,
         }
         return httpx.post(f"{base}/v1/check", json=body, headers=headers, timeout=60)
@@ -155,11 +165,18 @@ def test_concurrent_checks_with_images_over_http(served: dict) -> None:
     anonymous = httpx.get(f"{base}/v1/images/indexed/{first['match']['id']}", timeout=10)
     assert anonymous.status_code == 401
     as_reviewer = {"Authorization": f"Bearer {tokens['reviewer']}"}
-    for url in (f"{base}/v1/images/indexed/{first['match']['id']}", f"{base}/v1/images/checked/{first['thumb']}"):
+    for url in (
+        f"{base}/v1/images/indexed/{first['match']['id']}",
+        f"{base}/v1/images/checked/{first['thumb']}",
+    ):
         r = httpx.get(url, headers=as_reviewer, timeout=10)
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(r.content)).size[0] > 0
-    for bad in ("/v1/images/indexed/..%2F..%2Fetc%2Fpasswd", "/v1/images/indexed/nope.jpg", "/v1/images/checked/zz"):
+    for bad in (
+        "/v1/images/indexed/..%2F..%2Fetc%2Fpasswd",
+        "/v1/images/indexed/nope.jpg",
+        "/v1/images/checked/zz",
+    ):
         assert httpx.get(base + bad, headers=as_reviewer, timeout=10).status_code == 404
 
 
@@ -178,7 +195,9 @@ def test_console_shows_both_thumbnails_and_the_region(served: dict) -> None:
     with httpx.Client(base_url=base, timeout=20) as client:
         login = client.get("/review/login")
         csrf = client.cookies.get("mlogin_csrf") or ""
-        client.post("/review/login", data={"username": "rev", "password": "review-pass-1", "csrf_token": csrf})
+        client.post(
+            "/review/login", data={"username": "rev", "password": "review-pass-1", "csrf_token": csrf}
+        )
         listing = client.get("/review")
         assert listing.status_code == 200
         page = client.get(f"/review/items/{item_id}")

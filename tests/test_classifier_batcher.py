@@ -23,10 +23,17 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "risk-classifier"
 
 LISTINGS = [
     Listing(id="a", title="全网最低价 保温杯 500ml", category="general"),
-    Listing(id="b", title="【食品】手撕牛肉干 净含量500g", description="口感酥脆不粘牙，独立小包装。", category="food"),
+    Listing(
+        id="b",
+        title="【食品】手撕牛肉干 净含量500g",
+        description="口感酥脆不粘牙，独立小包装。",
+        category="food",
+    ),
     Listing(id="c", title="祛斑霜", description="用了三天斑就没了，比医院的药还管用🔥", category="cosmetics"),
     Listing(id="d", title="ＮＯ．１ 人气 保溫杯", description="最多可容纳 500ml，第一次使用请清洗。" * 20),
-    Listing(id="e", title="躺赚项目 稳赚不赔", description="投资 1 万，每月保底收益 20%。", category="finance"),
+    Listing(
+        id="e", title="躺赚项目 稳赚不赔", description="投资 1 万，每月保底收益 20%。", category="finance"
+    ),
 ]
 
 
@@ -129,8 +136,12 @@ def test_check_async_gives_the_same_answer_as_check(shipped_checker: Checker) ->
     pool = CheckPool(2)
 
     async def all_at_once() -> list:  # half through a check pool, half through asyncio's executor
-        return await asyncio.gather(*(shipped_checker.check_async(listing, submit=pool.submit if i % 2 else None)
-                                      for i, listing in enumerate(LISTINGS)))
+        return await asyncio.gather(
+            *(
+                shipped_checker.check_async(listing, submit=pool.submit if i % 2 else None)
+                for i, listing in enumerate(LISTINGS)
+            )
+        )
 
     concurrent = asyncio.run(all_at_once())
     for listing, got in zip(LISTINGS, concurrent, strict=True):
@@ -147,7 +158,9 @@ def test_http_check_scores_through_the_scorer(shipped_checker: Checker, tmp_path
     before = shipped_checker.scorer.scored
     with TestClient(app) as client:
         for listing in LISTINGS:
-            r = client.post("/v1/check", json=listing.model_dump(), headers={"Authorization": f"Bearer {token}"})
+            r = client.post(
+                "/v1/check", json=listing.model_dump(), headers={"Authorization": f"Bearer {token}"}
+            )
             assert r.status_code == 200, r.text
             assert r.json() == shipped_checker.check(listing).to_json_dict()
     assert shipped_checker.scorer.scored == before + len(LISTINGS)
@@ -168,7 +181,9 @@ def test_a_lazily_built_checker_is_warm_before_the_first_request_uses_it(tmp_pat
     accounts = app.state.accounts
     token = accounts.create_token(accounts.create_user("svc", "service").id, "t")
     with TestClient(app) as client:
-        r = client.post("/v1/check", json=LISTINGS[2].model_dump(), headers={"Authorization": f"Bearer {token}"})
+        r = client.post(
+            "/v1/check", json=LISTINGS[2].model_dump(), headers={"Authorization": f"Bearer {token}"}
+        )
         assert r.status_code == 200, r.text
     checker = app.state.checker
     assert checker._model_loaded and checker.model is not None

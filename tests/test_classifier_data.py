@@ -17,8 +17,15 @@ LEX = REPO / "scripts" / "data"
 
 
 def _build(tmp_path: Path, seed: int = 7) -> dict:
-    return build_dataset(LEX / "templates.yaml", LEX / "claims.yaml", tmp_path / "no-corpora",
-                         tmp_path / "no-packs", seed=seed, n_generated=1500, n_corpus=0)
+    return build_dataset(
+        LEX / "templates.yaml",
+        LEX / "claims.yaml",
+        tmp_path / "no-corpora",
+        tmp_path / "no-packs",
+        seed=seed,
+        n_generated=1500,
+        n_corpus=0,
+    )
 
 
 def test_split_holds_out_whole_groups_and_templates(tmp_path):
@@ -34,7 +41,9 @@ def test_split_holds_out_whole_groups_and_templates(tmp_path):
     groups, _, _ = load_claims(LEX / "claims.yaml")
     held = set(s["test"]["groups"]) | set(s["calib"]["groups"])
     # the lexicon fixes the held-out groups by name; a small build need not draw every one of them
-    declared = set(yaml.safe_load((LEX / "claims.yaml").read_text(encoding="utf-8")).get("heldout_groups") or [])
+    declared = set(
+        yaml.safe_load((LEX / "claims.yaml").read_text(encoding="utf-8")).get("heldout_groups") or []
+    )
     if declared:
         assert held <= declared
         held = declared
@@ -54,9 +63,17 @@ def test_extra_claim_files_add_training_groups_and_leave_held_out_sets_unchanged
     _, extra = claim_files(LEX)
     assert extra, "scripts/data/claims_more.yaml is part of the training material"
     base = _build(tmp_path)
-    more = build_dataset(LEX / "templates.yaml", LEX / "claims.yaml", tmp_path / "no-corpora",
-                         tmp_path / "no-packs", seed=7, n_generated=1500, n_corpus=0, extra_claims=extra,
-                         train_scale=2.0)
+    more = build_dataset(
+        LEX / "templates.yaml",
+        LEX / "claims.yaml",
+        tmp_path / "no-corpora",
+        tmp_path / "no-packs",
+        seed=7,
+        n_generated=1500,
+        n_corpus=0,
+        extra_claims=extra,
+        train_scale=2.0,
+    )
     for split in ("calib", "test"):
         assert [e.text for e in more[split]] == [e.text for e in base[split]], split
     assert len(more["train"]) > 1.8 * len(base["train"])
@@ -70,7 +87,9 @@ def test_extra_claim_files_add_training_groups_and_leave_held_out_sets_unchanged
 
 def test_duplicate_group_names_across_files_are_refused(tmp_path):
     dup = tmp_path / "claims_dup.yaml"
-    dup.write_text("unlawful:\n  - {family: medical_claims, group: fast_effect, texts: [三天见效]}\n", encoding="utf-8")
+    dup.write_text(
+        "unlawful:\n  - {family: medical_claims, group: fast_effect, texts: [三天见效]}\n", encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="duplicate group names"):
         load_claims(LEX / "claims.yaml", dup)
 

@@ -13,9 +13,16 @@ from moderation.classifier.explain import explain_listing
 from moderation.schema import Listing
 
 LISTINGS = [
-    Listing(id="e1", title="祖传秘方 三天见效", description="比医院的药还管用，孩子老人都能喝", category="food"),
-    Listing(id="e2", title="在家动动手指 月入过万", description="宝妈学生都能做，零门槛", category="finance",
-            attributes={"适用人群": "想躺着赚钱的人"}),
+    Listing(
+        id="e1", title="祖传秘方 三天见效", description="比医院的药还管用，孩子老人都能喝", category="food"
+    ),
+    Listing(
+        id="e2",
+        title="在家动动手指 月入过万",
+        description="宝妈学生都能做，零门槛",
+        category="finance",
+        attributes={"适用人群": "想躺着赚钱的人"},
+    ),
     Listing(id="e3", title="纯棉T恤 男款 夏季短袖", category="apparel"),
 ]
 
@@ -31,7 +38,7 @@ def test_spans_point_into_the_fields_as_submitted(model, listing):
     fields = dict(listing.text_fields())
     assert len(spans) <= 5
     for sp in spans:
-        assert fields[sp.field][sp.start:sp.end] == sp.text
+        assert fields[sp.field][sp.start : sp.end] == sp.text
         assert 0 < sp.weight <= 1
     assert sum(sp.weight for sp in spans) <= 1 + 1e-6
     assert [sp.weight for sp in spans] == sorted((sp.weight for sp in spans), reverse=True)
@@ -48,9 +55,9 @@ def test_removing_the_explained_words_lowers_the_score(model):
     desc = listing.description
     for sp in sorted(spans, key=lambda s: -s.start):
         if sp.field == "title":
-            title = title[: sp.start] + title[sp.end:]
+            title = title[: sp.start] + title[sp.end :]
         else:
-            desc = desc[: sp.start] + desc[sp.end:]
+            desc = desc[: sp.start] + desc[sp.end :]
     without = model.score_listings([{"title": title, "description": desc, "category": "food"}])[0]
     assert without < base
 
@@ -103,5 +110,7 @@ def test_a_folding_checkpoint_scores_traditional_text_like_simplified(model, tmp
     cal.fold = "t2s"
     cal.save(d)
     folded = load_model(d)
-    a, b = folded.score_texts(["樂樂鮮果超市是天津最大的水果連鎖超市", "乐乐鲜果超市是天津最大的水果连锁超市"])
+    a, b = folded.score_texts(
+        ["樂樂鮮果超市是天津最大的水果連鎖超市", "乐乐鲜果超市是天津最大的水果连锁超市"]
+    )
     assert a == pytest.approx(b, abs=1e-9)

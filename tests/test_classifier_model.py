@@ -29,7 +29,9 @@ from moderation.classifier.vocab import build_vocab, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 LEXICONS = REPO / "scripts" / "data"
-TINY = ModelSpec(hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96, max_chars=64)
+TINY = ModelSpec(
+    hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96, max_chars=64
+)
 FRAMES = ["{p}，{c}", "【{p}】{c}，包邮", "{c}！{p}现货", "店长推荐{p}：{c}"]
 HELD_FRAMES = ["{p} {c}～", "新品{p}｜{c}"]
 
@@ -54,7 +56,9 @@ def _tiny_data() -> tuple[list[Example], list[Example]]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Example], BertForSequenceClassification]:
+def tiny(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[Example], BertForSequenceClassification]:
     torch.set_num_threads(1)
     train, held = _tiny_data()
     tokens = build_vocab(extra_texts=[e.text for e in train + held], max_jieba_chars=0)
@@ -82,8 +86,9 @@ def test_save_load_round_trip_gives_identical_scores(tiny, tmp_path):
     out, held, model = tiny
     texts = [e.text for e in held[:40]]
     loaded = load_model(out)
-    in_memory = RiskModel(model, loaded.tokenizer, loaded.calibration, name="x", path=out,
-                          max_chars=loaded.max_chars)
+    in_memory = RiskModel(
+        model, loaded.tokenizer, loaded.calibration, name="x", path=out, max_chars=loaded.max_chars
+    )
     assert loaded.score_texts(texts) == in_memory.score_texts(texts)
     # and again through a second save of the loaded model
     loaded.model.save_pretrained(tmp_path)
@@ -147,11 +152,20 @@ def test_corrupt_directory_is_a_clear_error(tiny, tmp_path):
 
 def test_any_local_checkpoint_loads_through_the_same_path(tmp_path):
     """A freshly saved Bert with its own (different) tokenizer and no calibration still loads."""
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"一二三四五好坏的了"])}
+    vocab = {
+        t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"一二三四五好坏的了"])
+    }
     tok = BertTokenizerFast(vocab=vocab)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=40, num_labels=2)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=40,
+        num_labels=2,
+    )
     BertForSequenceClassification(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     rm = load_model(tmp_path)
@@ -209,7 +223,7 @@ def test_decisions_from_jsonl_and_pending_queue_url(tmp_path):
 def test_isotonic_calibration_is_monotone_round_trips_and_keeps_the_ranking(tmp_path):
     rng = np.random.default_rng(1)
     margins = rng.normal(0, 3, 4000)
-    y = (rng.random(4000) < 1 / (1 + np.exp(-(margins ** 3) / 10))).astype(int)  # not a sigmoid of margin
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(margins**3) / 10))).astype(int)  # not a sigmoid of margin
     xs, ys = fit_isotonic(margins, y)
     assert np.all(np.diff(xs) > 0) and np.all(np.diff(ys) > 0)
     cal, cv = choose_calibration(margins, y)
@@ -237,7 +251,9 @@ def _mark_checked(model_dir: Path) -> None:
     from moderation.classifier.ort_backend import ONNX_CHECK_FILE, ONNX_FILE
 
     size = (model_dir / ONNX_FILE).stat().st_size
-    (model_dir / ONNX_CHECK_FILE).write_text(json.dumps({"passed": True, "onnx_bytes": size}), encoding="utf-8")
+    (model_dir / ONNX_CHECK_FILE).write_text(
+        json.dumps({"passed": True, "onnx_bytes": size}), encoding="utf-8"
+    )
 
 
 @pytest.mark.slow
@@ -255,7 +271,9 @@ def test_onnx_backend_gives_the_same_scores_as_torch(tiny, tmp_path):
     assert onnx_rm.backend == "onnx" and torch_rm.backend == "torch"
     texts = [e.text for e in held[:120]] + ["短", "长" * 300, ""]
     for bs in (1, 16, 64):
-        np.testing.assert_allclose(onnx_rm.score_texts(texts, batch_size=bs), torch_rm.score_texts(texts), atol=1e-5)
+        np.testing.assert_allclose(
+            onnx_rm.score_texts(texts, batch_size=bs), torch_rm.score_texts(texts), atol=1e-5
+        )
     rows = [{"title": "维生素C咀嚼片", "description": "有助于增强免疫力", "category": "health_food"}]
     np.testing.assert_allclose(onnx_rm.score_listings(rows), torch_rm.score_listings(rows), atol=1e-5)
 
@@ -289,10 +307,22 @@ def test_shipped_model_scores_with_its_onnx_graph_exactly_like_torch():
     onnx_rm, torch_rm = load_model(shipped), load_model(shipped, backend="torch")
     assert onnx_rm.backend == "onnx", "onnxruntime is a dependency: the shipped default is the checked graph"
     rows = [
-        {"title": "【限时】祛斑霜 用了三天斑就没了", "description": "比医院的药还管用🔥" * 30, "category": "cosmetics"},
-        {"title": "手撕牛肉干 净含量５００ｇ", "description": "口感酥脆不粘牙，第一次购买可先试吃装。", "category": "food"},
+        {
+            "title": "【限时】祛斑霜 用了三天斑就没了",
+            "description": "比医院的药还管用🔥" * 30,
+            "category": "cosmetics",
+        },
+        {
+            "title": "手撕牛肉干 净含量５００ｇ",
+            "description": "口感酥脆不粘牙，第一次购买可先试吃装。",
+            "category": "food",
+        },
         {"title": "躺赚项目", "description": "投资1万，每月保底收益20%，穩賺不賠", "category": "finance"},
         {"title": "保温杯 Thermos-style 500ml", "description": "", "category": "general"},
     ]
-    np.testing.assert_allclose(onnx_rm.score_listings(rows, batch_size=4), torch_rm.score_listings(rows), atol=1e-5)
-    np.testing.assert_allclose(onnx_rm.score_listings(rows, batch_size=1), torch_rm.score_listings(rows), atol=1e-5)
+    np.testing.assert_allclose(
+        onnx_rm.score_listings(rows, batch_size=4), torch_rm.score_listings(rows), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        onnx_rm.score_listings(rows, batch_size=1), torch_rm.score_listings(rows), atol=1e-5
+    )

@@ -7,8 +7,9 @@ import pytest
 
 from moderation.evaluation.realsets import corpora_dir
 
-pytestmark = pytest.mark.skipif(not (corpora_dir() / "taobao_titles.txt").exists(),
-                                reason="the shared corpora are not here")
+pytestmark = pytest.mark.skipif(
+    not (corpora_dir() / "taobao_titles.txt").exists(), reason="the shared corpora are not here"
+)
 
 
 def test_parts_are_disjoint_by_group_and_test_never_trains():
@@ -50,9 +51,17 @@ def test_builder_excludes_real_test_lines_everywhere(tmp_path):
 
     lex = REPO_ROOT / "scripts" / "data"
     claims, extra = claim_files(lex)
-    data = build_dataset(lex / "templates.yaml", claims, corpora_dir(), REPO_ROOT / "rules" / "packs",
-                         n_generated=600, n_corpus=3000, extra_claims=extra, exclude=is_held_out,
-                         weak_weights={"titles": 0.5, "reviews": 0.5})
+    data = build_dataset(
+        lex / "templates.yaml",
+        claims,
+        corpora_dir(),
+        REPO_ROOT / "rules" / "packs",
+        n_generated=600,
+        n_corpus=3000,
+        extra_claims=extra,
+        exclude=is_held_out,
+        weak_weights={"titles": 0.5, "reviews": 0.5},
+    )
     corpus_lines = [e.text.split("】", 1)[-1] for e in data["train"] if e.source.startswith("corpus:")]
     assert corpus_lines and not any(is_held_out(t) for t in corpus_lines)
 

@@ -21,18 +21,41 @@ from moderation.evaluation.realsets import corpora_dir
 from moderation.queue import DecideInput, ReviewQueue
 from moderation.schema import CheckResult, Finding, Listing
 
-pytestmark = pytest.mark.skipif(not (corpora_dir() / "taobao_titles.txt").exists(),
-                                reason="the shared corpora are not here")
+pytestmark = pytest.mark.skipif(
+    not (corpora_dir() / "taobao_titles.txt").exists(), reason="the shared corpora are not here"
+)
 
-TINY = ModelSpec(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_chars=48)
-VIOLATIONS = ["三天见效 比医院的药还管用", "在家躺着赚钱 月入过万", "全网最低价 销量第一", "包过 不过全额退款"]
+TINY = ModelSpec(
+    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_chars=48
+)
+VIOLATIONS = [
+    "三天见效 比医院的药还管用",
+    "在家躺着赚钱 月入过万",
+    "全网最低价 销量第一",
+    "包过 不过全额退款",
+]
 LAWFUL = ["纯棉T恤 男款 夏季短袖", "不锈钢保温杯 500ml", "手撕牛肉干 净含量500g", "儿童绘本 3-6岁"]
 
 
 def _result(listing: Listing) -> CheckResult:
-    return CheckResult(id=listing.id, verdict="review", risk=0.8, findings=[Finding(
-        rule="absolute.superlative", family="absolute_claims", law="广告法第九条第三项", severity="high",
-        field="title", start=0, end=2, text=listing.title[:2], message="m")])
+    return CheckResult(
+        id=listing.id,
+        verdict="review",
+        risk=0.8,
+        findings=[
+            Finding(
+                rule="absolute.superlative",
+                family="absolute_claims",
+                law="广告法第九条第三项",
+                severity="high",
+                field="title",
+                start=0,
+                end=2,
+                text=listing.title[:2],
+                message="m",
+            )
+        ],
+    )
 
 
 def _decide(q: ReviewQueue, item_id: int, outcome: str, who: int = 101) -> None:
@@ -40,10 +63,17 @@ def _decide(q: ReviewQueue, item_id: int, outcome: str, who: int = 101) -> None:
 
     actor = Actor(id=who, username=f"r{who}", role="reviewer")
     claim = q.workflow.claim(item_id, actor)
-    q.workflow.decide(item_id, actor, DecideInput(
-        outcome=outcome, claim_token=claim["claim_token"], version=claim["version"],
-        listing_revision=claim["item"]["listing_revision"],
-        reason_codes=[] if outcome == "approved" else ["false_claim"]))
+    q.workflow.decide(
+        item_id,
+        actor,
+        DecideInput(
+            outcome=outcome,
+            claim_token=claim["claim_token"],
+            version=claim["version"],
+            listing_revision=claim["item"]["listing_revision"],
+            reason_codes=[] if outcome == "approved" else ["false_claim"],
+        ),
+    )
 
 
 @pytest.fixture()
@@ -92,9 +122,13 @@ def tiny_model(tmp_path: Path) -> tuple[Path, Path]:
     from moderation.classifier.realdata import real_split
 
     torch.set_num_threads(1)
-    train = [Example(text=t, label=1) for t in VIOLATIONS] * 10 + [Example(text=t, label=0) for t in LAWFUL] * 10
+    train = [Example(text=t, label=1) for t in VIOLATIONS] * 10 + [
+        Example(text=t, label=0) for t in LAWFUL
+    ] * 10
     calib = [r.example for r in real_split("calib")]
-    tok = make_tokenizer(build_vocab(extra_texts=[e.text for e in train + calib], max_jieba_chars=0), TINY.max_chars)
+    tok = make_tokenizer(
+        build_vocab(extra_texts=[e.text for e in train + calib], max_jieba_chars=0), TINY.max_chars
+    )
     model = new_model(tok, TINY, seed=1)
     cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3, threads=1, log_every=10**9)
     fine_tune(model, tok, train, cfg, TINY.max_chars, progress=lambda s: None)
@@ -106,20 +140,44 @@ def tiny_model(tmp_path: Path) -> tuple[Path, Path]:
     return shipped, data
 
 
-def test_retrain_keeps_the_shipped_model_when_the_new_one_is_worse(queue_url, tiny_model, tmp_path, monkeypatch):
+def test_retrain_keeps_the_shipped_model_when_the_new_one_is_worse(
+    queue_url, tiny_model, tmp_path, monkeypatch
+):
     shipped, data = tiny_model
     before = {p.name: p.read_bytes() for p in shipped.iterdir()}
-    calls = iter([{"cases": {"auc": 0.9}, "lines": {"auc": 0.8}, "ece": 0.02},
-                  {"cases": {"auc": 0.7}, "lines": {"auc": 0.8}, "ece": 0.02}])
+    calls = iter(
+        [
+            {"cases": {"auc": 0.9}, "lines": {"auc": 0.8}, "ece": 0.02},
+            {"cases": {"auc": 0.7}, "lines": {"auc": 0.8}, "ece": 0.02},
+        ]
+    )
     monkeypatch.setattr(feedback, "_score_test", lambda d, t: next(calls))
     from moderation.cli import main
 
-    res = CliRunner().invoke(main, ["classifier", "retrain", "--from-queue", "--db", queue_url, "--model",
-                                    str(shipped), "--data", str(data), "--work", str(tmp_path / "work")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "classifier",
+            "retrain",
+            "--from-queue",
+            "--db",
+            queue_url,
+            "--model",
+            str(shipped),
+            "--data",
+            str(data),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+    )
     assert res.exit_code == 3, res.output
     assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
     rec = json.loads((tmp_path / "work" / "retrain.json").read_text(encoding="utf-8"))
-    assert rec["accepted"] is False and rec["replaced"] is False and "fell from 0.900 to 0.700" in rec["reasons"][0]
+    assert (
+        rec["accepted"] is False
+        and rec["replaced"] is False
+        and "fell from 0.900 to 0.700" in rec["reasons"][0]
+    )
     assert rec["decisions"] == len(VIOLATIONS) + len(LAWFUL)
 
 
@@ -131,7 +189,9 @@ def test_retrain_replaces_the_model_when_not_worse_and_it_still_loads(queue_url,
 
     shipped, data = tiny_model
     work = tmp_path / "work"
-    rec = feedback.retrain_from_queue(queue_url, shipped, data, work, epochs=1, threads=1, progress=lambda s: None)
+    rec = feedback.retrain_from_queue(
+        queue_url, shipped, data, work, epochs=1, threads=1, progress=lambda s: None
+    )
     assert set(rec["old"]) >= {"cases", "lines", "ece"} and set(rec["new"]) >= {"cases", "lines", "ece"}
     if not rec["accepted"]:  # a tiny model can get worse by chance; then nothing may change
         assert rec["replaced"] is False

@@ -41,7 +41,10 @@ def test_check_input_streams_one_result_per_line_in_order(tmp_path: Path) -> Non
         json.dumps({"id": "b", "title": "保温杯", "category": "pets"}),
         json.dumps({"id": "c", "title": ""}),
         json.dumps({"title": "没有编号"}, ensure_ascii=False),
-        json.dumps({"id": "d", "title": "第一次用，很满意", "description": "优质面料。" * 200_000}, ensure_ascii=False),
+        json.dumps(
+            {"id": "d", "title": "第一次用，很满意", "description": "优质面料。" * 200_000},
+            ensure_ascii=False,
+        ),
         json.dumps({"id": "e", "title": "ＮＯ．１ 人气面膜 🔥", "category": "cosmetics"}, ensure_ascii=False),
     ]
     path = tmp_path / "in.jsonl"
@@ -62,7 +65,9 @@ def test_check_input_streams_one_result_per_line_in_order(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_check_input_from_stdin() -> None:
-    code, out = _run(["check", "--no-classifier", "--input", "-"], stdin='{"id": "x", "title": "顶级牛皮钱包"}\n')
+    code, out = _run(
+        ["check", "--no-classifier", "--input", "-"], stdin='{"id": "x", "title": "顶级牛皮钱包"}\n'
+    )
     assert code == 0
     assert json.loads(out)["findings"][0]["rule"] == "absolute.national_level"
 

@@ -24,10 +24,12 @@ def _run(args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
 
 
 def test_help_is_fast_and_imports_nothing_heavy() -> None:
-    code = ("import sys, time; t = time.perf_counter(); from moderation.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'fastapi', 'sqlalchemy', 'jieba', 'pydantic', 'pyarrow') if m in sys.modules]\n"
-            "print(heavy, time.perf_counter() - t, file=sys.stderr)")
+    code = (
+        "import sys, time; t = time.perf_counter(); from moderation.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'fastapi', 'sqlalchemy', 'jieba', 'pydantic', 'pyarrow') if m in sys.modules]\n"
+        "print(heavy, time.perf_counter() - t, file=sys.stderr)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy, _ = out.stderr.rsplit("]", 1)
     assert heavy == "[", out.stderr  # nothing heavy imported
@@ -68,14 +70,17 @@ def test_help_lists_lazy_commands_without_deprecated_click_helpers() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fail_on", "title", "code"), [
-    ("never", "全网最好的保温杯", 0),
-    ("block", "全网最好的保温杯", 1),
-    ("review", "全网最好的保温杯", 1),
-    ("block", "纯棉T恤 月销10万+", 0),  # review only
-    ("review", "纯棉T恤 月销10万+", 1),
-    ("review", "纯棉T恤 舒适透气", 0),
-])
+@pytest.mark.parametrize(
+    ("fail_on", "title", "code"),
+    [
+        ("never", "全网最好的保温杯", 0),
+        ("block", "全网最好的保温杯", 1),
+        ("review", "全网最好的保温杯", 1),
+        ("block", "纯棉T恤 月销10万+", 0),  # review only
+        ("review", "纯棉T恤 月销10万+", 1),
+        ("review", "纯棉T恤 舒适透气", 0),
+    ],
+)
 def test_fail_on_gates_a_pipeline(fail_on: str, title: str, code: int) -> None:
     assert _run(["check", "--no-classifier", "--fail-on", fail_on, title])[0] == code
 
@@ -83,22 +88,27 @@ def test_fail_on_gates_a_pipeline(fail_on: str, title: str, code: int) -> None:
 @pytest.mark.slow
 def test_fail_on_with_input(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text('{"id": "a", "title": "纯棉T恤"}\n{"id": "b", "title": "全网第一 保温杯"}\n', encoding="utf-8")
+    path.write_text(
+        '{"id": "a", "title": "纯棉T恤"}\n{"id": "b", "title": "全网第一 保温杯"}\n', encoding="utf-8"
+    )
     code, out, err = _run(["check", "--no-classifier", "--input", str(path), "--fail-on", "block"])
     assert code == 1 and len(out.splitlines()) == 2 and "1 listing(s) reached --fail-on block" in err
     assert _run(["check", "--no-classifier", "--input", str(path)])[0] == 0  # the contract's default
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["check", "--input", "nope.jsonl"], "does not exist"),
-    (["check", "--no-classifier", "--category", "pets", "猫粮"], "unknown category 'pets'"),
-    (["check", "--no-classifier", "--image-db", "/nonexistent/db", "保温杯"], "no image index there"),
-    (["rules", "list", "--family", "nope"], "unknown family 'nope'; known: absolute_claims"),
-    (["rules", "check", "--dir", "/tmp"], "rule pack"),
-    (["check"], "give either TEXT or --input FILE"),
-    (["fix"], "give either TEXT or --input FILE"),
-    (["nope"], "No such command"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["check", "--input", "nope.jsonl"], "does not exist"),
+        (["check", "--no-classifier", "--category", "pets", "猫粮"], "unknown category 'pets'"),
+        (["check", "--no-classifier", "--image-db", "/nonexistent/db", "保温杯"], "no image index there"),
+        (["rules", "list", "--family", "nope"], "unknown family 'nope'; known: absolute_claims"),
+        (["rules", "check", "--dir", "/tmp"], "rule pack"),
+        (["check"], "give either TEXT or --input FILE"),
+        (["fix"], "give either TEXT or --input FILE"),
+        (["nope"], "No such command"),
+    ],
+)
 def test_user_errors_are_one_line_exit_2(args: list[str], says: str) -> None:
     code, out, err = _run(args)
     assert code == 2, (code, out, err)
@@ -107,9 +117,17 @@ def test_user_errors_are_one_line_exit_2(args: list[str], says: str) -> None:
 
 
 def test_unexpected_errors_are_one_line_too() -> None:
-    proc = subprocess.run([*MODERATION, "serve", "--db", "bogus://x", "--port", "1"], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2 and "cannot use that database URL" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [*MODERATION, "serve", "--db", "bogus://x", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        proc.returncode == 2
+        and "cannot use that database URL" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 @pytest.mark.slow
@@ -134,11 +152,17 @@ def test_fix_text_and_input(tmp_path: Path) -> None:
     code, out, _ = _run(["fix", "全网最好 青花瓷花瓶"])
     assert code == 0 and "title: 青花瓷花瓶" in out and "复查通过" in out
     path = tmp_path / "in.jsonl"
-    path.write_text('{"id": "a", "title": "最受欢迎的款式", "seller_id": "s1"}\n'
-                    '{"id": "b", "title": "首创专利技术 马桶"}\n{oops\n', encoding="utf-8")
+    path.write_text(
+        '{"id": "a", "title": "最受欢迎的款式", "seller_id": "s1"}\n'
+        '{"id": "b", "title": "首创专利技术 马桶"}\n{oops\n',
+        encoding="utf-8",
+    )
     code, out, err = _run(["fix", "--input", str(path), "--fail-on", "review"])
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows == [{"id": "a", "title": "受欢迎的款式", "seller_id": "s1"}, {"id": "b", "title": "专利技术 马桶"}]
+    assert rows == [
+        {"id": "a", "title": "受欢迎的款式", "seller_id": "s1"},
+        {"id": "b", "title": "专利技术 马桶"},
+    ]
     assert code == 1 and "3 listings, 2 rewritten, 1 still at --fail-on review, 1 could not be read" in err
 
 

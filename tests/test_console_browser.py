@@ -26,8 +26,11 @@ from moderation.schema import Listing
 pytestmark = pytest.mark.slow  # a real browser
 
 #: Text a reviewer may see that is not Chinese: ids, rule ids, law articles' numbers, keys.
-ENGLISH_ERRORS = re.compile(r"(another reviewer|lease|not found|forbidden|invalid|error|already|stale|"
-                            r"Internal Server|detail)", re.I)
+ENGLISH_ERRORS = re.compile(
+    r"(another reviewer|lease|not found|forbidden|invalid|error|already|stale|"
+    r"Internal Server|detail)",
+    re.I,
+)
 
 
 def _browser(pw: Any, viewport: str) -> tuple[Any, Any, list[str]]:
@@ -235,7 +238,8 @@ def test_lead_searches_bulk_decides_and_acts_on_a_seller(live: Live, viewport: s
         page.goto(f"{live.url}/review?family=医疗功效")
         expect(page.locator('select[name="family"] option:checked')).to_have_text("医疗功效")
         families = page.locator("#queue tr.row").evaluate_all(
-            "rows => rows.map(r => Array.from(r.querySelectorAll('.tag')).map(t => t.title))")
+            "rows => rows.map(r => Array.from(r.querySelectorAll('.tag')).map(t => t.title))"
+        )
         assert families and all("medical_claims" in f for f in families)
 
         # bulk: a row another reviewer holds cannot be picked; nothing is preselected in the dialog
@@ -314,7 +318,8 @@ def test_lead_searches_bulk_decides_and_acts_on_a_seller(live: Live, viewport: s
         info = live.app.state.queue.sellers.info("s-19")
         assert info["held"] and info["warnings"] == 1
         open_items = live.app.state.queue.views.list_items(
-            __import__("moderation.queue", fromlist=["ItemFilter"]).ItemFilter(status="open", seller="s-19"))["items"]
+            __import__("moderation.queue", fromlist=["ItemFilter"]).ItemFilter(status="open", seller="s-19")
+        )["items"]
         assert open_items and all(i["priority"] == 1000 for i in open_items)
 
         # stats: daily trends and per-reviewer figures, agreement with the machine and with leads
@@ -324,7 +329,9 @@ def test_lead_searches_bulk_decides_and_acts_on_a_seller(live: Live, viewport: s
         expect(page.locator(".stats")).to_contain_text("与机器一致")
         _no_sideways_scroll(page, viewport)
         # no cell wraps one character a line at 390 px (the tables scroll inside their box instead)
-        tall = page.locator("table.mini td").evaluate_all("cells => cells.filter(c => c.getBoundingClientRect().height > 40).length")
+        tall = page.locator("table.mini td").evaluate_all(
+            "cells => cells.filter(c => c.getBoundingClientRect().height > 40).length"
+        )
         assert tall == 0
         # the trend shows every day up to today without scrolling (today was once off to the right at 390 px)
         trend = page.locator(".trend").evaluate("t => [t.scrollWidth, t.clientWidth]")
@@ -347,8 +354,12 @@ def test_contact_ids_are_masked_in_the_console(live: Live, viewport: str) -> Non
     queue = live.app.state.queue
     checker = live.app.state.checker
     service = live.app.state.accounts.create_user("svc", "service")
-    listing = Listing(id="contact-1", title="正品包包 加我微信 abc123456 下单更便宜 电话13812345678",
-                      description="联系电话13812345678，微信abc123456", seller_id="s-contact")
+    listing = Listing(
+        id="contact-1",
+        title="正品包包 加我微信 abc123456 下单更便宜 电话13812345678",
+        description="联系电话13812345678，微信abc123456",
+        seller_id="s-contact",
+    )
     out = queue.intake.enqueue(listing, checker.check(listing), service)
     item_id = out["item_id"]
     with sync_playwright() as pw:

@@ -36,8 +36,10 @@ def test_check_answers_a_rewrite_on_request(api: Api) -> None:
     assert rw["listing"]["title"] == "保温杯 受欢迎的款式" and rw["clean"] and rw["verdict"] == "pass"
     assert {e["text"] for e in rw["edits"]} == {"【全网最低价】", "最受欢迎"} or rw["edits"]
     for e in rw["edits"]:
-        assert body["title"][e["start"]:e["end"]] == e["text"] and e["after"]
-    plain = api.client.post("/v1/check", json={"id": "sku-1", "title": "最受欢迎的款式"}, headers=api.h("service"))
+        assert body["title"][e["start"] : e["end"]] == e["text"] and e["after"]
+    plain = api.client.post(
+        "/v1/check", json={"id": "sku-1", "title": "最受欢迎的款式"}, headers=api.h("service")
+    )
     assert "rewrite" not in plain.json()  # only when asked
 
 
@@ -59,7 +61,13 @@ def test_editor_checks_as_the_seller_types(live: Live, viewport: str) -> None:
         page.evaluate(LATENCY_PROBE)
 
         # typing: underlined within the bar, every time (the server is warm after the first round)
-        for text in ("全网最好的保温杯", "销量第一 保温杯", "最受欢迎的款式 现货", "国家级工艺 茶具", "顶级牛皮钱包"):
+        for text in (
+            "全网最好的保温杯",
+            "销量第一 保温杯",
+            "最受欢迎的款式 现货",
+            "国家级工艺 茶具",
+            "顶级牛皮钱包",
+        ):
             page.keyboard.press("Control+a")
             page.keyboard.press("Delete")
             expect(page.locator(".mc-mark")).to_have_count(0)
@@ -67,8 +75,10 @@ def test_editor_checks_as_the_seller_types(live: Live, viewport: str) -> None:
             expect(page.locator("#ed-title + .mc-mark, .mc-backdrop .mc-mark").first).to_be_attached()
             page.wait_for_function("() => window.__seen === true")
         latencies = page.evaluate("window.__lat")
-        print(f"{viewport}: underline latency ms {[round(x) for x in latencies]}, "
-              f"median {statistics.median(latencies):.0f}")
+        print(
+            f"{viewport}: underline latency ms {[round(x) for x in latencies]}, "
+            f"median {statistics.median(latencies):.0f}"
+        )
         assert len(latencies) == 5 and max(latencies) <= UNDERLINE_MS, latencies
 
         # the article and the reason on hover

@@ -78,7 +78,9 @@ def test_requires_and_exempt_contexts(test_engine: RulesEngine) -> None:
 
 def test_category_and_attribute_conditions(test_engine: RulesEngine) -> None:
     assert _find(test_engine, "美白精华", category="cosmetics") == [("testfam.special", "美白")]
-    assert _find(test_engine, "美白精华", category="cosmetics", attributes={"注册证号": "国妆特字G2023"}) == []
+    assert (
+        _find(test_engine, "美白精华", category="cosmetics", attributes={"注册证号": "国妆特字G2023"}) == []
+    )
     assert _find(test_engine, "美白精华", category="apparel") == []
 
 
@@ -105,7 +107,9 @@ def test_spans_point_into_the_original_text_with_evasions(engine: RulesEngine) -
 
 
 def test_findings_in_attributes_and_description(engine: RulesEngine) -> None:
-    listing = Listing(id="t", title="保温杯", description="这款杯子是全网最好的", attributes={"卖点": "销量第一"})
+    listing = Listing(
+        id="t", title="保温杯", description="这款杯子是全网最好的", attributes={"卖点": "销量第一"}
+    )
     found = {(f.field, f.family) for f in engine.find(listing)}
     assert found == {("description", "absolute_claims"), ("attributes.卖点", "absolute_claims")}
     for f in engine.find(listing):
@@ -131,7 +135,9 @@ def test_brand_and_model_names_are_not_absolute_claims(engine: RulesEngine) -> N
     by_model = Listing(id="t", title="NO.1 经典款 口红", attributes={"色号": "NO.1"}, category="cosmetics")
     assert not [f for f in engine.find(named) if f.family == "absolute_claims"]
     assert not [f for f in engine.find(by_model) if f.family == "absolute_claims"]
-    assert engine.find(Listing(id="t", title="销量第一 酱油", brand="第一坊"))  # the brand exempts only itself
+    assert engine.find(
+        Listing(id="t", title="销量第一 酱油", brand="第一坊")
+    )  # the brand exempts only itself
     del plain
 
 
@@ -167,7 +173,9 @@ def test_bad_packs_fail_with_file_and_line(tmp_path: Path) -> None:
         "    anchors: [x]\n    message: m\n    examples: {fire: [x], pass: [y]}\n",
         encoding="utf-8",
     )
-    with pytest.raises(RulePackError, match=r"bad\.yaml:5: rule bad\.regex: .*not a valid regular expression"):
+    with pytest.raises(
+        RulePackError, match=r"bad\.yaml:5: rule bad\.regex: .*not a valid regular expression"
+    ):
         RulesEngine.load(tmp_path)
     bad.write_text("family: bad\nrules: [\n", encoding="utf-8")
     with pytest.raises(RulePackError, match=r"bad\.yaml:\d+: not valid YAML"):

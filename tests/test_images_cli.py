@@ -87,7 +87,9 @@ def test_ids_never_overwrite_silently(tmp_path) -> None:
     assert "duplicate_id" in refused.stderr
     csv_manifest = tmp_path / "m.csv"
     csv_manifest.write_text("path,id,listing_id,seller_id,brand\nA/main.jpg,sku-9,L9,A,Acme\n")
-    replaced = runner.invoke(images, ["index", "--manifest", str(csv_manifest), "--db", db, "--replace", "--json"])
+    replaced = runner.invoke(
+        images, ["index", "--manifest", str(csv_manifest), "--db", db, "--replace", "--json"]
+    )
     assert replaced.exit_code == 0 and json.loads(replaced.stdout)["replaced"] == 1
 
     query = save_jpeg(photo(1), tmp_path / "q.jpg")

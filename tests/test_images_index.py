@@ -231,7 +231,9 @@ def test_probe_plans_are_reused_across_images() -> None:
     assert after.hits >= before.hits + 2  # the same slots and radii: one plan, built once
     column = random_hashes(5000, seed=4)[:7, 2]  # a strided view of the stored hashes
     qi, rows, dist = idx.probe(column, np.full(7, 2), np.zeros(7, np.int64), 12)
-    assert sorted(zip(qi.tolist(), rows.tolist(), dist.tolist(), strict=True)) == [(i, i, 0) for i in range(7)]
+    assert sorted(zip(qi.tolist(), rows.tolist(), dist.tolist(), strict=True)) == [
+        (i, i, 0) for i in range(7)
+    ]
 
 
 def test_watermarked_low_texture_picture_is_found() -> None:

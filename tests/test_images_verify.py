@@ -102,7 +102,9 @@ def test_verification_separates_copies_from_colour_variants_and_other_shots() ->
     assert inside.query_box[0] > 0.45 and inside.query_box[3] < 0.55  # the top-right corner
     # The same shot in another colour lines up perfectly, and is not a copy.
     arr = np.asarray(original).astype(np.int16)
-    recoloured = Image.fromarray(np.where(arr.sum(axis=2, keepdims=True) < 740, arr[..., ::-1], arr).astype(np.uint8))
+    recoloured = Image.fromarray(
+        np.where(arr.sum(axis=2, keepdims=True) < 740, arr[..., ::-1], arr).astype(np.uint8)
+    )
     v = verify(extract(recoloured), stored)
     assert v.inliers >= 20 and v.probability < COPY_PROBABILITY and v.reason == OTHER_COLOUR
     # Another product shot the same way is not a copy either.
@@ -168,12 +170,23 @@ def test_a_view_that_fails_the_colour_gate_decides_for_the_candidate(monkeypatch
 
     query = Query.from_image(packshot(8))
     stored = extract(packshot(8))
-    m = matcher.Match(row=0, id="x", distance=10, view="full", slot="full", hash="0", listing_id=None,
-                      seller_id=None, path=None)
-    results = iter([
-        Verification(inliers=80, matches=90, probability=0.01, reason=OTHER_COLOUR),
-        Verification(inliers=60, matches=70, probability=0.9, reason="same photo"),
-    ])
+    m = matcher.Match(
+        row=0,
+        id="x",
+        distance=10,
+        view="full",
+        slot="full",
+        hash="0",
+        listing_id=None,
+        seller_id=None,
+        path=None,
+    )
+    results = iter(
+        [
+            Verification(inliers=80, matches=90, probability=0.01, reason=OTHER_COLOUR),
+            Verification(inliers=60, matches=70, probability=0.9, reason="same photo"),
+        ]
+    )
     monkeypatch.setattr(matcher, "_sub_view_box", lambda q, view: (0.1, 0.1, 0.9, 0.9))
     monkeypatch.setattr(matcher, "verify", lambda q, c, mirrored=False: next(results))
     v = matcher.verify_match(stored, query, m)

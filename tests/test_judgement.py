@@ -12,12 +12,23 @@ from moderation.schema import Listing
 
 
 def _superlatives(engine: RulesEngine, title: str, category: str = "general") -> list[str]:
-    return [f.text for f in engine.find(Listing(id="t", title=title, category=category)) if f.rule == "absolute.superlative"]
+    return [
+        f.text
+        for f in engine.find(Listing(id="t", title=title, category=category))
+        if f.rule == "absolute.superlative"
+    ]
 
 
 @pytest.mark.parametrize(
     "title",
-    ["今年最具人气的连衣裙", "这款版型最出众", "最懂女人的内衣", "最受欢迎的款式", "全网最低价 保温杯", "宝宝最爱的米饼"],
+    [
+        "今年最具人气的连衣裙",
+        "这款版型最出众",
+        "最懂女人的内衣",
+        "最受欢迎的款式",
+        "全网最低价 保温杯",
+        "宝宝最爱的米饼",
+    ],
 )
 def test_open_superlatives_fire_on_what_closed_lists_missed(engine: RulesEngine, title: str) -> None:
     assert _superlatives(engine, title)
@@ -48,12 +59,18 @@ def test_lawful_superlatives_pass_with_a_named_reason(engine: RulesEngine, title
 
 
 def test_a_finding_says_what_the_superlative_modifies(engine: RulesEngine) -> None:
-    [finding] = [f for f in engine.find(Listing(id="t", title="這款羽絨服版型最出眾")) if f.rule == "absolute.superlative"]
+    [finding] = [
+        f
+        for f in engine.find(Listing(id="t", title="這款羽絨服版型最出眾"))
+        if f.rule == "absolute.superlative"
+    ]
     assert finding.text == "最出眾" and "出眾" in finding.message
 
 
 def test_strong_or_scoped_superlatives_block_open_ones_go_to_review(engine: RulesEngine) -> None:
-    actions = {f.text: f.action for f in engine.find(Listing(id="t", title="最佳口感，最出众的版型，国内最大的厂家"))}
+    actions = {
+        f.text: f.action for f in engine.find(Listing(id="t", title="最佳口感，最出众的版型，国内最大的厂家"))
+    }
     assert actions["最佳"] == "block" and actions["最出众"] == "review"
     assert any(text.endswith("最大") and action == "block" for text, action in actions.items())
 

@@ -33,8 +33,9 @@ pytest.importorskip("rapidocr_onnxruntime")
 def _cjk_font() -> tuple[str, int] | None:
     """(file, face index) of a simplified-Chinese font: Noto Sans CJK SC when installed."""
     try:
-        out = subprocess.run(["fc-list", ":lang=zh-cn", "file", "index", "family"], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            ["fc-list", ":lang=zh-cn", "file", "index", "family"], capture_output=True, text=True, check=False
+        ).stdout
     except FileNotFoundError:
         return None
     fonts = []
@@ -43,7 +44,9 @@ def _cjk_font() -> tuple[str, int] | None:
         if len(parts) >= 3:
             index = parts[2].split("=")[-1]
             fonts.append((parts[0].strip(), int(index) if index.isdigit() else 0, parts[1]))
-    fonts.sort(key=lambda f: (not ("Noto Sans CJK SC" in f[2] and "Bold" in f[0]), "Noto Sans CJK SC" not in f[2], f))
+    fonts.sort(
+        key=lambda f: (not ("Noto Sans CJK SC" in f[2] and "Bold" in f[0]), "Noto Sans CJK SC" not in f[2], f)
+    )
     return (fonts[0][0], fonts[0][1]) if fonts else None
 
 
@@ -56,8 +59,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(FONT[0], size, index=FONT[1])
 
 
-def render(lines: list[tuple[str, int, int, int]], size: tuple[int, int] = (480, 320), bg=(255, 255, 255),
-           angle: float = 0.0) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def render(
+    lines: list[tuple[str, int, int, int]],
+    size: tuple[int, int] = (480, 320),
+    bg=(255, 255, 255),
+    angle: float = 0.0,
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """A picture with ``(text, x, y, px)`` lines; returns it and each line's drawn box."""
     im = Image.new("RGB", size, bg)
     d = ImageDraw.Draw(im)
@@ -107,7 +114,9 @@ def ocr_engine() -> CountingEngine:
 
 @pytest.fixture
 def stage(ocr_engine: CountingEngine, tmp_path: Path) -> OcrStage:
-    return OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(tmp_path / "ocr.sqlite"), engine=ocr_engine)
+    return OcrStage(
+        sources=ImageSources(any_path=True), cache=OcrCache(tmp_path / "ocr.sqlite"), engine=ocr_engine
+    )
 
 
 # -- pure parts ---------------------------------------------------------------------------------------
@@ -129,16 +138,22 @@ def line(text: str, conf: float = 0.99, y: int = 0) -> OcrLine:
 
 
 def test_noise_filter_drops_unsure_single_and_watermark_lines() -> None:
-    kept = keep_lines([
-        line("全网最低价", 0.98),
-        line("国家级", 0.5),            # unsure
-        line("最", 0.99),               # a single character says nothing
-        line("1", 0.99),
-        line("Bcst", 0.85),             # Latin-only needs more confidence
-        line("NO.1", 0.97),             # ... and is kept when sure (NO.1 is a ranking claim)
-        line("SAMPLE", 0.99, 100), line("sample", 0.99, 200), line("SAMPLE", 0.98, 300),  # tiled watermark
-        line("新品首发", 0.99, 400), line("新品首发", 0.99, 500), line("新品首发", 0.99, 600),  # Chinese repeats stay
-    ])
+    kept = keep_lines(
+        [
+            line("全网最低价", 0.98),
+            line("国家级", 0.5),  # unsure
+            line("最", 0.99),  # a single character says nothing
+            line("1", 0.99),
+            line("Bcst", 0.85),  # Latin-only needs more confidence
+            line("NO.1", 0.97),  # ... and is kept when sure (NO.1 is a ranking claim)
+            line("SAMPLE", 0.99, 100),
+            line("sample", 0.99, 200),
+            line("SAMPLE", 0.98, 300),  # tiled watermark
+            line("新品首发", 0.99, 400),
+            line("新品首发", 0.99, 500),
+            line("新品首发", 0.99, 600),  # Chinese repeats stay
+        ]
+    )
     assert [ln.text for ln in kept] == ["全网最低价", "NO.1", "新品首发", "新品首发", "新品首发"]
 
 
@@ -166,20 +181,28 @@ def test_reads_promo_lines_with_their_boxes(stage: OcrStage) -> None:
 
 
 @needs_font
-def test_violation_in_picture_is_a_finding_with_its_box_and_lookalikes_are_not(stage: OcrStage,
-                                                                               engine: RulesEngine) -> None:
-    im, boxes = render([("限时抢购 全网最低价", 20, 30, 40), ("最高承重150kg", 20, 130, 40),
-                        ("本品不能代替药物", 20, 230, 36)])
+def test_violation_in_picture_is_a_finding_with_its_box_and_lookalikes_are_not(
+    stage: OcrStage, engine: RulesEngine
+) -> None:
+    im, boxes = render(
+        [
+            ("限时抢购 全网最低价", 20, 30, 40),
+            ("最高承重150kg", 20, 130, 40),
+            ("本品不能代替药物", 20, 230, 36),
+        ]
+    )
     listing = Listing(id="sku-1", title="保温杯", images=[data_uri(im)])
     detection, texts = stage.detect(engine, listing)
     image_findings = [f for f in detection.findings if f.field == "image:0"]
     assert image_findings and {f.text for f in image_findings} >= {"全网最低价"}
     for f in image_findings:
-        assert texts[0].text[f.start:f.end] == f.text  # offsets index the image's text field
+        assert texts[0].text[f.start : f.end] == f.text  # offsets index the image's text field
         assert f.box is not None and overlap(f.box, boxes[0]) > 0.5  # the box is the offending line's
     assert not [f for f in detection.findings if f.field != "image:0"]
 
-    lawful, _ = render([("最高承重150kg", 20, 40, 44), ("本品不能代替药物", 20, 140, 40), ("新品首发", 20, 240, 44)])
+    lawful, _ = render(
+        [("最高承重150kg", 20, 40, 44), ("本品不能代替药物", 20, 140, 40), ("新品首发", 20, 240, 44)]
+    )
     detection, texts = stage.detect(engine, Listing(id="sku-2", title="保温杯", images=[data_uri(lawful)]))
     assert "新品首发" in texts[0].text
     assert detection.findings == []
@@ -212,8 +235,10 @@ def test_long_detail_page_is_read_in_tiles_once_per_line(stage: OcrStage, engine
     t = tiles(w, h, stage.engine.settings.tile_aspect, stage.engine.settings.tile_overlap)
     assert len(t) >= 3
     cut = t[0][3]  # the first tile's bottom edge: a line drawn across it must be found once, whole
-    im, boxes = render([("第一品牌 匠心打造", 30, 200, 44), ("治疗糖尿病", 30, cut - 25, 44),
-                        ("新品首发", 30, h - 200, 44)], size=(w, h))
+    im, boxes = render(
+        [("第一品牌 匠心打造", 30, 200, 44), ("治疗糖尿病", 30, cut - 25, 44), ("新品首发", 30, h - 200, 44)],
+        size=(w, h),
+    )
     listing = Listing(id="long", title="茶叶", category="food", images=[data_uri(im)])
     detection, texts = stage.detect(engine, listing)
     assert texts[0].text.count("治疗糖尿病") == 1
@@ -227,7 +252,9 @@ def test_long_detail_page_is_read_in_tiles_once_per_line(stage: OcrStage, engine
 
 
 @needs_font
-def test_same_picture_is_never_read_twice(ocr_engine: CountingEngine, engine: RulesEngine, tmp_path: Path) -> None:
+def test_same_picture_is_never_read_twice(
+    ocr_engine: CountingEngine, engine: RulesEngine, tmp_path: Path
+) -> None:
     im, _ = render([("史上最低价", 30, 60, 48)])
     path = tmp_path / "a.png"
     path.write_bytes(png(im))
@@ -238,11 +265,15 @@ def test_same_picture_is_never_read_twice(ocr_engine: CountingEngine, engine: Ru
     before = ocr_engine.calls
     first, texts = stage.detect(engine, Listing(id="1", title="杯", images=[str(path)]))
     assert ocr_engine.calls == before + 1 and not texts[0].cached
-    again, texts = stage.detect(engine, Listing(id="2", title="杯", images=[str(copy)]))  # same bytes, new name
+    again, texts = stage.detect(
+        engine, Listing(id="2", title="杯", images=[str(copy)])
+    )  # same bytes, new name
     assert ocr_engine.calls == before + 1 and texts[0].cached
     assert [f.model_dump() for f in again.findings] == [f.model_dump() for f in first.findings]
     # a new process (fresh stage, nothing in memory) finds it on disk
-    fresh = OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(cache_file, memory_items=0), engine=ocr_engine)
+    fresh = OcrStage(
+        sources=ImageSources(any_path=True), cache=OcrCache(cache_file, memory_items=0), engine=ocr_engine
+    )
     t0 = time.perf_counter()
     _, texts = fresh.detect(engine, Listing(id="3", title="杯", images=[str(path)]))
     assert texts[0].cached and ocr_engine.calls == before + 1
@@ -253,8 +284,9 @@ def test_same_picture_is_never_read_twice(ocr_engine: CountingEngine, engine: Ru
 
 
 @needs_font
-def test_image_sources_rules_apply_and_errors_do_not_fail_the_listing(ocr_engine: CountingEngine,
-                                                                       engine: RulesEngine, tmp_path: Path) -> None:
+def test_image_sources_rules_apply_and_errors_do_not_fail_the_listing(
+    ocr_engine: CountingEngine, engine: RulesEngine, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     im, _ = render([("全网最低价", 30, 60, 48)])
@@ -262,11 +294,25 @@ def test_image_sources_rules_apply_and_errors_do_not_fail_the_listing(ocr_engine
     outside = tmp_path / "outside.png"
     outside.write_bytes(png(im))
     stage = OcrStage(sources=ImageSources(root), cache=OcrCache(None), engine=ocr_engine)
-    listing = Listing(id="x", title="保温杯", images=["ok.png", str(outside), "https://example.com/a.jpg",
-                                                   "../outside.png", "data:image/png;base64,////"])
+    listing = Listing(
+        id="x",
+        title="保温杯",
+        images=[
+            "ok.png",
+            str(outside),
+            "https://example.com/a.jpg",
+            "../outside.png",
+            "data:image/png;base64,////",
+        ],
+    )
     detection, texts = stage.detect(engine, listing)
     assert [t.error["code"] if t.error else None for t in texts] == [
-        None, "path_not_allowed", "remote_not_supported", "path_not_allowed", "unreadable_image"]
+        None,
+        "path_not_allowed",
+        "remote_not_supported",
+        "path_not_allowed",
+        "unreadable_image",
+    ]
     assert {f.field for f in detection.findings} == {"image:0"}
 
 
@@ -274,16 +320,22 @@ def test_image_sources_rules_apply_and_errors_do_not_fail_the_listing(ocr_engine
 
 
 @needs_font
-def test_checker_option_and_default_off(ocr_engine: CountingEngine, engine: RulesEngine, tmp_path: Path) -> None:
+def test_checker_option_and_default_off(
+    ocr_engine: CountingEngine, engine: RulesEngine, tmp_path: Path
+) -> None:
     im, _ = render([("国家级 全网最低价", 30, 60, 44)])
     path = tmp_path / "p.png"
     path.write_bytes(png(im))
     checker = Checker(engine, classifier=False, local_image_paths=True)
-    checker._ocr_stage = OcrStage(sources=ImageSources(any_path=True), cache=OcrCache(None), engine=ocr_engine)
+    checker._ocr_stage = OcrStage(
+        sources=ImageSources(any_path=True), cache=OcrCache(None), engine=ocr_engine
+    )
     listing = {"id": "sku-9", "title": "保温杯", "images": [str(path)]}
     calls = ocr_engine.calls
     off = checker.check(listing)
-    assert off.verdict == "pass" and off.findings == [] and ocr_engine.calls == calls  # the text path is untouched
+    assert (
+        off.verdict == "pass" and off.findings == [] and ocr_engine.calls == calls
+    )  # the text path is untouched
     on = checker.check(listing, ocr=True)
     assert on.verdict == "block"
     assert {f.field for f in on.findings} == {"image:0"} and all(f.box for f in on.findings)
@@ -295,13 +347,17 @@ def test_checker_option_and_default_off(ocr_engine: CountingEngine, engine: Rule
 
 
 @needs_font
-def test_api_check_reads_images_when_asked(ocr_engine: CountingEngine, db_url: str, rules_checker: Checker,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_check_reads_images_when_asked(
+    ocr_engine: CountingEngine, db_url: str, rules_checker: Checker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from moderation.api import create_app
     from moderation.api.settings import Settings
 
-    monkeypatch.setattr(rules_checker, "_ocr_stage",
-                        OcrStage(sources=ImageSources.from_env(), cache=OcrCache(None), engine=ocr_engine))
+    monkeypatch.setattr(
+        rules_checker,
+        "_ocr_stage",
+        OcrStage(sources=ImageSources.from_env(), cache=OcrCache(None), engine=ocr_engine),
+    )
     from fastapi.testclient import TestClient
 
     app = create_app(db_url, rules_checker, settings=Settings.from_env(password_hashing="cheap"))
@@ -317,12 +373,19 @@ def test_api_check_reads_images_when_asked(ocr_engine: CountingEngine, db_url: s
         read = client.post("/v1/check", json={**body, "ocr": True}, headers=h)
         assert read.status_code == 200, read.text
         data = read.json()
-        assert data["verdict"] != "pass" and data["findings"][0]["field"] == "image:0" and data["findings"][0]["box"]
+        assert (
+            data["verdict"] != "pass"
+            and data["findings"][0]["field"] == "image:0"
+            and data["findings"][0]["box"]
+        )
         assert "销量第一" in data["images"][0]["ocr"]["text"]
         # queued: the console shows the picture with the finding's box outlined next to the findings
         lead = accounts.create_user("lead1", "lead", "correct horse battery")
-        queued = client.post("/v1/check", json={**body, "ocr": True, "enqueue": True},
-                             headers={"Authorization": f"Bearer {accounts.create_token(lead.id, 't')}"}).json()
+        queued = client.post(
+            "/v1/check",
+            json={**body, "ocr": True, "enqueue": True},
+            headers={"Authorization": f"Bearer {accounts.create_token(lead.id, 't')}"},
+        ).json()
         item_id = queued["queue"]["item_id"]
         pic = client.get(f"/v1/items/{item_id}/images/0", headers=h)
         assert pic.status_code == 200 and pic.headers["content-type"] == "image/jpeg"
@@ -331,8 +394,11 @@ def test_api_check_reads_images_when_asked(ocr_engine: CountingEngine, db_url: s
         assert client.get(f"/v1/items/{item_id}/images/0").status_code == 401
         login = client.get("/review/login")
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
-        client.post("/review/login", data={"username": "lead1", "password": "correct horse battery",
-                                           "csrf_token": csrf}, follow_redirects=False)
+        client.post(
+            "/review/login",
+            data={"username": "lead1", "password": "correct horse battery", "csrf_token": csrf},
+            follow_redirects=False,
+        )
         page = client.get(f"/review/items/{item_id}").text
         box = data["findings"][0]["box"]
         assert f'src="/v1/items/{item_id}/images/0"' in page and "图片中的文字" in page
@@ -358,14 +424,26 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
         p.write_bytes(png(im))
         pics.append(p)
     cat = tmp_path / "cat.jsonl"
-    rows = [{"id": "a", "title": "保温杯", "images": [str(pics[0])]},
-            {"id": "b", "title": "保温杯", "images": [str(pics[1]), str(tmp_path / "missing.png")]},
-            {"id": "c", "title": "保温杯", "images": [str(pics[2]), str(pics[0])]},
-            {"id": "d", "title": "保温杯"}]
+    rows = [
+        {"id": "a", "title": "保温杯", "images": [str(pics[0])]},
+        {"id": "b", "title": "保温杯", "images": [str(pics[1]), str(tmp_path / "missing.png")]},
+        {"id": "c", "title": "保温杯", "images": [str(pics[2]), str(pics[0])]},
+        {"id": "d", "title": "保温杯"},
+    ]
     cat.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     cache = tmp_path / "ocr.sqlite"
-    res = run_audit(AuditOptions(input=cat, out=tmp_path / "out", workers=1, classifier=False, progress=False,
-                                 ocr=True, ocr_cache=str(cache), batch_size=2))
+    res = run_audit(
+        AuditOptions(
+            input=cat,
+            out=tmp_path / "out",
+            workers=1,
+            classifier=False,
+            progress=False,
+            ocr=True,
+            ocr_cache=str(cache),
+            batch_size=2,
+        )
+    )
     assert res.extra["ocr"]["images"] == 4  # of 5: the missing file is an error row, not a read picture
     f = pq.read_table(tmp_path / "out" / "findings").to_pylist()
     img = [r for r in f if r["field"].startswith("image:")]
@@ -378,20 +456,44 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     assert summary["ocr"]["findings"] == len(img) and summary["ocr"]["runs"][0]["images_per_s"] > 0
     assert "图片中的文字" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     # a re-audit into a new folder reads nothing again
-    again = run_audit(AuditOptions(input=cat, out=tmp_path / "again", workers=1, classifier=False, progress=False,
-                                   ocr=True, ocr_cache=str(cache), batch_size=2))
+    again = run_audit(
+        AuditOptions(
+            input=cat,
+            out=tmp_path / "again",
+            workers=1,
+            classifier=False,
+            progress=False,
+            ocr=True,
+            ocr_cache=str(cache),
+            batch_size=2,
+        )
+    )
     assert again.extra["ocr"]["cached"] == again.extra["ocr"]["images"] == 4
     # --enqueue: the queued result keeps the boxes and the text read, for the console
     from sqlalchemy import create_engine, text
 
     url = f"sqlite:///{tmp_path / 'queue.db'}"
-    queued = run_audit(AuditOptions(input=cat, out=tmp_path / "queued", workers=1, classifier=False, progress=False,
-                                    ocr=True, ocr_cache=str(cache), batch_size=2, enqueue=True, database_url=url))
+    queued = run_audit(
+        AuditOptions(
+            input=cat,
+            out=tmp_path / "queued",
+            workers=1,
+            classifier=False,
+            progress=False,
+            ocr=True,
+            ocr_cache=str(cache),
+            batch_size=2,
+            enqueue=True,
+            database_url=url,
+        )
+    )
     assert queued.enqueued == 2  # a and c
     db = create_engine(url)
     with db.connect() as conn:
-        results = [(json.loads(r) if isinstance(r, str) else r)["check"]
-                   for r in conn.execute(text("SELECT result FROM signals")).scalars()]
+        results = [
+            (json.loads(r) if isinstance(r, str) else r)["check"]
+            for r in conn.execute(text("SELECT result FROM signals")).scalars()
+        ]
     db.dispose()
     boxed = [f for r in results for f in r["findings"] if f["field"].startswith("image:")]
     assert boxed and all(len(f["box"]) == 4 for f in boxed)
@@ -402,8 +504,17 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
 
     run_audit(AuditOptions(input=cat, out=tmp_path / "plain", workers=1, classifier=False, progress=False))
     with pytest.raises(AuditError, match="ocr"):
-        run_audit(AuditOptions(input=cat, out=tmp_path / "plain", workers=1, classifier=False, progress=False,
-                               ocr=True, ocr_cache=str(cache)))
+        run_audit(
+            AuditOptions(
+                input=cat,
+                out=tmp_path / "plain",
+                workers=1,
+                classifier=False,
+                progress=False,
+                ocr=True,
+                ocr_cache=str(cache),
+            )
+        )
 
 
 @needs_font
@@ -418,8 +529,10 @@ def test_cli_check_ocr_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     pic = tmp_path / "p.png"
     pic.write_bytes(png(im))
     listings = tmp_path / "in.jsonl"
-    listings.write_text(json.dumps({"id": "1", "title": "保温杯", "images": [str(pic)]}, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+    listings.write_text(
+        json.dumps({"id": "1", "title": "保温杯", "images": [str(pic)]}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     runner = CliRunner()
     off = runner.invoke(main, ["check", "--input", str(listings), "--no-classifier"])
     assert off.exit_code == 0 and json.loads(off.output)["findings"] == []

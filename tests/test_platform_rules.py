@@ -173,8 +173,17 @@ def test_disguised_mobile_numbers_are_found(title: str) -> None:
 
 @pytest.mark.parametrize(
     "title",
-    ["加我微信：love520abc", "v信 shop8888", "VX: shop8888", "威信 meimei1314", "薇信：xiaomei999",
-     "加V：tb123456", "扣扣 2946205548", "Q群 68973394", "微 信 号 ｓｈｏｐ＿２０２４"],
+    [
+        "加我微信：love520abc",
+        "v信 shop8888",
+        "VX: shop8888",
+        "威信 meimei1314",
+        "薇信：xiaomei999",
+        "加V：tb123456",
+        "扣扣 2946205548",
+        "Q群 68973394",
+        "微 信 号 ｓｈｏｐ＿２０２４",
+    ],
 )
 def test_disguised_messenger_ids_are_found(title: str) -> None:
     assert "offplatform.messenger_id" in _rules(title)
@@ -211,7 +220,9 @@ def test_mask_contacts_hides_the_id_in_the_original_text(text: str, hidden: str)
     assert masked[:2] == text[:2]
 
 
-@pytest.mark.parametrize("text", ["ISBN 9787115428028", "腾讯QQ币100个", "售价1388元 月销13800笔", "支持微信支付"])
+@pytest.mark.parametrize(
+    "text", ["ISBN 9787115428028", "腾讯QQ币100个", "售价1388元 月销13800笔", "支持微信支付"]
+)
 def test_mask_contacts_leaves_lawful_numbers_alone(text: str) -> None:
     assert mask_contacts(text) == text
     assert contact_spans(text) == []
@@ -301,7 +312,9 @@ def test_malformed_platform_switches_are_refused(tmp_path: Path, body: str) -> N
 
 
 def test_brand_owner_allow_list(tmp_path: Path) -> None:
-    policy = _policy(tmp_path, "platform_rules:\n  brand_owners:\n    shop-1: [耐克, Nike]\n    shop-2: 海尔\n")
+    policy = _policy(
+        tmp_path, "platform_rules:\n  brand_owners:\n    shop-1: [耐克, Nike]\n    shop-2: 海尔\n"
+    )
     assert policy.is_brand_owner("shop-1", "ＮＩＫＥ")
     assert policy.is_brand_owner("shop-2", "海尔")
     assert policy.owner_exempt(_rule("counterfeit.replica_word"), "shop-1", "耐克")
@@ -314,9 +327,19 @@ def test_brand_owner_allow_list(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["brands", "people", "marketplaces", "controlled_firearms", "controlled_knives", "controlled_self_defence",
-     "controlled_special_drugs", "controlled_wildlife", "controlled_covert_devices", "controlled_invoices",
-     "controlled_personal_data"],
+    [
+        "brands",
+        "people",
+        "marketplaces",
+        "controlled_firearms",
+        "controlled_knives",
+        "controlled_self_defence",
+        "controlled_special_drugs",
+        "controlled_wildlife",
+        "controlled_covert_devices",
+        "controlled_invoices",
+        "controlled_personal_data",
+    ],
 )
 def test_platform_lexicons_say_where_their_words_come_from(name: str) -> None:
     lines = (REPO_ROOT / "rules" / "lexicons" / f"{name}.txt").read_text(encoding="utf-8").splitlines()

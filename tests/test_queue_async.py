@@ -26,8 +26,13 @@ from moderation.queue.core import DECISIONS, EVENTS, IDEMPOTENCY, OUTBOX
 
 
 def decision_for(claim: dict) -> DecisionIn:
-    return DecisionIn(outcome="rejected", claim_token=claim["claim_token"], version=claim["version"],
-                      listing_revision=claim["item"]["listing_revision"], reason_codes=["absolute_claim"])
+    return DecisionIn(
+        outcome="rejected",
+        claim_token=claim["claim_token"],
+        version=claim["version"],
+        listing_revision=claim["item"]["listing_revision"],
+        reason_codes=["absolute_claim"],
+    )
 
 
 def _count(q: ReviewQueue, table: object) -> int:
@@ -50,9 +55,14 @@ def test_awaited_answers_and_rows_match_a_direct_call(queue: ReviewQueue) -> Non
     assert answer.keys() == direct_answer.keys() and answer["item"]["status"] == "decided"
     # The stored idempotent answer is the answer given, however it was called.
     assert wf.decide(awaited["item"]["id"], reviewer(2), decision_for(awaited), "k-awaited") == answer
-    assert asyncio.run(queue.decide(direct["item"]["id"], reviewer(1), decision_for(direct), "k-direct")) == direct_answer
-    assert asyncio.run(queue.run(wf.decide, direct["item"]["id"], reviewer(1), decision_for(direct),
-                                 "k-direct")) == direct_answer
+    assert (
+        asyncio.run(queue.decide(direct["item"]["id"], reviewer(1), decision_for(direct), "k-direct"))
+        == direct_answer
+    )
+    assert (
+        asyncio.run(queue.run(wf.decide, direct["item"]["id"], reviewer(1), decision_for(direct), "k-direct"))
+        == direct_answer
+    )
     assert _count(queue, DECISIONS) == 2 and _count(queue, OUTBOX) == 2 and _count(queue, IDEMPOTENCY) == 2
     with queue.db.read() as conn:
         types = Counter(conn.execute(select(EVENTS.c.type)).scalars())
@@ -99,8 +109,12 @@ def test_awaited_and_threaded_claims_never_share_an_item(queue: ReviewQueue) -> 
 
     async def awaiting(n: int) -> list[int]:
         taken = []
-        fast = n % 2 == 0  # half through ReviewQueue.claim_next/decide (fast.py on PostgreSQL), half through run
-        while (claim := await (queue.claim_next(reviewer(n)) if fast else queue.run(wf.claim_next, reviewer(n)))):
+        fast = (
+            n % 2 == 0
+        )  # half through ReviewQueue.claim_next/decide (fast.py on PostgreSQL), half through run
+        while claim := await (
+            queue.claim_next(reviewer(n)) if fast else queue.run(wf.claim_next, reviewer(n))
+        ):
             taken.append(claim["item"]["id"])
             if fast:
                 await queue.decide(claim["item"]["id"], reviewer(n), decision_for(claim))
@@ -138,7 +152,9 @@ def test_a_dropped_connection_is_retried(queue: ReviewQueue) -> None:
     with admin.db.engine.connect() as conn:
         assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
     admin.close()
-    answer = asyncio.run(queue.run(queue.workflow.decide, claim["item"]["id"], reviewer(1), decision_for(claim)))
+    answer = asyncio.run(
+        queue.run(queue.workflow.decide, claim["item"]["id"], reviewer(1), decision_for(claim))
+    )
     assert answer["item"]["status"] == "decided" and _count(queue, DECISIONS) == 1
 
 

@@ -31,9 +31,14 @@ BULK = Judgement(outcome="rejected", reason_codes=["absolute_claim"])
 
 
 def decision_for(claim: dict, outcome: str = "rejected", **kw: object) -> DecisionIn:
-    return DecisionIn(outcome=outcome, claim_token=claim["claim_token"], version=claim["version"],
-                       listing_revision=claim["item"]["listing_revision"],
-                       reason_codes=[] if outcome == "approved" else ["absolute_claim"], **kw)  # type: ignore[arg-type]
+    return DecisionIn(
+        outcome=outcome,
+        claim_token=claim["claim_token"],
+        version=claim["version"],
+        listing_revision=claim["item"]["listing_revision"],
+        reason_codes=[] if outcome == "approved" else ["absolute_claim"],
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def count(q: ReviewQueue, stmt: object) -> int:
@@ -43,8 +48,11 @@ def count(q: ReviewQueue, stmt: object) -> int:
 
 def expire_lease(q: ReviewQueue, item_id: int) -> None:
     with q.db.write() as conn:
-        conn.execute(update(ITEMS).where(ITEMS.c.id == item_id)
-                     .values(lease_expires_at=utcnow() - timedelta(minutes=1)))
+        conn.execute(
+            update(ITEMS)
+            .where(ITEMS.c.id == item_id)
+            .values(lease_expires_at=utcnow() - timedelta(minutes=1))
+        )
 
 
 def test_01_two_claimers_one_item(queue: ReviewQueue) -> None:
@@ -70,14 +78,22 @@ def test_02_sixteen_workers_drain_500(queue: ReviewQueue) -> None:
         return taken
 
     results = run_threads(16, work)
-    assert not any(isinstance(r, Exception) for r in results), [r for r in results if isinstance(r, Exception)]
+    assert not any(isinstance(r, Exception) for r in results), [
+        r for r in results if isinstance(r, Exception)
+    ]
     claimed = [i for r in results for i in r]
     assert len(claimed) == len(set(claimed)) == 500
     assert set(claimed) == set(ids)
     with queue.db.read() as conn:
-        per_item = Counter(dict(conn.execute(
-            select(EVENTS.c.item_id, func.count()).where(EVENTS.c.type == "claimed").group_by(EVENTS.c.item_id)
-        ).all()))
+        per_item = Counter(
+            dict(
+                conn.execute(
+                    select(EVENTS.c.item_id, func.count())
+                    .where(EVENTS.c.type == "claimed")
+                    .group_by(EVENTS.c.item_id)
+                ).all()
+            )
+        )
     assert set(per_item.values()) == {1} and len(per_item) == 500
     assert count(queue, select(func.count()).select_from(DECISIONS)) == 500
 
@@ -109,9 +125,11 @@ def test_04_lease_expiry_hands_item_over(queue: ReviewQueue) -> None:
     expire_lease(queue, item_id)
     second = queue.workflow.claim_next(reviewer(2))
     assert second is not None and second["item"]["id"] == item_id
-    for call in (lambda: queue.workflow.heartbeat(item_id, reviewer(1), first["claim_token"]),
-                 lambda: queue.workflow.decide(item_id, reviewer(1), decision_for(first)),
-                 lambda: queue.workflow.release(item_id, reviewer(1), first["claim_token"])):
+    for call in (
+        lambda: queue.workflow.heartbeat(item_id, reviewer(1), first["claim_token"]),
+        lambda: queue.workflow.decide(item_id, reviewer(1), decision_for(first)),
+        lambda: queue.workflow.release(item_id, reviewer(1), first["claim_token"]),
+    ):
         with pytest.raises(Conflict) as err:
             call()
         assert err.value.status == 409 and err.value.code == "lease_lost"
@@ -127,19 +145,25 @@ def test_05_eight_simultaneous_decisions(queue: ReviewQueue) -> None:
     conflicts = [r for r in results if isinstance(r, Conflict)]
     assert len(ok) == 1 and len(conflicts) == 7, results
     assert {c.status for c in conflicts} == {409}
-    assert count(queue, select(func.count()).select_from(DECISIONS).where(DECISIONS.c.item_id == item_id)) == 1
+    assert (
+        count(queue, select(func.count()).select_from(DECISIONS).where(DECISIONS.c.item_id == item_id)) == 1
+    )
 
 
 def test_06_idempotent_retry(queue: ReviewQueue) -> None:
     (item_id,) = add_items(queue, 1)
     claim = queue.workflow.claim(item_id, reviewer(1))
     body = decision_for(claim, seller_message="请删除“最低价”")
-    results = run_threads(8, lambda i: queue.workflow.decide(item_id, reviewer(1), body, idempotency_key="key-1"))
+    results = run_threads(
+        8, lambda i: queue.workflow.decide(item_id, reviewer(1), body, idempotency_key="key-1")
+    )
     assert all(isinstance(r, dict) for r in results), results
     assert all(r == results[0] for r in results)
     again = queue.workflow.decide(item_id, reviewer(1), body, idempotency_key="key-1")
     assert again == results[0]
-    assert count(queue, select(func.count()).select_from(DECISIONS).where(DECISIONS.c.item_id == item_id)) == 1
+    assert (
+        count(queue, select(func.count()).select_from(DECISIONS).where(DECISIONS.c.item_id == item_id)) == 1
+    )
     other = decision_for(claim, "changes_requested")
     with pytest.raises(Invalid) as err:
         queue.workflow.decide(item_id, reviewer(1), other, idempotency_key="key-1")
@@ -187,14 +211,20 @@ def test_08_listing_edited_mid_review(queue: ReviewQueue) -> None:
 
 def test_09_concurrent_signals_one_open_item(queue: ReviewQueue) -> None:
     item = listing(7)
-    results = run_threads(8, lambda i: queue.intake.enqueue(item, result_for(item, risk=0.5 + i / 20), SERVICE))
+    results = run_threads(
+        8, lambda i: queue.intake.enqueue(item, result_for(item, risk=0.5 + i / 20), SERVICE)
+    )
     assert not any(isinstance(r, Exception) for r in results), results
     item_ids = {r["item_id"] for r in results}
     assert len(item_ids) == 1
     assert sorted(r["action"] for r in results) == ["attached"] * 7 + ["created"]
     (item_id,) = item_ids
-    open_items = count(queue, select(func.count()).select_from(ITEMS).where(
-        ITEMS.c.listing_id == "sku-7", ITEMS.c.status.in_(("pending", "claimed", "escalated"))))
+    open_items = count(
+        queue,
+        select(func.count())
+        .select_from(ITEMS)
+        .where(ITEMS.c.listing_id == "sku-7", ITEMS.c.status.in_(("pending", "claimed", "escalated"))),
+    )
     assert open_items == 1
     assert count(queue, select(func.count()).select_from(SIGNALS).where(SIGNALS.c.item_id == item_id)) == 8
     row = queue.workflow.find_item(item_id)
@@ -228,12 +258,21 @@ def test_11_undo_window_and_undo_racing_claim(queue: ReviewQueue) -> None:
         queue.workflow.undo(ids[0], reviewer(2))
     undone = queue.workflow.undo(ids[0], reviewer(1), reclaim=True)
     assert undone["attempt"] == 2 and undone["item"]["status"] == "claimed"
-    queue.workflow.decide(ids[0], reviewer(1), DecisionIn(
-        outcome="approved", claim_token=undone["claim_token"], version=undone["version"],
-        listing_revision=undone["item"]["listing_revision"]))
+    queue.workflow.decide(
+        ids[0],
+        reviewer(1),
+        DecisionIn(
+            outcome="approved",
+            claim_token=undone["claim_token"],
+            version=undone["version"],
+            listing_revision=undone["item"]["listing_revision"],
+        ),
+    )
     # outside the window: refused; a lead reverts instead
     with queue.db.write() as conn:
-        conn.execute(update(ITEMS).where(ITEMS.c.id == ids[0]).values(decided_at=utcnow() - timedelta(hours=1)))
+        conn.execute(
+            update(ITEMS).where(ITEMS.c.id == ids[0]).values(decided_at=utcnow() - timedelta(hours=1))
+        )
     with pytest.raises(Conflict) as err:
         queue.workflow.undo(ids[0], reviewer(1))
     assert err.value.code == "undo_window_passed"
@@ -271,9 +310,13 @@ def test_12_bulk_decide_with_held_items(queue: ReviewQueue) -> None:
 
     def race(i: int) -> object:
         if i == 0:
-            return queue.workflow.bulk_decide(lead(1), ids, BULK.model_copy(update={"seller_message": "请修改标题"}))
-        return [queue.workflow.decide(item_id, reviewer(1), decision_for(claim, "approved"))
-                for item_id, claim in held.items()]
+            return queue.workflow.bulk_decide(
+                lead(1), ids, BULK.model_copy(update={"seller_message": "请修改标题"})
+            )
+        return [
+            queue.workflow.decide(item_id, reviewer(1), decision_for(claim, "approved"))
+            for item_id, claim in held.items()
+        ]
 
     bulk, mine = run_threads(2, race)
     assert isinstance(bulk, list) and isinstance(mine, list), (bulk, mine)

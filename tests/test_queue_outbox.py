@@ -31,9 +31,18 @@ def _decide(queue: ReviewQueue, item_id: int, who: Actor | None = None, outcome:
     who = who or reviewer()
     claim = queue.workflow.claim(item_id, who)
     codes = [] if outcome == "approved" else ["absolute_claim"]
-    out = queue.workflow.decide(item_id, who, DecisionIn(
-        outcome=outcome, claim_token=claim["claim_token"], version=claim["version"],
-        listing_revision=claim["item"]["listing_revision"], reason_codes=codes, seller_message="请修改"))
+    out = queue.workflow.decide(
+        item_id,
+        who,
+        DecisionIn(
+            outcome=outcome,
+            claim_token=claim["claim_token"],
+            version=claim["version"],
+            listing_revision=claim["item"]["listing_revision"],
+            reason_codes=codes,
+            seller_message="请修改",
+        ),
+    )
     return int(out["decision_id"])
 
 
@@ -46,8 +55,11 @@ def _window_passes(queue: ReviewQueue) -> None:
 def _expire_decisions(queue: ReviewQueue) -> None:
     """The undo window passes for every decision (the reviewer can no longer undo)."""
     with queue.db.write() as conn:
-        conn.execute(update(ITEMS).where(ITEMS.c.decided_at.is_not(None))
-                     .values(decided_at=ITEMS.c.decided_at - timedelta(seconds=600)))
+        conn.execute(
+            update(ITEMS)
+            .where(ITEMS.c.decided_at.is_not(None))
+            .values(decided_at=ITEMS.c.decided_at - timedelta(seconds=600))
+        )
 
 
 def _states(queue: ReviewQueue) -> list[tuple[str, str, str]]:
@@ -60,8 +72,14 @@ def test_notification_waits_out_the_undo_window_then_lease_and_ack(queue: Review
     assert queue.outbox.lease()["records"] == []  # inside the undo window
     [pending] = queue.outbox.records()["records"]
     assert pending["state"] == "waiting" and pending["decision_id"] == decision_id
-    assert pending["payload"] == {"listing_id": "sku-0", "listing_revision": 1, "outcome": "rejected",
-                                  "reason_codes": ["absolute_claim"], "reasons": ["绝对化用语"], "message": "请修改"}
+    assert pending["payload"] == {
+        "listing_id": "sku-0",
+        "listing_revision": 1,
+        "outcome": "rejected",
+        "reason_codes": ["absolute_claim"],
+        "reasons": ["绝对化用语"],
+        "message": "请修改",
+    }
     with pytest.raises(Conflict) as never_leased:
         queue.outbox.ack([pending["id"]])
     assert never_leased.value.code == "not_leased"
@@ -77,8 +95,14 @@ def test_notification_waits_out_the_undo_window_then_lease_and_ack(queue: Review
     assert unknown.value.code == "unknown_outbox_record" and unknown.value.extra["ids"] == [999_999]
     assert queue.outbox.records()["records"][0]["state"] == "leased"  # nothing was marked
 
-    assert queue.outbox.ack([record["id"]], SERVICE) == {"acknowledged": [record["id"]], "already_acknowledged": []}
-    assert queue.outbox.ack([record["id"]], SERVICE) == {"acknowledged": [], "already_acknowledged": [record["id"]]}
+    assert queue.outbox.ack([record["id"]], SERVICE) == {
+        "acknowledged": [record["id"]],
+        "already_acknowledged": [],
+    }
+    assert queue.outbox.ack([record["id"]], SERVICE) == {
+        "acknowledged": [],
+        "already_acknowledged": [record["id"]],
+    }
     assert queue.outbox.records()["records"] == []
     [done] = queue.outbox.records(status="delivered")["records"]
     assert done["state"] == "delivered" and done["sent_at"]
@@ -89,8 +113,16 @@ def test_undo_inside_the_window_cancels_the_notification(queue: ReviewQueue) -> 
     [item_id] = add_items(queue, 1)
     first = _decide(queue, item_id)
     reopened = queue.workflow.undo(item_id, reviewer(), reclaim=True)
-    second = queue.workflow.decide(item_id, reviewer(), DecisionIn(
-        outcome="approved", claim_token=reopened["claim_token"], version=reopened["version"], listing_revision=1))["decision_id"]
+    second = queue.workflow.decide(
+        item_id,
+        reviewer(),
+        DecisionIn(
+            outcome="approved",
+            claim_token=reopened["claim_token"],
+            version=reopened["version"],
+            listing_revision=1,
+        ),
+    )["decision_id"]
     _window_passes(queue)
     records = queue.outbox.records(status="all")["records"]
     assert [(r["kind"], r["decision_id"], r["state"]) for r in records] == [
@@ -107,7 +139,9 @@ def test_undo_inside_the_window_cancels_the_notification(queue: ReviewQueue) -> 
     assert undo_event["data"]["seller_notification"] == "cancelled"
 
 
-def test_revert_after_delivery_retracts_and_waits_for_an_unacknowledged_notification(queue: ReviewQueue) -> None:
+def test_revert_after_delivery_retracts_and_waits_for_an_unacknowledged_notification(
+    queue: ReviewQueue,
+) -> None:
     a, b, c = add_items(queue, 3)
     for item_id in (a, b, c):
         _decide(queue, item_id)
@@ -121,18 +155,27 @@ def test_revert_after_delivery_retracts_and_waits_for_an_unacknowledged_notifica
     queue.workflow.revert(b, lead(), "误判")  # leased, not acknowledged: may have been delivered
     queue.workflow.revert(c, lead(), "误判")  # never leased → cancelled, nothing sent
     assert _states(queue) == [
-        ("sku-0", "seller_notification", "delivered"), ("sku-1", "seller_notification", "leased"),
-        ("sku-2", "seller_notification", "cancelled"), ("sku-0", "decision_withdrawn", "ready"),
-        ("sku-1", "decision_withdrawn", "ready"), ("sku-2", "decision_withdrawn", "cancelled"),
+        ("sku-0", "seller_notification", "delivered"),
+        ("sku-1", "seller_notification", "leased"),
+        ("sku-2", "seller_notification", "cancelled"),
+        ("sku-0", "decision_withdrawn", "ready"),
+        ("sku-1", "decision_withdrawn", "ready"),
+        ("sku-2", "decision_withdrawn", "cancelled"),
     ]
     # sku-1's withdrawal must not overtake its notification, which is still out for delivery.
     [withdrawal] = queue.outbox.lease(limit=10)["records"]
     assert (withdrawal["listing_id"], withdrawal["kind"]) == ("sku-0", "decision_withdrawn")
-    assert withdrawal["payload"] == {"listing_id": "sku-0", "reason": "误判", "notification_id": leased[a]["id"]}
+    assert withdrawal["payload"] == {
+        "listing_id": "sku-0",
+        "reason": "误判",
+        "notification_id": leased[a]["id"],
+    }
     queue.outbox.ack([leased[b]["id"], withdrawal["id"]])
     [last] = queue.outbox.lease(limit=10)["records"]
     assert (last["listing_id"], last["kind"]) == ("sku-1", "decision_withdrawn")
-    reverts = [e["data"]["seller_notification"] for e in queue.views.events()["events"] if e["type"] == "reverted"]
+    reverts = [
+        e["data"]["seller_notification"] for e in queue.views.events()["events"] if e["type"] == "reverted"
+    ]
     assert reverts == ["retracted", "retracted", "cancelled"]
 
 
@@ -231,12 +274,19 @@ def test_undo_racing_a_lease_stays_consistent(queue: ReviewQueue) -> None:
         [item_id] = add_items(queue, 1, start=100 + round_)
         decision_id = _decide(queue, item_id)
         _window_passes(queue)
-        leased, undone = run_threads(2, lambda i, item_id=item_id: (
-            queue.outbox.lease(SERVICE, limit=10)["records"] if i == 0
-            else queue.workflow.undo(item_id, reviewer())))
+        leased, undone = run_threads(
+            2,
+            lambda i, item_id=item_id: (
+                queue.outbox.lease(SERVICE, limit=10)["records"]
+                if i == 0
+                else queue.workflow.undo(item_id, reviewer())
+            ),
+        )
         assert not isinstance(leased, Exception) and not isinstance(undone, Exception), (leased, undone)
         with queue.db.read() as conn:
-            rows = {r.kind: r for r in conn.execute(select(OUTBOX).where(OUTBOX.c.decision_id == decision_id))}
+            rows = {
+                r.kind: r for r in conn.execute(select(OUTBOX).where(OUTBOX.c.decision_id == decision_id))
+            }
         notice, withdrawal = rows["seller_notification"], rows["decision_withdrawn"]
         if [r["id"] for r in leased] == [notice.id]:
             assert notice.cancelled_at is None and withdrawal.cancelled_at is None

@@ -29,22 +29,28 @@ def _load(tmp_path: Path, rewrite: str) -> object:
     return load_pack(path).rules[0].rewrite
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", None),
-    ("    rewrite: drop", ("drop", "")),
-    ("    rewrite: keep_modified", ("keep_modified", "")),
-    ("    rewrite: {replace: 优质}", ("replace", "优质")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("    rewrite: drop", ("drop", "")),
+        ("    rewrite: keep_modified", ("keep_modified", "")),
+        ("    rewrite: {replace: 优质}", ("replace", "优质")),
+    ],
+)
 def test_rewrite_values(tmp_path: Path, text: str, expected: object) -> None:
     assert _load(tmp_path, text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "    rewrite: delete",
-    "    rewrite: {replace: ''}",
-    "    rewrite: {replace: 优质, also: 1}",
-    "    rewrite: [drop]",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "    rewrite: delete",
+        "    rewrite: {replace: ''}",
+        "    rewrite: {replace: 优质, also: 1}",
+        "    rewrite: [drop]",
+    ],
+)
 def test_bad_rewrite_is_refused_with_file_and_rule(tmp_path: Path, text: str) -> None:
     with pytest.raises(RulePackError, match=r"demo\.yaml:\d+: rule demo\.rule: rewrite"):
         _load(tmp_path, text)

@@ -34,7 +34,9 @@ def test_labels_and_ranks_have_one_home() -> None:
     assert max_severity(["medium", "critical", "low"]) == "critical" and max_severity([]) is None
 
 
-def test_one_model_folder_for_loading_and_fingerprinting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_model_folder_for_loading_and_fingerprinting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from moderation.audit.runner import model_fingerprint
     from moderation.classifier.config import default_model_dir
     from moderation.paths import model_dir
@@ -77,8 +79,11 @@ def test_check_many_takes_lines_as_parsed() -> None:
     ]
     results = Checker(classifier=False, ocr=False).check_many(lines)
     assert [(r.id, r.verdict, r.error.code if r.error else None) for r in results] == [
-        ("a", "block", None), (None, None, "malformed_json"), (None, None, "invalid_listing"),
-        ("b", "pass", None), (None, None, "malformed_csv"),
+        ("a", "block", None),
+        (None, None, "malformed_json"),
+        (None, None, "invalid_listing"),
+        ("b", "pass", None),
+        (None, None, "malformed_csv"),
     ]
     assert results[1].error is not None and results[1].error.message.startswith("line 2: ")
     assert results[4] is lines[4]

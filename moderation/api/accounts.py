@@ -96,8 +96,13 @@ class SessionInfo:
 
 @retrying
 class Accounts:
-    def __init__(self, db: Database, *, cache_seconds: float = CREDENTIAL_CACHE_SECONDS,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cache_seconds: float = CREDENTIAL_CACHE_SECONDS,
+        settings: Settings | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings or Settings.from_env()
         self.cache_seconds = cache_seconds
@@ -117,8 +122,12 @@ class Accounts:
         self._busy = 0
         self._busy_logged = float("-inf")
         self._refusals_lock = threading.Lock()
-        self._hashers = CheckPool(max(1, self.settings.login_concurrency),
-                                  max_waiting=self.settings.login_max_waiting, nice=19, name="password")
+        self._hashers = CheckPool(
+            max(1, self.settings.login_concurrency),
+            max_waiting=self.settings.login_max_waiting,
+            nice=19,
+            name="password",
+        )
 
     def cached(self, kind: str, secret: str) -> tuple[bool, Actor | SessionInfo | None]:
         """(hit, value) for a token or session id verified in the last few seconds. A miss when the
@@ -165,15 +174,19 @@ class Accounts:
     def bump_epoch(conn: Connection) -> None:
         """Move the credential epoch in ``conn``'s transaction: every process drops its cache."""
         now = utcnow()
-        moved = conn.execute(update(STATE).where(STATE.c.name == EPOCH)
-                             .values(number=STATE.c.number + 1, updated_at=now))
+        moved = conn.execute(
+            update(STATE).where(STATE.c.name == EPOCH).values(number=STATE.c.number + 1, updated_at=now)
+        )
         if moved.rowcount == 0:
             try:
                 with conn.begin_nested():
                     conn.execute(insert(STATE).values(name=EPOCH, value="", number=1, updated_at=now))
             except IntegrityError:
-                conn.execute(update(STATE).where(STATE.c.name == EPOCH)
-                             .values(number=STATE.c.number + 1, updated_at=now))
+                conn.execute(
+                    update(STATE)
+                    .where(STATE.c.name == EPOCH)
+                    .values(number=STATE.c.number + 1, updated_at=now)
+                )
 
     def _remember(self, kind: str, secret: str, value: Actor | SessionInfo | None, generation: int) -> None:
         if self.cache_seconds <= 0:
@@ -197,8 +210,9 @@ class Accounts:
     def forget_all(self) -> None:
         self._forget()
 
-    def create_user(self, username: str, role: str, password: str | None = None,
-                    display_name: str = "") -> Actor:
+    def create_user(
+        self, username: str, role: str, password: str | None = None, display_name: str = ""
+    ) -> Actor:
         username = username.strip()
         if role not in ROLES:
             raise Invalid("invalid_role", f"role must be one of {', '.join(ROLES)}")
@@ -208,10 +222,18 @@ class Accounts:
             raise Invalid("weak_password", "a password needs at least 8 characters")
         try:
             with self.db.write() as conn:
-                user_id = conn.execute(insert(USERS).values(
-                    username=username, display_name=display_name or username, role=role,
-                    password_hash=self._hash_password(password) if password else None, active=True,
-                    created_at=utcnow()).returning(USERS.c.id)).scalar_one()
+                user_id = conn.execute(
+                    insert(USERS)
+                    .values(
+                        username=username,
+                        display_name=display_name or username,
+                        role=role,
+                        password_hash=self._hash_password(password) if password else None,
+                        active=True,
+                        created_at=utcnow(),
+                    )
+                    .returning(USERS.c.id)
+                ).scalar_one()
         except IntegrityError:
             raise Conflict("user_exists", f"user {username} already exists") from None
         return Actor(id=int(user_id), username=username, role=role)
@@ -236,16 +258,21 @@ class Accounts:
 
     def list_users(self) -> list[dict[str, object]]:
         with self.db.read() as conn:
-            rows = conn.execute(select(USERS.c.id, USERS.c.username, USERS.c.role, USERS.c.active)
-                                .order_by(USERS.c.id)).all()
+            rows = conn.execute(
+                select(USERS.c.id, USERS.c.username, USERS.c.role, USERS.c.active).order_by(USERS.c.id)
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     def set_active(self, username: str, active: bool) -> dict[str, object]:
         """Disable (or enable again) a user: a disabled user's tokens and sessions stop working (in
         this process at once, elsewhere within the cache time) and their sessions are deleted."""
         with self.db.write() as conn:
-            row = conn.execute(update(USERS).where(USERS.c.username == username).values(active=active)
-                               .returning(USERS.c.id, USERS.c.username, USERS.c.role, USERS.c.active)).first()
+            row = conn.execute(
+                update(USERS)
+                .where(USERS.c.username == username)
+                .values(active=active)
+                .returning(USERS.c.id, USERS.c.username, USERS.c.role, USERS.c.active)
+            ).first()
             if row is None:
                 raise NotFound("user_not_found", f"no user {username}")
             if not active:
@@ -260,12 +287,20 @@ class Accounts:
         """A new API token; returned once, only its hash (and its first characters) are kept."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.write() as conn:
-            conn.execute(insert(TOKENS).values(user_id=user_id, name=name, token_hash=sha256(token),
-                                               prefix=token[:SHOWN_PREFIX], created_at=utcnow()))
+            conn.execute(
+                insert(TOKENS).values(
+                    user_id=user_id,
+                    name=name,
+                    token_hash=sha256(token),
+                    prefix=token[:SHOWN_PREFIX],
+                    created_at=utcnow(),
+                )
+            )
         return token
 
-    def list_tokens(self, username: str | None = None, *, include_revoked: bool = True,
-                    token_id: int | None = None) -> list[dict[str, Any]]:
+    def list_tokens(
+        self, username: str | None = None, *, include_revoked: bool = True, token_id: int | None = None
+    ) -> list[dict[str, Any]]:
         """Tokens (of one user, or all) without secrets: id, user, name, prefix, created, last used,
         revoked. ``NotFound`` for an unknown user."""
         cond: list[Any] = [] if token_id is None else [TOKENS.c.id == token_id]
@@ -278,22 +313,43 @@ class Accounts:
             if not include_revoked:
                 cond.append(TOKENS.c.revoked_at.is_(None))
             rows = conn.execute(
-                select(TOKENS.c.id, USERS.c.username, TOKENS.c.name, TOKENS.c.prefix, TOKENS.c.created_at,
-                       TOKENS.c.last_used_at, TOKENS.c.revoked_at)
-                .join(USERS, USERS.c.id == TOKENS.c.user_id).where(*cond).order_by(TOKENS.c.id)).all()
+                select(
+                    TOKENS.c.id,
+                    USERS.c.username,
+                    TOKENS.c.name,
+                    TOKENS.c.prefix,
+                    TOKENS.c.created_at,
+                    TOKENS.c.last_used_at,
+                    TOKENS.c.revoked_at,
+                )
+                .join(USERS, USERS.c.id == TOKENS.c.user_id)
+                .where(*cond)
+                .order_by(TOKENS.c.id)
+            ).all()
         return [_token_json(dict(r._mapping)) for r in rows]
 
     def revoke_token(self, token_id: int, username: str | None = None) -> dict[str, Any]:
         """Revoke a token by id (``username``: it must be that user's). Idempotent: revoking a revoked
         token returns it unchanged. The token stops working in this process at once."""
         now = utcnow()
-        owner = [] if username is None else [
-            TOKENS.c.user_id == select(USERS.c.id).where(USERS.c.username == username).scalar_subquery()]
+        owner = (
+            []
+            if username is None
+            else [
+                TOKENS.c.user_id == select(USERS.c.id).where(USERS.c.username == username).scalar_subquery()
+            ]
+        )
         with self.db.write() as conn:
             row = conn.execute(
-                update(TOKENS).where(TOKENS.c.id == token_id, TOKENS.c.revoked_at.is_(None), *owner)
-                .values(revoked_at=now).returning(TOKENS.c.token_hash)).first()
-            if row is None and conn.execute(select(TOKENS.c.id).where(TOKENS.c.id == token_id, *owner)).first() is None:
+                update(TOKENS)
+                .where(TOKENS.c.id == token_id, TOKENS.c.revoked_at.is_(None), *owner)
+                .values(revoked_at=now)
+                .returning(TOKENS.c.token_hash)
+            ).first()
+            if (
+                row is None
+                and conn.execute(select(TOKENS.c.id).where(TOKENS.c.id == token_id, *owner)).first() is None
+            ):
                 whose = f" of user {username}" if username is not None else ""
                 raise NotFound("token_not_found", f"no token {token_id}{whose}")
             if row is not None:
@@ -312,10 +368,20 @@ class Accounts:
     def _lookup_token(self, token: str) -> Actor | None:
         with self.db.read() as conn:
             row = conn.execute(
-                select(USERS.c.id, USERS.c.username, USERS.c.role, TOKENS.c.id.label("token_id"),
-                       TOKENS.c.last_used_at).join(TOKENS, TOKENS.c.user_id == USERS.c.id)
-                .where(TOKENS.c.token_hash == sha256(token), TOKENS.c.revoked_at.is_(None),
-                       USERS.c.active.is_(True))).first()
+                select(
+                    USERS.c.id,
+                    USERS.c.username,
+                    USERS.c.role,
+                    TOKENS.c.id.label("token_id"),
+                    TOKENS.c.last_used_at,
+                )
+                .join(TOKENS, TOKENS.c.user_id == USERS.c.id)
+                .where(
+                    TOKENS.c.token_hash == sha256(token),
+                    TOKENS.c.revoked_at.is_(None),
+                    USERS.c.active.is_(True),
+                )
+            ).first()
         if row is None:
             return None
         self._touch(row.token_id, row.last_used_at)
@@ -347,13 +413,16 @@ class Accounts:
         try:
             future = self._hashers.submit(fn, *args)
         except Saturated:
-            raise LoginRefused("busy", "too many sign-ins at once; retry shortly", settings.retry_after_s) from None
+            raise LoginRefused(
+                "busy", "too many sign-ins at once; retry shortly", settings.retry_after_s
+            ) from None
         try:
             return future.result(timeout=settings.login_wait_s)
         except FutureTimeout:
             if future.cancel():
-                raise LoginRefused("busy", "too many sign-ins at once; retry shortly",
-                                   settings.retry_after_s) from None
+                raise LoginRefused(
+                    "busy", "too many sign-ins at once; retry shortly", settings.retry_after_s
+                ) from None
             return future.result()  # it started meanwhile: one check takes well under a second
 
     @property
@@ -372,7 +441,9 @@ class Accounts:
         now = utcnow()
         self._refuse_if_locked(keys, now)
         with self.db.read() as conn:
-            row = conn.execute(select(USERS).where(USERS.c.username == username, USERS.c.active.is_(True))).first()
+            row = conn.execute(
+                select(USERS).where(USERS.c.username == username, USERS.c.active.is_(True))
+            ).first()
         stored = row.password_hash if row is not None and row.password_hash else self.dummy_hash
         try:
             self._hashing(self.hasher.verify, stored, password)
@@ -392,8 +463,11 @@ class Accounts:
 
     def _refuse_if_locked(self, keys: list[str], now: datetime) -> None:
         with self.db.read() as conn:
-            locks = conn.execute(select(THROTTLE.c.key, THROTTLE.c.locked_until).where(
-                THROTTLE.c.key.in_(keys), THROTTLE.c.locked_until > now)).all()
+            locks = conn.execute(
+                select(THROTTLE.c.key, THROTTLE.c.locked_until).where(
+                    THROTTLE.c.key.in_(keys), THROTTLE.c.locked_until > now
+                )
+            ).all()
         if not locks:
             return
         until = _aware(max(lock[1] for lock in locks))
@@ -410,10 +484,25 @@ class Accounts:
         with self.db.write() as conn:
             self._audit_in(conn, "login_failed", username, address, {})
             for key in keys:
-                limit = settings.login_account_failures if key.startswith("user:") else settings.login_address_failures
-                conn.execute(_insert_ignore(self.db, THROTTLE, {
-                    "key": key, "failures": 0, "window_start": now, "locked_until": None, "refused": 0,
-                    "updated_at": now}))
+                limit = (
+                    settings.login_account_failures
+                    if key.startswith("user:")
+                    else settings.login_address_failures
+                )
+                conn.execute(
+                    _insert_ignore(
+                        self.db,
+                        THROTTLE,
+                        {
+                            "key": key,
+                            "failures": 0,
+                            "window_start": now,
+                            "locked_until": None,
+                            "refused": 0,
+                            "updated_at": now,
+                        },
+                    )
+                )
                 row = conn.execute(select(THROTTLE).where(THROTTLE.c.key == key).with_for_update()).one()
                 fresh = now - _aware(row.updated_at) > window
                 failures = 1 if fresh else row.failures + 1
@@ -421,12 +510,28 @@ class Accounts:
                 if failures >= limit:
                     seconds = min(settings.login_lock_s * 2 ** (failures - limit), settings.login_max_lock_s)
                     locked_until = now + timedelta(seconds=seconds)
-                    self._audit_in(conn, "login_locked", username, address,
-                                   {"key": key.split(":", 1)[0], "failures": failures, "seconds": seconds,
-                                    "until": iso(locked_until)})
-                conn.execute(update(THROTTLE).where(THROTTLE.c.key == key).values(
-                    failures=failures, window_start=now if fresh else row.window_start,
-                    locked_until=locked_until, updated_at=now))
+                    self._audit_in(
+                        conn,
+                        "login_locked",
+                        username,
+                        address,
+                        {
+                            "key": key.split(":", 1)[0],
+                            "failures": failures,
+                            "seconds": seconds,
+                            "until": iso(locked_until),
+                        },
+                    )
+                conn.execute(
+                    update(THROTTLE)
+                    .where(THROTTLE.c.key == key)
+                    .values(
+                        failures=failures,
+                        window_start=now if fresh else row.window_start,
+                        locked_until=locked_until,
+                        updated_at=now,
+                    )
+                )
 
     def _count_refusals(self, keys: list[str]) -> None:
         """Count attempts refused during a lock, written at most once a second per process: a flood
@@ -441,7 +546,9 @@ class Accounts:
         try:
             with self.db.write() as conn:
                 for key, n in pending.items():
-                    conn.execute(update(THROTTLE).where(THROTTLE.c.key == key).values(refused=THROTTLE.c.refused + n))
+                    conn.execute(
+                        update(THROTTLE).where(THROTTLE.c.key == key).values(refused=THROTTLE.c.refused + n)
+                    )
         except OperationalError:  # bookkeeping only
             log.warning("could not count refused logins", exc_info=True)
 
@@ -463,18 +570,35 @@ class Accounts:
             log.warning("could not write auth event %s", type_, exc_info=True)
 
     @staticmethod
-    def _audit_in(conn: Connection, type_: str, username: str | None, address: str | None,
-                  data: dict[str, Any]) -> None:
-        conn.execute(insert(AUTH_EVENTS).values(type=type_, username=(username or None) and username[:100],
-                                                address=(address or None) and address[:64], data=data,
-                                                created_at=utcnow()))
+    def _audit_in(
+        conn: Connection, type_: str, username: str | None, address: str | None, data: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            insert(AUTH_EVENTS).values(
+                type=type_,
+                username=(username or None) and username[:100],
+                address=(address or None) and address[:64],
+                data=data,
+                created_at=utcnow(),
+            )
+        )
 
     def auth_events(self, *, after: int = 0, limit: int = 200) -> dict[str, Any]:
         with self.db.read() as conn:
-            rows = conn.execute(select(AUTH_EVENTS).where(AUTH_EVENTS.c.id > after)
-                                .order_by(AUTH_EVENTS.c.id).limit(limit)).all()
-        events = [{"id": r.id, "type": r.type, "username": r.username, "address": r.address, "data": r.data,
-                   "created_at": iso(r.created_at)} for r in rows]
+            rows = conn.execute(
+                select(AUTH_EVENTS).where(AUTH_EVENTS.c.id > after).order_by(AUTH_EVENTS.c.id).limit(limit)
+            ).all()
+        events = [
+            {
+                "id": r.id,
+                "type": r.type,
+                "username": r.username,
+                "address": r.address,
+                "data": r.data,
+                "created_at": iso(r.created_at),
+            }
+            for r in rows
+        ]
         return {"events": events, "next_after": events[-1]["id"] if len(events) == limit else None}
 
     def create_session(self, actor: Actor) -> tuple[str, str]:
@@ -483,8 +607,15 @@ class Accounts:
         now = utcnow()
         with self.db.write() as conn:
             conn.execute(delete(SESSIONS).where(SESSIONS.c.expires_at < now))
-            conn.execute(insert(SESSIONS).values(id_hash=sha256(sid), user_id=actor.id, csrf_token=csrf,
-                                                 created_at=now, expires_at=now + timedelta(hours=SESSION_HOURS)))
+            conn.execute(
+                insert(SESSIONS).values(
+                    id_hash=sha256(sid),
+                    user_id=actor.id,
+                    csrf_token=csrf,
+                    created_at=now,
+                    expires_at=now + timedelta(hours=SESSION_HOURS),
+                )
+            )
         return sid, csrf
 
     def session(self, sid: str) -> SessionInfo | None:
@@ -494,10 +625,17 @@ class Accounts:
             row = conn.execute(
                 select(USERS.c.id, USERS.c.username, USERS.c.role, SESSIONS.c.csrf_token)
                 .join(SESSIONS, SESSIONS.c.user_id == USERS.c.id)
-                .where(SESSIONS.c.id_hash == sha256(sid), SESSIONS.c.expires_at > utcnow(),
-                       USERS.c.active.is_(True))).first()
-        info = None if row is None else SessionInfo(Actor(id=row.id, username=row.username, role=row.role),
-                                                    row.csrf_token)
+                .where(
+                    SESSIONS.c.id_hash == sha256(sid),
+                    SESSIONS.c.expires_at > utcnow(),
+                    USERS.c.active.is_(True),
+                )
+            ).first()
+        info = (
+            None
+            if row is None
+            else SessionInfo(Actor(id=row.id, username=row.username, role=row.role), row.csrf_token)
+        )
         if info is not None:
             self._remember("session:", sid, info, generation)
         return info
@@ -512,8 +650,11 @@ class Accounts:
 
     def views(self, user_id: int) -> list[dict[str, object]]:
         with self.db.read() as conn:
-            rows = conn.execute(select(VIEWS.c.id, VIEWS.c.name, VIEWS.c.query)
-                                .where(VIEWS.c.user_id == user_id).order_by(VIEWS.c.name)).all()
+            rows = conn.execute(
+                select(VIEWS.c.id, VIEWS.c.name, VIEWS.c.query)
+                .where(VIEWS.c.user_id == user_id)
+                .order_by(VIEWS.c.name)
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     def save_view(self, user_id: int, name: str, query: str) -> None:
@@ -544,9 +685,15 @@ def _insert_ignore(db: Database, table: Any, values: dict[str, Any]) -> Any:
 
 def _token_json(row: dict[str, Any]) -> dict[str, Any]:
     prefix = row["prefix"]
-    return {"id": row["id"], "username": row["username"], "name": row["name"],
-            "prefix": f"{prefix}…" if prefix else None, "created_at": iso(row["created_at"]),
-            "last_used_at": iso(row["last_used_at"]), "revoked_at": iso(row["revoked_at"])}
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "name": row["name"],
+        "prefix": f"{prefix}…" if prefix else None,
+        "created_at": iso(row["created_at"]),
+        "last_used_at": iso(row["last_used_at"]),
+        "revoked_at": iso(row["revoked_at"]),
+    }
 
 
 def same_secret(a: str | None, b: str | None) -> bool:

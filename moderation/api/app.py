@@ -45,9 +45,16 @@ def _clean_errors(errors: Any) -> Any:
     return jsonable_encoder(cleaned)
 
 
-def create_app(database_url: str | None = None, checker: Any = None, *, lease_seconds: int = 120,
-               undo_seconds: int = 120, max_body: int = DEFAULT_MAX_BODY, queue: ReviewQueue | None = None,
-               settings: Settings | None = None) -> FastAPI:
+def create_app(
+    database_url: str | None = None,
+    checker: Any = None,
+    *,
+    lease_seconds: int = 120,
+    undo_seconds: int = 120,
+    max_body: int = DEFAULT_MAX_BODY,
+    queue: ReviewQueue | None = None,
+    settings: Settings | None = None,
+) -> FastAPI:
     """Build the app on ``database_url`` (else ``DATABASE_URL``, else ./var/moderation.db).
 
     ``settings`` (default: ``Settings.from_env()``) size the check pool, the login throttle and so on.
@@ -68,18 +75,28 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if heavy is not None:  # load the engine in the children meanwhile; a heavy listing waits for it
-            threading.Thread(target=_start_quietly, args=(heavy,), name="rules-heavy-start", daemon=True).start()
+            threading.Thread(
+                target=_start_quietly, args=(heavy,), name="rules-heavy-start", daemon=True
+            ).start()
         _on_stop_signal(stop_checks)
         yield
         stop_checks()
 
-    app = FastAPI(title="listing-moderation", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None,
-                  description="Advertising-law checks for Chinese e-commerce listings and the review queue.")
+    app = FastAPI(
+        title="listing-moderation",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        description="Advertising-law checks for Chinese e-commerce listings and the review queue.",
+    )
     app.state.settings = settings
     app.state.check_pool = pool
     app.state.heavy_processes = heavy
-    app.state.queue = queue or ReviewQueue(database_url, lease_seconds=lease_seconds, undo_seconds=undo_seconds)
+    app.state.queue = queue or ReviewQueue(
+        database_url, lease_seconds=lease_seconds, undo_seconds=undo_seconds
+    )
     app.state.accounts = Accounts(app.state.queue.db, settings=settings)
     lock = threading.Lock()
     app.state.checker = checker
@@ -113,9 +130,16 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
         if not _unavailable(exc):
             raise exc
         log.warning("database unavailable: %s", exc.orig)
-        return JSONResponse(status_code=503, headers={"Retry-After": str(settings.retry_after_s)},
-                            content={"detail": {"code": "database_unavailable",
-                                                "message": "the database is unavailable; retry shortly"}})
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_s)},
+            content={
+                "detail": {
+                    "code": "database_unavailable",
+                    "message": "the database is unavailable; retry shortly",
+                }
+            },
+        )
 
     from moderation.api import console, routes_check, routes_meta, routes_outbox, routes_queue
 
@@ -125,10 +149,13 @@ def create_app(database_url: str | None = None, checker: Any = None, *, lease_se
     app.include_router(routes_meta.router)
     app.include_router(console.router)
     from moderation.api import routes_images  # image thumbnails by id (issue 14)
+
     app.include_router(routes_images.router)
     from moderation.api import routes_ocr  # a listing's pictures for the OCR boxes in the console (issue 18)
+
     app.include_router(routes_ocr.router)
     from moderation.api import routes_sellers  # hold, release, warn a seller (issue 17)
+
     app.include_router(routes_sellers.router)
     app.mount("/review/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)

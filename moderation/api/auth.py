@@ -37,7 +37,9 @@ async def current_actor(request: Request) -> Actor:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "use 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "use 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+            )
         hit, value = store.cached("token:", token)
         actor = value if hit else await run_in_threadpool(store.actor_for_token, token)
         if not isinstance(actor, Actor):
@@ -49,7 +51,8 @@ async def current_actor(request: Request) -> Actor:
         info = value if hit else await run_in_threadpool(store.session, sid)
         if isinstance(info, SessionInfo):
             if request.method not in SAFE_METHODS and not same_secret(
-                    request.headers.get("x-csrf-token"), info.csrf_token):
+                request.headers.get("x-csrf-token"), info.csrf_token
+            ):
                 raise HTTPException(403, "missing or wrong CSRF token")
             request.state.csrf_token = info.csrf_token
             return info.actor

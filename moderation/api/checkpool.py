@@ -46,8 +46,15 @@ class _Job:
 class CheckPool:
     """``workers`` daemon threads; at most ``max_waiting`` jobs wait (``max_waiting_heavy`` heavy ones)."""
 
-    def __init__(self, workers: int | None = None, *, max_waiting: int | None = None,
-                 max_waiting_heavy: int | None = None, nice: int = 0, name: str = "check") -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        max_waiting: int | None = None,
+        max_waiting_heavy: int | None = None,
+        nice: int = 0,
+        name: str = "check",
+    ) -> None:
         self.workers = max(1, workers or os.cpu_count() or 2)
         self.nice, self.name = nice, name
         self.max_waiting = max_waiting if max_waiting is not None else 8 * self.workers
@@ -81,7 +88,9 @@ class CheckPool:
             in_pool = self._busy + len(self._light) + len(self._heavy)
             full = in_pool >= self.workers + self.max_waiting
             if heavy:
-                full = full or self._busy_heavy + len(self._heavy) >= self.heavy_slots + self.max_waiting_heavy
+                full = (
+                    full or self._busy_heavy + len(self._heavy) >= self.heavy_slots + self.max_waiting_heavy
+                )
             if full:
                 self.stats["refused"] += 1
                 raise Saturated("every check worker is busy; retry shortly")
@@ -141,8 +150,13 @@ class CheckPool:
 
     def snapshot(self) -> dict[str, Any]:
         with self._cond:
-            return {"workers": self.workers, "busy": self._busy, "busy_heavy": self._busy_heavy,
-                    "waiting": len(self._light) + len(self._heavy), **self.stats}
+            return {
+                "workers": self.workers,
+                "busy": self._busy,
+                "busy_heavy": self._busy_heavy,
+                "waiting": len(self._light) + len(self._heavy),
+                **self.stats,
+            }
 
 
 def _lower_priority(nice: int) -> None:

@@ -13,8 +13,12 @@ import click
 if TYPE_CHECKING:
     from moderation.api.accounts import Accounts
 
-DB_OPTION = click.option("--db", "database_url", envvar="DATABASE_URL",
-                         help="Database URL (default: DATABASE_URL, else sqlite ./var/moderation.db).")
+DB_OPTION = click.option(
+    "--db",
+    "database_url",
+    envvar="DATABASE_URL",
+    help="Database URL (default: DATABASE_URL, else sqlite ./var/moderation.db).",
+)
 
 
 @click.command()
@@ -23,21 +27,57 @@ DB_OPTION = click.option("--db", "database_url", envvar="DATABASE_URL",
 @DB_OPTION
 @click.option("--demo", is_flag=True, help="Seed demo users (passwords printed) and checked demo listings.")
 @click.option("--no-classifier", is_flag=True, help="Check with rules only (do not load the risk model).")
-@click.option("--workers", type=int, default=None,
-              help="Worker processes (default: 2 on PostgreSQL, 1 on SQLite, which has one writer anyway).")
-@click.option("--access-log/--no-access-log", default=False, show_default=True,
-              help="Log every request (costs CPU per request; off by default).")
-@click.option("--secure-cookies", is_flag=True, default=None,
-              help="Mark every cookie Secure (use behind a TLS-terminating proxy; env MODERATION_SECURE_COOKIES=1).")
-@click.option("--check-workers", type=click.IntRange(1, 64), default=None,
-              help="Threads per process that run /v1/check (default: one per core).")
-@click.option("--check-budget", "check_budget_s", type=click.FloatRange(0.01, 600), default=None,
-              help="CPU seconds the rules may spend on one listing before it is answered too_costly (default 2).")
-@click.option("--graceful-timeout", default=5, show_default=True, type=click.IntRange(0, 600),
-              help="Seconds in-flight requests get to finish after SIGTERM before they are cut off.")
-def serve(host: str, port: int, database_url: str | None, demo: bool, no_classifier: bool,
-          workers: int | None, access_log: bool, secure_cookies: bool | None, check_workers: int | None,
-          check_budget_s: float | None, graceful_timeout: int) -> None:
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: 2 on PostgreSQL, 1 on SQLite, which has one writer anyway).",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every request (costs CPU per request; off by default).",
+)
+@click.option(
+    "--secure-cookies",
+    is_flag=True,
+    default=None,
+    help="Mark every cookie Secure (use behind a TLS-terminating proxy; env MODERATION_SECURE_COOKIES=1).",
+)
+@click.option(
+    "--check-workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Threads per process that run /v1/check (default: one per core).",
+)
+@click.option(
+    "--check-budget",
+    "check_budget_s",
+    type=click.FloatRange(0.01, 600),
+    default=None,
+    help="CPU seconds the rules may spend on one listing before it is answered too_costly (default 2).",
+)
+@click.option(
+    "--graceful-timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 600),
+    help="Seconds in-flight requests get to finish after SIGTERM before they are cut off.",
+)
+def serve(
+    host: str,
+    port: int,
+    database_url: str | None,
+    demo: bool,
+    no_classifier: bool,
+    workers: int | None,
+    access_log: bool,
+    secure_cookies: bool | None,
+    check_workers: int | None,
+    check_budget_s: float | None,
+    graceful_timeout: int,
+) -> None:
     """Run the HTTP API and the reviewer console (http://HOST:PORT/review)."""
     import gc
     import os
@@ -52,14 +92,25 @@ def serve(host: str, port: int, database_url: str | None, demo: bool, no_classif
     url = resolve_url(database_url)
     if workers is None:
         workers = 1 if url.startswith("sqlite") else 2
-    settings = Settings.from_env(secure_cookies=True if secure_cookies else None, check_workers=check_workers,
-                                 check_budget_s=check_budget_s,
-                                 isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True,
-                                 serve_db=url, serve_classifier=not no_classifier)
-    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "access_log": access_log,
-               "timeout_graceful_shutdown": graceful_timeout}
-    click.echo(f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"
-               f"   workers: {workers}")
+    settings = Settings.from_env(
+        secure_cookies=True if secure_cookies else None,
+        check_workers=check_workers,
+        check_budget_s=check_budget_s,
+        isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True,
+        serve_db=url,
+        serve_classifier=not no_classifier,
+    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": access_log,
+        "timeout_graceful_shutdown": graceful_timeout,
+    }
+    click.echo(
+        f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"
+        f"   workers: {workers}"
+    )
     if workers > 1:
         # Each worker builds its own app (ReviewQueue, pool, credential cache, checker) from the
         # environment; the database is the only shared state, as with several hosts. Migrate once
@@ -106,14 +157,16 @@ def _accounts(database_url: str | None) -> Accounts:
 
 @users.command("create")
 @click.argument("username")
-@click.option("--role", required=True,
-              type=click.Choice(["triage", "reviewer", "lead", "admin", "auditor", "service"]))
+@click.option(
+    "--role", required=True, type=click.Choice(["triage", "reviewer", "lead", "admin", "auditor", "service"])
+)
 @click.option("--password", help="Login password for the console (prompted if --prompt).")
 @click.option("--prompt", "ask", is_flag=True, help="Prompt for the password.")
 @click.option("--token", "with_token", is_flag=True, help="Also create an API token and print it.")
 @DB_OPTION
-def users_create(username: str, role: str, password: str | None, ask: bool, with_token: bool,
-                 database_url: str | None) -> None:
+def users_create(
+    username: str, role: str, password: str | None, ask: bool, with_token: bool, database_url: str | None
+) -> None:
     """Create USERNAME with ROLE (and a password for console login)."""
     from moderation.queue import QueueError
 
@@ -150,7 +203,9 @@ def users_token(username: str, name: str, database_url: str | None) -> None:
 def users_list(database_url: str | None) -> None:
     """List users and roles."""
     for user in _accounts(database_url).list_users():
-        click.echo(f"{user['id']}\t{user['username']}\t{user['role']}\t{'active' if user['active'] else 'disabled'}")
+        click.echo(
+            f"{user['id']}\t{user['username']}\t{user['role']}\t{'active' if user['active'] else 'disabled'}"
+        )
 
 
 #: Said after revoking or disabling from the shell: running servers are other processes.
@@ -179,8 +234,10 @@ def users_tokens(username: str | None, active_only: bool, database_url: str | No
     click.echo("id\tuser\tname\tprefix\tcreated\tlast_used\tstatus")
     for t in tokens:
         status = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
-        click.echo(f"{t['id']}\t{t['username']}\t{t['name']}\t{t['prefix'] or '-'}\t{t['created_at']}\t"
-                   f"{t['last_used_at'] or '-'}\t{status}")
+        click.echo(
+            f"{t['id']}\t{t['username']}\t{t['name']}\t{t['prefix'] or '-'}\t{t['created_at']}\t"
+            f"{t['last_used_at'] or '-'}\t{status}"
+        )
 
 
 @users.command("revoke")
@@ -273,14 +330,24 @@ def outbox() -> None:
 
 
 @outbox.command("drain")
-@click.option("--out", "out_path", default="-", show_default=True,
-              help="JSON Lines file to append the records to ('-' = stdout).")
-@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 500), help="Records per lease.")
-@click.option("--max", "max_records", type=click.IntRange(1), default=None, help="Stop after this many records.")
+@click.option(
+    "--out",
+    "out_path",
+    default="-",
+    show_default=True,
+    help="JSON Lines file to append the records to ('-' = stdout).",
+)
+@click.option(
+    "--batch", default=100, show_default=True, type=click.IntRange(1, 500), help="Records per lease."
+)
+@click.option(
+    "--max", "max_records", type=click.IntRange(1), default=None, help="Stop after this many records."
+)
 @click.option("--lease-seconds", default=60, show_default=True, type=click.IntRange(1, 3600))
 @DB_OPTION
-def outbox_drain(out_path: str, batch: int, max_records: int | None, lease_seconds: int,
-                 database_url: str | None) -> None:
+def outbox_drain(
+    out_path: str, batch: int, max_records: int | None, lease_seconds: int, database_url: str | None
+) -> None:
     """Lease every deliverable record, write it as one JSON line, then acknowledge it.
 
     At least once: each batch is written and flushed (fsync'd for a file) before it is acknowledged,
@@ -309,14 +376,23 @@ def outbox_drain(out_path: str, batch: int, max_records: int | None, lease_secon
             out.close()
     counts = queue.outbox.counts()
     queue.close()
-    click.echo(f"drained {drained} records; {counts['waiting']} waiting (undo window), "
-               f"{counts['leased']} leased by other consumers, {counts['ready']} ready", err=True)
+    click.echo(
+        f"drained {drained} records; {counts['waiting']} waiting (undo window), "
+        f"{counts['leased']} leased by other consumers, {counts['ready']} ready",
+        err=True,
+    )
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(["pending", "delivered", "cancelled", "all"]), default="pending",
-              show_default=True)
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="At most this many records.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "delivered", "cancelled", "all"]),
+    default="pending",
+    show_default=True,
+)
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(1), help="At most this many records."
+)
 @DB_OPTION
 def outbox_list(status: str, limit: int, database_url: str | None) -> None:
     """Print outbox records as JSON Lines in id order, without leasing or acknowledging them."""

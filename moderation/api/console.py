@@ -37,19 +37,55 @@ Text = Annotated[str, AfterValidator(refuse_unstorable)]
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 LOGIN_CSRF_COOKIE = "mlogin_csrf"
 
-STATUS_LABELS = {"open": "待处理(全部)", "pending": "待领取", "claimed": "处理中", "escalated": "已升级",
-                 "decided": "已决定", "superseded": "已作废"}
-EVENT_LABELS = {"created": "进入队列", "signal_attached": "新信号合并", "claimed": "领取", "assigned": "指派",
-                "released": "释放", "skipped": "跳过", "escalated": "升级", "decided": "决定", "undone": "撤销",
-                "reverted": "组长撤回", "superseded": "商品已修改，作废", "commented": "评论",
-                "priority_changed": "调整优先级", "appealed": "商家申诉"}
+STATUS_LABELS = {
+    "open": "待处理(全部)",
+    "pending": "待领取",
+    "claimed": "处理中",
+    "escalated": "已升级",
+    "decided": "已决定",
+    "superseded": "已作废",
+}
+EVENT_LABELS = {
+    "created": "进入队列",
+    "signal_attached": "新信号合并",
+    "claimed": "领取",
+    "assigned": "指派",
+    "released": "释放",
+    "skipped": "跳过",
+    "escalated": "升级",
+    "decided": "决定",
+    "undone": "撤销",
+    "reverted": "组长撤回",
+    "superseded": "商品已修改，作废",
+    "commented": "评论",
+    "priority_changed": "调整优先级",
+    "appealed": "商家申诉",
+}
 FAMILY_LABELS_SHORT = {
-    "absolute_claims": "绝对化用语", "state_symbols": "国家象征", "military_names": "军字号", "minors": "未成年人",
-    "superstition_vulgarity": "迷信低俗", "medical_claims": "医疗功效", "health_food": "保健食品",
-    "drugs_devices": "药品器械", "endorsements": "代言推荐", "education": "教育承诺", "investment": "投资承诺",
-    "real_estate": "房地产", "agriculture": "农资", "alcohol": "酒类", "tobacco": "烟草", "false_claims": "虚假宣传",
-    "data_without_source": "数据无出处", "patents": "专利", "disparagement": "贬低他人", "price_claims": "价格宣称",
-    "fake_sales_reviews": "虚假销量评价", "food_labels": "食品标签", "cosmetics": "化妆品功效", "images": "图片盗用",
+    "absolute_claims": "绝对化用语",
+    "state_symbols": "国家象征",
+    "military_names": "军字号",
+    "minors": "未成年人",
+    "superstition_vulgarity": "迷信低俗",
+    "medical_claims": "医疗功效",
+    "health_food": "保健食品",
+    "drugs_devices": "药品器械",
+    "endorsements": "代言推荐",
+    "education": "教育承诺",
+    "investment": "投资承诺",
+    "real_estate": "房地产",
+    "agriculture": "农资",
+    "alcohol": "酒类",
+    "tobacco": "烟草",
+    "false_claims": "虚假宣传",
+    "data_without_source": "数据无出处",
+    "patents": "专利",
+    "disparagement": "贬低他人",
+    "price_claims": "价格宣称",
+    "fake_sales_reviews": "虚假销量评价",
+    "food_labels": "食品标签",
+    "cosmetics": "化妆品功效",
+    "images": "图片盗用",
 }
 AGE_OPTIONS = {"": "不限", "1": "超过 1 小时", "4": "超过 4 小时", "24": "超过 24 小时"}
 #: Every error a reviewer can meet, in Chinese (by the API's ``code``; the console's JS reads the same
@@ -94,9 +130,18 @@ ERROR_LABELS = {
     "network": "网络连接失败，请检查网络后重试",
 }
 #: Fallbacks by HTTP status when an answer has no code the table knows.
-STATUS_ERRORS = {400: "请求无效", 401: "登录已过期，请重新登录", 403: "你没有权限执行此操作", 404: "页面或条目不存在",
-                 409: "此条状态已变化，请刷新", 413: "提交的内容太大", 422: "提交的内容不完整或格式不对",
-                 429: "操作太频繁，请稍后再试", 500: "服务器出错了，请稍后重试", 503: "系统繁忙，请稍后重试"}
+STATUS_ERRORS = {
+    400: "请求无效",
+    401: "登录已过期，请重新登录",
+    403: "你没有权限执行此操作",
+    404: "页面或条目不存在",
+    409: "此条状态已变化，请刷新",
+    413: "提交的内容太大",
+    422: "提交的内容不完整或格式不对",
+    429: "操作太频繁，请稍后再试",
+    500: "服务器出错了，请稍后重试",
+    503: "系统繁忙，请稍后重试",
+}
 
 
 def error_text(code: str | None, status: int) -> str:
@@ -180,8 +225,14 @@ def segments(text: str, findings: list[tuple[int, dict[str, Any]]]) -> list[dict
             continue
         if start > pos:
             out.append({"text": text[pos:start]})
-        out.append({"text": text[start:end], "finding": index, "severity": f["severity"],
-                    "title": f"{f['rule']} · {f['law']}：{f['message']}"})
+        out.append(
+            {
+                "text": text[start:end],
+                "finding": index,
+                "severity": f["severity"],
+                "title": f"{f['rule']} · {f['law']}：{f['message']}",
+            }
+        )
         pos = end
     if pos < len(text):
         out.append({"text": text[pos:]})
@@ -198,14 +249,26 @@ def page_actor(request: Request) -> Actor | None:
     return info.actor  # type: ignore[no-any-return]
 
 
-def render(request: Request, name: str, actor: Actor | None, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context.update(actor=actor, role_label=ROLE_LABELS.get(actor.role, "") if actor else "",
-                   csrf_token=getattr(request.state, "csrf_token", ""), reason_codes=list(REASON_CODES.items()),
-                   outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS, status_labels=STATUS_LABELS,
-                   verdict_labels=VERDICT_LABELS, category_labels=CATEGORY_LABELS, family_labels=FAMILY_LABELS,
-                   event_labels=EVENT_LABELS,
-                   human_age=human_age, error_labels={**ERROR_LABELS, **{str(k): v for k, v in STATUS_ERRORS.items()}},
-                   mask=mask_contacts, field_label=field_label)
+def render(
+    request: Request, name: str, actor: Actor | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    context.update(
+        actor=actor,
+        role_label=ROLE_LABELS.get(actor.role, "") if actor else "",
+        csrf_token=getattr(request.state, "csrf_token", ""),
+        reason_codes=list(REASON_CODES.items()),
+        outcome_labels=OUTCOME_LABELS,
+        severity_labels=SEVERITY_LABELS,
+        status_labels=STATUS_LABELS,
+        verdict_labels=VERDICT_LABELS,
+        category_labels=CATEGORY_LABELS,
+        family_labels=FAMILY_LABELS,
+        event_labels=EVENT_LABELS,
+        human_age=human_age,
+        error_labels={**ERROR_LABELS, **{str(k): v for k, v in STATUS_ERRORS.items()}},
+        mask=mask_contacts,
+        field_label=field_label,
+    )
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
@@ -216,7 +279,9 @@ def error_page(request: Request, actor: Actor | None, status: int, message: str)
 
 def _login_redirect(request: Request) -> RedirectResponse:
     target = safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-    return RedirectResponse("/review/login" + ("" if target == "/review" else "?" + urlencode({"next": target})), 303)
+    return RedirectResponse(
+        "/review/login" + ("" if target == "/review" else "?" + urlencode({"next": target})), 303
+    )
 
 
 def _item_id(raw: str) -> int | None:
@@ -241,49 +306,76 @@ def safe_next(value: str | None) -> str:
     return value if value and len(value) <= 300 and _NEXT.fullmatch(value) else "/review"
 
 
-def _login_form(request: Request, error: str, status: int = 200, headers: dict[str, str] | None = None,
-                next_url: str = "/review") -> HTMLResponse:
+def _login_form(
+    request: Request,
+    error: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    next_url: str = "/review",
+) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", None, login_csrf=token, error=error, next_url=safe_next(next_url))
+    response = render(
+        request, "login.html", None, login_csrf=token, error=error, next_url=safe_next(next_url)
+    )
     response.status_code = status
     response.headers.update(headers or {})
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/review",
-                        secure=secure_cookies(request))
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/review",
+        secure=secure_cookies(request),
+    )
     return response
 
 
 @router.get("/review/login", response_class=HTMLResponse)
-def login_page(request: Request, error: Annotated[str, AfterValidator(lambda v: "" if has_unstorable(v) else v[:200])] = "",
-               next_url: Annotated[str, Query(alias="next"),
-                                   AfterValidator(lambda v: "" if has_unstorable(v) else v[:300])] = ""
-               ) -> HTMLResponse:
+def login_page(
+    request: Request,
+    error: Annotated[str, AfterValidator(lambda v: "" if has_unstorable(v) else v[:200])] = "",
+    next_url: Annotated[
+        str, Query(alias="next"), AfterValidator(lambda v: "" if has_unstorable(v) else v[:300])
+    ] = "",
+) -> HTMLResponse:
     return _login_form(request, error, next_url=next_url)
 
 
 @router.post("/review/login")
-def login(request: Request, username: Annotated[Text, Form(max_length=100)],
-          password: Annotated[Text, Form(max_length=200)], csrf_token: Annotated[Text, Form(max_length=100)],
-          next_url: Annotated[Text, Form(alias="next", max_length=300)] = "/review") -> Response:
+def login(
+    request: Request,
+    username: Annotated[Text, Form(max_length=100)],
+    password: Annotated[Text, Form(max_length=200)],
+    csrf_token: Annotated[Text, Form(max_length=100)],
+    next_url: Annotated[Text, Form(alias="next", max_length=300)] = "/review",
+) -> Response:
     """Sign in. Throttled per account and per address: after a few failures each further one locks
     both for twice as long (429 with ``Retry-After``, the password is not checked meanwhile); when
     too many password checks already run, 503 with ``Retry-After``."""
     if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
-        return RedirectResponse("/review/login?" + urlencode({"error": "页面已过期，请重新登录",
-                                                               "next": safe_next(next_url)}), 303)
+        return RedirectResponse(
+            "/review/login?" + urlencode({"error": "页面已过期，请重新登录", "next": safe_next(next_url)}),
+            303,
+        )
     address = request.client.host if request.client else None
     try:
         actor = request.app.state.accounts.authenticate(username.strip(), password, address)
     except LoginRefused as exc:
-        text = (f"登录失败次数过多，请 {exc.retry_after} 秒后再试" if exc.code == "throttled"
-                else "同时登录的人太多，请稍后再试")
+        text = (
+            f"登录失败次数过多，请 {exc.retry_after} 秒后再试"
+            if exc.code == "throttled"
+            else "同时登录的人太多，请稍后再试"
+        )
         return _login_form(request, text, exc.status, {"Retry-After": str(exc.retry_after)}, next_url)
     if actor is None:
-        return RedirectResponse("/review/login?" + urlencode({"error": "用户名或密码错误",
-                                                               "next": safe_next(next_url)}), 303)
+        return RedirectResponse(
+            "/review/login?" + urlencode({"error": "用户名或密码错误", "next": safe_next(next_url)}), 303
+        )
     sid, _ = request.app.state.accounts.create_session(actor)
     response = RedirectResponse(safe_next(next_url), 303)
-    response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", max_age=12 * 3600,
-                        secure=secure_cookies(request))
+    response.set_cookie(
+        SESSION_COOKIE, sid, httponly=True, samesite="lax", max_age=12 * 3600, secure=secure_cookies(request)
+    )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/review")
     return response
 
@@ -307,8 +399,11 @@ def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
     unpaired surrogates, over-long) are dropped, and an age outside 0–1,000,000 hours is ignored.
     The family may be given by its Chinese label; ``q`` searches title, listing id and seller, in every
     state unless ``status`` is given (``all`` = every state)."""
-    params = {k: v.strip() for k, v in request.query_params.items()
-              if v and v.strip() and k != "cursor" and len(v) <= 200 and not has_unstorable(v)}
+    params = {
+        k: v.strip()
+        for k, v in request.query_params.items()
+        if v and v.strip() and k != "cursor" and len(v) <= 200 and not has_unstorable(v)
+    }
     age = params.get("age", "")
     try:
         min_age = float(age) if age else None
@@ -323,9 +418,16 @@ def _filters(request: Request) -> tuple[ItemFilter, dict[str, str]]:
         extra["q"] = params["q"]
     # A search looks in every state unless a state is chosen: a listing id decided last week is still found.
     status = params.get("status") or ("all" if params.get("q") else "open")
-    f = ItemFilter(status=None if status == "all" else status, family=params.get("family") or None,
-                   severity=params.get("severity"), category=params.get("category"),
-                   seller=params.get("seller"), min_age_hours=min_age, sort=params.get("sort", "priority"), **extra)
+    f = ItemFilter(
+        status=None if status == "all" else status,
+        family=params.get("family") or None,
+        severity=params.get("severity"),
+        category=params.get("category"),
+        seller=params.get("seller"),
+        min_age_hours=min_age,
+        sort=params.get("sort", "priority"),
+        **extra,
+    )
     return f, params
 
 
@@ -354,19 +456,36 @@ def queue_page(request: Request) -> Response:
     next_url = None
     if page["next_cursor"]:
         next_url = "/review?" + urlencode({**params, "cursor": page["next_cursor"]})
-    return render(request, "queue.html", actor, items=page["items"], filters=params, status=f.status or "all",
-                  next_url=next_url, views=request.app.state.accounts.views(actor.id), error=error, notice=notice,
-                  categories=CATEGORIES, age_options=AGE_OPTIONS, query=urlencode(params))
+    return render(
+        request,
+        "queue.html",
+        actor,
+        items=page["items"],
+        filters=params,
+        status=f.status or "all",
+        next_url=next_url,
+        views=request.app.state.accounts.views(actor.id),
+        error=error,
+        notice=notice,
+        categories=CATEGORIES,
+        age_options=AGE_OPTIONS,
+        query=urlencode(params),
+    )
 
 
 def _masked_fields(listing: dict[str, Any], findings: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """The listing's text fields with contact ids masked (same length, so spans still line up):
     the spans of off-platform findings first, then any other contact id in the text."""
-    fields = [("title", "标题", listing.get("title") or ""), ("description", "描述", listing.get("description") or "")]
+    fields = [
+        ("title", "标题", listing.get("title") or ""),
+        ("description", "描述", listing.get("description") or ""),
+    ]
     fields += [(f"attributes.{k}", k, str(v)) for k, v in (listing.get("attributes") or {}).items()]
     out = []
     for name, label, text in fields:
-        spans = [(f["start"], f["end"]) for f in findings if f["field"] == name and f["family"] == CONTACT_FAMILY]
+        spans = [
+            (f["start"], f["end"]) for f in findings if f["field"] == name and f["family"] == CONTACT_FAMILY
+        ]
         masked = mask_contacts(mask_spans(text, spans) if spans else text)
         out.append((name, label, masked))
     return out
@@ -379,9 +498,12 @@ def machine_suggestion(item: dict[str, Any], findings: list[dict[str, Any]]) -> 
     reasons = list(dict.fromkeys(reason_for_family(f["family"]) for f in findings))
     if not reasons and outcome != "approved":
         reasons = ["other"]
-    message = "；".join(dict.fromkeys(
-        f["message"].rstrip("。") + (f"。建议：{f['suggestion']}" if f.get("suggestion") else "")
-        for f in findings))[:1900]
+    message = "；".join(
+        dict.fromkeys(
+            f["message"].rstrip("。") + (f"。建议：{f['suggestion']}" if f.get("suggestion") else "")
+            for f in findings
+        )
+    )[:1900]
     return {"verdict": verdict, "outcome": outcome, "reasons": reasons, "message": message}
 
 
@@ -400,16 +522,31 @@ def item_page(item_id: str, request: Request) -> Response:
     raw_findings = item["check"].get("findings", [])
     fields = _masked_fields(item["listing"], raw_findings)
     findings = [mask_finding(f) for f in raw_findings]
-    rendered = [{"name": name, "label": label, "segments": segments(text, [
-        (i, f) for i, f in enumerate(findings) if f["field"] == name])} for name, label, text in fields if text]
+    rendered = [
+        {
+            "name": name,
+            "label": label,
+            "segments": segments(text, [(i, f) for i, f in enumerate(findings) if f["field"] == name]),
+        }
+        for name, label, text in fields
+        if text
+    ]
     item["title"] = mask_contacts(item.get("title") or "")
     for h in item.get("seller_history") or []:
         h["title"] = mask_contacts(h.get("title") or "")
     item["sla_state"] = sla_state(item)
     critical = item.get("max_severity") == "critical" or item["check"].get("verdict") == "block"
-    return render(request, "item.html", actor, item=item, findings=findings, fields=rendered,
-                  machine=machine_suggestion(item, findings), critical=critical,
-                  held_by_me=item["claim_token"] is not None)
+    return render(
+        request,
+        "item.html",
+        actor,
+        item=item,
+        findings=findings,
+        fields=rendered,
+        machine=machine_suggestion(item, findings),
+        critical=critical,
+        held_by_me=item["claim_token"] is not None,
+    )
 
 
 class ViewIn(BaseModel):
@@ -418,14 +555,20 @@ class ViewIn(BaseModel):
 
 
 @router.post("/review/views")
-def save_view(body: ViewIn, request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
+def save_view(
+    body: ViewIn, request: Request, actor: Annotated[Actor, Depends(current_actor)]
+) -> dict[str, str]:
     """Save the current filters under a name (per reviewer)."""
     request.app.state.accounts.save_view(actor.id, body.name, body.query)
     return {"status": "saved"}
 
 
 @router.delete("/review/views/{view_id}")
-def delete_view(view_id: Annotated[int, PathParam(ge=1, le=INT_MAX)], request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> dict[str, str]:
+def delete_view(
+    view_id: Annotated[int, PathParam(ge=1, le=INT_MAX)],
+    request: Request,
+    actor: Annotated[Actor, Depends(current_actor)],
+) -> dict[str, str]:
     request.app.state.accounts.delete_view(actor.id, view_id)
     return {"status": "deleted"}
 
@@ -468,28 +611,44 @@ def seller_page(seller_id: str, request: Request) -> Response:
         return error_page(request, actor, 404, f"没有商家 {seller_id} 的记录")
     counts: dict[str, int] = {}
     for item in items:
-        key = item.get("outcome") or ("open" if item["status"] in ("pending", "claimed", "escalated") else item["status"])
+        key = item.get("outcome") or (
+            "open" if item["status"] in ("pending", "claimed", "escalated") else item["status"]
+        )
         counts[key] = counts.get(key, 0) + 1
     families: dict[str, int] = {}
     for item in items:
         for fam in item.get("families") or []:
             families[fam] = families.get(fam, 0) + 1
-    return render(request, "seller.html", actor, seller_id=seller_id, items=list(reversed(items)), counts=counts,
-                  families=sorted(families.items(), key=lambda kv: -kv[1]), info=info,
-                  more=page["next_cursor"] is not None)
+    return render(
+        request,
+        "seller.html",
+        actor,
+        seller_id=seller_id,
+        items=list(reversed(items)),
+        counts=counts,
+        families=sorted(families.items(), key=lambda kv: -kv[1]),
+        info=info,
+        more=page["next_cursor"] is not None,
+    )
 
 
 @router.get("/static/check.js")
 def check_js() -> Response:
     """The dependency-free client for listing editors (docs/editor.md); public, like any script."""
-    return FileResponse(STATIC / "check.js", media_type="text/javascript; charset=utf-8",
-                        headers={"Cache-Control": "public, max-age=300"})
+    return FileResponse(
+        STATIC / "check.js",
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 @router.get("/static/check.css")
 def check_css() -> Response:
-    return FileResponse(STATIC / "check.css", media_type="text/css; charset=utf-8",
-                        headers={"Cache-Control": "public, max-age=300"})
+    return FileResponse(
+        STATIC / "check.css",
+        media_type="text/css; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 @router.get("/editor", response_class=HTMLResponse)

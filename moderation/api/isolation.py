@@ -139,8 +139,11 @@ class RulesProcesses:
                 child.conn.send((listing.model_dump(mode="json"), budget_s))
                 started = time.monotonic()
                 if not child.conn.poll(self.hard_timeout_s):
-                    log.warning("listing %s took over %.1f s in the rules process; killed it", listing.id,
-                                time.monotonic() - started)
+                    log.warning(
+                        "listing %s took over %.1f s in the rules process; killed it",
+                        listing.id,
+                        time.monotonic() - started,
+                    )
                     self.killed += 1
                     child.kill()
                     child = None

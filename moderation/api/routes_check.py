@@ -64,13 +64,16 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-SATURATED = {"description": "Every check worker is busy (see ``Retry-After``)",
-             "content": {"application/json": {"example": {"detail": {"code": "saturated", "message": "…"}}}}}
+SATURATED = {
+    "description": "Every check worker is busy (see ``Retry-After``)",
+    "content": {"application/json": {"example": {"detail": {"code": "saturated", "message": "…"}}}},
+}
 
 
 @router.post("/v1/check", tags=["check"], response_model=None, responses={503: SATURATED})
-async def check(body: CheckRequest, request: Request,
-                actor: Annotated[Actor, Depends(require("check"))]) -> Response:
+async def check(
+    body: CheckRequest, request: Request, actor: Annotated[Actor, Depends(require("check"))]
+) -> Response:
     """Check one listing; with ``"enqueue": true`` a non-pass result goes into the review queue
     (one open item per listing; a changed listing supersedes its open item).
 
@@ -95,8 +98,12 @@ async def check(body: CheckRequest, request: Request,
         # heavy listing's rules run in a separate process when the server isolates them.
         data, changed = _sanitized(body.model_dump(exclude={"enqueue", "ocr", "rewrite"}))
         listing = Listing.model_validate(data) if changed else Listing.model_construct(**data)
-        result = checker.check_here(listing, settings.check_budget_s, isolated.find if isolated else None,
-                                    **({"ocr": body.ocr} if body.ocr is not None else {}))
+        result = checker.check_here(
+            listing,
+            settings.check_budget_s,
+            isolated.find if isolated else None,
+            **({"ocr": body.ocr} if body.ocr is not None else {}),
+        )
         rewritten = None
         if body.rewrite and result.error is None and not heavy:
             from moderation.rules.rewrite import rewrite_listing
@@ -106,10 +113,14 @@ async def check(body: CheckRequest, request: Request,
 
     try:
         listing, changed_fields, result, rendered, rewritten = await asyncio.wrap_future(
-            state.check_pool.submit(job, heavy=heavy))
+            state.check_pool.submit(job, heavy=heavy)
+        )
     except (Saturated, Stopped) as exc:
-        raise HTTPException(503, {"code": "saturated", "message": str(exc)},
-                            headers={"Retry-After": str(settings.retry_after_s)}) from None
+        raise HTTPException(
+            503,
+            {"code": "saturated", "message": str(exc)},
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from None
     extra: dict[str, Any] = {}
     if rewritten is not None:
         extra["rewrite"] = rewritten
@@ -117,8 +128,11 @@ async def check(body: CheckRequest, request: Request,
         extra["sanitized"] = changed_fields
     if body.enqueue:
         queue: ReviewQueue = state.queue
-        extra["queue"] = await run_in_threadpool(partial(queue.intake.enqueue, listing, result, actor,
-                                                         flags=("sanitized",) if changed_fields else ()))
+        extra["queue"] = await run_in_threadpool(
+            partial(
+                queue.intake.enqueue, listing, result, actor, flags=("sanitized",) if changed_fields else ()
+            )
+        )
     if extra:  # splice the extra keys into the rendered object: no second encoding of the findings
         rendered = rendered[:-1] + b"," + json.dumps(extra, ensure_ascii=False)[1:].encode()
     return Response(rendered, media_type="application/json")
@@ -137,8 +151,11 @@ def _sanitized(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 @router.delete("/v1/listings/{listing_id}", tags=["queue"])
-def delete_listing(listing_id: Annotated[str, Path(min_length=1, max_length=10_000)], request: Request,
-                   actor: Annotated[Actor, Depends(require("listing_edit"))]) -> dict[str, Any]:
+def delete_listing(
+    listing_id: Annotated[str, Path(min_length=1, max_length=10_000)],
+    request: Request,
+    actor: Annotated[Actor, Depends(require("listing_edit"))],
+) -> dict[str, Any]:
     """The listing was removed: its open item is superseded. The id is mapped as ``enqueue`` stores it
     (unstorable characters replaced, a long id hashed), so every id a check accepted can be deleted."""
     return request.app.state.queue.intake.delete_listing(listing_id, actor)  # type: ignore[no-any-return]
@@ -155,38 +172,50 @@ def list_users(request: Request, _: Annotated[Actor, Depends(require("users"))])
 
 
 @router.post("/v1/users", tags=["admin"], status_code=201)
-def create_user(body: UserIn, request: Request, _: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
+def create_user(
+    body: UserIn, request: Request, _: Annotated[Actor, Depends(require("users"))]
+) -> dict[str, Any]:
     user = request.app.state.accounts.create_user(body.username, body.role, body.password)
     return {"id": user.id, "username": user.username, "role": user.role}
 
 
 @router.post("/v1/users/{username}/tokens", tags=["admin"], status_code=201)
-def create_token(username: Username, body: TokenIn, request: Request,
-                 _: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
+def create_token(
+    username: Username, body: TokenIn, request: Request, _: Annotated[Actor, Depends(require("users"))]
+) -> dict[str, Any]:
     """A new API token for the user; shown once, stored only as a hash."""
     user = request.app.state.accounts.get_user(username)
     return {"token": request.app.state.accounts.create_token(user.id, body.name), "username": user.username}
 
 
 @router.get("/v1/users/{username}/tokens", tags=["admin"])
-def list_tokens(username: Username, request: Request, _: Annotated[Actor, Depends(require("users"))],
-                include_revoked: bool = True) -> dict[str, Any]:
+def list_tokens(
+    username: Username,
+    request: Request,
+    _: Annotated[Actor, Depends(require("users"))],
+    include_revoked: bool = True,
+) -> dict[str, Any]:
     """The user's tokens without secrets: id, name, prefix (first characters), created, last used
     (to within minutes), revoked."""
     return {"tokens": request.app.state.accounts.list_tokens(username, include_revoked=include_revoked)}
 
 
 @router.delete("/v1/users/{username}/tokens/{token_id}", tags=["admin"])
-def revoke_token(username: Username, token_id: Annotated[int, Path(ge=1, le=INT_MAX)], request: Request,
-                 _: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
+def revoke_token(
+    username: Username,
+    token_id: Annotated[int, Path(ge=1, le=INT_MAX)],
+    request: Request,
+    _: Annotated[Actor, Depends(require("users"))],
+) -> dict[str, Any]:
     """Revoke one of the user's tokens (idempotent). It stops working at once in the process that
     answered and within a second everywhere else (the credential epoch)."""
     return {"token": request.app.state.accounts.revoke_token(token_id, username)}
 
 
 @router.patch("/v1/users/{username}", tags=["admin"])
-def patch_user(username: Username, body: UserPatch, request: Request,
-               actor: Annotated[Actor, Depends(require("users"))]) -> dict[str, Any]:
+def patch_user(
+    username: Username, body: UserPatch, request: Request, actor: Annotated[Actor, Depends(require("users"))]
+) -> dict[str, Any]:
     """``{"active": false}`` disables the user (tokens and sessions stop working, sessions are
     deleted); ``{"active": true}`` enables them again. An admin cannot disable themselves."""
     if not body.active and username == actor.username:

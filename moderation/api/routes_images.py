@@ -40,8 +40,9 @@ def _jpeg(data: bytes | None) -> Response:
 
 
 @router.get("/v1/images/indexed/{image_id:path}")
-async def indexed_thumbnail(image_id: str, request: Request,
-                            _: Annotated[Actor, Depends(require("view"))]) -> Response:
+async def indexed_thumbnail(
+    image_id: str, request: Request, _: Annotated[Actor, Depends(require("view"))]
+) -> Response:
     """The thumbnail of an indexed image, by its id in the index."""
     if not image_id or len(image_id) > 1000:
         raise HTTPException(404, "no such thumbnail")
@@ -50,8 +51,9 @@ async def indexed_thumbnail(image_id: str, request: Request,
 
 
 @router.get("/v1/images/checked/{key}")
-async def checked_thumbnail(key: str, request: Request,
-                            _: Annotated[Actor, Depends(require("view"))]) -> Response:
+async def checked_thumbnail(
+    key: str, request: Request, _: Annotated[Actor, Depends(require("view"))]
+) -> Response:
     """The thumbnail of a checked image that matched (``images[].thumb`` of a check result)."""
     if not _KEY.match(key):
         raise HTTPException(404, "no such thumbnail")

@@ -54,20 +54,32 @@ def docs(request: Request) -> Response:
             op = item.get(method)
             if op is None:
                 continue
-            body = (op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema"))
-            operations.append({
-                "method": method.upper(), "path": path, "tags": op.get("tags", []), "summary": op.get("summary", ""),
-                "description": op.get("description", ""),
-                "parameters": [{**p, "schema_text": _schema_text(p.get("schema", {}))} for p in op.get("parameters", [])],
-                "body": _schema_text(body) if body else "", "responses": sorted(op.get("responses", {})),
-            })
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            operations.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "tags": op.get("tags", []),
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "parameters": [
+                        {**p, "schema_text": _schema_text(p.get("schema", {}))}
+                        for p in op.get("parameters", [])
+                    ],
+                    "body": _schema_text(body) if body else "",
+                    "responses": sorted(op.get("responses", {})),
+                }
+            )
     return render(request, "docs.html", actor, spec=json.loads(json.dumps(spec)), operations=operations)
 
 
 @router.get("/v1/audit/logins", tags=["admin"])
-def login_events(request: Request, _: Annotated[Actor, Depends(require("auth_audit"))],
-                 after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+def login_events(
+    request: Request,
+    _: Annotated[Actor, Depends(require("auth_audit"))],
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
     """Sign-in audit events in id order: ``login_ok``, ``login_failed``, ``login_locked`` (a lock
     starts: account or address, until when), ``login_busy`` (refused: too many password checks at
     once). Page with ``after=<next_after>``."""

@@ -24,8 +24,12 @@ _HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": 
 
 
 @router.get("/v1/items/{item_id}/images/{n}")
-async def item_image(item_id: Annotated[int, Path(ge=1, le=INT_MAX)], n: Annotated[int, Path(ge=0, le=999)],
-                     request: Request, actor: Annotated[Actor, Depends(require("view"))]) -> Response:
+async def item_image(
+    item_id: Annotated[int, Path(ge=1, le=INT_MAX)],
+    n: Annotated[int, Path(ge=0, le=999)],
+    request: Request,
+    actor: Annotated[Actor, Depends(require("view"))],
+) -> Response:
     """Picture ``n`` of the item's listing (a JPEG preview; text boxes are drawn by the console)."""
     state = request.app.state
 

@@ -39,11 +39,14 @@ Consumer = Annotated[Actor, Depends(require("outbox"))]
 
 
 @router.get("")
-def list_records(box: Box, actor: Consumer,
-                 status: Literal["pending", "delivered", "cancelled", "all"] = "pending",
-                 kind: Annotated[str | None, Query(max_length=40), AfterValidator(refuse_unstorable)] = None,
-                 after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+def list_records(
+    box: Box,
+    actor: Consumer,
+    status: Literal["pending", "delivered", "cancelled", "all"] = "pending",
+    kind: Annotated[str | None, Query(max_length=40), AfterValidator(refuse_unstorable)] = None,
+    after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
     """Records in id order without leasing them (``pending``: not yet delivered nor cancelled, each
     with its ``state``: waiting, ready or leased); page with ``after=<next_after>``."""
     return box.records(actor, status=status, kind=kind, after=after, limit=limit)

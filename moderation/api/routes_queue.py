@@ -97,9 +97,12 @@ Q = Annotated[ReviewQueue, Depends(q)]
 @router.get("/reason-codes")
 def reason_codes(_: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
     """Reason codes in the order of the console's 1–9 keys, and outcome labels."""
-    return {"reason_codes": [{"code": c, "label": label, "key": i + 1}
-                             for i, (c, label) in enumerate(REASON_CODES.items())],
-            "outcomes": OUTCOME_LABELS}
+    return {
+        "reason_codes": [
+            {"code": c, "label": label, "key": i + 1} for i, (c, label) in enumerate(REASON_CODES.items())
+        ],
+        "outcomes": OUTCOME_LABELS,
+    }
 
 
 @router.get("/items")
@@ -124,25 +127,41 @@ def list_items(
     """Filtered items, priority or oldest first, with a keyset ``next_cursor`` (signed: a cursor
     this server did not issue is 422). ``flag``: items carrying that flag (``sanitized``,
     ``long_id``, ``check_error``, ``truncated``). ``q``: words in the title, or a listing or seller id."""
-    f = ItemFilter(status=status, family=family, severity=severity, category=category, seller=seller, kind=kind,
-                   flag=flag, min_risk=min_risk, min_age_hours=min_age_hours, max_age_hours=max_age_hours,
-                   sort=sort, q=q)
+    f = ItemFilter(
+        status=status,
+        family=family,
+        severity=severity,
+        category=category,
+        seller=seller,
+        kind=kind,
+        flag=flag,
+        min_risk=min_risk,
+        min_age_hours=min_age_hours,
+        max_age_hours=max_age_hours,
+        sort=sort,
+        q=q,
+    )
     return queue.views.list_items(f, limit=limit, cursor=cursor)
 
 
 @router.get("/items/{item_id}")
-def item_detail(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
+def item_detail(
+    item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("view"))]
+) -> dict[str, Any]:
     """Listing snapshot, findings, classifier score, images, seller history, decisions, events."""
     return queue.views.detail(item_id, actor)
 
 
 @router.post("/claim-next")
-async def claim_next(queue: Q, actor: Annotated[Actor, Depends(require("claim"))],
-                     body: ClaimNextIn | None = None) -> dict[str, Any]:
+async def claim_next(
+    queue: Q, actor: Annotated[Actor, Depends(require("claim"))], body: ClaimNextIn | None = None
+) -> dict[str, Any]:
     """Claim the next item; ``{"item": null}`` when nothing is claimable. Async: a hot path, awaited on
     the event loop where the backend allows (``ReviewQueue.claim_next``)."""
     f = body or ClaimNextIn()
-    claim = await queue.claim_next(actor, family=f.family, category=f.category, severity=f.severity, kind=f.kind)
+    claim = await queue.claim_next(
+        actor, family=f.family, category=f.category, severity=f.severity, kind=f.kind
+    )
     return claim or {"item": None, "claim_token": None}
 
 
@@ -152,61 +171,80 @@ def claim(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("cl
 
 
 @router.post("/items/{item_id}/heartbeat")
-def heartbeat(item_id: ItemId, body: TokenIn, queue: Q,
-              actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
+def heartbeat(
+    item_id: ItemId, body: TokenIn, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]
+) -> dict[str, Any]:
     return queue.workflow.heartbeat(item_id, actor, body.claim_token)
 
 
 @router.post("/items/{item_id}/release")
-def release(item_id: ItemId, body: ReleaseIn, queue: Q,
-            actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
+def release(
+    item_id: ItemId, body: ReleaseIn, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]
+) -> dict[str, Any]:
     """Give the item back; ``skip`` also keeps claim-next from offering it to you again."""
     return queue.workflow.release(item_id, actor, body.claim_token, skip=body.skip)
 
 
 @router.post("/items/{item_id}/decision")
-async def decide(item_id: ItemId, body: DecisionIn, queue: Q, actor: Annotated[Actor, Depends(require("decide"))],
-                 idempotency_key: Annotated[Text | None, Header(max_length=200)] = None) -> dict[str, Any]:
+async def decide(
+    item_id: ItemId,
+    body: DecisionIn,
+    queue: Q,
+    actor: Annotated[Actor, Depends(require("decide"))],
+    idempotency_key: Annotated[Text | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
     """Decide the claimed item. With ``Idempotency-Key``: same key and body → same answer;
     same key, other body → 422. Awaited like claim-next (``ReviewQueue.decide``)."""
     return await queue.decide(item_id, actor, body, idempotency_key)
 
 
 @router.post("/items/{item_id}/escalate")
-def escalate(item_id: ItemId, body: EscalateIn, queue: Q,
-             actor: Annotated[Actor, Depends(require("escalate"))]) -> dict[str, Any]:
-    return queue.workflow.escalate(item_id, actor, body.note, claim_token=body.claim_token, version=body.version)
+def escalate(
+    item_id: ItemId, body: EscalateIn, queue: Q, actor: Annotated[Actor, Depends(require("escalate"))]
+) -> dict[str, Any]:
+    return queue.workflow.escalate(
+        item_id, actor, body.note, claim_token=body.claim_token, version=body.version
+    )
 
 
 @router.post("/items/{item_id}/comments")
-def comment(item_id: ItemId, body: CommentIn, queue: Q,
-            actor: Annotated[Actor, Depends(require("comment"))]) -> dict[str, Any]:
+def comment(
+    item_id: ItemId, body: CommentIn, queue: Q, actor: Annotated[Actor, Depends(require("comment"))]
+) -> dict[str, Any]:
     return queue.workflow.comment(item_id, actor, body.text)
 
 
 @router.post("/items/{item_id}/undo")
-def undo(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("undo"))],
-         body: UndoIn | None = None) -> dict[str, Any]:
+def undo(
+    item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("undo"))], body: UndoIn | None = None
+) -> dict[str, Any]:
     """The decider takes a decision back within the undo window (``reclaim`` keeps the item)."""
     return queue.workflow.undo(item_id, actor, reclaim=(body or UndoIn()).reclaim)
 
 
 @router.post("/items/{item_id}/revert")
-def revert(item_id: ItemId, body: RevertIn, queue: Q,
-           actor: Annotated[Actor, Depends(require("revert"))]) -> dict[str, Any]:
+def revert(
+    item_id: ItemId, body: RevertIn, queue: Q, actor: Annotated[Actor, Depends(require("revert"))]
+) -> dict[str, Any]:
     return queue.workflow.revert(item_id, actor, body.reason)
 
 
 @router.patch("/items/{item_id}")
-def patch_item(item_id: ItemId, body: PatchIn, queue: Q,
-               actor: Annotated[Actor, Depends(require("priority"))]) -> dict[str, Any]:
+def patch_item(
+    item_id: ItemId, body: PatchIn, queue: Q, actor: Annotated[Actor, Depends(require("priority"))]
+) -> dict[str, Any]:
     """A lead's edit (priority), guarded by the item version they saw."""
     return queue.workflow.set_priority(item_id, actor, body.priority, body.version)
 
 
 @router.post("/items/{item_id}/assign")
-def assign(item_id: ItemId, body: AssignIn, request: Request, queue: Q,
-           actor: Annotated[Actor, Depends(require("assign"))]) -> dict[str, Any]:
+def assign(
+    item_id: ItemId,
+    body: AssignIn,
+    request: Request,
+    queue: Q,
+    actor: Annotated[Actor, Depends(require("assign"))],
+) -> dict[str, Any]:
     """Hand the item to ``username`` (``force``: take it from its holder). Not to a disabled user, nor to
     one whose role may not act on the item (an escalated item needs a lead or admin): 422 / 403."""
     accounts = request.app.state.accounts
@@ -217,8 +255,9 @@ def assign(item_id: ItemId, body: AssignIn, request: Request, queue: Q,
 
 
 @router.post("/items/{item_id}/appeal")
-def appeal(item_id: ItemId, body: AppealIn, queue: Q,
-           actor: Annotated[Actor, Depends(require("appeal"))]) -> dict[str, Any]:
+def appeal(
+    item_id: ItemId, body: AppealIn, queue: Q, actor: Annotated[Actor, Depends(require("appeal"))]
+) -> dict[str, Any]:
     """A seller's appeal: a new item the original decider may not take."""
     return queue.intake.appeal(item_id, actor, body.reason)
 
@@ -227,8 +266,12 @@ def appeal(item_id: ItemId, body: AppealIn, queue: Q,
 def bulk_decide(body: BulkIn, queue: Q, actor: Annotated[Actor, Depends(require("bulk"))]) -> dict[str, Any]:
     """One transaction per item; per-item results. ``dry_run`` previews without writing."""
     results = queue.workflow.bulk_decide(actor, body.item_ids, body, dry_run=body.dry_run)
-    return {"results": results, "ok": sum(1 for r in results if r["ok"]),
-            "failed": sum(1 for r in results if not r["ok"]), "dry_run": body.dry_run}
+    return {
+        "results": results,
+        "ok": sum(1 for r in results if r["ok"]),
+        "failed": sum(1 for r in results if not r["ok"]),
+        "dry_run": body.dry_run,
+    }
 
 
 @router.get("/holds")
@@ -238,15 +281,21 @@ def holds(queue: Q, _: Annotated[Actor, Depends(require("view"))]) -> dict[str, 
 
 
 @router.get("/events")
-def events(queue: Q, _: Annotated[Actor, Depends(require("events"))],
-           item_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
-           after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
-           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+def events(
+    queue: Q,
+    _: Annotated[Actor, Depends(require("events"))],
+    item_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
+    after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
     return queue.views.events(item_id=item_id, after_id=after, limit=limit)
 
 
 @router.get("/stats")
-def stats(queue: Q, _: Annotated[Actor, Depends(require("stats"))],
-          hours: Annotated[float, Query(gt=0, le=24 * 366, allow_inf_nan=False)] = 24.0) -> dict[str, Any]:
+def stats(
+    queue: Q,
+    _: Annotated[Actor, Depends(require("stats"))],
+    hours: Annotated[float, Query(gt=0, le=24 * 366, allow_inf_nan=False)] = 24.0,
+) -> dict[str, Any]:
     """Throughput, handling time, queue age, SLA breaches, escalation/undo/overturn rates, rule precision."""
     return queue.stats(hours)

@@ -32,21 +32,28 @@ def _sellers(request: Request) -> Sellers:
 
 
 @router.get("")
-def held_sellers(request: Request, _: Annotated[Actor, Depends(require("view"))],
-                 held: bool = True) -> dict[str, Any]:
+def held_sellers(
+    request: Request, _: Annotated[Actor, Depends(require("view"))], held: bool = True
+) -> dict[str, Any]:
     """Sellers on hold (their listings stay offline until released)."""
     return {"sellers": _sellers(request).held() if held else []}
 
 
 @router.get("/{seller_id}")
-def seller(seller_id: SellerId, request: Request, _: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
+def seller(
+    seller_id: SellerId, request: Request, _: Annotated[Actor, Depends(require("view"))]
+) -> dict[str, Any]:
     """Whether the seller is held, since when, their warnings and every action on them (newest first)."""
     return _sellers(request).info(seller_id)
 
 
 @router.post("/{seller_id}/actions", status_code=201)
-def act(seller_id: SellerId, body: SellerActionIn, request: Request,
-        actor: Annotated[Actor, Depends(require("bulk"))]) -> dict[str, Any]:
+def act(
+    seller_id: SellerId,
+    body: SellerActionIn,
+    request: Request,
+    actor: Annotated[Actor, Depends(require("bulk"))],
+) -> dict[str, Any]:
     """``hold``: record it and move the seller's open items to the top of the queue (one transaction);
     ``release``: end the hold; ``warn``: record a warning (``note`` is its text, required)."""
     return _sellers(request).act(seller_id, actor, body.kind, body.note)

@@ -73,8 +73,9 @@ class Table:
 
     def build(self, lines: Iterable[Line]) -> pa.Table:
         rows = [(ln, item) for ln in lines for item in self.items(ln)]
-        return pa.Table.from_pydict({name: [get(ln, it) for ln, it in rows] for name, _, get in self.columns},
-                                    schema=self.schema)
+        return pa.Table.from_pydict(
+            {name: [get(ln, it) for ln, it in rows] for name, _, get in self.columns}, schema=self.schema
+        )
 
 
 #: Where a row comes from: every table starts with these, so rows join back to their input line.
@@ -105,44 +106,50 @@ def _explanation(r: CheckResult) -> str | None:
 
 
 #: One row per input record.
-LISTINGS = Table([
-    *_KEY,
-    _CATEGORY,
-    ("title", pa.string(), lambda ln, _: t if isinstance(t := ln.raw.get("title"), str) else None),
-    ("verdict", pa.string(), lambda _, r: r.verdict),
-    ("risk", pa.float64(), lambda _, r: r.risk),
-    ("classifier_score", pa.float64(), lambda _, r: r.classifier.score if r.classifier else None),
-    ("classifier_model", pa.string(), lambda _, r: r.classifier.model if r.classifier else None),
-    ("n_findings", pa.int32(), lambda _, r: len(r.findings)),
-    ("families", pa.list_(pa.string()), lambda _, r: sorted({f.family for f in r.findings})),
-    ("rules", pa.list_(pa.string()), lambda _, r: sorted({f.rule for f in r.findings})),
-    ("max_severity", pa.string(), lambda _, r: max_severity(f.severity for f in r.findings)),
-    ("n_images", pa.int32(), lambda _, r: len(r.images)),
-    ("image_errors", pa.int32(), lambda _, r: sum(1 for im in r.images if im.error)),
-    ("copied_images", pa.int32(), lambda _, r: sum(1 for im in r.images if im.match is not None)),
-    ("error_code", pa.string(), lambda _, r: r.error.code if r.error else None),
-    ("error_message", pa.string(), lambda ln, _: _error_message(ln)),
-    # The submitted listing (JSON) for non-pass rows only: what --enqueue puts in the review queue
-    # as the snapshot a reviewer judges, without keeping every clean listing's text twice.
-    ("listing", pa.string(), lambda ln, _: ln.payload if ln.flagged else None),
-    # The words that drove a classifier score that sent the listing to review with no rule
-    # (``classifier.explanation``, JSON list of {field, start, end, text, weight}); else null.
-    ("classifier_explanation", pa.string(), lambda _, r: _explanation(r)),
-    # The contract Check result (JSON) for non-pass rows only: what --enqueue gives the queue.
-    ("result", pa.string(), lambda ln, _: _json(ln.contract()) if ln.flagged else None),
-], lambda ln: [ln.result])
+LISTINGS = Table(
+    [
+        *_KEY,
+        _CATEGORY,
+        ("title", pa.string(), lambda ln, _: t if isinstance(t := ln.raw.get("title"), str) else None),
+        ("verdict", pa.string(), lambda _, r: r.verdict),
+        ("risk", pa.float64(), lambda _, r: r.risk),
+        ("classifier_score", pa.float64(), lambda _, r: r.classifier.score if r.classifier else None),
+        ("classifier_model", pa.string(), lambda _, r: r.classifier.model if r.classifier else None),
+        ("n_findings", pa.int32(), lambda _, r: len(r.findings)),
+        ("families", pa.list_(pa.string()), lambda _, r: sorted({f.family for f in r.findings})),
+        ("rules", pa.list_(pa.string()), lambda _, r: sorted({f.rule for f in r.findings})),
+        ("max_severity", pa.string(), lambda _, r: max_severity(f.severity for f in r.findings)),
+        ("n_images", pa.int32(), lambda _, r: len(r.images)),
+        ("image_errors", pa.int32(), lambda _, r: sum(1 for im in r.images if im.error)),
+        ("copied_images", pa.int32(), lambda _, r: sum(1 for im in r.images if im.match is not None)),
+        ("error_code", pa.string(), lambda _, r: r.error.code if r.error else None),
+        ("error_message", pa.string(), lambda ln, _: _error_message(ln)),
+        # The submitted listing (JSON) for non-pass rows only: what --enqueue puts in the review queue
+        # as the snapshot a reviewer judges, without keeping every clean listing's text twice.
+        ("listing", pa.string(), lambda ln, _: ln.payload if ln.flagged else None),
+        # The words that drove a classifier score that sent the listing to review with no rule
+        # (``classifier.explanation``, JSON list of {field, start, end, text, weight}); else null.
+        ("classifier_explanation", pa.string(), lambda _, r: _explanation(r)),
+        # The contract Check result (JSON) for non-pass rows only: what --enqueue gives the queue.
+        ("result", pa.string(), lambda ln, _: _json(ln.contract()) if ln.flagged else None),
+    ],
+    lambda ln: [ln.result],
+)
 
 #: One row per finding.
-FINDINGS = Table([
-    *_KEY,
-    _CATEGORY,
-    *(_attr(name, pa.string()) for name in ("rule", "family", "law", "severity", "action", "field")),
-    _attr("start", pa.int32()),
-    _attr("end", pa.int32()),
-    *(_attr(name, pa.string()) for name in ("text", "message", "suggestion")),
-    # [x1, y1, x2, y2] of the line in the picture, for findings in text read from an image (image:N)
-    _attr("box", pa.list_(pa.int32())),
-], lambda ln: ln.result.findings)
+FINDINGS = Table(
+    [
+        *_KEY,
+        _CATEGORY,
+        *(_attr(name, pa.string()) for name in ("rule", "family", "law", "severity", "action", "field")),
+        _attr("start", pa.int32()),
+        _attr("end", pa.int32()),
+        *(_attr(name, pa.string()) for name in ("text", "message", "suggestion")),
+        # [x1, y1, x2, y2] of the line in the picture, for findings in text read from an image (image:N)
+        _attr("box", pa.list_(pa.int32())),
+    ],
+    lambda ln: ln.result.findings,
+)
 
 
 def _match(name: str, kind: pa.DataType, get: Callable[[Any], Any]) -> Column:
@@ -155,24 +162,27 @@ def _ocr(name: str, kind: pa.DataType, get: Callable[[dict[str, Any]], Any]) -> 
 
 
 #: One row per listing image (checked, failed or matched).
-IMAGES = Table([
-    *_KEY,
-    _attr("image", pa.string()),
-    ("error_code", pa.string(), lambda _, im: (im.error or {}).get("code")),
-    ("error_message", pa.string(), lambda _, im: (im.error or {}).get("message")),
-    _match("match_id", pa.string(), lambda m: m.id),
-    _match("match_image", pa.string(), lambda m: m.image),
-    _match("match_listing_id", pa.string(), lambda m: _text((m.model_extra or {}).get("listing_id"))),
-    _match("match_seller_id", pa.string(), lambda m: _text((m.model_extra or {}).get("seller_id"))),
-    _match("distance", pa.int32(), lambda m: m.distance),
-    # with --ocr: the text read from the picture (kept lines joined by line breaks: the image:N field)
-    _ocr("ocr_lines", pa.int32(), lambda o: len(o["lines"]) if "lines" in o else None),
-    _ocr("ocr_text", pa.string(), lambda o: o.get("text")),
-    _ocr("ocr_cached", pa.bool_(), lambda o: o.get("cached")),
-    _ocr("ocr_width", pa.int32(), lambda o: o.get("width")),
-    _ocr("ocr_height", pa.int32(), lambda o: o.get("height")),
-    _ocr("ocr_error", pa.string(), lambda o: (o.get("error") or {}).get("code")),
-], lambda ln: ln.result.images)
+IMAGES = Table(
+    [
+        *_KEY,
+        _attr("image", pa.string()),
+        ("error_code", pa.string(), lambda _, im: (im.error or {}).get("code")),
+        ("error_message", pa.string(), lambda _, im: (im.error or {}).get("message")),
+        _match("match_id", pa.string(), lambda m: m.id),
+        _match("match_image", pa.string(), lambda m: m.image),
+        _match("match_listing_id", pa.string(), lambda m: _text((m.model_extra or {}).get("listing_id"))),
+        _match("match_seller_id", pa.string(), lambda m: _text((m.model_extra or {}).get("seller_id"))),
+        _match("distance", pa.int32(), lambda m: m.distance),
+        # with --ocr: the text read from the picture (kept lines joined by line breaks: the image:N field)
+        _ocr("ocr_lines", pa.int32(), lambda o: len(o["lines"]) if "lines" in o else None),
+        _ocr("ocr_text", pa.string(), lambda o: o.get("text")),
+        _ocr("ocr_cached", pa.bool_(), lambda o: o.get("cached")),
+        _ocr("ocr_width", pa.int32(), lambda o: o.get("width")),
+        _ocr("ocr_height", pa.int32(), lambda o: o.get("height")),
+        _ocr("ocr_error", pa.string(), lambda o: (o.get("error") or {}).get("code")),
+    ],
+    lambda ln: ln.result.images,
+)
 
 LISTINGS_SCHEMA, FINDINGS_SCHEMA, IMAGES_SCHEMA = LISTINGS.schema, FINDINGS.schema, IMAGES.schema
 SCHEMAS = {"listings": LISTINGS_SCHEMA, "findings": FINDINGS_SCHEMA, "images": IMAGES_SCHEMA}
@@ -204,22 +214,31 @@ def _record(payload: str | None, error: str | None, message: str | None, line: i
     return read_json_line(payload, line)
 
 
-def check_records(checker: Any, batch: Batch, *, jsonl: bool = False, classifier_batch: int = 16) -> BatchOutput:
+def check_records(
+    checker: Any, batch: Batch, *, jsonl: bool = False, classifier_batch: int = 16
+) -> BatchOutput:
     """Check every record of a batch (in order) and build its rows."""
     raws = [_record(*r) for r in zip(batch.payloads, batch.errors, batch.messages, batch.lines, strict=True)]
     results: list[CheckResult] = checker.check_many(raws, batch_size=classifier_batch)
-    lines = [Line(batch.batch_id, source, line, payload, raw if isinstance(raw, dict) else {}, res)
-             for source, line, payload, raw, res in zip(batch.sources, batch.lines, batch.payloads, raws, results,
-                                                        strict=True)]
+    lines = [
+        Line(batch.batch_id, source, line, payload, raw if isinstance(raw, dict) else {}, res)
+        for source, line, payload, raw, res in zip(
+            batch.sources, batch.lines, batch.payloads, raws, results, strict=True
+        )
+    ]
     return BatchOutput(
         batch_id=batch.batch_id,
         listings=LISTINGS.build(lines),
         findings=FINDINGS.build(lines),
         images=IMAGES.build(lines),
-        jsonl=[_json({**ln.contract(), "source": ln.source, "line": ln.line}) for ln in lines] if jsonl else None,
+        jsonl=[_json({**ln.contract(), "source": ln.source, "line": ln.line}) for ln in lines]
+        if jsonl
+        else None,
     )
 
 
-def run_batch(checker: Any, spec: BatchSpec, *, jsonl: bool = False, classifier_batch: int = 16) -> BatchOutput:
+def run_batch(
+    checker: Any, spec: BatchSpec, *, jsonl: bool = False, classifier_batch: int = 16
+) -> BatchOutput:
     """Read one planned batch and check it: the function both engines run."""
     return check_records(checker, read_batch(spec), jsonl=jsonl, classifier_batch=classifier_batch)

@@ -71,7 +71,13 @@ class Manifest:
         return {r[0] for r in self.db.execute("SELECT batch_id FROM batches")}
 
     def record_batch(
-        self, batch_id: int, source: str, first_line: int, n_listings: int, n_findings: int, n_errors: int,
+        self,
+        batch_id: int,
+        source: str,
+        first_line: int,
+        n_listings: int,
+        n_findings: int,
+        n_errors: int,
         seconds: float,
     ) -> None:
         """Mark a batch done (its parts are already in place): one committed statement."""
@@ -96,6 +102,7 @@ class Manifest:
         now = time.time()
         self.db.execute("BEGIN")
         self.db.executemany(
-            "INSERT OR IGNORE INTO enqueued VALUES (?, ?, ?, ?)", [(lid, item, risk, now) for lid, item, risk in rows]
+            "INSERT OR IGNORE INTO enqueued VALUES (?, ?, ?, ?)",
+            [(lid, item, risk, now) for lid, item, risk in rows],
         )
         self.db.execute("COMMIT")

@@ -37,24 +37,48 @@ def audit() -> None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--workers", type=int, default=None, help="Worker processes / Ray actors [default: cores].")
-@click.option("--batch-size", default=1000, show_default=True,
-              help="Listings per batch: the unit of work, of checkpointing and of part files.")
+@click.option(
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    help="Listings per batch: the unit of work, of checkpointing and of part files.",
+)
 @click.option("--no-classifier", is_flag=True, help="Rules only (do not load the risk model).")
 @click.option("--model", type=click.Path(exists=True, file_okay=False), help="A local classifier checkpoint.")
-@click.option("--classifier-batch", default=16, show_default=True, help="Listings per classifier forward pass.")
+@click.option(
+    "--classifier-batch", default=16, show_default=True, help="Listings per classifier forward pass."
+)
 @click.option("--image-db", type=click.Path(), help="Image index to match listing images against.")
 @click.option("--ocr", is_flag=True, help="Also read the text in listing images and check it (docs/ocr.md).")
-@click.option("--ocr-cache", type=click.Path(dir_okay=False), default=None,
-              help="OCR cache file shared by runs [default: MODERATION_OCR_CACHE or var/ocr-cache.sqlite].")
+@click.option(
+    "--ocr-cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="OCR cache file shared by runs [default: MODERATION_OCR_CACHE or var/ocr-cache.sqlite].",
+)
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
-@click.option("--enqueue", is_flag=True, help="Put non-pass listings into the review queue, highest risk first.")
+@click.option(
+    "--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
+)
+@click.option(
+    "--enqueue", is_flag=True, help="Put non-pass listings into the review queue, highest risk first."
+)
 @click.option("--database-url", default=None, help="Review queue database (default: DATABASE_URL or var/).")
-@click.option("--jsonl", is_flag=True, help="Also write DIR/results.jsonl (contract Check results + source/line).")
-@click.option("--resume/--restart", default=True, show_default=True,
-              help="Continue an interrupted audit in DIR, or discard it and start over.")
-@click.option("--diff", "diff_dir", type=click.Path(exists=True, file_okay=False),
-              help="After the run, compare with this earlier audit (writes DIR/diff.html, diff.json).")
+@click.option(
+    "--jsonl", is_flag=True, help="Also write DIR/results.jsonl (contract Check results + source/line)."
+)
+@click.option(
+    "--resume/--restart",
+    default=True,
+    show_default=True,
+    help="Continue an interrupted audit in DIR, or discard it and start over.",
+)
+@click.option(
+    "--diff",
+    "diff_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="After the run, compare with this earlier audit (writes DIR/diff.html, diff.json).",
+)
 @click.option("--no-report", is_flag=True, help="Skip report.html / summary.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(
@@ -120,8 +144,10 @@ def run_cmd(
         parts.append(f"resumed ({result.batches - result.batches_run} of {result.batches} batches were done)")
     if result.listings_run:
         steady = result.extra.get("steady_rate")
-        parts.append(f"{result.rate:,.0f} listings/s over {result.seconds:,.1f} s including start-up"
-                     + (f" ({steady:,.0f}/s once the workers were up)" if steady else ""))
+        parts.append(
+            f"{result.rate:,.0f} listings/s over {result.seconds:,.1f} s including start-up"
+            + (f" ({steady:,.0f}/s once the workers were up)" if steady else "")
+        )
     if "ocr" in result.extra:
         o = result.extra["ocr"]
         rate = f", {o['images_per_s']:,.2f} images/s" if o.get("images_per_s") else ""
@@ -140,17 +166,33 @@ def _echo_diff(d: dict[str, Any]) -> None:
     f, li = d["findings"], d["listings"]
     click.echo(
         f"findings +{f['added']} -{f['removed']} (old {f['old']}, new {f['new']}); "
-        f"verdict changed for {li['verdict_changed']} listings", err=True,
+        f"verdict changed for {li['verdict_changed']} listings",
+        err=True,
     )
-    click.echo(json.dumps({"findings": f, "listings": li, "verdict_transitions": d["verdict_transitions"],
-                           "by_rule": d["by_rule"]}, ensure_ascii=False, indent=1))
+    click.echo(
+        json.dumps(
+            {
+                "findings": f,
+                "listings": li,
+                "verdict_transitions": d["verdict_transitions"],
+                "by_rule": d["by_rule"],
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
 
 
 @audit.command("diff")
 @click.argument("old_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("new_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Where to write diff.html and diff.json [default: NEW_DIR].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write diff.html and diff.json [default: NEW_DIR].",
+)
 def diff_cmd(old_dir: str, new_dir: str, out_dir: str | None) -> None:
     """Compare two audits: findings added or removed (e.g. by a rule change) and changed verdicts."""
     from moderation.audit.diff import write_diff
@@ -170,5 +212,7 @@ def report_cmd(out_dir: str) -> None:
 
     summary = write_report(Path(out_dir))
     click.echo(json.dumps(summary["totals"], ensure_ascii=False))
+
+
 if __name__ == "__main__":  # pragma: no cover - `python -m moderation.audit.cli`
     audit()

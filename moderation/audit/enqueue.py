@@ -34,8 +34,10 @@ def _gather(out_dir: Path, scratch: sqlite3.Connection, skip: set[str]) -> None:
     for part in part_files(out_dir, "listings"):
         table = pq.read_table(part, columns=_COLUMNS)
         rows = table.filter(pc.is_valid(table.column("result"))).to_pylist()
-        scratch.executemany("INSERT INTO flagged VALUES (?, ?, ?, ?)",
-                            [(r["id"], r["risk"] or 0.0, r["listing"], r["result"]) for r in rows if r["id"] not in skip])
+        scratch.executemany(
+            "INSERT INTO flagged VALUES (?, ?, ?, ?)",
+            [(r["id"], r["risk"] or 0.0, r["listing"], r["result"]) for r in rows if r["id"] not in skip],
+        )
     scratch.execute("CREATE INDEX flagged_risk ON flagged (risk DESC, listing_id)")
 
 
@@ -51,13 +53,19 @@ def enqueue_flagged(out_dir: Path, manifest: Manifest, *, database_url: str | No
     try:
         already = manifest.enqueued()
         _gather(out_dir, scratch, already)
-        cursor = scratch.execute("SELECT listing_id, risk, listing, result FROM flagged ORDER BY risk DESC, listing_id")
+        cursor = scratch.execute(
+            "SELECT listing_id, risk, listing, result FROM flagged ORDER BY risk DESC, listing_id"
+        )
         for listing_id, risk, listing_json, result_json in cursor:
             if listing_id in already:
                 continue  # the same id twice in one catalogue: the first (riskier) row is queued
             try:
                 listing = parse_listing(json.loads(listing_json))
-            except (ListingError, json.JSONDecodeError, TypeError) as exc:  # pragma: no cover - checked before
+            except (
+                ListingError,
+                json.JSONDecodeError,
+                TypeError,
+            ) as exc:  # pragma: no cover - checked before
                 log.warning("not queueing %s: %s", listing_id, exc)
                 continue
             result = CheckResult.model_validate_json(result_json)

@@ -64,8 +64,9 @@ class CheckerSettings:
             from moderation.ocr.stage import OcrStage
 
             cache = OcrCache(self.ocr_cache) if self.ocr_cache else OcrCache.from_env()
-            stage = OcrStage(sources=ImageSources(any_path=True), cache=cache,
-                             settings=OcrSettings(threads=self.threads))
+            stage = OcrStage(
+                sources=ImageSources(any_path=True), cache=cache, settings=OcrSettings(threads=self.threads)
+            )
             return OcrChecker(checker, stage)  # the models load at the first picture not in the cache
         return checker
 
@@ -81,12 +82,16 @@ class BatchDone:
     seconds: float
 
 
-def process_batch(checker: Any, spec: BatchSpec, out_dir: Path, jsonl: bool, classifier_batch: int) -> BatchDone:
+def process_batch(
+    checker: Any, spec: BatchSpec, out_dir: Path, jsonl: bool, classifier_batch: int
+) -> BatchDone:
     """Check one batch and put its parts in place (the manifest commit is the caller's)."""
     t0 = time.perf_counter()
     output = run_batch(checker, spec, jsonl=jsonl, classifier_batch=classifier_batch)
     write_parts(out_dir, output)
-    return BatchDone(spec, output.n_listings, output.findings.num_rows, output.n_errors, time.perf_counter() - t0)
+    return BatchDone(
+        spec, output.n_listings, output.findings.num_rows, output.n_errors, time.perf_counter() - t0
+    )
 
 
 _in_process: dict[tuple[Any, ...], Any] = {}
@@ -137,8 +142,9 @@ def run_local(
     # spawn, not fork: the coordinator may hold threads (progress bar, Ray, torch) that fork would copy
     # in a locked state, and spawned workers import only what checking needs.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(settings,)
+    ) as pool:
         if on_start:
             on_start()
         pending: set[Future[BatchDone]] = set()

@@ -43,12 +43,16 @@ class CheckActor:
         self.jsonl = jsonl
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in ("spec", "listings", "findings", "images", "jsonl", "seconds")}
+        out: dict[str, list[Any]] = {
+            k: [] for k in ("spec", "listings", "findings", "images", "jsonl", "seconds")
+        }
         n = len(batch["batch_id"])
         for i in range(n):
             spec = BatchSpec.from_dict({k: _scalar(batch[k][i]) for k in batch})
             t0 = time.perf_counter()
-            output = run_batch(self.checker, spec, jsonl=self.jsonl, classifier_batch=self.settings.classifier_batch)
+            output = run_batch(
+                self.checker, spec, jsonl=self.jsonl, classifier_batch=self.settings.classifier_batch
+            )
             out["spec"].append(spec.to_dict())
             out["listings"].append(_to_ipc(output.listings))
             out["findings"].append(_to_ipc(output.findings))
@@ -105,4 +109,6 @@ def run_ray(
             jsonl=(text.split("\n") if text else []) if jsonl else None,
         )
         write_parts(out_dir, output)
-        yield BatchDone(spec, output.n_listings, output.findings.num_rows, output.n_errors, float(row["seconds"]))
+        yield BatchDone(
+            spec, output.n_listings, output.findings.num_rows, output.n_errors, float(row["seconds"])
+        )

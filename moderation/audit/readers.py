@@ -77,7 +77,9 @@ def discover(input_path: str | os.PathLike[str]) -> list[Path]:
         return [path]
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and _format_of(p) is not None and not p.name.startswith(".")
+            p
+            for p in path.rglob("*")
+            if p.is_file() and _format_of(p) is not None and not p.name.startswith(".")
         )
         if not files:
             raise ValueError(f"{path}: no .jsonl, .csv or .parquet files in this folder")
@@ -170,7 +172,9 @@ def read_batch(spec: BatchSpec) -> Batch:
             break
         batch.append(rec)
     if len(batch) < spec.count:
-        raise RuntimeError(f"{spec.source}: the file changed while being audited (batch {spec.batch_id} is short)")
+        raise RuntimeError(
+            f"{spec.source}: the file changed while being audited (batch {spec.batch_id} is short)"
+        )
     return batch
 
 
@@ -209,7 +213,9 @@ def _jsonl(path: Path, source: str, offset: int = 0, first_line: int = 1) -> Ite
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RawRecord(source, lineno, None, "malformed_json", f"line {lineno}: not UTF-8 ({exc.reason})")
+                yield RawRecord(
+                    source, lineno, None, "malformed_json", f"line {lineno}: not UTF-8 ({exc.reason})"
+                )
                 continue
             if lineno == 1:
                 text = text.lstrip("\ufeff")
@@ -242,7 +248,9 @@ class _Lines:
             yield text
 
 
-def _csv_rows(path: Path, offset: int, first_line: int) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+def _csv_rows(
+    path: Path, offset: int, first_line: int
+) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
     """(offset, line, cells or None, error) per non-blank record, from a record start."""
     with open(path, "rb") as fh:
         lines = _Lines(fh, offset, first_line)
@@ -281,7 +289,9 @@ def _csv_starts(path: Path) -> Iterator[tuple[int, int]]:
         yield start_offset, start_line
 
 
-def _csv(path: Path, source: str, offset: int | None = None, first_line: int | None = None) -> Iterator[RawRecord]:
+def _csv(
+    path: Path, source: str, offset: int | None = None, first_line: int | None = None
+) -> Iterator[RawRecord]:
     header_info = _csv_header(path)
     if header_info is None:
         return
@@ -293,7 +303,10 @@ def _csv(path: Path, source: str, offset: int | None = None, first_line: int | N
             yield RawRecord(source, lineno, None, "malformed_csv", f"line {lineno}: {error}")
         elif len(cells) > len(header):
             yield RawRecord(
-                source, lineno, None, "malformed_csv",
+                source,
+                lineno,
+                None,
+                "malformed_csv",
                 f"line {lineno}: {len(cells)} fields but the header has {len(header)}",
             )
         else:

@@ -28,13 +28,26 @@ from moderation.schema import CATEGORY_LABELS, SEVERITIES, SEVERITY_LABELS, VERD
 # -- labels a manager reads ------------------------------------------------------------------------
 
 ERROR_ZH = {
-    "malformed_json": "JSON 格式错误", "missing_id": "缺少商品编号", "unknown_category": "未知类目",
-    "empty_text": "标题和描述均为空", "text_too_long": "文本过长", "invalid_listing": "字段不合法",
-    "malformed_csv": "CSV 行格式错误", "unreadable_file": "文件无法读取", "internal_error": "内部错误",
+    "malformed_json": "JSON 格式错误",
+    "missing_id": "缺少商品编号",
+    "unknown_category": "未知类目",
+    "empty_text": "标题和描述均为空",
+    "text_too_long": "文本过长",
+    "invalid_listing": "字段不合法",
+    "malformed_csv": "CSV 行格式错误",
+    "unreadable_file": "文件无法读取",
+    "internal_error": "内部错误",
     "unreadable": "无法读取",
 }
-_COLOURS = {"critical": "#c0392b", "high": "#e67e22", "medium": "#f1c40f", "low": "#3498db",
-            "block": "#c0392b", "review": "#e67e22", "pass": "#27ae60"}
+_COLOURS = {
+    "critical": "#c0392b",
+    "high": "#e67e22",
+    "medium": "#f1c40f",
+    "low": "#3498db",
+    "block": "#c0392b",
+    "review": "#e67e22",
+    "pass": "#27ae60",
+}
 
 TOP = 20
 RISK_BINS = 20
@@ -43,8 +56,21 @@ MIN_SELLER_LISTINGS = 5
 #: The report's table of flagged listings holds the riskiest this many; flagged.csv holds them all.
 FLAGGED_EMBED = 20_000
 FLAGGED_CSV = "flagged.csv"
-FLAGGED_COLUMNS = ["id", "seller_id", "category", "title", "verdict", "risk", "classifier_score", "max_severity",
-                   "rules", "families", "reason", "source", "line"]
+FLAGGED_COLUMNS = [
+    "id",
+    "seller_id",
+    "category",
+    "title",
+    "verdict",
+    "risk",
+    "classifier_score",
+    "max_severity",
+    "rules",
+    "families",
+    "reason",
+    "source",
+    "line",
+]
 
 
 def family_names() -> dict[str, str]:
@@ -77,10 +103,36 @@ def _add(counter: Counter[Any], column: pa.ChunkedArray | pa.Array) -> None:
         counter[k] += v
 
 
-_LISTING_COLUMNS = ["batch", "source", "line", "id", "seller_id", "category", "title", "verdict", "risk",
-                    "classifier_score", "n_findings", "rules", "error_code", "error_message", "copied_images",
-                    "image_errors"]
-_FINDING_COLUMNS = ["line", "id", "rule", "family", "law", "severity", "field", "text", "message", "suggestion"]
+_LISTING_COLUMNS = [
+    "batch",
+    "source",
+    "line",
+    "id",
+    "seller_id",
+    "category",
+    "title",
+    "verdict",
+    "risk",
+    "classifier_score",
+    "n_findings",
+    "rules",
+    "error_code",
+    "error_message",
+    "copied_images",
+    "image_errors",
+]
+_FINDING_COLUMNS = [
+    "line",
+    "id",
+    "rule",
+    "family",
+    "law",
+    "severity",
+    "field",
+    "text",
+    "message",
+    "suggestion",
+]
 
 
 def aggregate(out_dir: Path) -> dict[str, Any]:
@@ -119,8 +171,9 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         if score.size:
             score_hist += np.histogram(np.clip(score, 0, 1), bins=bins)[0]
         rows = ok.select(["category", "seller_id", "verdict", "n_findings"]).to_pydict()
-        for cat, seller, verdict, nf in zip(rows["category"], rows["seller_id"], rows["verdict"], rows["n_findings"],
-                                            strict=True):
+        for cat, seller, verdict, nf in zip(
+            rows["category"], rows["seller_id"], rows["verdict"], rows["n_findings"], strict=True
+        ):
             c = categories[cat or "general"]
             c["listings"] += 1
             c["findings"] += nf
@@ -132,9 +185,14 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         # the riskiest listings to act on (non-pass only): a bounded heap across parts
         flagged = ok.filter(flagged_mask)
         if flagged.num_rows:
-            idx = pc.select_k_unstable(flagged, k=min(TOP, flagged.num_rows), sort_keys=[("risk", "descending")])
-            for r in flagged.take(idx).select(["batch", "line", "id", "seller_id", "category", "title", "verdict",
-                                           "risk", "rules"]).to_pylist():
+            idx = pc.select_k_unstable(
+                flagged, k=min(TOP, flagged.num_rows), sort_keys=[("risk", "descending")]
+            )
+            for r in (
+                flagged.take(idx)
+                .select(["batch", "line", "id", "seller_id", "category", "title", "verdict", "risk", "rules"])
+                .to_pylist()
+            ):
                 if r["risk"] is None:
                     continue
                 r["title"] = mask_contacts(r["title"]) if r["title"] else r["title"]
@@ -159,14 +217,22 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         _add(severities, f.column("severity"))
         _add(rules, f.column("rule"))
         per_family = f.group_by("family").aggregate([("line", "count_distinct")])
-        for fam, n in zip(per_family.column("family").to_pylist(), per_family.column("line_count_distinct").to_pylist(),
-                          strict=True):
+        for fam, n in zip(
+            per_family.column("family").to_pylist(),
+            per_family.column("line_count_distinct").to_pylist(),
+            strict=True,
+        ):
             family_listings[fam] += n
         new_rules = set(rules) - set(rule_info)
         if new_rules:
             for r in f.filter(pc.is_in(f.column("rule"), pa.array(sorted(new_rules)))).to_pylist():
-                rule_info.setdefault(r["rule"], {k: r[k] for k in ("family", "law", "severity", "text", "message",
-                                                                    "suggestion", "id", "field")})
+                rule_info.setdefault(
+                    r["rule"],
+                    {
+                        k: r[k]
+                        for k in ("family", "law", "severity", "text", "message", "suggestion", "id", "field")
+                    },
+                )
 
     clusters = _image_clusters(out_dir)
     dup_ids = 0
@@ -208,26 +274,45 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         "by_law": [{"law": k, "findings": v} for k, v in laws.most_common()],
         "by_severity": [{"severity": s, "findings": severities.get(s, 0)} for s in reversed(SEVERITIES)],
         "by_category": [
-            {"category": k, "name": CATEGORY_LABELS.get(k, k), "listings": c["listings"],
-             "flagged": c["review"] + c["block"], "block": c["block"], "findings": c["findings"]}
+            {
+                "category": k,
+                "name": CATEGORY_LABELS.get(k, k),
+                "listings": c["listings"],
+                "flagged": c["review"] + c["block"],
+                "block": c["block"],
+                "findings": c["findings"],
+            }
             for k, c in sorted(categories.items(), key=lambda kv: -(kv[1]["review"] + kv[1]["block"]))
         ],
         "top_sellers": [
-            {"seller_id": k, "listings": c["listings"], "flagged": c["review"] + c["block"], "block": c["block"],
-             "findings": c["findings"]}
+            {
+                "seller_id": k,
+                "listings": c["listings"],
+                "flagged": c["review"] + c["block"],
+                "block": c["block"],
+                "findings": c["findings"],
+            }
             for k, c in top_sellers
         ],
         "seller_min_listings": MIN_SELLER_LISTINGS,
         "sellers_by_rate": [
-            {"seller_id": k, "listings": c["listings"], "flagged": c["review"] + c["block"], "block": c["block"],
-             "findings": c["findings"], "rate": round((c["review"] + c["block"]) / c["listings"], 4)}
+            {
+                "seller_id": k,
+                "listings": c["listings"],
+                "flagged": c["review"] + c["block"],
+                "block": c["block"],
+                "findings": c["findings"],
+                "rate": round((c["review"] + c["block"]) / c["listings"], 4),
+            }
             for k, c in by_rate
         ],
         "top_rules": [{"rule": k, "findings": v, **rule_info.get(k, {})} for k, v in rules.most_common(TOP)],
         "top_listings": [r for *_, r in sorted(top_listings, reverse=True)],
         "risk_histogram": {"bins": [round(float(b), 3) for b in bins], "counts": risk_hist.tolist()},
         "classifier_histogram": (
-            {"bins": [round(float(b), 3) for b in bins], "counts": score_hist.tolist()} if score_hist.any() else None
+            {"bins": [round(float(b), 3) for b in bins], "counts": score_hist.tolist()}
+            if score_hist.any()
+            else None
         ),
         "image_clusters": clusters,
         # the names as the rules of this audit had them (a later diff may run with a pack removed)
@@ -242,10 +327,18 @@ def _image_clusters(out_dir: Path) -> list[dict[str, Any]]:
         t = pq.read_table(part)
         t = t.filter(pc.is_valid(t.column("match_id")))
         for r in t.to_pylist():
-            g = groups.setdefault(r["match_id"], {"image": r["match_id"], "original_image": r["match_image"],
-                                                  "original_listing": r["match_listing_id"],
-                                                  "original_seller": r["match_seller_id"],
-                                                  "listings": [], "sellers": set(), "min_distance": 64})
+            g = groups.setdefault(
+                r["match_id"],
+                {
+                    "image": r["match_id"],
+                    "original_image": r["match_image"],
+                    "original_listing": r["match_listing_id"],
+                    "original_seller": r["match_seller_id"],
+                    "listings": [],
+                    "sellers": set(),
+                    "min_distance": 64,
+                },
+            )
             g["listings"].append(r["id"])
             if r["seller_id"]:
                 g["sellers"].add(r["seller_id"])
@@ -293,7 +386,9 @@ def _e(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
 
-def _bars(rows: list[tuple[str, int]], colour: str | dict[str, str] = "#4a78c2", label_width: int = 210) -> str:
+def _bars(
+    rows: list[tuple[str, int]], colour: str | dict[str, str] = "#4a78c2", label_width: int = 210
+) -> str:
     if not rows:
         return '<p class="muted">无</p>'
     top = max(v for _, v in rows) or 1
@@ -315,23 +410,33 @@ def _histogram_svg(hist: dict[str, Any], title: str) -> str:
     w, h, pad_l, pad_b, pad_t = 560, 220, 48, 36, 14
     top = max(counts) or 1
     bw = (w - pad_l - 8) / len(counts)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{_e(title)}">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{_e(title)}">'
+    ]
     for i, c in enumerate(counts):
         bh = (h - pad_b - pad_t) * c / top
         x = pad_l + i * bw
         y = h - pad_b - bh
         colour = "#27ae60" if bins[i] < 0.5 else ("#e67e22" if bins[i] < 0.85 else "#c0392b")
-        parts.append(f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" fill="{colour}">'
-                     f'<title>{bins[i]:.2f}–{bins[i + 1]:.2f}: {c:,}</title></rect>')
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" fill="{colour}">'
+            f"<title>{bins[i]:.2f}–{bins[i + 1]:.2f}: {c:,}</title></rect>"
+        )
         if c:
-            parts.append(f'<text x="{x + bw / 2:.1f}" y="{y - 3:.1f}" font-size="9" text-anchor="middle" '
-                         f'fill="#555">{c:,}</text>')
+            parts.append(
+                f'<text x="{x + bw / 2:.1f}" y="{y - 3:.1f}" font-size="9" text-anchor="middle" '
+                f'fill="#555">{c:,}</text>'
+            )
     for i in range(0, len(bins), 4):
         x = pad_l + i * bw
-        parts.append(f'<text x="{x:.1f}" y="{h - pad_b + 14}" font-size="11" text-anchor="middle">{bins[i]:.1f}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{h - pad_b + 14}" font-size="11" text-anchor="middle">{bins[i]:.1f}</text>'
+        )
     parts.append(f'<line x1="{pad_l}" y1="{h - pad_b}" x2="{w - 8}" y2="{h - pad_b}" stroke="#999"/>')
-    parts.append(f'<text x="{pad_l + (w - pad_l) / 2:.0f}" y="{h - 4}" font-size="12" text-anchor="middle">'
-                 f'{_e(title)}</text>')
+    parts.append(
+        f'<text x="{pad_l + (w - pad_l) / 2:.0f}" y="{h - 4}" font-size="12" text-anchor="middle">'
+        f"{_e(title)}</text>"
+    )
     parts.append(f'<text x="4" y="{pad_t + 4}" font-size="11">{top:,}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -341,19 +446,25 @@ def _pct(a: int, b: int) -> str:
     return f"{100.0 * a / b:.1f}%" if b else "–"
 
 
-def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告",
-                flagged: tuple[list[dict[str, Any]], int] | None = None) -> str:
+def render_html(
+    s: dict[str, Any],
+    title: str = "商品广告合规审计报告",
+    flagged: tuple[list[dict[str, Any]], int] | None = None,
+) -> str:
     """The report page; every chart is HTML or inline SVG, so it reads offline and prints. ``flagged``
     (rows, total) adds the paged, filterable table of the listings to act on (one inline script, no
     fetch; its first page is plain HTML)."""
     t = s["totals"]
     v = s["verdicts"]
     cards = [
-        ("商品总数", f"{t['listings']:,}"), ("已检查", f"{t['checked']:,}"),
+        ("商品总数", f"{t['listings']:,}"),
+        ("已检查", f"{t['checked']:,}"),
         ("拦截", f"{v['block']:,} ({_pct(v['block'], t['checked'])})"),
         ("待人工审核", f"{v['review']:,} ({_pct(v['review'], t['checked'])})"),
-        ("通过", f"{v['pass']:,}"), ("违规发现", f"{t['findings']:,}"),
-        ("无法检查的行", f"{t['errors']:,}"), ("疑似盗图", f"{t['copied_images']:,}"),
+        ("通过", f"{v['pass']:,}"),
+        ("违规发现", f"{t['findings']:,}"),
+        ("无法检查的行", f"{t['errors']:,}"),
+        ("疑似盗图", f"{t['copied_images']:,}"),
     ]
     if t.get("duplicate_ids"):
         cards.append(("重复商品编号", f"{t['duplicate_ids']:,}"))
@@ -363,45 +474,64 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         f"<h1>{_e(title)}</h1>",
         f"<div class='muted'>生成时间 {_e(s['generated_at'])} · 输入 {_e(s.get('input', ''))}"
         f" · 依据《中华人民共和国广告法》及相关规定</div>",
-        "<div class='cards'>" + "".join(f"<div class='card'><b>{_e(b)}</b><span>{_e(a)}</span></div>" for a, b in cards)
+        "<div class='cards'>"
+        + "".join(f"<div class='card'><b>{_e(b)}</b><span>{_e(a)}</span></div>" for a, b in cards)
         + "</div>",
         "<h2>审核结论</h2>",
-        _bars([(VERDICT_LABELS[k], v[k]) for k in ("block", "review", "pass")],
-              {VERDICT_LABELS[k]: _COLOURS[k] for k in VERDICT_LABELS}),
+        _bars(
+            [(VERDICT_LABELS[k], v[k]) for k in ("block", "review", "pass")],
+            {VERDICT_LABELS[k]: _COLOURS[k] for k in VERDICT_LABELS},
+        ),
         "<div class='grid'><div><h2>按违规类型</h2>",
         _bars([(f"{r['name']}", r["findings"]) for r in s["by_family"][:TOP]]),
         "</div><div><h2>按严重程度</h2>",
-        _bars([(SEVERITY_LABELS[r["severity"]], r["findings"]) for r in s["by_severity"]],
-              {SEVERITY_LABELS[k]: _COLOURS[k] for k in SEVERITY_LABELS}),
-        "<h2>风险分布</h2>", _histogram_svg(s["risk_histogram"], "风险分（0 = 低，1 = 高）"),
+        _bars(
+            [(SEVERITY_LABELS[r["severity"]], r["findings"]) for r in s["by_severity"]],
+            {SEVERITY_LABELS[k]: _COLOURS[k] for k in SEVERITY_LABELS},
+        ),
+        "<h2>风险分布</h2>",
+        _histogram_svg(s["risk_histogram"], "风险分（0 = 低，1 = 高）"),
         "</div></div>",
-        "<h2>按法律条款</h2>", _bars([(r["law"], r["findings"]) for r in s["by_law"][:TOP]], label_width=360),
+        "<h2>按法律条款</h2>",
+        _bars([(r["law"], r["findings"]) for r in s["by_law"][:TOP]], label_width=360),
         "<h2>按类目</h2><table><tr><th>类目</th><th>商品数</th><th>需处理</th><th>占比</th><th>拦截</th>"
         "<th>违规发现</th></tr>",
     ]
     for r in s["by_category"]:
-        out.append(f"<tr><td>{_e(r['name'])} <code>{_e(r['category'])}</code></td><td class='n'>{r['listings']:,}</td>"
-                   f"<td class='n'>{r['flagged']:,}</td><td class='n'>{_pct(r['flagged'], r['listings'])}</td>"
-                   f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(r['name'])} <code>{_e(r['category'])}</code></td><td class='n'>{r['listings']:,}</td>"
+            f"<td class='n'>{r['flagged']:,}</td><td class='n'>{_pct(r['flagged'], r['listings'])}</td>"
+            f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>"
+        )
     out.append("</table>")
     if s.get("classifier_histogram"):
         out += ["<h2>模型风险分分布</h2>", _histogram_svg(s["classifier_histogram"], "分类模型分数")]
     by_rate = s.get("sellers_by_rate") or []
-    out.append(f"<h2>违规率最高的卖家（至少 {s.get('seller_min_listings', MIN_SELLER_LISTINGS)} 个商品）</h2>")
+    out.append(
+        f"<h2>违规率最高的卖家（至少 {s.get('seller_min_listings', MIN_SELLER_LISTINGS)} 个商品）</h2>"
+    )
     if by_rate:
-        out.append("<table><tr><th>卖家</th><th>商品数</th><th>需处理</th><th>违规率</th><th>拦截</th>"
-                   "<th>违规发现</th></tr>")
+        out.append(
+            "<table><tr><th>卖家</th><th>商品数</th><th>需处理</th><th>违规率</th><th>拦截</th>"
+            "<th>违规发现</th></tr>"
+        )
         for r in by_rate:
-            out.append(f"<tr><td>{_e(r['seller_id'])}</td><td class='n'>{r['listings']:,}</td>"
-                       f"<td class='n'>{r['flagged']:,}</td><td class='n'>{r['rate'] * 100:.1f}%</td>"
-                       f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>")
+            out.append(
+                f"<tr><td>{_e(r['seller_id'])}</td><td class='n'>{r['listings']:,}</td>"
+                f"<td class='n'>{r['flagged']:,}</td><td class='n'>{r['rate'] * 100:.1f}%</td>"
+                f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>"
+            )
         out.append("</table>")
     else:
         out.append("<p class='muted'>没有商品数达到门槛的卖家。</p>")
     out.append("<h2>需处理商品最多的卖家</h2>")
-    out.append(_bars([(r["seller_id"], r["flagged"]) for r in s["top_sellers"][:10] if r["flagged"]], "#c0392b"))
-    out.append("<h2>命中最多的规则</h2><table><tr><th>规则</th><th>条款</th><th>严重程度</th><th>次数</th>"
-               "<th>示例</th><th>说明 / 建议</th></tr>")
+    out.append(
+        _bars([(r["seller_id"], r["flagged"]) for r in s["top_sellers"][:10] if r["flagged"]], "#c0392b")
+    )
+    out.append(
+        "<h2>命中最多的规则</h2><table><tr><th>规则</th><th>条款</th><th>严重程度</th><th>次数</th>"
+        "<th>示例</th><th>说明 / 建议</th></tr>"
+    )
     for r in s["top_rules"]:
         sev = r.get("severity", "")
         out.append(
@@ -415,8 +545,10 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
     if flagged is not None:
         out.extend(_flagged_html(flagged[0], flagged[1], s.get("family_names") or {}))
     else:
-        out.append("<h2>风险最高的商品</h2><table><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th>"
-                   "<th>结论</th><th>风险</th><th>规则</th></tr>")
+        out.append(
+            "<h2>风险最高的商品</h2><table><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th>"
+            "<th>结论</th><th>风险</th><th>规则</th></tr>"
+        )
         for r in s["top_listings"]:
             out.append(
                 f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
@@ -428,8 +560,10 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         out.append("</table>")
     out.append("<h2>疑似盗用图片（按被复制的原图分组）</h2>")
     if s["image_clusters"]:
-        out.append("<table><tr><th>原图</th><th>原商品 / 卖家</th><th>复制次数</th><th>涉及卖家</th>"
-                   "<th>最小距离</th><th>商品</th></tr>")
+        out.append(
+            "<table><tr><th>原图</th><th>原商品 / 卖家</th><th>复制次数</th><th>涉及卖家</th>"
+            "<th>最小距离</th><th>商品</th></tr>"
+        )
         for g in s["image_clusters"][:TOP]:
             out.append(
                 f"<tr><td><code>{_e(g['original_image'] or g['image'])}</code></td>"
@@ -447,20 +581,38 @@ def render_html(s: dict[str, Any], title: str = "商品广告合规审计报告"
         out.append(_bars([(f"{ERROR_ZH.get(k, k)} ({k})", n) for k, n in s["errors"].items()], "#888"))
         out.append("<table><tr><th>文件</th><th>行</th><th>商品</th><th>错误</th><th>说明</th></tr>")
         for r in s["error_examples"][:50]:
-            out.append(f"<tr><td>{_e(r['source'])}</td><td class='n'>{r['line']}</td><td>{_e(r['id'])}</td>"
-                       f"<td><code>{_e(r['error_code'])}</code></td><td>{_e(r['error_message'])}</td></tr>")
+            out.append(
+                f"<tr><td>{_e(r['source'])}</td><td class='n'>{r['line']}</td><td>{_e(r['id'])}</td>"
+                f"<td><code>{_e(r['error_code'])}</code></td><td>{_e(r['error_message'])}</td></tr>"
+            )
         out.append("</table>")
     else:
         out.append("<p class='muted'>所有行均已检查。</p>")
-    out.append("<p class='muted'>明细：listings/（每个商品一行）、findings/（每条违规一行）、images/ 为 Parquet 数据集；"
-               "summary.json 为本页数据。</p></body></html>")
+    out.append(
+        "<p class='muted'>明细：listings/（每个商品一行）、findings/（每条违规一行）、images/ 为 Parquet 数据集；"
+        "summary.json 为本页数据。</p></body></html>"
+    )
     return "\n".join(out)
 
 
 # -- every flagged listing: flagged.csv and the report's table --------------------------------------
 
-_FLAGGED_READ = ["source", "line", "id", "seller_id", "category", "title", "verdict", "risk", "classifier_score",
-                 "rules", "families", "max_severity", "copied_images", "error_code"]
+_FLAGGED_READ = [
+    "source",
+    "line",
+    "id",
+    "seller_id",
+    "category",
+    "title",
+    "verdict",
+    "risk",
+    "classifier_score",
+    "rules",
+    "families",
+    "max_severity",
+    "copied_images",
+    "error_code",
+]
 
 
 def _score_reason(score: float | None, explanation: str | None, copies: int) -> str:
@@ -471,10 +623,14 @@ def _score_reason(score: float | None, explanation: str | None, copies: int) -> 
             spans = json.loads(explanation)
         except ValueError:
             spans = []
-        words = "、".join(f"“{mask_contacts(str(sp.get('text', '')))}”({float(sp.get('weight', 0)):.2f})"
-                         for sp in spans[:5])
+        words = "、".join(
+            f"“{mask_contacts(str(sp.get('text', '')))}”({float(sp.get('weight', 0)):.2f})"
+            for sp in spans[:5]
+        )
         if words:
-            parts.append(f"模型分 {score:.2f}，主要依据 {words}" if score is not None else f"模型依据 {words}")
+            parts.append(
+                f"模型分 {score:.2f}，主要依据 {words}" if score is not None else f"模型依据 {words}"
+            )
     elif score is not None:
         parts.append(f"模型分 {score:.2f}（无规则命中）")
     if copies:
@@ -494,28 +650,57 @@ def flagged_listings(out_dir: Path, fam_names: dict[str, str]) -> tuple[list[dic
         writer.writerow(FLAGGED_COLUMNS)
         for part in part_files(out_dir, "listings"):
             names = pq.read_schema(part).names
-            columns = _FLAGGED_READ + (["classifier_explanation"] if "classifier_explanation" in names else [])
+            columns = _FLAGGED_READ + (
+                ["classifier_explanation"] if "classifier_explanation" in names else []
+            )
             t = pq.read_table(part, columns=columns)
-            t = t.filter(pc.and_(pc.is_null(t.column("error_code")),
-                                 pc.is_in(t.column("verdict"), pa.array(["review", "block"]))))
+            t = t.filter(
+                pc.and_(
+                    pc.is_null(t.column("error_code")),
+                    pc.is_in(t.column("verdict"), pa.array(["review", "block"])),
+                )
+            )
             for r in t.to_pylist():
                 rules = r["rules"] or []
-                reason = "" if rules else _score_reason(r["classifier_score"], r.get("classifier_explanation"),
-                                                        r["copied_images"] or 0)
+                reason = (
+                    ""
+                    if rules
+                    else _score_reason(
+                        r["classifier_score"], r.get("classifier_explanation"), r["copied_images"] or 0
+                    )
+                )
                 row = {
-                    "id": r["id"], "seller_id": r["seller_id"], "category": r["category"],
-                    "title": mask_contacts(r["title"]) if r["title"] else "", "verdict": r["verdict"],
-                    "risk": r["risk"], "classifier_score": r["classifier_score"], "max_severity": r["max_severity"],
-                    "rules": rules, "families": [fam_names.get(f, f) for f in (r["families"] or [])],
-                    "reason": reason, "source": r["source"], "line": r["line"],
+                    "id": r["id"],
+                    "seller_id": r["seller_id"],
+                    "category": r["category"],
+                    "title": mask_contacts(r["title"]) if r["title"] else "",
+                    "verdict": r["verdict"],
+                    "risk": r["risk"],
+                    "classifier_score": r["classifier_score"],
+                    "max_severity": r["max_severity"],
+                    "rules": rules,
+                    "families": [fam_names.get(f, f) for f in (r["families"] or [])],
+                    "reason": reason,
+                    "source": r["source"],
+                    "line": r["line"],
                 }
-                writer.writerow([
-                    row["id"], row["seller_id"] or "", row["category"] or "", row["title"], row["verdict"],
-                    "" if row["risk"] is None else f"{row['risk']:.4f}",
-                    "" if row["classifier_score"] is None else f"{row['classifier_score']:.4f}",
-                    row["max_severity"] or "", " ".join(rules), " ".join(row["families"]), reason,
-                    row["source"], row["line"],
-                ])
+                writer.writerow(
+                    [
+                        row["id"],
+                        row["seller_id"] or "",
+                        row["category"] or "",
+                        row["title"],
+                        row["verdict"],
+                        "" if row["risk"] is None else f"{row['risk']:.4f}",
+                        "" if row["classifier_score"] is None else f"{row['classifier_score']:.4f}",
+                        row["max_severity"] or "",
+                        " ".join(rules),
+                        " ".join(row["families"]),
+                        reason,
+                        row["source"],
+                        row["line"],
+                    ]
+                )
                 item = (row["risk"] if row["risk"] is not None else -1.0, -n, row)
                 n += 1
                 if len(heap) < FLAGGED_EMBED:
@@ -590,24 +775,28 @@ def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, s
     cats = sorted({CATEGORY_LABELS.get(r["category"], r["category"] or "") for r in rows})
     fams = sorted({f for r in rows for f in r["families"]})
     shown = "" if total <= len(rows) else f"（表中为风险最高的 {len(rows):,} 条）"
-    out = [f"<h2 id='flagged'>所有需处理的商品（{total:,}）{shown}</h2>",
-           f"<p class='muted'>全部明细：<a href='{FLAGGED_CSV}'>{FLAGGED_CSV}</a>（Excel 可直接打开）。"
-           "无规则命中而被送审的商品，说明列给出模型分的主要依据。</p>",
-           "<div id='flagged-controls' class='controls' hidden>"
-           "<input id='f-q' type='search' placeholder='搜索 商品编号 / 卖家 / 标题'>"
-           "<select id='f-verdict'><option value=''>全部结论</option><option value='block'>拦截</option>"
-           "<option value='review'>待人工审核</option></select>"
-           "<select id='f-family'><option value=''>全部违规类型</option>"
-           + "".join(f"<option>{_e(f)}</option>" for f in fams) + "</select>"
-           "<select id='f-category'><option value=''>全部类目</option>"
-           + "".join(f"<option>{_e(c)}</option>" for c in cats) + "</select>"
-           "<label>风险 ≥ <input id='f-risk' type='number' min='0' max='1' step='0.05' value='0'></label>"
-           "<label><input id='f-norule' type='checkbox'> 仅无规则命中</label>"
-           "<button id='f-prev' type='button'>上一页</button><span id='flagged-info'></span>"
-           "<button id='f-next' type='button'>下一页</button>"
-           "<button id='f-csv' type='button'>导出筛选结果 CSV</button></div>",
-           "<table><thead><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th><th>结论</th><th>风险</th>"
-           "<th>规则 / 说明</th></tr></thead><tbody id='flagged-body'>"]
+    out = [
+        f"<h2 id='flagged'>所有需处理的商品（{total:,}）{shown}</h2>",
+        f"<p class='muted'>全部明细：<a href='{FLAGGED_CSV}'>{FLAGGED_CSV}</a>（Excel 可直接打开）。"
+        "无规则命中而被送审的商品，说明列给出模型分的主要依据。</p>",
+        "<div id='flagged-controls' class='controls' hidden>"
+        "<input id='f-q' type='search' placeholder='搜索 商品编号 / 卖家 / 标题'>"
+        "<select id='f-verdict'><option value=''>全部结论</option><option value='block'>拦截</option>"
+        "<option value='review'>待人工审核</option></select>"
+        "<select id='f-family'><option value=''>全部违规类型</option>"
+        + "".join(f"<option>{_e(f)}</option>" for f in fams)
+        + "</select>"
+        "<select id='f-category'><option value=''>全部类目</option>"
+        + "".join(f"<option>{_e(c)}</option>" for c in cats)
+        + "</select>"
+        "<label>风险 ≥ <input id='f-risk' type='number' min='0' max='1' step='0.05' value='0'></label>"
+        "<label><input id='f-norule' type='checkbox'> 仅无规则命中</label>"
+        "<button id='f-prev' type='button'>上一页</button><span id='flagged-info'></span>"
+        "<button id='f-next' type='button'>下一页</button>"
+        "<button id='f-csv' type='button'>导出筛选结果 CSV</button></div>",
+        "<table><thead><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th><th>结论</th><th>风险</th>"
+        "<th>规则 / 说明</th></tr></thead><tbody id='flagged-body'>",
+    ]
     for r in rows[:50]:
         risk = "" if r["risk"] is None else f"{r['risk']:.2f}"
         out.append(
@@ -615,14 +804,28 @@ def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, s
             f"<td class='nw'>{_e(CATEGORY_LABELS.get(r['category'], r['category']))}</td><td>{_e(r['title'])}</td>"
             f"<td class='nw'>{_e(VERDICT_LABELS.get(r['verdict'], r['verdict']))}</td><td class='n'>{risk}</td>"
             f"<td><code>{_e(' '.join(r['rules']))}</code>"
-            + (f"<div class='muted'>{_e(r['reason'])}</div>" if r["reason"] else "") + "</td></tr>"
+            + (f"<div class='muted'>{_e(r['reason'])}</div>" if r["reason"] else "")
+            + "</td></tr>"
         )
     if not rows:
         out.append("<tr><td colspan='7' class='muted'>没有需要处理的商品。</td></tr>")
     out.append("</tbody></table>")
-    data = [[r["id"], r["seller_id"], CATEGORY_LABELS.get(r["category"], r["category"]), r["title"], r["verdict"],
-             r["risk"], r["classifier_score"], r["max_severity"], " ".join(r["rules"]), " ".join(r["families"]),
-             r["reason"]] for r in rows]
+    data = [
+        [
+            r["id"],
+            r["seller_id"],
+            CATEGORY_LABELS.get(r["category"], r["category"]),
+            r["title"],
+            r["verdict"],
+            r["risk"],
+            r["classifier_score"],
+            r["max_severity"],
+            " ".join(r["rules"]),
+            " ".join(r["families"]),
+            r["reason"],
+        ]
+        for r in rows
+    ]
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     out.append(f"<script type='application/json' id='flagged-data'>{payload}</script>")
     out.append(f"<script>{_TABLE_SCRIPT}</script>")
@@ -654,28 +857,43 @@ def _ocr_summary(out_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
         _add(rules, f.column("rule"))
         if len(examples) < 30:
             examples.extend(f.slice(0, 30 - len(examples)).to_pylist())
-    return {"images": images, "with_text": with_text, "errors": errors, "error_codes": dict(error_codes),
-            "findings": sum(rules.values()), "by_rule": [{"rule": k, "findings": v} for k, v in rules.most_common(TOP)],
-            "examples": examples, "runs": runs}
+    return {
+        "images": images,
+        "with_text": with_text,
+        "errors": errors,
+        "error_codes": dict(error_codes),
+        "findings": sum(rules.values()),
+        "by_rule": [{"rule": k, "findings": v} for k, v in rules.most_common(TOP)],
+        "examples": examples,
+        "runs": runs,
+    }
 
 
 def _ocr_html(o: dict[str, Any]) -> list[str]:
-    out = ["<h2>图片中的文字（OCR）</h2>",
-           f"<p>读取图片 {o['images']:,} 张，其中含文字 {o['with_text']:,} 张，无法读取 {o['errors']:,} 张；"
-           f"图片文字中的违规发现 {o['findings']:,} 条。</p>",
-           "<table><tr><th>运行</th><th>读取图片</th><th>其中来自缓存</th><th>用时（秒）</th><th>图片/秒</th></tr>"]
+    out = [
+        "<h2>图片中的文字（OCR）</h2>",
+        f"<p>读取图片 {o['images']:,} 张，其中含文字 {o['with_text']:,} 张，无法读取 {o['errors']:,} 张；"
+        f"图片文字中的违规发现 {o['findings']:,} 条。</p>",
+        "<table><tr><th>运行</th><th>读取图片</th><th>其中来自缓存</th><th>用时（秒）</th><th>图片/秒</th></tr>",
+    ]
     for i, r in enumerate(o["runs"], 1):
         rate = r.get("images_per_s")
-        out.append(f"<tr><td class='n'>{i}</td><td class='n'>{r['images']:,}</td><td class='n'>{r['cached']:,}</td>"
-                   f"<td class='n'>{r['seconds']:,.1f}</td><td class='n'>{'' if rate is None else f'{rate:,.2f}'}</td></tr>")
+        out.append(
+            f"<tr><td class='n'>{i}</td><td class='n'>{r['images']:,}</td><td class='n'>{r['cached']:,}</td>"
+            f"<td class='n'>{r['seconds']:,.1f}</td><td class='n'>{'' if rate is None else f'{rate:,.2f}'}</td></tr>"
+        )
     out.append("</table>")
     if o["by_rule"]:
         out.append(_bars([(r["rule"], r["findings"]) for r in o["by_rule"]], "#8e44ad", label_width=300))
-        out.append("<table><tr><th>商品</th><th>图片</th><th>规则</th><th>文字</th><th>位置 [x1, y1, x2, y2]</th></tr>")
+        out.append(
+            "<table><tr><th>商品</th><th>图片</th><th>规则</th><th>文字</th><th>位置 [x1, y1, x2, y2]</th></tr>"
+        )
         for r in o["examples"]:
-            out.append(f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['field'])}</td>"
-                       f"<td><code>{_e(r['rule'])}</code></td><td><mark>{_e(r['text'])}</mark></td>"
-                       f"<td class='nw'>{_e(r['box'])}</td></tr>")
+            out.append(
+                f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['field'])}</td>"
+                f"<td><code>{_e(r['rule'])}</code></td><td><mark>{_e(r['text'])}</mark></td>"
+                f"<td class='nw'>{_e(r['box'])}</td></tr>"
+            )
         out.append("</table>")
     return out
 
@@ -697,7 +915,8 @@ def write_report(out_dir: Path) -> dict[str, Any]:
     fam_names = {**family_names(), **(summary.get("family_names") or {})}
     flagged = flagged_listings(out_dir, fam_names)
     summary["flagged_csv"] = FLAGGED_CSV
-    (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=str),
-                                          encoding="utf-8")
+    (out_dir / "summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+    )
     (out_dir / "report.html").write_text(render_html(summary, flagged=flagged), encoding="utf-8")
     return summary

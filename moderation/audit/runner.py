@@ -121,7 +121,9 @@ def fingerprint(opts: AuditOptions, files: list[Path], root: Path) -> dict[str, 
             for p in files
         ],
         "batch_size": opts.batch_size,
-        "classifier": opts.classifier if isinstance(opts.classifier, bool) else str(Path(opts.classifier).resolve()),
+        "classifier": opts.classifier
+        if isinstance(opts.classifier, bool)
+        else str(Path(opts.classifier).resolve()),
         "image_db": str(Path(opts.image_db).resolve()) if opts.image_db else None,
         "jsonl": opts.jsonl,
         "rules": rules_fingerprint(),
@@ -158,8 +160,14 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=self.total, initial=self.initial, unit=" listings", dynamic_ncols=True,
-                file=sys.stderr, desc="audit (loading)", smoothing=0, unit_scale=self.total >= 100_000,
+                total=self.total,
+                initial=self.initial,
+                unit=" listings",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                desc="audit (loading)",
+                smoothing=0,
+                unit_scale=self.total >= 100_000,
                 mininterval=0.5 if sys.stderr.isatty() else 5.0,
             )
 
@@ -184,11 +192,18 @@ def _announce(opts: AuditOptions, files: list[Path], total: int, already: int, b
         loading.append(f"image index {opts.image_db}")
     if opts.ocr:
         loading.append("OCR")
-    where = f"{opts.workers} worker processes" if opts.engine == "local" and opts.workers > 1 else (
-        "Ray actors" if opts.engine == "ray" else "this process")
+    where = (
+        f"{opts.workers} worker processes"
+        if opts.engine == "local" and opts.workers > 1
+        else ("Ray actors" if opts.engine == "ray" else "this process")
+    )
     done = f", {already:,} already done" if already else ""
-    print(f"audit: {total:,} listings in {batches:,} batches from {len(files)} file(s){done}; "
-          f"loading {', '.join(loading)} in {where}…", file=sys.stderr, flush=True)
+    print(
+        f"audit: {total:,} listings in {batches:,} batches from {len(files)} file(s){done}; "
+        f"loading {', '.join(loading)} in {where}…",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def run_audit(opts: AuditOptions) -> AuditResult:
@@ -236,8 +251,13 @@ def run_audit(opts: AuditOptions) -> AuditResult:
         already = sum(s.count for s in specs if s.batch_id in done_ids)
         if resumed and done_ids:
             log.info("resuming: %d of %d batches already done", len(done_ids), len(specs))
-        settings = CheckerSettings(classifier=opts.classifier, image_db=opts.image_db,
-                                   classifier_batch=opts.classifier_batch, ocr=opts.ocr, ocr_cache=opts.ocr_cache)
+        settings = CheckerSettings(
+            classifier=opts.classifier,
+            image_db=opts.image_db,
+            classifier_batch=opts.classifier_batch,
+            ocr=opts.ocr,
+            ocr_cache=opts.ocr_cache,
+        )
         progress = _Progress(opts.progress and bool(todo), total, already)
         if opts.progress and todo:
             _announce(opts, files, total, already, len(specs))
@@ -251,8 +271,13 @@ def run_audit(opts: AuditOptions) -> AuditResult:
                 if first is None:
                     first = (time.perf_counter(), done.n_listings)
                 manifest.record_batch(
-                    done.spec.batch_id, done.spec.source, done.spec.first_line, done.n_listings,
-                    done.n_findings, done.n_errors, done.seconds,
+                    done.spec.batch_id,
+                    done.spec.source,
+                    done.spec.first_line,
+                    done.n_listings,
+                    done.n_findings,
+                    done.n_errors,
+                    done.seconds,
                 )
                 run_listings += done.n_listings
                 if opts.ocr:
@@ -272,13 +297,23 @@ def run_audit(opts: AuditOptions) -> AuditResult:
         manifest.set("finished_at", time.time())
         totals = manifest.totals()
         result = AuditResult(
-            out=out, listings=totals["listings"], findings=totals["findings"], errors=totals["errors"],
-            batches=len(specs), batches_run=len(todo), listings_run=run_listings, seconds=run_seconds,
+            out=out,
+            listings=totals["listings"],
+            findings=totals["findings"],
+            errors=totals["errors"],
+            batches=len(specs),
+            batches_run=len(todo),
+            listings_run=run_listings,
+            seconds=run_seconds,
             resumed=bool(resumed and done_ids),
         )
         if opts.ocr:  # images/s of each run that made this audit, for the report
-            stats = {"images": ocr_images, "cached": ocr_cached, "seconds": round(run_seconds, 3),
-                     "images_per_s": round(ocr_images / run_seconds, 3) if run_seconds > 0 else None}
+            stats = {
+                "images": ocr_images,
+                "cached": ocr_cached,
+                "seconds": round(run_seconds, 3),
+                "images_per_s": round(ocr_images / run_seconds, 3) if run_seconds > 0 else None,
+            }
             result.extra["ocr"] = stats
             manifest.set("ocr_runs", [*(manifest.get("ocr_runs") or []), stats])
         if opts.report:

@@ -21,8 +21,18 @@ TABLES = ("listings", "findings", "images")
 JSONL_PARTS = "results-parts"
 JSONL_FILE = "results.jsonl"
 #: Everything an audit writes into its output folder (``--restart`` removes exactly these).
-OUTPUTS = (*TABLES, JSONL_PARTS, JSONL_FILE, "manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm",
-           "summary.json", "report.html", "diff.json", "diff.html")
+OUTPUTS = (
+    *TABLES,
+    JSONL_PARTS,
+    JSONL_FILE,
+    "manifest.sqlite",
+    "manifest.sqlite-wal",
+    "manifest.sqlite-shm",
+    "summary.json",
+    "report.html",
+    "diff.json",
+    "diff.html",
+)
 
 
 def part_name(batch_id: int, suffix: str) -> str:

@@ -87,8 +87,9 @@ class BatchScorer:
             if not live:
                 continue
             try:
-                scores = self.model.score_listings([listing for listing, _ in live], batch_size=len(live),
-                                                   threads=self.threads)
+                scores = self.model.score_listings(
+                    [listing for listing, _ in live], batch_size=len(live), threads=self.threads
+                )
             except Exception as exc:  # a scoring failure fails these requests, never the thread
                 log.exception("scoring a batch of %d listings failed", len(live))
                 for _, fut in live:

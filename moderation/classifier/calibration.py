@@ -97,7 +97,9 @@ def fit_platt(margins: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> t
     return a, b
 
 
-def fit_isotonic(margins: np.ndarray, labels: np.ndarray, min_block: int = 20) -> tuple[list[float], list[float]]:
+def fit_isotonic(
+    margins: np.ndarray, labels: np.ndarray, min_block: int = 20
+) -> tuple[list[float], list[float]]:
     """Pool-adjacent-violators on (margin, label); returns knots (mean margin, rate) per block.
 
     Blocks are first made of ``min_block`` consecutive sorted examples, so a knot never rests on a
@@ -108,7 +110,13 @@ def fit_isotonic(margins: np.ndarray, labels: np.ndarray, min_block: int = 20) -
     y = np.asarray(labels, dtype=np.float64)[order]
     blocks: list[list[float]] = []  # [sum_x, sum_y, n]
     for s in range(0, len(x), min_block):
-        blocks.append([float(x[s:s + min_block].sum()), float(y[s:s + min_block].sum()), float(len(x[s:s + min_block]))])
+        blocks.append(
+            [
+                float(x[s : s + min_block].sum()),
+                float(y[s : s + min_block].sum()),
+                float(len(x[s : s + min_block])),
+            ]
+        )
     merged: list[list[float]] = []
     for b in blocks:
         merged.append(b)
@@ -123,7 +131,9 @@ def fit_isotonic(margins: np.ndarray, labels: np.ndarray, min_block: int = 20) -
     return xs, ys
 
 
-def choose_calibration(margins: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[Calibration, dict[str, float]]:
+def choose_calibration(
+    margins: np.ndarray, labels: np.ndarray, seed: int = 0
+) -> tuple[Calibration, dict[str, float]]:
     """Platt or isotonic, whichever has the lower 2-fold cross-validated ECE on this (calibration) data.
 
     Returns the winner refitted on all of it, and the cross-validated ECE of both.
@@ -163,7 +173,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return float(ece)
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> list[tuple[float, float, int]]:
+def reliability_bins(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = 15
+) -> list[tuple[float, float, int]]:
     """(mean predicted, observed rate, count) per non-empty bin, for the reliability plot."""
     bins = np.minimum((np.asarray(probs) * n_bins).astype(int), n_bins - 1)
     out = []

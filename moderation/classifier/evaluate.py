@@ -53,8 +53,9 @@ def pr_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     return precision, recall
 
 
-def compute_metrics(scores: Sequence[float], examples: Sequence[Example], threshold: float = 0.5,
-                    max_fpr: float = 0.05) -> dict[str, Any]:
+def compute_metrics(
+    scores: Sequence[float], examples: Sequence[Example], threshold: float = 0.5, max_fpr: float = 0.05
+) -> dict[str, Any]:
     """Overall and per-family figures for scored held-out examples."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.array([e.label for e in examples])
@@ -87,20 +88,29 @@ def compute_metrics(scores: Sequence[float], examples: Sequence[Example], thresh
     for fam in sorted(set(fam_pos) | set(fam_neg)):
         t, f, n = fam_tp[fam], fam_fp[fam], fam_pos[fam]
         families[fam] = {
-            "positives": n, "hard_negatives": fam_neg[fam],
+            "positives": n,
+            "hard_negatives": fam_neg[fam],
             "recall": t / n if n else None,
             "precision": t / (t + f) if fam_neg[fam] and (t + f) else None,
             "false_alarm_rate_hard_negatives": f / fam_neg[fam] if fam_neg[fam] else None,
         }
     para = np.array([e.paraphrase for e in examples])
     return {
-        "n": len(y), "positives": int(y.sum()), "threshold": threshold,
-        "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None,
-        "average_precision": average_precision(s, y), "roc_auc": roc_auc(s, y),
-        "ece": expected_calibration_error(s, y), "brier": float(np.mean((s - y) ** 2)),
-        "threshold_at_fpr": t_fpr, "max_fpr": max_fpr,
+        "n": len(y),
+        "positives": int(y.sum()),
+        "threshold": threshold,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "average_precision": average_precision(s, y),
+        "roc_auc": roc_auc(s, y),
+        "ece": expected_calibration_error(s, y),
+        "brier": float(np.mean((s - y) ** 2)),
+        "threshold_at_fpr": t_fpr,
+        "max_fpr": max_fpr,
         "recall_at_fpr": float((s[y == 1] >= t_fpr).mean()) if (y == 1).any() else None,
-        "paraphrase_recall_at_fpr": float((s[(y == 1) & para] >= t_fpr).mean()) if ((y == 1) & para).any() else None,
+        "paraphrase_recall_at_fpr": float((s[(y == 1) & para] >= t_fpr).mean())
+        if ((y == 1) & para).any()
+        else None,
         "families": families,
         "lawful_false_alarm_by_source": {k: v[0] / v[1] for k, v in sorted(src_fp.items())},
         "violation_recall_by_source": {k: v[0] / v[1] for k, v in sorted(src_rec.items())},
@@ -109,6 +119,7 @@ def compute_metrics(scores: Sequence[float], examples: Sequence[Example], thresh
 
 def format_report(m: dict[str, Any]) -> str:
     """Plain-text table for the CLI and the model card."""
+
     def pct(v: float | None) -> str:
         return "   -  " if v is None else f"{100 * v:5.1f}%"
 
@@ -122,8 +133,10 @@ def format_report(m: dict[str, Any]) -> str:
         f"{'family':<24}{'viol.':>6}{'hard neg.':>10}{'precision':>11}{'recall':>9}",
     ]
     for fam, r in m["families"].items():
-        lines.append(f"{fam:<24}{r['positives']:>6}{r['hard_negatives']:>10}{pct(r['precision']):>11}"
-                     f"{pct(r['recall']):>9}")
+        lines.append(
+            f"{fam:<24}{r['positives']:>6}{r['hard_negatives']:>10}{pct(r['precision']):>11}"
+            f"{pct(r['recall']):>9}"
+        )
     lines.append("")
     lines.append("false-alarm rate on untagged lawful text by source:")
     for src, v in m["lawful_false_alarm_by_source"].items():
@@ -153,15 +166,28 @@ def load_listing_set(path: str | Path, tag_category: bool = True) -> list[Exampl
             r = json.loads(line)
             label = 1 if r["label"] in ("violation", 1, True) else 0
             fams = r.get("families") or []
-            text = listing_text(r.get("title", ""), r.get("description", ""),
-                                r.get("category") if tag_category else None, r.get("attributes"))
-            out.append(Example(text=text, label=label, family=fams[0] if label and fams else "lawful",
-                               group=r.get("id", ""), source=f"eval:{r.get('kind', '')}", split="eval"))
+            text = listing_text(
+                r.get("title", ""),
+                r.get("description", ""),
+                r.get("category") if tag_category else None,
+                r.get("attributes"),
+            )
+            out.append(
+                Example(
+                    text=text,
+                    label=label,
+                    family=fams[0] if label and fams else "lawful",
+                    group=r.get("id", ""),
+                    source=f"eval:{r.get('kind', '')}",
+                    split="eval",
+                )
+            )
     return out
 
 
-def save_plots(scores: Sequence[float], examples: Sequence[Example], out_dir: str | Path,
-               title: str = "") -> list[Path]:
+def save_plots(
+    scores: Sequence[float], examples: Sequence[Example], out_dir: str | Path, title: str = ""
+) -> list[Path]:
     """reliability.png and precision_recall.png (matplotlib is only needed here)."""
     import matplotlib
 
@@ -177,7 +203,12 @@ def save_plots(scores: Sequence[float], examples: Sequence[Example], out_dir: st
     fig, ax = plt.subplots(figsize=(5, 5))
     bins = reliability_bins(s, y)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.plot([b[0] for b in bins], [b[1] for b in bins], "o-", label=f"model (ECE {expected_calibration_error(s, y):.3f})")
+    ax.plot(
+        [b[0] for b in bins],
+        [b[1] for b in bins],
+        "o-",
+        label=f"model (ECE {expected_calibration_error(s, y):.3f})",
+    )
     for b in bins:
         ax.annotate(str(b[2]), (b[0], b[1]), fontsize=6, xytext=(3, -8), textcoords="offset points")
     ax.set_xlabel("predicted probability of violation")

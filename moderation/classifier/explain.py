@@ -37,14 +37,21 @@ class Span:
     score_without: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        d = {"field": self.field, "start": self.start, "end": self.end, "text": self.text,
-             "weight": round(self.weight, 4)}
+        d = {
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "weight": round(self.weight, 4),
+        }
         if self.score_without is not None:
             d["score_without"] = round(self.score_without, 4)
         return d
 
 
-def _layout(fields: Sequence[tuple[str, str]], category: str | None) -> tuple[str, list[tuple[str, int, int]]]:
+def _layout(
+    fields: Sequence[tuple[str, str]], category: str | None
+) -> tuple[str, list[tuple[str, int, int]]]:
     """The model's text for these fields and, per field, (name, start, end) of its text within it;
     the same joining as ``config.listing_text``."""
     prefix = f"【{CATEGORY_ZH[category]}】" if category and category in CATEGORY_ZH else ""
@@ -81,8 +88,13 @@ def char_attributions(model: Any, text: str) -> tuple[np.ndarray, float]:
         from .textfold import fold
 
         text = fold(text)  # one character to one: offsets stay those of the original
-    enc = tok([text], truncation=True, max_length=model.max_chars + 2, return_offsets_mapping=True,
-              return_tensors="pt")
+    enc = tok(
+        [text],
+        truncation=True,
+        max_length=model.max_chars + 2,
+        return_offsets_mapping=True,
+        return_tensors="pt",
+    )
     net = model.model
     emb_layer = net.get_input_embeddings()
     pos_idx = model.calibration.positive_index
@@ -92,7 +104,7 @@ def char_attributions(model: Any, text: str) -> tuple[np.ndarray, float]:
         if logits.shape[-1] == 1:
             margin = logits[0, 0]
         else:
-            others = torch.cat([logits[0, :pos_idx], logits[0, pos_idx + 1:]])
+            others = torch.cat([logits[0, :pos_idx], logits[0, pos_idx + 1 :]])
             margin = logits[0, pos_idx] - torch.logsumexp(others, dim=0)
         (grad,) = torch.autograd.grad(margin, emb)
     tok_attr = (grad * emb).sum(-1)[0].detach().numpy()
@@ -103,8 +115,13 @@ def char_attributions(model: Any, text: str) -> tuple[np.ndarray, float]:
     return chars, float(margin.detach())
 
 
-def explain_fields(model: Any, fields: Sequence[tuple[str, str]], category: str | None = None,
-                   top_k: int = 5, max_occluded: int = 24) -> list[Span]:
+def explain_fields(
+    model: Any,
+    fields: Sequence[tuple[str, str]],
+    category: str | None = None,
+    top_k: int = 5,
+    max_occluded: int = 24,
+) -> list[Span]:
     """The words of ``fields`` ((name, text) pairs, as ``Listing.text_fields()``) that drove the score.
 
     Candidates are every word when the text has at most ``max_occluded`` words, else the
@@ -119,15 +136,17 @@ def explain_fields(model: Any, fields: Sequence[tuple[str, str]], category: str 
     for name, fs, fe in parts:
         if fs >= len(text):
             break
-        seg = text[fs: min(fe, len(text))]
+        seg = text[fs : min(fe, len(text))]
         words.extend((name, fs, fs + ws, fs + we) for ws, we in _words(seg))
     if not words:
         return []
     if len(words) > max_occluded:
         chars, _ = char_attributions(model, text)
-        ranked = sorted(words, key=lambda w: -float(chars[w[2]: w[3]].sum()))
+        ranked = sorted(words, key=lambda w: -float(chars[w[2] : w[3]].sum()))
         words = sorted(ranked[:max_occluded], key=lambda w: w[2])
-    margins = model.margins([text] + [text[: ts] + text[te:] for _, _, ts, te in words], batch_size=len(words) + 1)
+    margins = model.margins(
+        [text] + [text[:ts] + text[te:] for _, _, ts, te in words], batch_size=len(words) + 1
+    )
     base, without = float(margins[0]), margins[1:]
     drops = base - without
     total = float(np.clip(drops, 0, None).sum())
@@ -146,8 +165,16 @@ def explain_fields(model: Any, fields: Sequence[tuple[str, str]], category: str 
             # The merged span's own deletion was not measured; keep its strongest part's score.
             last.score_without = min(last.score_without or 1.0, float(probs[i]))
             continue
-        spans.append(Span(field=name, start=ts - fs, end=te - fs, text=text[ts:te],
-                          weight=float(drops[i]) / total, score_without=float(probs[i])))
+        spans.append(
+            Span(
+                field=name,
+                start=ts - fs,
+                end=te - fs,
+                text=text[ts:te],
+                weight=float(drops[i]) / total,
+                score_without=float(probs[i]),
+            )
+        )
     spans.sort(key=lambda sp: -sp.weight)
     return spans
 

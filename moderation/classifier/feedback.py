@@ -59,13 +59,21 @@ def decisions_from_queue(database_url: str | None = None) -> QueueDecisions:
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(ITEMS.c.listing_id, DECISIONS.c.listing_revision, DECISIONS.c.outcome,
-                       DECISIONS.c.created_at, DECISIONS.c.id, LISTINGS.c.revision, LISTINGS.c.snapshot,
-                       LISTINGS.c.category)
+                select(
+                    ITEMS.c.listing_id,
+                    DECISIONS.c.listing_revision,
+                    DECISIONS.c.outcome,
+                    DECISIONS.c.created_at,
+                    DECISIONS.c.id,
+                    LISTINGS.c.revision,
+                    LISTINGS.c.snapshot,
+                    LISTINGS.c.category,
+                )
                 .join(ITEMS, ITEMS.c.id == DECISIONS.c.item_id)
                 .join(LISTINGS, LISTINGS.c.id == ITEMS.c.listing_id)
                 .where(DECISIONS.c.undone_at.is_(None))
-                .order_by(DECISIONS.c.created_at, DECISIONS.c.id)).all()
+                .order_by(DECISIONS.c.created_at, DECISIONS.c.id)
+            ).all()
     finally:
         engine.dispose()
     out = QueueDecisions()
@@ -90,15 +98,22 @@ def decisions_from_queue(database_url: str | None = None) -> QueueDecisions:
             out.skip("real test item")
             continue
         label = LABEL_OF_OUTCOME[r.outcome]
-        out.examples.append(Example(
-            text=listing_text(title, desc, snap.get("category") or r.category, attrs), label=label,
-            family="decision" if label else "lawful", group=f"decision:{listing_id}", source="decisions",
-            split="train"))
+        out.examples.append(
+            Example(
+                text=listing_text(title, desc, snap.get("category") or r.category, attrs),
+                label=label,
+                family="decision" if label else "lawful",
+                group=f"decision:{listing_id}",
+                source="decisions",
+                split="train",
+            )
+        )
     return out
 
 
-def compare(old: dict[str, Any], new: dict[str, Any], tol: float = AUC_TOLERANCE,
-            ece_bar: float = ECE_BAR) -> tuple[bool, list[str]]:
+def compare(
+    old: dict[str, Any], new: dict[str, Any], tol: float = AUC_TOLERANCE, ece_bar: float = ECE_BAR
+) -> tuple[bool, list[str]]:
     """Whether ``new`` (a real test report) may replace ``old``, and the reasons when it may not."""
     reasons = []
     for key, name in (("cases", "enforcement cases"), ("lines", "labelled listings")):
@@ -139,14 +154,17 @@ def retrain_from_queue(
 
     t0 = time.perf_counter()
     got = decisions_from_queue(database_url)
-    progress(f"{len(got.examples)} decided listings ({sum(e.label for e in got.examples)} violations); "
-             f"skipped {got.skipped or 'none'}")
+    progress(
+        f"{len(got.examples)} decided listings ({sum(e.label for e in got.examples)} violations); "
+        f"skipped {got.skipped or 'none'}"
+    )
     if not got.examples:
         raise ValueError("the queue has no usable decisions to learn from")
     train_path, calib_path = data_dir / "train.jsonl", data_dir / "calib_real.jsonl"
     if not train_path.exists() or not calib_path.exists():
-        raise FileNotFoundError(f"{data_dir} needs train.jsonl and calib_real.jsonl "
-                                "(run scripts/build_training_set.py)")
+        raise FileNotFoundError(
+            f"{data_dir} needs train.jsonl and calib_real.jsonl (run scripts/build_training_set.py)"
+        )
     train = read_jsonl(train_path) + got.examples * decision_repeat
     calib = read_jsonl(calib_path)
     new_dir = work_dir / "candidate"
@@ -155,16 +173,24 @@ def retrain_from_queue(
     from .calibration import Calibration
 
     base_cal = Calibration.load(model_dir)
-    cfg = TrainConfig(epochs=epochs, threads=threads, mlm_steps=0, lr=3e-4, fold=base_cal.fold if base_cal else "")
-    record: dict[str, Any] = {"decisions": len(got.examples), "skipped": got.skipped,
-                              "decision_repeat": decision_repeat, "base": str(model_dir)}
+    cfg = TrainConfig(
+        epochs=epochs, threads=threads, mlm_steps=0, lr=3e-4, fold=base_cal.fold if base_cal else ""
+    )
+    record: dict[str, Any] = {
+        "decisions": len(got.examples),
+        "skipped": got.skipped,
+        "decision_repeat": decision_repeat,
+        "base": str(model_dir),
+    }
     record["training"] = train_model(train, calib, new_dir, cfg, progress=progress, init=model_dir)
     old_rep, new_rep = _score_test(model_dir, threads), _score_test(new_dir, threads)
     ok, reasons = compare(old_rep, new_rep)
     record.update(old=old_rep, new=new_rep, accepted=ok, reasons=reasons)
-    progress(f"real test, old → new: cases AUC {old_rep['cases']['auc']:.3f} → {new_rep['cases']['auc']:.3f}, "
-             f"listings AUC {old_rep['lines']['auc']:.3f} → {new_rep['lines']['auc']:.3f}, "
-             f"ECE {old_rep['ece']:.4f} → {new_rep['ece']:.4f}")
+    progress(
+        f"real test, old → new: cases AUC {old_rep['cases']['auc']:.3f} → {new_rep['cases']['auc']:.3f}, "
+        f"listings AUC {old_rep['lines']['auc']:.3f} → {new_rep['lines']['auc']:.3f}, "
+        f"ECE {old_rep['ece']:.4f} → {new_rep['ece']:.4f}"
+    )
     if ok and replace:
         _export_onnx(new_dir, progress)
         _replace_dir(model_dir, new_dir)
@@ -175,8 +201,9 @@ def retrain_from_queue(
         progress("kept the shipped model: " + ("; ".join(reasons) if reasons else "--no-replace"))
     record["seconds"] = time.perf_counter() - t0
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "retrain.json").write_text(json.dumps(record, ensure_ascii=False, indent=2, default=str) + "\n",
-                                           encoding="utf-8")
+    (work_dir / "retrain.json").write_text(
+        json.dumps(record, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return record
 
 
@@ -187,7 +214,9 @@ def _export_onnx(model_dir: Path, progress: Callable[[str], None]) -> None:
         from .ort_backend import export_and_check
 
         rec = export_and_check(model_dir, threads=1)
-        progress(f"ONNX export {'passed' if rec['passed'] else 'FAILED'} (max |Δp| {rec['max_abs_prob_diff']:.1e})")
+        progress(
+            f"ONNX export {'passed' if rec['passed'] else 'FAILED'} (max |Δp| {rec['max_abs_prob_diff']:.1e})"
+        )
     except Exception as exc:  # no onnx/onnxruntime, or the export failed: ship PyTorch-only weights
         for name in ("model.onnx", "onnx_check.json"):
             (model_dir / name).unlink(missing_ok=True)

@@ -39,7 +39,9 @@ class _Logits(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
+        logits: torch.Tensor = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=False
+        )[0]
         return logits
 
 
@@ -54,13 +56,28 @@ def export(model_dir: str | Path, out: str | Path | None = None) -> Path:
     model_dir = Path(model_dir)
     out = Path(out) if out else model_dir / ONNX_FILE
     tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    eager = AutoModelForSequenceClassification.from_pretrained(
-        str(model_dir), attn_implementation="eager", local_files_only=True).float().eval()
+    eager = (
+        AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), attn_implementation="eager", local_files_only=True
+        )
+        .float()
+        .eval()
+    )
     example = tok(["示例文本，长一点", "短"], padding=True, return_tensors="pt")
-    torch.onnx.export(_Logits(eager), (example["input_ids"], example["attention_mask"]), str(out),
-                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                      dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                    "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        _Logits(eager),
+        (example["input_ids"], example["attention_mask"]),
+        str(out),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "logits": {0: "batch"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
     store_weights_as_fp16(out)
     return out
 
@@ -86,8 +103,15 @@ def store_weights_as_fp16(path: str | Path, min_elements: int = 1024) -> int:
             half = arr.astype(np.float16)
             if np.array_equal(half.astype(np.float32), arr):
                 kept.append(numpy_helper.from_array(half, init.name + "__fp16"))
-                casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT,
-                                              name=init.name + "__cast"))
+                casts.append(
+                    helper.make_node(
+                        "Cast",
+                        [init.name + "__fp16"],
+                        [init.name],
+                        to=TensorProto.FLOAT,
+                        name=init.name + "__cast",
+                    )
+                )
                 converted += 1
                 continue
         kept.append(init)
@@ -124,13 +148,17 @@ class OrtEncoder:
             opts.intra_op_num_threads = n
             opts.inter_op_num_threads = 1
             opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._sessions[n] = self._ort.InferenceSession(str(self.path), opts,
-                                                           providers=["CPUExecutionProvider"])
+            self._sessions[n] = self._ort.InferenceSession(
+                str(self.path), opts, providers=["CPUExecutionProvider"]
+            )
         return self._sessions[n]
 
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, threads: int | None = None) -> np.ndarray:
-        out = self.session(threads).run(None, {"input_ids": input_ids.astype(np.int64),
-                                                "attention_mask": attention_mask.astype(np.int64)})[0]
+    def logits(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, threads: int | None = None
+    ) -> np.ndarray:
+        out = self.session(threads).run(
+            None, {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
+        )[0]
         return np.asarray(out, dtype=np.float32)
 
 
@@ -151,8 +179,12 @@ def max_prob_diff(p_a: Sequence[float], p_b: Sequence[float]) -> float:
     return float(np.max(np.abs(np.asarray(p_a) - np.asarray(p_b)))) if len(p_a) else 0.0
 
 
-def export_and_check(model_dir: str | Path, texts: Sequence[str] | None = None, threads: int = 2,
-                     labels: Sequence[int] | None = None) -> dict[str, Any]:
+def export_and_check(
+    model_dir: str | Path,
+    texts: Sequence[str] | None = None,
+    threads: int = 2,
+    labels: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Export ``model_dir`` to model.onnx, score ``texts`` with PyTorch and with the graph, and record
     the check in onnx_check.json (``load_model`` uses the graph only when it passed). Without texts the
     check uses the real dev hold-out (calibration) texts and the built-in check texts."""
@@ -176,8 +208,14 @@ def export_and_check(model_dir: str | Path, texts: Sequence[str] | None = None, 
     rm.encoder = OrtEncoder(fp32, default_threads=threads)
     got = np.array(rm.score_texts(texts, threads=threads))
     diff = float(np.abs(got - ref).max()) if len(texts) else 0.0
-    record = {"passed": diff <= MAX_PROB_DIFF, "max_abs_prob_diff": diff, "n": len(texts),
-              "decision_agreement": float(((got >= thr) == (ref >= thr)).mean()), "threshold": float(thr),
-              "onnx_bytes": fp32.stat().st_size, "threads": threads}
+    record = {
+        "passed": diff <= MAX_PROB_DIFF,
+        "max_abs_prob_diff": diff,
+        "n": len(texts),
+        "decision_agreement": float(((got >= thr) == (ref >= thr)).mean()),
+        "threshold": float(thr),
+        "onnx_bytes": fp32.stat().st_size,
+        "threads": threads,
+    }
     (model_dir / ONNX_CHECK_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

@@ -37,7 +37,9 @@ DEFAULT_OUT_DIR = repo_root() / "models" / "risk-classifier"
 DEFAULT_PRETRAIN_DIR = repo_root() / "var" / "pretrain" / "text"
 
 
-def pretraining_texts(corpora: str | Path, pretrain_dir: str | Path | None = DEFAULT_PRETRAIN_DIR) -> list[str]:
+def pretraining_texts(
+    corpora: str | Path, pretrain_dir: str | Path | None = DEFAULT_PRETRAIN_DIR
+) -> list[str]:
     """Unlabelled lines for masked-LM pre-training: every corpus line and every line of the package texts,
     minus the generated test set's corpus lines (hash-held-out) and the real test set's lines and their
     near duplicates (so no test text is seen, even unlabelled)."""
@@ -51,8 +53,9 @@ def pretraining_texts(corpora: str | Path, pretrain_dir: str | Path | None = DEF
     return [t for t in lines if not is_held_out(t)]
 
 
-def real_figures(model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01,
-                 with_test: bool = True) -> dict[str, Any]:
+def real_figures(
+    model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01, with_test: bool = True
+) -> dict[str, Any]:
     """Real calib and test reports for a checkpoint, and the review threshold chosen on real calib:
     the lowest score that flags at most ``max_lawful_rate`` of the lawful labelled listings there.
     ``with_test=False``: calib only (experiments; the real test set is read once per final candidate)."""
@@ -62,14 +65,18 @@ def real_figures(model_dir: str | Path, threads: int = 1, max_lawful_rate: float
     out: dict[str, Any] = {}
     calib = real_split("calib", binary=False)
     cs = rm.score_texts([r.example.text for r in calib], threads=threads)
-    thr = threshold_for_lawful_rate([s for s, r in zip(cs, calib, strict=True)
-                                     if r.kind == "lines" and r.label == "lawful"], max_lawful_rate)
+    thr = threshold_for_lawful_rate(
+        [s for s, r in zip(cs, calib, strict=True) if r.kind == "lines" and r.label == "lawful"],
+        max_lawful_rate,
+    )
     out["review_threshold"] = thr
     out["calib"] = real_report(cs, calib, threshold=thr)
     if not with_test:
         return out
     test = real_split("test", binary=False)
-    out["test"] = real_report(rm.score_texts([r.example.text for r in test], threads=threads), test, threshold=thr)
+    out["test"] = real_report(
+        rm.score_texts([r.example.text for r in test], threads=threads), test, threshold=thr
+    )
     return out
 
 
@@ -92,8 +99,17 @@ def load_decisions(source: str) -> list[Example]:
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"decisions file {path} does not exist")
-        return [Example(text=e.text, label=e.label, family=e.family or ("decision" if e.label else "lawful"),
-                        group="decisions", source="decisions", split="train") for e in read_jsonl(path)]
+        return [
+            Example(
+                text=e.text,
+                label=e.label,
+                family=e.family or ("decision" if e.label else "lawful"),
+                group="decisions",
+                source="decisions",
+                split="train",
+            )
+            for e in read_jsonl(path)
+        ]
     import sqlalchemy as sa
 
     engine = sa.create_engine(source)
@@ -102,13 +118,25 @@ def load_decisions(source: str) -> list[Example]:
         if DECISIONS_TABLE not in names:
             raise QueueExportPending(
                 f"{engine.url.render_as_string(hide_password=True)} has no table or view {DECISIONS_TABLE!r} "
-                "(text, label); the review-queue export for training is not built yet")
+                "(text, label); the review-queue export for training is not built yet"
+            )
         with engine.connect() as conn:
             rows = conn.execute(sa.text(f"SELECT text, label FROM {DECISIONS_TABLE}")).all()
     finally:
         engine.dispose()
-    return [Example.from_dict({"text": r[0], "label": r[1], "family": "decision", "group": "decisions",
-                               "source": "decisions", "split": "train"}) for r in rows]
+    return [
+        Example.from_dict(
+            {
+                "text": r[0],
+                "label": r[1],
+                "family": "decision",
+                "group": "decisions",
+                "source": "decisions",
+                "split": "train",
+            }
+        )
+        for r in rows
+    ]
 
 
 def train_model(
@@ -148,29 +176,49 @@ def train_model(
         model = BertForSequenceClassification.from_pretrained(str(init), local_files_only=True).float()
         tokens = list(tokenizer.get_vocab())
         c = model.config
-        spec = ModelSpec(hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-                         num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-                         max_chars=c.max_position_embeddings - 2)
+        spec = ModelSpec(
+            hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads,
+            intermediate_size=c.intermediate_size,
+            max_chars=c.max_position_embeddings - 2,
+        )
     else:
         tokens = build_vocab(corpus_texts=[e.text for e in train] + list(mlm_texts), extra_texts=vocab_texts)
         tokenizer = make_tokenizer(tokens, spec.max_chars)
         model = new_model(tokenizer, spec, cfg.seed)
     pre = _pretrain_record(init)
     if pre is not None and pre.get("fold", "") != cfg.fold:
-        raise ValueError(f"{init} was pre-trained with fold {pre.get('fold')!r}; fine-tuning with {cfg.fold!r} "
-                         "would read characters its encoder never saw")
-    record: dict[str, Any] = {"model": f"{MODEL_NAME}@{MODEL_VERSION}", "spec": spec.as_dict(),
-                              "vocab_size": len(tokens), "n_train": len(train), "n_calib": len(calib),
-                              "seed": cfg.seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                              "mlm_steps": cfg.mlm_steps, "threads": cfg.threads,
-                              "init": str(init) if init is not None else None, "fold": cfg.fold,
-                              "torch": torch.__version__, "python": platform.python_version()}
-    progress(f"vocab {len(tokens)} tokens; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+        raise ValueError(
+            f"{init} was pre-trained with fold {pre.get('fold')!r}; fine-tuning with {cfg.fold!r} "
+            "would read characters its encoder never saw"
+        )
+    record: dict[str, Any] = {
+        "model": f"{MODEL_NAME}@{MODEL_VERSION}",
+        "spec": spec.as_dict(),
+        "vocab_size": len(tokens),
+        "n_train": len(train),
+        "n_calib": len(calib),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "mlm_steps": cfg.mlm_steps,
+        "threads": cfg.threads,
+        "init": str(init) if init is not None else None,
+        "fold": cfg.fold,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    progress(
+        f"vocab {len(tokens)} tokens; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters"
+    )
     if pre is not None:
         # Fine-tuning an encoder that pretrain_encoder() wrote: its cost belongs to this model's cost.
         record["pretrain"] = {k: v for k, v in pre.items() if k != "mlm_curve"}
-        record["pretrain"]["curve"] = [(p["step"], round(p.get("eval_loss", float("nan")), 4))
-                                       for p in pre.get("mlm_curve", [])]
+        record["pretrain"]["curve"] = [
+            (p["step"], round(p.get("eval_loss", float("nan")), 4)) for p in pre.get("mlm_curve", [])
+        ]
     if cfg.mlm_steps and mlm_texts:
         record.update(pretrain_mlm(model, tokenizer, mlm_texts, cfg, progress))
     record.update(fine_tune(model, tokenizer, train, cfg, spec.max_chars, progress))
@@ -226,18 +274,33 @@ def pretrain_encoder(
     if cfg.fold:
         from .textfold import fold_all
 
-        mlm_texts, train_texts, vocab_texts = fold_all(mlm_texts), fold_all(train_texts), fold_all(vocab_texts)
+        mlm_texts, train_texts, vocab_texts = (
+            fold_all(mlm_texts),
+            fold_all(train_texts),
+            fold_all(vocab_texts),
+        )
     torch.set_num_threads(cfg.threads)
     tokens = build_vocab(corpus_texts=train_texts + mlm_texts, extra_texts=vocab_texts)
     tokenizer = make_tokenizer(tokens, spec.max_chars)
     model = new_model(tokenizer, spec, cfg.seed)
-    progress(f"masked-LM pre-training on {len(mlm_texts)} unlabelled lines; vocab {len(tokens)} tokens; "
-             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    record: dict[str, Any] = {"spec": spec.as_dict(), "vocab_size": len(tokens), "mlm_lines": len(mlm_texts),
-                              "vocab_data": [str(p) for p in vocab_data], "seed": cfg.seed,
-                              "mlm_steps": cfg.mlm_steps, "mlm_batch_size": cfg.mlm_batch_size,
-                              "mlm_max_chars": cfg.mlm_max_chars, "threads": cfg.threads, "fold": cfg.fold,
-                              "torch": torch.__version__, "python": platform.python_version()}
+    progress(
+        f"masked-LM pre-training on {len(mlm_texts)} unlabelled lines; vocab {len(tokens)} tokens; "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters"
+    )
+    record: dict[str, Any] = {
+        "spec": spec.as_dict(),
+        "vocab_size": len(tokens),
+        "mlm_lines": len(mlm_texts),
+        "vocab_data": [str(p) for p in vocab_data],
+        "seed": cfg.seed,
+        "mlm_steps": cfg.mlm_steps,
+        "mlm_batch_size": cfg.mlm_batch_size,
+        "mlm_max_chars": cfg.mlm_max_chars,
+        "threads": cfg.threads,
+        "fold": cfg.fold,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
     def save(dest: Path, extra: dict[str, Any]) -> None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -246,19 +309,35 @@ def pretrain_encoder(
         clone.load_state_dict(model.state_dict())
         clone.save_pretrained(str(dest), safe_serialization=True)
         tokenizer.save_pretrained(str(dest))
-        rec = {**record, **extra, "total_seconds": time.perf_counter() - t0,
-               "cpu_seconds": time.process_time() - cpu0}
-        (dest / PRETRAIN_RECORD).write_text(json.dumps(rec, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        rec = {
+            **record,
+            **extra,
+            "total_seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - cpu0,
+        }
+        (dest / PRETRAIN_RECORD).write_text(
+            json.dumps(rec, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
 
     curve_so_far: list[dict[str, float]] = []
 
     def snapshot(step: int) -> None:
-        save(out / f"step-{step}", {"mlm_steps_done": step, "snapshot_of": cfg.mlm_steps,
-                                    "mlm_curve": list(curve_so_far)})
+        save(
+            out / f"step-{step}",
+            {"mlm_steps_done": step, "snapshot_of": cfg.mlm_steps, "mlm_curve": list(curve_so_far)},
+        )
         progress(f"saved the encoder after {step} steps to {out / f'step-{step}'}")
 
-    res = pretrain_mlm(model, tokenizer, mlm_texts, cfg, progress, snapshot=snapshot,
-                       snapshot_steps=snapshot_steps, curve_sink=curve_so_far)
+    res = pretrain_mlm(
+        model,
+        tokenizer,
+        mlm_texts,
+        cfg,
+        progress,
+        snapshot=snapshot,
+        snapshot_steps=snapshot_steps,
+        curve_sink=curve_so_far,
+    )
     record.update(res)
     record["mlm_steps_done"] = cfg.mlm_steps
     save(out, {})
@@ -310,18 +389,38 @@ def train_from_data_dir(
     lex = Path(lexicons)
     main_claims, extra_claims = claim_files(lex)
     vocab_texts = lexicon_texts([main_claims, *extra_claims, lex / "templates.yaml"]) if lex.exists() else []
-    record = train_model(train, calib, out_dir, cfg, spec=spec, mlm_texts=mlm_texts, vocab_texts=vocab_texts,
-                         progress=progress, init=init)
+    record = train_model(
+        train,
+        calib,
+        out_dir,
+        cfg,
+        spec=spec,
+        mlm_texts=mlm_texts,
+        vocab_texts=vocab_texts,
+        progress=progress,
+        init=init,
+    )
     test_path = data_dir / "test.jsonl"
     if test_path.exists() and score_tests:
         test = read_jsonl(test_path)
         rm = load_model(out_dir)
         m = compute_metrics(rm.score_texts([e.text for e in test], threads=cfg.threads), test)
-        record["test"] = {k: m[k] for k in ("average_precision", "roc_auc", "ece", "recall_at_fpr",
-                                              "paraphrase_recall_at_fpr", "precision", "recall")}
+        record["test"] = {
+            k: m[k]
+            for k in (
+                "average_precision",
+                "roc_auc",
+                "ece",
+                "recall_at_fpr",
+                "paraphrase_recall_at_fpr",
+                "precision",
+                "recall",
+            )
+        }
         write_training_record(out_dir, record)
     if real_calib.exists():
         record["real"] = real_figures(out_dir, threads=cfg.threads, with_test=score_tests)
-    Path(out_dir, "training.json").write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n",
-                                              encoding="utf-8")
+    Path(out_dir, "training.json").write_text(
+        json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     return record

@@ -96,10 +96,15 @@ class RiskModel:
         if self.encoder is not None:
             for idx in length_bucketed_batches([len(t) for t in clipped], batch_size):
                 enc = self.tokenizer(  # type: ignore[operator]
-                    [clipped[i] for i in idx], padding=True, truncation=True,
-                    max_length=self.max_chars + 2, return_tensors="np",
+                    [clipped[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_chars + 2,
+                    return_tensors="np",
                 )
-                logits = torch.from_numpy(self.encoder.logits(enc["input_ids"], enc["attention_mask"], threads))
+                logits = torch.from_numpy(
+                    self.encoder.logits(enc["input_ids"], enc["attention_mask"], threads)
+                )
                 out[idx] = _margin(logits, pos).double().numpy()
             return out
         with torch_threads(threads), torch.inference_mode():
@@ -126,8 +131,9 @@ class RiskModel:
         """
         return [float(p) for p in self.calibration.apply(self.margins(texts, batch_size, threads))]
 
-    def score_listings(self, listings: Sequence[object], batch_size: int = 64,
-                       threads: int | None = None) -> list[float]:
+    def score_listings(
+        self, listings: Sequence[object], batch_size: int = 64, threads: int | None = None
+    ) -> list[float]:
         """Scores for Listing objects (or their dicts), with the category tag the model was trained on.
 
         Prefer this over score_texts(listing.text()) when the category is known: claims such as
@@ -136,8 +142,14 @@ class RiskModel:
         texts = []
         for item in listings:
             d = item if isinstance(item, dict) else item.model_dump()  # type: ignore[attr-defined]
-            texts.append(listing_text(d.get("title") or "", d.get("description") or "", d.get("category"),
-                                      d.get("attributes") or {}))
+            texts.append(
+                listing_text(
+                    d.get("title") or "",
+                    d.get("description") or "",
+                    d.get("category"),
+                    d.get("attributes") or {},
+                )
+            )
         return self.score_texts(texts, batch_size=batch_size, threads=threads)
 
     def score_text(self, text: str) -> float:

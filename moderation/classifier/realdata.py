@@ -88,19 +88,32 @@ def load_real() -> tuple[RealExample, ...]:
             part = "test" if item.split == "test" else _dev_part(key)
             text = listing_text(item.text, category=item.category or "general")
             fam = item.families[0] if item.families else ""
-            ex = Example(text=text, label=BINARY.get(item.label, 0),
-                         family=fam if item.label == "violation" else "lawful", group=key,
-                         source=_source_name(item, kind), split=part)
+            ex = Example(
+                text=text,
+                label=BINARY.get(item.label, 0),
+                family=fam if item.label == "violation" else "lawful",
+                group=key,
+                source=_source_name(item, kind),
+                split=part,
+            )
             out.append(RealExample(ex, kind, item.label, key, item.id, item.text, item.category or "general"))
     return tuple(out)
 
 
-def real_split(part: str, kinds: Sequence[str] = ("cases", "lines"), binary: bool = True) -> list[RealExample]:
+def real_split(
+    part: str, kinds: Sequence[str] = ("cases", "lines"), binary: bool = True
+) -> list[RealExample]:
     """Items of one part (train / calib / test); ``binary`` drops ``conditional`` items. A dev item that
     is a near duplicate of a test item (a case's lawful look-alike quoting a test-split title, say) is
     dropped from train and calib, so the test set is never seen under another name."""
-    return [r for r in load_real() if r.example.split == part and r.kind in kinds
-            and (not binary or r.label in BINARY) and (part == "test" or not is_held_out(r.raw))]
+    return [
+        r
+        for r in load_real()
+        if r.example.split == part
+        and r.kind in kinds
+        and (not binary or r.label in BINARY)
+        and (part == "test" or not is_held_out(r.raw))
+    ]
 
 
 @cache
@@ -122,8 +135,9 @@ def is_held_out(text: str) -> bool:
     return t in texts or _near_key(t) in keys
 
 
-def training_examples(case_repeat: int = 6, line_repeat: int = 3,
-                      lawful_case_repeat: int | None = None) -> list[Example]:
+def training_examples(
+    case_repeat: int = 6, line_repeat: int = 3, lawful_case_repeat: int | None = None
+) -> list[Example]:
     """The real training part, repeated so that a few thousand real items weigh against the generated
     material (cases are fewer and more varied than corpus lines, so they are repeated more).
     ``lawful_case_repeat``: copies of each lawful look-alike case (default ``case_repeat``); they are
@@ -140,14 +154,16 @@ def training_examples(case_repeat: int = 6, line_repeat: int = 3,
 
 # -- reports ---------------------------------------------------------------------------------------
 
+
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     from .evaluate import roc_auc
 
     return roc_auc(scores, labels)
 
 
-def _bootstrap_auc(scores: np.ndarray, labels: np.ndarray, groups: Sequence[str], n: int = 300,
-                   seed: int = 0) -> tuple[float, float]:
+def _bootstrap_auc(
+    scores: np.ndarray, labels: np.ndarray, groups: Sequence[str], n: int = 300, seed: int = 0
+) -> tuple[float, float]:
     """A 90% interval for ROC-AUC, resampling whole groups (cases by source, lines by key)."""
     rng = np.random.default_rng(seed)
     uniq = sorted(set(groups))
@@ -174,8 +190,9 @@ def threshold_for_lawful_rate(lawful_scores: Iterable[float], max_rate: float = 
     return threshold_at_fpr(np.asarray(list(lawful_scores), dtype=np.float64), max_rate)
 
 
-def real_report(scores: Sequence[float], items: Sequence[RealExample], threshold: float | None = None,
-                ci: bool = True) -> dict[str, Any]:
+def real_report(
+    scores: Sequence[float], items: Sequence[RealExample], threshold: float | None = None, ci: bool = True
+) -> dict[str, Any]:
     """The real-text figures for one part: AUC on cases (violations vs lawful look-alikes), AUC on
     labelled lines (overall and per corpus), ECE over the part, and, at ``threshold``, the share of
     lawful lines and violations the score alone flags. Conditional items are summarised separately."""
@@ -190,8 +207,12 @@ def real_report(scores: Sequence[float], items: Sequence[RealExample], threshold
 
     def auc_block(mask: np.ndarray) -> dict[str, Any]:
         m = mask & binary
-        d: dict[str, Any] = {"n": int(m.sum()), "violations": int(y[m].sum()), "lawful": int((m & (y == 0)).sum()),
-                             "auc": _auc(s[m], y[m])}
+        d: dict[str, Any] = {
+            "n": int(m.sum()),
+            "violations": int(y[m].sum()),
+            "lawful": int((m & (y == 0)).sum()),
+            "auc": _auc(s[m], y[m]),
+        }
         if ci and d["violations"] and d["lawful"]:
             d["auc_90ci"] = _bootstrap_auc(s[m], y[m], [g for g, k in zip(groups, m, strict=True) if k])
         return d
@@ -201,11 +222,17 @@ def real_report(scores: Sequence[float], items: Sequence[RealExample], threshold
     rep["titles"] = auc_block(srcs == "real:titles")
     rep["apps"] = auc_block(srcs == "real:apps")
     rep["ece"] = expected_calibration_error(s[binary], y[binary])
-    rep["ece_lines"] = expected_calibration_error(s[binary & (kinds == "lines")], y[binary & (kinds == "lines")])
-    rep["ece_cases"] = expected_calibration_error(s[binary & (kinds == "cases")], y[binary & (kinds == "cases")])
-    rep["mean_score"] = {"violation": float(s[lab == "violation"].mean()) if (lab == "violation").any() else None,
-                         "lawful": float(s[lab == "lawful"].mean()) if (lab == "lawful").any() else None,
-                         "conditional": float(s[lab == "conditional"].mean()) if (lab == "conditional").any() else None}
+    rep["ece_lines"] = expected_calibration_error(
+        s[binary & (kinds == "lines")], y[binary & (kinds == "lines")]
+    )
+    rep["ece_cases"] = expected_calibration_error(
+        s[binary & (kinds == "cases")], y[binary & (kinds == "cases")]
+    )
+    rep["mean_score"] = {
+        "violation": float(s[lab == "violation"].mean()) if (lab == "violation").any() else None,
+        "lawful": float(s[lab == "lawful"].mean()) if (lab == "lawful").any() else None,
+        "conditional": float(s[lab == "conditional"].mean()) if (lab == "conditional").any() else None,
+    }
     if threshold is not None:
         lines = binary & (kinds == "lines")
         rep["at_threshold"] = {
@@ -224,16 +251,20 @@ def format_real_report(rep: dict[str, Any], title: str = "") -> str:
         tail = f" (90% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
         return f"AUC {b['auc']:.3f}{tail}  n={b['n']} ({b['violations']} violations, {b['lawful']} lawful)"
 
-    lines = [f"== real {title} ==".strip(),
-             f"cases  (violations vs lawful look-alikes): {auc(rep['cases'])}",
-             f"lines  (blind-labelled listings):          {auc(rep['lines'])}",
-             f"  titles: {auc(rep['titles'])}",
-             f"  apps:   {auc(rep['apps'])}",
-             f"ECE (15 bins) all {rep['ece']:.4f}  lines {rep['ece_lines']:.4f}  cases {rep['ece_cases']:.4f}",
-             "mean score: " + ", ".join(f"{k} {v:.3f}" for k, v in rep["mean_score"].items() if v is not None)]
+    lines = [
+        f"== real {title} ==".strip(),
+        f"cases  (violations vs lawful look-alikes): {auc(rep['cases'])}",
+        f"lines  (blind-labelled listings):          {auc(rep['lines'])}",
+        f"  titles: {auc(rep['titles'])}",
+        f"  apps:   {auc(rep['apps'])}",
+        f"ECE (15 bins) all {rep['ece']:.4f}  lines {rep['ece_lines']:.4f}  cases {rep['ece_cases']:.4f}",
+        "mean score: " + ", ".join(f"{k} {v:.3f}" for k, v in rep["mean_score"].items() if v is not None),
+    ]
     if "at_threshold" in rep:
         t = rep["at_threshold"]
-        lines.append(f"at threshold {t['threshold']:.4f}: lawful lines flagged {t['lawful_lines_flagged']:.2%}, "
-                     f"violation lines {t['violation_lines_flagged']:.2%}, lawful cases {t['lawful_cases_flagged']:.2%}, "
-                     f"violation cases {t['violation_cases_flagged']:.2%}")
+        lines.append(
+            f"at threshold {t['threshold']:.4f}: lawful lines flagged {t['lawful_lines_flagged']:.2%}, "
+            f"violation lines {t['violation_lines_flagged']:.2%}, lawful cases {t['lawful_cases_flagged']:.2%}, "
+            f"violation cases {t['violation_cases_flagged']:.2%}"
+        )
     return "\n".join(lines)

@@ -37,9 +37,18 @@ CALIB_SHARE = 0.4
 _SLOT = re.compile(r"\{(\w+)\}")
 
 #: online_shopping_10_cats categories → listing categories, for the category tag on corpus lines.
-_REVIEW_CATS = {"书籍": "education", "平板": "general", "手机": "general", "水果": "agriculture",
-                "洗发水": "cosmetics", "热水器": "general", "蒙牛": "food", "衣服": "apparel",
-                "计算机": "general", "酒店": "general"}
+_REVIEW_CATS = {
+    "书籍": "education",
+    "平板": "general",
+    "手机": "general",
+    "水果": "agriculture",
+    "洗发水": "cosmetics",
+    "热水器": "general",
+    "蒙牛": "food",
+    "衣服": "apparel",
+    "计算机": "general",
+    "酒店": "general",
+}
 
 
 @dataclass
@@ -71,16 +80,26 @@ def load_claims(path: Path, *extra: Path) -> tuple[list[ClaimGroup], dict[str, l
     for label, key in ((1, "unlawful"), (0, "lawful")):
         for g in (g for doc in docs for g in doc.get(key, []) or []):
             cats = g.get("categories", "all")
-            groups.append(ClaimGroup(
-                family=g.get("family", "lawful"), group=g["group"], label=label, texts=list(g["texts"]),
-                categories=list(CATEGORY_ZH) if cats == "all" else list(cats),
-                paraphrase=bool(g.get("paraphrase", False)), needs_category=bool(g.get("needs_category", False)),
-            ))
+            groups.append(
+                ClaimGroup(
+                    family=g.get("family", "lawful"),
+                    group=g["group"],
+                    label=label,
+                    texts=list(g["texts"]),
+                    categories=list(CATEGORY_ZH) if cats == "all" else list(cats),
+                    paraphrase=bool(g.get("paraphrase", False)),
+                    needs_category=bool(g.get("needs_category", False)),
+                )
+            )
     names = [g.group for g in groups]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ValueError(f"{path} (+{len(extra)} extra): duplicate group names {sorted(dupes)}")
-    return groups, {k: [str(v) for v in vs] for k, vs in d.get("slots", {}).items()}, list(d.get("corpus_filter", []))
+    return (
+        groups,
+        {k: [str(v) for v in vs] for k, vs in d.get("slots", {}).items()},
+        list(d.get("corpus_filter", [])),
+    )
 
 
 def claim_files(lexicon_dir: Path) -> tuple[Path, list[Path]]:
@@ -131,8 +150,13 @@ def load_corpora(corpora_dir: Path) -> dict[str, list[tuple[str, str | None]]]:
     for line in _read_lines(corpora_dir / "product_reviews_eprstmt.jsonl"):
         reviews.append((json.loads(line)["sentence"].strip(), None))
     src["reviews"] = reviews
-    src["queries"] = [(ln.split("\t", 1)[-1], None) for ln in _read_lines(corpora_dir / "ecommerce_search_queries.tsv")]
-    src["apps"] = [(json.loads(ln)["sentence"].strip(), None) for ln in _read_lines(corpora_dir / "app_descriptions_iflytek.jsonl")]
+    src["queries"] = [
+        (ln.split("\t", 1)[-1], None) for ln in _read_lines(corpora_dir / "ecommerce_search_queries.tsv")
+    ]
+    src["apps"] = [
+        (json.loads(ln)["sentence"].strip(), None)
+        for ln in _read_lines(corpora_dir / "app_descriptions_iflytek.jsonl")
+    ]
     return src
 
 
@@ -169,9 +193,17 @@ def rule_pack_examples(packs_dir: Path) -> list[tuple[str, int, str, str, str | 
 class Builder:
     """Generates examples for one split from its claim groups, templates and corpus lines."""
 
-    def __init__(self, tpl: dict[str, Any], groups: list[ClaimGroup], slots: dict[str, list[str]],
-                 templates: list[dict[str, str]], carriers: list[str], reviews: list[str],
-                 rng: random.Random, split: str) -> None:
+    def __init__(
+        self,
+        tpl: dict[str, Any],
+        groups: list[ClaimGroup],
+        slots: dict[str, list[str]],
+        templates: list[dict[str, str]],
+        carriers: list[str],
+        reviews: list[str],
+        rng: random.Random,
+        split: str,
+    ) -> None:
         self.tpl, self.slots, self.templates, self.rng, self.split = tpl, slots, templates, rng, split
         self.carriers, self.reviews = carriers, reviews
         self.by_cat: dict[tuple[int, str], list[ClaimGroup]] = defaultdict(list)
@@ -218,10 +250,17 @@ class Builder:
         template = rng.choice(self.templates)
         lawful = rng.sample(info["lawful"], 2)
         specs = rng.sample(info["specs"], 2)
-        fill = {"product": product, "claim": claim, "lawful": lawful[0], "lawful2": lawful[1],
-                "spec": specs[0], "spec2": specs[1], "brand": rng.choice(self.tpl["brands"]),
-                "price": rng.choice(self.tpl["prices"]),
-                "carrier": rng.choice(self.carriers) if self.carriers else product}
+        fill = {
+            "product": product,
+            "claim": claim,
+            "lawful": lawful[0],
+            "lawful2": lawful[1],
+            "spec": specs[0],
+            "spec2": specs[1],
+            "brand": rng.choice(self.tpl["brands"]),
+            "price": rng.choice(self.tpl["prices"]),
+            "carrier": rng.choice(self.carriers) if self.carriers else product,
+        }
         text = template["text"].format(**fill)
         if self.reviews and rng.random() < 0.2:
             text += "\n买家评价：" + rng.choice(self.reviews)[:120]
@@ -229,9 +268,13 @@ class Builder:
         if needs_cat or rng.random() < 0.85:
             text = f"【{CATEGORY_ZH[cat]}】" + text
         return Example(
-            text=text, label=label, family=group.family if group else "lawful",
-            group=group.group if group else f"category_lawful:{cat}", source=f"generated:{template['id']}",
-            split=self.split, paraphrase=bool(group and group.paraphrase),
+            text=text,
+            label=label,
+            family=group.family if group else "lawful",
+            group=group.group if group else f"category_lawful:{cat}",
+            source=f"generated:{template['id']}",
+            split=self.split,
+            paraphrase=bool(group and group.paraphrase),
         )
 
 
@@ -288,8 +331,11 @@ def build_dataset(
     for part in parts:
         in_part = [g for g in groups if (g.group in held_groups) == (part == "heldout")]
         tpls = [t for t in tpl["templates"] if (t["id"] in held_templates) == (part == "heldout")]
-        carriers = [t for t, _ in corpora.get("titles", []) if usable(t) and corpus_split(t) == part
-                    and (carrier_ok is None or carrier_ok(t))]
+        carriers = [
+            t
+            for t, _ in corpora.get("titles", [])
+            if usable(t) and corpus_split(t) == part and (carrier_ok is None or carrier_ok(t))
+        ]
         reviews = [t for t, _ in corpora.get("reviews", []) if usable(t) and corpus_split(t) == part]
         b = Builder(tpl, in_part, slots, tpls, carriers, reviews, random.Random(f"{seed}:{part}"), part)
         share = 1.0 - HELD_OUT_FRACTION if part == "train" else HELD_OUT_FRACTION
@@ -301,8 +347,11 @@ def build_dataset(
                 parts[part].append(ex)
 
     # Real text as weakly lawful material, filtered of lines with strong violation terms.
-    weights = weak_weights if weak_weights is not None else {"titles": 0.3, "reviews": 0.4, "queries": 0.15,
-                                                             "apps": 0.15}
+    weights = (
+        weak_weights
+        if weak_weights is not None
+        else {"titles": 0.3, "reviews": 0.4, "queries": 0.15, "apps": 0.15}
+    )
     rng = random.Random(f"{seed}:corpus")
     for source, w in weights.items():
         lines = [(t, c) for t, c in corpora.get(source, []) if usable(t)]
@@ -312,8 +361,16 @@ def build_dataset(
             if cat and rng.random() < 0.6:
                 text = f"【{CATEGORY_ZH[cat]}】" + text
             part = corpus_split(text)
-            parts[part].append(Example(text=text, label=0, family="lawful", group=f"corpus:{source}",
-                                       source=f"corpus:{source}", split=part))
+            parts[part].append(
+                Example(
+                    text=text,
+                    label=0,
+                    family="lawful",
+                    group=f"corpus:{source}",
+                    source=f"corpus:{source}",
+                    split=part,
+                )
+            )
 
     # Rule-pack examples are few but hand-checked (including hard negatives next to each rule), so the
     # training copies are repeated; whole rules are held out, like claim groups.
@@ -322,8 +379,16 @@ def build_dataset(
         if cat in CATEGORY_ZH:
             text = f"【{CATEGORY_ZH[cat]}】" + text
         for _ in range(rule_pack_repeat if part == "train" else 1):
-            parts[part].append(Example(text=text, label=label, family=fam if label else "lawful",
-                                       group=f"rule:{rid}", source="rule_pack", split=part))
+            parts[part].append(
+                Example(
+                    text=text,
+                    label=label,
+                    family=fam if label else "lawful",
+                    group=f"rule:{rid}",
+                    source="rule_pack",
+                    split=part,
+                )
+            )
 
     random.Random(f"{seed}:train-order").shuffle(parts["train"])
     held = parts["heldout"]
@@ -344,11 +409,18 @@ def describe_split(data: dict[str, list[Example]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for name, exs in data.items():
         summary[name] = {
-            "n": len(exs), "positives": sum(e.label for e in exs),
-            "groups": sorted({e.group for e in exs if not e.group.startswith(("corpus:", "category_lawful:", "rule:"))}),
-            "templates": sorted({e.source.split(":", 1)[1] for e in exs if e.source.startswith("generated:")}),
+            "n": len(exs),
+            "positives": sum(e.label for e in exs),
+            "groups": sorted(
+                {e.group for e in exs if not e.group.startswith(("corpus:", "category_lawful:", "rule:"))}
+            ),
+            "templates": sorted(
+                {e.source.split(":", 1)[1] for e in exs if e.source.startswith("generated:")}
+            ),
         }
-    overlap = set(summary["train"]["groups"]) & (set(summary["test"]["groups"]) | set(summary["calib"]["groups"]))
+    overlap = set(summary["train"]["groups"]) & (
+        set(summary["test"]["groups"]) | set(summary["calib"]["groups"])
+    )
     summary["group_overlap_train_heldout"] = sorted(overlap)
     return summary
 

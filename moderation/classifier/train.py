@@ -86,8 +86,14 @@ def _schedule(total: int, warmup_fraction: float) -> Callable[[int], float]:
     return f
 
 
-def _mask(ids: torch.Tensor, attn: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int,
-          gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _mask(
+    ids: torch.Tensor,
+    attn: torch.Tensor,
+    special: torch.Tensor,
+    mask_id: int,
+    vocab_size: int,
+    gen: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BERT masking: 15% of the non-special tokens are chosen; of those 80% become [MASK], 10% a random
     token, 10% stay. Returns (inputs, chosen positions, targets)."""
     cand = attn.bool() & ~torch.isin(ids, special)
@@ -185,19 +191,32 @@ def pretrain_mlm(
             if step == 1:
                 first = recent[0]
             if step % cfg.log_every == 0:
-                point = {"step": step, "train_loss": float(np.mean(recent[-cfg.log_every:])),
-                         "eval_loss": eval_loss(), "wall_s": time.perf_counter() - t0,
-                         "cpu_s": time.process_time() - c0}
+                point = {
+                    "step": step,
+                    "train_loss": float(np.mean(recent[-cfg.log_every :])),
+                    "eval_loss": eval_loss(),
+                    "wall_s": time.perf_counter() - t0,
+                    "cpu_s": time.process_time() - c0,
+                }
                 curve.append(point)
-                progress(f"mlm step {step}/{cfg.mlm_steps} loss {point['train_loss']:.3f} held-out "
-                         f"{point['eval_loss']:.3f} ({point['wall_s']:.0f}s wall, {point['cpu_s']:.0f}s cpu)")
+                progress(
+                    f"mlm step {step}/{cfg.mlm_steps} loss {point['train_loss']:.3f} held-out "
+                    f"{point['eval_loss']:.3f} ({point['wall_s']:.0f}s wall, {point['cpu_s']:.0f}s cpu)"
+                )
             if step in snaps and snapshot is not None:
                 model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
                 snapshot(step)
     model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
-    return {"mlm_loss_first": first, "mlm_loss_last": float(np.mean(recent[-50:])) if recent else first,
-            "mlm_eval_loss_last": eval_loss(), "mlm_eval_lines": len(eval_seqs), "mlm_lr": lr,
-            "mlm_curve": curve, "mlm_seconds": time.perf_counter() - t0, "mlm_cpu_seconds": time.process_time() - c0}
+    return {
+        "mlm_loss_first": first,
+        "mlm_loss_last": float(np.mean(recent[-50:])) if recent else first,
+        "mlm_eval_loss_last": eval_loss(),
+        "mlm_eval_lines": len(eval_seqs),
+        "mlm_lr": lr,
+        "mlm_curve": curve,
+        "mlm_seconds": time.perf_counter() - t0,
+        "mlm_cpu_seconds": time.process_time() - c0,
+    }
 
 
 def fine_tune(
@@ -233,12 +252,18 @@ def fine_tune(
             losses.append(out.loss.item())
             if step % cfg.log_every == 0:
                 rate = step * cfg.batch_size / (time.perf_counter() - t0)
-                progress(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} "
-                         f"loss {np.mean(losses[-cfg.log_every:]):.4f} ({rate:.0f} ex/s)")
+                progress(
+                    f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} "
+                    f"loss {np.mean(losses[-cfg.log_every :]):.4f} ({rate:.0f} ex/s)"
+                )
         cfg.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses[-steps_per_epoch:]))})
     model.eval()
-    return {"train_seconds": time.perf_counter() - t0, "train_cpu_seconds": time.process_time() - c0,
-            "final_loss": float(np.mean(losses[-50:])), "steps": step}
+    return {
+        "train_seconds": time.perf_counter() - t0,
+        "train_cpu_seconds": time.process_time() - c0,
+        "final_loss": float(np.mean(losses[-50:])),
+        "steps": step,
+    }
 
 
 def save_and_calibrate(
@@ -271,12 +296,17 @@ def save_and_calibrate(
     cal.model, cal.positive_index, cal.max_chars = f"{MODEL_NAME}@{MODEL_VERSION}", 1, max_chars
     cal.fold = cfg.fold
     real = any(e.source.startswith("real:") for e in calib)
-    cal.info = {"fitted_on": "real dev hold-out (cases by source, labelled lines by near-duplicate key)" if real
-                else "calib split (held-out paraphrase families and templates)", "n": len(calib),
-                "chosen_by": "lower 2-fold cross-validated ECE (15 equal-width bins) on calib", **cv,
-                "ece_uncalibrated": expected_calibration_error(raw, y),
-                "ece_calibrated_on_calib": expected_calibration_error(cal.apply(margins), y),
-                **(extra_info or {})}
+    cal.info = {
+        "fitted_on": "real dev hold-out (cases by source, labelled lines by near-duplicate key)"
+        if real
+        else "calib split (held-out paraphrase families and templates)",
+        "n": len(calib),
+        "chosen_by": "lower 2-fold cross-validated ECE (15 equal-width bins) on calib",
+        **cv,
+        "ece_uncalibrated": expected_calibration_error(raw, y),
+        "ece_calibrated_on_calib": expected_calibration_error(cal.apply(margins), y),
+        **(extra_info or {}),
+    }
     cal.save(out)
     return cal
 
@@ -285,7 +315,9 @@ def cal_apply(a: float, b: float, margins: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(a * margins + b)))
 
 
-def new_model(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec, seed: int) -> BertForSequenceClassification:
+def new_model(
+    tokenizer: PreTrainedTokenizerBase, spec: ModelSpec, seed: int
+) -> BertForSequenceClassification:
     """A randomly initialised classifier for this tokenizer's vocabulary (seeded)."""
     seed_everything(seed)
     config = spec.bert_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
@@ -294,5 +326,6 @@ def new_model(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec, seed: int) ->
 
 def write_training_record(out_dir: str | Path, record: dict[str, object]) -> None:
     """training.json: the settings and timings of the run that produced the directory."""
-    Path(out_dir, "training.json").write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n",
-                                              encoding="utf-8")
+    Path(out_dir, "training.json").write_text(
+        json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )

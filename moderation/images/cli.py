@@ -128,7 +128,14 @@ class _Indexer:
     def __init__(self, idx: HashIndex, replace: bool) -> None:
         self.idx = idx
         self.replace = replace
-        self.counts = {"indexed": 0, "replaced": 0, "renamed": 0, "already_indexed": 0, "failed": 0, "refused": 0}
+        self.counts = {
+            "indexed": 0,
+            "replaced": 0,
+            "renamed": 0,
+            "already_indexed": 0,
+            "failed": 0,
+            "refused": 0,
+        }
         self.errors: list[dict[str, str]] = []
         self.batch: list[tuple[Any, ...]] = []
         self.batch_ids: set[str] = set()
@@ -143,11 +150,17 @@ class _Indexer:
 
     def add(self, item: Item) -> None:
         image_id = item.id
-        existing = self._owner_of(image_id) if image_id not in self.batch_ids else {"path": None, "seller_id": None}
+        existing = (
+            self._owner_of(image_id) if image_id not in self.batch_ids else {"path": None, "seller_id": None}
+        )
         if existing is not None and not self.replace:
             if item.explicit:
-                self.error("refused", item.where or str(item.path), "duplicate_id",
-                           f"image id {image_id!r} is already in the index (use --replace to replace it)")
+                self.error(
+                    "refused",
+                    item.where or str(item.path),
+                    "duplicate_id",
+                    f"image id {image_id!r} is already in the index (use --replace to replace it)",
+                )
                 return
             if existing.get("path") == str(item.path) and existing.get("seller_id") == item.seller_id:
                 self.counts["already_indexed"] += 1
@@ -157,7 +170,9 @@ class _Indexer:
                 n += 1
             image_id = f"{image_id}#{n}"
             self.counts["renamed"] += 1
-            click.echo(f"{item.path}: id {item.id!r} is taken by another image; indexed as {image_id!r}", err=True)
+            click.echo(
+                f"{item.path}: id {item.id!r} is taken by another image; indexed as {image_id!r}", err=True
+            )
         elif existing is not None and image_id in self.batch_ids:
             self.flush()  # the same id twice in a run with --replace: the later one wins, in order
         try:
@@ -167,7 +182,9 @@ class _Indexer:
             return
         if existing is not None:
             self.counts["replaced"] += 1
-        self.batch.append((image_id, hashes, item.listing_id, item.seller_id, str(item.path), item.brand, media))
+        self.batch.append(
+            (image_id, hashes, item.listing_id, item.seller_id, str(item.path), item.brand, media)
+        )
         self.batch_ids.add(image_id)
         self.counts["indexed"] += 1
         if len(self.batch) >= BATCH:
@@ -183,21 +200,43 @@ class _Indexer:
 @images.command("index")
 @click.argument("paths", nargs=-1)
 @click.option("--db", required=True, help="Folder of the image index (created if missing).")
-@click.option("--manifest", "manifests", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="JSONL or CSV: path, and optional id, listing_id, seller_id, brand per image.")
+@click.option(
+    "--manifest",
+    "manifests",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSONL or CSV: path, and optional id, listing_id, seller_id, brand per image.",
+)
 @click.option("--listing-id", default=None, help="Listing of the images given as PATHS.")
 @click.option("--seller-id", default=None, help="Seller of the images given as PATHS.")
 @click.option("--brand", default=None, help="Brand of the images given as PATHS.")
 @click.option("--replace", is_flag=True, help="Replace images whose id is already in the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def index_command(paths: tuple[str, ...], db: str, manifests: tuple[str, ...], listing_id: str | None,
-                  seller_id: str | None, brand: str | None, replace: bool, as_json: bool, quiet: bool) -> None:
+def index_command(
+    paths: tuple[str, ...],
+    db: str,
+    manifests: tuple[str, ...],
+    listing_id: str | None,
+    seller_id: str | None,
+    brand: str | None,
+    replace: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Add image files, folders (walked recursively) and manifests to the index at DB."""
     if not paths and not manifests:
         raise click.UsageError("give image files or folders, or --manifest")
     items: list[Item | tuple[str, str]] = [
-        Item(path=p, id=i, explicit=False, listing_id=listing_id, seller_id=seller_id, brand=brand, where=str(p))
+        Item(
+            path=p,
+            id=i,
+            explicit=False,
+            listing_id=listing_id,
+            seller_id=seller_id,
+            brand=brand,
+            where=str(p),
+        )
         for i, p in expand(paths)
     ]
     for m in manifests:
@@ -236,11 +275,21 @@ def index_command(paths: tuple[str, ...], db: str, manifests: tuple[str, ...], l
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--db", required=True, help="Folder of the image index.")
 @click.option("--seller-id", default=None, help="Leave out matches of this seller's own images.")
-@click.option("--explain", is_flag=True,
-              help="Also list the nearest candidates with hash distances and verification evidence.")
-@click.option("--candidates", default=CANDIDATES, show_default=True, type=click.IntRange(1, 200),
-              help="Candidates verified per image.")
-def match_command(paths: tuple[str, ...], db: str, seller_id: str | None, explain: bool, candidates: int) -> None:
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also list the nearest candidates with hash distances and verification evidence.",
+)
+@click.option(
+    "--candidates",
+    default=CANDIDATES,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="Candidates verified per image.",
+)
+def match_command(
+    paths: tuple[str, ...], db: str, seller_id: str | None, explain: bool, candidates: int
+) -> None:
     """One JSON line per query image, in order: its copies in DB, best first."""
     failed = 0
     with _open_index(db, must_exist=True) as idx:
@@ -256,10 +305,14 @@ def match_command(paths: tuple[str, ...], db: str, seller_id: str | None, explai
                     failed += 1
                 else:
                     line["matches"] = [
-                        m.to_dict() for m in found if m.is_copy and (seller_id is None or m.seller_id != seller_id)
+                        m.to_dict()
+                        for m in found
+                        if m.is_copy and (seller_id is None or m.seller_id != seller_id)
                     ]
                     if explain:
-                        line["candidates"] = [m.to_dict() for m in sorted(found, key=lambda m: (m.distance, m.id))]
+                        line["candidates"] = [
+                            m.to_dict() for m in sorted(found, key=lambda m: (m.distance, m.id))
+                        ]
                 click.echo(json.dumps(line, ensure_ascii=False))
     if failed:
         sys.exit(1)

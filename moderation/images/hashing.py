@@ -304,7 +304,9 @@ def load_image(ref: str | os.PathLike[str] | bytes, side: int = FEATURE_SIDE) ->
         if not data:
             raise ImageError("unreadable_image", "empty image data")
         if len(data) > MAX_FILE_BYTES:
-            raise ImageError("image_too_large", f"image data is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
+            raise ImageError(
+                "image_too_large", f"image data is {len(data)} bytes; the limit is {MAX_FILE_BYTES}"
+            )
         source: Any = io.BytesIO(data)
     else:
         path = local_path(ref)
@@ -515,8 +517,15 @@ def hash_gray(gray: Image.Image, tiles: bool = True, stored_only: bool = False) 
     product = _sub_box(full, product_box(trimmed))
     if stored_only:
         return _hash_boxes(
-            arr, gray, {"full": _window(full, 1.0), "product": _window(product, 1.0),
-                        "center": _window(full, CENTER_FRACTION)}, {}, mirrors=False,
+            arr,
+            gray,
+            {
+                "full": _window(full, 1.0),
+                "product": _window(product, 1.0),
+                "center": _window(full, CENTER_FRACTION),
+            },
+            {},
+            mirrors=False,
         )
     inner = content_box(trimmed)
     content = full if inner is None else _sub_box(full, inner)

@@ -436,7 +436,9 @@ class HashIndex:
             )
             self._thumb_writes = getattr(self, "_thumb_writes", 0) + 1
             if self._thumb_writes % 1000 == 1:  # now and then, forget thumbnails past the retention
-                self._db.execute("DELETE FROM query_thumbs WHERE created < ?", (now - QUERY_THUMB_DAYS * 86400,))
+                self._db.execute(
+                    "DELETE FROM query_thumbs WHERE created < ?", (now - QUERY_THUMB_DAYS * 86400,)
+                )
 
     @_locked
     def query_thumbnail(self, key: str) -> bytes | None:

@@ -144,7 +144,9 @@ class Match:
             for key in ("region", "match_region"):
                 if key in v:
                     out[key] = v[key]
-            out["verification"] = {k: v[k] for k in v if k not in ("score", "reason", "region", "match_region")}
+            out["verification"] = {
+                k: v[k] for k in v if k not in ("score", "reason", "region", "match_region")
+            }
         else:
             out["verification"] = None
         return out
@@ -175,7 +177,10 @@ def query_arrays(hashes: ImageHashes) -> tuple[list[str], np.ndarray, np.ndarray
 
 
 def retrieve(
-    index: HashIndex, hashes: ImageHashes, max_distance: int = RETRIEVE_DISTANCE, limit: int | None = CANDIDATES
+    index: HashIndex,
+    hashes: ImageHashes,
+    max_distance: int = RETRIEVE_DISTANCE,
+    limit: int | None = CANDIDATES,
 ) -> list[Match]:
     """Stage one: indexed images within ``max_distance`` of any query view, nearest first (then by id)."""
     names, values, slots, radii = query_arrays(hashes)
@@ -276,7 +281,9 @@ class Query:
         """How many region (non-whole) feature sets this query has computed."""
         return sum(1 for _, box in self._features if box is not None)
 
-    def features(self, mirrored: bool = False, box: tuple[float, float, float, float] | None = None) -> Features:
+    def features(
+        self, mirrored: bool = False, box: tuple[float, float, float, float] | None = None
+    ) -> Features:
         key = (mirrored, box)
         if key not in self._features:
             base = self._region_image() if box is not None else self.rgb
@@ -475,7 +482,9 @@ class ImageChecker:
         """One ImageResult per image of the listing (in order) and a finding per copied image."""
         results: list[ImageResult] = []
         findings: list[Finding] = []
-        brand_allowed = bool(listing.brand) and (listing.brand or "").strip().casefold() in self.allowed_brands
+        brand_allowed = (
+            bool(listing.brand) and (listing.brand or "").strip().casefold() in self.allowed_brands
+        )
         for ref in listing.images:
             shown = self.sources.describe(ref)
             try:

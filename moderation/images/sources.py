@@ -51,7 +51,9 @@ class ImageSources:
         parsed = urlparse(ref) if "\x00" not in ref else None
         scheme = parsed.scheme.lower() if parsed else ""
         if scheme in ("http", "https"):
-            raise ImageError("remote_not_supported", "remote images are not fetched; send the image data instead")
+            raise ImageError(
+                "remote_not_supported", "remote images are not fetched; send the image data instead"
+            )
         if scheme == "file":
             text = unquote(parsed.path) if parsed else ref
         elif scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme

@@ -256,7 +256,9 @@ def _photometric_fit(c: np.ndarray, q: np.ndarray) -> list[tuple[float, float]]:
     return out
 
 
-def _edge_strips(differ: np.ndarray, inside: np.ndarray, share: float = 0.7, limit: float = 0.3) -> np.ndarray:
+def _edge_strips(
+    differ: np.ndarray, inside: np.ndarray, share: float = 0.7, limit: float = 0.3
+) -> np.ndarray:
     """Mask without the runs of rows/columns along the query's edges where most of the overlap differs:
     a banner strip or a bar (an overlay a seller adds; a colour variant is not a full-width strip)."""
     h, w = inside.shape
@@ -325,8 +327,10 @@ def compare(q: Features, c: Features, m: np.ndarray) -> ColourCheck:
     for gain, offset in _photometric_fit(c_rgb[product], q_rgb[product]):
         check = _difference(q_lab, c_rgb, gain, offset, inside, product)
         check.gray = colourful
-        check.other_colour = check.colour > COLOUR_LIMIT or check.differs > DIFFERS_LIMIT or (
-            colourful and not (GRAY_GAIN[0] <= gain <= GRAY_GAIN[1] and abs(offset) <= GRAY_OFFSET)
+        check.other_colour = (
+            check.colour > COLOUR_LIMIT
+            or check.differs > DIFFERS_LIMIT
+            or (colourful and not (GRAY_GAIN[0] <= gain <= GRAY_GAIN[1] and abs(offset) <= GRAY_OFFSET))
         )
         if best is None or (best.other_colour, best.differs) > (check.other_colour, check.differs):
             best = check
@@ -424,4 +428,3 @@ def verify(q: Features, c: Features, mirrored: bool = False) -> Verification:
     if out.probability < COPY_PROBABILITY and out.reason != OTHER_COLOUR:
         out.reason = None  # not a copy: no kind of copy to name
     return out
-

@@ -94,8 +94,10 @@ class OcrCache:
             db = self._conn()
             if db is not None:
                 payload = json.dumps(page.to_json(), ensure_ascii=False, separators=(",", ":"))
-                db.execute("INSERT OR REPLACE INTO ocr (key, page, created) VALUES (?, ?, ?)",
-                           (key, payload, time.time()))
+                db.execute(
+                    "INSERT OR REPLACE INTO ocr (key, page, created) VALUES (?, ?, ?)",
+                    (key, payload, time.time()),
+                )
 
     def _remember(self, key: str, page: OcrPage) -> None:
         self._memory[key] = page

@@ -17,8 +17,9 @@ from moderation.ocr.stage import OcrStage, annotate
 from moderation.schema import CheckResult, Listing
 
 
-def check_listing_ocr(checker: Any, stage: OcrStage, listing: Listing, score: float | None = None,
-                      budget_s: float | None = None) -> CheckResult:
+def check_listing_ocr(
+    checker: Any, stage: OcrStage, listing: Listing, score: float | None = None, budget_s: float | None = None
+) -> CheckResult:
     """One listing: rules over its fields and its images' text, then ``checker.finish``.
 
     ``budget_s`` bounds the rules' CPU time as ``RulesEngine.detect`` does (not the OCR, which is
@@ -57,6 +58,7 @@ class OcrChecker:
     def check(self, raw: Listing | dict[str, Any]) -> CheckResult:
         return self.check_many([raw])[0]
 
-    def check_many(self, raws: Iterable[Listing | dict[str, Any] | CheckResult],
-                   batch_size: int = 64) -> list[CheckResult]:
+    def check_many(
+        self, raws: Iterable[Listing | dict[str, Any] | CheckResult], batch_size: int = 64
+    ) -> list[CheckResult]:
         return self.checker.check_many(raws, batch_size, ocr=self.ocr)  # type: ignore[no-any-return]

@@ -83,8 +83,12 @@ class OcrLine:
         return self.box[3] - self.box[1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "confidence": round(self.confidence, 4), "box": list(self.box),
-                "quad": [list(p) for p in self.quad]}
+        return {
+            "text": self.text,
+            "confidence": round(self.confidence, 4),
+            "box": list(self.box),
+            "quad": [list(p) for p in self.quad],
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OcrLine:
@@ -157,8 +161,14 @@ class OcrEngine:
             det = ort.InferenceSession(str(models / "ch_PP-OCRv4_det_infer.onnx"), opts, providers=providers)
             rec = ort.InferenceSession(str(models / "ch_PP-OCRv4_rec_infer.onnx"), opts, providers=providers)
             chars = rec.get_modelmeta().custom_metadata_map["character"].splitlines()
-            self._post = DBPostProcess(thresh=s.det_thresh, box_thresh=s.box_thresh, max_candidates=1000,
-                                       unclip_ratio=s.unclip_ratio, score_mode="fast", use_dilation=True)
+            self._post = DBPostProcess(
+                thresh=s.det_thresh,
+                box_thresh=s.box_thresh,
+                max_candidates=1000,
+                unclip_ratio=s.unclip_ratio,
+                score_mode="fast",
+                use_dilation=True,
+            )
             self._decode = CTCLabelDecode(character=chars)
             self._det = det
             self._rec = rec
@@ -196,8 +206,12 @@ class OcrEngine:
             if not text:
                 continue
             xs, ys = q[:, 0], q[:, 1]
-            box = (int(max(0, xs.min())), int(max(0, ys.min())), int(min(w, math.ceil(xs.max()))),
-                   int(min(h, math.ceil(ys.max()))))
+            box = (
+                int(max(0, xs.min())),
+                int(max(0, ys.min())),
+                int(min(w, math.ceil(xs.max()))),
+                int(min(h, math.ceil(ys.max()))),
+            )
             quad = tuple((round(float(x)), round(float(y))) for x, y in q)
             lines.append(OcrLine(text, float(conf), box, quad))
         return OcrPage(w, h, tuple(lines))
@@ -238,7 +252,11 @@ class OcrEngine:
         for b in range(0, len(crops), batch):
             idx = order[b : b + batch]
             max_ratio = max(ratios[i] for i in idx)
-            width = max(self.settings.rec_min_width, math.ceil((img_h * max_ratio + self.settings.rec_pad) / 8) * 8, 16)
+            width = max(
+                self.settings.rec_min_width,
+                math.ceil((img_h * max_ratio + self.settings.rec_pad) / 8) * 8,
+                16,
+            )
             arr = np.zeros((len(idx), 3, img_h, width), dtype=np.float32)
             for j, i in enumerate(idx):
                 c = crops[i]

@@ -86,8 +86,12 @@ class ImageText:
         first = self.line_at(start)
         last = self.line_at(max(start, end - 1))
         boxes = [self.lines[i].box for i in range(first, last + 1)]
-        return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
-                max(b[3] for b in boxes)]
+        return [
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        ]
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
@@ -153,8 +157,16 @@ class OcrStage:
         for i, ref in enumerate(listing.images):
             shown = self.sources.describe(ref)
             if i >= self.max_images:
-                out.append(ImageText(i, shown, error={"code": "too_many_images",
-                                                      "message": f"only the first {self.max_images} images are read"}))
+                out.append(
+                    ImageText(
+                        i,
+                        shown,
+                        error={
+                            "code": "too_many_images",
+                            "message": f"only the first {self.max_images} images are read",
+                        },
+                    )
+                )
                 continue
             t0 = time.perf_counter()
             try:
@@ -164,16 +176,30 @@ class OcrStage:
                 continue
             except Exception as exc:  # one broken picture must not fail the listing
                 log.exception("OCR of image %d of %s failed", i, listing.id)
-                out.append(ImageText(i, shown, error={"code": "ocr_failed", "message": f"{type(exc).__name__}: {exc}"}))
+                out.append(
+                    ImageText(
+                        i, shown, error={"code": "ocr_failed", "message": f"{type(exc).__name__}: {exc}"}
+                    )
+                )
                 continue
-            out.append(ImageText(i, shown, keep_lines(page.lines), page.width, page.height,
-                                 cached=cached, seconds=time.perf_counter() - t0))
+            out.append(
+                ImageText(
+                    i,
+                    shown,
+                    keep_lines(page.lines),
+                    page.width,
+                    page.height,
+                    cached=cached,
+                    seconds=time.perf_counter() - t0,
+                )
+            )
         return out
 
     # -- checking ----------------------------------------------------------------------------------
 
-    def detect(self, rules: Any, listing: Listing, texts: list[ImageText] | None = None,
-               **kwargs: Any) -> tuple[Any, list[ImageText]]:
+    def detect(
+        self, rules: Any, listing: Listing, texts: list[ImageText] | None = None, **kwargs: Any
+    ) -> tuple[Any, list[ImageText]]:
         """``rules.detect`` over the listing plus its images' text; image findings get their ``box``.
 
         Returns the engine's Detection (findings of every field, in field order) and the ImageTexts.
@@ -236,9 +262,11 @@ def annotate(result: CheckResult, texts: list[ImageText], n_images: int) -> None
     if len(result.images) != n_images:  # no copied-image check ran: one entry per image, in order
         if result.images:
             log.warning("image results do not line up with the listing's images; OCR results appended")
-        result.images = [*result.images, *(ImageResult(image=t.image) for t in texts)] if result.images else [
-            ImageResult(image=t.image) for t in texts
-        ]
+        result.images = (
+            [*result.images, *(ImageResult(image=t.image) for t in texts)]
+            if result.images
+            else [ImageResult(image=t.image) for t in texts]
+        )
         offset = len(result.images) - len(texts)
     else:
         offset = 0
@@ -281,7 +309,9 @@ def decode(data: bytes, max_short_side: int) -> tuple[np.ndarray, float]:
                 target = min(1.0, max_short_side / min(ow, oh))
                 tw, th = max(1, round(ow * target)), max(1, round(oh * target))
                 if rgb.size != (tw, th):
-                    rgb = rgb.resize((tw, th), Image.Resampling.LANCZOS if target < 1 else Image.Resampling.BICUBIC)
+                    rgb = rgb.resize(
+                        (tw, th), Image.Resampling.LANCZOS if target < 1 else Image.Resampling.BICUBIC
+                    )
                 return np.asarray(rgb), target
     except ImageError:
         raise
@@ -302,13 +332,15 @@ def _rescale(page: OcrPage, scale: float) -> OcrPage:
         return round(v * inv)
 
     lines = tuple(
-        OcrLine(ln.text, ln.confidence, (s(ln.box[0]), s(ln.box[1]), s(ln.box[2]), s(ln.box[3])),
-                tuple((s(x), s(y)) for x, y in ln.quad))
+        OcrLine(
+            ln.text,
+            ln.confidence,
+            (s(ln.box[0]), s(ln.box[1]), s(ln.box[2]), s(ln.box[3])),
+            tuple((s(x), s(y)) for x, y in ln.quad),
+        )
         for ln in page.lines
     )
     return OcrPage(s(page.width), s(page.height), lines)
-
-
 
 
 def preview_jpeg(sources: ImageSources, ref: str, short_side: int = 480, quality: int = 85) -> bytes:

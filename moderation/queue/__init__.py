@@ -23,8 +23,18 @@ from moderation.queue.views import ItemFilter, Views
 from moderation.queue.workflow import DecideInput, DecisionIn, Judgement, Workflow
 
 __all__ = [
-    "Actor", "Conflict", "Database", "DecideInput", "DecisionIn", "Forbidden", "Invalid", "ItemFilter",
-    "Judgement", "NotFound", "QueueError", "ReviewQueue",
+    "Actor",
+    "Conflict",
+    "Database",
+    "DecideInput",
+    "DecisionIn",
+    "Forbidden",
+    "Invalid",
+    "ItemFilter",
+    "Judgement",
+    "NotFound",
+    "QueueError",
+    "ReviewQueue",
 ]
 R = TypeVar("R")
 
@@ -39,9 +49,16 @@ class Declined(Exception):
 class ReviewQueue:
     """The queue service over one database (upgraded to the newest schema on request)."""
 
-    def __init__(self, database_url: str | None = None, *, db: Database | None = None,
-                 lease_seconds: int = 120, undo_seconds: int = 120, upgrade: bool = True,
-                 pool_size: int = 20) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        db: Database | None = None,
+        lease_seconds: int = 120,
+        undo_seconds: int = 120,
+        upgrade: bool = True,
+        pool_size: int = 20,
+    ) -> None:
         self.db = db or Database(database_url, pool_size=pool_size)
         if upgrade:
             self.db.upgrade()
@@ -67,8 +84,9 @@ class ReviewQueue:
                 return await self.fast.claim_next(actor, **filters)
         return await self.run(self.workflow.claim_next, actor, **filters)
 
-    async def decide(self, item_id: int, actor: Actor, body: DecisionIn,
-                     idempotency_key: str | None = None) -> dict[str, Any]:
+    async def decide(
+        self, item_id: int, actor: Actor, body: DecisionIn, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """``workflow.decide`` awaited from an event loop (on PostgreSQL ``fast.py`` first)."""
         if self.fast is not None:
             with contextlib.suppress(Declined):

@@ -55,11 +55,20 @@ RETURNING = tuple(ITEMS.c)
 EVENT_INSERT = insert(EVENTS)
 
 
-def append_event(conn: Connection, item_id: int, seq: int, type_: str, actor: int | None,
-                 data: dict[str, Any], now: datetime) -> None:
+def append_event(
+    conn: Connection,
+    item_id: int,
+    seq: int,
+    type_: str,
+    actor: int | None,
+    data: dict[str, Any],
+    now: datetime,
+) -> None:
     """Write one event with the ``seq`` handed out by the item row's counter."""
-    conn.execute(EVENT_INSERT, {"item_id": item_id, "seq": seq, "type": type_, "actor": actor, "data": data,
-                                "created_at": now})
+    conn.execute(
+        EVENT_INSERT,
+        {"item_id": item_id, "seq": seq, "type": type_, "actor": actor, "data": data, "created_at": now},
+    )
 
 
 def json_object(pg: bool, **fields: Any) -> Any:
@@ -80,13 +89,26 @@ def json_value(pg: bool, name: str) -> Any:
 def with_event(statement: Any) -> Any:
     """``WITH u AS (<statement>), e AS (INSERT INTO events SELECT … FROM u) SELECT u.* FROM u``."""
     u = statement.cte("u")
-    event = select(u.c.id, u.c.event_seq, bindparam("e_type", type_=String()), bindparam("e_actor", type_=Integer()),
-                   bindparam("e_data", type_=EVENTS.c.data.type), bindparam("e_now", type_=EVENTS.c.created_at.type))
+    event = select(
+        u.c.id,
+        u.c.event_seq,
+        bindparam("e_type", type_=String()),
+        bindparam("e_actor", type_=Integer()),
+        bindparam("e_data", type_=EVENTS.c.data.type),
+        bindparam("e_now", type_=EVENTS.c.created_at.type),
+    )
     return select(*u.c).add_cte(insert(EVENTS).from_select(list(EVENTS.c.keys())[1:], event).cte("e"))
 
 
-def change(conn: Connection, statement: Any, params: dict[str, Any], type_: str, actor: int | None,
-           data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+def change(
+    conn: Connection,
+    statement: Any,
+    params: dict[str, Any],
+    type_: str,
+    actor: int | None,
+    data: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any] | None:
     """A conditional ``UPDATE items … RETURNING *`` (bumping ``event_seq``) and its event; ``None`` when it
     matched no row. PostgreSQL: one statement (``with_event``); SQLite: the two in turn."""
     if conn.dialect.name == "postgresql":
@@ -99,11 +121,14 @@ def change(conn: Connection, statement: Any, params: dict[str, Any], type_: str,
     return None if row is None else dict(row._mapping)
 
 
-def touch_event(conn: Connection, item_id: int, type_: str, actor: int | None, data: dict[str, Any],
-                now: datetime) -> int:
+def touch_event(
+    conn: Connection, item_id: int, type_: str, actor: int | None, data: dict[str, Any], now: datetime
+) -> int:
     """An event that changes no state (a comment): still takes its number from the item row."""
     row = conn.execute(
-        update(ITEMS).where(ITEMS.c.id == item_id).values(event_seq=ITEMS.c.event_seq + 1)
+        update(ITEMS)
+        .where(ITEMS.c.id == item_id)
+        .values(event_seq=ITEMS.c.event_seq + 1)
         .returning(ITEMS.c.event_seq)
     ).first()
     if row is None:
@@ -121,7 +146,9 @@ def load_item(conn: Connection, item_id: int) -> dict[str, Any]:
 
 def request_hash(payload: dict[str, Any]) -> str:
     """A stable fingerprint of a request body for idempotency keys."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()
 
 
 def iso(value: datetime | None) -> str | None:

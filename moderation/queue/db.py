@@ -43,8 +43,11 @@ def retryable(exc: BaseException) -> bool:
     """A lost connection (SQLAlchemy saw it closed or broken) whose transaction certainly did not
     commit: it failed before COMMIT was sent (``Database.write`` marks a failed COMMIT, whose outcome
     is unknown), so running the operation again cannot apply it twice."""
-    return (isinstance(exc, DBAPIError) and exc.connection_invalidated
-            and not getattr(exc, "during_commit", False))
+    return (
+        isinstance(exc, DBAPIError)
+        and exc.connection_invalidated
+        and not getattr(exc, "during_commit", False)
+    )
 
 
 def retry_on_disconnect(fn: F) -> F:
@@ -70,8 +73,12 @@ def retrying(cls: type) -> type:
     """Class decorator: ``retry_on_disconnect`` on every public method (``NO_RETRY`` names excepted)."""
     skip: frozenset[str] = getattr(cls, "NO_RETRY", frozenset())
     for name, value in list(vars(cls).items()):
-        if (name.startswith("_") or name in skip or not inspect.isfunction(value)
-                or inspect.iscoroutinefunction(value)):
+        if (
+            name.startswith("_")
+            or name in skip
+            or not inspect.isfunction(value)
+            or inspect.iscoroutinefunction(value)
+        ):
             continue
         setattr(cls, name, retry_on_disconnect(value))
     return cls
@@ -141,7 +148,10 @@ def make_engine(database_url: str | None = None, *, pool_size: int = 20) -> Engi
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=60,
             connect_args={"check_same_thread": False, "timeout": 30},
         )
         _sqlite_hooks(engine)

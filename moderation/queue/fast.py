@@ -5,6 +5,7 @@ cheaper: docs/queue.md). Only the common case: when the statement matches nothin
 decision carries finding marks or the connection fails, nothing was written and ``Declined`` sends the
 caller (``ReviewQueue.claim_next``/``decide``) to the ordinary operation, which owns every answer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,10 @@ def _compiled(statement: Any) -> tuple[str, dict[str, Any], frozenset[str]]:
 
 async def _fetch(conn: Any, statement: Any, params: dict[str, Any]) -> dict[str, Any] | None:
     sql, constants, json_names = _compiled(statement)
-    values = {**constants, **{k: json.dumps(v, ensure_ascii=False) if k in json_names else v
-                              for k, v in params.items()}}
+    values = {
+        **constants,
+        **{k: json.dumps(v, ensure_ascii=False) if k in json_names else v for k, v in params.items()},
+    }
     cursor = await conn.execute(sql, values)
     row: dict[str, Any] | None = await cursor.fetchone() if cursor.description else None
     return row
@@ -57,7 +60,12 @@ class FastPath:
 
     async def claim_next(self, actor: Actor, **filters: Any) -> dict[str, Any] | None:
         statement, params, (type_, actor_id, data, now) = self.workflow.claim_next_call(
-            actor, filters.get("family"), filters.get("category"), filters.get("severity"), filters.get("kind"))
+            actor,
+            filters.get("family"),
+            filters.get("category"),
+            filters.get("severity"),
+            filters.get("kind"),
+        )
         values = {**params, "e_type": type_, "e_actor": actor_id, "e_data": data, "e_now": now}
         try:
             async with self.connection() as conn:
@@ -66,8 +74,9 @@ class FastPath:
             raise Declined from exc
         return None if row is None else self.workflow._claim_answer(row)
 
-    async def decide(self, item_id: int, actor: Actor, body: workflow.DecisionIn,
-                     idempotency_key: str | None = None) -> dict[str, Any]:
+    async def decide(
+        self, item_id: int, actor: Actor, body: workflow.DecisionIn, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         wf = self.workflow
         wf._require(actor, "decide")
         workflow.validate_outcome(body)
@@ -82,10 +91,18 @@ class FastPath:
                     raise Declined
                 result = wf.decide_answer(row, body, now)
                 if idempotency_key:
-                    await _fetch(conn, workflow._IDEMPOTENCY_INSERT, {
-                        "user_id": actor.id, "key": idempotency_key, "status_code": 200, "response": result,
-                        "request_hash": request_hash({"item_id": item_id, **body.model_dump()}),
-                        "created_at": utcnow()})
+                    await _fetch(
+                        conn,
+                        workflow._IDEMPOTENCY_INSERT,
+                        {
+                            "user_id": actor.id,
+                            "key": idempotency_key,
+                            "status_code": 200,
+                            "response": result,
+                            "request_hash": request_hash({"item_id": item_id, **body.model_dump()}),
+                            "created_at": utcnow(),
+                        },
+                    )
         except psycopg.Error as exc:
             raise Declined from exc
         return result
@@ -108,8 +125,9 @@ class FastPath:
                         conn.pgconn.finish()
                         conn = None
             if conn is None:
-                conn = await psycopg.AsyncConnection.connect(**self.connect_params, autocommit=True,
-                                                             row_factory=dict_row)
+                conn = await psycopg.AsyncConnection.connect(
+                    **self.connect_params, autocommit=True, row_factory=dict_row
+                )
             try:
                 yield conn
             except psycopg.OperationalError:
@@ -117,8 +135,11 @@ class FastPath:
                     self.close(keep_loop=True)
                 raise
             finally:
-                if (free is self._free and not conn.closed
-                        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+                if (
+                    free is self._free
+                    and not conn.closed
+                    and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                ):
                     self._idle.append((conn, time.monotonic()))
                 else:
                     conn.pgconn.finish()

@@ -60,8 +60,9 @@ def storable_listing(listing: Listing) -> tuple[Listing, dict[str, Any], set[str
     flags = {"sanitized"} if changed else set()
     listing_id = safe_id(listing.id)
     seller_id = safe_id(listing.seller_id) if listing.seller_id is not None else None
-    if listing_id != storable(listing.id) or seller_id != (storable(listing.seller_id)
-                                                           if listing.seller_id is not None else None):
+    if listing_id != storable(listing.id) or seller_id != (
+        storable(listing.seller_id) if listing.seller_id is not None else None
+    ):
         flags.add("long_id")
         if listing_id != storable(listing.id):
             snapshot["original_id"] = storable(listing.id)
@@ -77,8 +78,15 @@ def _as_queued(result: CheckResult) -> CheckResult:
     at soon rather than sorted below every finding."""
     if result.error is None:
         return result
-    return CheckResult.model_construct(id=result.id, verdict="review", risk=result.risk or 0.0, findings=[],
-                                       classifier=result.classifier, images=[], error=result.error)
+    return CheckResult.model_construct(
+        id=result.id,
+        verdict="review",
+        risk=result.risk or 0.0,
+        findings=[],
+        classifier=result.classifier,
+        images=[],
+        error=result.error,
+    )
 
 
 @retrying
@@ -86,8 +94,14 @@ class Intake:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def enqueue(self, listing: Listing, result: CheckResult, actor: Actor | None = None,
-                source: str = "check", flags: Iterable[str] = ()) -> dict[str, Any]:
+    def enqueue(
+        self,
+        listing: Listing,
+        result: CheckResult,
+        actor: Actor | None = None,
+        source: str = "check",
+        flags: Iterable[str] = (),
+    ) -> dict[str, Any]:
         """Record the listing revision; queue a non-pass result (attach to the open item or create one).
 
         A changed listing supersedes its open item first, so a reviewer never decides on stale text.
@@ -115,8 +129,13 @@ class Intake:
             flags.add("truncated")
         with self.db.write() as conn:
             revision, superseded = self._record_listing(conn, listing, snapshot, actor_id, now)
-            out: dict[str, Any] = {"listing_id": listing.id, "listing_revision": revision,
-                                   "superseded": superseded, "item_id": None, "action": "none"}
+            out: dict[str, Any] = {
+                "listing_id": listing.id,
+                "listing_revision": revision,
+                "superseded": superseded,
+                "item_id": None,
+                "action": "none",
+            }
             if result.error is not None and result.error.code not in QUEUE_ON_ERROR:
                 return out
             if result.error is None and result.verdict in (None, "pass"):
@@ -132,49 +151,97 @@ class Intake:
                     return out
                 try:
                     with conn.begin_nested():
-                        item_id = self._create(conn, listing, result, revision, signal, actor_id, source, now,
-                                               flags)
+                        item_id = self._create(
+                            conn, listing, result, revision, signal, actor_id, source, now, flags
+                        )
                     out.update(item_id=item_id, action="created")
                     return out
                 except IntegrityError:
                     continue  # another signal created the open item first: attach to it
             raise Conflict("contention", "could not queue the listing; retry")
 
-    def _record_listing(self, conn: Connection, listing: Listing, snapshot: dict[str, Any],
-                        actor_id: int | None, now: datetime) -> tuple[int, list[int]]:
+    def _record_listing(
+        self,
+        conn: Connection,
+        listing: Listing,
+        snapshot: dict[str, Any],
+        actor_id: int | None,
+        now: datetime,
+    ) -> tuple[int, list[int]]:
         digest = content_hash(listing)
-        values = {"id": listing.id, "revision": 1, "content_hash": digest, "seller_id": listing.seller_id,
-                  "category": listing.category, "snapshot": snapshot, "deleted": False,
-                  "updated_at": now}
-        inserted = conn.execute(self.db.insert(LISTINGS).values(**values)
-                                .on_conflict_do_nothing(index_elements=["id"]))
+        values = {
+            "id": listing.id,
+            "revision": 1,
+            "content_hash": digest,
+            "seller_id": listing.seller_id,
+            "category": listing.category,
+            "snapshot": snapshot,
+            "deleted": False,
+            "updated_at": now,
+        }
+        inserted = conn.execute(
+            self.db.insert(LISTINGS).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        )
         if inserted.rowcount == 1:
             return 1, []
         bumped = conn.execute(
-            update(LISTINGS).where(LISTINGS.c.id == listing.id,
-                                   (LISTINGS.c.content_hash != digest) | LISTINGS.c.deleted.is_(True))
-            .values(revision=LISTINGS.c.revision + 1, content_hash=digest, snapshot=values["snapshot"],
-                    seller_id=listing.seller_id, category=listing.category, deleted=False, updated_at=now)
+            update(LISTINGS)
+            .where(
+                LISTINGS.c.id == listing.id,
+                (LISTINGS.c.content_hash != digest) | LISTINGS.c.deleted.is_(True),
+            )
+            .values(
+                revision=LISTINGS.c.revision + 1,
+                content_hash=digest,
+                snapshot=values["snapshot"],
+                seller_id=listing.seller_id,
+                category=listing.category,
+                deleted=False,
+                updated_at=now,
+            )
             .returning(LISTINGS.c.revision)
         ).first()
         if bumped is None:
-            revision = conn.execute(select(LISTINGS.c.revision).where(LISTINGS.c.id == listing.id)).scalar_one()
+            revision = conn.execute(
+                select(LISTINGS.c.revision).where(LISTINGS.c.id == listing.id)
+            ).scalar_one()
             return int(revision), []
         revision = int(bumped[0])
         return revision, self._supersede(conn, listing.id, revision, actor_id, now, "listing_changed")
 
-    def _supersede(self, conn: Connection, listing_id: str, revision: int, actor_id: int | None,
-                   now: datetime, reason: str) -> list[int]:
+    def _supersede(
+        self,
+        conn: Connection,
+        listing_id: str,
+        revision: int,
+        actor_id: int | None,
+        now: datetime,
+        reason: str,
+    ) -> list[int]:
         rows = conn.execute(
-            update(T).where(T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES),
-                            T.c.listing_revision < revision)
-            .values(status=SUPERSEDED, claimed_by=None, claim_token=None, lease_expires_at=None,
-                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+            update(T)
+            .where(T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES), T.c.listing_revision < revision)
+            .values(
+                status=SUPERSEDED,
+                claimed_by=None,
+                claim_token=None,
+                lease_expires_at=None,
+                version=T.c.version + 1,
+                event_seq=T.c.event_seq + 1,
+                updated_at=now,
+            )
             .returning(T.c.id, T.c.event_seq)
         ).all()
         for item_id, seq in rows:
-            append_event(conn, item_id, seq, "superseded", actor_id,
-                         {"reason": reason, "listing_revision": revision}, now)
+            append_event(
+                conn,
+                item_id,
+                seq,
+                "superseded",
+                actor_id,
+                {"reason": reason, "listing_revision": revision},
+                now,
+            )
         return [r[0] for r in rows]
 
     @staticmethod
@@ -185,60 +252,143 @@ class Intake:
             top = "high"
         families = sorted({f.family for f in result.findings})
         risk = float(result.risk or 0.0)
-        return {"verdict": result.verdict, "risk": risk, "max_severity": top,
-                "families": "," + ",".join(families) + "," if families else "",
-                "priority": priority_for(result.verdict, risk, top)}
+        return {
+            "verdict": result.verdict,
+            "risk": risk,
+            "max_severity": top,
+            "families": "," + ",".join(families) + "," if families else "",
+            "priority": priority_for(result.verdict, risk, top),
+        }
 
-    def _add_signal(self, conn: Connection, item_id: int, revision: int, result: CheckResult,
-                    signal: dict[str, Any], actor_id: int | None, source: str, now: datetime) -> None:
-        conn.execute(insert(SIGNALS).values(item_id=item_id, listing_revision=revision, source=source,
-                                            verdict=result.verdict, risk=float(result.risk or 0.0),
-                                            result=signal, created_by=actor_id, created_at=now))
+    def _add_signal(
+        self,
+        conn: Connection,
+        item_id: int,
+        revision: int,
+        result: CheckResult,
+        signal: dict[str, Any],
+        actor_id: int | None,
+        source: str,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            insert(SIGNALS).values(
+                item_id=item_id,
+                listing_revision=revision,
+                source=source,
+                verdict=result.verdict,
+                risk=float(result.risk or 0.0),
+                result=signal,
+                created_by=actor_id,
+                created_at=now,
+            )
+        )
         known = set(conn.execute(select(RULES.c.rule).where(RULES.c.item_id == item_id)).scalars())
         fresh = {f.rule: f.family for f in result.findings if f.rule not in known}
         if fresh:
-            conn.execute(insert(RULES), [{"item_id": item_id, "rule": r, "family": fam} for r, fam in fresh.items()])
+            conn.execute(
+                insert(RULES), [{"item_id": item_id, "rule": r, "family": fam} for r, fam in fresh.items()]
+            )
 
-    def _attach(self, conn: Connection, listing: Listing, result: CheckResult, revision: int,
-                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime,
-                flags: set[str] = frozenset()) -> int | None:  # type: ignore[assignment]
+    def _attach(
+        self,
+        conn: Connection,
+        listing: Listing,
+        result: CheckResult,
+        revision: int,
+        signal: dict[str, Any],
+        actor_id: int | None,
+        source: str,
+        now: datetime,
+        flags: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> int | None:
         s = self._summary(result)
         raised = case((T.c.priority > s["priority"], T.c.priority), else_=s["priority"]) + SIGNAL_BUMP
         new_flags: Any = T.c.flags
         for flag in sorted(flags):  # add each flag the item does not carry yet
-            new_flags = case((new_flags.like(f"%,{flag},%"), new_flags),
-                             else_=case((new_flags == "", ","), else_=new_flags) + f"{flag},")
+            new_flags = case(
+                (new_flags.like(f"%,{flag},%"), new_flags),
+                else_=case((new_flags == "", ","), else_=new_flags) + f"{flag},",
+            )
         row = conn.execute(
-            update(T).where(T.c.listing_id == listing.id, T.c.status.in_(OPEN_STATES),
-                            T.c.listing_revision == revision)
-            .values(priority=raised, risk=case((T.c.risk > s["risk"], T.c.risk), else_=s["risk"]),
-                    signal_count=T.c.signal_count + 1, version=T.c.version + 1, flags=new_flags,
-                    event_seq=T.c.event_seq + 1, updated_at=now)
+            update(T)
+            .where(
+                T.c.listing_id == listing.id, T.c.status.in_(OPEN_STATES), T.c.listing_revision == revision
+            )
+            .values(
+                priority=raised,
+                risk=case((T.c.risk > s["risk"], T.c.risk), else_=s["risk"]),
+                signal_count=T.c.signal_count + 1,
+                version=T.c.version + 1,
+                flags=new_flags,
+                event_seq=T.c.event_seq + 1,
+                updated_at=now,
+            )
             .returning(T.c.id, T.c.event_seq, T.c.priority)
         ).first()
         if row is None:
             return None
         item_id, seq, priority = row
-        append_event(conn, item_id, seq, "signal_attached", actor_id,
-                     {"priority": priority, "verdict": result.verdict, "source": source}, now)
+        append_event(
+            conn,
+            item_id,
+            seq,
+            "signal_attached",
+            actor_id,
+            {"priority": priority, "verdict": result.verdict, "source": source},
+            now,
+        )
         self._add_signal(conn, item_id, revision, result, signal, actor_id, source, now)
         return int(item_id)
 
-    def _create(self, conn: Connection, listing: Listing, result: CheckResult, revision: int,
-                signal: dict[str, Any], actor_id: int | None, source: str, now: datetime,
-                flags: set[str] = frozenset()) -> int:  # type: ignore[assignment]
+    def _create(
+        self,
+        conn: Connection,
+        listing: Listing,
+        result: CheckResult,
+        revision: int,
+        signal: dict[str, Any],
+        actor_id: int | None,
+        source: str,
+        now: datetime,
+        flags: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> int:
         s = self._summary(result)
-        item_id = conn.execute(insert(T).values(
-            listing_id=listing.id, listing_revision=revision, kind="check", status="pending",
-            escalated=False, priority=s["priority"], verdict=s["verdict"], risk=s["risk"],
-            max_severity=s["max_severity"], families=s["families"], category=listing.category,
-            flags="," + ",".join(sorted(flags)) + "," if flags else "",
-            seller_id=listing.seller_id, title=(listing.title or listing.description)[:200],
-            attempt=1, version=1, event_seq=1, signal_count=1, created_at=now, updated_at=now,
-        ).returning(T.c.id)).scalar_one()
-        append_event(conn, item_id, 1, "created", actor_id,
-                     {"priority": s["priority"], "listing_revision": revision, "kind": "check",
-                      "source": source}, now)
+        item_id = conn.execute(
+            insert(T)
+            .values(
+                listing_id=listing.id,
+                listing_revision=revision,
+                kind="check",
+                status="pending",
+                escalated=False,
+                priority=s["priority"],
+                verdict=s["verdict"],
+                risk=s["risk"],
+                max_severity=s["max_severity"],
+                families=s["families"],
+                category=listing.category,
+                flags="," + ",".join(sorted(flags)) + "," if flags else "",
+                seller_id=listing.seller_id,
+                title=(listing.title or listing.description)[:200],
+                attempt=1,
+                version=1,
+                event_seq=1,
+                signal_count=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(T.c.id)
+        ).scalar_one()
+        append_event(
+            conn,
+            item_id,
+            1,
+            "created",
+            actor_id,
+            {"priority": s["priority"], "listing_revision": revision, "kind": "check", "source": source},
+            now,
+        )
         self._add_signal(conn, item_id, revision, result, signal, actor_id, source, now)
         return int(item_id)
 
@@ -249,9 +399,12 @@ class Intake:
         now = utcnow()
         listing_id = safe_id(listing_id)
         with self.db.write() as conn:
-            row = conn.execute(update(LISTINGS).where(LISTINGS.c.id == listing_id)
-                               .values(deleted=True, revision=LISTINGS.c.revision + 1, updated_at=now)
-                               .returning(LISTINGS.c.revision)).first()
+            row = conn.execute(
+                update(LISTINGS)
+                .where(LISTINGS.c.id == listing_id)
+                .values(deleted=True, revision=LISTINGS.c.revision + 1, updated_at=now)
+                .returning(LISTINGS.c.revision)
+            ).first()
             if row is None:
                 raise NotFound("listing_not_found", f"listing {listing_id} is unknown")
             superseded = self._supersede(conn, listing_id, int(row[0]), actor.id, now, "listing_deleted")
@@ -269,40 +422,85 @@ class Intake:
             original = load_item(conn, item_id)
             if original["status"] != DECIDED or original["outcome"] == "approved":
                 raise Conflict("not_appealable", "only a rejection or change request can be appealed")
-            revision = conn.execute(select(LISTINGS.c.revision).where(
-                LISTINGS.c.id == original["listing_id"])).scalar_one()
+            revision = conn.execute(
+                select(LISTINGS.c.revision).where(LISTINGS.c.id == original["listing_id"])
+            ).scalar_one()
             priority = original["priority"] + 20
             try:
                 with conn.begin_nested():
-                    new_id = conn.execute(insert(T).values(
-                        listing_id=original["listing_id"], listing_revision=revision, kind="appeal",
-                        appeal_of=item_id, appeal_reason=reason, excluded_user=original["decided_by"],
-                        status="pending", escalated=False, priority=priority, verdict=original["verdict"],
-                        risk=original["risk"], max_severity=original["max_severity"],
-                        families=original["families"], category=original["category"],
-                        seller_id=original["seller_id"], title=original["title"], attempt=1, version=1,
-                        event_seq=1, signal_count=0, created_at=now, updated_at=now,
-                    ).returning(*RETURNING)).first()
+                    new_id = conn.execute(
+                        insert(T)
+                        .values(
+                            listing_id=original["listing_id"],
+                            listing_revision=revision,
+                            kind="appeal",
+                            appeal_of=item_id,
+                            appeal_reason=reason,
+                            excluded_user=original["decided_by"],
+                            status="pending",
+                            escalated=False,
+                            priority=priority,
+                            verdict=original["verdict"],
+                            risk=original["risk"],
+                            max_severity=original["max_severity"],
+                            families=original["families"],
+                            category=original["category"],
+                            seller_id=original["seller_id"],
+                            title=original["title"],
+                            attempt=1,
+                            version=1,
+                            event_seq=1,
+                            signal_count=0,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                        .returning(*RETURNING)
+                    ).first()
             except IntegrityError:
-                raise Conflict("appeal_exists", "this decision was already appealed or the listing has an open item"
-                               ) from None
+                raise Conflict(
+                    "appeal_exists", "this decision was already appealed or the listing has an open item"
+                ) from None
             assert new_id is not None
             appeal = dict(new_id._mapping)
-            append_event(conn, appeal["id"], 1, "created", actor.id,
-                         {"priority": priority, "listing_revision": revision, "kind": "appeal",
-                          "appeal_of": item_id, "reason": reason}, now)
+            append_event(
+                conn,
+                appeal["id"],
+                1,
+                "created",
+                actor.id,
+                {
+                    "priority": priority,
+                    "listing_revision": revision,
+                    "kind": "appeal",
+                    "appeal_of": item_id,
+                    "reason": reason,
+                },
+                now,
+            )
             self._copy_findings(conn, item_id, appeal["id"], now, actor.id)
-            touch_event(conn, item_id, "appealed", actor.id, {"appeal_item": appeal["id"], "reason": reason}, now)
+            touch_event(
+                conn, item_id, "appealed", actor.id, {"appeal_item": appeal["id"], "reason": reason}, now
+            )
             return public_item(appeal)
 
     @staticmethod
     def _copy_findings(conn: Connection, from_id: int, to_id: int, now: datetime, actor_id: int) -> None:
-        last = conn.execute(select(SIGNALS).where(SIGNALS.c.item_id == from_id)
-                            .order_by(SIGNALS.c.id.desc()).limit(1)).first()
+        last = conn.execute(
+            select(SIGNALS).where(SIGNALS.c.item_id == from_id).order_by(SIGNALS.c.id.desc()).limit(1)
+        ).first()
         if last is not None:
-            conn.execute(insert(SIGNALS).values(item_id=to_id, listing_revision=last.listing_revision,
-                                                source="appeal", verdict=last.verdict, risk=last.risk,
-                                                result=last.result, created_by=actor_id, created_at=now))
+            conn.execute(
+                insert(SIGNALS).values(
+                    item_id=to_id,
+                    listing_revision=last.listing_revision,
+                    source="appeal",
+                    verdict=last.verdict,
+                    risk=last.risk,
+                    result=last.result,
+                    created_by=actor_id,
+                    created_at=now,
+                )
+            )
         rules = conn.execute(select(RULES.c.rule, RULES.c.family).where(RULES.c.item_id == from_id)).all()
         if rules:
             conn.execute(insert(RULES), [{"item_id": to_id, "rule": r, "family": f} for r, f in rules])

@@ -29,42 +29,65 @@ def finding_marks(conn: Connection, item_id: int, marks: list[FindingMarkIn]) ->
     finding's, or the same finding twice."""
     if not marks:
         return []
-    result = conn.execute(select(SIGNALS.c.result).where(SIGNALS.c.item_id == item_id)
-                          .order_by(SIGNALS.c.id.desc()).limit(1)).scalar()
+    result = conn.execute(
+        select(SIGNALS.c.result).where(SIGNALS.c.item_id == item_id).order_by(SIGNALS.c.id.desc()).limit(1)
+    ).scalar()
     findings = ((result or {}).get("check") or {}).get("findings") or []
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     for mark in marks:
         index = mark.index
         if not 0 <= index < len(findings) or index in seen:
-            raise Invalid("invalid_finding_mark", f"finding {index} is not a finding of this item (or marked twice)")
+            raise Invalid(
+                "invalid_finding_mark", f"finding {index} is not a finding of this item (or marked twice)"
+            )
         finding = findings[index]
         if mark.rule and mark.rule != finding.get("rule"):
-            raise Invalid("invalid_finding_mark", f"finding {index} is {finding.get('rule')}, not {mark.rule}")
+            raise Invalid(
+                "invalid_finding_mark", f"finding {index} is {finding.get('rule')}, not {mark.rule}"
+            )
         seen.add(index)
-        rows.append({
-            "item_id": item_id, "finding_index": index,
-            "rule": str(finding.get("rule", ""))[:120], "family": str(finding.get("family", ""))[:80],
-            "field_name": str(finding.get("field", ""))[:200], "start": int(finding.get("start", 0)),
-            "end": int(finding.get("end", 0)), "text": str(finding.get("text", "")), "mark": mark.mark,
-            "note": mark.note,
-        })
+        rows.append(
+            {
+                "item_id": item_id,
+                "finding_index": index,
+                "rule": str(finding.get("rule", ""))[:120],
+                "family": str(finding.get("family", ""))[:80],
+                "field_name": str(finding.get("field", ""))[:200],
+                "start": int(finding.get("start", 0)),
+                "end": int(finding.get("end", 0)),
+                "text": str(finding.get("text", "")),
+                "mark": mark.mark,
+                "note": mark.note,
+            }
+        )
     return rows
 
 
 def public_mark(row: dict[str, Any]) -> dict[str, Any]:
     """A mark as the API, the event log and the console show it."""
-    return {"index": row["finding_index"], "rule": row["rule"], "family": row["family"],
-            "field": row["field_name"], "start": row["start"], "end": row["end"], "text": row["text"],
-            "mark": row["mark"], "note": row["note"]}
+    return {
+        "index": row["finding_index"],
+        "rule": row["rule"],
+        "family": row["family"],
+        "field": row["field_name"],
+        "start": row["start"],
+        "end": row["end"],
+        "text": row["text"],
+        "mark": row["mark"],
+        "note": row["note"],
+    }
 
 
 def marks_by_decision(conn: Connection, decision_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     if not decision_ids:
         return out
-    for r in conn.execute(select(MARKS).where(MARKS.c.decision_id.in_(decision_ids))
-                          .order_by(MARKS.c.decision_id, MARKS.c.finding_index)):
+    for r in conn.execute(
+        select(MARKS)
+        .where(MARKS.c.decision_id.in_(decision_ids))
+        .order_by(MARKS.c.decision_id, MARKS.c.finding_index)
+    ):
         row = dict(r._mapping)
         out.setdefault(row["decision_id"], []).append(public_mark(row))
     return out

@@ -37,10 +37,20 @@ class Item(SQLModel, table=True):
 
     __tablename__ = "items"
     __table_args__ = (
-        Index("uq_items_open_listing", "listing_id", unique=True,
-              sqlite_where=text(OPEN_SQL), postgresql_where=text(OPEN_SQL)),
-        Index("uq_items_appeal_of", "appeal_of", unique=True,
-              sqlite_where=text("appeal_of IS NOT NULL"), postgresql_where=text("appeal_of IS NOT NULL")),
+        Index(
+            "uq_items_open_listing",
+            "listing_id",
+            unique=True,
+            sqlite_where=text(OPEN_SQL),
+            postgresql_where=text(OPEN_SQL),
+        ),
+        Index(
+            "uq_items_appeal_of",
+            "appeal_of",
+            unique=True,
+            sqlite_where=text("appeal_of IS NOT NULL"),
+            postgresql_where=text("appeal_of IS NOT NULL"),
+        ),
         Index("ix_items_claimable", "status", "priority", "created_at"),
     )
 
@@ -85,8 +95,15 @@ class Item(SQLModel, table=True):
 #: SKIP LOCKED), instead of collecting and sorting every claimable row per claim: 2.5 ms of database
 #: time per claim with 2,000 items waiting became 0.3 ms, and it no longer grows with the queue.
 #: ``ix_items_claimable`` cannot serve that order (``priority`` descending, ``created_at`` ascending).
-Index("ix_items_claim_order", Item.__table__.c.priority.desc(), Item.__table__.c.created_at,  # type: ignore[attr-defined]
-      Item.__table__.c.id, sqlite_where=text(OPEN_SQL), postgresql_where=text(OPEN_SQL))  # type: ignore[attr-defined]
+_ITEMS = Item.__table__  # type: ignore[attr-defined]
+Index(
+    "ix_items_claim_order",
+    _ITEMS.c.priority.desc(),
+    _ITEMS.c.created_at,
+    _ITEMS.c.id,
+    sqlite_where=text(OPEN_SQL),
+    postgresql_where=text(OPEN_SQL),
+)
 
 
 class Signal(SQLModel, table=True):
@@ -168,10 +185,19 @@ class Outbox(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_undelivered", "id",
-              sqlite_where=text(UNDELIVERED_SQL), postgresql_where=text(UNDELIVERED_SQL)),
-        Index("ix_outbox_listing_undelivered", "listing_id", "id",
-              sqlite_where=text(UNDELIVERED_SQL), postgresql_where=text(UNDELIVERED_SQL)),
+        Index(
+            "ix_outbox_undelivered",
+            "id",
+            sqlite_where=text(UNDELIVERED_SQL),
+            postgresql_where=text(UNDELIVERED_SQL),
+        ),
+        Index(
+            "ix_outbox_listing_undelivered",
+            "listing_id",
+            "id",
+            sqlite_where=text(UNDELIVERED_SQL),
+            postgresql_where=text(UNDELIVERED_SQL),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -311,7 +337,9 @@ class FindingMark(SQLModel, table=True):
     copied from the finding the reviewer saw, so the mark stands on its own."""
 
     __tablename__ = "finding_marks"
-    __table_args__ = (UniqueConstraint("decision_id", "finding_index", name="uq_finding_marks_decision_index"),)
+    __table_args__ = (
+        UniqueConstraint("decision_id", "finding_index", name="uq_finding_marks_decision_index"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     decision_id: int = Field(foreign_key="decisions.id", index=True)

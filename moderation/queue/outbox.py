@@ -66,29 +66,53 @@ def record_json(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     else:
         state = "ready"
     return {
-        "id": row["id"], "kind": row["kind"], "listing_id": row["listing_id"], "item_id": row["item_id"],
-        "decision_id": row["decision_id"], "payload": row["payload"], "state": state,
-        "created_at": iso(row["created_at"]), "available_at": iso(row["available_at"]),
-        "attempts": row["attempts"], "lease_expires_at": iso(row["lease_expires_at"]),
-        "sent_at": iso(row["sent_at"]), "cancelled_at": iso(row["cancelled_at"]),
+        "id": row["id"],
+        "kind": row["kind"],
+        "listing_id": row["listing_id"],
+        "item_id": row["item_id"],
+        "decision_id": row["decision_id"],
+        "payload": row["payload"],
+        "state": state,
+        "created_at": iso(row["created_at"]),
+        "available_at": iso(row["available_at"]),
+        "attempts": row["attempts"],
+        "lease_expires_at": iso(row["lease_expires_at"]),
+        "sent_at": iso(row["sent_at"]),
+        "cancelled_at": iso(row["cancelled_at"]),
     }
 
 
 def notification(u: Any, d: Any, pg: bool) -> Any:
     """A decision's outbox row, ``INSERT … SELECT`` from the decided item ``u`` and the decision ``d``
     (``workflow._decision_rows``): what the seller is told, held back until it can no longer be undone."""
-    payload = json_object(pg, listing_id=u.c.listing_id, listing_revision=u.c.listing_revision,
-                          outcome=bindparam("b_outcome", type_=String()), reason_codes=json_value(pg, "b_codes"),
-                          reasons=json_value(pg, "b_reasons"), message=bindparam("b_seller_message", type_=String()))
-    rows = select(u.c.id, d.c.id, u.c.listing_id, literal_column(f"'{NOTIFICATION}'"), payload,
-                  bindparam("b_now", type_=O.c.created_at.type), bindparam("b_available_at", type_=O.c.created_at.type),
-                  literal_column("0"))
-    return insert(O).from_select(["item_id", "decision_id", "listing_id", "kind", "payload", "created_at",
-                                  "available_at", "attempts"], rows.select_from(u.join(d, d.c.item_id == u.c.id)))
+    payload = json_object(
+        pg,
+        listing_id=u.c.listing_id,
+        listing_revision=u.c.listing_revision,
+        outcome=bindparam("b_outcome", type_=String()),
+        reason_codes=json_value(pg, "b_codes"),
+        reasons=json_value(pg, "b_reasons"),
+        message=bindparam("b_seller_message", type_=String()),
+    )
+    rows = select(
+        u.c.id,
+        d.c.id,
+        u.c.listing_id,
+        literal_column(f"'{NOTIFICATION}'"),
+        payload,
+        bindparam("b_now", type_=O.c.created_at.type),
+        bindparam("b_available_at", type_=O.c.created_at.type),
+        literal_column("0"),
+    )
+    return insert(O).from_select(
+        ["item_id", "decision_id", "listing_id", "kind", "payload", "created_at", "available_at", "attempts"],
+        rows.select_from(u.join(d, d.c.item_id == u.c.id)),
+    )
 
 
-def withdraw(conn: Connection, *, item_id: int, listing_id: str, decision_id: int | None, reason: str,
-             now: datetime) -> str:
+def withdraw(
+    conn: Connection, *, item_id: int, listing_id: str, decision_id: int | None, reason: str, now: datetime
+) -> str:
     """In the undo/revert transaction: cancel the decision's notification if it was never leased, and
     write the ``decision_withdrawn`` record (cancelled too when there is nothing to retract).
 
@@ -99,19 +123,36 @@ def withdraw(conn: Connection, *, item_id: int, listing_id: str, decision_id: in
     cancelled = False
     if decision_id is not None:
         row = conn.execute(
-            update(O).where(O.c.decision_id == decision_id, O.c.kind == NOTIFICATION, O.c.sent_at.is_(None),
-                            O.c.cancelled_at.is_(None), O.c.leased_at.is_(None))
-            .values(cancelled_at=now).returning(O.c.id)
+            update(O)
+            .where(
+                O.c.decision_id == decision_id,
+                O.c.kind == NOTIFICATION,
+                O.c.sent_at.is_(None),
+                O.c.cancelled_at.is_(None),
+                O.c.leased_at.is_(None),
+            )
+            .values(cancelled_at=now)
+            .returning(O.c.id)
         ).first()
         if row is not None:
             notice_id, cancelled = int(row[0]), True
         else:
-            notice_id = conn.execute(select(O.c.id).where(O.c.decision_id == decision_id,
-                                                          O.c.kind == NOTIFICATION)).scalar()
-    conn.execute(insert(O).values(
-        item_id=item_id, decision_id=decision_id, listing_id=listing_id, kind=WITHDRAWN,
-        payload={"listing_id": listing_id, "reason": reason, "notification_id": notice_id},
-        created_at=now, available_at=now, attempts=0, cancelled_at=now if cancelled else None))
+            notice_id = conn.execute(
+                select(O.c.id).where(O.c.decision_id == decision_id, O.c.kind == NOTIFICATION)
+            ).scalar()
+    conn.execute(
+        insert(O).values(
+            item_id=item_id,
+            decision_id=decision_id,
+            listing_id=listing_id,
+            kind=WITHDRAWN,
+            payload={"listing_id": listing_id, "reason": reason, "notification_id": notice_id},
+            created_at=now,
+            available_at=now,
+            attempts=0,
+            cancelled_at=now if cancelled else None,
+        )
+    )
     return "cancelled" if cancelled else "retracted"
 
 
@@ -130,7 +171,9 @@ class OutboxDelivery:
         if actor is not None and not actor.can("outbox"):
             raise Forbidden("forbidden", f"role {actor.role} may not read the outbox")
 
-    def lease(self, actor: Actor | None = None, *, limit: int = 100, lease_seconds: int = 60) -> dict[str, Any]:
+    def lease(
+        self, actor: Actor | None = None, *, limit: int = 100, lease_seconds: int = 60
+    ) -> dict[str, Any]:
         """Take up to ``limit`` deliverable records (id order) for ``lease_seconds``; no other consumer
         gets them until the lease runs out. Deliver them, then ``ack`` their ids."""
         self._require(actor)
@@ -143,21 +186,40 @@ class OutboxDelivery:
         earlier = O.alias("earlier")
         pick = (
             select(O.c.id)
-            .where(O.c.sent_at.is_(None), O.c.cancelled_at.is_(None), O.c.available_at <= now,
-                   or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
-                   ~exists().where(earlier.c.listing_id == O.c.listing_id, earlier.c.id < O.c.id,
-                                   earlier.c.sent_at.is_(None), earlier.c.cancelled_at.is_(None)))
-            .order_by(O.c.id).limit(limit)
+            .where(
+                O.c.sent_at.is_(None),
+                O.c.cancelled_at.is_(None),
+                O.c.available_at <= now,
+                or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
+                ~exists().where(
+                    earlier.c.listing_id == O.c.listing_id,
+                    earlier.c.id < O.c.id,
+                    earlier.c.sent_at.is_(None),
+                    earlier.c.cancelled_at.is_(None),
+                ),
+            )
+            .order_by(O.c.id)
+            .limit(limit)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer (BEGIN IMMEDIATE)
             # A materialized CTE runs once; as ``id IN (subquery)`` PostgreSQL may re-run the LIMIT
             # subquery and lease more than ``limit`` rows.
-            .cte("pick").prefix_with("MATERIALIZED", dialect="postgresql")
+            .cte("pick")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         claim = (
-            update(O).where(O.c.id == pick.c.id, O.c.sent_at.is_(None), O.c.cancelled_at.is_(None),
-                            or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now))
-            .values(leased_by=actor.id if actor else None, attempts=O.c.attempts + 1, lease_expires_at=until,
-                    leased_at=now)
+            update(O)
+            .where(
+                O.c.id == pick.c.id,
+                O.c.sent_at.is_(None),
+                O.c.cancelled_at.is_(None),
+                or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
+            )
+            .values(
+                leased_by=actor.id if actor else None,
+                attempts=O.c.attempts + 1,
+                lease_expires_at=until,
+                leased_at=now,
+            )
             .returning(*O.c)
         )
         with self.db.write() as conn:
@@ -173,25 +235,55 @@ class OutboxDelivery:
             raise Invalid("invalid_ids", f"acknowledge 1 to {MAX_ACK} record ids")
         now = utcnow()
         with self.db.write() as conn:
-            done = set(conn.execute(
-                update(O).where(O.c.id.in_(wanted), O.c.sent_at.is_(None), O.c.cancelled_at.is_(None),
-                                O.c.leased_at.is_not(None))
-                .values(sent_at=now).returning(O.c.id)).scalars())
+            done = set(
+                conn.execute(
+                    update(O)
+                    .where(
+                        O.c.id.in_(wanted),
+                        O.c.sent_at.is_(None),
+                        O.c.cancelled_at.is_(None),
+                        O.c.leased_at.is_not(None),
+                    )
+                    .values(sent_at=now)
+                    .returning(O.c.id)
+                ).scalars()
+            )
             rest = [i for i in wanted if i not in done]
-            found = {r.id: r for r in conn.execute(
-                select(O.c.id, O.c.sent_at, O.c.cancelled_at).where(O.c.id.in_(rest)))} if rest else {}
+            found = (
+                {
+                    r.id: r
+                    for r in conn.execute(
+                        select(O.c.id, O.c.sent_at, O.c.cancelled_at).where(O.c.id.in_(rest))
+                    )
+                }
+                if rest
+                else {}
+            )
             unknown = [i for i in rest if i not in found]
             if unknown:  # raising rolls the whole acknowledgement back
                 raise NotFound("unknown_outbox_record", "no outbox records with these ids", ids=unknown)
             not_leased = [i for i in rest if found[i].sent_at is None]
             if not_leased:
-                raise Conflict("not_leased", "these records were never leased (or were cancelled); "
-                                             "lease records before acknowledging them", ids=not_leased)
-        return {"acknowledged": [i for i in wanted if i in done],
-                "already_acknowledged": [i for i in wanted if i not in done]}
+                raise Conflict(
+                    "not_leased",
+                    "these records were never leased (or were cancelled); "
+                    "lease records before acknowledging them",
+                    ids=not_leased,
+                )
+        return {
+            "acknowledged": [i for i in wanted if i in done],
+            "already_acknowledged": [i for i in wanted if i not in done],
+        }
 
-    def records(self, actor: Actor | None = None, *, status: str = "pending", kind: str | None = None,
-                after: int = 0, limit: int = 100) -> dict[str, Any]:
+    def records(
+        self,
+        actor: Actor | None = None,
+        *,
+        status: str = "pending",
+        kind: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> dict[str, Any]:
         """Outbox records in id order, without leasing them; ``next_after`` is the cursor of the next
         page (``None`` on the last). For inspection: delivery goes through ``lease``, which never
         misses a record whose transaction committed after a later id was already read."""
@@ -211,11 +303,16 @@ class OutboxDelivery:
             cond.append(O.c.kind == kind)
         now = utcnow()
         with self.db.read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(select(O).where(*cond).order_by(O.c.id).limit(limit + 1))]
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(select(O).where(*cond).order_by(O.c.id).limit(limit + 1))
+            ]
         more = len(rows) > limit
         rows = rows[:limit]
-        return {"records": [record_json(r, now) for r in rows],
-                "next_after": rows[-1]["id"] if more else None}
+        return {
+            "records": [record_json(r, now) for r in rows],
+            "next_after": rows[-1]["id"] if more else None,
+        }
 
     def counts(self) -> dict[str, int]:
         """How many records are in each delivery state right now."""
@@ -230,6 +327,7 @@ class OutboxDelivery:
             "ready": and_(pending, free, O.c.available_at <= now),
         }
         with self.db.read() as conn:
-            return {name: int(conn.execute(select(func.count()).select_from(O).where(cond)).scalar_one())
-                    for name, cond in queries.items()}
-
+            return {
+                name: int(conn.execute(select(func.count()).select_from(O).where(cond)).scalar_one())
+                for name, cond in queries.items()
+            }

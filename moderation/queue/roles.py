@@ -33,8 +33,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "outbox": frozenset({"service", "admin"}),
 }
 
-ROLE_LABELS = {"triage": "分诊", "reviewer": "审核员", "lead": "组长", "admin": "管理员",
-               "auditor": "审计", "service": "服务"}
+ROLE_LABELS = {
+    "triage": "分诊",
+    "reviewer": "审核员",
+    "lead": "组长",
+    "admin": "管理员",
+    "auditor": "审计",
+    "service": "服务",
+}
 
 
 @dataclass(frozen=True)

@@ -45,32 +45,76 @@ class Sellers:
         raised = 0
         with self.db.write() as conn:
             if kind == "hold":
-                ids = [r[0] for r in conn.execute(select(T.c.id).where(
-                    T.c.seller_id == seller_id, T.c.status.in_(OPEN_STATES), T.c.priority < HOLD_PRIORITY))]
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        select(T.c.id).where(
+                            T.c.seller_id == seller_id,
+                            T.c.status.in_(OPEN_STATES),
+                            T.c.priority < HOLD_PRIORITY,
+                        )
+                    )
+                ]
                 for item_id in ids:
                     row = conn.execute(
-                        update(T).where(T.c.id == item_id, T.c.status.in_(OPEN_STATES), T.c.priority < HOLD_PRIORITY)
-                        .values(priority=HOLD_PRIORITY, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
-                                updated_at=now)
-                        .returning(*RETURNING)).first()
+                        update(T)
+                        .where(T.c.id == item_id, T.c.status.in_(OPEN_STATES), T.c.priority < HOLD_PRIORITY)
+                        .values(
+                            priority=HOLD_PRIORITY,
+                            version=T.c.version + 1,
+                            event_seq=T.c.event_seq + 1,
+                            updated_at=now,
+                        )
+                        .returning(*RETURNING)
+                    ).first()
                     if row is not None:
-                        append_event(conn, item_id, row._mapping["event_seq"], "priority_changed", actor.id,
-                                     {"priority": HOLD_PRIORITY, "seller_hold": True}, now)
+                        append_event(
+                            conn,
+                            item_id,
+                            row._mapping["event_seq"],
+                            "priority_changed",
+                            actor.id,
+                            {"priority": HOLD_PRIORITY, "seller_hold": True},
+                            now,
+                        )
                         raised += 1
-            action_id = conn.execute(insert(ACTIONS).values(
-                seller_id=seller_id, kind=kind, note=note.strip(), items=raised, actor=actor.id, created_at=now,
-            ).returning(ACTIONS.c.id)).scalar_one()
-        return {"id": action_id, "seller_id": seller_id, "kind": kind, "raised_items": raised, "created_at": iso(now),
-                "seller": self.info(seller_id)}
+            action_id = conn.execute(
+                insert(ACTIONS)
+                .values(
+                    seller_id=seller_id,
+                    kind=kind,
+                    note=note.strip(),
+                    items=raised,
+                    actor=actor.id,
+                    created_at=now,
+                )
+                .returning(ACTIONS.c.id)
+            ).scalar_one()
+        return {
+            "id": action_id,
+            "seller_id": seller_id,
+            "kind": kind,
+            "raised_items": raised,
+            "created_at": iso(now),
+            "seller": self.info(seller_id),
+        }
 
     def info(self, seller_id: str) -> dict[str, Any]:
         """Whether the seller is held, their warnings and actions (newest first), their open items."""
         with self.db.read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(
-                select(ACTIONS).where(ACTIONS.c.seller_id == seller_id).order_by(ACTIONS.c.id.desc()).limit(200))]
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(ACTIONS)
+                    .where(ACTIONS.c.seller_id == seller_id)
+                    .order_by(ACTIONS.c.id.desc())
+                    .limit(200)
+                )
+            ]
             names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
-            open_items = conn.execute(select(func.count()).where(
-                T.c.seller_id == seller_id, T.c.status.in_(OPEN_STATES))).scalar_one()
+            open_items = conn.execute(
+                select(func.count()).where(T.c.seller_id == seller_id, T.c.status.in_(OPEN_STATES))
+            ).scalar_one()
         last = next((r for r in rows if r["kind"] in ("hold", "release")), None)
         return {
             "seller_id": seller_id,
@@ -78,17 +122,33 @@ class Sellers:
             "held_since": iso(last["created_at"]) if last and last["kind"] == "hold" else None,
             "warnings": sum(1 for r in rows if r["kind"] == "warn"),
             "open_items": open_items,
-            "actions": [{"id": r["id"], "kind": r["kind"], "note": r["note"], "raised_items": r["items"],
-                         "actor": r["actor"], "actor_name": names.get(r["actor"]), "created_at": iso(r["created_at"])}
-                        for r in rows],
+            "actions": [
+                {
+                    "id": r["id"],
+                    "kind": r["kind"],
+                    "note": r["note"],
+                    "raised_items": r["items"],
+                    "actor": r["actor"],
+                    "actor_name": names.get(r["actor"]),
+                    "created_at": iso(r["created_at"]),
+                }
+                for r in rows
+            ],
         }
 
     def held(self) -> list[dict[str, Any]]:
         """Sellers whose last hold/release is a hold, with when."""
         with self.db.read() as conn:
-            latest = (select(ACTIONS.c.seller_id, func.max(ACTIONS.c.id).label("last"))
-                      .where(ACTIONS.c.kind.in_(("hold", "release"))).group_by(ACTIONS.c.seller_id).subquery())
-            rows = conn.execute(select(ACTIONS.c.seller_id, ACTIONS.c.created_at, ACTIONS.c.note)
-                                .join(latest, ACTIONS.c.id == latest.c.last)
-                                .where(ACTIONS.c.kind == "hold").order_by(ACTIONS.c.seller_id)).all()
+            latest = (
+                select(ACTIONS.c.seller_id, func.max(ACTIONS.c.id).label("last"))
+                .where(ACTIONS.c.kind.in_(("hold", "release")))
+                .group_by(ACTIONS.c.seller_id)
+                .subquery()
+            )
+            rows = conn.execute(
+                select(ACTIONS.c.seller_id, ACTIONS.c.created_at, ACTIONS.c.note)
+                .join(latest, ACTIONS.c.id == latest.c.last)
+                .where(ACTIONS.c.kind == "hold")
+                .order_by(ACTIONS.c.seller_id)
+            ).all()
         return [{"seller_id": r[0], "held_since": iso(r[1]), "note": r[2]} for r in rows]

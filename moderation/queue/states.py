@@ -72,8 +72,15 @@ def priority_for(verdict: str | None, risk: float, max_severity: str | None) -> 
 
 def replay(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Fold an item's events (in ``seq`` order) into the state the item row must show."""
-    s: dict[str, Any] = {"status": None, "outcome": None, "claimed_by": None, "escalated": False,
-                         "attempt": 1, "priority": None, "listing_revision": None}
+    s: dict[str, Any] = {
+        "status": None,
+        "outcome": None,
+        "claimed_by": None,
+        "escalated": False,
+        "attempt": 1,
+        "priority": None,
+        "listing_revision": None,
+    }
     for e in events:
         t, d, actor = e["type"], e["data"] or {}, e["actor"]
         if t == "created":
@@ -92,8 +99,12 @@ def replay(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             s.update(status=DECIDED, outcome=d["outcome"], claimed_by=None)
         elif t in ("undone", "reverted"):
             reopened = CLAIMED if d.get("reclaimed") else (ESCALATED if s["escalated"] else PENDING)
-            s.update(status=reopened, outcome=None, attempt=d["attempt"],
-                     claimed_by=actor if d.get("reclaimed") else None)
+            s.update(
+                status=reopened,
+                outcome=None,
+                attempt=d["attempt"],
+                claimed_by=actor if d.get("reclaimed") else None,
+            )
         elif t == "superseded":
             s.update(status=SUPERSEDED, claimed_by=None)
     return s

@@ -36,34 +36,56 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
     since = now - timedelta(hours=hours)
     with db.read() as conn:
         decisions = conn.execute(
-            select(DECISIONS.c.item_id, DECISIONS.c.outcome, DECISIONS.c.decided_by, DECISIONS.c.claimed_at,
-                   DECISIONS.c.created_at, DECISIONS.c.undone_at, DECISIONS.c.undo_kind)
-            .where(DECISIONS.c.created_at >= since)).all()
-        open_items = conn.execute(select(T.c.created_at, T.c.verdict).where(T.c.status.in_(OPEN_STATES))).all()
-        decided_late = conn.execute(select(T.c.created_at, T.c.decided_at, T.c.verdict).where(
-            T.c.decided_at >= since)).all()
-        escalations = conn.execute(select(func.count(func.distinct(EVENTS.c.item_id))).where(
-            EVENTS.c.type == "escalated", EVENTS.c.created_at >= since)).scalar_one()
-        touched = conn.execute(select(func.count(func.distinct(EVENTS.c.item_id))).where(
-            EVENTS.c.created_at >= since)).scalar_one()
+            select(
+                DECISIONS.c.item_id,
+                DECISIONS.c.outcome,
+                DECISIONS.c.decided_by,
+                DECISIONS.c.claimed_at,
+                DECISIONS.c.created_at,
+                DECISIONS.c.undone_at,
+                DECISIONS.c.undo_kind,
+            ).where(DECISIONS.c.created_at >= since)
+        ).all()
+        open_items = conn.execute(
+            select(T.c.created_at, T.c.verdict).where(T.c.status.in_(OPEN_STATES))
+        ).all()
+        decided_late = conn.execute(
+            select(T.c.created_at, T.c.decided_at, T.c.verdict).where(T.c.decided_at >= since)
+        ).all()
+        escalations = conn.execute(
+            select(func.count(func.distinct(EVENTS.c.item_id))).where(
+                EVENTS.c.type == "escalated", EVENTS.c.created_at >= since
+            )
+        ).scalar_one()
+        touched = conn.execute(
+            select(func.count(func.distinct(EVENTS.c.item_id))).where(EVENTS.c.created_at >= since)
+        ).scalar_one()
         original = T.alias("original")
         appeals = conn.execute(
-            select(T.c.outcome, original.c.outcome).join(original, T.c.appeal_of == original.c.id)
-            .where(T.c.kind == "appeal", T.c.status == "decided", T.c.decided_at >= since)).all()
+            select(T.c.outcome, original.c.outcome)
+            .join(original, T.c.appeal_of == original.c.id)
+            .where(T.c.kind == "appeal", T.c.status == "decided", T.c.decided_at >= since)
+        ).all()
         live = DECISIONS.alias("live")
         precision_rows = conn.execute(
             select(RULES.c.rule, RULES.c.family, live.c.outcome, func.count())
             .join(live, live.c.item_id == RULES.c.item_id)
-            .where(live.c.undone_at.is_(None)).group_by(RULES.c.rule, RULES.c.family, live.c.outcome)).all()
+            .where(live.c.undone_at.is_(None))
+            .group_by(RULES.c.rule, RULES.c.family, live.c.outcome)
+        ).all()
         names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
 
     live_decisions = [d for d in decisions if d.undone_at is None]
     handling = [(d.created_at - d.claimed_at).total_seconds() for d in decisions if d.claimed_at is not None]
     ages = [(now - r.created_at).total_seconds() for r in open_items]
-    breaches_open = sum(1 for r in open_items
-                        if now - r.created_at > timedelta(hours=SLA_HOURS.get(r.verdict or "", 24)))
-    breaches_decided = sum(1 for r in decided_late
-                           if r.decided_at - r.created_at > timedelta(hours=SLA_HOURS.get(r.verdict or "", 24)))
+    breaches_open = sum(
+        1 for r in open_items if now - r.created_at > timedelta(hours=SLA_HOURS.get(r.verdict or "", 24))
+    )
+    breaches_decided = sum(
+        1
+        for r in decided_late
+        if r.decided_at - r.created_at > timedelta(hours=SLA_HOURS.get(r.verdict or "", 24))
+    )
     per_reviewer: dict[str, int] = {}
     for d in live_decisions:
         name = names.get(d.decided_by, str(d.decided_by))
@@ -81,11 +103,18 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
     overturned = sum(1 for mine, orig in appeals if mine == "approved" and orig != "approved")
     return {
         "window_hours": hours,
-        "throughput": {"decisions": len(live_decisions), "per_hour": round(len(live_decisions) / hours, 2),
-                       "by_outcome": by_outcome, "by_reviewer": per_reviewer},
+        "throughput": {
+            "decisions": len(live_decisions),
+            "per_hour": round(len(live_decisions) / hours, 2),
+            "by_outcome": by_outcome,
+            "by_reviewer": per_reviewer,
+        },
         "handling_seconds": {"p50": _percentile(handling, 0.5), "p95": _percentile(handling, 0.95)},
-        "queue": {"open": len(open_items), "age_p50_seconds": _percentile(ages, 0.5),
-                  "age_p95_seconds": _percentile(ages, 0.95)},
+        "queue": {
+            "open": len(open_items),
+            "age_p50_seconds": _percentile(ages, 0.5),
+            "age_p95_seconds": _percentile(ages, 0.95),
+        },
         "sla_breaches": {"open": breaches_open, "decided_late": breaches_decided, "hours": SLA_HOURS},
         "rates": {
             "escalation": _rate(escalations, touched),

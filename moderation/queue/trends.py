@@ -58,19 +58,40 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
     since = datetime.combine(first_day, datetime.min.time(), CHINA).astimezone(UTC)
     with db.read() as conn:
         decisions = conn.execute(
-            select(DECISIONS.c.id, DECISIONS.c.item_id, DECISIONS.c.outcome, DECISIONS.c.decided_by,
-                   DECISIONS.c.claimed_at, DECISIONS.c.created_at, DECISIONS.c.undone_at, DECISIONS.c.undo_kind,
-                   ITEMS.c.verdict)
+            select(
+                DECISIONS.c.id,
+                DECISIONS.c.item_id,
+                DECISIONS.c.outcome,
+                DECISIONS.c.decided_by,
+                DECISIONS.c.claimed_at,
+                DECISIONS.c.created_at,
+                DECISIONS.c.undone_at,
+                DECISIONS.c.undo_kind,
+                ITEMS.c.verdict,
+            )
             .join(ITEMS, ITEMS.c.id == DECISIONS.c.item_id)
-            .where(DECISIONS.c.created_at >= since)).all()
+            .where(DECISIONS.c.created_at >= since)
+        ).all()
         created = conn.execute(select(ITEMS.c.created_at).where(ITEMS.c.created_at >= since)).all()
         original = ITEMS.alias("original")
         overturned = conn.execute(
-            select(original.c.decided_by).join(original, ITEMS.c.appeal_of == original.c.id)
-            .where(ITEMS.c.kind == "appeal", ITEMS.c.status == "decided", ITEMS.c.outcome == "approved",
-                   original.c.outcome != "approved", ITEMS.c.decided_at >= since)).all()
-        marks: dict[int, int] = dict(conn.execute(select(MARKS.c.marked_by, func.count()).where(MARKS.c.created_at >= since)
-                                  .group_by(MARKS.c.marked_by)).all())
+            select(original.c.decided_by)
+            .join(original, ITEMS.c.appeal_of == original.c.id)
+            .where(
+                ITEMS.c.kind == "appeal",
+                ITEMS.c.status == "decided",
+                ITEMS.c.outcome == "approved",
+                original.c.outcome != "approved",
+                ITEMS.c.decided_at >= since,
+            )
+        ).all()
+        marks: dict[int, int] = dict(
+            conn.execute(
+                select(MARKS.c.marked_by, func.count())
+                .where(MARKS.c.created_at >= since)
+                .group_by(MARKS.c.marked_by)
+            ).all()
+        )
         names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
 
     def day_of(t: datetime) -> str:
@@ -81,16 +102,34 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
     daily: dict[str, dict[str, Any]] = {}
     for i in range(days):
         date = (first_day + timedelta(days=i)).isoformat()
-        daily[date] = {"day": date, "created": 0, "decided": 0, "approved": 0, "rejected": 0, "changes_requested": 0,
-                    "agree": 0, "judged": 0}
+        daily[date] = {
+            "day": date,
+            "created": 0,
+            "decided": 0,
+            "approved": 0,
+            "rejected": 0,
+            "changes_requested": 0,
+            "agree": 0,
+            "judged": 0,
+        }
     for (at,) in created:
         day = daily.get(day_of(at))
         if day is not None:
             day["created"] += 1
     reviewers: dict[int, dict[str, Any]] = {}
     for d in decisions:
-        r = reviewers.setdefault(d.decided_by, {"decisions": 0, "approved": 0, "agree": 0, "judged": 0,
-                                                "reverted": 0, "hours": set(), "handling": []})
+        r = reviewers.setdefault(
+            d.decided_by,
+            {
+                "decisions": 0,
+                "approved": 0,
+                "agree": 0,
+                "judged": 0,
+                "reverted": 0,
+                "hours": set(),
+                "handling": [],
+            },
+        )
         if d.undo_kind == "revert":
             r["reverted"] += 1
         if d.undone_at is not None:
@@ -122,22 +161,36 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
         lead_agree = _pct(total - r["reverted"] - over.get(user_id, 0), total)
         machine = _pct(r["agree"], r["judged"])
         approval = _pct(r["approved"], r["decisions"])
-        rows.append({
-            "user_id": user_id, "name": names.get(user_id, str(user_id)), "decisions": r["decisions"],
-            "active_hours": len(r["hours"]),
-            "per_active_hour": round(r["decisions"] / len(r["hours"]), 1) if r["hours"] else 0,
-            "handling_p50": _median(r["handling"]), "approval_rate": approval, "approval_rate_text": _text(approval),
-            "machine_agreement": machine, "machine_agreement_text": _text(machine),
-            "reverted": r["reverted"], "overturned": over.get(user_id, 0),
-            "lead_agreement": lead_agree, "lead_agreement_text": _text(lead_agree),
-            "finding_marks": marks.get(user_id, 0),
-        })
+        rows.append(
+            {
+                "user_id": user_id,
+                "name": names.get(user_id, str(user_id)),
+                "decisions": r["decisions"],
+                "active_hours": len(r["hours"]),
+                "per_active_hour": round(r["decisions"] / len(r["hours"]), 1) if r["hours"] else 0,
+                "handling_p50": _median(r["handling"]),
+                "approval_rate": approval,
+                "approval_rate_text": _text(approval),
+                "machine_agreement": machine,
+                "machine_agreement_text": _text(machine),
+                "reverted": r["reverted"],
+                "overturned": over.get(user_id, 0),
+                "lead_agreement": lead_agree,
+                "lead_agreement_text": _text(lead_agree),
+                "finding_marks": marks.get(user_id, 0),
+            }
+        )
     rows.sort(key=lambda x: (-x["decisions"], x["name"]))
     days_out = []
     for day in daily.values():
         rate = _pct(day["agree"], day["judged"])
-        days_out.append({**{k: v for k, v in day.items() if k not in ("agree", "judged")},
-                         "machine_agreement": rate, "machine_agreement_text": _text(rate)})
+        days_out.append(
+            {
+                **{k: v for k, v in day.items() if k not in ("agree", "judged")},
+                "machine_agreement": rate,
+                "machine_agreement_text": _text(rate),
+            }
+        )
     agree = sum(d["agree"] for d in daily.values())
     judged = sum(d["judged"] for d in daily.values())
     all_total = sum(r["decisions"] + r["reverted"] for r in reviewers.values())
@@ -148,7 +201,11 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
         "daily": days_out,
         "max_day": max([max(d["created"], d["decided"]) for d in days_out] or [0]),
         "reviewers": rows,
-        "totals": {"machine_agreement": machine_all, "machine_agreement_text": _text(machine_all),
-                   "lead_agreement": lead_all, "lead_agreement_text": _text(lead_all),
-                   "finding_marks": sum(marks.values())},
+        "totals": {
+            "machine_agreement": machine_all,
+            "machine_agreement_text": _text(machine_all),
+            "lead_agreement": lead_all,
+            "lead_agreement_text": _text(lead_all),
+            "finding_marks": sum(marks.values()),
+        },
     }

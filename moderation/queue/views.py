@@ -64,14 +64,18 @@ _BAD_CURSOR = "the cursor is not one this API returned"
 
 def _encode_cursor(values: list[Any], key: bytes) -> str:
     """``base64(json).base64(hmac)``: a client can hold it and send it back, not forge or edit it."""
-    payload = base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+    payload = (
+        base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+    )
     tag = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]
     return payload + "." + base64.urlsafe_b64encode(tag).decode()
 
 
 def _decode_cursor(cursor: str, key: bytes) -> list[Any]:
     payload, _, tag = cursor.partition(".")
-    expected = base64.urlsafe_b64encode(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]).decode()
+    expected = base64.urlsafe_b64encode(
+        hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]
+    ).decode()
     if not tag or not hmac.compare_digest(tag.encode(), expected.encode()):
         raise Invalid("invalid_cursor", _BAD_CURSOR)
     try:
@@ -131,8 +135,11 @@ class Views:
         if value is None:
             try:
                 with self.db.write() as conn:
-                    conn.execute(insert(STATE).values(name=CURSOR_KEY, value=secrets.token_hex(32), number=0,
-                                                      updated_at=utcnow()))
+                    conn.execute(
+                        insert(STATE).values(
+                            name=CURSOR_KEY, value=secrets.token_hex(32), number=0, updated_at=utcnow()
+                        )
+                    )
             except IntegrityError:
                 pass  # another process made it first
             with self.db.read() as conn:
@@ -156,8 +163,12 @@ class Views:
             cond.append(T.c.families.like(f"%,{like_pattern(f.family)},%", escape="\\"))
         if f.flag:
             cond.append(T.c.flags.like(f"%,{like_pattern(f.flag)},%", escape="\\"))
-        for column, value in ((T.c.max_severity, f.severity), (T.c.category, f.category),
-                              (T.c.seller_id, f.seller), (T.c.kind, f.kind)):
+        for column, value in (
+            (T.c.max_severity, f.severity),
+            (T.c.category, f.category),
+            (T.c.seller_id, f.seller),
+            (T.c.kind, f.kind),
+        ):
             if value:
                 cond.append(column == value)
         if f.q and f.q.strip():
@@ -185,14 +196,23 @@ class Views:
                     cond.append(or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))
                 else:
                     prio, at, last = _cursor_int(values[1]), _cursor_time(values[2]), _cursor_int(values[3])
-                    cond.append(or_(T.c.priority < prio, and_(T.c.priority == prio, or_(
-                        T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))))
+                    cond.append(
+                        or_(
+                            T.c.priority < prio,
+                            and_(
+                                T.c.priority == prio,
+                                or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)),
+                            ),
+                        )
+                    )
             except (IndexError, TypeError, ValueError) as exc:
                 raise Invalid("invalid_cursor", "the cursor is not one this API returned") from exc
         limit = max(1, min(limit, 200))
         with self.db.read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(
-                select(T).where(*cond).order_by(*order).limit(limit + 1))]
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(select(T).where(*cond).order_by(*order).limit(limit + 1))
+            ]
             names = self.usernames(conn)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -208,7 +228,11 @@ class Views:
     @staticmethod
     def _summary(item: dict[str, Any], now: datetime, names: dict[int, str]) -> dict[str, Any]:
         out = public_item(item)
-        held = item["status"] == CLAIMED and item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
+        held = (
+            item["status"] == CLAIMED
+            and item["lease_expires_at"] is not None
+            and item["lease_expires_at"] >= now
+        )
         out["held_by"] = names.get(item["claimed_by"]) if held else None
         out["held_by_id"] = item["claimed_by"] if held else None
         out["age_seconds"] = int((now - item["created_at"]).total_seconds())
@@ -222,8 +246,9 @@ class Views:
         now = utcnow()
         with self.db.read() as conn:
             names = self.usernames(conn)
-            rows = conn.execute(select(T.c.id, T.c.claimed_by).where(
-                T.c.status == CLAIMED, T.c.lease_expires_at >= now)).all()
+            rows = conn.execute(
+                select(T.c.id, T.c.claimed_by).where(T.c.status == CLAIMED, T.c.lease_expires_at >= now)
+            ).all()
         return {r[0]: names.get(r[1], str(r[1])) for r in rows}
 
     def detail(self, item_id: int, actor: Actor) -> dict[str, Any]:
@@ -232,40 +257,75 @@ class Views:
         with self.db.read() as conn:
             item = load_item(conn, item_id)
             names = self.usernames(conn)
-            signals = [dict(r._mapping) for r in conn.execute(
-                select(SIGNALS).where(SIGNALS.c.item_id == item_id).order_by(SIGNALS.c.id))]
+            signals = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(SIGNALS).where(SIGNALS.c.item_id == item_id).order_by(SIGNALS.c.id)
+                )
+            ]
             listing = conn.execute(select(LISTINGS).where(LISTINGS.c.id == item["listing_id"])).first()
             listing_items = select(T.c.id).where(T.c.listing_id == item["listing_id"])
-            decisions = [dict(r._mapping) for r in conn.execute(
-                select(DECISIONS).where(DECISIONS.c.item_id.in_(listing_items)).order_by(DECISIONS.c.id))]
+            decisions = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(DECISIONS).where(DECISIONS.c.item_id.in_(listing_items)).order_by(DECISIONS.c.id)
+                )
+            ]
             events = self._events(conn, item_id)
             marks = marks_by_decision(conn, [d["id"] for d in decisions])
             history: list[dict[str, Any]] = []
             counts: dict[str, int] = {}
             if item["seller_id"]:
-                history = [dict(r._mapping) for r in conn.execute(
-                    select(T.c.id, T.c.listing_id, T.c.title, T.c.status, T.c.outcome, T.c.created_at)
-                    .where(T.c.seller_id == item["seller_id"], T.c.id != item_id)
-                    .order_by(T.c.id.desc()).limit(20))]
-                counts = {str(k or "open"): v for k, v in conn.execute(
-                    select(T.c.outcome, func.count()).where(T.c.seller_id == item["seller_id"])
-                    .group_by(T.c.outcome))}
+                history = [
+                    dict(r._mapping)
+                    for r in conn.execute(
+                        select(T.c.id, T.c.listing_id, T.c.title, T.c.status, T.c.outcome, T.c.created_at)
+                        .where(T.c.seller_id == item["seller_id"], T.c.id != item_id)
+                        .order_by(T.c.id.desc())
+                        .limit(20)
+                    )
+                ]
+                counts = {
+                    str(k or "open"): v
+                    for k, v in conn.execute(
+                        select(T.c.outcome, func.count())
+                        .where(T.c.seller_id == item["seller_id"])
+                        .group_by(T.c.outcome)
+                    )
+                }
         latest = signals[-1]["result"] if signals else {}
         out = self._summary(item, now, names)
-        out["claim_token"] = item["claim_token"] if item["claimed_by"] == actor.id and out["held_by"] else None
+        out["claim_token"] = (
+            item["claim_token"] if item["claimed_by"] == actor.id and out["held_by"] else None
+        )
         out.update(
             listing=latest.get("listing") or (dict(listing.snapshot) if listing else {}),
             check=latest.get("check", {}),
             current_listing_revision=listing.revision if listing else None,
             listing_deleted=bool(listing.deleted) if listing else False,
-            signals=[{"id": s["id"], "source": s["source"], "verdict": s["verdict"], "risk": s["risk"],
-                      "listing_revision": s["listing_revision"], "created_at": iso(s["created_at"])}
-                     for s in signals],
-            decisions=[{**{k: iso(v) if isinstance(v, datetime) else v for k, v in d.items()},
-                        "decided_by_name": names.get(d["decided_by"]), "finding_marks": marks.get(d["id"], [])}
-                       for d in decisions],
+            signals=[
+                {
+                    "id": s["id"],
+                    "source": s["source"],
+                    "verdict": s["verdict"],
+                    "risk": s["risk"],
+                    "listing_revision": s["listing_revision"],
+                    "created_at": iso(s["created_at"]),
+                }
+                for s in signals
+            ],
+            decisions=[
+                {
+                    **{k: iso(v) if isinstance(v, datetime) else v for k, v in d.items()},
+                    "decided_by_name": names.get(d["decided_by"]),
+                    "finding_marks": marks.get(d["id"], []),
+                }
+                for d in decisions
+            ],
             events=[{**e, "actor_name": names.get(e["actor"])} for e in events],
-            seller_history=[{k: iso(v) if isinstance(v, datetime) else v for k, v in h.items()} for h in history],
+            seller_history=[
+                {k: iso(v) if isinstance(v, datetime) else v for k, v in h.items()} for h in history
+            ],
             seller_counts=counts,
             decided_by_name=names.get(item["decided_by"]),
         )
@@ -273,8 +333,10 @@ class Views:
 
     @staticmethod
     def _events(conn: Connection, item_id: int) -> list[dict[str, Any]]:
-        return [{"seq": r.seq, "type": r.type, "actor": r.actor, "data": r.data, "created_at": iso(r.created_at)}
-                for r in conn.execute(select(EVENTS).where(EVENTS.c.item_id == item_id).order_by(EVENTS.c.seq))]
+        return [
+            {"seq": r.seq, "type": r.type, "actor": r.actor, "data": r.data, "created_at": iso(r.created_at)}
+            for r in conn.execute(select(EVENTS).where(EVENTS.c.item_id == item_id).order_by(EVENTS.c.seq))
+        ]
 
     def events(self, *, item_id: int | None = None, after_id: int = 0, limit: int = 200) -> dict[str, Any]:
         """The append-only log, in insertion order, for auditors and replays."""
@@ -284,8 +346,18 @@ class Views:
         limit = max(1, min(limit, 1000))
         with self.db.read() as conn:
             rows = conn.execute(select(EVENTS).where(*cond).order_by(EVENTS.c.id).limit(limit)).all()
-        events = [{"id": r.id, "item_id": r.item_id, "seq": r.seq, "type": r.type, "actor": r.actor,
-                   "data": r.data, "created_at": iso(r.created_at)} for r in rows]
+        events = [
+            {
+                "id": r.id,
+                "item_id": r.item_id,
+                "seq": r.seq,
+                "type": r.type,
+                "actor": r.actor,
+                "data": r.data,
+                "created_at": iso(r.created_at),
+            }
+            for r in rows
+        ]
         return {"events": events, "next_after": events[-1]["id"] if len(events) == limit else None}
 
     def verify(self) -> list[str]:
@@ -296,10 +368,16 @@ class Views:
             items = {r.id: dict(r._mapping) for r in conn.execute(select(T))}
             by_item: dict[int, list[dict[str, Any]]] = {}
             for r in conn.execute(select(EVENTS).order_by(EVENTS.c.item_id, EVENTS.c.seq)):
-                by_item.setdefault(r.item_id, []).append({"seq": r.seq, "type": r.type, "actor": r.actor,
-                                                          "data": r.data})
-            live: dict[int, int] = dict(conn.execute(select(DECISIONS.c.item_id, func.count()).where(
-                DECISIONS.c.undone_at.is_(None)).group_by(DECISIONS.c.item_id)).all())
+                by_item.setdefault(r.item_id, []).append(
+                    {"seq": r.seq, "type": r.type, "actor": r.actor, "data": r.data}
+                )
+            live: dict[int, int] = dict(
+                conn.execute(
+                    select(DECISIONS.c.item_id, func.count())
+                    .where(DECISIONS.c.undone_at.is_(None))
+                    .group_by(DECISIONS.c.item_id)
+                ).all()
+            )
         for item_id, item in items.items():
             events = by_item.get(item_id, [])
             seqs = [e["seq"] for e in events]

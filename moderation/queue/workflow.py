@@ -132,28 +132,47 @@ class Workflow:
         """Values for ``_CLAIM_VALUES`` and ``_claimable`` (``user_id`` is who will hold the item)."""
         return {"b_actor": user_id, "b_now": now, "b_token": token, "b_lease_until": now + self.lease}
 
-    def claim_next(self, actor: Actor, *, family: str | None = None, category: str | None = None,
-                   severity: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
+    def claim_next(
+        self,
+        actor: Actor,
+        *,
+        family: str | None = None,
+        category: str | None = None,
+        severity: str | None = None,
+        kind: str | None = None,
+    ) -> dict[str, Any] | None:
         """Claim the highest-priority, oldest claimable item; ``None`` when there is none."""
         statement, params, event = self.claim_next_call(actor, family, category, severity, kind)
         with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
             item = change(conn, statement, params, *event)
         return None if item is None else self._claim_answer(item)
 
-    def claim_next_call(self, actor: Actor, family: str | None, category: str | None, severity: str | None,
-                        kind: str | None) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
+    def claim_next_call(
+        self, actor: Actor, family: str | None, category: str | None, severity: str | None, kind: str | None
+    ) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
         """Claim-next's statement, its parameters and its event (``change``); also sent by ``fast.py``."""
         self._require(actor, "claim")
         now = utcnow()
-        params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_category": category,
-                  "b_family": f"%,{like_pattern(family or '')},%", "b_severity": severity, "b_kind": kind}
-        statement = _claim_next(actor.can("claim_escalated"), bool(family), bool(category), bool(severity), bool(kind))
+        params = {
+            **self._claim_params(actor.id, now, secrets.token_hex(16)),
+            "b_category": category,
+            "b_family": f"%,{like_pattern(family or '')},%",
+            "b_severity": severity,
+            "b_kind": kind,
+        }
+        statement = _claim_next(
+            actor.can("claim_escalated"), bool(family), bool(category), bool(severity), bool(kind)
+        )
         return statement, params, ("claimed", actor.id, {"lease_expires_at": iso(now + self.lease)}, now)
 
     @staticmethod
     def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
-        return {"item": public_item(item), "claim_token": item["claim_token"],
-                "lease_expires_at": iso(item["lease_expires_at"]), "version": item["version"]}
+        return {
+            "item": public_item(item),
+            "claim_token": item["claim_token"],
+            "lease_expires_at": iso(item["lease_expires_at"]),
+            "version": item["version"],
+        }
 
     def claim(self, item_id: int, actor: Actor) -> dict[str, Any]:
         """Claim one given item (a targeted claim); renews the lease if the actor already holds it."""
@@ -161,8 +180,15 @@ class Workflow:
         now = utcnow()
         params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_item": item_id}
         with self.db.write() as conn:
-            item = change(conn, _claim(actor.can("claim_escalated")), params, "claimed", actor.id,
-                          {"lease_expires_at": iso(now + self.lease)}, now)
+            item = change(
+                conn,
+                _claim(actor.can("claim_escalated")),
+                params,
+                "claimed",
+                actor.id,
+                {"lease_expires_at": iso(now + self.lease)},
+                now,
+            )
             if item is not None:
                 return self._claim_answer(item)
             renewed = conn.execute(_RENEW, params).first()
@@ -195,7 +221,8 @@ class Workflow:
 
     def _lease_error(self, conn: Connection, item_id: int) -> QueueError:
         return self._closed(load_item(conn, item_id)) or Conflict(
-            "lease_lost", "you no longer hold this item (lease expired or taken over)")
+            "lease_lost", "you no longer hold this item (lease expired or taken over)"
+        )
 
     def heartbeat(self, item_id: int, actor: Actor, token: str) -> dict[str, Any]:
         """Extend the holder's lease; 409 once it expired or someone else took the item."""
@@ -211,19 +238,30 @@ class Workflow:
         """Give the item back (``skip`` also keeps claim-next from handing it to this actor again)."""
         now = utcnow()
         with self.db.write() as conn:
-            item = change(conn, _RELEASE, self._holder_params(item_id, actor, token, now),
-                          "skipped" if skip else "released", actor.id, {}, now)
+            item = change(
+                conn,
+                _RELEASE,
+                self._holder_params(item_id, actor, token, now),
+                "skipped" if skip else "released",
+                actor.id,
+                {},
+                now,
+            )
             if item is None:
                 raise self._lease_error(conn, item_id)
             if skip:
-                conn.execute(self.db.insert(SKIPS).values(item_id=item_id, user_id=actor.id, created_at=now)
-                             .on_conflict_do_nothing())
+                conn.execute(
+                    self.db.insert(SKIPS)
+                    .values(item_id=item_id, user_id=actor.id, created_at=now)
+                    .on_conflict_do_nothing()
+                )
             return public_item(item)
 
     # -- deciding ---------------------------------------------------------------------------------
 
-    def decide(self, item_id: int, actor: Actor, body: DecisionIn,
-               idempotency_key: str | None = None) -> dict[str, Any]:
+    def decide(
+        self, item_id: int, actor: Actor, body: DecisionIn, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Record a decision for the claimed item; with an idempotency key a retry gets the same answer."""
         self._require(actor, "decide")
         validate_outcome(body)
@@ -236,9 +274,17 @@ class Workflow:
             with self.db.write() as conn:
                 result = self._decide_in(conn, item_id, actor, body)
                 if idempotency_key:
-                    conn.execute(_IDEMPOTENCY_INSERT, {
-                        "user_id": actor.id, "key": idempotency_key, "request_hash": fingerprint,
-                        "status_code": 200, "response": result, "created_at": utcnow()})
+                    conn.execute(
+                        _IDEMPOTENCY_INSERT,
+                        {
+                            "user_id": actor.id,
+                            "key": idempotency_key,
+                            "request_hash": fingerprint,
+                            "status_code": 200,
+                            "response": result,
+                            "created_at": utcnow(),
+                        },
+                    )
                 return result
         except (Conflict, IntegrityError) as exc:
             # A concurrent retry with the same key may have won; then its answer is ours too.
@@ -252,8 +298,11 @@ class Workflow:
 
     def _stored_answer(self, actor: Actor, key: str, fingerprint: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
-            row = conn.execute(select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.response).where(
-                IDEMPOTENCY.c.user_id == actor.id, IDEMPOTENCY.c.key == key)).first()
+            row = conn.execute(
+                select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.response).where(
+                    IDEMPOTENCY.c.user_id == actor.id, IDEMPOTENCY.c.key == key
+                )
+            ).first()
         if row is None:
             return None
         if row[0] != fingerprint:
@@ -278,18 +327,31 @@ class Workflow:
             for statement in statements[2:]:
                 conn.execute(statement, params)
         if marks:
-            conn.execute(insert(MARKS), [{**m, "decision_id": item["decision_id"], "marked_by": actor.id,
-                                          "created_at": now} for m in marks])
+            conn.execute(
+                insert(MARKS),
+                [
+                    {**m, "decision_id": item["decision_id"], "marked_by": actor.id, "created_at": now}
+                    for m in marks
+                ],
+            )
         return self.decide_answer(item, body, now)
 
-    def decide_params(self, item_id: int, actor: Actor, body: Judgement, marks: list[dict[str, Any]],
-                      now: datetime) -> dict[str, Any]:
+    def decide_params(
+        self, item_id: int, actor: Actor, body: Judgement, marks: list[dict[str, Any]], now: datetime
+    ) -> dict[str, Any]:
         """The parameters of ``_decision_rows``; also sent by ``fast.py``."""
         params: dict[str, Any] = {
-            "b_item": item_id, "b_actor": actor.id, "b_now": now, "b_outcome": body.outcome,
-            "b_codes": body.reason_codes, "b_reasons": [REASON_CODES[c] for c in body.reason_codes],
-            "b_seller_message": body.seller_message, "b_internal_note": body.internal_note,
-            "b_marks": [public_mark(m) for m in marks], "b_available_at": now + self.undo_window}
+            "b_item": item_id,
+            "b_actor": actor.id,
+            "b_now": now,
+            "b_outcome": body.outcome,
+            "b_codes": body.reason_codes,
+            "b_reasons": [REASON_CODES[c] for c in body.reason_codes],
+            "b_seller_message": body.seller_message,
+            "b_internal_note": body.internal_note,
+            "b_marks": [public_mark(m) for m in marks],
+            "b_available_at": now + self.undo_window,
+        }
         if isinstance(body, DecisionIn):
             params.update(b_token=body.claim_token, b_version=body.version, b_revision=body.listing_revision)
         return params
@@ -298,34 +360,54 @@ class Workflow:
         """The answer to a decision, from the decided item's row and its ``decision_id``."""
         item = dict(row)
         decision_id = item.pop("decision_id")
-        return {"item": public_item(item), "decision_id": decision_id, "outcome": body.outcome,
-                "attempt": item["attempt"], "undo_until": iso(now + self.undo_window)}
+        return {
+            "item": public_item(item),
+            "decision_id": decision_id,
+            "outcome": body.outcome,
+            "attempt": item["attempt"],
+            "undo_until": iso(now + self.undo_window),
+        }
 
     def _why_not_decided(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> QueueError:
         """One read: the item and its listing's current revision."""
-        row = conn.execute(select(T, LISTINGS.c.revision.label("current_revision"), LISTINGS.c.deleted.label("gone"))
-                           .outerjoin(LISTINGS, LISTINGS.c.id == T.c.listing_id).where(T.c.id == item_id)).first()
+        row = conn.execute(
+            select(T, LISTINGS.c.revision.label("current_revision"), LISTINGS.c.deleted.label("gone"))
+            .outerjoin(LISTINGS, LISTINGS.c.id == T.c.listing_id)
+            .where(T.c.id == item_id)
+        ).first()
         if row is None:
             raise NotFound("item_not_found", f"item {item_id} does not exist")
         item = row._mapping
-        if item["status"] == SUPERSEDED or item["gone"] or item["current_revision"] not in (None, item["listing_revision"]):
+        if (
+            item["status"] == SUPERSEDED
+            or item["gone"]
+            or item["current_revision"] not in (None, item["listing_revision"])
+        ):
             return Conflict("listing_changed", "the listing changed since this item was queued")
         if item["status"] == DECIDED:
             return Conflict("already_decided", "the item is already decided")
         if not isinstance(body, DecisionIn):
             return Conflict("held", "another reviewer holds this item", held_by=item["claimed_by"])
         if body.listing_revision != item["listing_revision"]:
-            return Conflict("listing_changed", "you reviewed another revision of the listing",
-                            listing_revision=item["listing_revision"])
-        if (item["status"] != CLAIMED or item["claim_token"] != body.claim_token
-                or item["claimed_by"] != actor.id or item["lease_expires_at"] < utcnow()):
+            return Conflict(
+                "listing_changed",
+                "you reviewed another revision of the listing",
+                listing_revision=item["listing_revision"],
+            )
+        if (
+            item["status"] != CLAIMED
+            or item["claim_token"] != body.claim_token
+            or item["claimed_by"] != actor.id
+            or item["lease_expires_at"] < utcnow()
+        ):
             return Conflict("lease_lost", "you no longer hold this item (lease expired or taken over)")
         if item["version"] != body.version:
             return Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
         return Conflict("conflict", "the item changed concurrently")
 
-    def bulk_decide(self, actor: Actor, item_ids: list[int], body: Judgement, *, dry_run: bool = False
-                    ) -> list[dict[str, Any]]:
+    def bulk_decide(
+        self, actor: Actor, item_ids: list[int], body: Judgement, *, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
         """Decide many items, each in its own transaction: per-item results, nothing half-applied."""
         self._require(actor, "bulk")
         validate_outcome(body)
@@ -353,7 +435,8 @@ class Workflow:
         with self.db.read() as conn:
             item = load_item(conn, item_id)
         free = item["status"] in (PENDING, ESCALATED) or (
-            item["status"] == CLAIMED and (item["lease_expires_at"] < now or item["claimed_by"] == actor.id))
+            item["status"] == CLAIMED and (item["lease_expires_at"] < now or item["claimed_by"] == actor.id)
+        )
         out = {"item_id": item_id, "ok": free, "status_now": item["status"], "title": item["title"]}
         if not free:
             out["code"] = "held" if item["status"] == CLAIMED else f"not_open:{item['status']}"
@@ -361,23 +444,44 @@ class Workflow:
 
     # -- other transitions ------------------------------------------------------------------------
 
-    def escalate(self, item_id: int, actor: Actor, note: str = "", *, claim_token: str | None = None,
-                 version: int | None = None) -> dict[str, Any]:
+    def escalate(
+        self,
+        item_id: int,
+        actor: Actor,
+        note: str = "",
+        *,
+        claim_token: str | None = None,
+        version: int | None = None,
+    ) -> dict[str, Any]:
         """Send to a lead: from pending, or from the holder (with the claim token), or by a lead."""
         self._require(actor, "escalate")
         now = utcnow()
         may = [T.c.status == PENDING, and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)]
         if claim_token:
-            may.append(and_(T.c.status == CLAIMED, T.c.claim_token == claim_token, T.c.claimed_by == actor.id))
+            may.append(
+                and_(T.c.status == CLAIMED, T.c.claim_token == claim_token, T.c.claimed_by == actor.id)
+            )
         if actor.can("assign"):
             may.append(T.c.status == CLAIMED)
         where = [T.c.id == item_id, or_(*may)]
         if version is not None:
             where.append(T.c.version == version)
-        escalate = (update(T).where(*where)
-                    .values(status=ESCALATED, escalated=True, claimed_by=None, claim_token=None, claimed_at=None,
-                            lease_expires_at=None, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
-                            updated_at=now).returning(*RETURNING))
+        escalate = (
+            update(T)
+            .where(*where)
+            .values(
+                status=ESCALATED,
+                escalated=True,
+                claimed_by=None,
+                claim_token=None,
+                claimed_at=None,
+                lease_expires_at=None,
+                version=T.c.version + 1,
+                event_seq=T.c.event_seq + 1,
+                updated_at=now,
+            )
+            .returning(*RETURNING)
+        )
         with self.db.write() as conn:
             item = change(conn, escalate, {}, "escalated", actor.id, {"note": note}, now)
             if item is None:
@@ -415,19 +519,38 @@ class Workflow:
             raise Invalid("reason_required", "a revert needs a reason")
         return self._reopen(item_id, actor, [], "reverted", reason.strip(), reclaim=False, now=utcnow())
 
-    def _reopen(self, item_id: int, actor: Actor, where: list[Any], type_: str, reason: str, *,
-                reclaim: bool, now: datetime) -> dict[str, Any]:
+    def _reopen(
+        self,
+        item_id: int,
+        actor: Actor,
+        where: list[Any],
+        type_: str,
+        reason: str,
+        *,
+        reclaim: bool,
+        now: datetime,
+    ) -> dict[str, Any]:
         token = secrets.token_hex(16) if reclaim else None
         reopened = CLAIMED if reclaim else case((T.c.escalated.is_(True), ESCALATED), else_=PENDING)
         with self.db.write() as conn:
             row = conn.execute(
-                update(T).where(T.c.id == item_id, T.c.status == DECIDED, *where)
-                .values(status=reopened, outcome=None, decided_by=None, decided_at=None,
-                        claimed_by=actor.id if reclaim else None, claim_token=token,
-                        claimed_at=now if reclaim else None,
-                        lease_expires_at=now + self.lease if reclaim else None,
-                        attempt=T.c.attempt + 1, version=T.c.version + 1, event_seq=T.c.event_seq + 1,
-                        updated_at=now).returning(*RETURNING)
+                update(T)
+                .where(T.c.id == item_id, T.c.status == DECIDED, *where)
+                .values(
+                    status=reopened,
+                    outcome=None,
+                    decided_by=None,
+                    decided_at=None,
+                    claimed_by=actor.id if reclaim else None,
+                    claim_token=token,
+                    claimed_at=now if reclaim else None,
+                    lease_expires_at=now + self.lease if reclaim else None,
+                    attempt=T.c.attempt + 1,
+                    version=T.c.version + 1,
+                    event_seq=T.c.event_seq + 1,
+                    updated_at=now,
+                )
+                .returning(*RETURNING)
             ).first()
             if row is None:
                 item = load_item(conn, item_id)
@@ -439,18 +562,45 @@ class Workflow:
             item = dict(row._mapping)
             old_attempt = item["attempt"] - 1
             undone = conn.execute(
-                update(DECISIONS).where(DECISIONS.c.item_id == item_id, DECISIONS.c.attempt == old_attempt,
-                                        DECISIONS.c.undone_at.is_(None))
-                .values(undone_at=now, undone_by=actor.id, undo_kind="undo" if type_ == "undone" else "revert",
-                        undo_reason=reason or None).returning(DECISIONS.c.id)
+                update(DECISIONS)
+                .where(
+                    DECISIONS.c.item_id == item_id,
+                    DECISIONS.c.attempt == old_attempt,
+                    DECISIONS.c.undone_at.is_(None),
+                )
+                .values(
+                    undone_at=now,
+                    undone_by=actor.id,
+                    undo_kind="undo" if type_ == "undone" else "revert",
+                    undo_reason=reason or None,
+                )
+                .returning(DECISIONS.c.id)
             ).first()
             decision_id = undone[0] if undone else None
             # The seller's notification: cancelled if no consumer ever leased it, else retracted.
-            notice = withdraw(conn, item_id=item_id, listing_id=item["listing_id"], decision_id=decision_id,
-                              reason=reason or type_, now=now)
-            append_event(conn, item_id, item["event_seq"], type_, actor.id,
-                         {"attempt": item["attempt"], "reclaimed": reclaim, "reason": reason,
-                          "decision_id": decision_id, "seller_notification": notice}, now)
+            notice = withdraw(
+                conn,
+                item_id=item_id,
+                listing_id=item["listing_id"],
+                decision_id=decision_id,
+                reason=reason or type_,
+                now=now,
+            )
+            append_event(
+                conn,
+                item_id,
+                item["event_seq"],
+                type_,
+                actor.id,
+                {
+                    "attempt": item["attempt"],
+                    "reclaimed": reclaim,
+                    "reason": reason,
+                    "decision_id": decision_id,
+                    "seller_notification": notice,
+                },
+                now,
+            )
             out: dict[str, Any] = {"item": public_item(item), "attempt": item["attempt"]}
             if reclaim:
                 out.update(claim_token=token, version=item["version"])
@@ -460,15 +610,20 @@ class Workflow:
         """A lead's edit, guarded by the version they saw: of two racing edits one wins, one gets 409."""
         self._require(actor, "priority")
         now = utcnow()
-        edit = (update(T).where(T.c.id == item_id, T.c.version == version, T.c.status.in_(OPEN_STATES))
-                .values(priority=priority, version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
-                .returning(*RETURNING))
+        edit = (
+            update(T)
+            .where(T.c.id == item_id, T.c.version == version, T.c.status.in_(OPEN_STATES))
+            .values(priority=priority, version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+            .returning(*RETURNING)
+        )
         with self.db.write() as conn:
             item = change(conn, edit, {}, "priority_changed", actor.id, {"priority": priority}, now)
             if item is None:
                 item = load_item(conn, item_id)
                 if item["version"] != version:
-                    raise Conflict("stale_version", "the item changed since you loaded it", version=item["version"])
+                    raise Conflict(
+                        "stale_version", "the item changed since you loaded it", version=item["version"]
+                    )
                 raise Conflict("not_open", f"the item is {item['status']}")
             return public_item(item)
 
@@ -480,16 +635,31 @@ class Workflow:
         if not user.can("claim"):
             raise Invalid("not_a_reviewer", "the assignee cannot review items")
         now = utcnow()
-        states = [T.c.status.in_((PENDING, ESCALATED)), and_(T.c.status == CLAIMED, T.c.lease_expires_at < now)]
+        states = [
+            T.c.status.in_((PENDING, ESCALATED)),
+            and_(T.c.status == CLAIMED, T.c.lease_expires_at < now),
+        ]
         if force:
             states.append(T.c.status == CLAIMED)
         allowed = [or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id)]
         if not user.can("claim_escalated"):
             allowed.append(T.c.escalated.is_(False))
-        give = update(T).where(T.c.id == item_id, or_(*states), *allowed).values(**_CLAIM_VALUES).returning(*RETURNING)
+        give = (
+            update(T)
+            .where(T.c.id == item_id, or_(*states), *allowed)
+            .values(**_CLAIM_VALUES)
+            .returning(*RETURNING)
+        )
         with self.db.write() as conn:
-            item = change(conn, give, self._claim_params(user.id, now, secrets.token_hex(16)), "assigned", actor.id,
-                          {"user": user.id, "lease_expires_at": iso(now + self.lease)}, now)
+            item = change(
+                conn,
+                give,
+                self._claim_params(user.id, now, secrets.token_hex(16)),
+                "assigned",
+                actor.id,
+                {"user": user.id, "lease_expires_at": iso(now + self.lease)},
+                now,
+            )
             if item is None:
                 raise self._why_not_claimable(load_item(conn, item_id), user, now)
             return public_item(item)
@@ -524,13 +694,23 @@ _LEASE_UNTIL = bindparam("b_lease_until", type_=_DATETIME)
 
 #: What a claim (or an assignment) writes; ``b_actor`` is the new holder.
 _CLAIM_VALUES: dict[str, Any] = {
-    "status": CLAIMED, "claimed_by": _ACTOR, "claim_token": _TOKEN, "claimed_at": _NOW,
-    "lease_expires_at": _LEASE_UNTIL, "version": T.c.version + 1, "event_seq": T.c.event_seq + 1,
+    "status": CLAIMED,
+    "claimed_by": _ACTOR,
+    "claim_token": _TOKEN,
+    "claimed_at": _NOW,
+    "lease_expires_at": _LEASE_UNTIL,
+    "version": T.c.version + 1,
+    "event_seq": T.c.event_seq + 1,
     "updated_at": _NOW,
 }
 #: The actor still holds the item under this claim token and the lease has not run out.
-_HOLDER = (T.c.id == _ITEM, T.c.status == _S[CLAIMED], T.c.claim_token == _TOKEN, T.c.claimed_by == _ACTOR,
-           T.c.lease_expires_at >= _NOW)
+_HOLDER = (
+    T.c.id == _ITEM,
+    T.c.status == _S[CLAIMED],
+    T.c.claim_token == _TOKEN,
+    T.c.claimed_by == _ACTOR,
+    T.c.lease_expires_at >= _NOW,
+)
 
 
 @functools.cache
@@ -566,44 +746,89 @@ def _claim_next(senior: bool, family: bool, category: bool, severity: bool, kind
         cond.append(T.c.max_severity == bindparam("b_severity", type_=String()))
     if kind:
         cond.append(T.c.kind == bindparam("b_kind", type_=String()))
-    pick = (select(T.c.id).where(*cond).order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
-            .limit(literal_column("1")).with_for_update(skip_locked=True))
-    return (update(T).where(T.c.id == pick.scalar_subquery(), _claimable(senior))
-            .values(**_CLAIM_VALUES).returning(*RETURNING))
+    pick = (
+        select(T.c.id)
+        .where(*cond)
+        .order_by(T.c.priority.desc(), T.c.created_at, T.c.id)
+        .limit(literal_column("1"))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(T)
+        .where(T.c.id == pick.scalar_subquery(), _claimable(senior))
+        .values(**_CLAIM_VALUES)
+        .returning(*RETURNING)
+    )
 
 
 #: The holder renews their lease by claiming again (``Workflow.claim``), keeping their claim token.
-_RENEW = (update(T).where(T.c.id == _ITEM, T.c.status == _S[CLAIMED], T.c.claimed_by == _ACTOR,
-                          T.c.lease_expires_at >= _NOW)
-          .values(lease_expires_at=_LEASE_UNTIL).returning(*RETURNING))
-_HEARTBEAT = (update(T).where(*_HOLDER).values(lease_expires_at=_LEASE_UNTIL)
-              .returning(T.c.lease_expires_at, T.c.version))
-_RELEASE = (update(T).where(*_HOLDER)
-            .values(status=case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
-                    claimed_by=None, claim_token=None, claimed_at=None, lease_expires_at=None,
-                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=_NOW)
-            .returning(*RETURNING))
+_RENEW = (
+    update(T)
+    .where(T.c.id == _ITEM, T.c.status == _S[CLAIMED], T.c.claimed_by == _ACTOR, T.c.lease_expires_at >= _NOW)
+    .values(lease_expires_at=_LEASE_UNTIL)
+    .returning(*RETURNING)
+)
+_HEARTBEAT = (
+    update(T)
+    .where(*_HOLDER)
+    .values(lease_expires_at=_LEASE_UNTIL)
+    .returning(T.c.lease_expires_at, T.c.version)
+)
+_RELEASE = (
+    update(T)
+    .where(*_HOLDER)
+    .values(
+        status=case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
+        claimed_by=None,
+        claim_token=None,
+        claimed_at=None,
+        lease_expires_at=None,
+        version=T.c.version + 1,
+        event_seq=T.c.event_seq + 1,
+        updated_at=_NOW,
+    )
+    .returning(*RETURNING)
+)
 
 
 @functools.cache
 def _decide(bulk: bool) -> Any:
     """The deciding UPDATE of ``Workflow._decide_in``: the holder's claim, version and listing revision
     (``bulk``: a lead takes any open item not held by someone else), and the listing unchanged."""
-    current_revision = (select(LISTINGS.c.revision)
-                        .where(LISTINGS.c.id == T.c.listing_id, LISTINGS.c.deleted.is_(False))
-                        .scalar_subquery())
+    current_revision = (
+        select(LISTINGS.c.revision)
+        .where(LISTINGS.c.id == T.c.listing_id, LISTINGS.c.deleted.is_(False))
+        .scalar_subquery()
+    )
     if bulk:
-        held_ok = or_(T.c.status.in_([_S[PENDING], _S[ESCALATED]]),
-                      and_(T.c.status == _S[CLAIMED], or_(T.c.lease_expires_at < _NOW, T.c.claimed_by == _ACTOR)))
+        held_ok = or_(
+            T.c.status.in_([_S[PENDING], _S[ESCALATED]]),
+            and_(T.c.status == _S[CLAIMED], or_(T.c.lease_expires_at < _NOW, T.c.claimed_by == _ACTOR)),
+        )
         where: list[Any] = [T.c.id == _ITEM, held_ok]
     else:
-        where = [*_HOLDER, T.c.version == bindparam("b_version", type_=Integer()),
-                 T.c.listing_revision == bindparam("b_revision", type_=Integer())]
-    return (update(T).where(*where, T.c.listing_revision == current_revision)
-            .values(status=DECIDED, outcome=_OUTCOME, decided_by=_ACTOR,
-                    decided_at=_NOW, claimed_by=None, claim_token=None, lease_expires_at=None,
-                    version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=_NOW)
-            .returning(*RETURNING))
+        where = [
+            *_HOLDER,
+            T.c.version == bindparam("b_version", type_=Integer()),
+            T.c.listing_revision == bindparam("b_revision", type_=Integer()),
+        ]
+    return (
+        update(T)
+        .where(*where, T.c.listing_revision == current_revision)
+        .values(
+            status=DECIDED,
+            outcome=_OUTCOME,
+            decided_by=_ACTOR,
+            decided_at=_NOW,
+            claimed_by=None,
+            claim_token=None,
+            lease_expires_at=None,
+            version=T.c.version + 1,
+            event_seq=T.c.event_seq + 1,
+            updated_at=_NOW,
+        )
+        .returning(*RETURNING)
+    )
 
 
 @functools.cache
@@ -618,34 +843,78 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool) -> tuple[Any, ...]:
         u: Any = decide.cte("u")
     else:
         u = select(T).where(T.c.id == _ITEM).subquery("u")
-    decision = insert(DECISIONS).from_select(
-        ["item_id", "attempt", "outcome", "reason_codes", "seller_message", "internal_note", "listing_revision",
-         "decided_by", "claimed_at", "created_at", "bulk"],
-        select(u.c.id, u.c.attempt, _OUTCOME, bindparam("b_codes", type_=DECISIONS.c.reason_codes.type),
-               bindparam("b_seller_message", type_=String()), bindparam("b_internal_note", type_=String()),
-               u.c.listing_revision, _ACTOR, u.c.claimed_at, _NOW, literal_column(str(bulk).lower())),
-    ).returning(DECISIONS.c.id, DECISIONS.c.item_id)
+    decision = (
+        insert(DECISIONS)
+        .from_select(
+            [
+                "item_id",
+                "attempt",
+                "outcome",
+                "reason_codes",
+                "seller_message",
+                "internal_note",
+                "listing_revision",
+                "decided_by",
+                "claimed_at",
+                "created_at",
+                "bulk",
+            ],
+            select(
+                u.c.id,
+                u.c.attempt,
+                _OUTCOME,
+                bindparam("b_codes", type_=DECISIONS.c.reason_codes.type),
+                bindparam("b_seller_message", type_=String()),
+                bindparam("b_internal_note", type_=String()),
+                u.c.listing_revision,
+                _ACTOR,
+                u.c.claimed_at,
+                _NOW,
+                literal_column(str(bulk).lower()),
+            ),
+        )
+        .returning(DECISIONS.c.id, DECISIONS.c.item_id)
+    )
     if pg:
         d: Any = decision.cte("d")
     else:
-        d = select(DECISIONS.c.id, DECISIONS.c.item_id).where(
-            DECISIONS.c.item_id == _ITEM, DECISIONS.c.attempt == select(T.c.attempt).where(T.c.id == _ITEM)
-            .scalar_subquery()).subquery("d")
-    fields = {"outcome": _OUTCOME, "reason_codes": json_value(pg, "b_codes"), "decision_id": d.c.id,
-              "attempt": u.c.attempt, "bulk": func.json(literal_column(f"'{str(bulk).lower()}'")) if not pg
-              else literal_column(str(bulk).lower())}
+        d = (
+            select(DECISIONS.c.id, DECISIONS.c.item_id)
+            .where(
+                DECISIONS.c.item_id == _ITEM,
+                DECISIONS.c.attempt == select(T.c.attempt).where(T.c.id == _ITEM).scalar_subquery(),
+            )
+            .subquery("d")
+        )
+    fields = {
+        "outcome": _OUTCOME,
+        "reason_codes": json_value(pg, "b_codes"),
+        "decision_id": d.c.id,
+        "attempt": u.c.attempt,
+        "bulk": func.json(literal_column(f"'{str(bulk).lower()}'"))
+        if not pg
+        else literal_column(str(bulk).lower()),
+    }
     if marks:
         fields["finding_marks"] = json_value(pg, "b_marks")
     event = insert(EVENTS).from_select(
         ["item_id", "seq", "type", "actor", "data", "created_at"],
-        select(u.c.id, u.c.event_seq, literal_column("'decided'"), _ACTOR, json_object(pg, **fields), _NOW)
-        .select_from(u.join(d, d.c.item_id == u.c.id)))
+        select(
+            u.c.id, u.c.event_seq, literal_column("'decided'"), _ACTOR, json_object(pg, **fields), _NOW
+        ).select_from(u.join(d, d.c.item_id == u.c.id)),
+    )
     notice = notification(u, d, pg)
     if not pg:
         return decide, decision, event, notice
-    return (select(*u.c, d.c.id.label("decision_id")).select_from(u.join(d, d.c.item_id == u.c.id))
-            .add_cte(event.cte("e")).add_cte(notice.cte("o")),)
+    return (
+        select(*u.c, d.c.id.label("decision_id"))
+        .select_from(u.join(d, d.c.item_id == u.c.id))
+        .add_cte(event.cte("e"))
+        .add_cte(notice.cte("o")),
+    )
 
 
 #: Every column a named parameter (``fast.py`` sends the compiled text with its own values).
-_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY).values({c.name: bindparam(c.name, type_=c.type) for c in IDEMPOTENCY.c})
+_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY).values(
+    {c.name: bindparam(c.name, type_=c.type) for c in IDEMPOTENCY.c}
+)

@@ -40,7 +40,11 @@ class CategoryGuess:
     evidence: tuple[str, ...]
 
     def as_json(self) -> dict[str, object]:
-        return {"category": self.category, "confidence": round(self.confidence, 3), "evidence": list(self.evidence)}
+        return {
+            "category": self.category,
+            "confidence": round(self.confidence, 3),
+            "evidence": list(self.evidence),
+        }
 
 
 def features(folded: str) -> list[str]:
@@ -69,13 +73,20 @@ class CategoryModel:
         meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
         arrays = np.load(directory / "weights.npz")
         vocab = {w: i for i, w in enumerate(meta["vocab"])}
-        return cls(meta["categories"], arrays["prior"].astype(np.float64), vocab, arrays["weights"].astype(np.float32))
+        return cls(
+            meta["categories"],
+            arrays["prior"].astype(np.float64),
+            vocab,
+            arrays["weights"].astype(np.float32),
+        )
 
     def save(self, directory: Path, info: dict[str, object]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         meta = {**info, "categories": self.categories, "vocab": self.words}
         (directory / "model.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8")
-        np.savez_compressed(directory / "weights.npz", prior=self.prior, weights=self.weights.astype(np.float16))
+        np.savez_compressed(
+            directory / "weights.npz", prior=self.prior, weights=self.weights.astype(np.float16)
+        )
 
     def scores(self, feats: list[str]) -> tuple[np.ndarray, list[int]]:
         idx = [self.vocab[f] for f in set(feats) if f in self.vocab]
@@ -90,7 +101,9 @@ class CategoryInferrer:
         self.model = model
         self.nouns = nouns
         self._noun_re = (
-            re.compile("|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True))) if nouns else None
+            re.compile("|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True)))
+            if nouns
+            else None
         )
 
     @classmethod

@@ -245,7 +245,11 @@ class RulesEngine:
             positions: dict[str, int] = {}
             exempt_phrases = set(self.global_exempt)
             for key, entries in self._keys.items():
-                mine = [(self.rules[idx], kind, idx) for idx, kind in entries if self.rules[idx].applies_to(category)]
+                mine = [
+                    (self.rules[idx], kind, idx)
+                    for idx, kind in entries
+                    if self.rules[idx].applies_to(category)
+                ]
                 if mine or key in exempt_phrases:
                     positions[key] = len(keys)
                     keys.append(key)
@@ -444,7 +448,9 @@ class RulesEngine:
             out.append(self._make_finding(rule, field, pos, pos, ""))
         return out
 
-    def listing_context(self, listing: Listing, folded: dict[str, NormalisedText] | None = None) -> ListingContext:
+    def listing_context(
+        self, listing: Listing, folded: dict[str, NormalisedText] | None = None
+    ) -> ListingContext:
         """The listing-wide context; pass the fields already folded to avoid folding them twice."""
         raw_names = [listing.brand or ""]
         raw_names += [v for k, v in listing.attributes.items() if k in self.policy.name_attributes]

@@ -65,7 +65,9 @@ _STANDING = re.compile(
     r"口碑|人气|知名度|影响力|满意度|好评|诚意|保障|库存|货源|源头|专卖|旗舰|门店|连锁|体验|效果|功效)"
 )
 #: After a dimension: a quantity or a spec verb means a specification limit (最高承重150kg, 最多可容纳).
-_SPEC = re.compile(r"(的)?[^，。！？；\n]{0,6}?(\d|[一二两三四五六七八九十百千万]+[个人件台张层次档级位只支]|可|能|支持|达|至|为|仅|只|不超过)")
+_SPEC = re.compile(
+    r"(的)?[^，。！？；\n]{0,6}?(\d|[一二两三四五六七八九十百千万]+[个人件台张层次档级位只支]|可|能|支持|达|至|为|仅|只|不超过)"
+)
 #: 最多…的航空公司, 最大的…平台: the quantity ranks the seller or the product named after it.
 _RANKS_SELLER = re.compile(
     r"[^，。！？；\n]{0,12}的[\u4e00-\u9fa5]{0,6}?(航空公司|公司|平台|品牌|厂家|工厂|商家|卖家|店铺|网店|门店|网站|商城|app|软件|应用|"
@@ -75,7 +77,9 @@ _RANKS_SELLER = re.compile(
 #: 是最轻的通用塑料, 堪称最大的…: a copula before the superlative and a class noun after it rank the subject
 #: within that class (a standing), unlike 最薄的一款 or 最大的尺寸, which name a spec or a model of the range.
 _COPULA = re.compile(r"(是|乃|属于|堪称|称得上|号称|成为|当之无愧的|公认的?)$")
-_CLASS_AFTER = re.compile(r"的(?!一款|款|型号|版本|配置|一个|一种|那个|这个|时候|地方|一次|一天|尺寸|规格|码|号|档)[\u4e00-\u9fa5]{2,8}")
+_CLASS_AFTER = re.compile(
+    r"的(?!一款|款|型号|版本|配置|一个|一种|那个|这个|时候|地方|一次|一天|尺寸|规格|码|号|档)[\u4e00-\u9fa5]{2,8}"
+)
 #: 最大的优点是…, 最大的区别在于…: the superlative ranks a point of the text, not the product.
 _DISCOURSE_NOUN = re.compile(
     r"的?(优点|特点|特色|区别|不同|差别|差异|问题|好处|亮点|缺点|难题|痛点|敌人|挑战|心愿|愿望|困扰|烦恼|担心|"
@@ -131,7 +135,9 @@ class SuperlativeGrammar:
                 return word
         return None
 
-    def analyse(self, text: str, pos: int, bounds: Boundaries, clause: tuple[int, int]) -> GrammarResult | None:
+    def analyse(
+        self, text: str, pos: int, bounds: Boundaries, clause: tuple[int, int]
+    ) -> GrammarResult | None:
         """Read the marker at ``text[pos]`` (最); None when it is part of another word.
 
         A word of the lexicon right after 最 settles what it modifies at once; jieba is asked only for
@@ -174,7 +180,12 @@ class SuperlativeGrammar:
         cls, head = self.head_class(word)
         if cls == "light":
             cls, head = "quality", word
-        if cls == "quality" and len(word) > 1 and self.classes.get(word[0]) == "dimension" and _MEASURE.match(word, 1):
+        if (
+            cls == "quality"
+            and len(word) > 1
+            and self.classes.get(word[0]) == "dimension"
+            and _MEASURE.match(word, 1)
+        ):
             cls, head = "dimension", word[0]
         end = x_end
         if cls in _NOT_CLAIMS:
@@ -186,7 +197,9 @@ class SuperlativeGrammar:
             # 最大/最低/最多… is a specification limit (最高承重150kg) unless it ranks the product, its
             # price or the seller (全网最低, 最高品质, 最大的厂家).
             if scoped:
-                return GrammarResult(pos, end, word, cls, action=None if _EVIDENCE_HEAD.match(after) else "block")
+                return GrammarResult(
+                    pos, end, word, cls, action=None if _EVIDENCE_HEAD.match(after) else "block"
+                )
             if _STANDING.match(after) or _STANDING.match(word[len(head) :]) or _RANKS_SELLER.match(after):
                 return GrammarResult(pos, end, word, "standing")
             if _COPULA.search(before) and _CLASS_AFTER.match(after) and not _MEASURE.match(after, 1):
@@ -209,4 +222,3 @@ class SuperlativeGrammar:
             # a claim that evidence can support or refute (courts have said so): a person decides.
             action = None
         return GrammarResult(pos, end, word, cls, action=action)
-

@@ -86,7 +86,9 @@ def explain_reason(reason: str, explain: str = "") -> str:
 class Judge:
     """Judges candidates of one text; stateless apart from the tokeniser and grammars it shares."""
 
-    def __init__(self, tokeniser: Tokeniser, superlative: SuperlativeGrammar | None, names_families: frozenset[str]):
+    def __init__(
+        self, tokeniser: Tokeniser, superlative: SuperlativeGrammar | None, names_families: frozenset[str]
+    ):
         self.tokeniser = tokeniser
         self.superlative = superlative
         self.names_families = names_families
@@ -121,7 +123,11 @@ class Judge:
             if j >= 0 and exempt_reach[j] >= end and _covered(exempt_spans, j, start, end):
                 exempt(rule, start, end, "mandatory_statement")
                 continue
-            if ctx.names and rule.family in self.names_families and covered_by_phrase(text, start, end, ctx.names):
+            if (
+                ctx.names
+                and rule.family in self.names_families
+                and covered_by_phrase(text, start, end, ctx.names)
+            ):
                 exempt(rule, start, end, "proper_name")
                 continue
             if not rule.requires.is_empty() and not context_matches(
@@ -142,7 +148,11 @@ class Judge:
                 modifies, action = result.modifies, result.action
             around = Surroundings(windows, start, end, ctx)
             frame = next(
-                (c for c in rule.exempt if context_matches(c, windows, start, end, ctx, any_of=True, around=around)),
+                (
+                    c
+                    for c in rule.exempt
+                    if context_matches(c, windows, start, end, ctx, any_of=True, around=around)
+                ),
                 None,
             )
             if frame is not None:

@@ -23,9 +23,26 @@ BOUNDARIES = ("token", "start", "end", "none")
 _RULE_ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _PACK_KEYS = {"family", "name", "description", "law", "severity", "action", "categories", "rules"}
 _RULE_KEYS = {
-    "id", "law", "severity", "action", "categories", "except_categories", "terms", "patterns",
-    "anchors", "boundary", "exempt", "requires", "absent", "message", "suggestion", "examples", "note",
-    "judge", "grammar", "rewrite",
+    "id",
+    "law",
+    "severity",
+    "action",
+    "categories",
+    "except_categories",
+    "terms",
+    "patterns",
+    "anchors",
+    "boundary",
+    "exempt",
+    "requires",
+    "absent",
+    "message",
+    "suggestion",
+    "examples",
+    "note",
+    "judge",
+    "grammar",
+    "rewrite",
 }
 _CONTEXT_KEYS = {"phrases", "before", "after", "clause", "sentence", "attributes", "listing"}
 _FRAME_KEYS = _CONTEXT_KEYS | {"reason", "explain"}
@@ -377,7 +394,10 @@ def _rewrite(value: Any, where: str) -> tuple[str, str] | None:
 
 
 def _rule(
-    raw: Any, pack: dict[str, Any], path: Path, lexicons: Lexicons = _NO_LEXICONS,
+    raw: Any,
+    pack: dict[str, Any],
+    path: Path,
+    lexicons: Lexicons = _NO_LEXICONS,
     frames: dict[str, Context] | None = None,
 ) -> Rule:
     if not isinstance(raw, dict):
@@ -462,7 +482,9 @@ def _rule(
     )
 
 
-def load_pack(path: Path, lexicons: Lexicons = _NO_LEXICONS, frames: dict[str, Context] | None = None) -> Pack:
+def load_pack(
+    path: Path, lexicons: Lexicons = _NO_LEXICONS, frames: dict[str, Context] | None = None
+) -> Pack:
     """Load and validate one pack file."""
     try:
         with path.open(encoding="utf-8") as fh:

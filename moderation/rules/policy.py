@@ -18,9 +18,17 @@ _DEFAULT_RISK = {"critical": 0.97, "high": 0.85, "medium": 0.65, "low": 0.15}
 #: What a platform switch may say: on (the rule's own action), off (findings pass: shown, never held), or
 #: a forced action. YAML 1.1 reads a bare on/off as a boolean, so booleans are accepted too.
 _SWITCH_VALUES: dict[object, str | None] = {
-    True: None, "on": None, "true": None, "yes": None,
-    False: "pass", "off": "pass", "false": "pass", "no": "pass", "pass": "pass",
-    "review": "review", "block": "block",
+    True: None,
+    "on": None,
+    "true": None,
+    "yes": None,
+    False: "pass",
+    "off": "pass",
+    "false": "pass",
+    "no": "pass",
+    "pass": "pass",
+    "review": "review",
+    "block": "block",
 }
 
 
@@ -127,9 +135,7 @@ def load_policy(path: Path) -> Policy:
     )
 
 
-def _platform_rules(
-    raw: Any, path: Path
-) -> tuple[dict[str, str], dict[str, str], dict[str, frozenset[str]]]:
+def _platform_rules(raw: Any, path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, frozenset[str]]]:
     """``platform_rules: {families: {family: on|off|review|block}, rules: {id: …}, brand_owners: {…}}``."""
     if raw is None:
         return {}, {}, {}
@@ -142,7 +148,9 @@ def _platform_rules(
     for key in ("families", "rules"):
         table = raw.get(key) or {}
         if not isinstance(table, dict):
-            raise RulePackError(f"{path}: platform_rules.{key} must be a mapping of name: on|off|review|block")
+            raise RulePackError(
+                f"{path}: platform_rules.{key} must be a mapping of name: on|off|review|block"
+            )
         forced = {}
         for name, value in table.items():
             action = _switch(value, f"{path}: platform_rules.{key}.{name}")

@@ -31,10 +31,37 @@ from moderation.verdict import decide
 
 MAX_ROUNDS = 3
 #: Words that only widen a claim's scope; dropped with the claim right after them.
-SCOPE_WORDS = tuple(sorted((
-    "全网", "全国", "全球", "全世界", "世界", "全市", "全省", "全城", "全行业", "行业", "业内", "业界", "史上",
-    "同类产品中", "同类中", "同类", "国内", "中国", "亚洲", "宇宙", "全场", "全店", "天下",
-), key=len, reverse=True))
+SCOPE_WORDS = tuple(
+    sorted(
+        (
+            "全网",
+            "全国",
+            "全球",
+            "全世界",
+            "世界",
+            "全市",
+            "全省",
+            "全城",
+            "全行业",
+            "行业",
+            "业内",
+            "业界",
+            "史上",
+            "同类产品中",
+            "同类中",
+            "同类",
+            "国内",
+            "中国",
+            "亚洲",
+            "宇宙",
+            "全场",
+            "全店",
+            "天下",
+        ),
+        key=len,
+        reverse=True,
+    )
+)
 #: Markers of a superlative when the rule names no anchor.
 DEFAULT_MARKERS = ("最",)
 _OPENING, _CLOSING = "【[(（「《“", "】])）」》”"
@@ -56,8 +83,14 @@ class Edit:
     rules: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"field": self.field, "start": self.start, "end": self.end, "text": self.text,
-                "replacement": self.replacement, "rules": list(self.rules)}
+        return {
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "replacement": self.replacement,
+            "rules": list(self.rules),
+        }
 
 
 @dataclass
@@ -90,8 +123,10 @@ class Rewrite:
             "rounds": self.rounds,
             "fields": self.fields,
             "listing": self.listing,
-            "edits": [{**e.to_json(), "preview": self.previews.get(i, ""), "after": self.alone.get(i, "")}
-                      for i, e in enumerate(self.edits)],
+            "edits": [
+                {**e.to_json(), "preview": self.previews.get(i, ""), "after": self.alone.get(i, "")}
+                for i, e in enumerate(self.edits)
+            ],
             "remaining": self.remaining,
         }
 
@@ -127,8 +162,9 @@ def _marker_end(rule: Rule, span: str) -> int:
     """Original characters of ``span`` that are the claim's marker (最, the rule's anchor), or 0."""
     norm = normalise(span)
     folded = norm.text
-    markers = sorted({*(a for a in rule.anchors if a), *(fold_term(m) for m in DEFAULT_MARKERS)}, key=len,
-                     reverse=True)
+    markers = sorted(
+        {*(a for a in rule.anchors if a), *(fold_term(m) for m in DEFAULT_MARKERS)}, key=len, reverse=True
+    )
     for marker in markers:
         if marker and folded.startswith(marker) and len(folded) > len(marker):
             return norm.original_span(0, len(marker))[1]
@@ -138,6 +174,7 @@ def _marker_end(rule: Rule, span: str) -> int:
 def edit_for(rule: Rule, finding: Finding | dict[str, Any], text: str) -> Edit | None:
     """The edit that fixes one finding in its field's ``text``, or None when its rule has no rewrite
     or the span is empty (an ``absent`` rule: something is missing, not wrong)."""
+
     def get(key: str) -> Any:
         return finding.get(key) if isinstance(finding, dict) else getattr(finding, key)
 
@@ -149,7 +186,7 @@ def edit_for(rule: Rule, finding: Finding | dict[str, Any], text: str) -> Edit |
     kind, phrase = rule.rewrite
     span = text[start:end]
     if kind == "replace":
-        modifies = span[_marker_end(rule, span):] if _marker_end(rule, span) else span
+        modifies = span[_marker_end(rule, span) :] if _marker_end(rule, span) else span
         return Edit(get("field"), start, end, span, _fill(phrase, span, modifies), (rule.id,))
     lo = _scope_start(text, start)
     j = end  # the next character that is not a space
@@ -166,7 +203,12 @@ def edit_for(rule: Rule, finding: Finding | dict[str, Any], text: str) -> Edit |
             # 最好用 → 好用, 最受欢迎的 → 受欢迎的, 口感最佳的 → 口感佳的, 孩子最爱的 → 孩子爱的
             return Edit(get("field"), lo, end, text[lo:end], rest, (rule.id,))
     hi = end
-    if nxt == "的" and j + 1 < len(text) and not text[j + 1].isspace() and text[j + 1] not in _CLAUSE_PUNCT + "。！？":
+    if (
+        nxt == "的"
+        and j + 1 < len(text)
+        and not text[j + 1].isspace()
+        and text[j + 1] not in _CLAUSE_PUNCT + "。！？"
+    ):
         hi = j + 1  # 最佳的选择 → 选择: the 的 would dangle
     return Edit(get("field"), lo, hi, text[lo:hi], "", (rule.id,))
 
@@ -182,7 +224,7 @@ def _merge(edits: list[Edit], texts: dict[str, str]) -> list[Edit]:
             widest = max((a, e), key=lambda x: (x.end - x.start, -len(x.replacement)))
             lo, hi = min(a.start, e.start), max(a.end, e.end)
             text = texts[e.field]
-            replacement = text[lo:widest.start] + widest.replacement + text[widest.end:hi]
+            replacement = text[lo : widest.start] + widest.replacement + text[widest.end : hi]
             out[-1] = Edit(a.field, lo, hi, text[lo:hi], replacement, tuple(dict.fromkeys(a.rules + e.rules)))
             continue
         out.append(e)
@@ -202,8 +244,11 @@ def apply_edits(text: str, edits: list[Edit]) -> str:
                 before = text[lo - 1] if lo > 0 else ""
                 after = text[hi] if hi < len(text) else ""
             space_left = after == " " and (not before or before in " " + _CLAUSE_PUNCT + _OPENING)
-            punct_left = bool(after) and after in _CLAUSE_PUNCT and (
-                not before or before in _CLAUSE_PUNCT + "。！？!?\n" + _OPENING)
+            punct_left = (
+                bool(after)
+                and after in _CLAUSE_PUNCT
+                and (not before or before in _CLAUSE_PUNCT + "。！？!?\n" + _OPENING)
+            )
             if space_left or punct_left:  # 【】, a doubled space or comma, or a field starting with either
                 hi += 1
             elif before == " " and (not after or after in " \n" + _CLAUSE_PUNCT + "。！？!?" + _CLOSING):
@@ -255,8 +300,18 @@ def _edits(engine: RulesEngine, findings: list[Finding], texts: dict[str, str]) 
 
 
 def _summary(f: Finding) -> dict[str, Any]:
-    return {"rule": f.rule, "family": f.family, "law": f.law, "severity": f.severity, "field": f.field,
-            "start": f.start, "end": f.end, "text": f.text, "message": f.message, "suggestion": f.suggestion}
+    return {
+        "rule": f.rule,
+        "family": f.family,
+        "law": f.law,
+        "severity": f.severity,
+        "field": f.field,
+        "start": f.start,
+        "end": f.end,
+        "text": f.text,
+        "message": f.message,
+        "suggestion": f.suggestion,
+    }
 
 
 def rewrite_listing(checker_or_engine: Any, listing: Listing | dict[str, Any], result: Any = None) -> Rewrite:

@@ -70,7 +70,9 @@ class NormalisedText:
         """
         i = int(np.searchsorted(self.starts, lo, "left"))
         j = int(np.searchsorted(self.starts, hi, "left"))
-        return NormalisedText(self.original[lo:hi], self.text[i:j], self.starts[i:j] - lo, self.ends[i:j] - lo)
+        return NormalisedText(
+            self.original[lo:hi], self.text[i:j], self.starts[i:j] - lo, self.ends[i:j] - lo
+        )
 
 
 def _is_latin_letter(ch: str) -> bool:
@@ -176,9 +178,7 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray]:
         compat = unicodedata.normalize("NFKC", ch)
         if len(compat) > 1 and any(c.isalnum() for c in compat):
             continue  # unit signs such as ㎡, ㎏, ℃ carry meaning ("120㎡"): keep them as they are
-        if cat in ("Zs", "Zl", "Zp", "Cf", "Mn", "Me", "So", "Sk", "Co") or (
-            cat == "Cc" and ch != "\n"
-        ):
+        if cat in ("Zs", "Zl", "Zp", "Cf", "Mn", "Me", "So", "Sk", "Co") or (cat == "Cc" and ch != "\n"):
             noise[cp] = True
             continue
         if cat in ("Pc", "Pd", "Po", "Pi", "Pf") and ch not in keep and ch not in _BETWEEN_DIGITS:
@@ -244,7 +244,8 @@ def _guard_ok(text: str, start: int, end: int, guard: str) -> bool:
     if guard == "word":
         # A whole pinyin word (zuijia): not part of a longer Latin word, wherever it stands.
         return not (
-            (before and before.isascii() and before.isalnum()) or (after and after.isascii() and after.isalnum())
+            (before and before.isascii() and before.isalnum())
+            or (after and after.isascii() and after.isalnum())
         )
     return True
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -24,9 +24,15 @@ OPEN = sa.text("status IN ('pending', 'claimed', 'escalated')")
 
 
 def upgrade() -> None:
-    op.create_index('ix_items_claim_order', 'items', [sa.text('priority DESC'), 'created_at', 'id'], unique=False,
-                    sqlite_where=OPEN, postgresql_where=OPEN)
+    op.create_index(
+        "ix_items_claim_order",
+        "items",
+        [sa.text("priority DESC"), "created_at", "id"],
+        unique=False,
+        sqlite_where=OPEN,
+        postgresql_where=OPEN,
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_items_claim_order', table_name='items')
+    op.drop_index("ix_items_claim_order", table_name="items")
