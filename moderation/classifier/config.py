@@ -14,6 +14,8 @@ from pathlib import Path
 
 from transformers import BertConfig
 
+from moderation.schema import CATEGORY_LABELS
+
 MODEL_NAME = "risk-zh-tiny"
 MODEL_VERSION = "0.4.0"
 #: Characters of listing text the model reads; longer text is truncated (the title and the start of the
@@ -26,23 +28,9 @@ ID2LABEL = {0: "lawful", 1: "risky"}
 
 #: Chinese names of the listing categories, used as the text prefix that lets the model condition on
 #: the category (the same claim is lawful on health food and unlawful on ordinary food).
-CATEGORY_ZH: dict[str, str] = {
-    "general": "日用百货",
-    "food": "食品",
-    "health_food": "保健食品",
-    "cosmetics": "化妆品",
-    "drug": "药品",
-    "medical_device": "医疗器械",
-    "medical_service": "医疗服务",
-    "baby": "母婴",
-    "apparel": "服饰",
-    "education": "教育培训",
-    "finance": "金融理财",
-    "real_estate": "房地产",
-    "agriculture": "农资",
-    "alcohol": "酒类",
-    "tobacco": "烟草",
-}
+# The shipped models were trained with these prefixes: they are the schema's display labels except for
+# `general`, which the model knows as 日用百货 (changing a prefix means retraining).
+CATEGORY_ZH: dict[str, str] = {**CATEGORY_LABELS, "general": "日用百货"}
 
 
 def repo_root() -> Path:
