@@ -99,6 +99,8 @@ _EVIDENCE_HEAD = re.compile(
     r"[^，。！？；\n]{0,10}?(仪器|设备|生产线|机器|机械|技术|工艺|标准|原料|原材料|材料|配方|检测|实验室|研究|研发|"
     r"认证|体系|流程|管理)"
 )
+#: Time words that can rank the goods against others' once a scope names the others (世界最新, 全球最早).
+_RANKABLE_TIME = frozenset({"新", "早", "先"})
 _ADVICE_OBJECT = re.compile(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)")
 _LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
 
@@ -188,11 +190,15 @@ class SuperlativeGrammar:
         ):
             cls, head = "dimension", word[0]
         end = x_end
-        if cls in _NOT_CLAIMS:
-            return GrammarResult(pos, end, word, cls, reason=_NOT_CLAIMS[cls])
         before = text[max(c_lo, pos - 12) : pos]
         after = text[end : min(c_hi, end + 12)]
         scoped = _SCOPE.search(before) is not None
+        if cls == "time" and scoped and head in _RANKABLE_TIME:
+            # 世界最新科技, 全球最早的…: newness or priority ranked against everyone else's is a claim
+            # that evidence decides, unlike 最新款 or 最早发货 about the seller's own range and service.
+            return GrammarResult(pos, end, word, "quality")
+        if cls in _NOT_CLAIMS:
+            return GrammarResult(pos, end, word, cls, reason=_NOT_CLAIMS[cls])
         if cls == "dimension":
             # 最大/最低/最多… is a specification limit (最高承重150kg) unless it ranks the product, its
             # price or the seller (全网最低, 最高品质, 最大的厂家).
