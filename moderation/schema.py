@@ -207,6 +207,8 @@ class ImageResult(BaseModel):
     image: str
     match: ImageMatchInfo | None = None
     error: dict[str, str] | None = None
+    #: With OCR on: the text read from the picture, its lines and boxes (moderation/ocr, docs/ocr.md).
+    ocr: dict[str, Any] | None = None
 
 
 class ErrorInfo(BaseModel):

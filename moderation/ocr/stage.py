@@ -271,10 +271,7 @@ def annotate(result: CheckResult, texts: list[ImageText], n_images: int) -> None
     else:
         offset = 0
     for t in texts:
-        entry = result.images[offset + t.index]
-        # ``ocr`` is an extra key (ImageResult allows them; to_json_dict drops it when unset). Until
-        # schema.ImageResult declares the field, set it the way pydantic stores extras.
-        setattr(entry, "ocr", t.to_json())  # noqa: B010
+        result.images[offset + t.index].ocr = t.to_json()
 
 
 def decode(data: bytes, max_short_side: int) -> tuple[np.ndarray, float]:
