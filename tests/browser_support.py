@@ -82,7 +82,10 @@ def login(page: Any, url: str, user: str, start: str = "/review") -> None:
     from playwright.sync_api import expect
 
     page.goto(url + start)
+    # Autofocus can land after the load event; typing before it loses keystrokes.
+    expect(page.get_by_label("用户名")).to_be_focused()
     page.keyboard.type(user)
+    expect(page.get_by_label("用户名")).to_have_value(user)
     page.keyboard.press("Tab")
     page.keyboard.type(USERS[user][1])
     page.keyboard.press("Enter")
