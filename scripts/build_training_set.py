@@ -58,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read the real sets from this frozen copy of tests/real (experiments)",
     )
+    ap.add_argument(
+        "--regulated",
+        type=int,
+        default=0,
+        help="add this many listings written from the cited lawful wording of regulated products "
+        "(scripts/data/lawful_regulated.yaml, about half lawful, half unlawful counterparts)",
+    )
+    ap.add_argument(
+        "--regulated-file", type=Path, default=REPO / "scripts" / "data" / "lawful_regulated.yaml"
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -105,6 +115,25 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"real: {len(real_train)} training examples (cases x{args.case_repeat}{lawful_x}, lines x{args.line_repeat}), "
             f"{len(data['calib_real'])} for calibration; the real test set is never written here"
+        )
+    if args.regulated:
+        import random
+
+        from moderation.classifier.realdata import is_held_out
+        from moderation.classifier.regulated import regulated_examples
+
+        excl = is_held_out if args.real else None
+        reg, dropped = regulated_examples(args.regulated_file, args.regulated, args.seed, "train", excl)
+        data["train"].extend(reg)
+        random.Random(f"{args.seed}:train-order-regulated").shuffle(data["train"])
+        # Held-out products only: a check that the lawful/unlawful distinction carries to new products.
+        data["regulated_check"], dropped_check = regulated_examples(
+            args.regulated_file, max(200, args.regulated // 4), args.seed, "check", excl
+        )
+        print(
+            f"regulated: {len(reg)} training listings ({sum(e.label for e in reg)} unlawful), "
+            f"{len(data['regulated_check'])} check listings on held-out products; "
+            f"{dropped + dropped_check} drafts dropped as near duplicates of real test items"
         )
     for name, exs in data.items():
         write_jsonl(args.out / f"{name}.jsonl", exs)

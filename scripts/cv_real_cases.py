@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read the real sets from this frozen copy of tests/real (experiments)",
     )
+    ap.add_argument(
+        "--check",
+        type=Path,
+        default=None,
+        help="also score these generated listings with every fold model (default: the recipe's "
+        "regulated_check.jsonl when present: regulated products held out of training)",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -68,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     calib_all = real_split("calib")
     calib_cases = [r for r in calib_all if r.kind == "cases"]
     calib_lines = [r for r in calib_all if r.kind == "lines"]
+    check_path = args.check or args.data / "regulated_check.jsonl"
+    check = read_jsonl(check_path) if check_path.exists() else []
+    y_check = np.array([e.label for e in check], dtype=int)
+    check_scores = []
     y_calib = np.array([r.label == "violation" for r in calib_cases], dtype=int)
     y_lines = np.array([r.label == "violation" for r in calib_lines], dtype=int)
     line_scores = []
@@ -97,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         oof_refs.extend(r.ref for r in items)
         calib_scores.append(rm.score_texts([r.example.text for r in calib_cases], threads=args.threads))
         line_scores.append(rm.score_texts([r.example.text for r in calib_lines], threads=args.threads))
+        if check:
+            check_scores.append(rm.score_texts([e.text for e in check], threads=args.threads))
         per_fold.append(
             {
                 "fold": k,
@@ -126,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         "pooled_n": len(y_all),
         "pooled_violations": int(y_all.sum()),
         "pooled_lawful": int(len(y_all) - y_all.sum()),
+        "check": str(check_path) if check else None,
+        "check_auc": roc_auc(np.mean(np.array(check_scores), axis=0), y_check) if check else None,
+        "check_lawful_mean_score": float(np.mean(np.array(check_scores), axis=0)[y_check == 0].mean())
+        if check
+        else None,
         "cpu_seconds": cpu,
         "wall_seconds": time.perf_counter() - t0,
     }
