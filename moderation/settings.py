@@ -24,6 +24,9 @@ class Settings:
     model_dir: str | None = None
     #: Image index a Checker matches listing images against (``moderation images index``).
     image_db: str | None = None
+    #: Image paths and ``file://`` URLs in listings are read only under this folder
+    #: (``moderation/images/sources.py``); without it, only ``data:`` URIs.
+    image_root: str | None = None
     #: Also read the text in listing images and check it (moderation/ocr).
     ocr: bool = False
     #: Threads of the shared classifier scorer (``Checker.scorer``).
@@ -33,6 +36,12 @@ class Settings:
 
     #: OCR cache file shared by runs ("off" for none; default var/ocr-cache.sqlite).
     ocr_cache: str | None = None
+
+    # -- the review queue's database (moderation/queue/db.py) ---------------------------------------
+    #: The queue database when none is given (else a SQLite file under ./var).
+    database_url: str | None = field(default=None, metadata={"env": "DATABASE_URL"})
+    #: A pooled PostgreSQL connection idle this many seconds is pinged before use (0: always).
+    db_ping_after_idle_s: float = field(default=5.0, metadata={"env": "MODERATION_DB_PING_AFTER_IDLE"})
 
     # -- the server ---------------------------------------------------------------------------------
     #: What ``serve`` hands each uvicorn worker process (``app_from_env``): the database and whether to

@@ -150,14 +150,29 @@ def seeding_url(url: str) -> str:
     return url if url.startswith("sqlite") else url + "%20-csynchronous_commit%3Doff"
 
 
-def local_postgres_cpu_seconds() -> float | None:
-    """User + system CPU of every ``postgres`` process on this machine (the server and its backends),
-    or ``None`` when there is none to see (a remote database): the database shares the cores with the
-    service and the client, so its cost per decision matters as much."""
+def postgres_cpu_seconds(application_name: str | None = None) -> dict[int, float]:
+    """User + system CPU of the local ``postgres`` processes by pid: all of them (the server and every
+    backend), or only the backends of connections named ``application_name``. The database shares
+    the cores with the service and the client, so its cost per decision matters as much; the named
+    backends are this benchmark's own, which other work on the same server does not move. Empty for
+    a remote database."""
+    pids: set[int] | None = None
+    if application_name is not None:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(PG_URL)
+        with admin.connect() as conn:
+            pids = set(
+                conn.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                    {"name": application_name},
+                ).scalars()
+            )
+        admin.dispose()
     tick = os.sysconf("SC_CLK_TCK")
-    total, seen = 0.0, False
+    out: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or (pids is not None and int(entry.name) not in pids):
             continue
         try:
             stat = (entry / "stat").read_text()
@@ -165,9 +180,14 @@ def local_postgres_cpu_seconds() -> float | None:
             continue
         if stat[stat.index("(") + 1 : stat.rindex(")")].startswith("postgres"):
             fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            seen = True
-    return total if seen else None
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float | None:
+    """CPU spent between two ``postgres_cpu_seconds`` readings (a process new since ``before`` counts
+    whole); ``None`` when there is nothing to see."""
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items()) if after else None
 
 
 def seed(queue: ReviewQueue, items: int) -> None:
@@ -276,6 +296,8 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     url, drop = fresh_database(backend, workdir)
     seeder = ReviewQueue(seeding_url(url))
     queue = ReviewQueue(url, upgrade=False)
+    name = f"bench_{uuid.uuid4().hex[:8]}"  # the server's connections: their backends' CPU is measured
+    server_url = url if backend == "sqlite" else f"{url}&application_name={name}"
     try:
         t0 = time.perf_counter()
         seed(seeder, args.items)
@@ -285,13 +307,14 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             accounts.create_token(accounts.create_user(f"r{i}", "reviewer").id) for i in range(args.reviewers)
         ]
         seeder.close()
-        server = Server(url, classifier=False)
+        server = Server(server_url, classifier=False)
         try:
-            s0, d0 = server.cpu_seconds(), local_postgres_cpu_seconds() if backend == "postgresql" else None
+            pg = backend == "postgresql"
+            s0, all0 = server.cpu_seconds(), postgres_cpu_seconds() if pg else {}
             out = drain(server.url, tokens, args.items)
             out["server_cpu"] = server.cpu_seconds() - s0
-            d1 = local_postgres_cpu_seconds() if d0 is not None else None
-            out["db_cpu"] = None if d0 is None or d1 is None else d1 - d0
+            out["db_cpu"] = cpu_since({}, postgres_cpu_seconds(name)) if pg else None
+            out["all_db_cpu"] = cpu_since(all0, postgres_cpu_seconds()) if pg else None
         finally:
             server.stop()
         with queue.db.read() as conn:
@@ -322,9 +345,9 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu_s": round(out["server_cpu"], 1),
             "client_cpu_s": round(out["client_cpu"], 1),
             "server_cpu_ms_per_decision": round(out["server_cpu"] * 1000 / max(decisions, 1), 2),
-            "db_cpu_ms_per_decision": (
-                None if out["db_cpu"] is None else round(out["db_cpu"] * 1000 / max(decisions, 1), 2)
-            ),
+            "db_cpu_ms_per_decision": per_decision(out["db_cpu"], decisions),
+            "all_postgres_cpu_ms_per_decision": per_decision(out["all_db_cpu"], decisions),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "claimed_events": claimed_events,
             "http_errors": len(out["errors"]),
             "replay_problems": len(problems),
@@ -342,6 +365,10 @@ def run_drain(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         seeder.close()
         queue.close()
         drop()
+
+
+def per_decision(seconds: float | None, decisions: int) -> float | None:
+    return None if seconds is None else round(seconds * 1000 / max(decisions, 1), 2)
 
 
 # -- /v1/check load -----------------------------------------------------------------------------------
@@ -481,10 +508,11 @@ def main() -> None:
             print(
                 f"{backend}: {report['decisions_per_s']} decisions/s, claim p95 {report['claim_p95_ms']} ms, "
                 f"server CPU {report['server_cpu_ms_per_decision']} ms/decision"
-                f"{'' if db_cpu is None else f', database {db_cpu} ms/decision'}; "
+                f"{'' if db_cpu is None else f', its database backends {db_cpu} ms/decision'}; "
                 f"CPU server {report['server_cpu_s']} s / client {report['client_cpu_s']} s "
                 f"in {report['elapsed_s']} s wall, "
-                f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}"
+                f"claimed twice {report['claimed_twice']}, replay problems {report['replay_problems']}, "
+                f"load average {report['load_average']}"
             )
     if args.check_seconds > 0:
         report = run_load(args)

@@ -1,7 +1,8 @@
 """Queue operations awaited from an event loop (``ReviewQueue.run``; ``ReviewQueue.claim_next`` and
-``decide``, which the HTTP API calls and which try ``fast.py`` first on PostgreSQL), on SQLite and
-PostgreSQL: the same answers, rows and errors as a direct call, no item claimed twice when awaited and
-threaded reviewers drain a queue together, and a dropped PostgreSQL connection retried.
+``decide``, which the HTTP API calls and which on PostgreSQL send their statements from the loop,
+``fast.py``), on SQLite and PostgreSQL: the same answers, rows and errors as a direct call, no item
+claimed twice when awaited and threaded reviewers drain a queue together, and a dropped PostgreSQL
+connection retried.
 
 Test 13 (event replay equals state) runs after each test as the ``queue`` fixture's teardown.
 """
@@ -79,7 +80,7 @@ def test_awaited_errors_are_the_direct_errors(queue: ReviewQueue) -> None:
     with pytest.raises(Conflict) as conflict:
         asyncio.run(queue.run(wf.decide, item_id, reviewer(1), stale))
     assert conflict.value.code == "stale_version"
-    with pytest.raises(Conflict) as conflict:  # fast.py declines, the ordinary decide answers
+    with pytest.raises(Conflict) as conflict:  # the same answer awaited
         asyncio.run(queue.decide(item_id, reviewer(1), stale))
     assert conflict.value.code == "stale_version"
     with pytest.raises(Conflict) as conflict:
@@ -109,9 +110,7 @@ def test_awaited_and_threaded_claims_never_share_an_item(queue: ReviewQueue) -> 
 
     async def awaiting(n: int) -> list[int]:
         taken = []
-        fast = (
-            n % 2 == 0
-        )  # half through ReviewQueue.claim_next/decide (fast.py on PostgreSQL), half through run
+        fast = n % 2 == 0  # half through ReviewQueue.claim_next/decide, half through run
         while claim := await (
             queue.claim_next(reviewer(n)) if fast else queue.run(wf.claim_next, reviewer(n))
         ):
@@ -158,23 +157,24 @@ def test_a_dropped_connection_is_retried(queue: ReviewQueue) -> None:
     assert answer["item"]["status"] == "decided" and _count(queue, DECISIONS) == 1
 
 
-def test_fast_path_declines_a_dropped_connection(queue: ReviewQueue) -> None:
-    """PostgreSQL ends the fast path's pooled connection: the decision on it is declined (nothing
-    written), the ordinary decide answers, and the broken connection is not reused."""
+def test_awaited_path_retries_a_dropped_connection(queue: ReviewQueue) -> None:
+    """PostgreSQL ends the event loop's pooled connection (``fast.py``): the decision sent on it fails
+    before anything is written, runs once more on a fresh connection and succeeds; the broken
+    connection is not reused."""
     if queue.fast is None:
-        pytest.skip("fast.py is PostgreSQL only")
+        pytest.skip("the event loop's own connections are PostgreSQL only")
     add_items(queue, 2)
     fast = queue.fast
 
     async def claim_drop_and_decide() -> dict:
         claim = await queue.claim_next(reviewer(1))
         assert claim is not None and len(fast._idle) == 1
-        ((conn, _since),) = fast._idle
+        ((dropped, _since),) = fast._idle
         with queue.db.engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": conn.info.backend_pid})
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped.info.backend_pid})
             admin.commit()
         answer = await queue.decide(claim["item"]["id"], reviewer(1), decision_for(claim))
-        assert fast._idle == []
+        assert [conn for conn, _ in fast._idle if conn is dropped] == [] and dropped.closed
         return answer
 
     assert asyncio.run(claim_drop_and_decide())["item"]["status"] == "decided"

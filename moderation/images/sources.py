@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from moderation.images.hashing import MAX_FILE_BYTES, ImageError
+from moderation.settings import settings
 
 ENV_ROOT = "MODERATION_IMAGE_ROOT"
 
@@ -40,7 +41,7 @@ class ImageSources:
 
     @classmethod
     def from_env(cls) -> ImageSources:
-        return cls(os.environ.get(ENV_ROOT) or None)
+        return cls(settings().image_root)
 
     def open(self, ref: str) -> bytes | Path:
         """Bytes of a ``data:`` URI or the resolved file to decode; raises :class:`ImageError`."""

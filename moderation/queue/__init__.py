@@ -3,12 +3,11 @@
 ``ReviewQueue`` bundles the parts: ``workflow`` (claim, decide, undo, …), ``intake`` (signals,
 listing edits, appeals), ``views`` (lists, detail, events, replay verification), ``outbox`` (lease and
 acknowledge seller notifications) and ``stats``.
-Semantics and the tests that prove them: ../shared/QUEUE.md and docs/queue.md.
+What it guarantees and the tests that prove it: docs/queue-semantics.md; how: docs/queue.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,10 +41,6 @@ if TYPE_CHECKING:
     from moderation.queue.fast import FastPath
 
 
-class Declined(Exception):
-    """``fast.py`` cannot give this answer (nothing was written)."""
-
-
 class ReviewQueue:
     """The queue service over one database (upgraded to the newest schema on request)."""
 
@@ -71,27 +66,26 @@ class ReviewQueue:
         if not self.db.is_sqlite:
             from moderation.queue.fast import FastPath
 
-            self.fast = FastPath(self.db, self.workflow, pool_size)
+            self.fast = FastPath(self.db, pool_size)
 
     async def run(self, operation: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Await ``operation`` (e.g. ``queue.workflow.heartbeat``) from an event loop: ``Database.run``."""
         return await self.db.run(operation, *args, **kwargs)
 
     async def claim_next(self, actor: Actor, **filters: Any) -> dict[str, Any] | None:
-        """``workflow.claim_next`` awaited from an event loop (on PostgreSQL ``fast.py`` first)."""
-        if self.fast is not None:
-            with contextlib.suppress(Declined):
-                return await self.fast.claim_next(actor, **filters)
-        return await self.run(self.workflow.claim_next, actor, **filters)
+        """``workflow.claim_next`` awaited from an event loop: on PostgreSQL its statement is sent from
+        the loop (``fast.py``), on SQLite it runs through ``run``."""
+        if self.fast is None:
+            return await self.run(self.workflow.claim_next, actor, **filters)
+        return await self.workflow.claim_next_on(self.fast, actor, **filters)
 
     async def decide(
         self, item_id: int, actor: Actor, body: DecisionIn, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        """``workflow.decide`` awaited from an event loop (on PostgreSQL ``fast.py`` first)."""
-        if self.fast is not None:
-            with contextlib.suppress(Declined):
-                return await self.fast.decide(item_id, actor, body, idempotency_key)
-        return await self.run(self.workflow.decide, item_id, actor, body, idempotency_key)
+        """``workflow.decide`` awaited from an event loop, like ``claim_next``."""
+        if self.fast is None:
+            return await self.run(self.workflow.decide, item_id, actor, body, idempotency_key)
+        return await self.workflow.decide_on(self.fast, item_id, actor, body, idempotency_key)
 
     def stats(self, hours: float = 24.0) -> dict[str, Any]:
         return compute_stats(self.db, hours=hours)

@@ -8,6 +8,7 @@ the row that the UPDATE locks, event numbers per item are gap-free and never col
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -16,10 +17,14 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    Column,
     Connection,
+    DateTime,
     Integer,
     String,
     Table,
+    TypeDecorator,
     bindparam,
     func,
     insert,
@@ -27,8 +32,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 
 from moderation.queue import models
+from moderation.queue.db import Statements, SyncStatements, run_now
 from moderation.queue.errors import NotFound
 
 
@@ -100,8 +107,8 @@ def with_event(statement: Any) -> Any:
     return select(*u.c).add_cte(insert(EVENTS).from_select(list(EVENTS.c.keys())[1:], event).cte("e"))
 
 
-def change(
-    conn: Connection,
+async def apply(
+    tx: Statements,
     statement: Any,
     params: dict[str, Any],
     type_: str,
@@ -111,14 +118,19 @@ def change(
 ) -> dict[str, Any] | None:
     """A conditional ``UPDATE items … RETURNING *`` (bumping ``event_seq``) and its event; ``None`` when it
     matched no row. PostgreSQL: one statement (``with_event``); SQLite: the two in turn."""
-    if conn.dialect.name == "postgresql":
+    if tx.pg:
         values = {**params, "e_type": type_, "e_actor": actor, "e_data": data, "e_now": now}
-        row = conn.execute(with_event(statement), values).first()
-    else:
-        row = conn.execute(statement, params).first()
-        if row is not None:
-            append_event(conn, row.id, row.event_seq, type_, actor, data, now)
-    return None if row is None else dict(row._mapping)
+        return await tx.row(with_event(statement), values)
+    row = await tx.row(statement, params)
+    if row is not None:
+        event = {"item_id": row["id"], "seq": row["event_seq"], "type": type_, "actor": actor}
+        await tx.row(EVENT_INSERT, {**event, "data": data, "created_at": now})
+    return row
+
+
+def change(conn: Connection, *args: Any) -> dict[str, Any] | None:
+    """``apply`` (same arguments after the first) on a SQLAlchemy connection."""
+    return run_now(apply(SyncStatements(conn), *args))
 
 
 def touch_event(
@@ -149,6 +161,20 @@ def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(
         json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
     ).hexdigest()
+
+
+def from_json(column: Column[Any], value: Any, dialect: Dialect) -> Any:
+    """A column's value as a query returns it, from the JSON that ``json_object`` made of it."""
+    kind = column.type
+    impl = kind.impl_instance if isinstance(kind, TypeDecorator) else kind
+    if value is not None and isinstance(impl, DateTime):
+        value = datetime.fromisoformat(value)
+    elif value is not None and isinstance(impl, Boolean):
+        value = bool(value)
+    if isinstance(kind, TypeDecorator):
+        with contextlib.suppress(NotImplementedError):  # a decorator that changes only what is stored
+            value = kind.process_result_value(value, dialect)
+    return value
 
 
 def iso(value: datetime | None) -> str | None:

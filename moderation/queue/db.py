@@ -12,14 +12,13 @@ import contextlib
 import functools
 import inspect
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, Table, create_engine, event
@@ -27,12 +26,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
+from moderation.settings import settings
+
 DEFAULT_SQLITE_PATH = Path("var") / "moderation.db"
-#: A pooled PostgreSQL connection idle for longer than this is pinged before use (a dead one is
-#: replaced). Busy connections skip the ping: under load it was one extra round trip per transaction;
-#: a busy connection that died is caught by the retry below instead. ``MODERATION_DB_PING_AFTER_IDLE=0``
-#: pings on every checkout.
-PING_AFTER_IDLE_SECONDS = float(os.environ.get("MODERATION_DB_PING_AFTER_IDLE", "5"))
 LOOP_LOCK_WAIT = 0.02  #: seconds ``Database.run`` may wait on the loop for SQLite's write lock
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,17 +51,31 @@ def retry_on_disconnect(fn: F) -> F:
     killed or restarted PostgreSQL backend fails the connections in use; SQLAlchemy then drops every
     older pooled connection, so the second try gets a fresh one."""
 
+    def second_try(exc: DBAPIError) -> None:
+        if not retryable(exc):
+            raise exc
+        log.warning("database connection lost in %s; retrying once", fn.__qualname__)
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def awaited(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except DBAPIError as exc:
+                second_try(exc)
+                return await fn(*args, **kwargs)
+
+        return awaited  # type: ignore[return-value]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DBAPIError as exc:
-            if not retryable(exc):
-                raise
-            log.warning("database connection lost in %s; retrying once", fn.__qualname__)
+            second_try(exc)
             return fn(*args, **kwargs)
 
-    wrapper.__wrapped_retry__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
@@ -77,7 +87,7 @@ def retrying(cls: type) -> type:
             name.startswith("_")
             or name in skip
             or not inspect.isfunction(value)
-            or inspect.iscoroutinefunction(value)
+            or inspect.iscoroutinefunction(value)  # awaited ones retry where they choose to
         ):
             continue
         setattr(cls, name, retry_on_disconnect(value))
@@ -91,7 +101,7 @@ def utcnow() -> datetime:
 
 def resolve_url(database_url: str | None = None) -> str:
     """The explicit URL, else ``DATABASE_URL``, else a SQLite file under ./var."""
-    url = database_url or os.environ.get("DATABASE_URL")
+    url = database_url or settings().database_url
     if url:
         if url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgres://")
@@ -119,10 +129,11 @@ def _sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _pg_hooks(engine: Engine) -> None:
+def _pg_hooks(engine: Engine, ping_after_idle: float) -> None:
     """Pessimistic disconnect handling without a round trip per checkout: ping only connections
-    that sat idle in the pool (where a server restart or an idle timeout could have closed them).
-    A connection that breaks mid-use is still detected by SQLAlchemy, which then recycles the pool."""
+    that sat idle in the pool for ``ping_after_idle`` seconds (where a server restart or an idle
+    timeout could have closed them). A connection that breaks mid-use is still detected by
+    SQLAlchemy, which then recycles the pool, and the operation is retried (``retry_on_disconnect``)."""
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -131,7 +142,7 @@ def _pg_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        if since is None or time.monotonic() - since < ping_after_idle:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -141,7 +152,9 @@ def _pg_hooks(engine: Engine) -> None:
             raise DisconnectionError("stale pooled connection")
 
 
-def make_engine(database_url: str | None = None, *, pool_size: int = 20) -> Engine:
+def make_engine(
+    database_url: str | None = None, *, pool_size: int = 20, ping_after_idle: float = 5.0
+) -> Engine:
     """An engine with the per-backend settings above."""
     url = make_url(resolve_url(database_url))
     if url.get_backend_name() == "sqlite":
@@ -157,7 +170,7 @@ def make_engine(database_url: str | None = None, *, pool_size: int = 20) -> Engi
         _sqlite_hooks(engine)
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
-    _pg_hooks(engine)
+    _pg_hooks(engine, ping_after_idle)
     return engine
 
 
@@ -173,8 +186,83 @@ def _transaction(conn: Connection) -> Iterator[Connection]:
     try:
         trans.commit()
     except DBAPIError as exc:
-        exc.during_commit = True  # type: ignore[attr-defined]
-        raise
+        raise mark_commit_failed(exc) from None
+
+
+def mark_commit_failed(exc: DBAPIError) -> DBAPIError:
+    """A COMMIT whose outcome is unknown: ``retryable`` refuses to run the operation again."""
+    exc.during_commit = True  # type: ignore[attr-defined]
+    return exc
+
+
+class Statements:
+    """The statements of one connection as the queue's awaited operations send them (``workflow``):
+    ``row`` gives the first row as a dict (``None`` when there is none or the statement returns no
+    rows), ``many`` runs a statement once per parameter dict. Two kinds: ``fast.AsyncStatements``
+    on the event loop (PostgreSQL) and ``SyncStatements``, which runs each statement at once, so an
+    operation awaiting only it never suspends and ``run_now`` completes it without an event loop."""
+
+    pg: bool
+
+    async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+
+class SyncStatements(Statements):
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.pg = conn, conn.dialect.name == "postgresql"
+
+    async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        result = self.conn.execute(statement, params or {})
+        first = result.first() if result.returns_rows else None
+        return None if first is None else dict(first._mapping)
+
+    async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        self.conn.execute(statement, rows)
+
+
+def run_now(operation: Coroutine[Any, Any, R]) -> R:
+    """Complete an operation whose statements are ``SyncStatements`` (it never suspends)."""
+    try:
+        operation.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    operation.close()
+    raise RuntimeError("a synchronous queue operation awaited something that suspends")
+
+
+class Executor(Protocol):
+    """Where an operation's transactions come from: ``Immediate`` or ``fast.FastPath``."""
+
+    def statement(self) -> contextlib.AbstractAsyncContextManager[Statements]: ...
+    def write(self) -> contextlib.AbstractAsyncContextManager[Statements]: ...
+    def read(self) -> contextlib.AbstractAsyncContextManager[Statements]: ...
+
+
+class Immediate:
+    """``Database``'s transactions as the async contexts an operation opens (``FastPath`` has the same
+    three), yielding ``SyncStatements``: the operation runs through ``run_now``, in this thread."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Statements]:
+        with self.db.single_statement() as conn:
+            yield SyncStatements(conn)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Statements]:
+        with self.db.write() as conn:
+            yield SyncStatements(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Statements]:
+        with self.db.read() as conn:
+            yield SyncStatements(conn)
 
 
 class Database:
@@ -183,11 +271,15 @@ class Database:
 
     def __init__(self, database_url: str | None = None, *, pool_size: int = 20) -> None:
         self.url = resolve_url(database_url)
-        self.engine = make_engine(self.url, pool_size=pool_size)
+        #: A pooled PostgreSQL connection idle this long is pinged before use (busy ones are not: a
+        #: round trip per transaction; one that died is retried instead).
+        self.ping_after_idle = settings().db_ping_after_idle_s
+        self.engine = make_engine(self.url, pool_size=pool_size, ping_after_idle=self.ping_after_idle)
         self.dialect = self.engine.dialect.name
+        self.now = Immediate(self)
         # SQLite has one writer at a time. Threads of this process queue on a lock instead of
-        # polling the file lock (SQLite's busy handler sleeps up to 100 ms between tries, which made
-        # the claim latency tail); BEGIN IMMEDIATE + busy_timeout still guard other processes.
+        # polling the file lock (SQLite's busy handler sleeps between tries, which made the claim
+        # latency tail); BEGIN IMMEDIATE + busy_timeout still guard other processes.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
 
     @property
@@ -196,11 +288,11 @@ class Database:
 
     async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Await the queue operation ``fn(*args, **kwargs)`` from an event loop: the same code, statements,
-        retries and errors as a direct call. PostgreSQL: in a worker thread (measured cheaper than
-        SQLAlchemy's async engine, which runs the same code in a greenlet: 3.4–3.7 against 4.0–5.0 ms
-        of server CPU per decision in ``scripts/bench_queue.py``). SQLite: right here if this process's
-        write lock comes free within ``LOOP_LOCK_WAIT`` (writes of a process are serialized by it
-        anyway, and a hand-off to a thread and back cost more CPU than the write), else in a thread."""
+        retries and errors as a direct call. PostgreSQL: in a worker thread (cheaper than SQLAlchemy's
+        async engine, which runs the same code in a greenlet: docs/queue.md). SQLite: right here if
+        this process's write lock comes free within ``LOOP_LOCK_WAIT`` (writes of a process are
+        serialized by it anyway, and a hand-off to a thread and back cost more CPU than the write),
+        else in a thread."""
         lock = self._write_lock
         if lock is not None and lock.acquire(timeout=LOOP_LOCK_WAIT):
             try:

@@ -1,9 +1,9 @@
-"""Claim-next and decisions awaited on the event loop on PostgreSQL: the workflow's own statements
-(``Workflow.claim_next_call``, ``workflow._decision_rows``), compiled once for psycopg and sent on an
-async connection of a small pool, without SQLAlchemy's execution layer or a worker thread (measured
-cheaper: docs/queue.md). Only the common case: when the statement matches nothing, the key is taken, a
-decision carries finding marks or the connection fails, nothing was written and ``Declined`` sends the
-caller (``ReviewQueue.claim_next``/``decide``) to the ordinary operation, which owns every answer.
+"""The statements of awaited queue operations on PostgreSQL, sent from the event loop: the workflow's
+own prebuilt statements compiled once for psycopg and executed on async connections of a small pool,
+without SQLAlchemy's execution layer or a worker thread (why: docs/queue.md). It only executes; what
+an operation does is written once, in ``workflow.py``, and runs here or over a SQLAlchemy connection
+(``db.Immediate``). psycopg errors are raised as SQLAlchemy's (``DBAPIError.instance``), so retries,
+integrity conflicts and 503s are handled as for every other operation.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import JSON
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.exc import DBAPIError
 
-from moderation.queue import Declined, workflow
-from moderation.queue.core import request_hash, with_event
-from moderation.queue.db import PING_AFTER_IDLE_SECONDS, Database, utcnow
-from moderation.queue.roles import Actor
+from moderation.queue.db import Database, Statements, mark_commit_failed
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)
 def _compiled(statement: Any) -> tuple[str, dict[str, Any], frozenset[str]]:
     """A statement as psycopg's SQL text, its constant parameters and its JSON parameters."""
     compiled = statement.compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]
@@ -35,77 +33,73 @@ def _compiled(statement: Any) -> tuple[str, dict[str, Any], frozenset[str]]:
     return str(compiled), dict(compiled.params), json_names
 
 
-async def _fetch(conn: Any, statement: Any, params: dict[str, Any]) -> dict[str, Any] | None:
-    sql, constants, json_names = _compiled(statement)
-    values = {
-        **constants,
-        **{k: json.dumps(v, ensure_ascii=False) if k in json_names else v for k, v in params.items()},
-    }
-    cursor = await conn.execute(sql, values)
-    row: dict[str, Any] | None = await cursor.fetchone() if cursor.description else None
-    return row
+class AsyncStatements(Statements):
+    """Statements on one async psycopg connection (rows as dicts)."""
+
+    pg = True
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def _values(self, statement: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        sql, constants, json_names = _compiled(statement)
+        dumped = {k: json.dumps(v, ensure_ascii=False) if k in json_names else v for k, v in params.items()}
+        return sql, {**constants, **dumped}
+
+    async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        sql, values = self._values(statement, params or {})
+        try:
+            cursor = await self.conn.execute(sql, values)
+            return await cursor.fetchone() if cursor.description else None
+        except psycopg.Error as exc:
+            raise self._error(sql, values, exc) from exc
+
+    async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        sql, _ = self._values(statement, {})
+        try:
+            async with self.conn.cursor() as cursor:
+                await cursor.executemany(sql, [self._values(statement, r)[1] for r in rows])
+        except psycopg.Error as exc:
+            raise self._error(sql, rows, exc) from exc
+
+    def _error(self, sql: str, params: Any, exc: psycopg.Error) -> DBAPIError:
+        broken = bool(self.conn.closed or self.conn.broken)
+        error = DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=broken)
+        return cast(DBAPIError, error)
 
 
 class FastPath:
-    """At most ``size`` autocommit connections (rows as dicts) where the engine connects; afresh on another
-    event loop (a test client's); pinged after ``PING_AFTER_IDLE_SECONDS`` idle; closed if not idle."""
+    """At most ``size`` autocommit connections where the engine connects; afresh on another event
+    loop (a test client's); pinged after ``Database.ping_after_idle`` seconds idle; closed if not
+    idle. ``statement``, ``write`` and ``read`` are the contexts of ``db.Immediate``, awaited."""
 
-    def __init__(self, db: Database, flow: workflow.Workflow, size: int) -> None:
+    def __init__(self, db: Database, size: int) -> None:
         _args, params = db.engine.dialect.create_connect_args(db.engine.url)
         self.connect_params = {k: v for k, v in params.items() if k != "context"}
-        self.workflow, self.size = flow, size
+        # Times in UTC, as SQLAlchemy's UTCDateTime columns return them on the other path.
+        self.connect_params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
+        self.size, self.ping_after = size, db.ping_after_idle
         self._idle: list[tuple[Any, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free: asyncio.Semaphore | None = None
 
-    async def claim_next(self, actor: Actor, **filters: Any) -> dict[str, Any] | None:
-        statement, params, (type_, actor_id, data, now) = self.workflow.claim_next_call(
-            actor,
-            filters.get("family"),
-            filters.get("category"),
-            filters.get("severity"),
-            filters.get("kind"),
-        )
-        values = {**params, "e_type": type_, "e_actor": actor_id, "e_data": data, "e_now": now}
-        try:
-            async with self.connection() as conn:
-                row = await _fetch(conn, with_event(statement), values)
-        except psycopg.Error as exc:  # a claim the lost statement made expires with its lease
-            raise Declined from exc
-        return None if row is None else self.workflow._claim_answer(row)
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Statements]:
+        """For one statement that is a whole transaction: autocommitted."""
+        async with self.connection() as conn:
+            yield AsyncStatements(conn)
 
-    async def decide(
-        self, item_id: int, actor: Actor, body: workflow.DecisionIn, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
-        wf = self.workflow
-        wf._require(actor, "decide")
-        workflow.validate_outcome(body)
-        if body.finding_marks:
-            raise Declined
-        now = utcnow()
-        (statement,) = workflow._decision_rows(True, False, False)
-        try:
-            async with self.connection() as conn, conn.transaction():
-                row = await _fetch(conn, statement, wf.decide_params(item_id, actor, body, [], now))
-                if row is None:
-                    raise Declined
-                result = wf.decide_answer(row, body, now)
-                if idempotency_key:
-                    await _fetch(
-                        conn,
-                        workflow._IDEMPOTENCY_INSERT,
-                        {
-                            "user_id": actor.id,
-                            "key": idempotency_key,
-                            "status_code": 200,
-                            "response": result,
-                            "request_hash": request_hash({"item_id": item_id, **body.model_dump()}),
-                            "created_at": utcnow(),
-                        },
-                    )
-        except psycopg.Error as exc:
-            raise Declined from exc
-        return result
+    read = statement
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Statements]:
+        """One transaction; a failed COMMIT is marked (it may have committed: never retried)."""
+        async with self.connection() as conn:
+            try:
+                async with conn.transaction():
+                    yield AsyncStatements(conn)
+            except psycopg.Error as exc:  # statements raise DBAPIError: this is BEGIN or COMMIT
+                raise mark_commit_failed(AsyncStatements(conn)._error("COMMIT", None, exc)) from exc
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
@@ -118,20 +112,23 @@ class FastPath:
             conn = None
             while self._idle and conn is None:
                 conn, since = self._idle.pop()
-                if time.monotonic() - since >= PING_AFTER_IDLE_SECONDS:
+                if time.monotonic() - since >= self.ping_after:
                     try:
                         await conn.execute("SELECT 1")
                     except psycopg.Error:
                         conn.pgconn.finish()
                         conn = None
             if conn is None:
-                conn = await psycopg.AsyncConnection.connect(
-                    **self.connect_params, autocommit=True, row_factory=dict_row
-                )
+                try:
+                    conn = await psycopg.AsyncConnection.connect(
+                        **self.connect_params, autocommit=True, row_factory=dict_row
+                    )
+                except psycopg.Error as exc:
+                    raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
             try:
                 yield conn
-            except psycopg.OperationalError:
-                if conn.closed or conn.broken:  # the server probably dropped the others too
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # the server probably dropped the others too
                     self.close(keep_loop=True)
                 raise
             finally:

@@ -42,7 +42,9 @@ from moderation.queue.core import (
     RETURNING,
     SKIPS,
     append_event,
+    apply,
     change,
+    from_json,
     iso,
     json_object,
     json_value,
@@ -51,9 +53,18 @@ from moderation.queue.core import (
     request_hash,
     touch_event,
 )
-from moderation.queue.db import Database, retry_on_disconnect, retrying, utcnow
+from moderation.queue.db import (
+    Database,
+    Executor,
+    Statements,
+    SyncStatements,
+    retry_on_disconnect,
+    retrying,
+    run_now,
+    utcnow,
+)
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
-from moderation.queue.marks import MARKS, finding_marks, public_mark
+from moderation.queue.marks import MARKS_INSERT, finding_marks, public_mark
 from moderation.queue.outbox import notification, withdraw
 from moderation.queue.roles import Actor
 from moderation.queue.safety import DbInt, Text, like_pattern
@@ -117,9 +128,11 @@ def validate_outcome(body: Judgement) -> None:
 class Workflow:
     """Service functions over one database. Times come from ``utcnow`` so tests move rows, not clocks.
     Every public method runs once more when its connection was lost before anything committed
-    (``retrying``); ``bulk_decide`` retries each item's transaction instead."""
+    (``retrying``); ``claim_next`` and ``decide`` through ``claim_next_on`` and ``decide_on``, which are
+    written once and run on either kind of connection (``db.Statements``), and ``bulk_decide`` retries
+    each item's transaction."""
 
-    NO_RETRY = frozenset({"bulk_decide"})
+    NO_RETRY = frozenset({"bulk_decide", "claim_next", "decide"})
 
     def __init__(self, db: Database, *, lease_seconds: int = 120, undo_seconds: int = 120) -> None:
         self.db = db
@@ -132,25 +145,23 @@ class Workflow:
         """Values for ``_CLAIM_VALUES`` and ``_claimable`` (``user_id`` is who will hold the item)."""
         return {"b_actor": user_id, "b_now": now, "b_token": token, "b_lease_until": now + self.lease}
 
-    def claim_next(
+    def claim_next(self, actor: Actor, **filters: str | None) -> dict[str, Any] | None:
+        """Claim the highest-priority, oldest claimable item; ``None`` when there is none. Filters:
+        ``family``, ``category``, ``severity``, ``kind``."""
+        return run_now(self.claim_next_on(self.db.now, actor, **filters))
+
+    @retry_on_disconnect
+    async def claim_next_on(
         self,
+        on: Executor,
         actor: Actor,
-        *,
         family: str | None = None,
         category: str | None = None,
         severity: str | None = None,
         kind: str | None = None,
     ) -> dict[str, Any] | None:
-        """Claim the highest-priority, oldest claimable item; ``None`` when there is none."""
-        statement, params, event = self.claim_next_call(actor, family, category, severity, kind)
-        with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
-            item = change(conn, statement, params, *event)
-        return None if item is None else self._claim_answer(item)
-
-    def claim_next_call(
-        self, actor: Actor, family: str | None, category: str | None, severity: str | None, kind: str | None
-    ) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
-        """Claim-next's statement, its parameters and its event (``change``); also sent by ``fast.py``."""
+        """``claim_next`` through ``on`` (``db.Immediate`` or ``fast.FastPath``): one autocommitted
+        statement on PostgreSQL."""
         self._require(actor, "claim")
         now = utcnow()
         params = {
@@ -163,7 +174,10 @@ class Workflow:
         statement = _claim_next(
             actor.can("claim_escalated"), bool(family), bool(category), bool(severity), bool(kind)
         )
-        return statement, params, ("claimed", actor.id, {"lease_expires_at": iso(now + self.lease)}, now)
+        lease = {"lease_expires_at": iso(now + self.lease)}
+        async with on.statement() as tx:
+            item = await apply(tx, statement, params, "claimed", actor.id, lease, now)
+        return None if item is None else self._claim_answer(item)
 
     @staticmethod
     def _claim_answer(item: dict[str, Any]) -> dict[str, Any]:
@@ -263,83 +277,57 @@ class Workflow:
         self, item_id: int, actor: Actor, body: DecisionIn, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """Record a decision for the claimed item; with an idempotency key a retry gets the same answer."""
+        return run_now(self.decide_on(self.db.now, item_id, actor, body, idempotency_key))
+
+    @retry_on_disconnect
+    async def decide_on(
+        self,
+        on: Executor,
+        item_id: int,
+        actor: Actor,
+        body: DecisionIn,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """``decide`` through ``on`` (``db.Immediate`` or ``fast.FastPath``). Without finding marks one
+        autocommitted statement on PostgreSQL, the idempotency key's row included."""
         self._require(actor, "decide")
         validate_outcome(body)
-        fingerprint = request_hash({"item_id": item_id, **body.model_dump()})
+        key = None
+        if idempotency_key:
+            fingerprint = request_hash({"item_id": item_id, **body.model_dump()})
+            key = {"b_key": idempotency_key, "b_hash": fingerprint}
         # No read of the idempotency key first: a first submission (the common case) just writes. A
         # retry fails the conditional UPDATE (already decided / lease lost), a key reused for another
         # item fails the key's primary key and rolls everything back; both then look up the stored
         # answer below (same body → the same answer, other body → 422).
         try:
-            with self.db.write() as conn:
-                result = self._decide_in(conn, item_id, actor, body)
-                if idempotency_key:
-                    conn.execute(
-                        _IDEMPOTENCY_INSERT,
-                        {
-                            "user_id": actor.id,
-                            "key": idempotency_key,
-                            "request_hash": fingerprint,
-                            "status_code": 200,
-                            "response": result,
-                            "created_at": utcnow(),
-                        },
-                    )
-                return result
+            async with on.write() if body.finding_marks else on.statement() as tx:
+                return await self._decide_in(tx, item_id, actor, body, key)
         except (Conflict, IntegrityError) as exc:
             # A concurrent retry with the same key may have won; then its answer is ours too.
-            if idempotency_key:
-                stored = self._stored_answer(actor, idempotency_key, fingerprint)
+            if key:
+                async with on.read() as tx:
+                    stored = await tx.row(_STORED_ANSWER, {"b_actor": actor.id, "b_key": key["b_key"]})
                 if stored is not None:
-                    return stored
+                    if stored["request_hash"] != key["b_hash"]:
+                        raise Invalid(
+                            "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+                        ) from None
+                    return self._stored_answer(stored["response"])
             if isinstance(exc, IntegrityError):
                 raise Conflict("already_decided", "a concurrent decision for this item won") from exc
             raise
 
-    def _stored_answer(self, actor: Actor, key: str, fingerprint: str) -> dict[str, Any] | None:
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.response).where(
-                    IDEMPOTENCY.c.user_id == actor.id, IDEMPOTENCY.c.key == key
-                )
-            ).first()
-        if row is None:
-            return None
-        if row[0] != fingerprint:
-            raise Invalid("idempotency_key_reused", "this Idempotency-Key was used with a different request")
-        return dict(row[1])
-
-    def _decide_in(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> dict[str, Any]:
+    async def _decide_in(
+        self, tx: Statements, item_id: int, actor: Actor, body: Judgement, key: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A ``DecisionIn`` decides the holder's item; a bare ``Judgement`` is a lead's bulk decision.
-        The deciding UPDATE, the decision, its event and the outbox row (``_decision_rows``: one
-        statement on PostgreSQL), and the finding marks."""
+        The deciding UPDATE, the decision, its event, the outbox row and the idempotency key's row
+        (``_decision_rows``: one statement on PostgreSQL), and the finding marks."""
         now = utcnow()
         decision = body if isinstance(body, DecisionIn) else None
-        marks = finding_marks(conn, item_id, decision.finding_marks) if decision else []
-        params = self.decide_params(item_id, actor, body, marks, now)
-        statements = _decision_rows(not self.db.is_sqlite, decision is None, bool(marks))
-        row = conn.execute(statements[0], params).first()
-        if row is None:
-            raise self._why_not_decided(conn, item_id, actor, body)
-        item = dict(row._mapping)
-        if len(statements) > 1:  # SQLite: the rows one by one, each reading the decided item
-            item["decision_id"] = conn.execute(statements[1], params).scalar_one()
-            for statement in statements[2:]:
-                conn.execute(statement, params)
-        if marks:
-            conn.execute(
-                insert(MARKS),
-                [
-                    {**m, "decision_id": item["decision_id"], "marked_by": actor.id, "created_at": now}
-                    for m in marks
-                ],
-            )
-        return self.decide_answer(item, body, now)
-
-    def decide_params(
-        self, item_id: int, actor: Actor, body: Judgement, marks: list[dict[str, Any]], now: datetime
-    ) -> dict[str, Any]:
-        """The parameters of ``_decision_rows``; also sent by ``fast.py``."""
+        marks = await finding_marks(tx, item_id, decision.finding_marks) if decision else []
+        undo_until = iso(now + self.undo_window)
         params: dict[str, Any] = {
             "b_item": item_id,
             "b_actor": actor.id,
@@ -351,33 +339,57 @@ class Workflow:
             "b_internal_note": body.internal_note,
             "b_marks": [public_mark(m) for m in marks],
             "b_available_at": now + self.undo_window,
+            "b_undo_until": undo_until,
+            **(key or {}),
         }
-        if isinstance(body, DecisionIn):
-            params.update(b_token=body.claim_token, b_version=body.version, b_revision=body.listing_revision)
-        return params
+        if decision:
+            params.update(
+                b_token=decision.claim_token, b_version=decision.version, b_revision=decision.listing_revision
+            )
+        first, *rest = _decision_rows(tx.pg, decision is None, bool(marks), key is not None)
+        item = await tx.row(first, params)
+        if item is None:
+            raise await self._why_not_decided(tx, item_id, actor, body)
+        if rest:  # SQLite: the rows one by one, each reading the decided item
+            decision_row = await tx.row(rest[0], params)
+            assert decision_row is not None
+            item["decision_id"] = decision_row["id"]
+            for statement in rest[1:]:
+                await tx.row(statement, params)
+        if marks:
+            extra = {"decision_id": item["decision_id"], "marked_by": actor.id, "created_at": now}
+            await tx.many(MARKS_INSERT, [{**m, **extra} for m in marks])
+        return self._answer(item, undo_until)
 
-    def decide_answer(self, row: dict[str, Any], body: Judgement, now: datetime) -> dict[str, Any]:
+    @staticmethod
+    def _answer(row: dict[str, Any], undo_until: str | None) -> dict[str, Any]:
         """The answer to a decision, from the decided item's row and its ``decision_id``."""
         item = dict(row)
         decision_id = item.pop("decision_id")
         return {
             "item": public_item(item),
             "decision_id": decision_id,
-            "outcome": body.outcome,
+            "outcome": item["outcome"],
             "attempt": item["attempt"],
-            "undo_until": iso(now + self.undo_window),
+            "undo_until": undo_until,
         }
 
-    def _why_not_decided(self, conn: Connection, item_id: int, actor: Actor, body: Judgement) -> QueueError:
+    def _stored_answer(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The answer kept with an idempotency key: built from the decided row stored as JSON by the
+        deciding statement (``_decision_rows``); keys stored before that hold the answer itself."""
+        if "row" not in response:
+            return response
+        dialect = self.db.engine.dialect
+        row = {c.name: from_json(c, response["row"][c.name], dialect) for c in T.c}
+        return self._answer({**row, "decision_id": response["decision_id"]}, response["undo_until"])
+
+    async def _why_not_decided(
+        self, tx: Statements, item_id: int, actor: Actor, body: Judgement
+    ) -> QueueError:
         """One read: the item and its listing's current revision."""
-        row = conn.execute(
-            select(T, LISTINGS.c.revision.label("current_revision"), LISTINGS.c.deleted.label("gone"))
-            .outerjoin(LISTINGS, LISTINGS.c.id == T.c.listing_id)
-            .where(T.c.id == item_id)
-        ).first()
-        if row is None:
+        item = await tx.row(_ITEM_AND_LISTING, {"b_item": item_id})
+        if item is None:
             raise NotFound("item_not_found", f"item {item_id} does not exist")
-        item = row._mapping
         if (
             item["status"] == SUPERSEDED
             or item["gone"]
@@ -428,7 +440,7 @@ class Workflow:
     @retry_on_disconnect
     def _bulk_one(self, item_id: int, actor: Actor, body: Judgement) -> dict[str, Any]:
         with self.db.write() as conn:
-            return self._decide_in(conn, item_id, actor, body)
+            return run_now(self._decide_in(SyncStatements(conn), item_id, actor, body))
 
     def _preview(self, item_id: int, actor: Actor) -> dict[str, Any]:
         now = utcnow()
@@ -832,12 +844,14 @@ def _decide(bulk: bool) -> Any:
 
 
 @functools.cache
-def _decision_rows(pg: bool, bulk: bool, marks: bool) -> tuple[Any, ...]:
+def _decision_rows(pg: bool, bulk: bool, marks: bool, keyed: bool) -> tuple[Any, ...]:
     """What a decision writes: the deciding UPDATE (``_decide``), then its ``decisions`` row, its
-    ``decided`` event and its outbox row (``outbox.notification``), each an ``INSERT … SELECT`` from the
-    decided item ``u`` and the decision ``d``. PostgreSQL: one statement, the UPDATE and the INSERTs as
-    data-modifying CTEs, selecting the item and ``decision_id``. SQLite: the UPDATE, then the INSERTs in
-    turn (the decision's returns its id), ``u`` and ``d`` read back in the same transaction."""
+    ``decided`` event, its outbox row (``outbox.notification``) and (``keyed``) the idempotency key's
+    row, each an ``INSERT … SELECT`` from the decided item ``u`` and the decision ``d``. PostgreSQL:
+    one statement, the UPDATE and the INSERTs as data-modifying CTEs, selecting the item and
+    ``decision_id``. SQLite: the UPDATE, then the INSERTs in turn (the decision's returns its id),
+    ``u`` and ``d`` read back in the same transaction. The key's row keeps the decided row as JSON
+    (``Workflow._stored_answer`` rebuilds the answer from it)."""
     decide = _decide(bulk)
     if pg:
         u: Any = decide.cte("u")
@@ -897,24 +911,50 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool) -> tuple[Any, ...]:
     }
     if marks:
         fields["finding_marks"] = json_value(pg, "b_marks")
+    decided = u.join(d, d.c.item_id == u.c.id)
     event = insert(EVENTS).from_select(
         ["item_id", "seq", "type", "actor", "data", "created_at"],
         select(
             u.c.id, u.c.event_seq, literal_column("'decided'"), _ACTOR, json_object(pg, **fields), _NOW
-        ).select_from(u.join(d, d.c.item_id == u.c.id)),
+        ).select_from(decided),
     )
-    notice = notification(u, d, pg)
+    rows = [event, notification(u, d, pg)]
+    if keyed:
+        response = json_object(
+            pg,
+            row=json_object(pg, **{c.name: u.c[c.name] for c in T.c}),
+            decision_id=d.c.id,
+            undo_until=bindparam("b_undo_until", type_=String()),
+        )
+        key = select(
+            _ACTOR,
+            bindparam("b_key", type_=String()),
+            bindparam("b_hash", type_=String()),
+            literal_column("200"),
+            response,
+            _NOW,
+        ).select_from(decided)
+        rows.append(
+            insert(IDEMPOTENCY).from_select(
+                ["user_id", "key", "request_hash", "status_code", "response", "created_at"], key
+            )
+        )
     if not pg:
-        return decide, decision, event, notice
+        return decide, decision, *rows
     return (
         select(*u.c, d.c.id.label("decision_id"))
-        .select_from(u.join(d, d.c.item_id == u.c.id))
-        .add_cte(event.cte("e"))
-        .add_cte(notice.cte("o")),
+        .select_from(decided)
+        .add_cte(*(row.cte(name) for row, name in zip(rows, "eok", strict=False))),
     )
 
 
-#: Every column a named parameter (``fast.py`` sends the compiled text with its own values).
-_IDEMPOTENCY_INSERT = insert(IDEMPOTENCY).values(
-    {c.name: bindparam(c.name, type_=c.type) for c in IDEMPOTENCY.c}
+#: The answer stored with an idempotency key (``Workflow.decide_on``).
+_STORED_ANSWER = select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.response).where(
+    IDEMPOTENCY.c.user_id == _ACTOR, IDEMPOTENCY.c.key == bindparam("b_key", type_=String())
+)
+#: Why a decision failed (``Workflow._why_not_decided``): the item and its listing's revision.
+_ITEM_AND_LISTING = (
+    select(T, LISTINGS.c.revision.label("current_revision"), LISTINGS.c.deleted.label("gone"))
+    .outerjoin(LISTINGS, LISTINGS.c.id == T.c.listing_id)
+    .where(T.c.id == _ITEM)
 )
