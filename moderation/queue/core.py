@@ -133,20 +133,23 @@ def change(conn: Connection, *args: Any) -> dict[str, Any] | None:
     return run_now(apply(SyncStatements(conn), *args))
 
 
+#: An event that changes no state still takes its number from the item row (``touch_event``).
+_TOUCH = (
+    update(ITEMS)
+    .where(ITEMS.c.id == bindparam("b_item"))
+    .values(event_seq=ITEMS.c.event_seq + 1)
+    .returning(*RETURNING)
+)
+
+
 def touch_event(
     conn: Connection, item_id: int, type_: str, actor: int | None, data: dict[str, Any], now: datetime
 ) -> int:
-    """An event that changes no state (a comment): still takes its number from the item row."""
-    row = conn.execute(
-        update(ITEMS)
-        .where(ITEMS.c.id == item_id)
-        .values(event_seq=ITEMS.c.event_seq + 1)
-        .returning(ITEMS.c.event_seq)
-    ).first()
+    """An event that changes no state (a comment): one statement on PostgreSQL (``change``)."""
+    row = change(conn, _TOUCH, {"b_item": item_id}, type_, actor, data, now)
     if row is None:
         raise NotFound("item_not_found", f"item {item_id} does not exist")
-    append_event(conn, item_id, row[0], type_, actor, data, now)
-    return int(row[0])
+    return int(row["event_seq"])
 
 
 def load_item(conn: Connection, item_id: int) -> dict[str, Any]:

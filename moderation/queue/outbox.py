@@ -25,20 +25,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
+    Integer,
     String,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 
-from moderation.queue.core import OUTBOX, iso, json_object, json_value
+from moderation.queue.core import DECISIONS, ITEMS, OUTBOX, iso, json_object, json_value
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.queue.roles import Actor
@@ -46,6 +48,17 @@ from moderation.queue.roles import Actor
 O = OUTBOX  # noqa: E741
 NOTIFICATION = "seller_notification"
 WITHDRAWN = "decision_withdrawn"
+#: The columns an outbox record is written with (``notification``, ``withdrawal``).
+_RECORD = [
+    "item_id",
+    "decision_id",
+    "listing_id",
+    "kind",
+    "payload",
+    "created_at",
+    "available_at",
+    "attempts",
+]
 #: ``records(status=…)`` filters; ``pending`` is everything still to deliver (waiting, ready or leased).
 STATUSES = ("pending", "delivered", "cancelled", "all")
 MAX_LEASE = 500
@@ -104,56 +117,78 @@ def notification(u: Any, d: Any, pg: bool) -> Any:
         bindparam("b_available_at", type_=O.c.created_at.type),
         literal_column("0"),
     )
-    return insert(O).from_select(
-        ["item_id", "decision_id", "listing_id", "kind", "payload", "created_at", "available_at", "attempts"],
-        rows.select_from(u.join(d, d.c.item_id == u.c.id)),
-    )
+    return insert(O).from_select(_RECORD, rows.select_from(u.join(d, d.c.item_id == u.c.id)))
 
 
-def withdraw(
-    conn: Connection, *, item_id: int, listing_id: str, decision_id: int | None, reason: str, now: datetime
-) -> str:
-    """In the undo/revert transaction: cancel the decision's notification if it was never leased, and
-    write the ``decision_withdrawn`` record (cancelled too when there is nothing to retract).
-
-    Returns ``"cancelled"`` (the seller never hears of the decision) or ``"retracted"`` (the
-    notification may have been delivered; the withdrawal will follow it). The cancelling UPDATE is
-    conditional on ``leased_at IS NULL``, so it and a concurrent lease cannot both succeed."""
-    notice_id: int | None = None
-    cancelled = False
-    if decision_id is not None:
-        row = conn.execute(
-            update(O)
-            .where(
-                O.c.decision_id == decision_id,
-                O.c.kind == NOTIFICATION,
-                O.c.sent_at.is_(None),
-                O.c.cancelled_at.is_(None),
-                O.c.leased_at.is_(None),
-            )
-            .values(cancelled_at=now)
-            .returning(O.c.id)
-        ).first()
-        if row is not None:
-            notice_id, cancelled = int(row[0]), True
-        else:
-            notice_id = conn.execute(
-                select(O.c.id).where(O.c.decision_id == decision_id, O.c.kind == NOTIFICATION)
-            ).scalar()
-    conn.execute(
-        insert(O).values(
-            item_id=item_id,
-            decision_id=decision_id,
-            listing_id=listing_id,
-            kind=WITHDRAWN,
-            payload={"listing_id": listing_id, "reason": reason, "notification_id": notice_id},
-            created_at=now,
-            available_at=now,
-            attempts=0,
-            cancelled_at=now if cancelled else None,
+def withdrawal(u: Any, pg: bool) -> tuple[list[Any], Any, Any, Any]:
+    """What an undo or revert (``workflow._reopen_rows``) writes besides the item and its event, from
+    the reopened item ``u``: the decision of the previous attempt marked undone, its notification
+    cancelled if no consumer ever leased it, and the ``decision_withdrawn`` record (cancelled too
+    when the notification was). Returns the statements to run after the reopening UPDATE (on
+    PostgreSQL only the record's INSERT: the others are CTEs it reads), ``u`` joined with the undone
+    decision, the notification and the cancel, the decision's id and ``cancelled``/``retracted``.
+    The cancel is conditional on ``leased_at IS NULL``, so it and a concurrent lease cannot both
+    succeed."""
+    now = bindparam("b_now", type_=O.c.created_at.type)
+    reason = bindparam("b_reason", type_=String())
+    undone = (
+        update(DECISIONS)
+        .where(
+            DECISIONS.c.item_id == u.c.id,
+            DECISIONS.c.attempt == u.c.attempt - 1,
+            DECISIONS.c.undone_at.is_(None),
         )
+        .values(
+            undone_at=now,
+            undone_by=bindparam("b_actor", type_=Integer()),
+            undo_kind=bindparam("b_kind", type_=String()),
+            undo_reason=func.nullif(reason, ""),
+        )
+        .returning(DECISIONS.c.id)
     )
-    return "cancelled" if cancelled else "retracted"
+    if pg:
+        d: Any = undone.cte("dd")
+    else:
+        attempt = select(ITEMS.c.attempt).where(ITEMS.c.id == bindparam("b_item")).scalar_subquery()
+        d = (
+            select(DECISIONS.c.id)
+            .where(DECISIONS.c.item_id == bindparam("b_item"), DECISIONS.c.attempt == attempt - 1)
+            .where(DECISIONS.c.undone_at == now)
+            .subquery("dd")
+        )
+    notice = (O.c.decision_id == d.c.id, O.c.kind == NOTIFICATION)
+    cancel = (
+        update(O)
+        .where(*notice, O.c.sent_at.is_(None), O.c.cancelled_at.is_(None), O.c.leased_at.is_(None))
+        .values(cancelled_at=now)
+        .returning(O.c.id)
+    )
+    c = cancel.cte("c") if pg else select(O.c.id).where(*notice, O.c.cancelled_at == now).subquery("c")
+    n = select(O.c.id).where(*notice).subquery("n")
+    joined = u.outerjoin(d, true()).outerjoin(n, true()).outerjoin(c, true())
+    cancelled = c.c.id.is_not(None)
+    payload = json_object(
+        pg,
+        listing_id=u.c.listing_id,
+        reason=func.coalesce(func.nullif(reason, ""), bindparam("b_type", type_=String())),
+        notification_id=n.c.id,
+    )
+    record = insert(O).from_select(
+        [*_RECORD, "cancelled_at"],
+        select(
+            u.c.id,
+            d.c.id,
+            u.c.listing_id,
+            literal_column(f"'{WITHDRAWN}'"),
+            payload,
+            now,
+            now,
+            literal_column("0"),
+            case((cancelled, now)),
+        ).select_from(joined),
+    )
+    state = case((cancelled, literal_column("'cancelled'")), else_=literal_column("'retracted'"))
+    return ([record] if pg else [undone, cancel, record]), joined, d.c.id, state
 
 
 @retrying

@@ -41,7 +41,6 @@ from moderation.queue.core import (
     LISTINGS,
     RETURNING,
     SKIPS,
-    append_event,
     apply,
     change,
     from_json,
@@ -65,7 +64,7 @@ from moderation.queue.db import (
 )
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
 from moderation.queue.marks import MARKS_INSERT, finding_marks, public_mark
-from moderation.queue.outbox import notification, withdraw
+from moderation.queue.outbox import notification, withdrawal
 from moderation.queue.roles import Actor
 from moderation.queue.safety import DbInt, Text, like_pattern
 from moderation.queue.states import (
@@ -513,57 +512,39 @@ class Workflow:
         if not text or len(text) > 5000:
             raise Invalid("invalid_comment", "a comment needs 1 to 5000 characters")
         now = utcnow()
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
             seq = touch_event(conn, item_id, "commented", actor.id, {"text": text}, now)
         return {"item_id": item_id, "seq": seq}
 
     def undo(self, item_id: int, actor: Actor, *, reclaim: bool = False) -> dict[str, Any]:
         """The decider takes back their decision inside the undo window; the item reopens."""
         self._require(actor, "undo")
-        now = utcnow()
-        where = [T.c.decided_by == actor.id, T.c.decided_at >= now - self.undo_window]
-        return self._reopen(item_id, actor, where, "undone", "", reclaim=reclaim, now=now)
+        return self._reopen(item_id, actor, "undone", "", reclaim=reclaim)
 
     def revert(self, item_id: int, actor: Actor, reason: str) -> dict[str, Any]:
         """A lead overturns a decision at any time, with a reason."""
         self._require(actor, "revert")
         if not reason.strip():
             raise Invalid("reason_required", "a revert needs a reason")
-        return self._reopen(item_id, actor, [], "reverted", reason.strip(), reclaim=False, now=utcnow())
+        return self._reopen(item_id, actor, "reverted", reason.strip(), reclaim=False)
 
     def _reopen(
-        self,
-        item_id: int,
-        actor: Actor,
-        where: list[Any],
-        type_: str,
-        reason: str,
-        *,
-        reclaim: bool,
-        now: datetime,
+        self, item_id: int, actor: Actor, type_: str, reason: str, *, reclaim: bool
     ) -> dict[str, Any]:
-        token = secrets.token_hex(16) if reclaim else None
-        reopened = CLAIMED if reclaim else case((T.c.escalated.is_(True), ESCALATED), else_=PENDING)
-        with self.db.write() as conn:
-            row = conn.execute(
-                update(T)
-                .where(T.c.id == item_id, T.c.status == DECIDED, *where)
-                .values(
-                    status=reopened,
-                    outcome=None,
-                    decided_by=None,
-                    decided_at=None,
-                    claimed_by=actor.id if reclaim else None,
-                    claim_token=token,
-                    claimed_at=now if reclaim else None,
-                    lease_expires_at=now + self.lease if reclaim else None,
-                    attempt=T.c.attempt + 1,
-                    version=T.c.version + 1,
-                    event_seq=T.c.event_seq + 1,
-                    updated_at=now,
-                )
-                .returning(*RETURNING)
-            ).first()
+        """Undo or revert: the reopening UPDATE, the decision marked undone, the seller's notification
+        withdrawn (``outbox.withdrawal``) and the event (``_reopen_rows``: one statement on PostgreSQL)."""
+        now = utcnow()
+        params = {
+            **self._claim_params(actor.id, now, secrets.token_hex(16)),
+            "b_item": item_id,
+            "b_undo_since": now - self.undo_window,
+            "b_kind": "undo" if type_ == "undone" else "revert",
+            "b_reason": reason,
+            "b_type": type_,
+        }
+        first, *rest = _reopen_rows(not self.db.is_sqlite, type_ == "undone", reclaim)
+        with self.db.single_statement() as conn:
+            row = conn.execute(first, params).first()
             if row is None:
                 item = load_item(conn, item_id)
                 if item["status"] != DECIDED:
@@ -571,52 +552,13 @@ class Workflow:
                 if item["decided_by"] != actor.id:
                     raise Forbidden("not_your_decision", "only the reviewer who decided may undo; ask a lead")
                 raise Conflict("undo_window_passed", "the undo window has passed; ask a lead to revert")
+            for statement in rest:  # SQLite: the rows one by one, each reading the reopened item
+                conn.execute(statement, params)
             item = dict(row._mapping)
-            old_attempt = item["attempt"] - 1
-            undone = conn.execute(
-                update(DECISIONS)
-                .where(
-                    DECISIONS.c.item_id == item_id,
-                    DECISIONS.c.attempt == old_attempt,
-                    DECISIONS.c.undone_at.is_(None),
-                )
-                .values(
-                    undone_at=now,
-                    undone_by=actor.id,
-                    undo_kind="undo" if type_ == "undone" else "revert",
-                    undo_reason=reason or None,
-                )
-                .returning(DECISIONS.c.id)
-            ).first()
-            decision_id = undone[0] if undone else None
-            # The seller's notification: cancelled if no consumer ever leased it, else retracted.
-            notice = withdraw(
-                conn,
-                item_id=item_id,
-                listing_id=item["listing_id"],
-                decision_id=decision_id,
-                reason=reason or type_,
-                now=now,
-            )
-            append_event(
-                conn,
-                item_id,
-                item["event_seq"],
-                type_,
-                actor.id,
-                {
-                    "attempt": item["attempt"],
-                    "reclaimed": reclaim,
-                    "reason": reason,
-                    "decision_id": decision_id,
-                    "seller_notification": notice,
-                },
-                now,
-            )
-            out: dict[str, Any] = {"item": public_item(item), "attempt": item["attempt"]}
-            if reclaim:
-                out.update(claim_token=token, version=item["version"])
-            return out
+        out: dict[str, Any] = {"item": public_item(item), "attempt": item["attempt"]}
+        if reclaim:
+            out.update(claim_token=item["claim_token"], version=item["version"])
+        return out
 
     def set_priority(self, item_id: int, actor: Actor, priority: int, version: int) -> dict[str, Any]:
         """A lead's edit, guarded by the version they saw: of two racing edits one wins, one gets 409."""
@@ -958,3 +900,52 @@ _ITEM_AND_LISTING = (
     .outerjoin(LISTINGS, LISTINGS.c.id == T.c.listing_id)
     .where(T.c.id == _ITEM)
 )
+
+
+@functools.cache
+def _reopen_rows(pg: bool, undo: bool, reclaim: bool) -> tuple[Any, ...]:
+    """What an undo (``undo``: by the decider ``b_actor``, inside the window) or a revert writes: the
+    UPDATE that reopens the decided item (``reclaim``: claimed again by ``b_actor``), then
+    ``outbox.withdrawal`` (the decision marked undone, its notification cancelled or retracted) and
+    the event, each reading the reopened item ``u``. PostgreSQL: one statement of CTEs selecting the
+    item; SQLite: the UPDATE, then the rest in turn, reading ``u`` back in the same transaction."""
+    where = [T.c.id == _ITEM, T.c.status == _S[DECIDED]]
+    if undo:
+        where += [T.c.decided_by == _ACTOR, T.c.decided_at >= bindparam("b_undo_since", type_=_DATETIME)]
+    held = {"claimed_by": _ACTOR, "claim_token": _TOKEN, "claimed_at": _NOW, "lease_expires_at": _LEASE_UNTIL}
+    reopen = (
+        update(T)
+        .where(*where)
+        .values(
+            status=CLAIMED if reclaim else case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
+            outcome=None,
+            decided_by=None,
+            decided_at=None,
+            **(held if reclaim else dict.fromkeys(held)),
+            attempt=T.c.attempt + 1,
+            version=T.c.version + 1,
+            event_seq=T.c.event_seq + 1,
+            updated_at=_NOW,
+        )
+        .returning(*RETURNING)
+    )
+    u: Any = reopen.cte("u") if pg else select(T).where(T.c.id == _ITEM).subquery("u")
+    writes, joined, decision_id, notice = withdrawal(u, pg)
+    flag = str(reclaim).lower()
+    data = json_object(
+        pg,
+        attempt=u.c.attempt,
+        reclaimed=literal_column(flag) if pg else func.json(literal_column(f"'{flag}'")),
+        reason=bindparam("b_reason", type_=String()),
+        decision_id=decision_id,
+        seller_notification=notice,
+    )
+    event = insert(EVENTS).from_select(
+        ["item_id", "seq", "type", "actor", "data", "created_at"],
+        select(u.c.id, u.c.event_seq, bindparam("b_type", type_=String()), _ACTOR, data, _NOW).select_from(
+            joined
+        ),
+    )
+    if not pg:
+        return reopen, *writes, event
+    return (select(*u.c).add_cte(*(w.cte(f"w{i}") for i, w in enumerate(writes)), event.cte("e")),)
