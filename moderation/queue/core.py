@@ -107,7 +107,7 @@ def with_event(statement: Any) -> Any:
     return select(*u.c).add_cte(insert(EVENTS).from_select(list(EVENTS.c.keys())[1:], event).cte("e"))
 
 
-async def apply(
+async def apply_all(
     tx: Statements,
     statement: Any,
     params: dict[str, Any],
@@ -115,22 +115,34 @@ async def apply(
     actor: int | None,
     data: dict[str, Any],
     now: datetime,
-) -> dict[str, Any] | None:
-    """A conditional ``UPDATE items … RETURNING *`` (bumping ``event_seq``) and its event; ``None`` when it
-    matched no row. PostgreSQL: one statement (``with_event``); SQLite: the two in turn."""
+) -> list[dict[str, Any]]:
+    """A conditional ``UPDATE items … RETURNING *`` (bumping ``event_seq``; or an ``INSERT`` of items)
+    and an event for each row it returns. PostgreSQL: one statement (``with_event``); SQLite: the
+    statement, then the events."""
     if tx.pg:
         values = {**params, "e_type": type_, "e_actor": actor, "e_data": data, "e_now": now}
-        return await tx.row(with_event(statement), values)
-    row = await tx.row(statement, params)
-    if row is not None:
-        event = {"item_id": row["id"], "seq": row["event_seq"], "type": type_, "actor": actor}
-        await tx.row(EVENT_INSERT, {**event, "data": data, "created_at": now})
-    return row
+        return await tx.rows(with_event(statement), values)
+    rows = await tx.rows(statement, params)
+    event = {"type": type_, "actor": actor, "data": data, "created_at": now}
+    for row in rows:
+        await tx.row(EVENT_INSERT, {"item_id": row["id"], "seq": row["event_seq"], **event})
+    return rows
+
+
+async def apply(tx: Statements, *args: Any) -> dict[str, Any] | None:
+    """``apply_all`` of a statement that changes at most one item (same arguments): its row or ``None``."""
+    rows = await apply_all(tx, *args)
+    return rows[0] if rows else None
 
 
 def change(conn: Connection, *args: Any) -> dict[str, Any] | None:
     """``apply`` (same arguments after the first) on a SQLAlchemy connection."""
     return run_now(apply(SyncStatements(conn), *args))
+
+
+def change_all(conn: Connection, *args: Any) -> list[dict[str, Any]]:
+    """``apply_all`` on a SQLAlchemy connection."""
+    return run_now(apply_all(SyncStatements(conn), *args))
 
 
 #: An event that changes no state still takes its number from the item row (``touch_event``).

@@ -197,12 +197,15 @@ def mark_commit_failed(exc: DBAPIError) -> DBAPIError:
 
 class Statements:
     """The statements of one connection as the queue's awaited operations send them (``workflow``):
-    ``row`` gives the first row as a dict (``None`` when there is none or the statement returns no
-    rows), ``many`` runs a statement once per parameter dict. Two kinds: ``fast.AsyncStatements``
+    ``rows`` gives the rows as dicts, ``row`` the first (``None`` when there is none or the statement
+    returns no rows), ``many`` runs a statement once per parameter dict. Two kinds: ``fast.AsyncStatements``
     on the event loop (PostgreSQL) and ``SyncStatements``, which runs each statement at once, so an
     operation awaiting only it never suspends and ``run_now`` completes it without an event loop."""
 
     pg: bool
+
+    async def rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
     async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -214,6 +217,10 @@ class Statements:
 class SyncStatements(Statements):
     def __init__(self, conn: Connection) -> None:
         self.conn, self.pg = conn, conn.dialect.name == "postgresql"
+
+    async def rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        result = self.conn.execute(statement, params or {})
+        return [dict(r._mapping) for r in result] if result.returns_rows else []
 
     async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         result = self.conn.execute(statement, params or {})

@@ -46,6 +46,14 @@ class AsyncStatements(Statements):
         dumped = {k: json.dumps(v, ensure_ascii=False) if k in json_names else v for k, v in params.items()}
         return sql, {**constants, **dumped}
 
+    async def rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        sql, values = self._values(statement, params or {})
+        try:
+            cursor = await self.conn.execute(sql, values)
+            return await cursor.fetchall() if cursor.description else []
+        except psycopg.Error as exc:
+            raise self._error(sql, values, exc) from exc
+
     async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         sql, values = self._values(statement, params or {})
         try:

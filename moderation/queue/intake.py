@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from moderation.queue.core import (
@@ -24,6 +24,8 @@ from moderation.queue.core import (
     RULES,
     SIGNALS,
     append_event,
+    change,
+    change_all,
     load_item,
     public_item,
     touch_event,
@@ -144,20 +146,23 @@ class Intake:
                 out["flags"] = sorted(flags)
             signal = {"listing": snapshot, "check": check}
             result = _as_queued(result)
+            summary = self._summary(result)
+            event = {"verdict": result.verdict, "source": source}
             for _ in range(5):
-                item_id = self._attach(conn, listing, result, revision, signal, actor_id, source, now, flags)
-                if item_id is not None:
-                    out.update(item_id=item_id, action="attached")
-                    return out
-                try:
-                    with conn.begin_nested():
-                        item_id = self._create(
-                            conn, listing, result, revision, signal, actor_id, source, now, flags
-                        )
-                    out.update(item_id=item_id, action="created")
-                    return out
-                except IntegrityError:
-                    continue  # another signal created the open item first: attach to it
+                item = self._attach(conn, listing.id, revision, summary, flags, actor_id, event, now)
+                action = "attached"
+                if item is None:
+                    try:
+                        with conn.begin_nested():
+                            item = self._create(
+                                conn, listing, revision, summary, flags, actor_id, source, now
+                            )
+                        action = "created"
+                    except IntegrityError:
+                        continue  # another signal created the open item first: attach to it
+                self._add_signal(conn, item["id"], revision, result, signal, actor_id, source, now)
+                out.update(item_id=item["id"], action=action)
+                return out
             raise Conflict("contention", "could not queue the listing; retry")
 
     def _record_listing(
@@ -179,27 +184,15 @@ class Intake:
             "deleted": False,
             "updated_at": now,
         }
-        inserted = conn.execute(
-            self.db.insert(LISTINGS).values(**values).on_conflict_do_nothing(index_elements=["id"])
-        )
-        if inserted.rowcount == 1:
-            return 1, []
+        # New: inserted (revision 1). Changed or deleted: revision + 1, returned. Unchanged: no row.
+        changed = (LISTINGS.c.content_hash != digest) | LISTINGS.c.deleted.is_(True)
+        upsert = self.db.insert(LISTINGS).values(**values)
         bumped = conn.execute(
-            update(LISTINGS)
-            .where(
-                LISTINGS.c.id == listing.id,
-                (LISTINGS.c.content_hash != digest) | LISTINGS.c.deleted.is_(True),
-            )
-            .values(
-                revision=LISTINGS.c.revision + 1,
-                content_hash=digest,
-                snapshot=values["snapshot"],
-                seller_id=listing.seller_id,
-                category=listing.category,
-                deleted=False,
-                updated_at=now,
-            )
-            .returning(LISTINGS.c.revision)
+            upsert.on_conflict_do_update(
+                index_elements=["id"],
+                set_={**values, "id": listing.id, "revision": LISTINGS.c.revision + 1},
+                where=changed,
+            ).returning(LISTINGS.c.revision)
         ).first()
         if bumped is None:
             revision = conn.execute(
@@ -207,6 +200,8 @@ class Intake:
             ).scalar_one()
             return int(revision), []
         revision = int(bumped[0])
+        if revision == 1:
+            return 1, []
         return revision, self._supersede(conn, listing.id, revision, actor_id, now, "listing_changed")
 
     def _supersede(
@@ -218,7 +213,8 @@ class Intake:
         now: datetime,
         reason: str,
     ) -> list[int]:
-        rows = conn.execute(
+        rows = change_all(
+            conn,
             update(T)
             .where(T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES), T.c.listing_revision < revision)
             .values(
@@ -230,19 +226,14 @@ class Intake:
                 event_seq=T.c.event_seq + 1,
                 updated_at=now,
             )
-            .returning(T.c.id, T.c.event_seq)
-        ).all()
-        for item_id, seq in rows:
-            append_event(
-                conn,
-                item_id,
-                seq,
-                "superseded",
-                actor_id,
-                {"reason": reason, "listing_revision": revision},
-                now,
-            )
-        return [r[0] for r in rows]
+            .returning(*RETURNING),
+            {},
+            "superseded",
+            actor_id,
+            {"reason": reason, "listing_revision": revision},
+            now,
+        )
+        return [r["id"] for r in rows]
 
     @staticmethod
     def _summary(result: CheckResult) -> dict[str, Any]:
@@ -283,26 +274,25 @@ class Intake:
                 created_at=now,
             )
         )
-        known = set(conn.execute(select(RULES.c.rule).where(RULES.c.item_id == item_id)).scalars())
-        fresh = {f.rule: f.family for f in result.findings if f.rule not in known}
-        if fresh:
+        fired = {f.rule: f.family for f in result.findings}
+        if fired:  # the rules the item does not have yet
             conn.execute(
-                insert(RULES), [{"item_id": item_id, "rule": r, "family": fam} for r, fam in fresh.items()]
+                self.db.insert(RULES).on_conflict_do_nothing(),
+                [{"item_id": item_id, "rule": r, "family": fam} for r, fam in fired.items()],
             )
 
     def _attach(
         self,
         conn: Connection,
-        listing: Listing,
-        result: CheckResult,
+        listing_id: str,
         revision: int,
-        signal: dict[str, Any],
+        s: dict[str, Any],
+        flags: set[str],
         actor_id: int | None,
-        source: str,
+        event: dict[str, Any],
         now: datetime,
-        flags: set[str] = frozenset(),  # type: ignore[assignment]
-    ) -> int | None:
-        s = self._summary(result)
+    ) -> dict[str, Any] | None:
+        """Raise the open item of this listing revision (its priority, risk, signal count, flags)."""
         raised = case((T.c.priority > s["priority"], T.c.priority), else_=s["priority"]) + SIGNAL_BUMP
         new_flags: Any = T.c.flags
         for flag in sorted(flags):  # add each flag the item does not carry yet
@@ -313,7 +303,7 @@ class Intake:
         row = conn.execute(
             update(T)
             .where(
-                T.c.listing_id == listing.id, T.c.status.in_(OPEN_STATES), T.c.listing_revision == revision
+                T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES), T.c.listing_revision == revision
             )
             .values(
                 priority=raised,
@@ -328,33 +318,25 @@ class Intake:
         ).first()
         if row is None:
             return None
-        item_id, seq, priority = row
-        append_event(
-            conn,
-            item_id,
-            seq,
-            "signal_attached",
-            actor_id,
-            {"priority": priority, "verdict": result.verdict, "source": source},
-            now,
-        )
-        self._add_signal(conn, item_id, revision, result, signal, actor_id, source, now)
-        return int(item_id)
+        # The event says the priority the UPDATE computed, so it follows the row, not ``change``.
+        data = {"priority": row.priority, **event}
+        append_event(conn, row.id, row.event_seq, "signal_attached", actor_id, data, now)
+        return dict(row._mapping)
 
     def _create(
         self,
         conn: Connection,
         listing: Listing,
-        result: CheckResult,
         revision: int,
-        signal: dict[str, Any],
+        s: dict[str, Any],
+        flags: set[str],
         actor_id: int | None,
         source: str,
         now: datetime,
-        flags: set[str] = frozenset(),  # type: ignore[assignment]
-    ) -> int:
-        s = self._summary(result)
-        item_id = conn.execute(
+    ) -> dict[str, Any]:
+        """The listing's open item, with its ``created`` event (one statement on PostgreSQL)."""
+        item = change(
+            conn,
             insert(T)
             .values(
                 listing_id=listing.id,
@@ -378,19 +360,15 @@ class Intake:
                 created_at=now,
                 updated_at=now,
             )
-            .returning(T.c.id)
-        ).scalar_one()
-        append_event(
-            conn,
-            item_id,
-            1,
+            .returning(*RETURNING),
+            {},
             "created",
             actor_id,
             {"priority": s["priority"], "listing_revision": revision, "kind": "check", "source": source},
             now,
         )
-        self._add_signal(conn, item_id, revision, result, signal, actor_id, source, now)
-        return int(item_id)
+        assert item is not None
+        return item
 
     def delete_listing(self, listing_id: str, actor: Actor) -> dict[str, Any]:
         """The seller removed the listing: bump its revision and supersede what is open."""
@@ -426,9 +404,11 @@ class Intake:
                 select(LISTINGS.c.revision).where(LISTINGS.c.id == original["listing_id"])
             ).scalar_one()
             priority = original["priority"] + 20
+            copied = ("verdict", "risk", "max_severity", "families", "category", "seller_id", "title")
             try:
                 with conn.begin_nested():
-                    new_id = conn.execute(
+                    appeal = change(
+                        conn,
                         insert(T)
                         .values(
                             listing_id=original["listing_id"],
@@ -440,13 +420,7 @@ class Intake:
                             status="pending",
                             escalated=False,
                             priority=priority,
-                            verdict=original["verdict"],
-                            risk=original["risk"],
-                            max_severity=original["max_severity"],
-                            families=original["families"],
-                            category=original["category"],
-                            seller_id=original["seller_id"],
-                            title=original["title"],
+                            **{k: original[k] for k in copied},
                             attempt=1,
                             version=1,
                             event_seq=1,
@@ -454,29 +428,24 @@ class Intake:
                             created_at=now,
                             updated_at=now,
                         )
-                        .returning(*RETURNING)
-                    ).first()
+                        .returning(*RETURNING),
+                        {},
+                        "created",
+                        actor.id,
+                        {
+                            "priority": priority,
+                            "listing_revision": revision,
+                            "kind": "appeal",
+                            "appeal_of": item_id,
+                            "reason": reason,
+                        },
+                        now,
+                    )
             except IntegrityError:
                 raise Conflict(
                     "appeal_exists", "this decision was already appealed or the listing has an open item"
                 ) from None
-            assert new_id is not None
-            appeal = dict(new_id._mapping)
-            append_event(
-                conn,
-                appeal["id"],
-                1,
-                "created",
-                actor.id,
-                {
-                    "priority": priority,
-                    "listing_revision": revision,
-                    "kind": "appeal",
-                    "appeal_of": item_id,
-                    "reason": reason,
-                },
-                now,
-            )
+            assert appeal is not None
             self._copy_findings(conn, item_id, appeal["id"], now, actor.id)
             touch_event(
                 conn, item_id, "appealed", actor.id, {"appeal_item": appeal["id"], "reason": reason}, now
@@ -485,22 +454,25 @@ class Intake:
 
     @staticmethod
     def _copy_findings(conn: Connection, from_id: int, to_id: int, now: datetime, actor_id: int) -> None:
-        last = conn.execute(
-            select(SIGNALS).where(SIGNALS.c.item_id == from_id).order_by(SIGNALS.c.id.desc()).limit(1)
-        ).first()
-        if last is not None:
-            conn.execute(
-                insert(SIGNALS).values(
-                    item_id=to_id,
-                    listing_revision=last.listing_revision,
-                    source="appeal",
-                    verdict=last.verdict,
-                    risk=last.risk,
-                    result=last.result,
-                    created_by=actor_id,
-                    created_at=now,
-                )
+        """The appealed item's latest signal and its rules, copied to the appeal in SQL."""
+        latest = select(SIGNALS).where(SIGNALS.c.item_id == from_id).order_by(SIGNALS.c.id.desc()).limit(1)
+        last = latest.subquery()
+        copied = ["listing_revision", "verdict", "risk", "result"]
+        conn.execute(
+            insert(SIGNALS).from_select(
+                ["item_id", "source", "created_by", "created_at", *copied],
+                select(
+                    literal(to_id),
+                    literal("appeal"),
+                    literal(actor_id),
+                    literal(now, SIGNALS.c.created_at.type),
+                    *(last.c[k] for k in copied),
+                ),
             )
-        rules = conn.execute(select(RULES.c.rule, RULES.c.family).where(RULES.c.item_id == from_id)).all()
-        if rules:
-            conn.execute(insert(RULES), [{"item_id": to_id, "rule": r, "family": f} for r, f in rules])
+        )
+        conn.execute(
+            insert(RULES).from_select(
+                ["item_id", "rule", "family"],
+                select(literal(to_id), RULES.c.rule, RULES.c.family).where(RULES.c.item_id == from_id),
+            )
+        )
