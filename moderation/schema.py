@@ -1,4 +1,4 @@
-"""The data contract of ../shared/CONTRACTS.md: Listing in, CheckResult out.
+"""The service's data contract: a Listing in, a CheckResult out (field by field: docs/contracts.md).
 
 Everything that crosses a boundary (CLI, HTTP, audit files, the queue) goes through these models so
 that the shapes outside checks rely on are defined in exactly one place.

@@ -103,7 +103,7 @@ def test_awaited_errors_are_the_direct_errors(queue: ReviewQueue) -> None:
 
 
 def test_awaited_and_threaded_claims_never_share_an_item(queue: ReviewQueue) -> None:
-    """QUEUE.md test 1 through ``run``: 24 awaiting reviewers on one event loop plus 4 threads calling
+    """No item claimed twice (semantics test 1) through ``run``: 24 awaiting reviewers on one event loop plus 4 threads calling
     the workflow directly drain 60 items together."""
     add_items(queue, 60)
     wf = queue.workflow

@@ -1,4 +1,5 @@
-"""The concurrency tests of ../shared/QUEUE.md (1–12), each on SQLite and PostgreSQL with real threads.
+"""The queue's concurrency tests 1–12 (docs/queue-semantics.md: one winner per race, leases that expire,
+decisions refused on a changed listing, …), each on SQLite and PostgreSQL with real threads.
 
 Test 13 (replay equals state, gap-free event numbers, one live decision per decided item) runs after
 every test here: it is the teardown of the ``queue`` fixture.

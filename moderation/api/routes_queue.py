@@ -18,6 +18,7 @@ from moderation.queue.roles import Actor
 from moderation.queue.safety import INT_MAX, DbInt, Text
 from moderation.queue.states import OUTCOME_LABELS, REASON_CODES
 from moderation.queue.workflow import DecisionIn, Judgement
+from moderation.schema import Severity
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
 #: Every value a client sends must fit where it goes: text without NUL or unpaired surrogates (no
@@ -36,7 +37,7 @@ class Strict(BaseModel):
 class ClaimNextIn(Strict):
     family: Text | None = Field(default=None, max_length=80)
     category: Text | None = Field(default=None, max_length=40)
-    severity: Literal["low", "medium", "high", "critical"] | None = None
+    severity: Severity | None = None
     kind: Literal["check", "appeal"] | None = None
 
 
@@ -111,7 +112,7 @@ def list_items(
     _: Annotated[Actor, Depends(require("view"))],
     status: Annotated[Text | None, Query(max_length=20)] = None,
     family: Annotated[Text | None, Query(max_length=80)] = None,
-    severity: Literal["low", "medium", "high", "critical"] | None = None,
+    severity: Severity | None = None,
     category: Annotated[Text | None, Query(max_length=40)] = None,
     seller: Annotated[Text | None, Query(max_length=200)] = None,
     kind: Literal["check", "appeal"] | None = None,

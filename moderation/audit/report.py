@@ -13,6 +13,7 @@ import html
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -446,6 +447,37 @@ def _pct(a: int, b: int) -> str:
     return f"{100.0 * a / b:.1f}%" if b else "–"
 
 
+#: The columns of a listing's row in the report's tables (``_listing_cells``), before the rules column.
+_LISTING_HEAD = ["商品", "卖家", "类目", "标题", "结论", "风险"]
+
+
+def _table(head: list[str], rows: Iterable[str]) -> list[str]:
+    """A table as lines of HTML: a header row of ``head`` and one ``<tr>`` per row of ready cells."""
+    return [
+        "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>",
+        *(f"<tr>{r}</tr>" for r in rows),
+        "</table>",
+    ]
+
+
+def _counts_cells(label: str, r: dict[str, Any], share: str) -> str:
+    """A category's or a seller's row: listings, flagged, their share, blocked, findings."""
+    return (
+        f"<td>{label}</td><td class='n'>{r['listings']:,}</td><td class='n'>{r['flagged']:,}</td>"
+        f"<td class='n'>{share}</td><td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td>"
+    )
+
+
+def _listing_cells(r: dict[str, Any], title: str, risk: str, rules: str) -> str:
+    """A flagged listing's row: id, seller, category, title, verdict, risk, rules (ready HTML)."""
+    return (
+        f"<td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
+        f"<td class='nw'>{_e(CATEGORY_LABELS.get(r['category'], r['category']))}</td><td>{_e(title)}</td>"
+        f"<td class='nw'>{_e(VERDICT_LABELS.get(r['verdict'], r['verdict']))}</td><td class='n'>{risk}</td>"
+        f"<td>{rules}</td>"
+    )
+
+
 def render_html(
     s: dict[str, Any],
     title: str = "商品广告合规审计报告",
@@ -494,16 +526,17 @@ def render_html(
         "</div></div>",
         "<h2>按法律条款</h2>",
         _bars([(r["law"], r["findings"]) for r in s["by_law"][:TOP]], label_width=360),
-        "<h2>按类目</h2><table><tr><th>类目</th><th>商品数</th><th>需处理</th><th>占比</th><th>拦截</th>"
-        "<th>违规发现</th></tr>",
+        "<h2>按类目</h2>",
+        *_table(
+            ["类目", "商品数", "需处理", "占比", "拦截", "违规发现"],
+            (
+                _counts_cells(
+                    f"{_e(r['name'])} <code>{_e(r['category'])}</code>", r, _pct(r["flagged"], r["listings"])
+                )
+                for r in s["by_category"]
+            ),
+        ),
     ]
-    for r in s["by_category"]:
-        out.append(
-            f"<tr><td>{_e(r['name'])} <code>{_e(r['category'])}</code></td><td class='n'>{r['listings']:,}</td>"
-            f"<td class='n'>{r['flagged']:,}</td><td class='n'>{_pct(r['flagged'], r['listings'])}</td>"
-            f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>"
-        )
-    out.append("</table>")
     if s.get("classifier_histogram"):
         out += ["<h2>模型风险分分布</h2>", _histogram_svg(s["classifier_histogram"], "分类模型分数")]
     by_rate = s.get("sellers_by_rate") or []
@@ -511,67 +544,57 @@ def render_html(
         f"<h2>违规率最高的卖家（至少 {s.get('seller_min_listings', MIN_SELLER_LISTINGS)} 个商品）</h2>"
     )
     if by_rate:
-        out.append(
-            "<table><tr><th>卖家</th><th>商品数</th><th>需处理</th><th>违规率</th><th>拦截</th>"
-            "<th>违规发现</th></tr>"
+        head = ["卖家", "商品数", "需处理", "违规率", "拦截", "违规发现"]
+        out += _table(
+            head, (_counts_cells(_e(r["seller_id"]), r, f"{r['rate'] * 100:.1f}%") for r in by_rate)
         )
-        for r in by_rate:
-            out.append(
-                f"<tr><td>{_e(r['seller_id'])}</td><td class='n'>{r['listings']:,}</td>"
-                f"<td class='n'>{r['flagged']:,}</td><td class='n'>{r['rate'] * 100:.1f}%</td>"
-                f"<td class='n'>{r['block']:,}</td><td class='n'>{r['findings']:,}</td></tr>"
-            )
-        out.append("</table>")
     else:
         out.append("<p class='muted'>没有商品数达到门槛的卖家。</p>")
     out.append("<h2>需处理商品最多的卖家</h2>")
     out.append(
         _bars([(r["seller_id"], r["flagged"]) for r in s["top_sellers"][:10] if r["flagged"]], "#c0392b")
     )
-    out.append(
-        "<h2>命中最多的规则</h2><table><tr><th>规则</th><th>条款</th><th>严重程度</th><th>次数</th>"
-        "<th>示例</th><th>说明 / 建议</th></tr>"
-    )
-    for r in s["top_rules"]:
-        sev = r.get("severity", "")
-        out.append(
-            f"<tr><td><code>{_e(r['rule'])}</code></td><td>{_e(r.get('law'))}</td>"
-            f"<td><span class='tag' style='background:{_COLOURS.get(sev, '#888')}'>{_e(SEVERITY_LABELS.get(sev, sev))}"
-            f"</span></td><td class='n'>{r['findings']:,}</td><td class='nw'><mark>{_e(r.get('text'))}</mark>"
+    out.append("<h2>命中最多的规则</h2>")
+    out += _table(
+        ["规则", "条款", "严重程度", "次数", "示例", "说明 / 建议"],
+        (
+            f"<td><code>{_e(r['rule'])}</code></td><td>{_e(r.get('law'))}</td><td><span class='tag' "
+            f"style='background:{_COLOURS.get(sev, '#888')}'>{_e(SEVERITY_LABELS.get(sev, sev))}</span></td>"
+            f"<td class='n'>{r['findings']:,}</td><td class='nw'><mark>{_e(r.get('text'))}</mark>"
             f"<div class='muted'>{_e(r.get('id'))}</div></td>"
-            f"<td>{_e(r.get('message'))}<div class='muted'>{_e(r.get('suggestion') or '')}</div></td></tr>"
-        )
-    out.append("</table>")
+            f"<td>{_e(r.get('message'))}<div class='muted'>{_e(r.get('suggestion') or '')}</div></td>"
+            for r in s["top_rules"]
+            for sev in [r.get("severity", "")]
+        ),
+    )
     if flagged is not None:
         out.extend(_flagged_html(flagged[0], flagged[1], s.get("family_names") or {}))
     else:
-        out.append(
-            "<h2>风险最高的商品</h2><table><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th>"
-            "<th>结论</th><th>风险</th><th>规则</th></tr>"
+        out.append("<h2>风险最高的商品</h2>")
+        out += _table(
+            [*_LISTING_HEAD, "规则"],
+            (
+                _listing_cells(
+                    r,
+                    (r["title"] or "")[:60],
+                    f"{r['risk']:.2f}",
+                    f"<code>{_e(', '.join(r['rules'] or []))}</code>",
+                )
+                for r in s["top_listings"]
+            ),
         )
-        for r in s["top_listings"]:
-            out.append(
-                f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
-                f"<td class='nw'>{_e(CATEGORY_LABELS.get(r['category'], r['category']))}</td>"
-                f"<td>{_e((r['title'] or '')[:60])}</td>"
-                f"<td class='nw'>{_e(VERDICT_LABELS.get(r['verdict'], r['verdict']))}</td>"
-                f"<td class='n'>{r['risk']:.2f}</td><td><code>{_e(', '.join(r['rules'] or []))}</code></td></tr>"
-            )
-        out.append("</table>")
     out.append("<h2>疑似盗用图片（按被复制的原图分组）</h2>")
     if s["image_clusters"]:
-        out.append(
-            "<table><tr><th>原图</th><th>原商品 / 卖家</th><th>复制次数</th><th>涉及卖家</th>"
-            "<th>最小距离</th><th>商品</th></tr>"
-        )
-        for g in s["image_clusters"][:TOP]:
-            out.append(
-                f"<tr><td><code>{_e(g['original_image'] or g['image'])}</code></td>"
+        out += _table(
+            ["原图", "原商品 / 卖家", "复制次数", "涉及卖家", "最小距离", "商品"],
+            (
+                f"<td><code>{_e(g['original_image'] or g['image'])}</code></td>"
                 f"<td>{_e(g['original_listing'])} / {_e(g['original_seller'])}</td><td class='n'>{g['copies']}</td>"
                 f"<td>{_e('、'.join(g['sellers'][:10]))}</td><td class='n'>{g['min_distance']}/64</td>"
-                f"<td>{_e('、'.join(g['listings'][:10]))}</td></tr>"
-            )
-        out.append("</table>")
+                f"<td>{_e('、'.join(g['listings'][:10]))}</td>"
+                for g in s["image_clusters"][:TOP]
+            ),
+        )
     else:
         out.append("<p class='muted'>没有发现盗用图片（未提供图片库 --image-db，或商品无图片）。</p>")
     if s.get("ocr"):
@@ -579,13 +602,14 @@ def render_html(
     out.append("<h2>无法检查的行</h2>")
     if s["errors"]:
         out.append(_bars([(f"{ERROR_ZH.get(k, k)} ({k})", n) for k, n in s["errors"].items()], "#888"))
-        out.append("<table><tr><th>文件</th><th>行</th><th>商品</th><th>错误</th><th>说明</th></tr>")
-        for r in s["error_examples"][:50]:
-            out.append(
-                f"<tr><td>{_e(r['source'])}</td><td class='n'>{r['line']}</td><td>{_e(r['id'])}</td>"
-                f"<td><code>{_e(r['error_code'])}</code></td><td>{_e(r['error_message'])}</td></tr>"
-            )
-        out.append("</table>")
+        out += _table(
+            ["文件", "行", "商品", "错误", "说明"],
+            (
+                f"<td>{_e(r['source'])}</td><td class='n'>{r['line']}</td><td>{_e(r['id'])}</td>"
+                f"<td><code>{_e(r['error_code'])}</code></td><td>{_e(r['error_message'])}</td>"
+                for r in s["error_examples"][:50]
+            ),
+        )
     else:
         out.append("<p class='muted'>所有行均已检查。</p>")
     out.append(
@@ -794,19 +818,15 @@ def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, s
         "<button id='f-prev' type='button'>上一页</button><span id='flagged-info'></span>"
         "<button id='f-next' type='button'>下一页</button>"
         "<button id='f-csv' type='button'>导出筛选结果 CSV</button></div>",
-        "<table><thead><tr><th>商品</th><th>卖家</th><th>类目</th><th>标题</th><th>结论</th><th>风险</th>"
-        "<th>规则 / 说明</th></tr></thead><tbody id='flagged-body'>",
+        "<table><thead><tr>"
+        + "".join(f"<th>{h}</th>" for h in [*_LISTING_HEAD, "规则 / 说明"])
+        + "</tr></thead><tbody id='flagged-body'>",
     ]
     for r in rows[:50]:
         risk = "" if r["risk"] is None else f"{r['risk']:.2f}"
-        out.append(
-            f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['seller_id'])}</td>"
-            f"<td class='nw'>{_e(CATEGORY_LABELS.get(r['category'], r['category']))}</td><td>{_e(r['title'])}</td>"
-            f"<td class='nw'>{_e(VERDICT_LABELS.get(r['verdict'], r['verdict']))}</td><td class='n'>{risk}</td>"
-            f"<td><code>{_e(' '.join(r['rules']))}</code>"
-            + (f"<div class='muted'>{_e(r['reason'])}</div>" if r["reason"] else "")
-            + "</td></tr>"
-        )
+        reason = f"<div class='muted'>{_e(r['reason'])}</div>" if r["reason"] else ""
+        rules = f"<code>{_e(' '.join(r['rules']))}</code>{reason}"
+        out.append(f"<tr>{_listing_cells(r, r['title'], risk, rules)}</tr>")
     if not rows:
         out.append("<tr><td colspan='7' class='muted'>没有需要处理的商品。</td></tr>")
     out.append("</tbody></table>")
@@ -874,27 +894,27 @@ def _ocr_html(o: dict[str, Any]) -> list[str]:
         "<h2>图片中的文字（OCR）</h2>",
         f"<p>读取图片 {o['images']:,} 张，其中含文字 {o['with_text']:,} 张，无法读取 {o['errors']:,} 张；"
         f"图片文字中的违规发现 {o['findings']:,} 条。</p>",
-        "<table><tr><th>运行</th><th>读取图片</th><th>其中来自缓存</th><th>用时（秒）</th><th>图片/秒</th></tr>",
+        *_table(
+            ["运行", "读取图片", "其中来自缓存", "用时（秒）", "图片/秒"],
+            (
+                f"<td class='n'>{i}</td><td class='n'>{r['images']:,}</td><td class='n'>{r['cached']:,}</td>"
+                f"<td class='n'>{r['seconds']:,.1f}</td><td class='n'>{'' if rate is None else f'{rate:,.2f}'}</td>"
+                for i, r in enumerate(o["runs"], 1)
+                for rate in [r.get("images_per_s")]
+            ),
+        ),
     ]
-    for i, r in enumerate(o["runs"], 1):
-        rate = r.get("images_per_s")
-        out.append(
-            f"<tr><td class='n'>{i}</td><td class='n'>{r['images']:,}</td><td class='n'>{r['cached']:,}</td>"
-            f"<td class='n'>{r['seconds']:,.1f}</td><td class='n'>{'' if rate is None else f'{rate:,.2f}'}</td></tr>"
-        )
-    out.append("</table>")
     if o["by_rule"]:
         out.append(_bars([(r["rule"], r["findings"]) for r in o["by_rule"]], "#8e44ad", label_width=300))
-        out.append(
-            "<table><tr><th>商品</th><th>图片</th><th>规则</th><th>文字</th><th>位置 [x1, y1, x2, y2]</th></tr>"
-        )
-        for r in o["examples"]:
-            out.append(
-                f"<tr><td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['field'])}</td>"
+        out += _table(
+            ["商品", "图片", "规则", "文字", "位置 [x1, y1, x2, y2]"],
+            (
+                f"<td class='nw'>{_e(r['id'])}</td><td class='nw'>{_e(r['field'])}</td>"
                 f"<td><code>{_e(r['rule'])}</code></td><td><mark>{_e(r['text'])}</mark></td>"
-                f"<td class='nw'>{_e(r['box'])}</td></tr>"
-            )
-        out.append("</table>")
+                f"<td class='nw'>{_e(r['box'])}</td>"
+                for r in o["examples"]
+            ),
+        )
     return out
 
 

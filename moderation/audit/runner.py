@@ -52,8 +52,8 @@ class AuditOptions:
     progress: bool = True
     report: bool = True
     ray_address: str | None = None
-    #: Listings per classifier forward pass. 16 measured ~10 % faster than 64 on the shipped model
-    #: (less padding: texts are padded to the longest of their batch).
+    #: Listings per classifier forward pass: small batches pad less (texts are padded to the longest of
+    #: their batch); the measurement is in docs/audit.md.
     classifier_batch: int = 16
     #: Read the text in listing images and check it with the rules (moderation/ocr, docs/ocr.md).
     ocr: bool = False
