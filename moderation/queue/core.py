@@ -57,6 +57,15 @@ USERS = table(models.User)
 
 #: Columns every state-changing UPDATE returns.
 RETURNING = tuple(ITEMS.c)
+#: What ends a hold (deciding keeps ``claimed_at``: it gives the handling time).
+UNHELD = {"claimed_by": None, "claim_token": None, "lease_expires_at": None}
+
+
+def bumped(now: Any, **values: Any) -> dict[str, Any]:
+    """The SET of a state change: ``values``, the version and the event counter one up, ``updated_at``."""
+    return {**values, "version": ITEMS.c.version + 1, "event_seq": ITEMS.c.event_seq + 1, "updated_at": now}
+
+
 #: Built once and executed with a parameter dict: SQLAlchemy then reuses the compiled statement
 #: instead of building, hashing and looking up a fresh ``insert().values(…)`` on every event.
 EVENT_INSERT = insert(EVENTS)

@@ -208,7 +208,8 @@ class Statements:
         raise NotImplementedError
 
     async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        raise NotImplementedError
+        rows = await self.rows(statement, params)
+        return rows[0] if rows else None
 
     async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -221,11 +222,6 @@ class SyncStatements(Statements):
     async def rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         result = self.conn.execute(statement, params or {})
         return [dict(r._mapping) for r in result] if result.returns_rows else []
-
-    async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        result = self.conn.execute(statement, params or {})
-        first = result.first() if result.returns_rows else None
-        return None if first is None else dict(first._mapping)
 
     async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         self.conn.execute(statement, rows)
@@ -254,22 +250,20 @@ class Immediate:
     three), yielding ``SyncStatements``: the operation runs through ``run_now``, in this thread."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        self.statement, self.write, self.read = (
+            _yield_sync(c) for c in (db.single_statement, db.write, db.read)
+        )
 
+
+def _yield_sync(
+    transaction: Callable[[], contextlib.AbstractContextManager[Connection]],
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Statements]]:
     @asynccontextmanager
-    async def statement(self) -> AsyncIterator[Statements]:
-        with self.db.single_statement() as conn:
+    async def context() -> AsyncIterator[Statements]:
+        with transaction() as conn:
             yield SyncStatements(conn)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Statements]:
-        with self.db.write() as conn:
-            yield SyncStatements(conn)
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Statements]:
-        with self.db.read() as conn:
-            yield SyncStatements(conn)
+    return context
 
 
 class Database:

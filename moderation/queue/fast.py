@@ -54,14 +54,6 @@ class AsyncStatements(Statements):
         except psycopg.Error as exc:
             raise self._error(sql, values, exc) from exc
 
-    async def row(self, statement: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        sql, values = self._values(statement, params or {})
-        try:
-            cursor = await self.conn.execute(sql, values)
-            return await cursor.fetchone() if cursor.description else None
-        except psycopg.Error as exc:
-            raise self._error(sql, values, exc) from exc
-
     async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         sql, _ = self._values(statement, {})
         try:

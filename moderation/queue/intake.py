@@ -23,7 +23,9 @@ from moderation.queue.core import (
     RETURNING,
     RULES,
     SIGNALS,
+    UNHELD,
     append_event,
+    bumped,
     change,
     change_all,
     load_item,
@@ -89,6 +91,12 @@ def _as_queued(result: CheckResult) -> CheckResult:
         images=[],
         error=result.error,
     )
+
+
+def _new_item(now: datetime, **values: Any) -> Any:
+    """The INSERT of a new pending item (its first attempt, version and event number)."""
+    first = {"attempt": 1, "version": 1, "event_seq": 1, "created_at": now, "updated_at": now}
+    return insert(T).values(status="pending", escalated=False, **first, **values).returning(*RETURNING)
 
 
 @retrying
@@ -217,15 +225,7 @@ class Intake:
             conn,
             update(T)
             .where(T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES), T.c.listing_revision < revision)
-            .values(
-                status=SUPERSEDED,
-                claimed_by=None,
-                claim_token=None,
-                lease_expires_at=None,
-                version=T.c.version + 1,
-                event_seq=T.c.event_seq + 1,
-                updated_at=now,
-            )
+            .values(**bumped(now, status=SUPERSEDED, **UNHELD))
             .returning(*RETURNING),
             {},
             "superseded",
@@ -306,13 +306,13 @@ class Intake:
                 T.c.listing_id == listing_id, T.c.status.in_(OPEN_STATES), T.c.listing_revision == revision
             )
             .values(
-                priority=raised,
-                risk=case((T.c.risk > s["risk"], T.c.risk), else_=s["risk"]),
-                signal_count=T.c.signal_count + 1,
-                version=T.c.version + 1,
-                flags=new_flags,
-                event_seq=T.c.event_seq + 1,
-                updated_at=now,
+                **bumped(
+                    now,
+                    priority=raised,
+                    risk=case((T.c.risk > s["risk"], T.c.risk), else_=s["risk"]),
+                    signal_count=T.c.signal_count + 1,
+                    flags=new_flags,
+                )
             )
             .returning(T.c.id, T.c.event_seq, T.c.priority)
         ).first()
@@ -337,13 +337,11 @@ class Intake:
         """The listing's open item, with its ``created`` event (one statement on PostgreSQL)."""
         item = change(
             conn,
-            insert(T)
-            .values(
+            _new_item(
+                now,
                 listing_id=listing.id,
                 listing_revision=revision,
                 kind="check",
-                status="pending",
-                escalated=False,
                 priority=s["priority"],
                 verdict=s["verdict"],
                 risk=s["risk"],
@@ -353,14 +351,8 @@ class Intake:
                 flags="," + ",".join(sorted(flags)) + "," if flags else "",
                 seller_id=listing.seller_id,
                 title=(listing.title or listing.description)[:200],
-                attempt=1,
-                version=1,
-                event_seq=1,
                 signal_count=1,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(*RETURNING),
+            ),
             {},
             "created",
             actor_id,
@@ -409,26 +401,18 @@ class Intake:
                 with conn.begin_nested():
                     appeal = change(
                         conn,
-                        insert(T)
-                        .values(
+                        _new_item(
+                            now,
                             listing_id=original["listing_id"],
                             listing_revision=revision,
                             kind="appeal",
                             appeal_of=item_id,
                             appeal_reason=reason,
                             excluded_user=original["decided_by"],
-                            status="pending",
-                            escalated=False,
                             priority=priority,
                             **{k: original[k] for k in copied},
-                            attempt=1,
-                            version=1,
-                            event_seq=1,
                             signal_count=0,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                        .returning(*RETURNING),
+                        ),
                         {},
                         "created",
                         actor.id,

@@ -48,6 +48,8 @@ from moderation.queue.roles import Actor
 O = OUTBOX  # noqa: E741
 NOTIFICATION = "seller_notification"
 WITHDRAWN = "decision_withdrawn"
+#: Not delivered and not cancelled.
+_UNDONE = (O.c.sent_at.is_(None), O.c.cancelled_at.is_(None))
 #: The columns an outbox record is written with (``notification``, ``withdrawal``).
 _RECORD = [
     "item_id",
@@ -158,10 +160,7 @@ def withdrawal(u: Any, pg: bool) -> tuple[list[Any], Any, Any, Any]:
         )
     notice = (O.c.decision_id == d.c.id, O.c.kind == NOTIFICATION)
     cancel = (
-        update(O)
-        .where(*notice, O.c.sent_at.is_(None), O.c.cancelled_at.is_(None), O.c.leased_at.is_(None))
-        .values(cancelled_at=now)
-        .returning(O.c.id)
+        update(O).where(*notice, *_UNDONE, O.c.leased_at.is_(None)).values(cancelled_at=now).returning(O.c.id)
     )
     c = cancel.cte("c") if pg else select(O.c.id).where(*notice, O.c.cancelled_at == now).subquery("c")
     n = select(O.c.id).where(*notice).subquery("n")
@@ -222,8 +221,7 @@ class OutboxDelivery:
         pick = (
             select(O.c.id)
             .where(
-                O.c.sent_at.is_(None),
-                O.c.cancelled_at.is_(None),
+                *_UNDONE,
                 O.c.available_at <= now,
                 or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
                 ~exists().where(
@@ -245,8 +243,7 @@ class OutboxDelivery:
             update(O)
             .where(
                 O.c.id == pick.c.id,
-                O.c.sent_at.is_(None),
-                O.c.cancelled_at.is_(None),
+                *_UNDONE,
                 or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
             )
             .values(
@@ -275,8 +272,7 @@ class OutboxDelivery:
                     update(O)
                     .where(
                         O.c.id.in_(wanted),
-                        O.c.sent_at.is_(None),
-                        O.c.cancelled_at.is_(None),
+                        *_UNDONE,
                         O.c.leased_at.is_not(None),
                     )
                     .values(sent_at=now)
@@ -329,7 +325,7 @@ class OutboxDelivery:
             raise Invalid("invalid_limit", "limit must be 1 to 1000")
         cond: list[Any] = [O.c.id > after]
         if status == "pending":
-            cond += [O.c.sent_at.is_(None), O.c.cancelled_at.is_(None)]
+            cond += _UNDONE
         elif status == "delivered":
             cond.append(O.c.sent_at.is_not(None))
         elif status == "cancelled":
@@ -352,7 +348,7 @@ class OutboxDelivery:
     def counts(self) -> dict[str, int]:
         """How many records are in each delivery state right now."""
         now = utcnow()
-        pending = and_(O.c.sent_at.is_(None), O.c.cancelled_at.is_(None))
+        pending = and_(*_UNDONE)
         free = or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now)
         queries = {
             "delivered": O.c.sent_at.is_not(None),

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from moderation.queue.core import ITEMS, RETURNING, USERS, append_event, iso, table
+from moderation.queue.core import ITEMS, RETURNING, USERS, append_event, bumped, iso, table
 from moderation.queue.db import Database, retrying, utcnow
 from moderation.queue.errors import Forbidden, Invalid
 from moderation.queue.models import SellerAction
@@ -59,12 +59,7 @@ class Sellers:
                     row = conn.execute(
                         update(T)
                         .where(T.c.id == item_id, T.c.status.in_(OPEN_STATES), T.c.priority < HOLD_PRIORITY)
-                        .values(
-                            priority=HOLD_PRIORITY,
-                            version=T.c.version + 1,
-                            event_seq=T.c.event_seq + 1,
-                            updated_at=now,
-                        )
+                        .values(**bumped(now, priority=HOLD_PRIORITY))
                         .returning(*RETURNING)
                     ).first()
                     if row is not None:

@@ -41,7 +41,9 @@ from moderation.queue.core import (
     LISTINGS,
     RETURNING,
     SKIPS,
+    UNHELD,
     apply,
+    bumped,
     change,
     from_json,
     iso,
@@ -144,6 +146,10 @@ class Workflow:
         """Values for ``_CLAIM_VALUES`` and ``_claimable`` (``user_id`` is who will hold the item)."""
         return {"b_actor": user_id, "b_now": now, "b_token": token, "b_lease_until": now + self.lease}
 
+    def _lease_data(self, now: datetime) -> dict[str, Any]:
+        """The ``claimed`` and ``assigned`` events' data."""
+        return {"lease_expires_at": iso(now + self.lease)}
+
     def claim_next(self, actor: Actor, **filters: str | None) -> dict[str, Any] | None:
         """Claim the highest-priority, oldest claimable item; ``None`` when there is none. Filters:
         ``family``, ``category``, ``severity``, ``kind``."""
@@ -173,9 +179,8 @@ class Workflow:
         statement = _claim_next(
             actor.can("claim_escalated"), bool(family), bool(category), bool(severity), bool(kind)
         )
-        lease = {"lease_expires_at": iso(now + self.lease)}
         async with on.statement() as tx:
-            item = await apply(tx, statement, params, "claimed", actor.id, lease, now)
+            item = await apply(tx, statement, params, "claimed", actor.id, self._lease_data(now), now)
         return None if item is None else self._claim_answer(item)
 
     @staticmethod
@@ -199,7 +204,7 @@ class Workflow:
                 params,
                 "claimed",
                 actor.id,
-                {"lease_expires_at": iso(now + self.lease)},
+                self._lease_data(now),
                 now,
             )
             if item is not None:
@@ -241,7 +246,7 @@ class Workflow:
         """Extend the holder's lease; 409 once it expired or someone else took the item."""
         now = utcnow()
         params = {**self._holder_params(item_id, actor, token, now), "b_lease_until": now + self.lease}
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:
             row = conn.execute(_HEARTBEAT, params).first()
             if row is None:
                 raise self._lease_error(conn, item_id)
@@ -249,16 +254,10 @@ class Workflow:
 
     def release(self, item_id: int, actor: Actor, token: str, *, skip: bool = False) -> dict[str, Any]:
         """Give the item back (``skip`` also keeps claim-next from handing it to this actor again)."""
-        now = utcnow()
+        now, event = utcnow(), "skipped" if skip else "released"
         with self.db.write() as conn:
             item = change(
-                conn,
-                _RELEASE,
-                self._holder_params(item_id, actor, token, now),
-                "skipped" if skip else "released",
-                actor.id,
-                {},
-                now,
+                conn, _RELEASE, self._holder_params(item_id, actor, token, now), event, actor.id, {}, now
             )
             if item is None:
                 raise self._lease_error(conn, item_id)
@@ -480,17 +479,7 @@ class Workflow:
         escalate = (
             update(T)
             .where(*where)
-            .values(
-                status=ESCALATED,
-                escalated=True,
-                claimed_by=None,
-                claim_token=None,
-                claimed_at=None,
-                lease_expires_at=None,
-                version=T.c.version + 1,
-                event_seq=T.c.event_seq + 1,
-                updated_at=now,
-            )
+            .values(**bumped(now, status=ESCALATED, escalated=True, claimed_at=None, **UNHELD))
             .returning(*RETURNING)
         )
         with self.db.write() as conn:
@@ -567,7 +556,7 @@ class Workflow:
         edit = (
             update(T)
             .where(T.c.id == item_id, T.c.version == version, T.c.status.in_(OPEN_STATES))
-            .values(priority=priority, version=T.c.version + 1, event_seq=T.c.event_seq + 1, updated_at=now)
+            .values(**bumped(now, priority=priority))
             .returning(*RETURNING)
         )
         with self.db.write() as conn:
@@ -605,15 +594,9 @@ class Workflow:
             .returning(*RETURNING)
         )
         with self.db.write() as conn:
-            item = change(
-                conn,
-                give,
-                self._claim_params(user.id, now, secrets.token_hex(16)),
-                "assigned",
-                actor.id,
-                {"user": user.id, "lease_expires_at": iso(now + self.lease)},
-                now,
-            )
+            params = self._claim_params(user.id, now, secrets.token_hex(16))
+            data = {"user": user.id, **self._lease_data(now)}
+            item = change(conn, give, params, "assigned", actor.id, data, now)
             if item is None:
                 raise self._why_not_claimable(load_item(conn, item_id), user, now)
             return public_item(item)
@@ -647,16 +630,10 @@ _TOKEN = bindparam("b_token", type_=String())
 _LEASE_UNTIL = bindparam("b_lease_until", type_=_DATETIME)
 
 #: What a claim (or an assignment) writes; ``b_actor`` is the new holder.
-_CLAIM_VALUES: dict[str, Any] = {
-    "status": CLAIMED,
-    "claimed_by": _ACTOR,
-    "claim_token": _TOKEN,
-    "claimed_at": _NOW,
-    "lease_expires_at": _LEASE_UNTIL,
-    "version": T.c.version + 1,
-    "event_seq": T.c.event_seq + 1,
-    "updated_at": _NOW,
-}
+_HELD = {"claimed_by": _ACTOR, "claim_token": _TOKEN, "claimed_at": _NOW, "lease_expires_at": _LEASE_UNTIL}
+_CLAIM_VALUES = bumped(_NOW, status=CLAIMED, **_HELD)
+#: Where a released or reopened item goes back to.
+_BACK = case((T.c.escalated.is_(True), ESCALATED), else_=PENDING)
 #: The actor still holds the item under this claim token and the lease has not run out.
 _HOLDER = (
     T.c.id == _ITEM,
@@ -731,16 +708,7 @@ _HEARTBEAT = (
 _RELEASE = (
     update(T)
     .where(*_HOLDER)
-    .values(
-        status=case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
-        claimed_by=None,
-        claim_token=None,
-        claimed_at=None,
-        lease_expires_at=None,
-        version=T.c.version + 1,
-        event_seq=T.c.event_seq + 1,
-        updated_at=_NOW,
-    )
+    .values(**bumped(_NOW, status=_BACK, claimed_at=None, **UNHELD))
     .returning(*RETURNING)
 )
 
@@ -770,16 +738,7 @@ def _decide(bulk: bool) -> Any:
         update(T)
         .where(*where, T.c.listing_revision == current_revision)
         .values(
-            status=DECIDED,
-            outcome=_OUTCOME,
-            decided_by=_ACTOR,
-            decided_at=_NOW,
-            claimed_by=None,
-            claim_token=None,
-            lease_expires_at=None,
-            version=T.c.version + 1,
-            event_seq=T.c.event_seq + 1,
-            updated_at=_NOW,
+            **bumped(_NOW, status=DECIDED, outcome=_OUTCOME, decided_by=_ACTOR, decided_at=_NOW, **UNHELD)
         )
         .returning(*RETURNING)
     )
@@ -799,36 +758,22 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool, keyed: bool) -> tuple[Any,
         u: Any = decide.cte("u")
     else:
         u = select(T).where(T.c.id == _ITEM).subquery("u")
+    row = {
+        "item_id": u.c.id,
+        "attempt": u.c.attempt,
+        "outcome": _OUTCOME,
+        "reason_codes": bindparam("b_codes", type_=DECISIONS.c.reason_codes.type),
+        "seller_message": bindparam("b_seller_message", type_=String()),
+        "internal_note": bindparam("b_internal_note", type_=String()),
+        "listing_revision": u.c.listing_revision,
+        "decided_by": _ACTOR,
+        "claimed_at": u.c.claimed_at,
+        "created_at": _NOW,
+        "bulk": literal_column(str(bulk).lower()),
+    }
     decision = (
         insert(DECISIONS)
-        .from_select(
-            [
-                "item_id",
-                "attempt",
-                "outcome",
-                "reason_codes",
-                "seller_message",
-                "internal_note",
-                "listing_revision",
-                "decided_by",
-                "claimed_at",
-                "created_at",
-                "bulk",
-            ],
-            select(
-                u.c.id,
-                u.c.attempt,
-                _OUTCOME,
-                bindparam("b_codes", type_=DECISIONS.c.reason_codes.type),
-                bindparam("b_seller_message", type_=String()),
-                bindparam("b_internal_note", type_=String()),
-                u.c.listing_revision,
-                _ACTOR,
-                u.c.claimed_at,
-                _NOW,
-                literal_column(str(bulk).lower()),
-            ),
-        )
+        .from_select(list(row), select(*row.values()))
         .returning(DECISIONS.c.id, DECISIONS.c.item_id)
     )
     if pg:
@@ -912,20 +857,19 @@ def _reopen_rows(pg: bool, undo: bool, reclaim: bool) -> tuple[Any, ...]:
     where = [T.c.id == _ITEM, T.c.status == _S[DECIDED]]
     if undo:
         where += [T.c.decided_by == _ACTOR, T.c.decided_at >= bindparam("b_undo_since", type_=_DATETIME)]
-    held = {"claimed_by": _ACTOR, "claim_token": _TOKEN, "claimed_at": _NOW, "lease_expires_at": _LEASE_UNTIL}
     reopen = (
         update(T)
         .where(*where)
         .values(
-            status=CLAIMED if reclaim else case((T.c.escalated.is_(True), ESCALATED), else_=PENDING),
-            outcome=None,
-            decided_by=None,
-            decided_at=None,
-            **(held if reclaim else dict.fromkeys(held)),
-            attempt=T.c.attempt + 1,
-            version=T.c.version + 1,
-            event_seq=T.c.event_seq + 1,
-            updated_at=_NOW,
+            **bumped(
+                _NOW,
+                status=CLAIMED if reclaim else _BACK,
+                outcome=None,
+                decided_by=None,
+                decided_at=None,
+                attempt=T.c.attempt + 1,
+                **(_HELD if reclaim else dict.fromkeys(_HELD)),
+            )
         )
         .returning(*RETURNING)
     )
