@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from moderation.rules.engine import CheckBudgetExceeded, Detection, RulesEngine
 from moderation.schema import (
@@ -187,7 +187,9 @@ class Checker:
             images=image_results,
             error=None,
             truncated=True if detection.truncated else None,
-            category_inferred=CategoryInference(**inferred.as_json()) if inferred is not None else None,
+            category_inferred=CategoryInference.model_construct(**cast("dict[str, Any]", inferred.as_json()))
+            if inferred is not None
+            else None,
         )
 
     def explain(self, listing: Listing) -> list[ExplanationSpan] | None:

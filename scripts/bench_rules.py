@@ -6,6 +6,15 @@ reviews from ../shared/corpora, 300–1,000-character descriptions, a share with
 distribution of single 1,000-character listings (bar: p99 ≤ 5 ms).
 
     .venv/bin/python scripts/bench_rules.py [--corpora ../shared/corpora] [--listings 2000]
+
+``--dump OUT`` instead writes every answer of the rules (the check result with its findings, verdict and
+inferred category; the explained exemptions; the rewrite of each flagged listing) for the bench listings,
+the same listings under every category, a few thousand lines of each corpus, the labelled evaluation
+listings, the real cases and labels, and a few hostile texts, one JSON line per listing, and prints the
+file's SHA-256. A speed change must leave that file byte-identical (``cmp`` before/after). OUT holds
+corpus text: write it outside the repository (e.g. /tmp).
+
+    .venv/bin/python scripts/bench_rules.py --dump /tmp/rules-before.jsonl
 """
 
 from __future__ import annotations
@@ -88,13 +97,97 @@ def build_listings(corpora: Path, n: int, seed: int = 1) -> list[dict[str, str]]
     return listings
 
 
+def identity_listings(corpora: Path, n: int) -> list[dict[str, object]]:
+    """Every listing the identity dump checks (see ``--dump``), deterministic for given corpora."""
+    from moderation.evaluation.realsets import load_cases, load_corpus_labels
+    from moderation.schema import CATEGORIES
+
+    out: list[dict[str, object]] = []
+    bench = build_listings(corpora, n)
+    out += bench
+    out += [{**x, "id": f"cat{i}", "category": CATEGORIES[i % len(CATEGORIES)]} for i, x in enumerate(bench)]
+    titles, reviews = _read_corpora(corpora)
+    out += [{"id": f"t{i}", "title": t} for i, t in enumerate(titles)]
+    out += [{"id": f"r{i}", "description": t} for i, t in enumerate(reviews[::20])]
+    for name, step in (("app_descriptions_iflytek.jsonl", 3), ("product_reviews_eprstmt.jsonl", 10)):
+        path = corpora / name
+        if path.exists():
+            lines = [x for x in path.read_text(encoding="utf-8").split("\n") if x.strip()][::step]
+            out += [
+                {"id": f"{name[:3]}{i}", "title": t[:20], "description": t}
+                for i, t in enumerate(json.loads(x).get("sentence", "") for x in lines)
+                if t.strip()
+            ]
+    path = corpora / "ecommerce_search_queries.tsv"
+    if path.exists():
+        queries = [x.split("\t", 1)[-1] for x in path.read_text(encoding="utf-8").split("\n")[::50]]
+        out += [{"id": f"q{i}", "title": q, "brand": q[:4]} for i, q in enumerate(queries) if q.strip()]
+    eval_path = ROOT / "tests" / "eval" / "listings.jsonl"
+    for line in eval_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out.append({k: v for k, v in row.items() if k not in ("label", "families", "kind")})
+    for item in [*load_cases(), *load_corpus_labels()]:
+        out.append(item.listing())
+        out.append({**item.listing(), "id": f"{item.id}/general", "category": "general"})
+    hostile = [
+        "全网最好" * 3000,
+        "最" * 20000,
+        "第一" + "好" * 5000 + "最佳",
+        "。".join(["国家级最高级销量第一"] * 2000),
+        "ab最好cd" * 4000,
+        "z u i 佳 ＮＯ．１ 醉佳 " * 500,
+    ]
+    out += [{"id": f"h{i}", "title": h[:50], "description": h} for i, h in enumerate(hostile)]
+    return out
+
+
+def dump(corpora: Path, n: int, out_path: Path) -> None:
+    """Write every answer of the rules for ``identity_listings`` to ``out_path`` (see ``--dump``)."""
+    import hashlib
+
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # Category inference lists its evidence bigrams in set order (ties in their lift), which
+        # follows str hashing: pin it so that two runs of the same code write the same file.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
+
+    from moderation.checker import Checker
+    from moderation.rules.rewrite import rewrite_listing
+    from moderation.schema import Listing
+
+    checker = Checker(classifier=False, ocr=False)
+    listings = identity_listings(corpora, n)
+    t0 = time.process_time()
+    results = checker.check_many(listings)
+    engine_s = time.process_time() - t0
+    with out_path.open("w", encoding="utf-8") as fh:
+        for raw, result in zip(listings, results, strict=True):
+            row: dict[str, object] = {"id": raw["id"], "result": result.model_dump(mode="json")}
+            if result.error is None:
+                listing = Listing.model_validate(raw)
+                detection = checker.engine.detect(listing, explain=True)
+                row["exempted"] = detection.exempted
+                row["category"] = detection.category
+                if result.findings:
+                    row["rewrite"] = rewrite_listing(checker, listing, result).to_json()
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    digest = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    flagged = sum(r.verdict != "pass" for r in results)
+    print(f"{len(listings)} listings, {flagged} flagged, check_many {engine_s:.1f} CPU s")
+    print(f"sha256 {digest}  {out_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
     parser.add_argument("--listings", type=int, default=2000)
     parser.add_argument("--single", type=int, default=1000, help="single-listing latency samples")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
+    parser.add_argument("--dump", type=Path, help="write every answer to this file (identity check) and stop")
     args = parser.parse_args()
+    if args.dump is not None:
+        dump(args.corpora, args.listings, args.dump)
+        return
 
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the bar says

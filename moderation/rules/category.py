@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import ahocorasick_rs
 import numpy as np
 
 from moderation.rules.pack import Lexicons
@@ -89,7 +90,8 @@ class CategoryModel:
         )
 
     def scores(self, feats: list[str]) -> tuple[np.ndarray, list[int]]:
-        idx = [self.vocab[f] for f in set(feats) if f in self.vocab]
+        # In the set's order (it decides the order of the float32 sum, and of tied evidence).
+        idx = [i for i in map(self.vocab.get, set(feats)) if i is not None]
         total = self.prior.copy()
         if idx:
             total += self.weights[idx].sum(axis=0)
@@ -100,11 +102,16 @@ class CategoryInferrer:
     def __init__(self, model: CategoryModel | None, nouns: dict[str, str]) -> None:
         self.model = model
         self.nouns = nouns
-        self._noun_re = (
-            re.compile("|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True)))
+        # Product nouns as a regular expression's longest-first alternation would find them: leftmost,
+        # the longest at that position, not overlapping; an Aho-Corasick automaton finds exactly those
+        # (LeftmostLongest) in one pass instead of trying every noun at every position.
+        self._noun_keys = sorted(nouns, key=len, reverse=True)
+        self._noun_ac = (
+            ahocorasick_rs.AhoCorasick(self._noun_keys, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
             if nouns
             else None
         )
+        self._indexed: tuple[CategoryModel, dict[str, int]] | None = None
 
     @classmethod
     def load(cls, lexicons: Lexicons, model_dir: Path) -> CategoryInferrer:
@@ -113,9 +120,24 @@ class CategoryInferrer:
         model = CategoryModel.load(model_dir) if (model_dir / "model.json").is_file() else None
         return cls(model, nouns)
 
+    def _category_index(self, model: CategoryModel) -> dict[str, int]:
+        """Each category's position in ``model.categories`` (the first, as ``list.index``), kept for
+        the model in use (scripts/train_category.py swaps it)."""
+        if self._indexed is None or self._indexed[0] is not model:
+            index: dict[str, int] = {}
+            for i, category in enumerate(model.categories):
+                index.setdefault(category, i)
+            self._indexed = (model, index)
+        return self._indexed[1]
+
     def infer(self, folded: str) -> CategoryGuess | None:
         """The category of a ``general`` listing's folded text, when the evidence is strong enough."""
-        found = [m.group() for m in self._noun_re.finditer(folded)] if self._noun_re is not None else []
+        keys = self._noun_keys
+        found = (
+            [keys[k] for k, _, _ in self._noun_ac.find_matches_as_indexes(folded)]
+            if self._noun_ac is not None
+            else []
+        )
         if self.model is None:
             cats = {self.nouns[n] for n in found}
             if len(cats) == 1:
@@ -123,10 +145,11 @@ class CategoryInferrer:
             return None
         model = self.model
         total, idx = model.scores(features(folded))
+        index = self._category_index(model)
         for noun in found:
-            cat = self.nouns[noun]
-            if cat in model.categories:
-                total[model.categories.index(cat)] += NOUN_BONUS
+            i = index.get(self.nouns[noun])
+            if i is not None:
+                total[i] += NOUN_BONUS
         probs = np.exp(total - total.max())
         probs /= probs.sum()
         best = int(probs.argmax())

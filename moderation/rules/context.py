@@ -32,7 +32,8 @@ def _mask(chars: str) -> np.ndarray:
 
 
 _CLAUSE_MASK = _mask(CLAUSE_PUNCT)
-_SENTENCE_MASK = _mask(SENTENCE_PUNCT)
+_SENTENCE_CHARS = frozenset(SENTENCE_PUNCT)
+assert frozenset(CLAUSE_PUNCT) >= _SENTENCE_CHARS  # sentence() picks them from the clause marks
 
 
 def _positions(text: str, mask: np.ndarray) -> list[int]:
@@ -59,20 +60,26 @@ class TextWindows:
             i += 1
         return lo, bounds[i] if i < n else length
 
+    def clause_bounds(self) -> list[int]:
+        """Positions of the clause punctuation, in order."""
+        if self._clause is None:
+            self._clause = _positions(self.text, _CLAUSE_MASK)
+        return self._clause
+
     def clause(self, start: int, end: int) -> tuple[int, int]:
         key = (start, end)
         cached = self._clauses.get(key)
         if cached is not None:
             return cached
-        if self._clause is None:
-            self._clause = _positions(self.text, _CLAUSE_MASK)
-        lo, hi = self._window(self._clause, start, end, len(self.text))
+        lo, hi = self._window(self.clause_bounds(), start, end, len(self.text))
         cached = self._clauses[key] = (max(lo, start - CLAUSE_REACH), min(hi, end + CLAUSE_REACH))
         return cached
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
         if self._sentence is None:
-            self._sentence = _positions(self.text, _SENTENCE_MASK)
+            # Every sentence mark is a clause mark: pick them from the clause marks already found.
+            text = self.text
+            self._sentence = [i for i in self.clause_bounds() if text[i] in _SENTENCE_CHARS]
         lo, hi = self._window(self._sentence, start, end, len(self.text))
         return max(lo, start - SENTENCE_REACH), min(hi, end + SENTENCE_REACH)
 
@@ -184,32 +191,35 @@ def context_matches(
     around: Surroundings | None = None,
 ) -> bool:
     """Evaluate a context. ``any_of`` (exemptions): one hit suffices. Otherwise (requirements) all must hold.
-    ``around`` shares the sliced windows between the contexts judged for one candidate."""
-    text = windows.text
+    ``around`` shares the sliced windows between the contexts judged for one candidate. Either way the
+    parts are read in one order (phrases, before, after, clause, sentence, attributes, listing) and the
+    answer is known at the first part that decides it."""
     sur = around if around is not None else Surroundings(windows, start, end, listing)
-    results: list[bool] = []
-
-    def record(value: bool) -> bool:
-        results.append(value)
-        return any_of and value
-
-    if ctx.phrases and record(covered_by_phrase(text, start, end, ctx.phrases)):
-        return True
-    if ctx.before is not None or ctx.after is not None or ctx.clause is not None:
-        _, _, clause = sur.clause()
-        # Slices, not pos/endpos: a pattern's `^` must match at the window's start.
-        if ctx.before is not None and record(ctx.before.search(sur.before()) is not None):
-            return True
-        if ctx.after is not None and record(ctx.after.match(sur.after()) is not None):
-            return True
-        if ctx.clause is not None and record(ctx.clause.search(clause) is not None):
-            return True
-    if ctx.sentence is not None and record(ctx.sentence.search(sur.sentence()) is not None):
-        return True
-    if ctx.attributes is not None and record(listing.holds(ctx.attributes, "attributes")):
-        return True
-    if ctx.listing is not None and record(listing.holds(ctx.listing, "listing")):
-        return True
+    # Slices, not pos/endpos: a pattern's `^` must match at the window's start.
     if any_of:
+        if ctx.phrases and covered_by_phrase(windows.text, start, end, ctx.phrases):
+            return True
+        if ctx.before is not None and ctx.before.search(sur.before()) is not None:
+            return True
+        if ctx.after is not None and ctx.after.match(sur.after()) is not None:
+            return True
+        if ctx.clause is not None and ctx.clause.search(sur.clause()[2]) is not None:
+            return True
+        if ctx.sentence is not None and ctx.sentence.search(sur.sentence()) is not None:
+            return True
+        if ctx.attributes is not None and listing.holds(ctx.attributes, "attributes"):
+            return True
+        return ctx.listing is not None and listing.holds(ctx.listing, "listing")
+    if ctx.phrases and not covered_by_phrase(windows.text, start, end, ctx.phrases):
         return False
-    return all(results)
+    if ctx.before is not None and ctx.before.search(sur.before()) is None:
+        return False
+    if ctx.after is not None and ctx.after.match(sur.after()) is None:
+        return False
+    if ctx.clause is not None and ctx.clause.search(sur.clause()[2]) is None:
+        return False
+    if ctx.sentence is not None and ctx.sentence.search(sur.sentence()) is None:
+        return False
+    if ctx.attributes is not None and not listing.holds(ctx.attributes, "attributes"):
+        return False
+    return ctx.listing is None or listing.holds(ctx.listing, "listing")

@@ -41,6 +41,7 @@ from moderation.rules.judge import (
     Judge,
     resolve_overlaps,
 )
+from moderation.rules.literals import Prefilter
 from moderation.rules.pack import Lexicons, Pack, Rule, load_packs
 from moderation.rules.policy import Policy, load_policy
 from moderation.schema import Finding, Listing, Severity, Verdict
@@ -112,7 +113,9 @@ def _load_phrases(path: Path) -> tuple[str, ...]:
 
 
 class _CategoryScanner:
-    """One multi-pattern scan over folded text: every occurrence of every key, overlaps included.
+    """One multi-pattern scan over folded text: every occurrence of every key, overlaps included, in
+    the order the automaton reports them (by end, the longest first at one end, whatever other keys
+    it holds).
 
     Backed by the Rust aho-corasick crate (ahocorasick_rs), about 7x faster than pyahocorasick here;
     offsets are Python string (code point) indices. Long texts are scanned in chunks (overlapping by the
@@ -121,8 +124,7 @@ class _CategoryScanner:
 
     CHUNK = 65536
 
-    def __init__(self, keys: list[str], payloads: list[_Payload]) -> None:
-        self.payloads = payloads
+    def __init__(self, keys: list[str]) -> None:
         self._longest = max(len(k) for k in keys)
         self._ac = ahocorasick_rs.AhoCorasick(
             keys, implementation=ahocorasick_rs.Implementation.ContiguousNFA
@@ -201,10 +203,21 @@ class RulesEngine:
                 keys.setdefault(variant, []).extend((idx, _VARIANT) for idx, kind in entries if kind == _TERM)
         self._keys = {k: tuple(dict.fromkeys(v)) for k, v in keys.items() if v}
         self._seam_bigrams = frozenset(k[i : i + 2] for k in self._keys for i in range(len(k) - 1))
-        #: One automaton per listing category, holding only the rules that apply there, built on first
-        #: use: a general listing never pays for the tobacco pack's selling words.
-        self._automata: dict[str, _CategoryScanner | None] = {}
+        #: Every key once (terms, anchors, their pinyin spellings, global exemptions), in one automaton
+        #: built on first use; what a key means depends on the listing's category (``_payloads_for``).
+        self._scan_keys = list(self._keys)
+        self._scan_keys += [p for p in dict.fromkeys(global_exempt) if p not in self._keys]
+        self._scanner: _CategoryScanner | None = None
+        self._payloads: dict[str, list[_Payload | None]] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
+        #: Per rule: one literal test for all its patterns, and one per pattern (None: no test).
+        self._pattern_prefilters = tuple(
+            (
+                Prefilter.any_of(r.patterns) if len(r.patterns) > 1 else None,
+                tuple(Prefilter.of(p) for p in r.patterns),
+            )
+            for r in self.rules
+        )
         words = {t for r in self.rules if r.grammar is None for t in (*r.terms, *r.anchors)}
         self.tokeniser = Tokeniser(words)
         lexicons = lexicons or Lexicons(rules_dir() / "lexicons")
@@ -233,52 +246,53 @@ class RulesEngine:
 
     # -- matching -------------------------------------------------------------------------------
 
-    def _automaton_for(self, category: str) -> _CategoryScanner | None:
-        scanner = self._automata.get(category, False)
-        if scanner is not False:
-            return scanner  # type: ignore[return-value]
+    def _payloads_for(self, category: str) -> list[_Payload | None]:
+        """What each scanner key means for the rules of one category (None: nothing), built on first
+        use: a general listing never looks at the tobacco pack's selling words."""
+        payloads = self._payloads.get(category)
+        if payloads is not None:
+            return payloads
         with self._lock:
-            if category in self._automata:
-                return self._automata[category]
-            keys: list[str] = []
-            payloads: list[_Payload] = []
-            positions: dict[str, int] = {}
+            payloads = self._payloads.get(category)
+            if payloads is not None:
+                return payloads
+            if self._scanner is None:
+                self._scanner = _CategoryScanner(self._scan_keys)
             exempt_phrases = set(self.global_exempt)
-            for key, entries in self._keys.items():
+            payloads = []
+            for key in self._scan_keys:
                 mine = [
                     (self.rules[idx], kind, idx)
-                    for idx, kind in entries
+                    for idx, kind in self._keys.get(key, ())
                     if self.rules[idx].applies_to(category)
                 ]
-                if mine or key in exempt_phrases:
-                    positions[key] = len(keys)
-                    keys.append(key)
-                    payloads.append(_payload(mine, key in exempt_phrases))
-            # Global exemptions are found in the same pass (a phrase may also be a term's key).
-            for phrase in self.global_exempt:
-                if phrase not in positions:
-                    positions[phrase] = len(keys)
-                    keys.append(phrase)
-                    payloads.append(_payload([], True))
-            result = _CategoryScanner(keys, payloads) if keys else None
-            self._automata[category] = result
-            return result
+                # Global exemptions are found in the same pass (a phrase may also be a term's key).
+                exempt = key in exempt_phrases
+                payloads.append(_payload(mine, exempt) if mine or exempt else None)
+            self._payloads[category] = payloads
+            return payloads
 
     def _hits(self, norm: NormalisedText, category: str) -> _Hits:
         """One scan: term candidates, pattern-anchor hits per rule, global exemption spans."""
         text = norm.text
-        automaton = self._automaton_for(category)
         hits = _Hits(TextWindows(text), [], {}, [], False)
-        if automaton is None or not text:
+        if not text or not self._scan_keys:
             return hits
-        payloads = automaton.payloads
+        payloads = self._payloads_for(category)
+        scanner = cast(_CategoryScanner, self._scanner)
         terms, anchors, exempt_spans = hits.terms, hits.anchors, hits.exempt_spans
         # A rule's term (or grammar anchor) occurs at most once per span, so no de-duplication is needed.
-        for n, (key_idx, start, end) in enumerate(automaton.scan(text)):
+        # One automaton holds the keys of every category (one in memory and in the CPU's caches, not
+        # one per category); a key that means nothing here is skipped, and does not count as a hit.
+        n = 0
+        for key_idx, start, end in scanner.scan(text):
+            payload = payloads[key_idx]
+            if payload is None:
+                continue
             if n >= MAX_HITS:
                 hits = hits._replace(truncated=True)
                 break
-            payload = payloads[key_idx]
+            n += 1
             if payload.exempt:
                 exempt_spans.append((start, end))
             for rule in payload.terms:
@@ -295,35 +309,45 @@ class RulesEngine:
 
         Each rule's patterns run once over every merged window of its anchors (the clause around each
         anchor, at most _PATTERN_REACH characters each side), and a match counts when it overlaps one of
-        its anchors; so the cost is linear in the text however densely anchors occur.
+        its anchors; so the cost is linear in the text however densely anchors occur. A window where
+        the literals every pattern match needs are missing (moderation/rules/literals.py) is skipped:
+        no pattern could match there.
         """
         text = norm.text
         windows = hits.windows
         matches = list(hits.terms)
-        seen = {(id(c.rule), c.start, c.end) for c in matches}
+        seen: set[tuple[int, int, int]] | None = None
+        rules, prefilters = self.rules, self._pattern_prefilters
         # Rules that share anchors (the brand rules all anchor on brand names) share their windows.
-        prepared: dict[tuple[tuple[int, int], ...], tuple[list[int], list[int], list[tuple[int, int]]]] = {}
+        prepared: dict[tuple[tuple[int, int], ...], list[tuple[int, int]]] = {}
         for rule_idx, spans in hits.anchors.items():
-            rule = self.rules[rule_idx]
-            key = tuple(sorted(spans))
-            ready = prepared.get(key)
-            if ready is None:
-                ready = prepared[key] = (
-                    [s for s, _ in key],
-                    list(accumulate((e for _, e in key), max)),
-                    list(_merged_windows(list(key), windows)),
-                )
-            starts, ends_max, merged = ready
+            rule = rules[rule_idx]
+            key = tuple(sorted(spans)) if len(spans) > 1 else tuple(spans)
+            merged = prepared.get(key)
+            if merged is None:
+                merged = prepared[key] = _merged_windows(key, windows)
+            any_pattern, each_pattern = prefilters[rule_idx]
+            ends_max: list[int] | None = None
+            starts: list[int] = []
             for lo, hi in merged:
-                for pattern in rule.patterns:
+                if any_pattern is not None and not any_pattern.may_match(text, lo, hi):
+                    continue
+                for pattern, prefilter in zip(rule.patterns, each_pattern, strict=True):
+                    if prefilter is not None and not prefilter.may_match(text, lo, hi):
+                        continue
                     for m in pattern.finditer(text, lo, hi):
                         m_start, m_end = m.span()
                         if m_end <= m_start:
                             continue
                         # Overlaps an anchor: some anchor starts before m_end and ends after m_start.
+                        if ends_max is None:
+                            starts = [s for s, _ in key]
+                            ends_max = list(accumulate((e for _, e in key), max))
                         i = bisect_left(starts, m_end) - 1
                         if i < 0 or ends_max[i] <= m_start:
                             continue
+                        if seen is None:
+                            seen = {(id(c.rule), c.start, c.end) for c in matches}
                         token = (id(rule), m_start, m_end)
                         if token not in seen:
                             seen.add(token)
@@ -357,9 +381,12 @@ class RulesEngine:
 
     def _action_of(self, claim: Claim) -> str:
         """The action a claim's finding will carry: the grammar's, else the policy's for its rule."""
-        if claim.action is not None and claim.rule.id not in self.policy.rule_action:
-            return claim.action
-        return self.policy.action_for(claim.rule)
+        return self._action(claim.rule, claim.action)
+
+    def _action(self, rule: Rule, action: str | None) -> str:
+        if action is not None and rule.id not in self.policy.rule_action:
+            return action
+        return self.policy.action_for(rule)
 
     def _split_findings(
         self, title: NormalisedText, description: NormalisedText, ctx: ListingContext, state: _State
@@ -417,7 +444,7 @@ class RulesEngine:
     ) -> Finding:
         # model_construct: every value comes from a validated rule pack; skipping re-validation of
         # each finding is a measurable share of the per-listing cost.
-        policy_action = self._action_of(Claim(rule, start, end, modifies, action))
+        policy_action = self._action(rule, action)
         return Finding.model_construct(
             rule=rule.id,
             family=rule.family,
@@ -613,20 +640,34 @@ def _latin_edges_free(text: str, start: int, end: int) -> bool:
     return not (last.isascii() and end < len(text) and text[end].isascii() and text[end].isalnum())
 
 
-def _merged_windows(hits: list[tuple[int, int]], windows: TextWindows) -> Iterator[tuple[int, int]]:
-    """The pattern windows of sorted anchor hits, merged where they touch."""
+def _merged_windows(hits: tuple[tuple[int, int], ...], windows: TextWindows) -> list[tuple[int, int]]:
+    """The pattern windows of sorted anchor hits (each hit's clause, at most _PATTERN_REACH characters
+    each side of it), merged where they touch."""
+    bounds = windows.clause_bounds()
+    n, length = len(bounds), len(windows.text)
+    out: list[tuple[int, int]] = []
     cur_lo, cur_hi = -1, -1
     for start, end in hits:
-        c_lo, c_hi = windows.clause(start, end)
-        lo, hi = max(c_lo, start - _PATTERN_REACH), min(c_hi, end + _PATTERN_REACH)
+        # As TextWindows.clause (whose CLAUSE_REACH is wider than _PATTERN_REACH), inlined: the clause
+        # runs from after the punctuation before ``start`` to the first one at or after ``end``.
+        i = bisect_left(bounds, start)
+        lo = bounds[i - 1] + 1 if i > 0 else 0
+        j = bisect_left(bounds, end, i)
+        hi = bounds[j] if j < n else length
+        if lo < start - _PATTERN_REACH:
+            lo = start - _PATTERN_REACH
+        if hi > end + _PATTERN_REACH:
+            hi = end + _PATTERN_REACH
         if lo <= cur_hi:
-            cur_hi = max(cur_hi, hi)
+            if hi > cur_hi:
+                cur_hi = hi
             continue
         if cur_hi >= 0:
-            yield cur_lo, cur_hi
+            out.append((cur_lo, cur_hi))
         cur_lo, cur_hi = lo, hi
     if cur_hi >= 0:
-        yield cur_lo, cur_hi
+        out.append((cur_lo, cur_hi))
+    return out
 
 
 def _fill(template: str, text: str, modifies: str) -> str:

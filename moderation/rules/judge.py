@@ -146,18 +146,16 @@ class Judge:
                     exempt(rule, start, end, result.reason)
                     continue
                 modifies, action = result.modifies, result.action
-            around = Surroundings(windows, start, end, ctx)
-            frame = next(
-                (
-                    c
-                    for c in rule.exempt
-                    if context_matches(c, windows, start, end, ctx, any_of=True, around=around)
-                ),
-                None,
-            )
-            if frame is not None:
-                exempt(rule, start, end, frame.reason, frame.explain)
-                continue
+            if rule.exempt:
+                around = Surroundings(windows, start, end, ctx)
+                frame = None
+                for c in rule.exempt:
+                    if context_matches(c, windows, start, end, ctx, any_of=True, around=around):
+                        frame = c
+                        break
+                if frame is not None:
+                    exempt(rule, start, end, frame.reason, frame.explain)
+                    continue
             if rule.grammar is None and not _boundary_ok(rule, start, end, norm, bounds):
                 continue
             kept.append(Claim(rule, start, end, modifies, action))

@@ -88,9 +88,14 @@ class Context:
     listing: re.Pattern[str] | None = None
 
     def is_empty(self) -> bool:
-        return not self.phrases and all(
-            p is None
-            for p in (self.before, self.after, self.clause, self.sentence, self.attributes, self.listing)
+        return (
+            not self.phrases
+            and self.before is None
+            and self.after is None
+            and self.clause is None
+            and self.sentence is None
+            and self.attributes is None
+            and self.listing is None
         )
 
 
@@ -225,12 +230,19 @@ class Lexicons:
 _NO_LEXICONS = Lexicons(None)
 
 
+#: A trie node with this many branches or more is guarded by the class of their first characters.
+_GUARD_BRANCHES = 8
+
+
 def trie_regex(words: Iterable[str]) -> str:
     """One regular expression for a word list, as a trie: 北京|北京市|北海 → 北(?:京(?:市)?|海).
 
     Python's re tries the alternatives of a flat alternation one by one at every position, so a
-    lexicon of a thousand words costs a thousand attempts per character; the trie shares prefixes and
-    costs about one step per character. Longer words win, as with a longest-first alternation."""
+    lexicon of a thousand words costs a thousand attempts per character; the trie shares prefixes.
+    Longer words win, as with a longest-first alternation. A node with many branches still tries
+    them one by one, so it is guarded by a lookahead for the class of their first characters: at most
+    positions one test fails it at once (the lookahead consumes nothing and captures nothing, so the
+    matches are exactly those of the unguarded trie)."""
     trie: dict[str, Any] = {}
     for word in words:
         node = trie
@@ -247,6 +259,9 @@ def trie_regex(words: Iterable[str]) -> str:
             body = branches[0]
             return body
         joined = "|".join(branches)
+        if len(branches) >= _GUARD_BRANCHES:
+            first = "".join(re.escape(ch) for ch in sorted(node) if ch)
+            joined = f"(?=[{first}])(?:{joined})"
         return f"(?:{joined})?" if ends else f"(?:{joined})"
 
     return "(?:" + build(trie) + ")"

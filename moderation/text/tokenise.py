@@ -38,6 +38,7 @@ class Tokeniser:
 
     def __init__(self, user_words: Iterable[str] = ()) -> None:
         self._jieba = jieba.Tokenizer()
+        self._cut_dag = self._jieba._Tokenizer__cut_DAG  # what cut(HMM=True) runs on each block
         self._words = sorted({w for w in user_words if w and BLOCK_RE.fullmatch(w)})
         self._ready = False
         self._lock = threading.Lock()
@@ -58,10 +59,14 @@ class Tokeniser:
             self._ready = True
 
     def _cut_block_uncached(self, block: str) -> tuple[int, ...]:
-        """Token end offsets within one block."""
+        """Token end offsets within one block.
+
+        ``Tokenizer.cut(text, HMM=True)`` splits its text into blocks by ``re_han_default`` and cuts
+        each with its DAG-and-HMM segmenter; a block (or a window of one) is a single such block, so
+        that segmenter is called directly, as ``cut`` would."""
         ends: list[int] = []
         pos = 0
-        for token in self._jieba.cut(block, HMM=True):
+        for token in self._cut_dag(block):
             pos += len(token)
             ends.append(pos)
         return tuple(ends)
@@ -87,19 +92,33 @@ class TextBoundaries:
     def __init__(self, tokeniser: Tokeniser, text: str) -> None:
         self._tok = tokeniser
         self._text = text
-        self._blocks: list[tuple[int, int]] | None = None
+        self._reversed: str | None = None
+        #: Blocks found so far (sorted, disjoint), so a long block is measured once however many
+        #: positions in it are asked about.
+        self._blocks: list[tuple[int, int]] = []
         self._block_starts: list[int] = []
         self._bounds: dict[int, frozenset[int]] = {}
 
     def _block_at(self, pos: int) -> tuple[int, int] | None:
-        if self._blocks is None:
-            self._blocks = [m.span() for m in BLOCK_RE.finditer(self._text)]
-            self._block_starts = [b[0] for b in self._blocks]
+        """The block (maximal run of ``BLOCK_RE`` characters, as ``BLOCK_RE.finditer`` finds them)
+        around ``pos``, measured from ``pos`` both ways instead of listing every block of the text."""
         i = bisect_right(self._block_starts, pos) - 1
-        if i < 0:
+        if i >= 0:
+            start, end = self._blocks[i]
+            if pos < end:
+                return start, end
+        text = self._text
+        ahead = BLOCK_RE.match(text, pos) if 0 <= pos < len(text) else None
+        if ahead is None:
             return None
-        start, end = self._blocks[i]
-        return (start, end) if start <= pos < end else None
+        if self._reversed is None:
+            self._reversed = text[::-1]
+        behind = BLOCK_RE.match(self._reversed, len(text) - pos)
+        start = pos - (behind.end() - behind.start()) if behind is not None else pos
+        block = (start, ahead.end())
+        self._blocks.insert(i + 1, block)
+        self._block_starts.insert(i + 1, start)
+        return block
 
     def _block_bounds(self, block: tuple[int, int], pos: int) -> frozenset[int]:
         start, end = block
