@@ -315,8 +315,9 @@ class Database:
 
     @contextmanager
     def single_statement(self) -> Iterator[Connection]:
-        """For exactly one statement that is a whole transaction by itself: PostgreSQL autocommits it (no
-        BEGIN/COMMIT round trips); on SQLite it is an ordinary write transaction."""
+        """For one conditional statement that is a whole transaction by itself: PostgreSQL autocommits
+        it (no BEGIN/COMMIT round trips); on SQLite it is an ordinary write transaction. Run again
+        after a lost connection whose statement did commit, it fails its condition (no double apply)."""
         if self.is_sqlite:
             with self.write() as conn:
                 yield conn

@@ -128,6 +128,8 @@ def validate_outcome(body: Judgement) -> None:
 @retrying
 class Workflow:
     """Service functions over one database. Times come from ``utcnow`` so tests move rows, not clocks.
+    A transition whose success is one statement runs in ``Database.single_statement`` (on PostgreSQL
+    autocommitted: no BEGIN and COMMIT round trips); the read that explains a failure runs after it.
     Every public method runs once more when its connection was lost before anything committed
     (``retrying``); ``claim_next`` and ``decide`` through ``claim_next_on`` and ``decide_on``, which are
     written once and run on either kind of connection (``db.Statements``), and ``bulk_decide`` retries
@@ -197,7 +199,7 @@ class Workflow:
         self._require(actor, "claim")
         now = utcnow()
         params = {**self._claim_params(actor.id, now, secrets.token_hex(16)), "b_item": item_id}
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:
             item = change(
                 conn,
                 _claim(actor.can("claim_escalated")),
@@ -255,7 +257,7 @@ class Workflow:
     def release(self, item_id: int, actor: Actor, token: str, *, skip: bool = False) -> dict[str, Any]:
         """Give the item back (``skip`` also keeps claim-next from handing it to this actor again)."""
         now, event = utcnow(), "skipped" if skip else "released"
-        with self.db.write() as conn:
+        with self.db.write() if skip else self.db.single_statement() as conn:
             item = change(
                 conn, _RELEASE, self._holder_params(item_id, actor, token, now), event, actor.id, {}, now
             )
@@ -437,7 +439,7 @@ class Workflow:
 
     @retry_on_disconnect
     def _bulk_one(self, item_id: int, actor: Actor, body: Judgement) -> dict[str, Any]:
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:
             return run_now(self._decide_in(SyncStatements(conn), item_id, actor, body))
 
     def _preview(self, item_id: int, actor: Actor) -> dict[str, Any]:
@@ -482,7 +484,7 @@ class Workflow:
             .values(**bumped(now, status=ESCALATED, escalated=True, claimed_at=None, **UNHELD))
             .returning(*RETURNING)
         )
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:
             item = change(conn, escalate, {}, "escalated", actor.id, {"note": note}, now)
             if item is None:
                 item = load_item(conn, item_id)
@@ -501,7 +503,9 @@ class Workflow:
         if not text or len(text) > 5000:
             raise Invalid("invalid_comment", "a comment needs 1 to 5000 characters")
         now = utcnow()
-        with self.db.single_statement() as conn:  # PostgreSQL: one autocommitted statement
+        # A transaction, not autocommitted: a comment's statement is not conditional, so a retry after
+        # a lost connection must know it did not commit.
+        with self.db.write() as conn:
             seq = touch_event(conn, item_id, "commented", actor.id, {"text": text}, now)
         return {"item_id": item_id, "seq": seq}
 
@@ -559,7 +563,7 @@ class Workflow:
             .values(**bumped(now, priority=priority))
             .returning(*RETURNING)
         )
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:
             item = change(conn, edit, {}, "priority_changed", actor.id, {"priority": priority}, now)
             if item is None:
                 item = load_item(conn, item_id)
@@ -593,7 +597,7 @@ class Workflow:
             .values(**_CLAIM_VALUES)
             .returning(*RETURNING)
         )
-        with self.db.write() as conn:
+        with self.db.single_statement() as conn:
             params = self._claim_params(user.id, now, secrets.token_hex(16))
             data = {"user": user.id, **self._lease_data(now)}
             item = change(conn, give, params, "assigned", actor.id, data, now)
