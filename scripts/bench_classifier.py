@@ -5,7 +5,8 @@
 Prints: recall on held-out paraphrased violations that no rule catches, at the threshold whose
 false-alarm rate on held-out lawful listings is <= 5% (bar >= 0.70); ECE on held-out data (bar <= 0.05);
 single 256-character latency p50 (bar <= 5 ms); batched throughput on 2 threads (bar >= 400/s), with
-and without batching; model load time (bar <= 1 s). Rules are consulted through
+and without batching; model load time (bar <= 1 s) and the memory load_model adds (and whether it
+imported torch: on the ONNX path it should not). Rules are consulted through
 moderation.checker.check when the rules engine is importable; otherwise the script says so and reports
 recall on all held-out paraphrased violations.
 """
@@ -44,6 +45,18 @@ def as_listing(i: int, ex: Example) -> dict[str, str]:
     return {"id": f"bench-{i}", "title": title, "description": desc, "category": category}
 
 
+def rss_mb() -> float:
+    """This process's resident set size (Linux /proc), to show what loading the model costs."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def rule_caught(examples: list[Example]) -> tuple[list[bool] | None, str]:
     try:
         from moderation.checker import Checker
@@ -68,9 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-fpr", type=float, default=0.05)
     args = ap.parse_args(argv)
 
+    rss_before = rss_mb()
     t0 = time.perf_counter()
     rm = load_model(args.model)
     load_s = time.perf_counter() - t0
+    print(
+        f"load_model ({rm.backend}): RSS {rss_before:.0f} -> {rss_mb():.0f} MB; torch imported: "
+        f"{'torch' in sys.modules}, transformers imported: {'transformers' in sys.modules}, "
+        f"PyTorch weights loaded: {rm.torch_loaded}"
+    )
     t0 = time.perf_counter()
     load_model(args.model)
     load_warm_s = time.perf_counter() - t0

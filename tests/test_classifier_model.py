@@ -92,7 +92,8 @@ def test_save_load_round_trip_gives_identical_scores(tiny, tmp_path):
     assert loaded.score_texts(texts) == in_memory.score_texts(texts)
     # and again through a second save of the loaded model
     loaded.model.save_pretrained(tmp_path)
-    loaded.tokenizer.save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # load_model reads tokenizer.json itself
+        (tmp_path / name).write_bytes((out / name).read_bytes())
     loaded.calibration.save(tmp_path)
     assert load_model(tmp_path).score_texts(texts) == loaded.score_texts(texts)
 
@@ -276,6 +277,28 @@ def test_onnx_backend_gives_the_same_scores_as_torch(tiny, tmp_path):
         )
     rows = [{"title": "维生素C咀嚼片", "description": "有助于增强免疫力", "category": "health_food"}]
     np.testing.assert_allclose(onnx_rm.score_listings(rows), torch_rm.score_listings(rows), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_export_records_a_reference_so_a_new_model_loads_without_pytorch(tiny, tmp_path):
+    """export_and_check (what training and scripts/export_onnx.py run) writes the reference and the
+    tokenizer comparison; the next load checks the graph against them and never loads the weights."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from moderation.classifier.ort_backend import CHECK_TEXTS, export_and_check
+
+    out, held, _ = tiny
+    d = _copy_model(out, tmp_path / "m")
+    record = export_and_check(d, texts=[e.text for e in held[:60]], threads=1)
+    assert record["passed"] and record["tokenizer_mismatches"] == 0
+    assert record["reference_max_abs_prob_diff"] <= 1e-4
+    assert len(record["reference"]["logits"]) == len(CHECK_TEXTS)
+    assert record["reference"]["tokenizer"]["max_length"] == TINY.max_chars + 2
+    rm = load_model(d)
+    assert rm.backend == "onnx" and not rm.torch_loaded
+    np.testing.assert_allclose(
+        rm.score_texts(CHECK_TEXTS), load_model(d, backend="torch").score_texts(CHECK_TEXTS), atol=1e-5
+    )
 
 
 @pytest.mark.slow

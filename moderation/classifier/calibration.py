@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .config import CALIBRATION_FILE
 
@@ -73,7 +72,11 @@ class Calibration:
 
 
 def fit_platt(margins: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> tuple[float, float]:
-    """Fit (a, b) by minimising log loss with L-BFGS; labels use Platt's smoothed targets."""
+    """Fit (a, b) by minimising log loss with L-BFGS; labels use Platt's smoothed targets.
+
+    Imports torch here (training only): applying a calibration needs numpy alone."""
+    import torch
+
     y = labels.astype(np.float64)
     n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
     # Platt's target smoothing keeps the fit finite when the classes are perfectly separated.

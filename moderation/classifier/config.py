@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from transformers import BertConfig
+from typing import TYPE_CHECKING
 
 from moderation.schema import CATEGORY_LABELS
+
+if TYPE_CHECKING:
+    from transformers import BertConfig
 
 MODEL_NAME = "risk-zh-tiny"
 MODEL_VERSION = "0.4.0"
@@ -58,7 +60,10 @@ class ModelSpec:
     dropout: float = 0.1
 
     def bert_config(self, vocab_size: int, pad_token_id: int = 0) -> BertConfig:
-        """A BertConfig for this shape; positions cover [CLS] + max_chars + [SEP]."""
+        """A BertConfig for this shape; positions cover [CLS] + max_chars + [SEP] (imports transformers:
+        only training builds one, loading reads config.json as JSON)."""
+        from transformers import BertConfig
+
         return BertConfig(
             vocab_size=vocab_size,
             hidden_size=self.hidden_size,

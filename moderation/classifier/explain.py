@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from .config import CATEGORY_ZH
 
@@ -82,7 +81,12 @@ def _words(text: str) -> list[tuple[int, int]]:
 
 
 def char_attributions(model: Any, text: str) -> tuple[np.ndarray, float]:
-    """Gradient × input per character of ``text`` (already cut to what the model reads), and the margin."""
+    """Gradient × input per character of ``text`` (already cut to what the model reads), and the margin.
+
+    Needs gradients, so PyTorch: imported here, and ``model.model`` loads the weights if the model
+    scores with its ONNX graph (only texts of more than ``max_occluded`` words get here)."""
+    import torch
+
     tok = model.tokenizer
     if model.calibration.fold:
         from .textfold import fold

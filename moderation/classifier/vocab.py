@@ -15,8 +15,10 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import BertTokenizerFast
+if TYPE_CHECKING:
+    from transformers import BertTokenizerFast
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -155,7 +157,10 @@ def _is_punct(ch: str) -> bool:
 
 def make_tokenizer(tokens: list[str], max_chars: int) -> BertTokenizerFast:
     """A BERT fast tokenizer over ``tokens``; built from the vocab dict because in transformers 5.x the
-    ``vocab_file`` argument is ignored, and saved/loaded with save_pretrained/from_pretrained only."""
+    ``vocab_file`` argument is ignored, and saved/loaded with save_pretrained/from_pretrained only.
+    Imports transformers here: only training builds a tokenizer (loading reads tokenizer.json)."""
+    from transformers import BertTokenizerFast
+
     vocab = {tok: i for i, tok in enumerate(tokens)}
     tok = BertTokenizerFast(vocab=vocab, do_lower_case=True, tokenize_chinese_chars=True)
     tok.model_max_length = max_chars + 2
