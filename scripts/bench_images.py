@@ -402,7 +402,21 @@ def fit(collected: list, indexed: list[Photo]) -> None:
     keys = sorted(verify_module.WEIGHTS)
     keys.remove("bias")
     xs, ys, half = [], [], []
+    # Pairs whose colour check was skipped because their geometry could not make a copy with any colour
+    # (verify.could_be_copy) have no colour or tone measured: left out of the fit (pairs with too few
+    # inliers to try, colour and tone at their defaults, stay in as before).
+    skipped = [
+        (c, m)
+        for c, m in collected
+        if not m.verification.colour_checked and m.verification.inliers >= verify_module.MIN_MATCHES
+    ]
+    print(
+        f"fit: {len(skipped)} of {len(collected)} pairs left out (colour check skipped by the geometry bound)"
+    )
+    skip_ids = {id(m) for _, m in skipped}
     for case, m in collected:
+        if id(m) in skip_ids:
+            continue
         ev = m.verification.evidence()
         xs.append([ev[k] for k in keys])
         ys.append(1.0 if m.id == case.source else 0.0)
@@ -576,6 +590,7 @@ def main() -> None:
                     "fills": m.verification.fills,
                     "differs": m.verification.differs,
                     "shown": m.verification.shown,
+                    "colour_checked": m.verification.colour_checked,
                 }
                 fh.write(json.dumps(row) + "\n")
     if collected is not None:

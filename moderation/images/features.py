@@ -125,7 +125,7 @@ def extract_array(rgb: np.ndarray) -> Features:
         xy = np.zeros((0, 2), np.float32)
         desc = np.zeros((0, 32), np.uint8)
     else:
-        xy = np.array([kp.pt for kp in keypoints], dtype=np.float32)
+        xy = np.asarray(cv2.KeyPoint.convert(keypoints), dtype=np.float32).reshape(-1, 2)
     return Features(xy=xy, desc=desc, width=rgb.shape[1], height=rgb.shape[0], sketch=_sketch(rgb))
 
 
@@ -135,7 +135,12 @@ def extract(rgb: Image.Image, box: tuple[float, float, float, float] | None = No
     A box (a collage cell, the photo inside a screenshot) is scaled up to :data:`FEATURE_SIDE` so that
     its keypoints are found at the scale the indexed picture's were.
     """
-    arr = np.asarray(rgb.convert("RGB"))
+    return extract_region(np.asarray(rgb.convert("RGB")), box)
+
+
+def extract_region(arr: np.ndarray, box: tuple[float, float, float, float] | None = None) -> Features:
+    """:func:`extract` of an RGB uint8 array (a query keeps its decoded picture as one array, and its
+    mirror as a flipped view of it, instead of converting a PIL image for every feature set)."""
     if box is not None:
         h, w = arr.shape[:2]
         x0, y0 = int(box[0] * w), int(box[1] * h)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from moderation.images.features import Features, extract, thumbnail_jpeg
+from moderation.images.features import Features, extract, extract_region, thumbnail_jpeg
 from moderation.images.hashing import (
     FEATURE_SIDE,
     INDEXED_VIEWS,
@@ -75,6 +75,16 @@ SKETCH_EXTRA = 2
 OTHER_ORIENTATION_BITS = 2
 #: ... and only for candidates at most this far (a far candidate's orientation is no evidence either way).
 OTHER_ORIENTATION_MAX = 14
+#: A candidate beyond OTHER_ORIENTATION_MAX is verified first as the query is (unmirrored) unless its
+#: mirrored views are more than this many bits nearer. At that distance which orientation comes nearer
+#: is mostly chance (a mirrored copy comes near in its mirrored views and stays far in the others;
+#: docs/images.md has the benchmark's distances), and a mirrored pass of the query costs a full ORB pass.
+FAR_ORIENTATION_BITS = 8
+#: A candidate beyond OTHER_ORIENTATION_MAX gets the query region's features only when the whole picture
+#: gave at least this many descriptor matches: a copy inside a collage cell or a screenshot still shares
+#: some features with the whole picture (its keypoints are found at half the scale), a far look-alike
+#: mostly none, and a region costs an ORB pass of its own.
+FAR_REGION_MATCHES = MIN_MATCHES
 
 #: Multi-index probe radius per 16-bit substring for the whole-picture, product, centre, detail and
 #: collage-cell views (exact up to 4r + 3 bits, see ``HashIndex.search``) ...
@@ -247,6 +257,7 @@ class Query:
     source: Any = None  # what to decode again at a higher resolution (a path, bytes or a PIL image)
     _features: dict[tuple[bool, tuple[float, ...] | None], Features] = field(default_factory=dict)
     _hires: Image.Image | None = None
+    _pixels: dict[int, np.ndarray] = field(default_factory=dict)  # id(picture) -> its RGB array
 
     @classmethod
     def from_image(cls, rgb: Image.Image) -> Query:
@@ -287,10 +298,14 @@ class Query:
         key = (mirrored, box)
         if key not in self._features:
             base = self._region_image() if box is not None else self.rgb
-            im = base.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else base
-            if box is not None and mirrored:
-                box = (1 - box[2], box[1], 1 - box[0], box[3])
-            self._features[key] = extract(im, box)
+            arr = self._pixels.get(id(base))
+            if arr is None:  # converted once per picture, not once per feature set
+                arr = self._pixels[id(base)] = np.asarray(base.convert("RGB"))
+            if mirrored:  # the same pixels as the mirrored picture, without a copy
+                arr = arr[:, ::-1]
+                if box is not None:
+                    box = (1 - box[2], box[1], 1 - box[0], box[3])
+            self._features[key] = extract_region(arr, box)
         return self._features[key]
 
 
@@ -324,7 +339,10 @@ def _to_whole(v: Verification, mirrored: bool, box: tuple[float, float, float, f
 def verify_match(index_features: Features, query: Query, m: Match) -> Verification:
     """Stage two for one candidate: the best evidence over the query's orientations and sub-views."""
     mirrored_first = m.view.endswith("_m")
-    if (
+    if m.distance > OTHER_ORIENTATION_MAX:
+        # A far candidate: the query as it is, unless the mirror is clearly nearer.
+        mirrored_first = mirrored_first and m.other_distance > m.distance + FAR_ORIENTATION_BITS
+    elif (
         m.other_distance <= m.distance + OTHER_ORIENTATION_BITS
         and (not mirrored_first, None) in query._features
         and (mirrored_first, None) not in query._features
@@ -340,10 +358,13 @@ def verify_match(index_features: Features, query: Query, m: Match) -> Verificati
         tries.append((mirrored_first, box))
     if m.distance <= OTHER_ORIENTATION_MAX and m.other_distance <= m.distance + OTHER_ORIENTATION_BITS:
         tries.append((not mirrored_first, None))
+    far = m.distance > OTHER_ORIENTATION_MAX
     best: Verification | None = None
     for mirrored, b in tries:
         if b is not None and (mirrored, b) not in query._features and query.regions >= MAX_REGIONS:
             continue  # this query has had its share of region features
+        if b is not None and far and best is not None and best.matches < FAR_REGION_MATCHES:
+            continue  # a far candidate that shares next to no features with the whole picture
         if mirrored != mirrored_first and b is None and best is not None and best.matches >= 2 * MIN_MATCHES:
             continue  # the first orientation has matches to judge by: a mirror of it would have few
         v = verify(query.features(mirrored, b), index_features, mirrored=mirrored)

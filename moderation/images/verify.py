@@ -77,6 +77,7 @@ class Verification:
     colour: float = 99.0  # median chroma difference (CIELAB units) over the candidate's foreground
     tone: float = 0.0  # lightness correlation over the overlap, -1..1
     differs: float = 1.0  # share of the candidate's product that differs from the query (compare())
+    colour_checked: bool = False  # compare() ran (colour, tone and differs are measured, not defaults)
     scale: float = 0.0  # candidate -> query scale
     rotation: float = 0.0  # degrees
     shown: float = 0.0  # share of the candidate visible in the query
@@ -123,6 +124,18 @@ def score(evidence: dict[str, float], weights: dict[str, float] | None = None) -
     w = WEIGHTS if weights is None else weights
     z = w["bias"] + sum(w[k] * v for k, v in evidence.items() if k in w)
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def could_be_copy(v: Verification) -> bool:
+    """Whether the pair's geometry reaches a copy with the most favourable colour and tone.
+
+    The score is linear in tone (-1..1) and the colour difference (0..60) before the logistic, so the
+    better end of each bounds it from above; below :data:`COPY_PROBABILITY` no colour check can change
+    the verdict (not a copy, and not ``same shot, other colour`` either: that name needs the pair to
+    score as a copy with no colour difference).
+    """
+    best = {"colour": 0.0 if WEIGHTS["colour"] <= 0 else 60.0, "tone": 1.0 if WEIGHTS["tone"] >= 0 else -1.0}
+    return score({**v.evidence(), **best}) >= COPY_PROBABILITY
 
 
 def _matches(q: Features, c: Features) -> tuple[np.ndarray, np.ndarray]:
@@ -408,9 +421,13 @@ def verify(q: Features, c: Features, mirrored: bool = False) -> Verification:
     out.query_box = (q_box[0] / q.width, q_box[1] / q.height, q_box[2] / q.width, q_box[3] / q.height)
     out.match_box = (c_box[0] / c.width, c_box[1] / c.height, c_box[2] / c.width, c_box[3] / c.height)
     check = None
-    if out.inliers >= MIN_MATCHES:  # (too few to be a copy whatever the colour: skip the warp)
+    # The colour check can only veto a copy or name a pair that lines up as one; when the geometry
+    # falls short even with the best colour and tone (too few inliers, a low inlier ratio, a small
+    # cluster), the pair is not a copy whatever the colour: skip the warp.
+    if out.inliers >= MIN_MATCHES and could_be_copy(out):
         check = compare(q, c, m64)
         out.colour, out.tone, out.differs = check.colour, check.tone, check.differs
+        out.colour_checked = True
         out.extra["photometric"] = (check.gain, check.offset)
     out.probability = score(out.evidence())
     if check is not None and check.other_colour:
