@@ -55,7 +55,7 @@ def features(folded: str) -> list[str]:
         if seg.isascii():
             out.append(seg)
         else:
-            out.extend(seg[i : i + 2] for i in range(len(seg) - 1))
+            out.extend(map(str.__add__, seg, seg[1:]))  # seg[i:i + 2] for each i, in order
     return out
 
 
@@ -92,10 +92,9 @@ class CategoryModel:
     def scores(self, feats: list[str]) -> tuple[np.ndarray, list[int]]:
         # In the set's order (it decides the order of the float32 sum, and of tied evidence).
         idx = [i for i in map(self.vocab.get, set(feats)) if i is not None]
-        total = self.prior.copy()
-        if idx:
-            total += self.weights[idx].sum(axis=0)
-        return total, idx
+        if idx:  # prior (float64) plus the float32 sum, as prior.copy() += sum did
+            return self.prior + self.weights[idx].sum(axis=0), idx
+        return self.prior.copy(), idx
 
 
 class CategoryInferrer:

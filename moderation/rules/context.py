@@ -25,20 +25,16 @@ CLAUSE_REACH = 64
 SENTENCE_REACH = 160
 
 
-def _mask(chars: str) -> np.ndarray:
-    mask = np.zeros(0x110000, dtype=bool)
-    mask[[ord(c) for c in chars]] = True
-    return mask
+def _marks() -> np.ndarray:
+    """Per code point: 1 for a clause mark, 2 more for a sentence mark (each one is a clause mark)."""
+    marks = np.zeros(0x110000, dtype=np.uint8)
+    marks[[ord(c) for c in CLAUSE_PUNCT]] = 1
+    marks[[ord(c) for c in SENTENCE_PUNCT]] |= 3
+    return marks
 
 
-_CLAUSE_MASK = _mask(CLAUSE_PUNCT)
-_SENTENCE_CHARS = frozenset(SENTENCE_PUNCT)
-assert frozenset(CLAUSE_PUNCT) >= _SENTENCE_CHARS  # sentence() picks them from the clause marks
-
-
-def _positions(text: str, mask: np.ndarray) -> list[int]:
-    cps = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
-    return np.flatnonzero(mask[cps]).tolist()
+_MARKS = _marks()
+assert set(CLAUSE_PUNCT) >= set(SENTENCE_PUNCT)
 
 
 class TextWindows:
@@ -46,9 +42,16 @@ class TextWindows:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._marks: np.ndarray | None = None
         self._clause: list[int] | None = None
         self._sentence: list[int] | None = None
         self._clauses: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def _marks_of_text(self) -> np.ndarray:
+        if self._marks is None:
+            cps = np.frombuffer(self.text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+            self._marks = _MARKS[cps]
+        return self._marks
 
     @staticmethod
     def _window(bounds: list[int], start: int, end: int, length: int) -> tuple[int, int]:
@@ -63,7 +66,7 @@ class TextWindows:
     def clause_bounds(self) -> list[int]:
         """Positions of the clause punctuation, in order."""
         if self._clause is None:
-            self._clause = _positions(self.text, _CLAUSE_MASK)
+            self._clause = self._marks_of_text().nonzero()[0].tolist()
         return self._clause
 
     def clause(self, start: int, end: int) -> tuple[int, int]:
@@ -77,9 +80,7 @@ class TextWindows:
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
         if self._sentence is None:
-            # Every sentence mark is a clause mark: pick them from the clause marks already found.
-            text = self.text
-            self._sentence = [i for i in self.clause_bounds() if text[i] in _SENTENCE_CHARS]
+            self._sentence = (self._marks_of_text() & 2).nonzero()[0].tolist()
         lo, hi = self._window(self._sentence, start, end, len(self.text))
         return max(lo, start - SENTENCE_REACH), min(hi, end + SENTENCE_REACH)
 
@@ -223,3 +224,66 @@ def context_matches(
     if ctx.attributes is not None and not listing.holds(ctx.attributes, "attributes"):
         return False
     return ctx.listing is None or listing.holds(ctx.listing, "listing")
+
+
+_GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+
+
+def _alternation(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One expression that matches somewhere exactly when one of ``patterns`` does (None when they
+    cannot be joined: flags, group references or names that would change meaning in one expression)."""
+    if len(patterns) == 1:
+        return patterns[0]
+    if any(p.flags != re.UNICODE or _GROUP_REFERENCE.search(p.pattern) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns))
+    except re.error:
+        return None
+
+
+class AnyFrame:
+    """Whether any of several exemption contexts can hold for a candidate, asked with one test per
+    window instead of one per context and window: their phrases together, their ``before`` expressions
+    as one alternation, and so on (an alternation matches where one of its branches does). Only a
+    *yes* needs the contexts one by one, to name the first that holds."""
+
+    __slots__ = ("after", "attributes", "before", "clause", "listing", "phrases", "sentence")
+
+    def __init__(self, contexts: tuple[Context, ...]) -> None:
+        self.phrases = tuple(dict.fromkeys(p for c in contexts for p in c.phrases))
+        joined: dict[str, re.Pattern[str] | None] = {}
+        for scope in ("before", "after", "clause", "sentence"):
+            patterns = [getattr(c, scope) for c in contexts if getattr(c, scope) is not None]
+            joined[scope] = _alternation(patterns) if patterns else None
+            if patterns and joined[scope] is None:
+                raise ValueError(f"{scope} expressions cannot be joined")
+        self.before, self.after = joined["before"], joined["after"]
+        self.clause, self.sentence = joined["clause"], joined["sentence"]
+        self.attributes = tuple(c.attributes for c in contexts if c.attributes is not None)
+        self.listing = tuple(c.listing for c in contexts if c.listing is not None)
+
+    @classmethod
+    def of(cls, contexts: tuple[Context, ...]) -> AnyFrame | None:
+        try:
+            return cls(contexts)
+        except ValueError:
+            return None
+
+    def may_hold(self, windows: TextWindows, start: int, end: int, sur: Surroundings) -> bool:
+        """False only when none of the contexts holds (what ``context_matches(any_of=True)`` says for
+        each of them)."""
+        if self.phrases and covered_by_phrase(windows.text, start, end, self.phrases):
+            return True
+        if self.before is not None and self.before.search(sur.before()) is not None:
+            return True
+        if self.after is not None and self.after.match(sur.after()) is not None:
+            return True
+        if self.clause is not None and self.clause.search(sur.clause()[2]) is not None:
+            return True
+        if self.sentence is not None and self.sentence.search(sur.sentence()) is not None:
+            return True
+        listing = sur.listing
+        if any(listing.holds(p, "attributes") for p in self.attributes):
+            return True
+        return any(listing.holds(p, "listing") for p in self.listing)

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -210,11 +210,12 @@ class RulesEngine:
         self._scanner: _CategoryScanner | None = None
         self._payloads: dict[str, list[_Payload | None]] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
-        #: Per rule: one literal test for all its patterns, and one per pattern (None: no test).
+        #: Per rule: the literal tests of all its patterns together, then each pattern with its own
+        #: (moderation/rules/literals.py; no test: always run).
         self._pattern_prefilters = tuple(
             (
-                Prefilter.any_of(r.patterns) if len(r.patterns) > 1 else None,
-                tuple(Prefilter.of(p) for p in r.patterns),
+                _tests(Prefilter.any_of(r.patterns) if len(r.patterns) > 1 else None),
+                tuple((p, _tests(Prefilter.of(p))) for p in r.patterns),
             )
             for r in self.rules
         )
@@ -293,15 +294,20 @@ class RulesEngine:
                 hits = hits._replace(truncated=True)
                 break
             n += 1
-            if payload.exempt:
+            key_terms, variants, key_anchors, exempt = payload
+            if exempt:
                 exempt_spans.append((start, end))
-            for rule in payload.terms:
+            for rule in key_terms:
                 terms.append(Candidate(rule, start, end))
-            if payload.variants and _latin_edges_free(text, start, end):
-                for rule in payload.variants:
+            if variants and _latin_edges_free(text, start, end):
+                for rule in variants:
                     terms.append(Candidate(rule, start, end))
-            for rule_idx in payload.anchors:
-                anchors.setdefault(rule_idx, []).append((start, end))
+            for rule_idx in key_anchors:
+                spans = anchors.get(rule_idx)
+                if spans is None:
+                    anchors[rule_idx] = [(start, end)]
+                else:
+                    spans.append((start, end))
         return hits
 
     def _candidates(self, norm: NormalisedText, hits: _Hits) -> _Scan:
@@ -326,32 +332,37 @@ class RulesEngine:
             merged = prepared.get(key)
             if merged is None:
                 merged = prepared[key] = _merged_windows(key, windows)
-            any_pattern, each_pattern = prefilters[rule_idx]
+            any_tests, pattern_tests = prefilters[rule_idx]
             ends_max: list[int] | None = None
             starts: list[int] = []
             for lo, hi in merged:
-                if any_pattern is not None and not any_pattern.may_match(text, lo, hi):
-                    continue
-                for pattern, prefilter in zip(rule.patterns, each_pattern, strict=True):
-                    if prefilter is not None and not prefilter.may_match(text, lo, hi):
-                        continue
-                    for m in pattern.finditer(text, lo, hi):
-                        m_start, m_end = m.span()
-                        if m_end <= m_start:
-                            continue
-                        # Overlaps an anchor: some anchor starts before m_end and ends after m_start.
-                        if ends_max is None:
-                            starts = [s for s, _ in key]
-                            ends_max = list(accumulate((e for _, e in key), max))
-                        i = bisect_left(starts, m_end) - 1
-                        if i < 0 or ends_max[i] <= m_start:
-                            continue
-                        if seen is None:
-                            seen = {(id(c.rule), c.start, c.end) for c in matches}
-                        token = (id(rule), m_start, m_end)
-                        if token not in seen:
-                            seen.add(token)
-                            matches.append(Candidate(rule, m_start, m_end))
+                # The literal tests (Prefilter.may_match, inlined: this loop runs for every window).
+                for test in any_tests:
+                    if test(text, lo, hi) is None:
+                        break
+                else:
+                    for pattern, tests in pattern_tests:
+                        for test in tests:
+                            if test(text, lo, hi) is None:
+                                break
+                        else:
+                            for m in pattern.finditer(text, lo, hi):
+                                m_start, m_end = m.span()
+                                if m_end <= m_start:
+                                    continue
+                                # Overlaps an anchor: some anchor starts before m_end, ends after m_start.
+                                if ends_max is None:
+                                    starts = [s for s, _ in key]
+                                    ends_max = list(accumulate((e for _, e in key), max))
+                                i = bisect_left(starts, m_end) - 1
+                                if i < 0 or ends_max[i] <= m_start:
+                                    continue
+                                if seen is None:
+                                    seen = {(id(c.rule), c.start, c.end) for c in matches}
+                                token = (id(rule), m_start, m_end)
+                                if token not in seen:
+                                    seen.add(token)
+                                    matches.append(Candidate(rule, m_start, m_end))
         truncated = hits.truncated
         if len(matches) > MAX_CANDIDATES:
             matches.sort(key=lambda c: c.start)
@@ -638,6 +649,11 @@ def _latin_edges_free(text: str, start: int, end: int) -> bool:
         return False
     last = text[end - 1]
     return not (last.isascii() and end < len(text) and text[end].isascii() and text[end].isalnum())
+
+
+def _tests(prefilter: Prefilter | None) -> tuple[Callable[[str, int, int], object], ...]:
+    """A prefilter as its literal searches (each returns None when its literals are missing)."""
+    return prefilter.tests if prefilter is not None else ()
 
 
 def _merged_windows(hits: tuple[tuple[int, int], ...], windows: TextWindows) -> list[tuple[int, int]]:

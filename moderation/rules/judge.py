@@ -20,6 +20,7 @@ from itertools import accumulate
 from typing import NamedTuple
 
 from moderation.rules.context import (
+    AnyFrame,
     ListingContext,
     Surroundings,
     TextWindows,
@@ -92,6 +93,8 @@ class Judge:
         self.tokeniser = tokeniser
         self.superlative = superlative
         self.names_families = names_families
+        #: Per rule (by id): its exemption frames as one test (None: they cannot be joined).
+        self._frames: dict[int, AnyFrame | None] = {}
 
     def judge(
         self,
@@ -148,11 +151,16 @@ class Judge:
                 modifies, action = result.modifies, result.action
             if rule.exempt:
                 around = Surroundings(windows, start, end, ctx)
+                try:
+                    frames = self._frames[id(rule)]
+                except KeyError:
+                    frames = self._frames[id(rule)] = AnyFrame.of(rule.exempt)
                 frame = None
-                for c in rule.exempt:
-                    if context_matches(c, windows, start, end, ctx, any_of=True, around=around):
-                        frame = c
-                        break
+                if frames is None or frames.may_hold(windows, start, end, around):
+                    for c in rule.exempt:  # the first that holds names the reason
+                        if context_matches(c, windows, start, end, ctx, any_of=True, around=around):
+                            frame = c
+                            break
                 if frame is not None:
                     exempt(rule, start, end, frame.reason, frame.explain)
                     continue

@@ -186,10 +186,12 @@ def _literal_regex(words: tuple[str, ...]) -> re.Pattern[str]:
 class Prefilter:
     """``may_match(text, lo, hi)``: False only when ``pattern`` cannot match inside ``text[lo:hi]``."""
 
-    __slots__ = ("_tests",)
+    __slots__ = ("tests",)
 
     def __init__(self, sets: tuple[tuple[str, ...], ...]) -> None:
-        self._tests = tuple(_literal_regex(s).search for s in sets)
+        #: One search per required set: ``test(text, lo, hi)`` is None when none of its literals is in
+        #: ``text[lo:hi]`` (then the expression cannot match there).
+        self.tests = tuple(_literal_regex(s).search for s in sets)
 
     @classmethod
     def of(cls, pattern: re.Pattern[str]) -> Prefilter | None:
@@ -210,7 +212,7 @@ class Prefilter:
 
     def may_match(self, text: str, lo: int = 0, hi: int | None = None) -> bool:
         end = len(text) if hi is None else hi
-        for test in self._tests:  # noqa: SIM110 (a loop: no generator on this hot path)
+        for test in self.tests:  # noqa: SIM110 (a loop: no generator on this hot path)
             if test(text, lo, end) is None:
                 return False
         return True

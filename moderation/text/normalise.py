@@ -68,8 +68,9 @@ class NormalisedText:
         Valid when no evasion substitution straddles ``lo`` or ``hi`` (true at line breaks, which
         is how the engine joins fields).
         """
-        i = int(np.searchsorted(self.starts, lo, "left"))
-        j = int(np.searchsorted(self.starts, hi, "left"))
+        # The array methods: the same search as np.searchsorted, without its Python-level dispatch.
+        i = int(self.starts.searchsorted(lo, "left"))
+        j = int(self.starts.searchsorted(hi, "left"))
         return NormalisedText(
             self.original[lo:hi], self.text[i:j], self.starts[i:j] - lo, self.ends[i:j] - lo
         )
@@ -302,12 +303,13 @@ def normalise(text: str) -> NormalisedText:
     cps = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
     folded = fold[cps]
     drop = noise[cps]
-    dots = np.flatnonzero(_DIGIT_JOINERS[folded])  # . - ~ survive only between two digits
+    # ndarray.nonzero()[0] is np.flatnonzero of a 1-D array, without the Python-level wrappers.
+    dots = _DIGIT_JOINERS[folded].nonzero()[0]  # . - ~ survive only between two digits
     if dots.size:
         inner = dots[(dots > 0) & (dots < len(folded) - 1)]
         drop[dots] = True
         drop[inner] = ~(_DIGITS[folded[inner - 1]] & _DIGITS[folded[inner + 1]])
-    keep = np.flatnonzero(~drop)
+    keep = (~drop).nonzero()[0]
     out = folded[keep]
     # Lone surrogates cannot be decoded from UTF-32; show them as the replacement character.
     norm = out.tobytes().decode("utf-32-le", errors="replace")
