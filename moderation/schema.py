@@ -171,8 +171,8 @@ class ExplanationSpan(BaseModel):
     """Words of one field that drove a classifier score (``CheckResult.classifier.explanation``).
 
     ``start``/``end`` index the field's text as submitted (like a finding's span). ``weight`` is the
-    span's share of the evidence for the score (gradient × input over the characters the model read,
-    summed per word; the spans of one explanation add up to at most 1). ``score_without`` is the score
+    span's share of the drop in the model's margin when words are deleted (occlusion; the spans of
+    one explanation add up to at most 1). ``score_without`` is the score
     the listing gets with this span deleted (occlusion), when it was measured.
     """
 

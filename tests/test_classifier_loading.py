@@ -41,9 +41,14 @@ scores = rm.score_texts([*CHECK_TEXTS, "【保健食品】吃了三天血糖就�
 import moderation
 result = moderation.check({"id": "t1", "title": "【限时】祛斑霜 用了三天斑就没了",
                            "description": "比医院的药还管用", "category": "cosmetics"})
+from moderation.classifier.explain import explain_fields
+long_text = "，".join(["纯棉短袖T恤男夏季宽松大码半袖上衣"] * 6 + ["喝了三天血糖就降了比药还管用"])
+spans = explain_fields(rm, [("title", long_text)], "food")
 print(json.dumps({"loaded": loaded, "scores": scores, "risk": result.risk,
                   "torch_after_check": "torch" in sys.modules,
-                  "transformers_after_check": "transformers" in sys.modules}))
+                  "transformers_after_check": "transformers" in sys.modules,
+                  "long_spans": [sp.text for sp in spans],
+                  "torch_after_explain": "torch" in sys.modules or rm.torch_loaded}))
 """
 
 
@@ -68,8 +73,9 @@ def _edit_check(d: Path, edit: object) -> None:
 
 
 def test_shipped_model_loads_and_checks_without_torch_or_transformers():
-    """The default load (ONNX graph, load-time check against the recorded reference) and a whole
-    check() leave torch and transformers unimported, and score like the PyTorch model."""
+    """The default load (ONNX graph, load-time check against the recorded reference), a whole check()
+    and the explanation of a long text leave torch and transformers unimported, and score like the
+    PyTorch model."""
     assert _shipped_has_reference(), "re-run scripts/export_onnx.py: onnx_check.json has no reference"
     env = {k: v for k, v in os.environ.items() if k not in (ENV_BACKEND, "MODERATION_MODEL_DIR")}
     proc = subprocess.run(
@@ -85,6 +91,9 @@ def test_shipped_model_loads_and_checks_without_torch_or_transformers():
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["loaded"] == {"backend": "onnx", "torch_weights": False, "torch": False, "transformers": False}
     assert not got["torch_after_check"] and not got["transformers_after_check"]
+    # Explaining a text of more than 24 words picks its candidates by occluding runs, not gradients.
+    assert not got["torch_after_explain"]
+    assert any("血糖" in t or "药" in t or "降" in t for t in got["long_spans"]), got["long_spans"]
     assert got["risk"] is not None and 0.0 <= got["risk"] <= 1.0
     torch_rm = load_model(SHIPPED, backend="torch")
     want = torch_rm.score_texts([*CHECK_TEXTS, "【保健食品】吃了三天血糖就降了，比药还管用"])

@@ -8,8 +8,8 @@ server process stays a few hundred MB smaller (figures: models/MODEL_CARD.md, "L
 
 PyTorch (AutoModelForSequenceClassification, local files only) is imported and the weights loaded
 only when they are needed: no usable graph or reference, a failed load-time check, onnxruntime
-missing, ``MODERATION_CLASSIFIER_BACKEND=torch``, ``use_torch()``, or gradients (explanations of
-long texts read ``RiskModel.model``). Any local transformers sequence-classification checkpoint, such
+missing, ``MODERATION_CLASSIFIER_BACKEND=torch`` or ``use_torch()`` (explanations only rescore, so they run on
+the graph too). Any local transformers sequence-classification checkpoint, such
 as a larger retrained model named by MODERATION_MODEL_DIR, loads that way.
 """
 
