@@ -36,26 +36,21 @@ class CheckerSettings:
     ocr_cache: str | None = None
 
     def build(self) -> Any:
-        # Set before torch is imported (spawned workers import it lazily with the classifier).
+        # Set before any model loads: ONNX Runtime and torch (spawned workers import them lazily with the
+        # classifier) take their thread count from these; the ONNX path never imports torch at all.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, str(self.threads))
+        # One "Loading weights" bar per worker would garble the audit's own progress bar (read by
+        # huggingface_hub and transformers when a checkpoint loads through them).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from moderation.checker import Checker
 
-        if self.classifier is not False:
-            try:  # one "Loading weights" bar per worker would garble the audit's own progress bar
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-            except ImportError:  # pragma: no cover - the classifier then fails to load and says why
-                pass
         checker = Checker(classifier=self.classifier, image_db=self.image_db, local_image_paths=True)
-        if checker.model is not None:  # load now, not in the first batch, and pin its threads
-            try:
-                import torch
+        model = checker.model  # load now, not in the first batch
+        if model is not None and model.backend == "torch":  # the graph already read OMP_NUM_THREADS
+            import torch
 
-                torch.set_num_threads(self.threads)
-            except ImportError:  # pragma: no cover - the model needs torch
-                pass
+            torch.set_num_threads(self.threads)
         if self.ocr:
             from moderation.images.sources import ImageSources
             from moderation.ocr.cache import OcrCache
