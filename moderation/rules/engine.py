@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -130,10 +130,12 @@ class _CategoryScanner:
             keys, implementation=ahocorasick_rs.Implementation.ContiguousNFA
         )
 
-    def scan(self, text: str) -> Iterator[tuple[int, int, int]]:
+    def scan(self, text: str) -> Iterable[tuple[int, int, int]]:
         if len(text) <= self.CHUNK:
-            yield from self._ac.find_matches_as_indexes(text, overlapping=True)
-            return
+            return self._ac.find_matches_as_indexes(text, overlapping=True)
+        return self._scan_chunks(text)
+
+    def _scan_chunks(self, text: str) -> Iterator[tuple[int, int, int]]:
         for lo in range(0, len(text), self.CHUNK):
             core_end = lo + self.CHUNK
             piece = text[lo : core_end + self._longest - 1]
@@ -493,7 +495,9 @@ class RulesEngine:
         raw_names = [listing.brand or ""]
         raw_names += [v for k, v in listing.attributes.items() if k in self.policy.name_attributes]
         names = [n for n in (fold_term(r) for r in raw_names if r) if len(n) >= 2]
-        ctx = ListingContext(listing.category, listing.attributes, listing.text(), ())
+        ctx = ListingContext(
+            listing.category, listing.attributes, listing.text() if folded is None else "", ()
+        )
         if folded is not None:
             ctx.__dict__["listing"] = "\n".join(n.text for n in folded.values())  # fills the cached property
         # Titles of works named anywhere in the listing (《最美乡村》) are names too, wherever else the

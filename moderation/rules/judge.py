@@ -13,7 +13,7 @@ Order is by cost: phrase and attribute checks, then the grammar and jieba only f
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
@@ -219,8 +219,8 @@ def resolve_overlaps(claims: list[Claim], action_of: Callable[[Claim], str]) -> 
     never overlap each other) makes this n log n in the number of claims; comparing every claim with
     every kept one was quadratic, and a hostile listing can carry tens of thousands of claims.
     """
-    from bisect import bisect_left, insort
-
+    if len(claims) <= 1:
+        return list(claims)  # nothing to resolve (what the sweep gives for one claim)
     ranked = sorted(
         claims,
         key=lambda c: (
