@@ -213,14 +213,9 @@ class RulesEngine:
         self._payloads: dict[str, list[_Payload | None]] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
         #: Per rule: the literal tests of all its patterns together, then each pattern with its own
-        #: (moderation/rules/literals.py; no test: always run).
-        self._pattern_prefilters = tuple(
-            (
-                _tests(Prefilter.any_of(r.patterns) if len(r.patterns) > 1 else None),
-                tuple((p, _tests(Prefilter.of(p))) for p in r.patterns),
-            )
-            for r in self.rules
-        )
+        #: (moderation/rules/literals.py; no test: always run). Built when the rule first has an
+        #: anchor hit: reading every pattern's parse at load time would double the load time.
+        self._pattern_prefilters: list[_RuleTests | None] = [None] * len(self.rules)
         words = {t for r in self.rules if r.grammar is None for t in (*r.terms, *r.anchors)}
         self.tokeniser = Tokeniser(words)
         lexicons = lexicons or Lexicons(rules_dir() / "lexicons")
@@ -334,7 +329,10 @@ class RulesEngine:
             merged = prepared.get(key)
             if merged is None:
                 merged = prepared[key] = _merged_windows(key, windows)
-            any_tests, pattern_tests = prefilters[rule_idx]
+            rule_tests = prefilters[rule_idx]
+            if rule_tests is None:
+                rule_tests = prefilters[rule_idx] = _rule_tests(rule)
+            any_tests, pattern_tests = rule_tests
             ends_max: list[int] | None = None
             starts: list[int] = []
             for lo, hi in merged:
@@ -655,9 +653,21 @@ def _latin_edges_free(text: str, start: int, end: int) -> bool:
     return not (last.isascii() and end < len(text) and text[end].isascii() and text[end].isalnum())
 
 
-def _tests(prefilter: Prefilter | None) -> tuple[Callable[[str, int, int], object], ...]:
+_Tests = tuple[Callable[[str, int, int], object], ...]
+_RuleTests = tuple[_Tests, tuple[tuple[re.Pattern[str], _Tests], ...]]
+
+
+def _tests(prefilter: Prefilter | None) -> _Tests:
     """A prefilter as its literal searches (each returns None when its literals are missing)."""
     return prefilter.tests if prefilter is not None else ()
+
+
+def _rule_tests(rule: Rule) -> _RuleTests:
+    """The literal tests of a rule's patterns: all together, then each pattern with its own."""
+    return (
+        _tests(Prefilter.any_of(rule.patterns) if len(rule.patterns) > 1 else None),
+        tuple((p, _tests(Prefilter.of(p))) for p in rule.patterns),
+    )
 
 
 def _merged_windows(hits: tuple[tuple[int, int], ...], windows: TextWindows) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ verbose groups, and anything not understood give no prefilter at all.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser as _p  # type: ignore[attr-defined]
 from typing import Any
@@ -167,8 +168,14 @@ def required_literals(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] |
     test could be)."""
     if not isinstance(pattern.pattern, str) or pattern.flags & (re.IGNORECASE | re.VERBOSE):
         return None
+    return _required(pattern.pattern, pattern.flags)
+
+
+@lru_cache(maxsize=4096)
+def _required(source: str, flags: int) -> tuple[tuple[str, ...], ...] | None:
+    """``required_literals`` by source: rules share expressions (every brand rule has the brand trie)."""
     try:
-        exact, reqs = _seq(_p.parse(pattern.pattern, pattern.flags).data)
+        exact, reqs = _seq(_p.parse(source, flags).data)
     except (_Unsupported, RecursionError, re.error):
         return None
     if exact is not None:
