@@ -84,6 +84,31 @@ def test_category_is_inferred_for_general_listings(engine: RulesEngine) -> None:
     assert stated.inferred is None and stated.category == "apparel"
 
 
+def test_category_inference_does_not_depend_on_string_hashing() -> None:
+    """Two processes with different hash seeds infer the same category with the same evidence, in the
+    same order (the model's features were summed in a set's order, which changes with the seed)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json;from moderation.rules.engine import RulesEngine;from moderation.schema import Listing;"
+        "d=RulesEngine.load().detect(Listing(id='t',title='韩版宽松卫衣女秋冬加绒加厚 学生 ins潮 上衣'));"
+        "print(json.dumps([d.category, d.inferred.as_json() if d.inferred else None]))"
+    )
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        outs.add(proc.stdout.strip().splitlines()[-1])
+    assert len(outs) == 1, outs
+    category, inferred = json.loads(outs.pop())
+    assert category == "apparel" and inferred["evidence"]
+
+
 def test_accessories_of_regulated_goods_are_not_those_goods(engine: RulesEngine) -> None:
     humidor = engine.detect(Listing(id="t", title="雪茄柜恒温恒湿 实木雪茄柜 双门"))
     assert humidor.category != "tobacco" and not any(f.family == "tobacco" for f in humidor.findings)

@@ -90,8 +90,9 @@ class CategoryModel:
         )
 
     def scores(self, feats: list[str]) -> tuple[np.ndarray, list[int]]:
-        # In the set's order (it decides the order of the float32 sum, and of tied evidence).
-        idx = [i for i in map(self.vocab.get, set(feats)) if i is not None]
+        # Sorted, not in a set's order: the order decides the float32 sum and ties among the evidence,
+        # and a set's order changes with the process's string hashing (two runs could disagree).
+        idx = [i for i in map(self.vocab.get, sorted(set(feats))) if i is not None]
         if idx:  # prior (float64) plus the float32 sum, as prior.copy() += sum did
             return self.prior + self.weights[idx].sum(axis=0), idx
         return self.prior.copy(), idx
@@ -160,5 +161,5 @@ class CategoryInferrer:
         if not evidence and idx:
             gen = model.categories.index("general")
             lift = model.weights[idx, best] - model.weights[idx, gen]
-            evidence = [model.words[idx[i]] for i in np.argsort(-lift)[:3]]
+            evidence = [model.words[idx[i]] for i in np.argsort(-lift, kind="stable")[:3]]
         return CategoryGuess(category, confidence, tuple(evidence))
