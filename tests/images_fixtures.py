@@ -26,6 +26,16 @@ def photo(seed: int, size: tuple[int, int] = (480, 360)) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
+def packshot(seed: int, size: tuple[int, int] = (480, 480)) -> Image.Image:
+    """A product on a white background (an ellipse of a photo-like field), like a shop's packshot."""
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    item = photo(seed, (size[0] * 3 // 5, size[1] * 3 // 5))
+    mask = Image.new("L", item.size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, item.width - 1, item.height - 1), fill=255)
+    canvas.paste(item, (size[0] // 5, size[1] // 5), mask)
+    return canvas
+
+
 def save_jpeg(im: Image.Image, path: Path, quality: int = 90) -> Path:
     im.convert("RGB").save(path, "JPEG", quality=quality)
     return path

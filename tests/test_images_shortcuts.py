@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 from moderation.images import matcher
 from moderation.images import verify as verify_module
@@ -25,19 +25,9 @@ from moderation.images.verify import (
 )
 
 try:
-    from images_fixtures import photo, reencode
+    from images_fixtures import packshot, photo, reencode
 except ImportError:  # tests/ is a package in this run
-    from tests.images_fixtures import photo, reencode
-
-
-def packshot(seed: int, size: tuple[int, int] = (480, 480)) -> Image.Image:
-    """A product on a white background (an ellipse of a photo-like field), like a shop's packshot."""
-    canvas = Image.new("RGB", size, (255, 255, 255))
-    item = photo(seed, (size[0] * 3 // 5, size[1] * 3 // 5))
-    mask = Image.new("L", item.size, 0)
-    ImageDraw.Draw(mask).ellipse((0, 0, item.width - 1, item.height - 1), fill=255)
-    canvas.paste(item, (size[0] // 5, size[1] // 5), mask)
-    return canvas
+    from tests.images_fixtures import packshot, photo, reencode
 
 
 def collage(tiles: list[Image.Image]) -> Image.Image:
