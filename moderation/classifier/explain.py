@@ -83,9 +83,10 @@ def _words(text: str) -> list[tuple[int, int]]:
 
 def _candidates_by_runs(
     model: Any, text: str, words: list[tuple[str, int, int, int]], max_occluded: int
-) -> list[tuple[str, int, int, int]]:
-    """``max_occluded`` candidate words of a long text: its words cut into at most ``max_occluded`` runs
-    of neighbours, each run deleted and the text rescored in one batch; the words of the runs whose
+) -> tuple[list[tuple[str, int, int, int]], float]:
+    """``max_occluded`` candidate words of a long text, and the text's own margin (scored in the same
+    batch, so the caller need not score it again): its words cut into at most ``max_occluded`` runs of
+    neighbours, each run deleted and the text rescored in one batch; the words of the runs whose
     deletion lowers the margin most are kept. Cheaper than occluding every word and needs no gradients,
     so a model scoring with its ONNX graph never loads PyTorch to explain."""
     size = -(-len(words) // max_occluded)
@@ -100,7 +101,7 @@ def _candidates_by_runs(
         picked.extend(runs[int(i)])
         if len(picked) >= max_occluded:
             break
-    return sorted(picked[:max_occluded], key=lambda w: w[2])
+    return sorted(picked[:max_occluded], key=lambda w: w[2]), float(margins[0])
 
 
 def explain_fields(
@@ -128,12 +129,15 @@ def explain_fields(
         words.extend((name, fs, fs + ws, fs + we) for ws, we in _words(seg))
     if not words:
         return []
+    base_from_runs: float | None = None
     if len(words) > max_occluded:
-        words = _candidates_by_runs(model, text, words, max_occluded)
-    margins = model.margins(
-        [text] + [text[:ts] + text[te:] for _, _, ts, te in words], batch_size=len(words) + 1
-    )
-    base, without = float(margins[0]), margins[1:]
+        words, base_from_runs = _candidates_by_runs(model, text, words, max_occluded)
+    occluded = [text[:ts] + text[te:] for _, _, ts, te in words]
+    if base_from_runs is None:
+        margins = model.margins([text, *occluded], batch_size=len(occluded) + 1)
+        base, without = float(margins[0]), margins[1:]
+    else:
+        base, without = base_from_runs, model.margins(occluded, batch_size=len(occluded))
     drops = base - without
     total = float(np.clip(drops, 0, None).sum())
     if total <= 0:
