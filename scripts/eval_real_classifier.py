@@ -1,6 +1,7 @@
 """Score a classifier checkpoint on the real-text sets (enforcement cases, blind-labelled listings).
 
     .venv/bin/python scripts/eval_real_classifier.py [--model models/risk-classifier] [--part test] [--json OUT]
+    .venv/bin/python scripts/eval_real_classifier.py --part test --plots models     # the model card's plots
 
 Reports ROC-AUC (with a 90% group-bootstrap interval) on cases (violations vs lawful look-alikes) and
 on labelled corpus lines (titles, app descriptions), ECE on the part, and what the policy's review
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help="write reliability.png and precision_recall.png of this part (binary items) into this folder",
+    )
+    ap.add_argument(
         "--with-rules",
         action="store_true",
         help="also: rules alone vs rules + classifier (score >= threshold sends to review)",
@@ -99,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"({d['both_tp']}), false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
                 f"+{d['added_fpr']:.2%} false alarms"
             )
+    if args.plots is not None:
+        from moderation.classifier.evaluate import save_plots
+
+        binary = [(s, r.example) for s, r in zip(scores, items, strict=True) if r.label != "conditional"]
+        for p in save_plots(
+            [s for s, _ in binary], [e for _, e in binary], args.plots, title=f"{rm.name}, real {args.part}"
+        ):
+            print(f"wrote {p}")
     if args.json:
         args.json.write_text(json.dumps(rep, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0
