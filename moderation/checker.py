@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from moderation.rules.engine import CheckBudgetExceeded, Detection, RulesEngine
+from moderation.rules.lawful import LawfulMatch, lawful_wording
 from moderation.schema import (
     CategoryInference,
     CheckResult,
     ClassifierScore,
     ExplanationSpan,
+    Finding,
     ImageResult,
+    LawfulWordingInfo,
     Listing,
     ListingError,
     parse_listing,
@@ -166,11 +169,22 @@ class Checker:
         if listing.images and self.images is not None:
             image_results, image_findings = self.images.check_listing(listing)
             findings = findings + image_findings
-        verdict, risk = decide(findings, self.engine.policy, score, truncated=detection.truncated)
+        lawful = self._lawful_wording(listing, detection, findings, score)
+        verdict, risk = decide(
+            findings,
+            self.engine.policy,
+            score,
+            truncated=detection.truncated,
+            lawful_wording=lawful is not None,
+        )
         model = self.model
         classifier = None
         if score is not None:
             classifier = ClassifierScore(score=round(float(score), 4), model=model.name)
+            if lawful is not None:
+                classifier.lawful_wording = LawfulWordingInfo(
+                    sets=list(lawful.sets), explain=lawful.explain, share=lawful.share
+                )
             if (
                 verdict == "review"
                 and not findings
@@ -191,6 +205,20 @@ class Checker:
             if inferred is not None
             else None,
         )
+
+    def _lawful_wording(
+        self, listing: Listing, detection: Detection, findings: list[Finding], score: float | None
+    ) -> LawfulMatch | None:
+        """Only when the score alone would send the listing to review: is its text lawful wording?"""
+        if (
+            score is None
+            or score < self.engine.policy.classifier_review_threshold
+            or detection.truncated
+            or any(f.action != "pass" for f in findings)
+        ):
+            return None
+        text = "，".join(t for t in (listing.title, listing.description) if t)
+        return lawful_wording().recognise(text, detection.category)
 
     def explain(self, listing: Listing) -> list[ExplanationSpan] | None:
         """The words that drove the classifier's score (``classifier.explanation``), or None without a

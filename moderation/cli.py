@@ -223,6 +223,9 @@ def _print_human(
             else ""
         )
     )
+    lawful = result.classifier.lawful_wording if result.classifier else None
+    if lawful is not None:
+        click.echo(f"模型分未据此送审: 文字为法定或许可用语（{lawful.explain}）")
     inferred = getattr(result, "category_inferred", None)
     if inferred is not None:
         click.echo(

@@ -184,12 +184,23 @@ class ExplanationSpan(BaseModel):
     score_without: float | None = None
 
 
+class LawfulWordingInfo(BaseModel):
+    """Why a high score was not acted on: the text is wording a regulation permits or requires."""
+
+    sets: list[str]
+    explain: str
+    share: float
+
+
 class ClassifierScore(BaseModel):
     score: float
     model: str
     #: Optional: present when the score sends the listing to review with no rule finding (or when an
     #: explanation was asked for): the words that drove the score, strongest first.
     explanation: list[ExplanationSpan] | None = None
+    #: Optional: present when the score alone would send the listing to review but the rules recognised
+    #: its text as lawful wording (rules/lawful_wording.yaml), so the score was not acted on.
+    lawful_wording: LawfulWordingInfo | None = None
 
 
 class ImageMatchInfo(BaseModel):

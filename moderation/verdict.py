@@ -20,15 +20,19 @@ def decide(
     classifier_score: float | None = None,
     *,
     truncated: bool = False,
+    lawful_wording: bool = False,
 ) -> tuple[Verdict, float]:
     """Return ``(verdict, risk)`` for one listing. A listing whose text was too much to check in full
-    (``truncated``) goes to review at least: what was not read cannot be passed."""
+    (``truncated``) goes to review at least: what was not read cannot be passed. ``lawful_wording``: the
+    rules recognised the text as wording a regulation permits or requires (moderation/rules/lawful.py),
+    so the score alone does not send it to review; the risk still carries the score."""
     verdict: Verdict = "review" if truncated else "pass"
     for finding in findings:
         if VERDICT_RANK[finding.action] > VERDICT_RANK[verdict]:
             verdict = finding.action
     if (
         verdict == "pass"
+        and not lawful_wording
         and classifier_score is not None
         and classifier_score >= policy.classifier_review_threshold
     ):
