@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
@@ -341,23 +341,46 @@ def _open_input(input_path: str) -> IO[str]:
     return open(input_path, encoding="utf-8", errors="replace")  # closed by the caller
 
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def _listing_source(prints: str, as_json: str, fail_on: str) -> Callable[[_Command], _Command]:
+    """The options ``check`` and ``fix`` share: one listing as TEXT or many as JSON Lines, and a gate."""
+    options = [
+        click.argument("text", nargs=-1),
+        click.option(
+            "--input",
+            "input_path",
+            type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+            help=f"JSON Lines of listings ('-' for stdin); {prints}",
+        ),
+        click.option(
+            "--category", default="general", show_default=True, help="Category of the TEXT listing."
+        ),
+        click.option("--description", default="", help="Description of the TEXT listing."),
+        click.option("--json", "as_json", is_flag=True, help=as_json),
+        click.option(
+            "--fail-on",
+            type=click.Choice(["block", "review", "never"]),
+            default="never",
+            show_default=True,
+            help=fail_on,
+        ),
+    ]
+
+    def apply(command: _Command) -> _Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @main.command()
-@click.argument("text", nargs=-1)
-@click.option(
-    "--input",
-    "input_path",
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    help="JSON Lines of listings ('-' for stdin); prints one JSON result per line.",
-)
-@click.option("--category", default="general", show_default=True, help="Category of the TEXT listing.")
-@click.option("--description", default="", help="Description of the TEXT listing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the TEXT result as JSON.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(["block", "review", "never"]),
-    default="never",
-    show_default=True,
-    help="Exit with status 1 when a listing gets this verdict or a stricter one (block ⊂ review), "
+@_listing_source(
+    "prints one JSON result per line.",
+    "Print the TEXT result as JSON.",
+    "Exit with status 1 when a listing gets this verdict or a stricter one (block ⊂ review), "
     "so the check can gate a pipeline.",
 )
 @click.option(
@@ -492,22 +515,10 @@ def _print_rewrite(fixed: Any) -> None:
 
 
 @main.command()
-@click.argument("text", nargs=-1)
-@click.option(
-    "--input",
-    "input_path",
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    help="JSON Lines of listings ('-' for stdin); prints each listing rewritten, one per line.",
-)
-@click.option("--category", default="general", show_default=True, help="Category of the TEXT listing.")
-@click.option("--description", default="", help="Description of the TEXT listing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the TEXT listing's rewrite as JSON.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(["block", "review", "never"]),
-    default="never",
-    show_default=True,
-    help="Exit with status 1 when a rewritten listing still gets this verdict (or a stricter one).",
+@_listing_source(
+    "prints each listing rewritten, one per line.",
+    "Print the TEXT listing's rewrite as JSON.",
+    "Exit with status 1 when a rewritten listing still gets this verdict (or a stricter one).",
 )
 def fix(
     text: tuple[str, ...],
