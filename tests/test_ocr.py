@@ -14,6 +14,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -432,18 +433,22 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     ]
     cat.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     cache = tmp_path / "ocr.sqlite"
-    res = run_audit(
-        AuditOptions(
-            input=cat,
-            out=tmp_path / "out",
-            workers=1,
-            classifier=False,
-            progress=False,
-            ocr=True,
-            ocr_cache=str(cache),
-            batch_size=2,
+
+    def audit(out: str) -> Any:
+        return run_audit(
+            AuditOptions(
+                input=cat,
+                out=tmp_path / out,
+                workers=1,
+                classifier=False,
+                progress=False,
+                ocr=True,
+                ocr_cache=str(cache),
+                batch_size=2,
+            )
         )
-    )
+
+    res = audit("out")
     assert res.extra["ocr"]["images"] == 4  # of 5: the missing file is an error row, not a read picture
     f = pq.read_table(tmp_path / "out" / "findings").to_pylist()
     img = [r for r in f if r["field"].startswith("image:")]
@@ -456,18 +461,7 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     assert summary["ocr"]["findings"] == len(img) and summary["ocr"]["runs"][0]["images_per_s"] > 0
     assert "图片中的文字" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     # a re-audit into a new folder reads nothing again
-    again = run_audit(
-        AuditOptions(
-            input=cat,
-            out=tmp_path / "again",
-            workers=1,
-            classifier=False,
-            progress=False,
-            ocr=True,
-            ocr_cache=str(cache),
-            batch_size=2,
-        )
-    )
+    again = audit("again")
     assert again.extra["ocr"]["cached"] == again.extra["ocr"]["images"] == 4
     # --enqueue: the queued result keeps the boxes and the text read, for the console
     from sqlalchemy import create_engine, text
