@@ -6,14 +6,15 @@
 2. adversarial listings (up to 2 MB): server CPU and wall time per listing, and the answer;
 3. ``/health`` p50/p99 while two clients send worst-case listings back to back (and their 503s);
 4. logins: 20 wrong passwords for one account → how many refused, is the right one refused too;
-   32 concurrent logins (argon2id, 64 MiB each) → server memory peak and other users' p95;
+   32 concurrent logins (argon2id, 64 MiB each) → server memory peak (summed RSS and PSS over the
+   whole process tree) and other users' p95;
 5. 16 reviewers drain the queue while (PostgreSQL) every server connection is terminated every 0.5 s,
    and (both) while the server is SIGKILLed and restarted every 3 s → 5xx during and after,
    decisions lost or doubled, orphaned claims and how long until their leases return them;
 6. SIGTERM with worst-case checks in flight → seconds until the server has exited.
 
 Everything runs against 127.0.0.1 with bounded loops. The server is the real ``moderation serve``
-(defaults: classifier loaded, 2 workers on PostgreSQL, 1 on SQLite).
+(defaults: classifier loaded, one worker process; ``--serve-arg=--workers=2`` for more).
 
     .venv/bin/python scripts/probe_hostile.py                    # both backends, every probe
     .venv/bin/python scripts/probe_hostile.py --backend sqlite --skip load,logins
@@ -103,12 +104,16 @@ class Server:
         raise RuntimeError("server did not start")
 
     def pids(self) -> list[int]:
-        out = [self.proc.pid]
-        with contextlib.suppress(OSError):
-            for child in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
-                out.append(int(child))
-                with contextlib.suppress(OSError):
-                    out += [int(c) for c in Path(f"/proc/{child}/task/{child}/children").read_text().split()]
+        """The server's whole process tree: ``serve``, its uvicorn workers, their rules processes and
+        multiprocessing's resource tracker, however deep."""
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            with contextlib.suppress(OSError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError):
+                        todo += [int(c) for c in (task / "children").read_text().split()]
         return out
 
     def cpu_seconds(self) -> float:
@@ -120,14 +125,22 @@ class Server:
                 total += (int(fields[11]) + int(fields[12])) / tick
         return total
 
-    def rss_mib(self) -> float:
-        total = 0
+    def memory_mib(self) -> dict[str, float]:
+        """The tree's memory two ways: ``rss`` summed over processes (counts a page shared by two
+        processes twice: what ``ps``-style tools and a naive outside probe add up) and ``pss``
+        (``/proc/<pid>/smaps_rollup``: each shared page split between its sharers, so the sum is the
+        memory the tree really holds), with the number of processes."""
+        rss = pss = 0
+        processes = 0
         for pid in self.pids():
             with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        return total / 1024
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                        processes += 1
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        return {"rss": rss / 1024, "pss": pss / 1024, "processes": processes}
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -654,7 +667,8 @@ def probe_logins(server: Server, tokens: dict[str, str], reviewers: list[str], p
     time.sleep(2)
     before = list(latencies)
     latencies.clear()
-    rss0, peak = server.rss_mib(), 0.0
+    memory0 = server.memory_mib()
+    peak = {"rss": 0.0, "pss": 0.0}
     outcomes: list[int] = []
     gate = threading.Barrier(32)
 
@@ -666,7 +680,8 @@ def probe_logins(server: Server, tokens: dict[str, str], reviewers: list[str], p
     for t in logins:
         t.start()
     while any(t.is_alive() for t in logins):
-        peak = max(peak, server.rss_mib())
+        memory = server.memory_mib()
+        peak = {k: max(peak[k], memory[k]) for k in peak}
         time.sleep(0.02)
     time.sleep(0.5)
     stop.set()
@@ -679,8 +694,11 @@ def probe_logins(server: Server, tokens: dict[str, str], reviewers: list[str], p
         "20_wrong": {s: wrong.count(s) for s in sorted(set(wrong))},
         "then_right_password": right,
         "32_logins": counts,
-        "rss_before_mib": round(rss0),
-        "rss_peak_mib": round(peak),
+        "processes": memory0["processes"],
+        "rss_before_mib": round(memory0["rss"]),
+        "rss_peak_mib": round(peak["rss"]),
+        "pss_before_mib": round(memory0["pss"]),
+        "pss_peak_mib": round(peak["pss"]),
         "others_p95_ms_before": round(pct(before, 0.95) * 1000, 1),
         "others_p95_ms_during": round(pct(latencies, 0.95) * 1000, 1),
     }
