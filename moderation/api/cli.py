@@ -31,7 +31,9 @@ DB_OPTION = click.option(
     "--workers",
     type=int,
     default=None,
-    help="Worker processes (default: 2 on PostgreSQL, 1 on SQLite, which has one writer anyway).",
+    help="Worker processes (default 1: checks already use every core through the check pool and the "
+    "rules process; each further worker loads its own classifier, rules engine and rules process, "
+    "see docs/queue.md).",
 )
 @click.option(
     "--access-log/--no-access-log",
@@ -84,22 +86,16 @@ def serve(
 
     import uvicorn
 
-    from moderation.api.app import create_app
     from moderation.api.settings import Settings
-    from moderation.checker import Checker
-    from moderation.queue.db import resolve_url
 
-    url = resolve_url(database_url)
-    if workers is None:
-        workers = 1 if url.startswith("sqlite") else 2
-    settings = Settings.from_env(
-        secure_cookies=True if secure_cookies else None,
-        check_workers=check_workers,
-        check_budget_s=check_budget_s,
-        isolate_heavy=None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True,
-        serve_db=url,
-        serve_classifier=not no_classifier,
-    )
+    workers = workers or 1
+    overrides: dict[str, Any] = {
+        "secure_cookies": True if secure_cookies else None,
+        "check_workers": check_workers,
+        "check_budget_s": check_budget_s,
+        "isolate_heavy": None if os.environ.get("MODERATION_ISOLATE_HEAVY") else True,
+        "serve_classifier": not no_classifier,
+    }
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -107,29 +103,33 @@ def serve(
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_timeout,
     }
-    click.echo(
+    banner = (
         f"console: http://{host}:{port}/review   API reference: http://{host}:{port}/docs (signed in)"
         f"   workers: {workers}"
     )
     if workers > 1:
-        # Each worker builds its own app (ReviewQueue, pool, credential cache, checker) from the
-        # environment; the database is the only shared state, as with several hosts. Migrate once
-        # here first: two workers migrating a fresh database at the same time collide.
-        from moderation.queue.db import Database
+        # Each worker builds its own app (ReviewQueue, pool, credential cache, checker, rules process)
+        # from the environment; the database is the only shared state, as with several hosts. This
+        # process only supervises them, so it stays small: the migration (once, before any worker: two
+        # workers migrating a fresh database collide) and the demo seed run in a short-lived child
+        # and leave neither the database layer nor a checker behind here.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        database = Database(url)
-        database.upgrade()
-        database.dispose()
-        if demo:
-            from moderation.api.demo import seed
-
-            checker = Checker(classifier=not no_classifier)
-            seed_app = create_app(url, checker)
-            seed(seed_app.state.queue, checker, echo=click.echo)
-            seed_app.state.queue.close()
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as prepare:
+            url = prepare.submit(_prepare, database_url, demo, not no_classifier).result()
+        settings = Settings.from_env(serve_db=url, **overrides)
+        click.echo(banner)
         os.environ.update(settings.to_env())
         uvicorn.run("moderation.api.app:app_from_env", factory=True, workers=workers, **options)
         return
+    from moderation.api.app import create_app
+    from moderation.checker import Checker
+    from moderation.queue.db import resolve_url
+
+    url = resolve_url(database_url)
+    settings = Settings.from_env(serve_db=url, **overrides)
+    click.echo(banner)
     checker = Checker(classifier=not no_classifier)
     checker.warm_up()  # the first request must not load the model on the event loop
     sys.setswitchinterval(settings.switch_interval_s)
@@ -141,6 +141,27 @@ def serve(
     gc.collect()
     gc.freeze()  # start-up objects stay out of the collector's way (shorter pauses, better p99)
     uvicorn.run(app, **options)
+
+
+def _prepare(database_url: str | None, demo: bool, classifier: bool) -> str:
+    """``serve --workers N``'s start-up in a child process: the resolved database URL, migrated, and
+    seeded with the demo data when asked."""
+    from moderation.queue.db import Database, resolve_url
+
+    url = resolve_url(database_url)
+    database = Database(url)
+    database.upgrade()
+    database.dispose()
+    if demo:
+        from moderation.api.app import create_app
+        from moderation.api.demo import seed
+        from moderation.checker import Checker
+
+        checker = Checker(classifier=classifier)
+        seed_app = create_app(url, checker)
+        seed(seed_app.state.queue, checker, echo=click.echo)
+        seed_app.state.queue.close()
+    return url
 
 
 @click.group()
