@@ -1,6 +1,6 @@
 """Queue operations awaited from an event loop (``ReviewQueue.run``; ``ReviewQueue.claim_next`` and
 ``decide``, which the HTTP API calls and which on PostgreSQL send their statements from the loop,
-``fast.py``), on SQLite and PostgreSQL: the same answers, rows and errors as a direct call, no item
+``onloop.py``), on SQLite and PostgreSQL: the same answers, rows and errors as a direct call, no item
 claimed twice when awaited and threaded reviewers drain a queue together, and a dropped PostgreSQL
 connection retried.
 
@@ -158,28 +158,35 @@ def test_a_dropped_connection_is_retried(queue: ReviewQueue) -> None:
 
 
 def test_awaited_path_retries_a_dropped_connection(queue: ReviewQueue) -> None:
-    """PostgreSQL ends the event loop's pooled connection (``fast.py``): the decision sent on it fails
+    """PostgreSQL ends the event loop's pooled connection (``onloop.py``): the decision sent on it fails
     before anything is written, runs once more on a fresh connection and succeeds; the broken
     connection is not reused."""
-    if queue.fast is None:
+    on_loop = queue.db.on_loop
+    if on_loop is None:
         pytest.skip("the event loop's own connections are PostgreSQL only")
     add_items(queue, 2)
-    fast = queue.fast
+
+    def pooled() -> int:  # the loop's idle connections (the pool is replaced when it starts afresh)
+        return on_loop.engine.sync_engine.pool.checkedin()  # type: ignore[attr-defined,no-any-return]
+
+    backend_pid = select(func.pg_backend_pid().label("pid"))
 
     async def claim_drop_and_decide() -> dict:
         claim = await queue.claim_next(reviewer(1))
-        assert claim is not None and len(fast._idle) == 1
-        ((dropped, _since),) = fast._idle
+        assert claim is not None and pooled() == 1
+        async with on_loop.statement() as tx:
+            dropped = (await tx.rows(backend_pid))[0]["pid"]
         with queue.db.engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped.info.backend_pid})
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
             admin.commit()
         answer = await queue.decide(claim["item"]["id"], reviewer(1), decision_for(claim))
-        assert [conn for conn, _ in fast._idle if conn is dropped] == [] and dropped.closed
+        async with on_loop.statement() as tx:
+            assert (await tx.rows(backend_pid))[0]["pid"] != dropped
         return answer
 
     assert asyncio.run(claim_drop_and_decide())["item"]["status"] == "decided"
     assert _count(queue, DECISIONS) == 1
     claim = asyncio.run(queue.claim_next(reviewer(1)))  # on a new loop the pool starts afresh
-    assert claim is not None and len(fast._idle) == 1
+    assert claim is not None and pooled() == 1
     queue.close()
-    assert fast._idle == []
+    assert pooled() == 0

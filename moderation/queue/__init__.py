@@ -9,7 +9,7 @@ What it guarantees and the tests that prove it: docs/queue-semantics.md; how: do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from moderation.queue.db import Database
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound, QueueError
@@ -37,9 +37,6 @@ __all__ = [
 ]
 R = TypeVar("R")
 
-if TYPE_CHECKING:
-    from moderation.queue.fast import FastPath
-
 
 class ReviewQueue:
     """The queue service over one database (upgraded to the newest schema on request)."""
@@ -62,11 +59,6 @@ class ReviewQueue:
         self.views = Views(self.db)
         self.outbox = OutboxDelivery(self.db)
         self.sellers = Sellers(self.db)
-        self.fast: FastPath | None = None
-        if not self.db.is_sqlite:
-            from moderation.queue.fast import FastPath
-
-            self.fast = FastPath(self.db, pool_size)
 
     async def run(self, operation: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Await ``operation`` (e.g. ``queue.workflow.heartbeat``) from an event loop: ``Database.run``."""
@@ -74,18 +66,18 @@ class ReviewQueue:
 
     async def claim_next(self, actor: Actor, **filters: Any) -> dict[str, Any] | None:
         """``workflow.claim_next`` awaited from an event loop: on PostgreSQL its statement is sent from
-        the loop (``fast.py``), on SQLite it runs through ``run``."""
-        if self.fast is None:
+        the loop (``onloop.py``), on SQLite it runs through ``run``."""
+        if self.db.on_loop is None:
             return await self.run(self.workflow.claim_next, actor, **filters)
-        return await self.workflow.claim_next_on(self.fast, actor, **filters)
+        return await self.workflow.claim_next_on(self.db.on_loop, actor, **filters)
 
     async def decide(
         self, item_id: int, actor: Actor, body: DecisionIn, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """``workflow.decide`` awaited from an event loop, like ``claim_next``."""
-        if self.fast is None:
+        if self.db.on_loop is None:
             return await self.run(self.workflow.decide, item_id, actor, body, idempotency_key)
-        return await self.workflow.decide_on(self.fast, item_id, actor, body, idempotency_key)
+        return await self.workflow.decide_on(self.db.on_loop, item_id, actor, body, idempotency_key)
 
     def stats(self, hours: float = 24.0) -> dict[str, Any]:
         return compute_stats(self.db, hours=hours)
@@ -94,6 +86,4 @@ class ReviewQueue:
         return self.views.verify()
 
     def close(self) -> None:
-        if self.fast is not None:
-            self.fast.close()
         self.db.dispose()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, Table, create_engine, event
@@ -27,6 +27,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from moderation.settings import settings
+
+if TYPE_CHECKING:
+    from moderation.queue.onloop import OnLoop
 
 DEFAULT_SQLITE_PATH = Path("var") / "moderation.db"
 LOOP_LOCK_WAIT = 0.02  #: seconds ``Database.run`` may wait on the loop for SQLite's write lock
@@ -129,7 +132,7 @@ def _sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _pg_hooks(engine: Engine, ping_after_idle: float) -> None:
+def pg_hooks(engine: Engine, ping_after_idle: float) -> None:
     """Pessimistic disconnect handling without a round trip per checkout: ping only connections
     that sat idle in the pool for ``ping_after_idle`` seconds (where a server restart or an idle
     timeout could have closed them). A connection that breaks mid-use is still detected by
@@ -170,7 +173,7 @@ def make_engine(
         _sqlite_hooks(engine)
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
-    _pg_hooks(engine, ping_after_idle)
+    pg_hooks(engine, ping_after_idle)
     return engine
 
 
@@ -198,7 +201,7 @@ def mark_commit_failed(exc: DBAPIError) -> DBAPIError:
 class Statements:
     """The statements of one connection as the queue's awaited operations send them (``workflow``):
     ``rows`` gives the rows as dicts, ``row`` the first (``None`` when there is none or the statement
-    returns no rows), ``many`` runs a statement once per parameter dict. Two kinds: ``fast.AsyncStatements``
+    returns no rows), ``many`` runs a statement once per parameter dict. Two kinds: ``onloop.AsyncStatements``
     on the event loop (PostgreSQL) and ``SyncStatements``, which runs each statement at once, so an
     operation awaiting only it never suspends and ``run_now`` completes it without an event loop."""
 
@@ -238,7 +241,7 @@ def run_now(operation: Coroutine[Any, Any, R]) -> R:
 
 
 class Executor(Protocol):
-    """Where an operation's transactions come from: ``Immediate`` or ``fast.FastPath``."""
+    """Where an operation's transactions come from: ``Immediate`` or ``OnLoop``."""
 
     def statement(self) -> contextlib.AbstractAsyncContextManager[Statements]: ...
     def write(self) -> contextlib.AbstractAsyncContextManager[Statements]: ...
@@ -246,7 +249,7 @@ class Executor(Protocol):
 
 
 class Immediate:
-    """``Database``'s transactions as the async contexts an operation opens (``FastPath`` has the same
+    """``Database``'s transactions as the async contexts an operation opens (``OnLoop`` has the same
     three), yielding ``SyncStatements``: the operation runs through ``run_now``, in this thread."""
 
     def __init__(self, db: Database) -> None:
@@ -278,6 +281,12 @@ class Database:
         self.engine = make_engine(self.url, pool_size=pool_size, ping_after_idle=self.ping_after_idle)
         self.dialect = self.engine.dialect.name
         self.now = Immediate(self)
+        #: Awaited operations' transactions on the event loop (PostgreSQL; SQLite awaits ``run``).
+        self.on_loop: OnLoop | None = None
+        if self.dialect != "sqlite":
+            from moderation.queue.onloop import OnLoop
+
+            self.on_loop = OnLoop(self, pool_size)
         # SQLite has one writer at a time. Threads of this process queue on a lock instead of
         # polling the file lock (SQLite's busy handler sleeps between tries, which made the claim
         # latency tail); BEGIN IMMEDIATE + busy_timeout still guard other processes.
@@ -345,6 +354,8 @@ class Database:
         upgrade(self.engine)
 
     def dispose(self) -> None:
+        if self.on_loop is not None:
+            self.on_loop.close()
         self.engine.dispose()
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from moderation.queue.workflow import FindingMarkIn
 
 MARKS = table(FindingMark)
-#: A decision's marks, every column but ``id`` a named parameter (statements are prebuilt: ``fast.py``).
+#: A decision's marks, every column but ``id`` a named parameter (statements are prebuilt: ``onloop.py``).
 MARKS_INSERT = insert(MARKS).values(
     {c.name: bindparam(c.name, type_=c.type) for c in MARKS.c if c.name != "id"}
 )

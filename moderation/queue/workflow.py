@@ -167,7 +167,7 @@ class Workflow:
         severity: str | None = None,
         kind: str | None = None,
     ) -> dict[str, Any] | None:
-        """``claim_next`` through ``on`` (``db.Immediate`` or ``fast.FastPath``): one autocommitted
+        """``claim_next`` through ``on`` (``db.Immediate`` or ``onloop.OnLoop``): one autocommitted
         statement on PostgreSQL."""
         self._require(actor, "claim")
         now = utcnow()
@@ -288,7 +288,7 @@ class Workflow:
         body: DecisionIn,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """``decide`` through ``on`` (``db.Immediate`` or ``fast.FastPath``). Without finding marks one
+        """``decide`` through ``on`` (``db.Immediate`` or ``onloop.OnLoop``). Without finding marks one
         autocommitted statement on PostgreSQL, the idempotency key's row included."""
         self._require(actor, "decide")
         validate_outcome(body)
