@@ -86,6 +86,115 @@ class BulkIn(Judgement):
     dry_run: bool = False
 
 
+# -- answers (``response_model``: the OpenAPI schema says what each write returns, and FastAPI checks
+# the service's answer against it). Times are ISO 8601 strings as the service writes them.
+
+
+class ItemOut(BaseModel):
+    """An item as the queue returns it (``core.public_item``): its row without the claim token."""
+
+    id: int
+    listing_id: str
+    listing_revision: int
+    kind: str
+    appeal_of: int | None
+    appeal_reason: str | None
+    excluded_user: int | None
+    status: str
+    outcome: str | None
+    escalated: bool
+    priority: int
+    verdict: str | None
+    risk: float
+    max_severity: str | None
+    families: list[str]
+    flags: list[str]
+    category: str
+    seller_id: str | None
+    title: str
+    claimed_by: int | None
+    claimed_at: str | None
+    lease_expires_at: str | None
+    decided_by: int | None
+    decided_at: str | None
+    attempt: int
+    version: int
+    event_seq: int
+    signal_count: int
+    created_at: str
+    updated_at: str
+
+
+class ClaimOut(BaseModel):
+    """A claim; claim-next answers ``{"item": null, "claim_token": null}`` when nothing is claimable."""
+
+    item: ItemOut | None
+    claim_token: str | None
+    lease_expires_at: str | None = None
+    version: int | None = None
+
+
+class LeaseOut(BaseModel):
+    item_id: int
+    lease_expires_at: str
+    version: int
+
+
+class DecisionOut(BaseModel):
+    item: ItemOut
+    decision_id: int
+    outcome: str
+    attempt: int
+    undo_until: str | None
+
+
+class CommentOut(BaseModel):
+    item_id: int
+    seq: int
+
+
+class ReopenOut(BaseModel):
+    """An undone or reverted decision; with ``reclaim`` the decider holds the item again."""
+
+    item: ItemOut
+    attempt: int
+    claim_token: str | None = None
+    version: int | None = None
+
+
+class BulkResult(BaseModel):
+    """One item of a bulk decision: ``decision_id`` when decided, the error's ``status``, ``code`` and
+    ``message`` (and its details) when not; a dry run says ``status_now`` and ``title``."""
+
+    model_config = ConfigDict(extra="allow")
+    item_id: int
+    ok: bool
+    decision_id: int | None = None
+    status: int | None = None
+    code: str | None = None
+    message: str | None = None
+    status_now: str | None = None
+    title: str | None = None
+
+
+class BulkOut(BaseModel):
+    results: list[BulkResult]
+    ok: int
+    failed: int
+    dry_run: bool
+
+
+class ReasonCode(BaseModel):
+    code: str
+    label: str
+    key: int
+
+
+class ReasonCodesOut(BaseModel):
+    reason_codes: list[ReasonCode]
+    outcomes: dict[str, str]
+
+
 async def q(request: Request) -> ReviewQueue:
     """Async on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, a hand-off per
     request that cost more than everything this function does."""
@@ -95,7 +204,7 @@ async def q(request: Request) -> ReviewQueue:
 Q = Annotated[ReviewQueue, Depends(q)]
 
 
-@router.get("/reason-codes")
+@router.get("/reason-codes", response_model=ReasonCodesOut)
 def reason_codes(_: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
     """Reason codes in the order of the console's 1–9 keys, and outcome labels."""
     return {
@@ -153,7 +262,7 @@ def item_detail(
     return queue.views.detail(item_id, actor)
 
 
-@router.post("/claim-next")
+@router.post("/claim-next", response_model=ClaimOut, response_model_exclude_unset=True)
 async def claim_next(
     queue: Q, actor: Annotated[Actor, Depends(require("claim"))], body: ClaimNextIn | None = None
 ) -> dict[str, Any]:
@@ -166,19 +275,19 @@ async def claim_next(
     return claim or {"item": None, "claim_token": None}
 
 
-@router.post("/items/{item_id}/claim")
+@router.post("/items/{item_id}/claim", response_model=ClaimOut)
 def claim(item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]) -> dict[str, Any]:
     return queue.workflow.claim(item_id, actor)
 
 
-@router.post("/items/{item_id}/heartbeat")
+@router.post("/items/{item_id}/heartbeat", response_model=LeaseOut)
 def heartbeat(
     item_id: ItemId, body: TokenIn, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]
 ) -> dict[str, Any]:
     return queue.workflow.heartbeat(item_id, actor, body.claim_token)
 
 
-@router.post("/items/{item_id}/release")
+@router.post("/items/{item_id}/release", response_model=ItemOut)
 def release(
     item_id: ItemId, body: ReleaseIn, queue: Q, actor: Annotated[Actor, Depends(require("claim"))]
 ) -> dict[str, Any]:
@@ -186,7 +295,7 @@ def release(
     return queue.workflow.release(item_id, actor, body.claim_token, skip=body.skip)
 
 
-@router.post("/items/{item_id}/decision")
+@router.post("/items/{item_id}/decision", response_model=DecisionOut)
 async def decide(
     item_id: ItemId,
     body: DecisionIn,
@@ -199,7 +308,7 @@ async def decide(
     return await queue.decide(item_id, actor, body, idempotency_key)
 
 
-@router.post("/items/{item_id}/escalate")
+@router.post("/items/{item_id}/escalate", response_model=ItemOut)
 def escalate(
     item_id: ItemId, body: EscalateIn, queue: Q, actor: Annotated[Actor, Depends(require("escalate"))]
 ) -> dict[str, Any]:
@@ -208,14 +317,14 @@ def escalate(
     )
 
 
-@router.post("/items/{item_id}/comments")
+@router.post("/items/{item_id}/comments", response_model=CommentOut)
 def comment(
     item_id: ItemId, body: CommentIn, queue: Q, actor: Annotated[Actor, Depends(require("comment"))]
 ) -> dict[str, Any]:
     return queue.workflow.comment(item_id, actor, body.text)
 
 
-@router.post("/items/{item_id}/undo")
+@router.post("/items/{item_id}/undo", response_model=ReopenOut, response_model_exclude_unset=True)
 def undo(
     item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("undo"))], body: UndoIn | None = None
 ) -> dict[str, Any]:
@@ -223,14 +332,14 @@ def undo(
     return queue.workflow.undo(item_id, actor, reclaim=(body or UndoIn()).reclaim)
 
 
-@router.post("/items/{item_id}/revert")
+@router.post("/items/{item_id}/revert", response_model=ReopenOut, response_model_exclude_unset=True)
 def revert(
     item_id: ItemId, body: RevertIn, queue: Q, actor: Annotated[Actor, Depends(require("revert"))]
 ) -> dict[str, Any]:
     return queue.workflow.revert(item_id, actor, body.reason)
 
 
-@router.patch("/items/{item_id}")
+@router.patch("/items/{item_id}", response_model=ItemOut)
 def patch_item(
     item_id: ItemId, body: PatchIn, queue: Q, actor: Annotated[Actor, Depends(require("priority"))]
 ) -> dict[str, Any]:
@@ -238,7 +347,7 @@ def patch_item(
     return queue.workflow.set_priority(item_id, actor, body.priority, body.version)
 
 
-@router.post("/items/{item_id}/assign")
+@router.post("/items/{item_id}/assign", response_model=ItemOut)
 def assign(
     item_id: ItemId,
     body: AssignIn,
@@ -255,7 +364,7 @@ def assign(
     return queue.workflow.assign(item_id, actor, user, force=body.force)
 
 
-@router.post("/items/{item_id}/appeal")
+@router.post("/items/{item_id}/appeal", response_model=ItemOut)
 def appeal(
     item_id: ItemId, body: AppealIn, queue: Q, actor: Annotated[Actor, Depends(require("appeal"))]
 ) -> dict[str, Any]:
@@ -263,7 +372,7 @@ def appeal(
     return queue.intake.appeal(item_id, actor, body.reason)
 
 
-@router.post("/bulk-decide")
+@router.post("/bulk-decide", response_model=BulkOut, response_model_exclude_unset=True)
 def bulk_decide(body: BulkIn, queue: Q, actor: Annotated[Actor, Depends(require("bulk"))]) -> dict[str, Any]:
     """One transaction per item; per-item results. ``dry_run`` previews without writing."""
     results = queue.workflow.bulk_decide(actor, body.item_ids, body, dry_run=body.dry_run)
