@@ -58,14 +58,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def serve(database_url: str, port: int, classifier: bool) -> None:
-    """Runs in the child process: the real app, one uvicorn worker."""
+    """Runs in the child process: the real app, one uvicorn worker (``BENCH_WORKERS=N``: N)."""
     import uvicorn
 
     from moderation.api import create_app
     from moderation.checker import Checker
 
-    # The same default as ``moderation serve``: 2 workers on PostgreSQL, 1 on SQLite.
-    workers = int(os.environ.get("BENCH_WORKERS") or (1 if database_url.startswith("sqlite") else 2))
+    # The same default as ``moderation serve``: one worker on either backend.
+    workers = int(os.environ.get("BENCH_WORKERS") or 1)
     if workers > 1:
         from moderation.api.app import ENV_CLASSIFIER, ENV_DATABASE_URL
 
