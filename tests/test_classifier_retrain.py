@@ -18,7 +18,7 @@ from moderation.classifier.feedback import compare, decisions_from_queue
 from moderation.classifier.train import TrainConfig, fine_tune, new_model, save_and_calibrate
 from moderation.classifier.vocab import build_vocab, make_tokenizer
 from moderation.evaluation.realsets import corpora_dir
-from moderation.queue import DecideInput, ReviewQueue
+from moderation.queue import DecisionIn, ReviewQueue
 from moderation.schema import CheckResult, Finding, Listing
 
 pytestmark = pytest.mark.skipif(
@@ -66,7 +66,7 @@ def _decide(q: ReviewQueue, item_id: int, outcome: str, who: int = 101) -> None:
     q.workflow.decide(
         item_id,
         actor,
-        DecideInput(
+        DecisionIn(
             outcome=outcome,
             claim_token=claim["claim_token"],
             version=claim["version"],

@@ -19,13 +19,12 @@ from moderation.queue.roles import Actor
 from moderation.queue.sellers import Sellers
 from moderation.queue.stats import compute_stats
 from moderation.queue.views import ItemFilter, Views
-from moderation.queue.workflow import DecideInput, DecisionIn, Judgement, Workflow
+from moderation.queue.workflow import DecisionIn, Judgement, Workflow
 
 __all__ = [
     "Actor",
     "Conflict",
     "Database",
-    "DecideInput",
     "DecisionIn",
     "Forbidden",
     "Invalid",

@@ -15,7 +15,6 @@ PENDING, CLAIMED, ESCALATED, DECIDED, SUPERSEDED = "pending", "claimed", "escala
 OPEN_STATES = (PENDING, CLAIMED, ESCALATED)
 STATES = (*OPEN_STATES, DECIDED, SUPERSEDED)
 
-OUTCOMES = ("approved", "rejected", "changes_requested")
 OUTCOME_LABELS = {"approved": "通过", "rejected": "驳回", "changes_requested": "要求修改"}
 
 #: Reason codes, in the order of the console's 1–9 keys.

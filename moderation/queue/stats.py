@@ -26,7 +26,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[index], 1)
 
 
-def _rate(num: int, den: int) -> float | None:
+def rate(num: int, den: int) -> float | None:
+    """``num / den`` to 4 places; ``None`` when there is nothing to divide by."""
     return round(num / den, 4) if den else None
 
 
@@ -99,7 +100,7 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
         entry["overruled" if outcome == "approved" else "confirmed"] += n
     for entry in rules.values():
         entry["decided"] = entry["confirmed"] + entry["overruled"]
-        entry["precision"] = _rate(entry["confirmed"], entry["decided"])
+        entry["precision"] = rate(entry["confirmed"], entry["decided"])
     overturned = sum(1 for mine, orig in appeals if mine == "approved" and orig != "approved")
     return {
         "window_hours": hours,
@@ -117,10 +118,10 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
         },
         "sla_breaches": {"open": breaches_open, "decided_late": breaches_decided, "hours": SLA_HOURS},
         "rates": {
-            "escalation": _rate(escalations, touched),
-            "undo": _rate(sum(1 for d in decisions if d.undo_kind == "undo"), len(decisions)),
-            "revert": _rate(sum(1 for d in decisions if d.undo_kind == "revert"), len(decisions)),
-            "appeal_overturn": _rate(overturned, len(appeals)),
+            "escalation": rate(escalations, touched),
+            "undo": rate(sum(1 for d in decisions if d.undo_kind == "undo"), len(decisions)),
+            "revert": rate(sum(1 for d in decisions if d.undo_kind == "revert"), len(decisions)),
+            "appeal_overturn": rate(overturned, len(appeals)),
         },
         "appeals": {"decided": len(appeals), "overturned": overturned},
         "rule_precision": sorted(rules.values(), key=lambda e: (-e["decided"], e["rule"])),

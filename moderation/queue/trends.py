@@ -23,12 +23,9 @@ from sqlalchemy import func, select
 from moderation.queue.core import DECISIONS, ITEMS, USERS
 from moderation.queue.db import Database, retry_on_disconnect, utcnow
 from moderation.queue.marks import MARKS
+from moderation.queue.stats import rate
 
 CHINA = timezone(timedelta(hours=8))
-
-
-def _pct(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
 
 
 def _text(value: float | None) -> str:
@@ -158,9 +155,9 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
     rows = []
     for user_id, r in reviewers.items():
         total = r["decisions"] + r["reverted"]  # reverted decisions count against, not out of, the base
-        lead_agree = _pct(total - r["reverted"] - over.get(user_id, 0), total)
-        machine = _pct(r["agree"], r["judged"])
-        approval = _pct(r["approved"], r["decisions"])
+        lead_agree = rate(total - r["reverted"] - over.get(user_id, 0), total)
+        machine = rate(r["agree"], r["judged"])
+        approval = rate(r["approved"], r["decisions"])
         rows.append(
             {
                 "user_id": user_id,
@@ -183,19 +180,19 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
     rows.sort(key=lambda x: (-x["decisions"], x["name"]))
     days_out = []
     for day in daily.values():
-        rate = _pct(day["agree"], day["judged"])
+        agreement = rate(day["agree"], day["judged"])
         days_out.append(
             {
                 **{k: v for k, v in day.items() if k not in ("agree", "judged")},
-                "machine_agreement": rate,
-                "machine_agreement_text": _text(rate),
+                "machine_agreement": agreement,
+                "machine_agreement_text": _text(agreement),
             }
         )
     agree = sum(d["agree"] for d in daily.values())
     judged = sum(d["judged"] for d in daily.values())
     all_total = sum(r["decisions"] + r["reverted"] for r in reviewers.values())
     all_bad = sum(r["reverted"] for r in reviewers.values()) + sum(over.values())
-    machine_all, lead_all = _pct(agree, judged), _pct(all_total - all_bad, all_total)
+    machine_all, lead_all = rate(agree, judged), rate(all_total - all_bad, all_total)
     return {
         "days": days,
         "daily": days_out,

@@ -114,9 +114,6 @@ class DecisionIn(Judgement):
     finding_marks: list[FindingMarkIn] = Field(default_factory=list, max_length=100)
 
 
-DecideInput = DecisionIn  #: the former name, still used outside the queue
-
-
 def validate_outcome(body: Judgement) -> None:
     unknown = [c for c in body.reason_codes if c not in REASON_CODES]
     if unknown:
