@@ -40,8 +40,12 @@ def _texts(engine: RulesEngine) -> list[str]:
     [
         ("最好", None),  # a literal set is its own best test
         ("[^，]{0,4}(都是|全是)[^，]{0,3}(假货|次品)", [{"假货", "次品"}, {"都是", "全是"}]),
-        (r"(?<![a-z])(?:ab|cd)[,，](?=x)", None),  # lookarounds aside, only these literals
-        (r"(?<![a-z])(?:ab|cd)[,，](?=x).*", [{"ab,", "ab，", "cd,", "cd，"}]),
+        # A lookbehind requires nothing (it may read before the window); a lookahead what it reads.
+        (r"(?<![a-z])(?:ab|cd)[,，](?=x)", [{"ab,", "ab，", "cd,", "cd，"}, {"x"}]),
+        (r"(?<![a-z])(?:ab|cd)[,，](?=x).*", [{"ab,", "ab，", "cd,", "cd，"}, {"x"}]),
+        (r"京东(?=[^，]{0,6}(?:拼多多|唯品会))", [{"京东"}, {"拼多多", "唯品会"}]),
+        (r"(?<=ab)c", None),
+        (r"c(?!ab)", None),
         (r"a.*b", [{"a"}, {"b"}]),
         (r"(?i)abc.*", None),  # case-insensitive: no literal is required as written
         (r"(a|.)x", [{"x"}]),

@@ -7,12 +7,14 @@ those literals in the expression's parse tree once, when rules are loaded, and t
 match in ``text[lo:hi]``?" with one fast literal search per required set. It only ever says *no* when no
 match is possible, so running the expression only where it says *maybe* gives exactly the same matches.
 
-Soundness: a set is *required* when every match of the expression contains one of its strings. A
+Soundness: a set is *required* when every match of the expression in ``text[lo:hi]`` (searched with
+``pos``/``endpos``, as the engine does) implies that ``text[lo:hi]`` contains one of its strings. A
 literal, a small character class and a concatenation of such items have a finite set of possible
 texts (*exact*); a concatenation requires each exact run of items it contains (and what each item
 requires); an alternation requires the union of what each branch requires; a repeat with a minimum of
-one requires what its body requires; lookarounds, anchors and optional parts require nothing (they are
-skipped: a lookahead or lookbehind may look outside the match). Back-references, case-insensitive or
+one requires what its body requires; a lookahead requires what its body requires (it may read past the
+match, but not past ``endpos``); lookbehinds, negative lookarounds, anchors and optional parts require
+nothing (a lookbehind may read before ``pos``). Back-references, case-insensitive or
 verbose groups, and anything not understood give no prefilter at all.
 """
 
@@ -113,8 +115,14 @@ def _node(op: Any, av: Any) -> tuple[frozenset[str] | None, list[frozenset[str]]
         return frozenset([chr(av)]), []
     if op is _c.IN:
         return _charset(av), []
+    if op is _c.ASSERT and av[0] == 1:
+        # A lookahead reads past the match, but never past the end of the searched window (``endpos``):
+        # what it requires lies in the window too. (Zero width: no exact set.)
+        exact, req = _seq(av[1].data)
+        return None, ([exact] if exact is not None and _useful(exact) else []) + req
     if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
-        return _EMPTY, []  # zero width; what a lookaround reads may lie outside the match
+        # Zero width; a lookbehind may read before the window, and a negative lookaround requires nothing.
+        return _EMPTY, []
     if op is _c.SUBPATTERN:
         _group, add_flags, del_flags, sub = av
         if add_flags & (re.IGNORECASE | re.VERBOSE) or del_flags:
