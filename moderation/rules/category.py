@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import ahocorasick_rs
 import numpy as np
@@ -63,10 +64,15 @@ class CategoryModel:
     """The bigram naive Bayes model: log prior and per-feature log likelihoods per category."""
 
     def __init__(self, categories: list[str], prior: np.ndarray, vocab: dict[str, int], weights: np.ndarray):
+        words = sorted(vocab)
+        if [vocab[w] for w in words] != list(range(len(words))):
+            # Indices in the features' sort order, so that ``scores`` sorts small integers, not strings.
+            weights = weights[[vocab[w] for w in words]]
+            vocab = {w: i for i, w in enumerate(words)}
         self.categories = categories
         self.prior = prior
         self.vocab = vocab
-        self.words = sorted(vocab, key=vocab.__getitem__)  # index → feature, for explanations
+        self.words = words  # index → feature, for explanations
         self.weights = weights
 
     @classmethod
@@ -90,11 +96,14 @@ class CategoryModel:
         )
 
     def scores(self, feats: list[str]) -> tuple[np.ndarray, list[int]]:
-        # Sorted, not in a set's order: the order decides the float32 sum and ties among the evidence,
-        # and a set's order changes with the process's string hashing (two runs could disagree).
-        idx = [i for i in map(self.vocab.get, sorted(set(feats))) if i is not None]
+        # In the features' sort order (the indices'), not in a set's order: the order decides the
+        # float32 sum and ties among the evidence, and a set's order of strings changes with the
+        # process's string hashing (two runs could disagree).
+        known = set(map(self.vocab.get, feats))
+        known.discard(None)
+        idx = sorted(cast("set[int]", known))
         if idx:  # prior (float64) plus the float32 sum, as prior.copy() += sum did
-            return self.prior + self.weights[idx].sum(axis=0), idx
+            return self.prior + np.add.reduce(self.weights[idx], axis=0), idx
         return self.prior.copy(), idx
 
 
@@ -150,8 +159,8 @@ class CategoryInferrer:
             i = index.get(self.nouns[noun])
             if i is not None:
                 total[i] += NOUN_BONUS
-        probs = np.exp(total - total.max())
-        probs /= probs.sum()
+        probs = np.exp(total - np.maximum.reduce(total))  # the ufuncs of .max() and .sum(), called directly
+        probs /= np.add.reduce(probs)
         best = int(probs.argmax())
         category, confidence = model.categories[best], float(probs[best])
         need = STRICT_CONFIDENCE if category in STRICT else MIN_CONFIDENCE
