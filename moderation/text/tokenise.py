@@ -97,7 +97,8 @@ class TextBoundaries:
         #: positions in it are asked about.
         self._blocks: list[tuple[int, int]] = []
         self._block_starts: list[int] = []
-        self._bounds: dict[int, frozenset[int]] = {}
+        #: Per block (or window of a long one): its boundaries as a set and in order (for ``token_at``).
+        self._bounds: dict[int, tuple[frozenset[int], list[int]]] = {}
 
     def _block_at(self, pos: int) -> tuple[int, int] | None:
         """The block (maximal run of ``BLOCK_RE`` characters, as ``BLOCK_RE.finditer`` finds them)
@@ -120,7 +121,7 @@ class TextBoundaries:
         self._block_starts.insert(i + 1, start)
         return block
 
-    def _block_bounds(self, block: tuple[int, int], pos: int) -> frozenset[int]:
+    def _block_bounds(self, block: tuple[int, int], pos: int) -> tuple[frozenset[int], list[int]]:
         start, end = block
         if end - start > LONG_BLOCK:
             # Segment only the window around pos (plus a margin that lets jieba settle), keep the
@@ -133,14 +134,14 @@ class TextBoundaries:
             if cached is None:
                 ends = self._tok._cut_block(self._text[start:end])
                 inner = {b for b in (start, *(start + e for e in ends)) if w_lo <= b <= w_hi}
-                cached = frozenset(inner | {w_lo, w_hi})
-                self._bounds[key] = cached
+                inner |= {w_lo, w_hi}
+                cached = self._bounds[key] = (frozenset(inner), sorted(inner))
             return cached
         cached = self._bounds.get(start)
         if cached is None:
             ends = self._tok._cut_block(self._text[start:end])
-            cached = frozenset([start, *(start + e for e in ends)])
-            self._bounds[start] = cached
+            ordered = [start, *(start + e for e in ends)]
+            cached = self._bounds[start] = (frozenset(ordered), ordered)
         return cached
 
     def is_boundary(self, pos: int) -> bool:
@@ -150,14 +151,14 @@ class TextBoundaries:
         block = self._block_at(pos)
         if block is None or block[0] == pos:
             return True
-        return pos in self._block_bounds(block, pos)
+        return pos in self._block_bounds(block, pos)[0]
 
     def token_at(self, pos: int) -> tuple[int, int] | None:
         """The token containing position ``pos``, as a span of the text."""
         block = self._block_at(pos)
         if block is None:
             return None
-        bounds = sorted(self._block_bounds(block, pos))
+        bounds = self._block_bounds(block, pos)[1]
         i = bisect_right(bounds, pos) - 1
         if i + 1 >= len(bounds):
             return None
