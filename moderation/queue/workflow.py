@@ -810,7 +810,11 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool, keyed: bool) -> tuple[Any,
     if keyed:
         response = json_object(
             pg,
-            row=json_object(pg, **{c.name: u.c[c.name] for c in T.c}),
+            # PostgreSQL: the row as it is, the same JSON as naming each column; psycopg re-parses a
+            # statement's text on every execution past 4 KiB, and naming them took this one past it.
+            row=func.row_to_json(u.table_valued())
+            if pg
+            else json_object(pg, **{c.name: u.c[c.name] for c in T.c}),
             decision_id=d.c.id,
             undo_until=bindparam("b_undo_until", type_=String()),
         )
