@@ -29,6 +29,39 @@ class AckIn(BaseModel):
     ids: list[Annotated[int, Field(ge=1, le=INT_MAX)]] = Field(min_length=1, max_length=MAX_ACK)
 
 
+class RecordOut(BaseModel):
+    """One outbox record (``outbox.record_json``); times are ISO 8601 strings."""
+
+    id: int
+    kind: str
+    listing_id: str
+    item_id: int
+    decision_id: int | None
+    payload: dict[str, Any]
+    state: Literal["waiting", "ready", "leased", "delivered", "cancelled"]
+    created_at: str
+    available_at: str
+    attempts: int
+    lease_expires_at: str | None
+    sent_at: str | None
+    cancelled_at: str | None
+
+
+class LeaseOut(BaseModel):
+    records: list[RecordOut]
+    lease_expires_at: str
+
+
+class AckOut(BaseModel):
+    acknowledged: list[int]
+    already_acknowledged: list[int]
+
+
+class RecordsOut(BaseModel):
+    records: list[RecordOut]
+    next_after: int | None
+
+
 async def outbox(request: Request) -> OutboxDelivery:
     """Async so FastAPI does not hand it to the thread pool (see ``routes_queue.q``)."""
     return request.app.state.queue.outbox  # type: ignore[no-any-return]
@@ -38,7 +71,7 @@ Box = Annotated[OutboxDelivery, Depends(outbox)]
 Consumer = Annotated[Actor, Depends(require("outbox"))]
 
 
-@router.get("")
+@router.get("", response_model=RecordsOut)
 def list_records(
     box: Box,
     actor: Consumer,
@@ -52,7 +85,7 @@ def list_records(
     return box.records(actor, status=status, kind=kind, after=after, limit=limit)
 
 
-@router.post("/lease")
+@router.post("/lease", response_model=LeaseOut)
 def lease(box: Box, actor: Consumer, body: LeaseIn | None = None) -> dict[str, Any]:
     """Lease up to ``limit`` deliverable records, oldest first; no other consumer gets them for
     ``lease_seconds``. An empty ``records`` list means nothing is deliverable now."""
@@ -60,7 +93,7 @@ def lease(box: Box, actor: Consumer, body: LeaseIn | None = None) -> dict[str, A
     return box.lease(actor, limit=b.limit, lease_seconds=b.lease_seconds)
 
 
-@router.post("/ack")
+@router.post("/ack", response_model=AckOut)
 def ack(body: AckIn, box: Box, actor: Consumer) -> dict[str, Any]:
     """Mark leased records delivered. Idempotent (repeats land in ``already_acknowledged``); an
     unknown id is 404 and a record that was never leased 409, and then nothing is marked."""

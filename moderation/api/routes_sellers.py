@@ -25,13 +25,53 @@ class SellerActionIn(BaseModel):
     note: Text = Field(default="", max_length=2000)
 
 
+class ActionOut(BaseModel):
+    id: int
+    kind: str
+    note: str
+    raised_items: int
+    actor: int
+    actor_name: str | None
+    created_at: str
+
+
+class SellerOut(BaseModel):
+    """A seller as a whole (``Sellers.info``): held since when, warnings, open items, actions."""
+
+    seller_id: str
+    held: bool
+    held_since: str | None
+    warnings: int
+    open_items: int
+    actions: list[ActionOut]
+
+
+class HeldSeller(BaseModel):
+    seller_id: str
+    held_since: str
+    note: str
+
+
+class HeldOut(BaseModel):
+    sellers: list[HeldSeller]
+
+
+class ActedOut(BaseModel):
+    id: int
+    seller_id: str
+    kind: str
+    raised_items: int
+    created_at: str
+    seller: SellerOut
+
+
 def _sellers(request: Request) -> Sellers:
     queue = request.app.state.queue
     sellers = getattr(queue, "sellers", None)
     return sellers if sellers is not None else Sellers(queue.db)
 
 
-@router.get("")
+@router.get("", response_model=HeldOut)
 def held_sellers(
     request: Request, _: Annotated[Actor, Depends(require("view"))], held: bool = True
 ) -> dict[str, Any]:
@@ -39,7 +79,7 @@ def held_sellers(
     return {"sellers": _sellers(request).held() if held else []}
 
 
-@router.get("/{seller_id}")
+@router.get("/{seller_id}", response_model=SellerOut)
 def seller(
     seller_id: SellerId, request: Request, _: Annotated[Actor, Depends(require("view"))]
 ) -> dict[str, Any]:
@@ -47,7 +87,7 @@ def seller(
     return _sellers(request).info(seller_id)
 
 
-@router.post("/{seller_id}/actions", status_code=201)
+@router.post("/{seller_id}/actions", status_code=201, response_model=ActedOut)
 def act(
     seller_id: SellerId,
     body: SellerActionIn,
