@@ -184,6 +184,42 @@ class BulkOut(BaseModel):
     dry_run: bool
 
 
+class ListedItem(ItemOut):
+    """An item in a list (``Views.list_items``): who holds it now, its age and its SLA deadline."""
+
+    held_by: str | None
+    held_by_id: int | None
+    age_seconds: int
+    sla_deadline: str
+    sla_breached: bool
+
+
+class ItemsOut(BaseModel):
+    items: list[ListedItem]
+    next_cursor: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    item_id: int
+    seq: int
+    type: str
+    actor: int | None
+    data: dict[str, Any]
+    created_at: str
+
+
+class EventsOut(BaseModel):
+    events: list[EventOut]
+    next_after: int | None
+
+
+class HoldsOut(BaseModel):
+    """Item id → the holder's username."""
+
+    holds: dict[str, str]
+
+
 class ReasonCode(BaseModel):
     code: str
     label: str
@@ -215,7 +251,7 @@ def reason_codes(_: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any
     }
 
 
-@router.get("/items")
+@router.get("/items", response_model=ItemsOut)
 def list_items(
     queue: Q,
     _: Annotated[Actor, Depends(require("view"))],
@@ -384,13 +420,13 @@ def bulk_decide(body: BulkIn, queue: Q, actor: Annotated[Actor, Depends(require(
     }
 
 
-@router.get("/holds")
+@router.get("/holds", response_model=HoldsOut)
 def holds(queue: Q, _: Annotated[Actor, Depends(require("view"))]) -> dict[str, Any]:
     """Items held right now and by whom (the console's live markers)."""
     return {"holds": {str(k): v for k, v in queue.views.holds().items()}}
 
 
-@router.get("/events")
+@router.get("/events", response_model=EventsOut)
 def events(
     queue: Q,
     _: Annotated[Actor, Depends(require("events"))],
