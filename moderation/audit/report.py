@@ -275,36 +275,13 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         "by_law": [{"law": k, "findings": v} for k, v in laws.most_common()],
         "by_severity": [{"severity": s, "findings": severities.get(s, 0)} for s in reversed(SEVERITIES)],
         "by_category": [
-            {
-                "category": k,
-                "name": CATEGORY_LABELS.get(k, k),
-                "listings": c["listings"],
-                "flagged": c["review"] + c["block"],
-                "block": c["block"],
-                "findings": c["findings"],
-            }
+            {"category": k, "name": CATEGORY_LABELS.get(k, k), **_tally(c)}
             for k, c in sorted(categories.items(), key=lambda kv: -(kv[1]["review"] + kv[1]["block"]))
         ],
-        "top_sellers": [
-            {
-                "seller_id": k,
-                "listings": c["listings"],
-                "flagged": c["review"] + c["block"],
-                "block": c["block"],
-                "findings": c["findings"],
-            }
-            for k, c in top_sellers
-        ],
+        "top_sellers": [{"seller_id": k, **_tally(c)} for k, c in top_sellers],
         "seller_min_listings": MIN_SELLER_LISTINGS,
         "sellers_by_rate": [
-            {
-                "seller_id": k,
-                "listings": c["listings"],
-                "flagged": c["review"] + c["block"],
-                "block": c["block"],
-                "findings": c["findings"],
-                "rate": round((c["review"] + c["block"]) / c["listings"], 4),
-            }
+            {"seller_id": k, **_tally(c), "rate": round((c["review"] + c["block"]) / c["listings"], 4)}
             for k, c in by_rate
         ],
         "top_rules": [{"rule": k, "findings": v, **rule_info.get(k, {})} for k, v in rules.most_common(TOP)],
@@ -318,6 +295,16 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         "image_clusters": clusters,
         # the names as the rules of this audit had them (a later diff may run with a pack removed)
         "family_names": {k: fam_names[k] for k in sorted(families) if k in fam_names},
+    }
+
+
+def _tally(c: Counter[str]) -> dict[str, int]:
+    """A category's or seller's listings, flagged (review or block), blocked and findings."""
+    return {
+        "listings": c["listings"],
+        "flagged": c["review"] + c["block"],
+        "block": c["block"],
+        "findings": c["findings"],
     }
 
 
