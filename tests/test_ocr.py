@@ -434,7 +434,7 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     cat.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     cache = tmp_path / "ocr.sqlite"
 
-    def audit(out: str) -> Any:
+    def audit(out: str, **extra: Any) -> Any:
         return run_audit(
             AuditOptions(
                 input=cat,
@@ -445,6 +445,7 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
                 ocr=True,
                 ocr_cache=str(cache),
                 batch_size=2,
+                **extra,
             )
         )
 
@@ -467,20 +468,7 @@ def test_audit_with_ocr_boxes_findings_and_reuses_the_cache(tmp_path: Path) -> N
     from sqlalchemy import create_engine, text
 
     url = f"sqlite:///{tmp_path / 'queue.db'}"
-    queued = run_audit(
-        AuditOptions(
-            input=cat,
-            out=tmp_path / "queued",
-            workers=1,
-            classifier=False,
-            progress=False,
-            ocr=True,
-            ocr_cache=str(cache),
-            batch_size=2,
-            enqueue=True,
-            database_url=url,
-        )
-    )
+    queued = audit("queued", enqueue=True, database_url=url)
     assert queued.enqueued == 2  # a and c
     db = create_engine(url)
     with db.connect() as conn:
