@@ -102,3 +102,17 @@ def test_full_pinyin_claims_fold_as_whole_words() -> None:
     assert normalise("zuì jiā 口感").text == "最佳口感"
     assert normalise("guó jiā jí 工艺").text == "国家级工艺"
     assert normalise("zuijiahome 品牌").text == "zuijiahome品牌"  # part of a longer Latin word: left alone
+
+
+def test_pinyin_claims_inside_a_longer_pinyin_run_fold_too() -> None:
+    """Spaces are folded before the evasion lexicon, so "zui jia hao yong" is one Latin run; a run that
+    is pinyin throughout is cut at syllables, and an English or mixed run is still left alone."""
+    from moderation.text.normalise import normalise
+
+    assert normalise("zui jia hao yong 保温杯").text == "最佳haoyong保温杯"
+    assert normalise("zuì jiā zuì jiā").text == "最佳最佳"
+    assert normalise("jueduizuijia").text == "juedui最佳"
+    for left_alone in ("zuijiahome", "bestzuijia", "panzuijiang", "zuijia2024", "brazuijia"):
+        assert "最" not in normalise(left_alone).text, left_alone
+    # A very long run keeps the strict guard: the cost stays linear for hostile input.
+    assert "最" not in normalise("zuijia" * 20).text

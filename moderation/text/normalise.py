@@ -243,12 +243,57 @@ def _guard_ok(text: str, start: int, end: int, guard: str) -> bool:
     if guard == "nodigit":
         return not after.isdigit()
     if guard == "word":
-        # A whole pinyin word (zuijia): not part of a longer Latin word, wherever it stands.
-        return not (
-            (before and before.isascii() and before.isalnum())
-            or (after and after.isascii() and after.isalnum())
-        )
+        # A whole pinyin word (zuijia): not part of a longer Latin word, wherever it stands -- unless that
+        # longer word is itself pinyin cut at a syllable boundary (zuijiahaoyong, zuijiazuijia).
+        glued_before = bool(before and before.isascii() and before.isalnum())
+        glued_after = bool(after and after.isascii() and after.isalnum())
+        if not (glued_before or glued_after):
+            return True
+        return _in_pinyin_run(text, start, end)
     return True
+
+
+#: Longest Latin run judged as pinyin; longer runs keep the strict whole-word guard (bounded cost).
+_MAX_PINYIN_RUN = 64
+#: Interjection readings (嗯 n, 呣 m…) would let almost any letters pass as pinyin.
+_NOT_SYLLABLES = frozenset({"n", "m", "ng", "hm", "hng"})
+
+
+@cache
+def _syllables() -> frozenset[str]:
+    """Toneless pinyin syllables: every reading in the pinyin lexicon, interjections left out."""
+    out: set[str] = set()
+    for row in _read_pairs(lexicon_path("pinyin.tsv")):
+        if len(row) > 1:
+            out.update(row[1].split())
+    return frozenset(out - _NOT_SYLLABLES)
+
+
+def _in_pinyin_run(text: str, start: int, end: int) -> bool:
+    """Whether the Latin run around ``text[start:end]`` splits into pinyin syllables on both sides of it."""
+    lo, hi = start, end
+    while lo > 0 and text[lo - 1].isascii() and text[lo - 1].isalpha():
+        lo -= 1
+    while hi < len(text) and text[hi].isascii() and text[hi].isalpha():
+        hi += 1
+    if hi - lo > _MAX_PINYIN_RUN or (lo > 0 and text[lo - 1].isascii() and text[lo - 1].isdigit()):
+        return False
+    if hi < len(text) and text[hi].isascii() and text[hi].isdigit():
+        return False
+    return _splits(text[lo:start]) and _splits(text[end:hi])
+
+
+@cache
+def _splits(letters: str) -> bool:
+    """Whether ``letters`` is a sequence of pinyin syllables (the empty string is)."""
+    syllables = _syllables()
+    ok = [True] + [False] * len(letters)
+    for i in range(len(letters)):
+        if ok[i]:
+            for j in range(i + 1, min(len(letters), i + 6) + 1):
+                if letters[i:j] in syllables:
+                    ok[j] = True
+    return ok[-1]
 
 
 def _apply_evasions(text: str, starts: np.ndarray, ends: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
