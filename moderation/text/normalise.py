@@ -12,9 +12,11 @@ folds in tens of microseconds); only the rare evasion substitutions fall back to
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import ahocorasick_rs
@@ -230,7 +232,7 @@ def _is_cjk(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
 
 
-def _guard_ok(text: str, start: int, end: int, guard: str) -> bool:
+def _guard_ok(text: str, start: int, end: int, guard: str, runs: _LatinRuns) -> bool:
     before = text[start - 1] if start > 0 else ""
     after = text[end] if end < len(text) else ""
     if guard == "cjk":
@@ -249,7 +251,7 @@ def _guard_ok(text: str, start: int, end: int, guard: str) -> bool:
         glued_after = bool(after and after.isascii() and after.isalnum())
         if not (glued_before or glued_after):
             return True
-        return _in_pinyin_run(text, start, end)
+        return _in_pinyin_run(text, start, end, runs)
     return True
 
 
@@ -269,21 +271,39 @@ def _syllables() -> frozenset[str]:
     return frozenset(out - _NOT_SYLLABLES)
 
 
-def _in_pinyin_run(text: str, start: int, end: int) -> bool:
-    """Whether the Latin run around ``text[start:end]`` splits into pinyin syllables on both sides of it."""
-    lo, hi = start, end
-    while lo > 0 and text[lo - 1].isascii() and text[lo - 1].isalpha():
-        lo -= 1
-    while hi < len(text) and text[hi].isascii() and text[hi].isalpha():
-        hi += 1
-    if hi - lo > _MAX_PINYIN_RUN or (lo > 0 and text[lo - 1].isascii() and text[lo - 1].isdigit()):
-        return False
-    if hi < len(text) and text[hi].isascii() and text[hi].isdigit():
+class _LatinRuns:
+    """The ASCII letter-and-digit runs of one folded text, found once (in C) when the first glued pinyin
+    hit asks: a hostile run of a million letters holds as many hits, and walking the run for each one
+    would be quadratic."""
+
+    __slots__ = ("_spans", "_starts", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._spans: list[tuple[int, int]] = []
+        self._starts: list[int] | None = None
+
+    def around(self, pos: int) -> tuple[int, int]:
+        """The run that holds ``text[pos]`` (an ASCII letter or digit)."""
+        if self._starts is None:
+            self._spans = [m.span() for m in _ASCII_RUN.finditer(self.text)]
+            self._starts = [lo for lo, _ in self._spans]
+        return self._spans[bisect_right(self._starts, pos) - 1]
+
+
+_ASCII_RUN = re.compile(r"[a-z0-9]+")
+
+
+def _in_pinyin_run(text: str, start: int, end: int, runs: _LatinRuns) -> bool:
+    """Whether the Latin run around ``text[start:end]`` is letters only (zuijia2024 is not) and splits
+    into pinyin syllables on both sides of it."""
+    lo, hi = runs.around(start)
+    if hi - lo > _MAX_PINYIN_RUN or not text[lo:hi].isalpha():
         return False
     return _splits(text[lo:start]) and _splits(text[end:hi])
 
 
-@cache
+@lru_cache(maxsize=4096)  # bounded: a long-running server sees endless distinct runs
 def _splits(letters: str) -> bool:
     """Whether ``letters`` is a sequence of pinyin syllables (the empty string is)."""
     syllables = _syllables()
@@ -301,10 +321,11 @@ def _apply_evasions(text: str, starts: np.ndarray, ends: np.ndarray) -> tuple[st
     if automaton is None:
         return text, starts, ends
     # Longest match wins; matches are taken left to right without overlap.
+    runs = _LatinRuns(text)
     hits: list[tuple[int, int, _Evasion]] = []
     for idx, start, end in automaton.find_matches_as_indexes(text, overlapping=True):
         entry = entries[idx]
-        if _guard_ok(text, start, end, entry.guard):
+        if _guard_ok(text, start, end, entry.guard, runs):
             hits.append((start, end, entry))
     if not hits:
         return text, starts, ends
