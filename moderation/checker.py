@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from moderation.rules.engine import CheckBudgetExceeded, Detection, RulesEngine
-from moderation.rules.lawful import LawfulMatch, lawful_wording
+from moderation.rules.lawful import lawful_wording
 from moderation.schema import (
     CategoryInference,
     CheckResult,
@@ -181,10 +181,7 @@ class Checker:
         classifier = None
         if score is not None:
             classifier = ClassifierScore(score=round(float(score), 4), model=model.name)
-            if lawful is not None:
-                classifier.lawful_wording = LawfulWordingInfo(
-                    sets=list(lawful.sets), explain=lawful.explain, share=lawful.share
-                )
+            classifier.lawful_wording = lawful
             if (
                 verdict == "review"
                 and not findings
@@ -208,7 +205,7 @@ class Checker:
 
     def _lawful_wording(
         self, listing: Listing, detection: Detection, findings: list[Finding], score: float | None
-    ) -> LawfulMatch | None:
+    ) -> LawfulWordingInfo | None:
         """Only when the score alone would send the listing to review: is its text lawful wording?"""
         if (
             score is None

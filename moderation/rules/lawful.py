@@ -13,11 +13,11 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from moderation.paths import rules_dir
+from moderation.schema import LawfulWordingInfo
 from moderation.text.normalise import normalise
 
 #: Characters that carry content: what the share of recognised wording is measured over.
@@ -37,24 +37,6 @@ class LawfulSet:
 
     def applies(self, category: str) -> bool:
         return self.categories is None or category in self.categories
-
-
-@dataclass(frozen=True)
-class LawfulMatch:
-    """Why a listing's text counts as lawful wording: the sets that matched and the share they cover."""
-
-    sets: tuple[str, ...]
-    explain: str
-    share: float
-    spans: tuple[str, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "sets": list(self.sets),
-            "explain": self.explain,
-            "share": self.share,
-            "spans": list(self.spans),
-        }
 
 
 class LawfulWording:
@@ -93,16 +75,16 @@ class LawfulWording:
             )
         return cls(sets, float(data.get("min_share", 0.85)))
 
-    def recognise(self, text: str, category: str) -> LawfulMatch | None:
-        """A LawfulMatch when the sets lawful in ``category`` cover at least ``min_share`` of the text's
-        letters and digits, else None. ``text`` is raw listing text (normalised here)."""
+    def recognise(self, text: str, category: str) -> LawfulWordingInfo | None:
+        """What the result reports (sets, explanation, share) when the sets lawful in ``category`` cover
+        at least ``min_share`` of the text's letters and digits, else None. ``text`` is raw listing text
+        (normalised here)."""
         folded = normalise(text).text
         content = [m.start() for m in _CONTENT.finditer(folded)]
         if not content:
             return None
         covered = bytearray(len(folded))
         used: list[LawfulSet] = []
-        spans: list[str] = []
         for lawful in self.sets:
             if not lawful.applies(category):
                 continue
@@ -111,7 +93,6 @@ class LawfulWording:
                 for m in pattern.finditer(folded):
                     if m.end() > m.start():
                         covered[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
-                        spans.append(m.group())
                         hit = True
             if hit:
                 used.append(lawful)
@@ -120,11 +101,8 @@ class LawfulWording:
         share = sum(covered[i] for i in content) / len(content)
         if share < self.min_share:
             return None
-        return LawfulMatch(
-            sets=tuple(s.id for s in used),
-            explain="；".join(s.explain for s in used),
-            share=round(share, 3),
-            spans=tuple(spans),
+        return LawfulWordingInfo(
+            sets=[u.id for u in used], explain="；".join(u.explain for u in used), share=round(share, 3)
         )
 
 
