@@ -205,9 +205,19 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its times as ISO 8601 strings."""
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def usernames(conn: Connection) -> dict[int, str]:
+    """User id → username (events, decisions and holds name who acted)."""
+    return {r[0]: r[1] for r in conn.execute(select(USERS.c.id, USERS.c.username))}
+
+
 def public_item(item: dict[str, Any]) -> dict[str, Any]:
     """An item row as JSON, without the claim token (only its holder may see that)."""
-    out = {k: (iso(v) if isinstance(v, datetime) else v) for k, v in item.items() if k != "claim_token"}
+    out = jsonable({k: v for k, v in item.items() if k != "claim_token"})
     out["families"] = [f for f in (item.get("families") or "").split(",") if f]
     out["flags"] = [f for f in (item.get("flags") or "").split(",") if f]
     return out

@@ -106,11 +106,8 @@ def resolve_url(database_url: str | None = None) -> str:
     """The explicit URL, else ``DATABASE_URL``, else a SQLite file under ./var."""
     url = database_url or settings().database_url
     if url:
-        if url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgres://")
-        elif url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return url
+        scheme, _, rest = url.partition("://")
+        return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else url
     DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
@@ -160,19 +157,14 @@ def make_engine(
 ) -> Engine:
     """An engine with the per-backend settings above."""
     url = make_url(resolve_url(database_url))
+    pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": 60}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_timeout=60,
-            connect_args={"check_same_thread": False, "timeout": 30},
-        )
+        engine = create_engine(url, **pool, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_hooks(engine)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
+    engine = create_engine(url, **pool)
     pg_hooks(engine, ping_after_idle)
     return engine
 
@@ -218,13 +210,18 @@ class Statements:
         raise NotImplementedError
 
 
+def dicts(conn: Connection, statement: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run ``statement``; its rows as dicts (none when it returns no rows)."""
+    result = conn.execute(statement, params or {})
+    return [dict(r._mapping) for r in result] if result.returns_rows else []
+
+
 class SyncStatements(Statements):
     def __init__(self, conn: Connection) -> None:
         self.conn, self.pg = conn, conn.dialect.name == "postgresql"
 
     async def rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        result = self.conn.execute(statement, params or {})
-        return [dict(r._mapping) for r in result] if result.returns_rows else []
+        return dicts(self.conn, statement, params)
 
     async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         self.conn.execute(statement, rows)
@@ -315,11 +312,7 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); commits on success. A lost connection
         during COMMIT is marked ``during_commit`` (it may have committed: never retried)."""
-        if self._write_lock is None:
-            with self.engine.connect() as conn:
-                yield from _transaction(conn)
-            return
-        with self._write_lock, self.engine.connect() as conn:
+        with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
             yield from _transaction(conn)
 
     @contextmanager

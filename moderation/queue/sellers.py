@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from moderation.queue.core import ITEMS, RETURNING, USERS, append_event, bumped, iso, table
-from moderation.queue.db import Database, retrying, utcnow
+from moderation.queue.core import ITEMS, RETURNING, bumped, change_all, iso, table, usernames
+from moderation.queue.db import Database, dicts, retrying, utcnow
 from moderation.queue.errors import Forbidden, Invalid
 from moderation.queue.models import SellerAction
 from moderation.queue.roles import Actor
@@ -44,35 +44,17 @@ class Sellers:
         now = utcnow()
         raised = 0
         with self.db.write() as conn:
-            if kind == "hold":
-                ids = [
-                    r[0]
-                    for r in conn.execute(
-                        select(T.c.id).where(
-                            T.c.seller_id == seller_id,
-                            T.c.status.in_(OPEN_STATES),
-                            T.c.priority < HOLD_PRIORITY,
-                        )
+            if kind == "hold":  # each open item raised with its event (one statement on PostgreSQL)
+                raise_open = (
+                    update(T)
+                    .where(
+                        T.c.seller_id == seller_id, T.c.status.in_(OPEN_STATES), T.c.priority < HOLD_PRIORITY
                     )
-                ]
-                for item_id in ids:
-                    row = conn.execute(
-                        update(T)
-                        .where(T.c.id == item_id, T.c.status.in_(OPEN_STATES), T.c.priority < HOLD_PRIORITY)
-                        .values(**bumped(now, priority=HOLD_PRIORITY))
-                        .returning(*RETURNING)
-                    ).first()
-                    if row is not None:
-                        append_event(
-                            conn,
-                            item_id,
-                            row._mapping["event_seq"],
-                            "priority_changed",
-                            actor.id,
-                            {"priority": HOLD_PRIORITY, "seller_hold": True},
-                            now,
-                        )
-                        raised += 1
+                    .values(**bumped(now, priority=HOLD_PRIORITY))
+                    .returning(*RETURNING)
+                )
+                data = {"priority": HOLD_PRIORITY, "seller_hold": True}
+                raised = len(change_all(conn, raise_open, {}, "priority_changed", actor.id, data, now))
             action_id = conn.execute(
                 insert(ACTIONS)
                 .values(
@@ -97,16 +79,14 @@ class Sellers:
     def info(self, seller_id: str) -> dict[str, Any]:
         """Whether the seller is held, their warnings and actions (newest first), their open items."""
         with self.db.read() as conn:
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(ACTIONS)
-                    .where(ACTIONS.c.seller_id == seller_id)
-                    .order_by(ACTIONS.c.id.desc())
-                    .limit(200)
-                )
-            ]
-            names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
+            rows = dicts(
+                conn,
+                select(ACTIONS)
+                .where(ACTIONS.c.seller_id == seller_id)
+                .order_by(ACTIONS.c.id.desc())
+                .limit(200),
+            )
+            names = usernames(conn)
             open_items = conn.execute(
                 select(func.count()).where(T.c.seller_id == seller_id, T.c.status.in_(OPEN_STATES))
             ).scalar_one()

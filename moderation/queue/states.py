@@ -7,6 +7,7 @@ The event log is the source of truth; the item row is a projection written in th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from moderation.schema import SEVERITIES
@@ -62,6 +63,11 @@ SEVERITY_ORDER = SEVERITIES
 
 #: Hours before an open item breaches its SLA, by the check verdict that queued it.
 SLA_HOURS = {"block": 4, "review": 24}
+
+
+def sla(verdict: str | None) -> timedelta:
+    """How long an item queued with ``verdict`` may wait for a decision (24 hours for anything else)."""
+    return timedelta(hours=SLA_HOURS.get(verdict or "", 24))
 
 
 def priority_for(verdict: str | None, risk: float, max_severity: str | None) -> int:

@@ -6,16 +6,27 @@ rejected or sent back for changes. An approval means the rule flagged an honest 
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from moderation.queue.core import DECISIONS, EVENTS, ITEMS, RULES, USERS
+from moderation.queue.core import DECISIONS, EVENTS, ITEMS, RULES, usernames
 from moderation.queue.db import Database, retry_on_disconnect, utcnow
-from moderation.queue.states import OPEN_STATES, SLA_HOURS
+from moderation.queue.states import OPEN_STATES, SLA_HOURS, sla
 
 T = ITEMS
+#: A decision as the stats and the trends (trends.py) count it.
+DECISION_COLUMNS = (
+    DECISIONS.c.item_id,
+    DECISIONS.c.outcome,
+    DECISIONS.c.decided_by,
+    DECISIONS.c.claimed_at,
+    DECISIONS.c.created_at,
+    DECISIONS.c.undone_at,
+    DECISIONS.c.undo_kind,
+)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -36,17 +47,7 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
     now = utcnow()
     since = now - timedelta(hours=hours)
     with db.read() as conn:
-        decisions = conn.execute(
-            select(
-                DECISIONS.c.item_id,
-                DECISIONS.c.outcome,
-                DECISIONS.c.decided_by,
-                DECISIONS.c.claimed_at,
-                DECISIONS.c.created_at,
-                DECISIONS.c.undone_at,
-                DECISIONS.c.undo_kind,
-            ).where(DECISIONS.c.created_at >= since)
-        ).all()
+        decisions = conn.execute(select(*DECISION_COLUMNS).where(DECISIONS.c.created_at >= since)).all()
         open_items = conn.execute(
             select(T.c.created_at, T.c.verdict).where(T.c.status.in_(OPEN_STATES))
         ).all()
@@ -74,26 +75,15 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
             .where(live.c.undone_at.is_(None))
             .group_by(RULES.c.rule, RULES.c.family, live.c.outcome)
         ).all()
-        names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
+        names = usernames(conn)
 
     live_decisions = [d for d in decisions if d.undone_at is None]
     handling = [(d.created_at - d.claimed_at).total_seconds() for d in decisions if d.claimed_at is not None]
     ages = [(now - r.created_at).total_seconds() for r in open_items]
-    breaches_open = sum(
-        1 for r in open_items if now - r.created_at > timedelta(hours=SLA_HOURS.get(r.verdict or "", 24))
-    )
-    breaches_decided = sum(
-        1
-        for r in decided_late
-        if r.decided_at - r.created_at > timedelta(hours=SLA_HOURS.get(r.verdict or "", 24))
-    )
-    per_reviewer: dict[str, int] = {}
-    for d in live_decisions:
-        name = names.get(d.decided_by, str(d.decided_by))
-        per_reviewer[name] = per_reviewer.get(name, 0) + 1
-    by_outcome: dict[str, int] = {}
-    for d in live_decisions:
-        by_outcome[d.outcome] = by_outcome.get(d.outcome, 0) + 1
+    breaches_open = sum(1 for r in open_items if now - r.created_at > sla(r.verdict))
+    breaches_decided = sum(1 for r in decided_late if r.decided_at - r.created_at > sla(r.verdict))
+    per_reviewer = Counter(names.get(d.decided_by, str(d.decided_by)) for d in live_decisions)
+    by_outcome = Counter(d.outcome for d in live_decisions)
     rules: dict[str, dict[str, Any]] = {}
     for rule, family, outcome, n in precision_rows:
         entry = rules.setdefault(rule, {"rule": rule, "family": family, "confirmed": 0, "overruled": 0})
@@ -107,8 +97,8 @@ def compute_stats(db: Database, *, hours: float = 24.0) -> dict[str, Any]:
         "throughput": {
             "decisions": len(live_decisions),
             "per_hour": round(len(live_decisions) / hours, 2),
-            "by_outcome": by_outcome,
-            "by_reviewer": per_reviewer,
+            "by_outcome": dict(by_outcome),
+            "by_reviewer": dict(per_reviewer),
         },
         "handling_seconds": {"p50": _percentile(handling, 0.5), "p95": _percentile(handling, 0.95)},
         "queue": {

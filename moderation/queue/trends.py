@@ -15,21 +15,28 @@ rejection or change request).
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, select
 
-from moderation.queue.core import DECISIONS, ITEMS, USERS
+from moderation.queue.core import DECISIONS, ITEMS, usernames
 from moderation.queue.db import Database, retry_on_disconnect, utcnow
 from moderation.queue.marks import MARKS
-from moderation.queue.stats import rate
+from moderation.queue.stats import DECISION_COLUMNS, rate
 
 CHINA = timezone(timedelta(hours=8))
 
 
-def _text(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.0f}%"
+def _rated(name: str, value: float | None) -> dict[str, Any]:
+    """A rate and its text for the page (``–`` when there is nothing to divide by)."""
+    return {name: value, f"{name}_text": "–" if value is None else f"{value * 100:.0f}%"}
+
+
+def _aware(t: datetime) -> datetime:
+    """A stored time as aware UTC (SQLite gives it back naive)."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _agrees(verdict: str | None, outcome: str) -> bool | None:
@@ -55,17 +62,7 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
     since = datetime.combine(first_day, datetime.min.time(), CHINA).astimezone(UTC)
     with db.read() as conn:
         decisions = conn.execute(
-            select(
-                DECISIONS.c.id,
-                DECISIONS.c.item_id,
-                DECISIONS.c.outcome,
-                DECISIONS.c.decided_by,
-                DECISIONS.c.claimed_at,
-                DECISIONS.c.created_at,
-                DECISIONS.c.undone_at,
-                DECISIONS.c.undo_kind,
-                ITEMS.c.verdict,
-            )
+            select(DECISIONS.c.id, *DECISION_COLUMNS, ITEMS.c.verdict)
             .join(ITEMS, ITEMS.c.id == DECISIONS.c.item_id)
             .where(DECISIONS.c.created_at >= since)
         ).all()
@@ -89,26 +86,16 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
                 .group_by(MARKS.c.marked_by)
             ).all()
         )
-        names = dict(conn.execute(select(USERS.c.id, USERS.c.username)).all())
+        names = usernames(conn)
 
     def day_of(t: datetime) -> str:
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
-        return t.astimezone(CHINA).date().isoformat()
+        return _aware(t).astimezone(CHINA).date().isoformat()
 
+    counted = ("created", "decided", "approved", "rejected", "changes_requested", "agree", "judged")
     daily: dict[str, dict[str, Any]] = {}
     for i in range(days):
         date = (first_day + timedelta(days=i)).isoformat()
-        daily[date] = {
-            "day": date,
-            "created": 0,
-            "decided": 0,
-            "approved": 0,
-            "rejected": 0,
-            "changes_requested": 0,
-            "agree": 0,
-            "judged": 0,
-        }
+        daily[date] = {"day": date, **dict.fromkeys(counted, 0)}
     for (at,) in created:
         day = daily.get(day_of(at))
         if day is not None:
@@ -118,11 +105,7 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
         r = reviewers.setdefault(
             d.decided_by,
             {
-                "decisions": 0,
-                "approved": 0,
-                "agree": 0,
-                "judged": 0,
-                "reverted": 0,
+                **dict.fromkeys(("decisions", "approved", "agree", "judged", "reverted"), 0),
                 "hours": set(),
                 "handling": [],
             },
@@ -144,20 +127,14 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
         if agrees is not None:
             r["judged"] += 1
             r["agree"] += agrees
-        created_at = d.created_at if d.created_at.tzinfo else d.created_at.replace(tzinfo=UTC)
-        r["hours"].add(created_at.replace(minute=0, second=0, microsecond=0))
+        r["hours"].add(_aware(d.created_at).replace(minute=0, second=0, microsecond=0))
         if d.claimed_at is not None:
             r["handling"].append((d.created_at - d.claimed_at).total_seconds())
-    over: dict[int, int] = {}
-    for (decider,) in overturned:
-        over[decider] = over.get(decider, 0) + 1
+    over = Counter(decider for (decider,) in overturned)
 
     rows = []
     for user_id, r in reviewers.items():
         total = r["decisions"] + r["reverted"]  # reverted decisions count against, not out of, the base
-        lead_agree = rate(total - r["reverted"] - over.get(user_id, 0), total)
-        machine = rate(r["agree"], r["judged"])
-        approval = rate(r["approved"], r["decisions"])
         rows.append(
             {
                 "user_id": user_id,
@@ -166,43 +143,34 @@ def reviewer_trends(db: Database, *, days: int = 14) -> dict[str, Any]:
                 "active_hours": len(r["hours"]),
                 "per_active_hour": round(r["decisions"] / len(r["hours"]), 1) if r["hours"] else 0,
                 "handling_p50": _median(r["handling"]),
-                "approval_rate": approval,
-                "approval_rate_text": _text(approval),
-                "machine_agreement": machine,
-                "machine_agreement_text": _text(machine),
+                **_rated("approval_rate", rate(r["approved"], r["decisions"])),
+                **_rated("machine_agreement", rate(r["agree"], r["judged"])),
                 "reverted": r["reverted"],
                 "overturned": over.get(user_id, 0),
-                "lead_agreement": lead_agree,
-                "lead_agreement_text": _text(lead_agree),
+                **_rated("lead_agreement", rate(total - r["reverted"] - over.get(user_id, 0), total)),
                 "finding_marks": marks.get(user_id, 0),
             }
         )
     rows.sort(key=lambda x: (-x["decisions"], x["name"]))
-    days_out = []
-    for day in daily.values():
-        agreement = rate(day["agree"], day["judged"])
-        days_out.append(
-            {
-                **{k: v for k, v in day.items() if k not in ("agree", "judged")},
-                "machine_agreement": agreement,
-                "machine_agreement_text": _text(agreement),
-            }
-        )
+    days_out = [
+        {
+            **{k: v for k, v in day.items() if k not in ("agree", "judged")},
+            **_rated("machine_agreement", rate(day["agree"], day["judged"])),
+        }
+        for day in daily.values()
+    ]
     agree = sum(d["agree"] for d in daily.values())
     judged = sum(d["judged"] for d in daily.values())
     all_total = sum(r["decisions"] + r["reverted"] for r in reviewers.values())
     all_bad = sum(r["reverted"] for r in reviewers.values()) + sum(over.values())
-    machine_all, lead_all = rate(agree, judged), rate(all_total - all_bad, all_total)
     return {
         "days": days,
         "daily": days_out,
         "max_day": max([max(d["created"], d["decided"]) for d in days_out] or [0]),
         "reviewers": rows,
         "totals": {
-            "machine_agreement": machine_all,
-            "machine_agreement_text": _text(machine_all),
-            "lead_agreement": lead_all,
-            "lead_agreement_text": _text(lead_all),
+            **_rated("machine_agreement", rate(agree, judged)),
+            **_rated("lead_agreement", rate(all_total - all_bad, all_total)),
             "finding_marks": sum(marks.values()),
         },
     }

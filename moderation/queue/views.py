@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from moderation.queue.core import (
@@ -21,19 +21,20 @@ from moderation.queue.core import (
     ITEMS,
     LISTINGS,
     SIGNALS,
-    USERS,
     iso,
+    jsonable,
     load_item,
     public_item,
     table,
+    usernames,
 )
-from moderation.queue.db import Database, retrying, utcnow
+from moderation.queue.db import Database, dicts, retrying, utcnow
 from moderation.queue.errors import Invalid
 from moderation.queue.marks import marks_by_decision
 from moderation.queue.models import ServerState
 from moderation.queue.roles import Actor
 from moderation.queue.safety import INT_MAX, INT_MIN, like_pattern
-from moderation.queue.states import CLAIMED, DECIDED, OPEN_STATES, SLA_HOURS, STATES, projection, replay
+from moderation.queue.states import CLAIMED, DECIDED, OPEN_STATES, STATES, projection, replay, sla
 
 T = ITEMS
 
@@ -62,21 +63,21 @@ CURSOR_KEY = "cursor_key"
 _BAD_CURSOR = "the cursor is not one this API returned"
 
 
+def _tag(payload: str, key: bytes) -> str:
+    return base64.urlsafe_b64encode(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]).decode()
+
+
 def _encode_cursor(values: list[Any], key: bytes) -> str:
     """``base64(json).base64(hmac)``: a client can hold it and send it back, not forge or edit it."""
     payload = (
         base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
     )
-    tag = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]
-    return payload + "." + base64.urlsafe_b64encode(tag).decode()
+    return payload + "." + _tag(payload, key)
 
 
 def _decode_cursor(cursor: str, key: bytes) -> list[Any]:
     payload, _, tag = cursor.partition(".")
-    expected = base64.urlsafe_b64encode(
-        hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18]
-    ).decode()
-    if not tag or not hmac.compare_digest(tag.encode(), expected.encode()):
+    if not tag or not hmac.compare_digest(tag.encode(), _tag(payload, key).encode()):
         raise Invalid("invalid_cursor", _BAD_CURSOR)
     try:
         values = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -109,8 +110,13 @@ def _search(q: str) -> Any:
     return or_(title, T.c.listing_id.like(prefix, escape="\\"), T.c.seller_id.like(prefix, escape="\\"))
 
 
+def _event(r: Any) -> dict[str, Any]:
+    """An event as the API and the console show it (the log adds its ``id`` and ``item_id``)."""
+    return {"seq": r.seq, "type": r.type, "actor": r.actor, "data": r.data, "created_at": iso(r.created_at)}
+
+
 def sla_deadline(item: dict[str, Any]) -> datetime:
-    return cast(datetime, item["created_at"]) + timedelta(hours=SLA_HOURS.get(item.get("verdict") or "", 24))
+    return cast(datetime, item["created_at"]) + sla(item.get("verdict"))
 
 
 @retrying
@@ -145,9 +151,6 @@ class Views:
             with self.db.read() as conn:
                 value = conn.execute(select(STATE.c.value).where(STATE.c.name == CURSOR_KEY)).scalar_one()
         return bytes.fromhex(value)
-
-    def usernames(self, conn: Connection) -> dict[int, str]:
-        return {r[0]: r[1] for r in conn.execute(select(USERS.c.id, USERS.c.username))}
 
     def list_items(self, f: ItemFilter, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         """One page of items and the cursor of the next page (keyset pagination, stable under inserts)."""
@@ -206,14 +209,11 @@ class Views:
                         )
                     )
             except (IndexError, TypeError, ValueError) as exc:
-                raise Invalid("invalid_cursor", "the cursor is not one this API returned") from exc
+                raise Invalid("invalid_cursor", _BAD_CURSOR) from exc
         limit = max(1, min(limit, 200))
         with self.db.read() as conn:
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(select(T).where(*cond).order_by(*order).limit(limit + 1))
-            ]
-            names = self.usernames(conn)
+            rows = dicts(conn, select(T).where(*cond).order_by(*order).limit(limit + 1))
+            names = usernames(conn)
         more = len(rows) > limit
         rows = rows[:limit]
         items = [self._summary(r, now, names) for r in rows]
@@ -245,7 +245,7 @@ class Views:
         """Who holds what right now, for the console's live markers."""
         now = utcnow()
         with self.db.read() as conn:
-            names = self.usernames(conn)
+            names = usernames(conn)
             rows = conn.execute(
                 select(T.c.id, T.c.claimed_by).where(T.c.status == CLAIMED, T.c.lease_expires_at >= now)
             ).all()
@@ -256,35 +256,30 @@ class Views:
         now = utcnow()
         with self.db.read() as conn:
             item = load_item(conn, item_id)
-            names = self.usernames(conn)
-            signals = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(SIGNALS).where(SIGNALS.c.item_id == item_id).order_by(SIGNALS.c.id)
-                )
-            ]
+            names = usernames(conn)
+            signals = dicts(conn, select(SIGNALS).where(SIGNALS.c.item_id == item_id).order_by(SIGNALS.c.id))
             listing = conn.execute(select(LISTINGS).where(LISTINGS.c.id == item["listing_id"])).first()
             listing_items = select(T.c.id).where(T.c.listing_id == item["listing_id"])
-            decisions = [
-                dict(r._mapping)
+            decisions = dicts(
+                conn, select(DECISIONS).where(DECISIONS.c.item_id.in_(listing_items)).order_by(DECISIONS.c.id)
+            )
+            events = [
+                _event(r)
                 for r in conn.execute(
-                    select(DECISIONS).where(DECISIONS.c.item_id.in_(listing_items)).order_by(DECISIONS.c.id)
+                    select(EVENTS).where(EVENTS.c.item_id == item_id).order_by(EVENTS.c.seq)
                 )
             ]
-            events = self._events(conn, item_id)
             marks = marks_by_decision(conn, [d["id"] for d in decisions])
             history: list[dict[str, Any]] = []
             counts: dict[str, int] = {}
             if item["seller_id"]:
-                history = [
-                    dict(r._mapping)
-                    for r in conn.execute(
-                        select(T.c.id, T.c.listing_id, T.c.title, T.c.status, T.c.outcome, T.c.created_at)
-                        .where(T.c.seller_id == item["seller_id"], T.c.id != item_id)
-                        .order_by(T.c.id.desc())
-                        .limit(20)
-                    )
-                ]
+                history = dicts(
+                    conn,
+                    select(T.c.id, T.c.listing_id, T.c.title, T.c.status, T.c.outcome, T.c.created_at)
+                    .where(T.c.seller_id == item["seller_id"], T.c.id != item_id)
+                    .order_by(T.c.id.desc())
+                    .limit(20),
+                )
                 counts = {
                     str(k or "open"): v
                     for k, v in conn.execute(
@@ -316,27 +311,18 @@ class Views:
             ],
             decisions=[
                 {
-                    **{k: iso(v) if isinstance(v, datetime) else v for k, v in d.items()},
+                    **jsonable(d),
                     "decided_by_name": names.get(d["decided_by"]),
                     "finding_marks": marks.get(d["id"], []),
                 }
                 for d in decisions
             ],
             events=[{**e, "actor_name": names.get(e["actor"])} for e in events],
-            seller_history=[
-                {k: iso(v) if isinstance(v, datetime) else v for k, v in h.items()} for h in history
-            ],
+            seller_history=[jsonable(h) for h in history],
             seller_counts=counts,
             decided_by_name=names.get(item["decided_by"]),
         )
         return out
-
-    @staticmethod
-    def _events(conn: Connection, item_id: int) -> list[dict[str, Any]]:
-        return [
-            {"seq": r.seq, "type": r.type, "actor": r.actor, "data": r.data, "created_at": iso(r.created_at)}
-            for r in conn.execute(select(EVENTS).where(EVENTS.c.item_id == item_id).order_by(EVENTS.c.seq))
-        ]
 
     def events(self, *, item_id: int | None = None, after_id: int = 0, limit: int = 200) -> dict[str, Any]:
         """The append-only log, in insertion order, for auditors and replays."""
@@ -346,18 +332,7 @@ class Views:
         limit = max(1, min(limit, 1000))
         with self.db.read() as conn:
             rows = conn.execute(select(EVENTS).where(*cond).order_by(EVENTS.c.id).limit(limit)).all()
-        events = [
-            {
-                "id": r.id,
-                "item_id": r.item_id,
-                "seq": r.seq,
-                "type": r.type,
-                "actor": r.actor,
-                "data": r.data,
-                "created_at": iso(r.created_at),
-            }
-            for r in rows
-        ]
+        events = [{"id": r.id, "item_id": r.item_id, **_event(r)} for r in rows]
         return {"events": events, "next_after": events[-1]["id"] if len(events) == limit else None}
 
     def verify(self) -> list[str]:
