@@ -93,10 +93,16 @@ def _as_queued(result: CheckResult) -> CheckResult:
     )
 
 
-def _new_item(now: datetime, **values: Any) -> Any:
-    """The INSERT of a new pending item (its first attempt, version and event number)."""
+def _new_item(
+    conn: Connection, now: datetime, actor_id: int | None, event: dict[str, Any], **values: Any
+) -> dict[str, Any]:
+    """A new pending item (its first attempt, version and event number) with its ``created`` event
+    (one statement on PostgreSQL)."""
     first = {"attempt": 1, "version": 1, "event_seq": 1, "created_at": now, "updated_at": now}
-    return insert(T).values(status="pending", escalated=False, **first, **values).returning(*RETURNING)
+    new = insert(T).values(status="pending", escalated=False, **first, **values).returning(*RETURNING)
+    item = change(conn, new, {}, "created", actor_id, event, now)
+    assert item is not None
+    return item
 
 
 @retrying
@@ -334,33 +340,26 @@ class Intake:
         source: str,
         now: datetime,
     ) -> dict[str, Any]:
-        """The listing's open item, with its ``created`` event (one statement on PostgreSQL)."""
-        item = change(
+        """The listing's open item, with its ``created`` event."""
+        return _new_item(
             conn,
-            _new_item(
-                now,
-                listing_id=listing.id,
-                listing_revision=revision,
-                kind="check",
-                priority=s["priority"],
-                verdict=s["verdict"],
-                risk=s["risk"],
-                max_severity=s["max_severity"],
-                families=s["families"],
-                category=listing.category,
-                flags="," + ",".join(sorted(flags)) + "," if flags else "",
-                seller_id=listing.seller_id,
-                title=(listing.title or listing.description)[:200],
-                signal_count=1,
-            ),
-            {},
-            "created",
+            now,
             actor_id,
             {"priority": s["priority"], "listing_revision": revision, "kind": "check", "source": source},
-            now,
+            listing_id=listing.id,
+            listing_revision=revision,
+            kind="check",
+            priority=s["priority"],
+            verdict=s["verdict"],
+            risk=s["risk"],
+            max_severity=s["max_severity"],
+            families=s["families"],
+            category=listing.category,
+            flags="," + ",".join(sorted(flags)) + "," if flags else "",
+            seller_id=listing.seller_id,
+            title=(listing.title or listing.description)[:200],
+            signal_count=1,
         )
-        assert item is not None
-        return item
 
     def delete_listing(self, listing_id: str, actor: Actor) -> dict[str, Any]:
         """The seller removed the listing: bump its revision and supersede what is open."""
@@ -399,37 +398,26 @@ class Intake:
             copied = ("verdict", "risk", "max_severity", "families", "category", "seller_id", "title")
             try:
                 with conn.begin_nested():
-                    appeal = change(
+                    event = {"priority": priority, "listing_revision": revision, "kind": "appeal"}
+                    appeal = _new_item(
                         conn,
-                        _new_item(
-                            now,
-                            listing_id=original["listing_id"],
-                            listing_revision=revision,
-                            kind="appeal",
-                            appeal_of=item_id,
-                            appeal_reason=reason,
-                            excluded_user=original["decided_by"],
-                            priority=priority,
-                            **{k: original[k] for k in copied},
-                            signal_count=0,
-                        ),
-                        {},
-                        "created",
-                        actor.id,
-                        {
-                            "priority": priority,
-                            "listing_revision": revision,
-                            "kind": "appeal",
-                            "appeal_of": item_id,
-                            "reason": reason,
-                        },
                         now,
+                        actor.id,
+                        {**event, "appeal_of": item_id, "reason": reason},
+                        listing_id=original["listing_id"],
+                        listing_revision=revision,
+                        kind="appeal",
+                        appeal_of=item_id,
+                        appeal_reason=reason,
+                        excluded_user=original["decided_by"],
+                        priority=priority,
+                        **{k: original[k] for k in copied},
+                        signal_count=0,
                     )
             except IntegrityError:
                 raise Conflict(
                     "appeal_exists", "this decision was already appealed or the listing has an open item"
                 ) from None
-            assert appeal is not None
             self._copy_findings(conn, item_id, appeal["id"], now, actor.id)
             touch_event(
                 conn, item_id, "appealed", actor.id, {"appeal_item": appeal["id"], "reason": reason}, now

@@ -579,24 +579,10 @@ class Workflow:
         if not user.can("claim"):
             raise Invalid("not_a_reviewer", "the assignee cannot review items")
         now = utcnow()
-        states = [
-            T.c.status.in_((PENDING, ESCALATED)),
-            and_(T.c.status == CLAIMED, T.c.lease_expires_at < now),
-        ]
-        if force:
-            states.append(T.c.status == CLAIMED)
-        allowed = [or_(T.c.excluded_user.is_(None), T.c.excluded_user != user.id)]
-        if not user.can("claim_escalated"):
-            allowed.append(T.c.escalated.is_(False))
-        give = (
-            update(T)
-            .where(T.c.id == item_id, or_(*states), *allowed)
-            .values(**_CLAIM_VALUES)
-            .returning(*RETURNING)
-        )
+        params = {**self._claim_params(user.id, now, secrets.token_hex(16)), "b_item": item_id}
+        data = {"user": user.id, **self._lease_data(now)}
         with self.db.single_statement() as conn:
-            params = self._claim_params(user.id, now, secrets.token_hex(16))
-            data = {"user": user.id, **self._lease_data(now)}
+            give = _claim(user.can("claim_escalated"), force)
             item = change(conn, give, params, "assigned", actor.id, data, now)
             if item is None:
                 raise self._why_not_claimable(load_item(conn, item_id), user, now)
@@ -646,23 +632,31 @@ _HOLDER = (
 
 
 @functools.cache
-def _claimable(senior: bool) -> Any:
+def _claimable(senior: bool, force: bool = False) -> Any:
     """Rows ``b_actor`` may claim at ``b_now``: open, not held (or lease expired), not barred.
-    ``senior``: the actor may claim escalated items (lead, admin)."""
+    ``senior``: the actor may claim escalated items (lead, admin); others not even one claimed since
+    (an item once escalated is never pending again: ``_BACK``). ``force``: held or not (assign)."""
     free_states = [_S[PENDING], _S[ESCALATED]] if senior else [_S[PENDING]]
-    expired = and_(T.c.status == _S[CLAIMED], T.c.lease_expires_at < _NOW)
+    held = T.c.status == _S[CLAIMED]
+    if not force:
+        held = and_(held, T.c.lease_expires_at < _NOW)
     if not senior:
-        expired = and_(expired, T.c.escalated.is_(False))
+        held = and_(held, T.c.escalated.is_(False))
     return and_(
-        or_(T.c.status.in_(free_states), expired),
+        or_(T.c.status.in_(free_states), held),
         or_(T.c.excluded_user.is_(None), T.c.excluded_user != _ACTOR),
     )
 
 
 @functools.cache
-def _claim(senior: bool) -> Any:
-    """A targeted claim of ``b_item``."""
-    return update(T).where(T.c.id == _ITEM, _claimable(senior)).values(**_CLAIM_VALUES).returning(*RETURNING)
+def _claim(senior: bool, force: bool = False) -> Any:
+    """A targeted claim of ``b_item`` (``force``: a lead's assignment that takes it from its holder)."""
+    return (
+        update(T)
+        .where(T.c.id == _ITEM, _claimable(senior, force))
+        .values(**_CLAIM_VALUES)
+        .returning(*RETURNING)
+    )
 
 
 @functools.cache
