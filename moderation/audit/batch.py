@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from moderation.audit.readers import Batch, BatchSpec, read_batch
+from moderation.audit.readers import Batch, BatchSpec, RawRecord, read_batch
 from moderation.schema import CheckResult, max_severity, read_json_line
 
 
@@ -207,24 +207,24 @@ class BatchOutput:
         return int(self.listings.num_rows - self.listings.column("error_code").null_count)
 
 
-def _record(payload: str | None, error: str | None, message: str | None, line: int) -> Any:
+def _record(rec: RawRecord) -> Any:
     """A record as ``Checker.check_many`` takes it: parsed JSON, or the error result it already is."""
-    if payload is None:
-        return CheckResult.failed(None, error or "unreadable", message or f"line {line}: unreadable")
-    return read_json_line(payload, line)
+    if rec.payload is None:
+        return CheckResult.failed(
+            None, rec.error or "unreadable", rec.message or f"line {rec.line}: unreadable"
+        )
+    return read_json_line(rec.payload, rec.line)
 
 
 def check_records(
     checker: Any, batch: Batch, *, jsonl: bool = False, classifier_batch: int = 16
 ) -> BatchOutput:
     """Check every record of a batch (in order) and build its rows."""
-    raws = [_record(*r) for r in zip(batch.payloads, batch.errors, batch.messages, batch.lines, strict=True)]
+    raws = [_record(rec) for rec in batch.records]
     results: list[CheckResult] = checker.check_many(raws, batch_size=classifier_batch)
     lines = [
-        Line(batch.batch_id, source, line, payload, raw if isinstance(raw, dict) else {}, res)
-        for source, line, payload, raw, res in zip(
-            batch.sources, batch.lines, batch.payloads, raws, results, strict=True
-        )
+        Line(batch.batch_id, rec.source, rec.line, rec.payload, raw if isinstance(raw, dict) else {}, res)
+        for rec, raw, res in zip(batch.records, raws, results, strict=True)
     ]
     return BatchOutput(
         batch_id=batch.batch_id,

@@ -85,22 +85,13 @@ def run_cmd(
     input_path: str,
     out_dir: str,
     workers: int | None,
-    batch_size: int,
     no_classifier: bool,
     model: str | None,
-    classifier_batch: int,
-    image_db: str | None,
-    ocr: bool,
-    ocr_cache: str | None,
-    engine: str,
     ray_address: str | None,
-    enqueue: bool,
-    database_url: str | None,
-    jsonl: bool,
-    resume: bool,
     diff_dir: str | None,
     no_report: bool,
     quiet: bool,
+    **same: Any,
 ) -> None:
     """Audit every listing of INPUT (JSON Lines, CSV or Parquet, or a folder of them) into DIR.
 
@@ -116,20 +107,11 @@ def run_cmd(
         input=Path(input_path),
         out=Path(out_dir),
         workers=workers if workers is not None else (os.cpu_count() or 1),
-        batch_size=batch_size,
         classifier=False if no_classifier else (model or True),
-        image_db=image_db,
-        engine=engine,  # type: ignore[arg-type]
-        jsonl=jsonl,
-        resume=resume,
-        enqueue=enqueue,
-        database_url=database_url,
         progress=not quiet,
         report=not no_report,
         ray_address=ray_address or settings().ray_address,
-        classifier_batch=classifier_batch,
-        ocr=ocr,
-        ocr_cache=ocr_cache,
+        **same,  # the options named as AuditOptions names them (--batch-size, --engine, --jsonl, …)
     )
     try:
         result = run_audit(opts)
@@ -169,18 +151,8 @@ def _echo_diff(d: dict[str, Any]) -> None:
         f"verdict changed for {li['verdict_changed']} listings",
         err=True,
     )
-    click.echo(
-        json.dumps(
-            {
-                "findings": f,
-                "listings": li,
-                "verdict_transitions": d["verdict_transitions"],
-                "by_rule": d["by_rule"],
-            },
-            ensure_ascii=False,
-            indent=1,
-        )
-    )
+    shown = ("findings", "listings", "verdict_transitions", "by_rule")
+    click.echo(json.dumps({k: d[k] for k in shown}, ensure_ascii=False, indent=1))
 
 
 @audit.command("diff")

@@ -8,7 +8,6 @@ Written as ``diff.json`` and ``diff.html`` (self-contained, Chinese labels) next
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from moderation.audit.report import _CSS, _bars, family_names
+from moderation.audit.report import _CSS, _bars, _counts, _e, family_names
 from moderation.audit.writers import read_table
 from moderation.schema import VERDICT_LABELS
 
@@ -61,10 +60,7 @@ def diff_audits(old_dir: Path, new_dir: Path) -> dict[str, Any]:
     added = new_f.join(old_f.select(FINDING_KEY), keys=FINDING_KEY, join_type="left anti")
     removed = old_f.join(new_f.select(FINDING_KEY), keys=FINDING_KEY, join_type="left anti")
 
-    def by_rule(t: pa.Table) -> Counter[str]:
-        return Counter({r["values"].as_py(): r["counts"].as_py() for r in pc.value_counts(t.column("rule"))})
-
-    add_rules, rem_rules = by_rule(added), by_rule(removed)
+    add_rules, rem_rules = Counter(_counts(added.column("rule"))), Counter(_counts(removed.column("rule")))
     rules = sorted(set(add_rules) | set(rem_rules), key=lambda r: (-(add_rules[r] + rem_rules[r]), r))
     family_of = {
         r: f
@@ -121,23 +117,18 @@ def diff_audits(old_dir: Path, new_dir: Path) -> dict[str, Any]:
             for r in rules
         ],
         "verdict_transitions": dict(transitions.most_common()),
-        "added_samples": added.sort_by([("id", "ascending"), ("start", "ascending")])
-        .select(sample_cols)
-        .slice(0, SAMPLES)
-        .to_pylist(),
-        "removed_samples": removed.sort_by([("id", "ascending"), ("start", "ascending")])
-        .select(sample_cols)
-        .slice(0, SAMPLES)
-        .to_pylist(),
+        **{
+            f"{name}_samples": t.sort_by([("id", "ascending"), ("start", "ascending")])
+            .select(sample_cols)
+            .slice(0, SAMPLES)
+            .to_pylist()
+            for name, t in (("added", added), ("removed", removed))
+        },
         "verdict_changes": changed.sort_by([("id", "ascending")])
         .select(["id", "title", "old_verdict", "new_verdict", "old_risk", "new_risk"])
         .slice(0, SAMPLES)
         .to_pylist(),
     }
-
-
-def _e(v: Any) -> str:
-    return html.escape("" if v is None else str(v))
 
 
 def render_diff_html(d: dict[str, Any]) -> str:

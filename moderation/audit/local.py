@@ -8,10 +8,11 @@ cores instead of with one process's JSON and Parquet work.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,13 +125,10 @@ def run_local(
     *,
     workers: int,
     jsonl: bool,
-    on_start: Callable[[], None] | None = None,
 ) -> Iterator[BatchDone]:
     """Yield each batch as it finishes (any order). ``workers <= 1`` runs in this process."""
     if workers <= 1:
         checker = _in_process_checker(settings)
-        if on_start:
-            on_start()
         for spec in specs:
             yield process_batch(checker, spec, out_dir, jsonl, settings.classifier_batch)
         return
@@ -140,19 +138,12 @@ def run_local(
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(settings,)
     ) as pool:
-        if on_start:
-            on_start()
         pending: set[Future[BatchDone]] = set()
         it = iter(specs)
-        limit = workers * 2  # enough queued work to keep every worker busy, no more (bounded memory)
-        exhausted = False
         while True:
-            while not exhausted and len(pending) < limit:
-                nxt = next(it, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                pending.add(pool.submit(_work, nxt, str(out_dir), jsonl, settings.classifier_batch))
+            # enough queued work to keep every worker busy, no more (bounded memory)
+            for spec in itertools.islice(it, workers * 2 - len(pending)):
+                pending.add(pool.submit(_work, spec, str(out_dir), jsonl, settings.classifier_batch))
             if not pending:
                 return
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,7 @@ class Batch:
     """A unit of work and of checkpointing: consecutive records with a stable number."""
 
     batch_id: int
-    sources: list[str] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-    payloads: list[str | None] = field(default_factory=list)
-    errors: list[str | None] = field(default_factory=list)
-    messages: list[str | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    def append(self, rec: RawRecord) -> None:
-        self.sources.append(rec.source)
-        self.lines.append(rec.line)
-        self.payloads.append(rec.payload)
-        self.errors.append(rec.error)
-        self.messages.append(rec.message)
+    records: list[RawRecord]
 
 
 def discover(input_path: str | os.PathLike[str]) -> list[Path]:
@@ -134,44 +121,18 @@ def plan_batches(files: list[Path], root: Path, batch_size: int) -> Iterator[Bat
         raise ValueError("batch size must be at least 1")
     batch_id = 0
     for path in files:
-        fmt = _format_of(path)
-        source = source_name(path, root)
-        if fmt == "jsonl":
-            starts = _jsonl_starts(path)
-        elif fmt == "csv":
-            starts = _csv_starts(path)
-        else:
-            starts = _parquet_starts(path)
-        pending: tuple[int, int] | None = None
-        count = 0
-        for offset, line in starts:
-            if pending is None:
-                pending, count = (offset, line), 0
-            count += 1
-            if count == batch_size:
-                yield BatchSpec(batch_id, str(path), source, str(fmt), pending[0], pending[1], count)
-                batch_id += 1
-                pending = None
-        if pending is not None:
-            yield BatchSpec(batch_id, str(path), source, str(fmt), pending[0], pending[1], count)
+        fmt, source = str(_format_of(path)), source_name(path, root)
+        starts = _STARTS[fmt](path)
+        while chunk := list(itertools.islice(starts, batch_size)):  # (offset, line) of each record
+            yield BatchSpec(batch_id, str(path), source, fmt, *chunk[0], len(chunk))
             batch_id += 1
 
 
 def read_batch(spec: BatchSpec) -> Batch:
     """The records of one planned batch."""
-    batch = Batch(batch_id=spec.batch_id)
-    path = Path(spec.path)
-    if spec.fmt == "jsonl":
-        records = _jsonl(path, spec.source, spec.offset, spec.first_line)
-    elif spec.fmt == "csv":
-        records = _csv(path, spec.source, spec.offset, spec.first_line)
-    else:
-        records = _parquet(path, spec.source, spec.offset)
-    for rec in records:
-        if len(batch) >= spec.count:
-            break
-        batch.append(rec)
-    if len(batch) < spec.count:
+    records = _READERS[spec.fmt](Path(spec.path), spec.source, spec.offset, spec.first_line)
+    batch = Batch(spec.batch_id, list(itertools.islice(records, spec.count)))
+    if len(batch.records) < spec.count:
         raise RuntimeError(
             f"{spec.source}: the file changed while being audited (batch {spec.batch_id} is short)"
         )
@@ -181,14 +142,7 @@ def read_batch(spec: BatchSpec) -> Batch:
 def iter_all(files: list[Path], root: Path) -> Iterator[RawRecord]:
     """Every record of every file in order (tests and small tools; the runners read by batch)."""
     for path in files:
-        source = source_name(path, root)
-        fmt = _format_of(path)
-        if fmt == "jsonl":
-            yield from _jsonl(path, source)
-        elif fmt == "csv":
-            yield from _csv(path, source)
-        else:
-            yield from _parquet(path, source)
+        yield from _READERS[str(_format_of(path))](path, source_name(path, root))
 
 
 # -- JSON Lines ------------------------------------------------------------------------------------
@@ -391,7 +345,10 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _parquet(path: Path, source: str, offset: int = 0, rows_per_read: int = 4096) -> Iterator[RawRecord]:
+def _parquet(
+    path: Path, source: str, offset: int = 0, _first_line: int = 1, rows_per_read: int = 4096
+) -> Iterator[RawRecord]:
+    """Rows from row ``offset``; a row's ``line`` is its 1-based number in the file."""
     import pyarrow.parquet as pq
 
     try:
@@ -424,3 +381,12 @@ def _parquet(path: Path, source: str, offset: int = 0, rows_per_read: int = 4096
             if data.get("attributes") == []:
                 data["attributes"] = {}
             yield RawRecord(source, row, json.dumps(data, ensure_ascii=False))
+
+
+#: Where each format's records start (``plan_batches``), and its records from one (``read_batch``).
+_STARTS: dict[str, Callable[[Path], Iterator[tuple[int, int]]]] = {
+    "jsonl": _jsonl_starts,
+    "csv": _csv_starts,
+    "parquet": _parquet_starts,
+}
+_READERS: dict[str, Callable[..., Iterator[RawRecord]]] = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}

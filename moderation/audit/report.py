@@ -104,36 +104,14 @@ def _add(counter: Counter[Any], column: pa.ChunkedArray | pa.Array) -> None:
         counter[k] += v
 
 
+#: The ``listings/`` columns the report reads: flagged.csv's (not ``reason``: made here) and counts.
 _LISTING_COLUMNS = [
-    "batch",
-    "source",
-    "line",
-    "id",
-    "seller_id",
-    "category",
-    "title",
-    "verdict",
-    "risk",
-    "classifier_score",
-    "n_findings",
-    "rules",
-    "error_code",
-    "error_message",
-    "copied_images",
-    "image_errors",
+    *(c for c in FLAGGED_COLUMNS if c != "reason"),
+    *("batch", "n_findings", "error_code", "error_message", "copied_images", "image_errors"),
 ]
-_FINDING_COLUMNS = [
-    "line",
-    "id",
-    "rule",
-    "family",
-    "law",
-    "severity",
-    "field",
-    "text",
-    "message",
-    "suggestion",
-]
+#: What the report shows of a rule: the first finding it made (``top_rules``).
+_RULE_EXAMPLE = ("family", "law", "severity", "text", "message", "suggestion", "id", "field")
+_FINDING_COLUMNS = ["line", "rule", *_RULE_EXAMPLE]
 
 
 def aggregate(out_dir: Path) -> dict[str, Any]:
@@ -175,14 +153,10 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         for cat, seller, verdict, nf in zip(
             rows["category"], rows["seller_id"], rows["verdict"], rows["n_findings"], strict=True
         ):
-            c = categories[cat or "general"]
-            c["listings"] += 1
-            c["findings"] += nf
-            c[verdict] += 1
-            s = sellers[seller or "(无卖家编号)"]
-            s["listings"] += 1
-            s["findings"] += nf
-            s[verdict] += 1
+            for c in (categories[cat or "general"], sellers[seller or "(无卖家编号)"]):
+                c["listings"] += 1
+                c["findings"] += nf
+                c[verdict] += 1
         # the riskiest listings to act on (non-pass only): a bounded heap across parts
         flagged = ok.filter(flagged_mask)
         if flagged.num_rows:
@@ -197,11 +171,7 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
                 if r["risk"] is None:
                     continue
                 r["title"] = mask_contacts(r["title"]) if r["title"] else r["title"]
-                item = (r["risk"], -r["batch"], -r["line"], r)
-                if len(top_listings) < TOP:
-                    heapq.heappush(top_listings, item)
-                else:
-                    heapq.heappushpop(top_listings, item)
+                _keep(top_listings, (r["risk"], -r["batch"], -r["line"], r), TOP)
 
     families: Counter[str] = Counter()
     family_listings: Counter[str] = Counter()
@@ -227,13 +197,7 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         new_rules = set(rules) - set(rule_info)
         if new_rules:
             for r in f.filter(pc.is_in(f.column("rule"), pa.array(sorted(new_rules)))).to_pylist():
-                rule_info.setdefault(
-                    r["rule"],
-                    {
-                        k: r[k]
-                        for k in ("family", "law", "severity", "text", "message", "suggestion", "id", "field")
-                    },
-                )
+                rule_info.setdefault(r["rule"], {k: r[k] for k in _RULE_EXAMPLE})
 
     clusters = _image_clusters(out_dir)
     dup_ids = 0
@@ -296,6 +260,14 @@ def aggregate(out_dir: Path) -> dict[str, Any]:
         # the names as the rules of this audit had them (a later diff may run with a pack removed)
         "family_names": {k: fam_names[k] for k in sorted(families) if k in fam_names},
     }
+
+
+def _keep(heap: list[Any], item: tuple[Any, ...], n: int) -> None:
+    """Push ``item`` onto a heap that keeps the ``n`` largest."""
+    if len(heap) < n:
+        heapq.heappush(heap, item)
+    else:
+        heapq.heappushpop(heap, item)
 
 
 def _tally(c: Counter[str]) -> dict[str, int]:
@@ -608,22 +580,14 @@ def render_html(
 
 # -- every flagged listing: flagged.csv and the report's table --------------------------------------
 
-_FLAGGED_READ = [
-    "source",
-    "line",
-    "id",
-    "seller_id",
-    "category",
-    "title",
-    "verdict",
-    "risk",
-    "classifier_score",
-    "rules",
-    "families",
-    "max_severity",
-    "copied_images",
-    "error_code",
-]
+
+def _csv_cell(value: Any) -> Any:
+    """A flagged.csv cell: scores to 4 places, lists space-separated, nothing as empty."""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return " ".join(value)
+    return "" if value is None else value
 
 
 def _score_reason(score: float | None, explanation: str | None, copies: int) -> str:
@@ -661,7 +625,7 @@ def flagged_listings(out_dir: Path, fam_names: dict[str, str]) -> tuple[list[dic
         writer.writerow(FLAGGED_COLUMNS)
         for part in part_files(out_dir, "listings"):
             names = pq.read_schema(part).names
-            columns = _FLAGGED_READ + (
+            columns = _LISTING_COLUMNS + (
                 ["classifier_explanation"] if "classifier_explanation" in names else []
             )
             t = pq.read_table(part, columns=columns)
@@ -695,31 +659,14 @@ def flagged_listings(out_dir: Path, fam_names: dict[str, str]) -> tuple[list[dic
                     "source": r["source"],
                     "line": r["line"],
                 }
-                writer.writerow(
-                    [
-                        row["id"],
-                        row["seller_id"] or "",
-                        row["category"] or "",
-                        row["title"],
-                        row["verdict"],
-                        "" if row["risk"] is None else f"{row['risk']:.4f}",
-                        "" if row["classifier_score"] is None else f"{row['classifier_score']:.4f}",
-                        row["max_severity"] or "",
-                        " ".join(rules),
-                        " ".join(row["families"]),
-                        reason,
-                        row["source"],
-                        row["line"],
-                    ]
-                )
-                item = (row["risk"] if row["risk"] is not None else -1.0, -n, row)
+                writer.writerow([_csv_cell(row[c]) for c in FLAGGED_COLUMNS])
+                _keep(heap, (row["risk"] if row["risk"] is not None else -1.0, -n, row), FLAGGED_EMBED)
                 n += 1
-                if len(heap) < FLAGGED_EMBED:
-                    heapq.heappush(heap, item)
-                else:
-                    heapq.heappushpop(heap, item)
     return [r for *_, r in sorted(heap, reverse=True)], n
 
+
+#: The columns of the report's table data (``_flagged_html``): flagged.csv's but where it came from.
+_EMBEDDED = FLAGGED_COLUMNS[: FLAGGED_COLUMNS.index("reason") + 1]
 
 _TABLE_SCRIPT = r"""
 (function () {
@@ -817,22 +764,9 @@ def _flagged_html(rows: list[dict[str, Any]], total: int, fam_names: dict[str, s
     if not rows:
         out.append("<tr><td colspan='7' class='muted'>没有需要处理的商品。</td></tr>")
     out.append("</tbody></table>")
-    data = [
-        [
-            r["id"],
-            r["seller_id"],
-            CATEGORY_LABELS.get(r["category"], r["category"]),
-            r["title"],
-            r["verdict"],
-            r["risk"],
-            r["classifier_score"],
-            r["max_severity"],
-            " ".join(r["rules"]),
-            " ".join(r["families"]),
-            r["reason"],
-        ]
-        for r in rows
-    ]
+    # flagged.csv's columns up to ``reason`` (the script's CSV export names them), lists joined
+    labelled = ({**r, "category": CATEGORY_LABELS.get(r["category"], r["category"])} for r in rows)
+    data = [[" ".join(v) if isinstance(v := r[c], list) else v for c in _EMBEDDED] for r in labelled]
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     out.append(f"<script type='application/json' id='flagged-data'>{payload}</script>")
     out.append(f"<script>{_TABLE_SCRIPT}</script>")
