@@ -95,6 +95,23 @@ def json_object(pg: bool, **fields: Any) -> Any:
     return func.json_build_object(*args) if pg else func.json_object(*args)
 
 
+def json_bool(pg: bool, value: bool) -> Any:
+    """A boolean constant nested as JSON inside ``json_object`` (bare, SQLite would nest 1 or 0)."""
+    flag = str(value).lower()
+    return literal_column(flag) if pg else func.json(literal_column(f"'{flag}'"))
+
+
+#: What an ``INSERT … SELECT`` of events writes (every column but the id).
+EVENT_COLUMNS = [c.name for c in EVENTS.c if c.name != "id"]
+
+
+def insert_events(u: Any, type_: Any, actor: Any, data: Any, now: Any, joined: Any = None) -> Any:
+    """``INSERT INTO events … SELECT``: an event for each changed item row of ``u``, numbered by its
+    ``event_seq`` (``joined``: ``u`` joined with what ``data`` reads)."""
+    rows = select(u.c.id, u.c.event_seq, type_, actor, data, now)
+    return insert(EVENTS).from_select(EVENT_COLUMNS, rows if joined is None else rows.select_from(joined))
+
+
 def json_value(pg: bool, name: str) -> Any:
     """A parameter holding JSON (a list, a boolean), nested as JSON inside ``json_object``."""
     value = bindparam(name, type_=JSON())
@@ -105,15 +122,14 @@ def json_value(pg: bool, name: str) -> Any:
 def with_event(statement: Any) -> Any:
     """``WITH u AS (<statement>), e AS (INSERT INTO events SELECT … FROM u) SELECT u.* FROM u``."""
     u = statement.cte("u")
-    event = select(
-        u.c.id,
-        u.c.event_seq,
+    event = insert_events(
+        u,
         bindparam("e_type", type_=String()),
         bindparam("e_actor", type_=Integer()),
         bindparam("e_data", type_=EVENTS.c.data.type),
         bindparam("e_now", type_=EVENTS.c.created_at.type),
     )
-    return select(*u.c).add_cte(insert(EVENTS).from_select(list(EVENTS.c.keys())[1:], event).cte("e"))
+    return select(*u.c).add_cte(event.cte("e"))
 
 
 async def apply_all(

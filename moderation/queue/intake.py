@@ -62,14 +62,14 @@ def storable_listing(listing: Listing) -> tuple[Listing, dict[str, Any], set[str
     data = listing.model_dump(mode="json")
     snapshot, changed = storable_json(data)
     flags = {"sanitized"} if changed else set()
-    listing_id = safe_id(listing.id)
+    listing_id, original_id = safe_id(listing.id), storable(listing.id)
     seller_id = safe_id(listing.seller_id) if listing.seller_id is not None else None
-    if listing_id != storable(listing.id) or seller_id != (
-        storable(listing.seller_id) if listing.seller_id is not None else None
+    if listing_id != original_id or (
+        listing.seller_id is not None and seller_id != storable(listing.seller_id)
     ):
         flags.add("long_id")
-        if listing_id != storable(listing.id):
-            snapshot["original_id"] = storable(listing.id)
+        if listing_id != original_id:
+            snapshot["original_id"] = original_id
     if not flags:
         return listing, data, flags
     snapshot["id"], snapshot["seller_id"] = listing_id, seller_id
@@ -136,11 +136,14 @@ class Intake:
         check, changed = storable_json(result.to_json_dict())
         if changed:
             flags.add("sanitized")
-        if result.error is not None:
-            if result.error.code not in QUEUE_ON_ERROR:
-                flags.clear()  # not queued (e.g. an invalid listing): nothing to flag
-            else:
+        if result.error is None:
+            queued = result.verdict not in (None, "pass")
+        else:
+            queued = result.error.code in QUEUE_ON_ERROR
+            if queued:
                 flags.add("check_error")
+            else:
+                flags.clear()  # not queued (e.g. an invalid listing): nothing to flag
         if getattr(result, "truncated", False):
             flags.add("truncated")
         with self.db.write() as conn:
@@ -152,9 +155,7 @@ class Intake:
                 "item_id": None,
                 "action": "none",
             }
-            if result.error is not None and result.error.code not in QUEUE_ON_ERROR:
-                return out
-            if result.error is None and result.verdict in (None, "pass"):
+            if not queued:
                 return out
             if flags:
                 out["flags"] = sorted(flags)

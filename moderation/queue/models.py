@@ -17,6 +17,11 @@ from sqlmodel import Field, SQLModel
 OPEN_SQL = "status IN ('pending', 'claimed', 'escalated')"
 
 
+def _partial(where: str) -> dict[str, Any]:
+    """The condition of a partial index, on both backends."""
+    return {"sqlite_where": text(where), "postgresql_where": text(where)}
+
+
 class ListingRow(SQLModel, table=True):
     """The latest known revision of a listing; ``revision`` grows when its content changes."""
 
@@ -37,20 +42,8 @@ class Item(SQLModel, table=True):
 
     __tablename__ = "items"
     __table_args__ = (
-        Index(
-            "uq_items_open_listing",
-            "listing_id",
-            unique=True,
-            sqlite_where=text(OPEN_SQL),
-            postgresql_where=text(OPEN_SQL),
-        ),
-        Index(
-            "uq_items_appeal_of",
-            "appeal_of",
-            unique=True,
-            sqlite_where=text("appeal_of IS NOT NULL"),
-            postgresql_where=text("appeal_of IS NOT NULL"),
-        ),
+        Index("uq_items_open_listing", "listing_id", unique=True, **_partial(OPEN_SQL)),
+        Index("uq_items_appeal_of", "appeal_of", unique=True, **_partial("appeal_of IS NOT NULL")),
         Index("ix_items_claimable", "status", "priority", "created_at"),
     )
 
@@ -101,8 +94,7 @@ Index(
     _ITEMS.c.priority.desc(),
     _ITEMS.c.created_at,
     _ITEMS.c.id,
-    sqlite_where=text(OPEN_SQL),
-    postgresql_where=text(OPEN_SQL),
+    **_partial(OPEN_SQL),
 )
 
 
@@ -185,19 +177,8 @@ class Outbox(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index(
-            "ix_outbox_undelivered",
-            "id",
-            sqlite_where=text(UNDELIVERED_SQL),
-            postgresql_where=text(UNDELIVERED_SQL),
-        ),
-        Index(
-            "ix_outbox_listing_undelivered",
-            "listing_id",
-            "id",
-            sqlite_where=text(UNDELIVERED_SQL),
-            postgresql_where=text(UNDELIVERED_SQL),
-        ),
+        Index("ix_outbox_undelivered", "id", **_partial(UNDELIVERED_SQL)),
+        Index("ix_outbox_listing_undelivered", "listing_id", "id", **_partial(UNDELIVERED_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -41,15 +41,26 @@ from sqlalchemy import (
 )
 
 from moderation.queue.core import DECISIONS, ITEMS, OUTBOX, iso, json_object, json_value
-from moderation.queue.db import Database, retrying, utcnow
+from moderation.queue.db import Database, dicts, retrying, utcnow
 from moderation.queue.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.queue.roles import Actor
 
 O = OUTBOX  # noqa: E741
 NOTIFICATION = "seller_notification"
 WITHDRAWN = "decision_withdrawn"
-#: Not delivered and not cancelled.
-_UNDONE = (O.c.sent_at.is_(None), O.c.cancelled_at.is_(None))
+
+
+def _undone(t: Any = O) -> tuple[Any, ...]:
+    """Not delivered and not cancelled."""
+    return t.c.sent_at.is_(None), t.c.cancelled_at.is_(None)
+
+
+def _unleased(now: datetime) -> Any:
+    """Never leased, or its lease ran out."""
+    return or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now)
+
+
+_UNDONE = _undone()
 #: The columns an outbox record is written with (``notification``, ``withdrawal``).
 _RECORD = [
     "item_id",
@@ -223,12 +234,9 @@ class OutboxDelivery:
             .where(
                 *_UNDONE,
                 O.c.available_at <= now,
-                or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
+                _unleased(now),
                 ~exists().where(
-                    earlier.c.listing_id == O.c.listing_id,
-                    earlier.c.id < O.c.id,
-                    earlier.c.sent_at.is_(None),
-                    earlier.c.cancelled_at.is_(None),
+                    earlier.c.listing_id == O.c.listing_id, earlier.c.id < O.c.id, *_undone(earlier)
                 ),
             )
             .order_by(O.c.id)
@@ -241,11 +249,7 @@ class OutboxDelivery:
         )
         claim = (
             update(O)
-            .where(
-                O.c.id == pick.c.id,
-                *_UNDONE,
-                or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now),
-            )
+            .where(O.c.id == pick.c.id, *_UNDONE, _unleased(now))
             .values(
                 leased_by=actor.id if actor else None,
                 attempts=O.c.attempts + 1,
@@ -255,7 +259,7 @@ class OutboxDelivery:
             .returning(*O.c)
         )
         with self.db.write() as conn:
-            rows = sorted((dict(r._mapping) for r in conn.execute(claim)), key=lambda r: r["id"])
+            rows = sorted(dicts(conn, claim), key=lambda r: r["id"])
         return {"records": [record_json(r, now) for r in rows], "lease_expires_at": iso(until)}
 
     def ack(self, ids: list[int], actor: Actor | None = None) -> dict[str, Any]:
@@ -267,33 +271,17 @@ class OutboxDelivery:
             raise Invalid("invalid_ids", f"acknowledge 1 to {MAX_ACK} record ids")
         now = utcnow()
         with self.db.write() as conn:
-            done = set(
-                conn.execute(
-                    update(O)
-                    .where(
-                        O.c.id.in_(wanted),
-                        *_UNDONE,
-                        O.c.leased_at.is_not(None),
-                    )
-                    .values(sent_at=now)
-                    .returning(O.c.id)
-                ).scalars()
-            )
+            acked = update(O).where(O.c.id.in_(wanted), *_UNDONE, O.c.leased_at.is_not(None))
+            done = set(conn.execute(acked.values(sent_at=now).returning(O.c.id)).scalars())
             rest = [i for i in wanted if i not in done]
-            found = (
-                {
-                    r.id: r
-                    for r in conn.execute(
-                        select(O.c.id, O.c.sent_at, O.c.cancelled_at).where(O.c.id.in_(rest))
-                    )
-                }
-                if rest
-                else {}
+            # the others: id → when delivered (None: never leased, or cancelled)
+            sent = (
+                dict(conn.execute(select(O.c.id, O.c.sent_at).where(O.c.id.in_(rest))).all()) if rest else {}
             )
-            unknown = [i for i in rest if i not in found]
+            unknown = [i for i in rest if i not in sent]
             if unknown:  # raising rolls the whole acknowledgement back
                 raise NotFound("unknown_outbox_record", "no outbox records with these ids", ids=unknown)
-            not_leased = [i for i in rest if found[i].sent_at is None]
+            not_leased = [i for i in rest if sent[i] is None]
             if not_leased:
                 raise Conflict(
                     "not_leased",
@@ -334,10 +322,7 @@ class OutboxDelivery:
             cond.append(O.c.kind == kind)
         now = utcnow()
         with self.db.read() as conn:
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(select(O).where(*cond).order_by(O.c.id).limit(limit + 1))
-            ]
+            rows = dicts(conn, select(O).where(*cond).order_by(O.c.id).limit(limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
         return {
@@ -348,8 +333,7 @@ class OutboxDelivery:
     def counts(self) -> dict[str, int]:
         """How many records are in each delivery state right now."""
         now = utcnow()
-        pending = and_(*_UNDONE)
-        free = or_(O.c.lease_expires_at.is_(None), O.c.lease_expires_at < now)
+        pending, free = and_(*_UNDONE), _unleased(now)
         queries = {
             "delivered": O.c.sent_at.is_not(None),
             "cancelled": O.c.cancelled_at.is_not(None),

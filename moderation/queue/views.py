@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, or_, select
 
 from moderation.queue.core import (
     DECISIONS,
@@ -138,17 +137,10 @@ class Views:
     def _load_cursor_key(self) -> bytes:
         with self.db.read() as conn:
             value = conn.execute(select(STATE.c.value).where(STATE.c.name == CURSOR_KEY)).scalar()
-        if value is None:
-            try:
-                with self.db.write() as conn:
-                    conn.execute(
-                        insert(STATE).values(
-                            name=CURSOR_KEY, value=secrets.token_hex(32), number=0, updated_at=utcnow()
-                        )
-                    )
-            except IntegrityError:
-                pass  # another process made it first
-            with self.db.read() as conn:
+        if value is None:  # the first to need it makes it; another process may have made it first
+            made = {"name": CURSOR_KEY, "value": secrets.token_hex(32), "number": 0, "updated_at": utcnow()}
+            with self.db.write() as conn:
+                conn.execute(self.db.insert(STATE).values(made).on_conflict_do_nothing())
                 value = conn.execute(select(STATE.c.value).where(STATE.c.name == CURSOR_KEY)).scalar_one()
         return bytes.fromhex(value)
 

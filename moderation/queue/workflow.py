@@ -35,7 +35,6 @@ from sqlalchemy.exc import IntegrityError
 
 from moderation.queue.core import (
     DECISIONS,
-    EVENTS,
     IDEMPOTENCY,
     ITEMS,
     LISTINGS,
@@ -46,7 +45,9 @@ from moderation.queue.core import (
     bumped,
     change,
     from_json,
+    insert_events,
     iso,
+    json_bool,
     json_object,
     json_value,
     load_item,
@@ -739,6 +740,12 @@ def _decide(bulk: bool) -> Any:
     )
 
 
+def _changed(statement: Any, pg: bool) -> Any:
+    """The item row an UPDATE changed, as ``u`` for the ``INSERT … SELECT``s that follow: on PostgreSQL
+    the UPDATE itself as a CTE, on SQLite (which runs them one by one) the row read back."""
+    return statement.cte("u") if pg else select(T).where(T.c.id == _ITEM).subquery("u")
+
+
 @functools.cache
 def _decision_rows(pg: bool, bulk: bool, marks: bool, keyed: bool) -> tuple[Any, ...]:
     """What a decision writes: the deciding UPDATE (``_decide``), then its ``decisions`` row, its
@@ -749,10 +756,7 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool, keyed: bool) -> tuple[Any,
     ``u`` and ``d`` read back in the same transaction. The key's row keeps the decided row as JSON
     (``Workflow._stored_answer`` rebuilds the answer from it)."""
     decide = _decide(bulk)
-    if pg:
-        u: Any = decide.cte("u")
-    else:
-        u = select(T).where(T.c.id == _ITEM).subquery("u")
+    u = _changed(decide, pg)
     row = {
         "item_id": u.c.id,
         "attempt": u.c.attempt,
@@ -787,19 +791,12 @@ def _decision_rows(pg: bool, bulk: bool, marks: bool, keyed: bool) -> tuple[Any,
         "reason_codes": json_value(pg, "b_codes"),
         "decision_id": d.c.id,
         "attempt": u.c.attempt,
-        "bulk": func.json(literal_column(f"'{str(bulk).lower()}'"))
-        if not pg
-        else literal_column(str(bulk).lower()),
+        "bulk": json_bool(pg, bulk),
     }
     if marks:
         fields["finding_marks"] = json_value(pg, "b_marks")
     decided = u.join(d, d.c.item_id == u.c.id)
-    event = insert(EVENTS).from_select(
-        ["item_id", "seq", "type", "actor", "data", "created_at"],
-        select(
-            u.c.id, u.c.event_seq, literal_column("'decided'"), _ACTOR, json_object(pg, **fields), _NOW
-        ).select_from(decided),
-    )
+    event = insert_events(u, literal_column("'decided'"), _ACTOR, json_object(pg, **fields), _NOW, decided)
     rows = [event, notification(u, d, pg)]
     if keyed:
         response = json_object(
@@ -872,23 +869,17 @@ def _reopen_rows(pg: bool, undo: bool, reclaim: bool) -> tuple[Any, ...]:
         )
         .returning(*RETURNING)
     )
-    u: Any = reopen.cte("u") if pg else select(T).where(T.c.id == _ITEM).subquery("u")
+    u = _changed(reopen, pg)
     writes, joined, decision_id, notice = withdrawal(u, pg)
-    flag = str(reclaim).lower()
     data = json_object(
         pg,
         attempt=u.c.attempt,
-        reclaimed=literal_column(flag) if pg else func.json(literal_column(f"'{flag}'")),
+        reclaimed=json_bool(pg, reclaim),
         reason=bindparam("b_reason", type_=String()),
         decision_id=decision_id,
         seller_notification=notice,
     )
-    event = insert(EVENTS).from_select(
-        ["item_id", "seq", "type", "actor", "data", "created_at"],
-        select(u.c.id, u.c.event_seq, bindparam("b_type", type_=String()), _ACTOR, data, _NOW).select_from(
-            joined
-        ),
-    )
+    event = insert_events(u, bindparam("b_type", type_=String()), _ACTOR, data, _NOW, joined)
     if not pg:
         return reopen, *writes, event
     return (select(*u.c).add_cte(*(w.cte(f"w{i}") for i, w in enumerate(writes)), event.cte("e")),)
