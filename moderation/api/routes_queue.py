@@ -214,6 +214,94 @@ class EventsOut(BaseModel):
     next_after: int | None
 
 
+class SignalOut(BaseModel):
+    """A check result that queued the item (the latest one's JSON is the detail's ``check``)."""
+
+    id: int
+    source: str
+    verdict: str | None
+    risk: float
+    listing_revision: int
+    created_at: str
+
+
+class FindingMarkOut(BaseModel):
+    """A finding the reviewer marked "not a violation" (``marks.public_mark``)."""
+
+    index: int
+    rule: str
+    family: str
+    field: str
+    start: int
+    end: int
+    text: str
+    mark: str
+    note: str
+
+
+class DecisionRecord(BaseModel):
+    """A decision on the listing (on any of its items), undone ones included."""
+
+    id: int
+    item_id: int
+    attempt: int
+    outcome: str
+    reason_codes: list[str]
+    seller_message: str
+    internal_note: str
+    listing_revision: int
+    decided_by: int
+    claimed_at: str | None
+    created_at: str
+    bulk: bool
+    undone_at: str | None
+    undone_by: int | None
+    undo_kind: str | None
+    undo_reason: str | None
+    decided_by_name: str | None
+    finding_marks: list[FindingMarkOut]
+
+
+class ItemEventOut(BaseModel):
+    """One of the item's events, with the name of who acted."""
+
+    seq: int
+    type: str
+    actor: int | None
+    data: dict[str, Any]
+    created_at: str
+    actor_name: str | None
+
+
+class SellerItemOut(BaseModel):
+    """Another item of the same seller (newest first, at most 20)."""
+
+    id: int
+    listing_id: str
+    title: str
+    status: str
+    outcome: str | None
+    created_at: str
+
+
+class ItemDetailOut(ListedItem):
+    """Everything a reviewer needs on one page (``Views.detail``): ``listing`` and ``check`` are the
+    listing snapshot and the contract Check result of the latest signal; ``claim_token`` only for the
+    holder; ``seller_counts`` the seller's items by outcome (``open``: not decided)."""
+
+    claim_token: str | None
+    listing: dict[str, Any]
+    check: dict[str, Any]
+    current_listing_revision: int | None
+    listing_deleted: bool
+    signals: list[SignalOut]
+    decisions: list[DecisionRecord]
+    events: list[ItemEventOut]
+    seller_history: list[SellerItemOut]
+    seller_counts: dict[str, int]
+    decided_by_name: str | None
+
+
 class HoldsOut(BaseModel):
     """Item id → the holder's username."""
 
@@ -229,6 +317,70 @@ class ReasonCode(BaseModel):
 class ReasonCodesOut(BaseModel):
     reason_codes: list[ReasonCode]
     outcomes: dict[str, str]
+
+
+class ThroughputOut(BaseModel):
+    decisions: int
+    per_hour: float
+    by_outcome: dict[str, int]
+    by_reviewer: dict[str, int]
+
+
+class HandlingOut(BaseModel):
+    """Claim to decision, in seconds (``None`` without decisions)."""
+
+    p50: float | None
+    p95: float | None
+
+
+class QueueAgeOut(BaseModel):
+    open: int
+    age_p50_seconds: float | None
+    age_p95_seconds: float | None
+
+
+class SlaOut(BaseModel):
+    open: int
+    decided_late: int
+    hours: dict[str, int]
+
+
+class RatesOut(BaseModel):
+    """Shares of the window's decisions, touched items or decided appeals (``None``: there were none)."""
+
+    escalation: float | None
+    undo: float | None
+    revert: float | None
+    appeal_overturn: float | None
+
+
+class AppealsOut(BaseModel):
+    decided: int
+    overturned: int
+
+
+class RulePrecisionOut(BaseModel):
+    """Of the decided items the rule fired on: rejected or sent back (``confirmed``), or approved."""
+
+    rule: str
+    family: str
+    confirmed: int
+    overruled: int
+    decided: int
+    precision: float | None
+
+
+class StatsOut(BaseModel):
+    """The queue's figures over the last ``window_hours`` (``stats.compute_stats``)."""
+
+    window_hours: float
+    throughput: ThroughputOut
+    handling_seconds: HandlingOut
+    queue: QueueAgeOut
+    sla_breaches: SlaOut
+    rates: RatesOut
+    appeals: AppealsOut
+    rule_precision: list[RulePrecisionOut]
 
 
 async def q(request: Request) -> ReviewQueue:
@@ -290,7 +442,7 @@ def list_items(
     return queue.views.list_items(f, limit=limit, cursor=cursor)
 
 
-@router.get("/items/{item_id}")
+@router.get("/items/{item_id}", response_model=ItemDetailOut)
 def item_detail(
     item_id: ItemId, queue: Q, actor: Annotated[Actor, Depends(require("view"))]
 ) -> dict[str, Any]:
@@ -437,7 +589,7 @@ def events(
     return queue.views.events(item_id=item_id, after_id=after, limit=limit)
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=StatsOut)
 def stats(
     queue: Q,
     _: Annotated[Actor, Depends(require("stats"))],
