@@ -15,7 +15,7 @@ import pytest
 from moderation.paths import REPO_ROOT
 from moderation.rules.engine import RulesEngine
 from moderation.rules.masking import contact_spans, mask_contacts, mask_finding, mask_result, mask_value
-from moderation.rules.pack import RulePackError
+from moderation.rules.pack import RulePackError, load_pack
 from moderation.rules.policy import Policy, load_policy
 from moderation.schema import Finding, Listing
 
@@ -354,3 +354,33 @@ def test_brand_lexicon_rows_name_their_source() -> None:
     rows = [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
     assert len(rows) >= 400
     assert {row[1] for row in rows} <= {"ner-dev", "gazetteer", "curated"}
+
+
+@pytest.mark.parametrize(
+    ("title", "split"),
+    [
+        ("古*驰 女士斜挎包", True),
+        ("香❤奈❤儿 链条包", True),
+        ("N I K E 气垫跑鞋", True),
+        ("古驰 女士斜挎包 官方授权", False),
+        ("H&M 女装 针织开衫", False),
+        ("Levi's 501 牛仔裤", False),
+        ("九阳豆浆机 d j i3r-p9", False),
+    ],
+)
+def test_a_brand_broken_up_by_symbols_is_a_counterfeit_signal(title: str, split: bool) -> None:
+    """Genuine sellers write their brand whole; the split itself is what counterfeit.split_brand reports."""
+    found = {f.rule for f in _ENGINE.find(Listing(id="t", title=title, category="general"))}
+    assert ("counterfeit.split_brand" in found) is split
+
+
+def test_obfuscated_must_be_a_boolean(tmp_path: Path) -> None:
+    pack = tmp_path / "counterfeit_signals.yaml"
+    pack.write_text(
+        "family: counterfeit_signals\nname: x\nlaw: 商标法第五十七条\nseverity: high\nrules:\n"
+        "  - id: counterfeit.x\n    terms: [古驰]\n    obfuscated: maybe\n    message: m\n"
+        "    examples: {fire: [古*驰], pass: [古驰]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RulePackError, match="obfuscated"):
+        load_pack(pack)

@@ -137,6 +137,8 @@ class Judge:
                 rule.requires, windows, start, end, ctx, any_of=False
             ):
                 continue
+            if rule.obfuscated and not split_in_original(norm, start, end):
+                continue
             if bounds is None:
                 bounds = self.tokeniser.boundaries(text)
             modifies, action = "", None
@@ -168,6 +170,28 @@ class Judge:
                 continue
             kept.append(Claim(rule, start, end, modifies, action))
         return kept, dropped
+
+
+def split_in_original(norm: NormalisedText, start: int, end: int) -> bool:
+    """True when folding removed symbols from inside the match: the seller broke the word up on purpose.
+
+    Why: a brand written 法/拉*利 or 古-驰 folds back to the brand, so the ordinary brand rules see it;
+    that it was broken up is itself the counterfeit signal (genuine sellers write their brand whole).
+    A symbol (anything but a letter, digit or space) between two kept characters counts; spaces count
+    only when every gap of a word of four or more characters has one (N I K E), since two words that
+    happen to meet at a space (李 宁波) or a spaced model number (d j i3r) are not an evasion.
+    """
+    lo, hi = norm.original_span(start, end)
+    inner = norm.original[lo:hi]
+    # Latin marks are written with their own symbols (h&m, levi's, dr.martens, coca-cola); Chinese never are.
+    native = "" if any("\u4e00" <= ch <= "\u9fff" for ch in inner) else _LATIN_NAME_SYMBOLS
+    if any(not (ch.isalnum() or ch.isspace() or ch in native) for ch in inner):
+        return True
+    kept = [ch for ch in inner if not ch.isspace()]
+    return len(kept) >= 4 and len(inner) >= 2 * len(kept) - 1
+
+
+_LATIN_NAME_SYMBOLS = "&'’＇.-+!·"
 
 
 def _covered(spans: list[tuple[int, int]], j: int, start: int, end: int) -> bool:

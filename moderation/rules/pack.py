@@ -43,6 +43,7 @@ _RULE_KEYS = {
     "judge",
     "grammar",
     "rewrite",
+    "obfuscated",
 }
 _CONTEXT_KEYS = {"phrases", "before", "after", "clause", "sentence", "attributes", "listing"}
 _FRAME_KEYS = _CONTEXT_KEYS | {"reason", "explain"}
@@ -123,6 +124,8 @@ class Rule:
     source: str  # "file:line", for error messages and the rules listing
     #: How a finding's span can be rewritten: ("drop", ""), ("keep_modified", "") or ("replace", phrase).
     rewrite: tuple[str, str] | None = None
+    #: Fire only where the original text hides the match with symbols inside it (法/拉*利, N I K E).
+    obfuscated: bool = False
 
     def applies_to(self, category: str) -> bool:
         if category in self.except_categories:
@@ -465,6 +468,9 @@ def _rule(
     if suggestion is not None and not isinstance(suggestion, str):
         raise _fail(where, "suggestion must be text")
     rewrite = _rewrite(raw.get("rewrite"), where)
+    obfuscated = raw.get("obfuscated", False)
+    if not isinstance(obfuscated, bool):
+        raise _fail(where, "obfuscated must be true or false")
     examples = raw.get("examples") or {}
     if not isinstance(examples, dict):
         raise _fail(where, "examples must be a mapping with fire and pass lists")
@@ -494,6 +500,7 @@ def _rule(
         pass_=pass_,
         source=where.split(": rule")[0],
         rewrite=rewrite,
+        obfuscated=obfuscated,
     )
 
 
