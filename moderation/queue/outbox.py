@@ -61,17 +61,6 @@ def _unleased(now: datetime) -> Any:
 
 
 _UNDONE = _undone()
-#: The columns an outbox record is written with (``notification``, ``withdrawal``).
-_RECORD = [
-    "item_id",
-    "decision_id",
-    "listing_id",
-    "kind",
-    "payload",
-    "created_at",
-    "available_at",
-    "attempts",
-]
 #: ``records(status=…)`` filters; ``pending`` is everything still to deliver (waiting, ready or leased).
 STATUSES = ("pending", "delivered", "cancelled", "all")
 MAX_LEASE = 500
@@ -120,17 +109,29 @@ def notification(u: Any, d: Any, pg: bool) -> Any:
         reasons=json_value(pg, "b_reasons"),
         message=bindparam("b_seller_message", type_=String()),
     )
-    rows = select(
-        u.c.id,
-        d.c.id,
-        u.c.listing_id,
-        literal_column(f"'{NOTIFICATION}'"),
-        payload,
-        bindparam("b_now", type_=O.c.created_at.type),
-        bindparam("b_available_at", type_=O.c.created_at.type),
-        literal_column("0"),
+    available_at = bindparam("b_available_at", type_=O.c.created_at.type)
+    return _insert_record(
+        u, d, NOTIFICATION, payload, u.join(d, d.c.item_id == u.c.id), available_at=available_at
     )
-    return insert(O).from_select(_RECORD, rows.select_from(u.join(d, d.c.item_id == u.c.id)))
+
+
+def _insert_record(u: Any, d: Any, kind: str, payload: Any, joined: Any, **later: Any) -> Any:
+    """``INSERT INTO outbox … SELECT`` a ``kind`` record of the item ``u`` and the decision ``d`` from
+    ``joined``, written at ``b_now`` and never leased yet; ``later``: ``available_at`` (else at once)
+    and ``cancelled_at``."""
+    now = bindparam("b_now", type_=O.c.created_at.type)
+    record = {
+        "item_id": u.c.id,
+        "decision_id": d.c.id,
+        "listing_id": u.c.listing_id,
+        "kind": literal_column(f"'{kind}'"),
+        "payload": payload,
+        "created_at": now,
+        "available_at": now,
+        "attempts": literal_column("0"),
+        **later,
+    }
+    return insert(O).from_select(list(record), select(*record.values()).select_from(joined))
 
 
 def withdrawal(u: Any, pg: bool) -> tuple[list[Any], Any, Any, Any]:
@@ -183,20 +184,7 @@ def withdrawal(u: Any, pg: bool) -> tuple[list[Any], Any, Any, Any]:
         reason=func.coalesce(func.nullif(reason, ""), bindparam("b_type", type_=String())),
         notification_id=n.c.id,
     )
-    record = insert(O).from_select(
-        [*_RECORD, "cancelled_at"],
-        select(
-            u.c.id,
-            d.c.id,
-            u.c.listing_id,
-            literal_column(f"'{WITHDRAWN}'"),
-            payload,
-            now,
-            now,
-            literal_column("0"),
-            case((cancelled, now)),
-        ).select_from(joined),
-    )
+    record = _insert_record(u, d, WITHDRAWN, payload, joined, cancelled_at=case((cancelled, now)))
     state = case((cancelled, literal_column("'cancelled'")), else_=literal_column("'retracted'"))
     return ([record] if pg else [undone, cancel, record]), joined, d.c.id, state
 

@@ -186,20 +186,13 @@ class Views:
             try:
                 if values[0] != f.sort:
                     raise ValueError("a cursor of another sort order")
-                if f.sort == "oldest":
-                    at, last = _cursor_time(values[1]), _cursor_int(values[2])
-                    cond.append(or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)))
-                else:
-                    prio, at, last = _cursor_int(values[1]), _cursor_time(values[2]), _cursor_int(values[3])
-                    cond.append(
-                        or_(
-                            T.c.priority < prio,
-                            and_(
-                                T.c.priority == prio,
-                                or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last)),
-                            ),
-                        )
-                    )
+                # [sort, (priority,) created_at, id] of the last row shown: the rows after it
+                prio = None if f.sort == "oldest" else _cursor_int(values.pop(1))
+                at, last = _cursor_time(values[1]), _cursor_int(values[2])
+                after = or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last))
+                if prio is not None:
+                    after = or_(T.c.priority < prio, and_(T.c.priority == prio, after))
+                cond.append(after)
             except (IndexError, TypeError, ValueError) as exc:
                 raise Invalid("invalid_cursor", _BAD_CURSOR) from exc
         limit = max(1, min(limit, 200))
