@@ -68,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--regulated-file", type=Path, default=REPO / "scripts" / "data" / "lawful_regulated.yaml"
     )
+    ap.add_argument(
+        "--lookalikes",
+        type=int,
+        default=0,
+        help="add this many minimal pairs of lawful look-alikes and their violations (LEGAL.md §3 "
+        "exemptions, rules/frames.yaml), plus rules/lawful_wording.yaml's examples and extra copies of "
+        "the training rules' pass examples (moderation/classifier/lookalikes.py)",
+    )
+    ap.add_argument("--lookalike-wording-repeat", type=int, default=3)
+    ap.add_argument("--lookalike-pass-repeat", type=int, default=2)
+    ap.add_argument("--lawful-wording", type=Path, default=REPO / "rules" / "lawful_wording.yaml")
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -134,6 +145,29 @@ def main(argv: list[str] | None = None) -> int:
             f"regulated: {len(reg)} training listings ({sum(e.label for e in reg)} unlawful), "
             f"{len(data['regulated_check'])} check listings on held-out products; "
             f"{dropped + dropped_check} drafts dropped as near duplicates of real test items"
+        )
+    if args.lookalikes:
+        import random
+
+        from moderation.classifier.lookalikes import lookalike_examples
+        from moderation.classifier.realdata import is_held_out
+
+        la, dropped = lookalike_examples(
+            args.lookalikes,
+            args.seed,
+            args.packs,
+            args.lawful_wording,
+            wording_repeat=args.lookalike_wording_repeat,
+            pass_repeat=args.lookalike_pass_repeat,
+            exclude=is_held_out if args.real else None,
+        )
+        for e in la:
+            e.split = "train"
+        data["train"].extend(la)
+        random.Random(f"{args.seed}:train-order-lookalikes").shuffle(data["train"])
+        print(
+            f"look-alikes: {len(la)} training examples ({sum(e.label for e in la)} violations), "
+            f"{dropped} dropped as near duplicates of real test items"
         )
     for name, exs in data.items():
         write_jsonl(args.out / f"{name}.jsonl", exs)

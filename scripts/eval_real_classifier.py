@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/eval_real_classifier.py [--model models/risk-classifier] [--part test] [--json OUT]
     .venv/bin/python scripts/eval_real_classifier.py --part test --plots models     # the model card's plots
+    .venv/bin/python scripts/eval_real_classifier.py --model NEW --threshold T --baseline models/risk-classifier \
+        --baseline-threshold T0 --part test --with-rules      # a candidate against the shipped model, one run
 
 Reports ROC-AUC (with a 90% group-bootstrap interval) on cases (violations vs lawful look-alikes) and
 on labelled corpus lines (titles, app descriptions), ECE on the part, and what the policy's review
@@ -58,6 +60,40 @@ def with_rules(items: list[RealExample], scores: list[float], thr: float) -> dic
     return out
 
 
+def paired_auc_difference(
+    new: list[float], old: list[float], items: list[RealExample], kind: str, n: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """new − old ROC-AUC on one kind of binary item, with a 90% interval from a paired bootstrap over
+    whole groups (cases by source, lines by near-duplicate key): both models are scored on the same
+    resampled items, so the interval is that of the difference, not of either AUC."""
+    import numpy as np
+
+    from moderation.classifier.evaluate import roc_auc
+
+    idx = [i for i, r in enumerate(items) if r.kind == kind and r.label in ("violation", "lawful")]
+    y = np.array([items[i].label == "violation" for i in idx], dtype=int)
+    a, b = np.array([new[i] for i in idx]), np.array([old[i] for i in idx])
+    groups = sorted({items[i].key for i in idx})
+    gid = {g: k for k, g in enumerate(groups)}
+    members: list[list[int]] = [[] for _ in groups]
+    for j, i in enumerate(idx):
+        members[gid[items[i].key]].append(j)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        pick = np.concatenate([members[k] for k in rng.integers(0, len(groups), len(groups))])
+        yy = y[pick]
+        if yy.min() == yy.max():
+            continue
+        diffs.append(roc_auc(a[pick], yy) - roc_auc(b[pick], yy))
+    d = np.array(diffs)
+    return {
+        "difference": roc_auc(a, y) - roc_auc(b, y),
+        "ci90": (float(np.percentile(d, 5)), float(np.percentile(d, 95))),
+        "p_new_not_better": float((d <= 0).mean()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "models" / "risk-classifier")
@@ -82,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read the real sets from this frozen copy of tests/real (A/B runs on identical items)",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also score this model (the shipped one) in the same run: both reports, the replacement "
+        "rule (feedback.compare) and paired-bootstrap intervals of the AUC differences",
+    )
+    ap.add_argument("--baseline-threshold", type=float, default=None, help="default: the policy's")
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -114,6 +158,33 @@ def main(argv: list[str] | None = None) -> int:
             [s for s, _ in binary], [e for _, e in binary], args.plots, title=f"{rm.name}, real {args.part}"
         ):
             print(f"wrote {p}")
+    if args.baseline is not None:
+        from moderation.classifier.feedback import compare
+
+        old = load_model(args.baseline)
+        old_scores = old.score_texts([r.example.text for r in items], threads=args.threads)
+        old_thr = args.baseline_threshold if args.baseline_threshold is not None else policy_threshold()
+        old_rep = real_report(old_scores, items, threshold=old_thr)
+        print(f"baseline {old.name} ({args.baseline})")
+        print(format_real_report(old_rep, args.part))
+        if args.with_rules:
+            old_rep["with_rules"] = with_rules(items, old_scores, old_thr)
+            for kind, d in old_rep["with_rules"].items():
+                print(
+                    f"{kind} (baseline): rules + classifier recall {d['both_recall']:.1%} ({d['both_tp']}), "
+                    f"false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
+                    f"+{d['added_fpr']:.2%} false alarms"
+                )
+        ok, reasons = compare(old_rep, rep)
+        diffs = {k: paired_auc_difference(scores, old_scores, items, k) for k in ("cases", "lines")}
+        for k, d in diffs.items():
+            print(
+                f"{k}: AUC new − baseline {d['difference']:+.4f} (paired 90% CI {d['ci90'][0]:+.3f}–"
+                f"{d['ci90'][1]:+.3f}; share of resamples where new is not better {d['p_new_not_better']:.2f})"
+            )
+        print("replacement rule: " + ("accepted" if ok else "refused: " + "; ".join(reasons)))
+        rep["baseline"] = {"model": old.name, "path": str(args.baseline), "report": old_rep}
+        rep["comparison"] = {"accepted": ok, "reasons": reasons, "auc_difference": diffs}
     if args.json:
         args.json.write_text(json.dumps(rep, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read the real sets from this frozen copy of tests/real (experiments)",
     )
+    ap.add_argument(
+        "--soup",
+        type=Path,
+        action="append",
+        default=[],
+        help="average the weights of these fine-tuned checkpoints (repeat; seeds of one recipe from one "
+        "encoder) into --out, calibrated on --data's calib_real.jsonl (pipeline.soup_models)",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -124,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         fold="" if args.no_fold else "t2s",
         mlm_lr=args.mlm_lr,
     )
+    if args.soup:
+        from moderation.classifier.pipeline import soup_models
+
+        rec = soup_models(args.soup, args.data, args.out, cfg, score_tests=not args.no_test)
+        print(
+            json.dumps({k: rec[k] for k in ("soup_of", "calibration", "real")}, ensure_ascii=False, indent=2)
+        )
+        return 0
     if args.pretrain_only:
         from moderation.classifier.pipeline import pretrain_encoder
 

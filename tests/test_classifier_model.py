@@ -349,3 +349,29 @@ def test_shipped_model_scores_with_its_onnx_graph_exactly_like_torch():
     np.testing.assert_allclose(
         onnx_rm.score_listings(rows, batch_size=1), torch_rm.score_listings(rows), atol=1e-5
     )
+
+
+def test_a_soup_of_identical_members_is_the_member(tiny, tmp_path):
+    """pipeline.soup_models averages weights of checkpoints from one start: two copies of one model give
+    that model back (same margins), calibrated on the data's calib_real.jsonl; other vocabularies are refused."""
+    from moderation.classifier.pipeline import soup_models
+
+    src, held, _ = tiny
+    fold = json.loads((src / "calibration.json").read_text(encoding="utf-8")).get("fold", "")
+    members = []
+    for name in ("a", "b"):
+        d = _copy_model(src, tmp_path / name)
+        (d / "training.json").write_text(json.dumps({"seed": 1, "spec": {}}), encoding="utf-8")
+        members.append(d)
+    data = tmp_path / "data"
+    write_jsonl(data / "calib_real.jsonl", held)
+    cfg = TrainConfig(threads=1, fp16_weights=False, fold=fold)
+    rec = soup_models(members, data, tmp_path / "soup", cfg)
+    assert rec["soup_of"] == [str(m) for m in members]
+    texts = [e.text for e in held[:40]]
+    want = load_model(src, backend="torch").margins(texts, threads=1)
+    got = load_model(tmp_path / "soup", backend="torch").margins(texts, threads=1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    (members[1] / "tokenizer.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="vocabulary"):
+        soup_models(members, data, tmp_path / "soup2", cfg)

@@ -344,6 +344,85 @@ def pretrain_encoder(
     return {**record, "total_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0}
 
 
+def soup_models(
+    members: Sequence[str | Path],
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    score_tests: bool = False,
+) -> dict[str, Any]:
+    """A uniform weight average ("model soup") of fine-tuned checkpoints that share one pre-trained
+    encoder and tokenizer (seeds of one recipe: same start, other data order and dropout), saved and
+    calibrated like a trained model on the data's real calib part. One model's cost per listing, with
+    less of the seed-to-seed spread of a single run. Refuses members with another vocabulary, shape or
+    folding."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    paths = [Path(m) for m in members]
+    if len(paths) < 2:
+        raise ValueError("a soup needs at least two checkpoints")
+    folds = {
+        json.loads(Path(p, "calibration.json").read_text(encoding="utf-8")).get("fold", "") for p in paths
+    }
+    vocabs = {Path(p, "tokenizer.json").read_text(encoding="utf-8") for p in paths}
+    if len(folds) != 1 or len(vocabs) != 1:
+        raise ValueError("soup members must share folding and vocabulary (fine-tuned from one encoder)")
+    if cfg.fold not in folds:
+        raise ValueError(f"members were trained with fold {folds}, not {cfg.fold!r}")
+    torch.set_num_threads(cfg.threads)
+    models = [
+        BertForSequenceClassification.from_pretrained(str(p), local_files_only=True).float() for p in paths
+    ]
+    state = models[0].state_dict()
+    avg = {
+        k: (torch.stack([m.state_dict()[k].float() for m in models]).mean(0)).to(v.dtype)
+        if v.is_floating_point()
+        else v
+        for k, v in state.items()
+    }
+    model = models[0]
+    model.load_state_dict(avg)
+    tokenizer = AutoTokenizer.from_pretrained(str(paths[0]), local_files_only=True)
+    calib = read_jsonl(Path(data_dir) / "calib_real.jsonl")
+    if cfg.fold:
+        from dataclasses import replace as _replace
+
+        from .textfold import fold_all
+
+        calib = [_replace(e, text=t) for e, t in zip(calib, fold_all([e.text for e in calib]), strict=True)]
+    c = model.config
+    cal = save_and_calibrate(model, tokenizer, out_dir, calib, cfg, c.max_position_embeddings - 2)
+    first = json.loads(Path(paths[0], "training.json").read_text(encoding="utf-8"))
+    record: dict[str, Any] = {
+        "model": f"{MODEL_NAME}@{MODEL_VERSION}",
+        "soup_of": [str(p) for p in paths],
+        "soup_member_seeds": [
+            json.loads(Path(p, "training.json").read_text(encoding="utf-8")).get("seed") for p in paths
+        ],
+        "spec": first.get("spec"),
+        "vocab_size": first.get("vocab_size"),
+        "fold": cfg.fold,
+        "init": first.get("init"),
+        "pretrain": first.get("pretrain"),
+        "member_training": {
+            k: first.get(k) for k in ("n_train", "n_calib", "epochs", "batch_size", "lr", "threads")
+        },
+        "n_calib": len(calib),
+        "calibration": {"method": cal.method, "a": cal.a, "b": cal.b, **cal.info},
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    record["total_seconds"] = time.perf_counter() - t0
+    record["cpu_seconds"] = time.process_time() - cpu0
+    record["member_seconds"] = [
+        json.loads(Path(p, "training.json").read_text(encoding="utf-8")).get("total_seconds") for p in paths
+    ]
+    record["real"] = real_figures(out_dir, threads=cfg.threads, with_test=score_tests)
+    write_training_record(out_dir, record)
+    return record
+
+
 def train_from_data_dir(
     data_dir: str | Path = DEFAULT_DATA_DIR,
     out_dir: str | Path = DEFAULT_OUT_DIR,
