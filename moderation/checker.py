@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
-from moderation.rules.engine import CheckBudgetExceeded, Detection, RulesEngine
+from moderation.rules.engine import CheckBudgetExceeded, Detection, Folded, RulesEngine
 from moderation.rules.lawful import lawful_wording
 from moderation.schema import (
     CategoryInference,
@@ -373,15 +373,30 @@ class Checker:
             if model is not None:
                 # The model was trained on the category tag plus the text (see models/MODEL_CARD.md).
                 scores = list(model.score_listings([listing for _, listing in batch]))
-            for (i, listing), score in zip(batch, scores, strict=True):
+            # Without OCR, the rules fold the batch's texts and infer its categories in one pass each.
+            folds = self._fold_batch([listing for _, listing in batch]) if use is False else None
+            for k, ((i, listing), score) in enumerate(zip(batch, scores, strict=True)):
                 try:
-                    results[i] = check_one(listing, score)
+                    if folds is not None:
+                        results[i] = self.finish(
+                            listing, self.engine.detect(listing, folded_as=folds[k]), score
+                        )
+                    else:
+                        results[i] = check_one(listing, score)
                 except Exception as exc:  # one listing must never stop a run
                     log.exception("checking listing %s failed", listing.id)
                     results[i] = CheckResult.failed(
                         listing.id, "internal_error", f"{type(exc).__name__}: {exc}"
                     )
         return [r for r in results if r is not None]
+
+    def _fold_batch(self, listings: list[Listing]) -> list[Folded] | None:
+        """The batch folded for the rules (``RulesEngine.fold_many``), or None when that fails: then each
+        listing is folded on its own, so that only the listing that cannot be checked gets an error."""
+        try:
+            return self.engine.fold_many(listings)
+        except Exception:
+            return None
 
     def _check_one(self, listing: Listing, score: float | None) -> CheckResult:
         return self.finish(listing, self.engine.detect(listing), score)

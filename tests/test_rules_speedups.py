@@ -7,9 +7,11 @@ import re
 
 import pytest
 
+from moderation.checker import Checker
 from moderation.rules.engine import RulesEngine
 from moderation.rules.literals import Prefilter, required_literals
 from moderation.rules.pack import trie_regex
+from moderation.schema import Listing
 from moderation.text.normalise import normalise
 from moderation.text.tokenise import BLOCK_RE, TextBoundaries
 
@@ -147,3 +149,71 @@ def test_any_frame_says_no_only_when_no_frame_holds(engine: RulesEngine) -> None
             if holds:
                 assert frames.may_hold(windows, start, end, around), (rule.id, text, start, end)
     assert held > 50
+
+
+def _equal_norms(a: object, b: object) -> bool:
+    from moderation.text.normalise import NormalisedText
+
+    assert isinstance(a, NormalisedText) and isinstance(b, NormalisedText)
+    return (
+        a.original == b.original
+        and a.text == b.text
+        and a.starts.tolist() == b.starts.tolist()
+        and a.ends.tolist() == b.ends.tolist()
+    )
+
+
+def test_normalise_many_equals_normalise_one_by_one(engine: RulesEngine) -> None:
+    """Folding a batch as one text joined by line breaks gives each text what it gets alone: evasion
+    spellings and digit joiners at the seams, empty texts, lone surrogates, and texts too long to join."""
+    from moderation.text import normalise as module
+    from moderation.text.normalise import normalise_many
+
+    rng = random.Random(19)
+    pieces = [ex.text for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
+    pieces += ["zuì jiā", "zui", "jia", "最.", ".5", "3.", "-2", "\ud800", "ＮＯ．１", "", "\n", " ", "醉佳"]
+    for _ in range(60):
+        texts = [
+            "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(0, 30))
+        ]
+        assert all(map(_equal_norms, normalise_many(texts), map(normalise, texts)))
+    texts = [rng.choice(pieces) * 5 for _ in range(200)]
+    saved = module.BATCH_CHARS
+    module.BATCH_CHARS = 64  # several groups, and texts longer than a group
+    try:
+        assert all(map(_equal_norms, normalise_many(texts), map(normalise, texts)))
+    finally:
+        module.BATCH_CHARS = saved
+
+
+def test_infer_many_equals_infer_one_by_one(engine: RulesEngine) -> None:
+    """The category model's batch arithmetic gives each text the same guess, confidence and evidence."""
+    assert engine.categories is not None
+    texts = [normalise(ex.text).text for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
+    texts += ["", "电子烟 烟油", "面霜 精华 胶囊", "a", "保健食品 蓝帽子 胶囊 软胶囊"]
+    many = engine.categories.infer_many(texts)
+    assert many == [engine.categories.infer(t) for t in texts]
+    assert sum(g is not None for g in many) > 20
+
+
+def test_check_many_folds_the_batch_as_check_does(rules_checker: Checker) -> None:
+    """check_many (one folding and inference pass per batch) answers as the engine does for each
+    listing folded on its own."""
+    engine = rules_checker.engine
+    rng = random.Random(23)
+    examples = [ex for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
+    listings = []
+    for i in range(300):
+        a, b = rng.sample(examples, 2)
+        listings.append(
+            {
+                "id": f"l{i}",
+                "title": a.text if i % 5 else "",
+                "description": b.text if i % 3 or i % 5 == 0 else "",
+                "category": rng.choice([a.category, "general"]),
+                "attributes": a.attributes if i % 2 else {},
+            }
+        )
+    many = rules_checker.check_many(listings, batch_size=37)
+    single = [rules_checker.finish(x, engine.detect(x), None) for x in map(Listing.model_validate, listings)]
+    assert [r.model_dump() for r in many] == [r.model_dump() for r in single]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import cast
 
@@ -95,16 +96,14 @@ class CategoryModel:
             directory / "weights.npz", prior=self.prior, weights=self.weights.astype(np.float16)
         )
 
-    def scores(self, feats: list[str]) -> tuple[np.ndarray, list[int]]:
+    def indices(self, feats: list[str]) -> list[int]:
+        """The known features' indices, in order (the order of the float32 sum in ``infer_many``)."""
         # In the features' sort order (the indices'), not in a set's order: the order decides the
         # float32 sum and ties among the evidence, and a set's order of strings changes with the
         # process's string hashing (two runs could disagree).
         known = set(map(self.vocab.get, feats))
         known.discard(None)
-        idx = sorted(cast("set[int]", known))
-        if idx:  # prior (float64) plus the float32 sum, as prior.copy() += sum did
-            return self.prior + np.add.reduce(self.weights[idx], axis=0), idx
-        return self.prior.copy(), idx
+        return sorted(cast("set[int]", known))
 
 
 class CategoryInferrer:
@@ -141,34 +140,60 @@ class CategoryInferrer:
 
     def infer(self, folded: str) -> CategoryGuess | None:
         """The category of a ``general`` listing's folded text, when the evidence is strong enough."""
+        return self.infer_many([folded])[0]
+
+    def infer_many(self, texts: list[str]) -> list[CategoryGuess | None]:
+        """``infer`` for each text, with the model's arithmetic done once for all of them.
+
+        The same floating-point operations in the same order as one text at a time: each text's feature
+        rows summed in index order (``np.add.reduceat`` sums a segment row by row, as ``np.add.reduce``
+        over axis 0 does), the noun bonuses added one by one, and the softmax taken row by row."""
         keys = self._noun_keys
-        found = (
-            [keys[k] for k, _, _ in self._noun_ac.find_matches_as_indexes(folded)]
-            if self._noun_ac is not None
-            else []
-        )
+        noun_ac = self._noun_ac
+        found_all = [
+            [keys[k] for k, _, _ in noun_ac.find_matches_as_indexes(folded)] if noun_ac is not None else []
+            for folded in texts
+        ]
         if self.model is None:
-            cats = {self.nouns[n] for n in found}
-            if len(cats) == 1:
-                return CategoryGuess(cats.pop(), 1.0, tuple(dict.fromkeys(found)))
-            return None
+            out: list[CategoryGuess | None] = []
+            for found in found_all:
+                cats = {self.nouns[n] for n in found}
+                guess = (
+                    CategoryGuess(cats.pop(), 1.0, tuple(dict.fromkeys(found))) if len(cats) == 1 else None
+                )
+                out.append(guess)
+            return out
         model = self.model
-        total, idx = model.scores(features(folded))
+        idxs = [model.indices(features(folded)) for folded in texts]
+        total = np.empty((len(texts), len(model.prior)), dtype=np.float64)
+        total[:] = model.prior
+        lengths = [len(idx) for idx in idxs]
+        used = [i for i, n in enumerate(lengths) if n]
+        if used:
+            flat = [x for idx in idxs for x in idx]
+            offsets = list(accumulate((lengths[i] for i in used[:-1]), initial=0))
+            total[used] = model.prior + np.add.reduceat(model.weights[flat], offsets, axis=0)
         index = self._category_index(model)
-        for noun in found:
-            i = index.get(self.nouns[noun])
-            if i is not None:
-                total[i] += NOUN_BONUS
-        probs = np.exp(total - np.maximum.reduce(total))  # the ufuncs of .max() and .sum(), called directly
-        probs /= np.add.reduce(probs)
-        best = int(probs.argmax())
-        category, confidence = model.categories[best], float(probs[best])
-        need = STRICT_CONFIDENCE if category in STRICT else MIN_CONFIDENCE
-        if category == "general" or confidence < need:
-            return None
-        evidence = [n for n in dict.fromkeys(found) if self.nouns[n] == category]
-        if not evidence and idx:
-            gen = model.categories.index("general")
-            lift = model.weights[idx, best] - model.weights[idx, gen]
-            evidence = [model.words[idx[i]] for i in np.argsort(-lift, kind="stable")[:3]]
-        return CategoryGuess(category, confidence, tuple(evidence))
+        for row, found in zip(total, found_all, strict=True):
+            for noun in found:
+                i = index.get(self.nouns[noun])
+                if i is not None:
+                    row[i] += NOUN_BONUS
+        probs = np.exp(total - np.maximum.reduce(total, axis=1)[:, None])
+        probs /= np.add.reduce(probs, axis=1)[:, None]
+        bests = probs.argmax(axis=1).tolist()
+        out = []
+        for k, best in enumerate(bests):
+            category, confidence = model.categories[best], float(probs[k, best])
+            need = STRICT_CONFIDENCE if category in STRICT else MIN_CONFIDENCE
+            if category == "general" or confidence < need:
+                out.append(None)
+                continue
+            idx = idxs[k]
+            evidence = [n for n in dict.fromkeys(found_all[k]) if self.nouns[n] == category]
+            if not evidence and idx:
+                gen = model.categories.index("general")
+                lift = model.weights[idx, best] - model.weights[idx, gen]
+                evidence = [model.words[idx[i]] for i in np.argsort(-lift, kind="stable")[:3]]
+            out.append(CategoryGuess(category, confidence, tuple(evidence)))
+        return out
