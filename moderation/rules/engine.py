@@ -529,9 +529,15 @@ class RulesEngine:
         title, description = listing.title, listing.description
         if title and description:
             joined = next(norms)
+            # joined.part(0, len(title)) and joined.part(len(title) + 1, len(joined.original)): the line
+            # break between them is never dropped or replaced, so one search finds both.
+            j = int(joined.starts.searchsorted(len(title), "left"))
+            text, starts, ends = joined.text, joined.starts, joined.ends
+            fields["title"] = NormalisedText(title, text[:j], starts[:j], ends[:j])
             cut = len(title) + 1
-            fields["title"] = joined.part(0, len(title))
-            fields["description"] = joined.part(cut, cut + len(description))
+            fields["description"] = NormalisedText(
+                description, text[j + 1 :], starts[j + 1 :] - cut, ends[j + 1 :] - cut
+            )
         elif title:
             fields["title"] = next(norms)
         elif description:

@@ -406,11 +406,17 @@ def normalise_many(texts: list[str]) -> list[NormalisedText]:
             out[group[0]] = normalise(texts[group[0]])
         elif group:
             whole = normalise("\n".join(texts[i] for i in group))
+            # Each text's folded range (what ``part`` finds), for all of them in one search.
+            bounds: list[int] = []
             pos = 0
             for i in group:
-                n = len(texts[i])
-                out[i] = whole.part(pos, pos + n)
-                pos += n + 1
+                bounds += (pos, pos + len(texts[i]))
+                pos += len(texts[i]) + 1
+            cuts = whole.starts.searchsorted(bounds, "left").tolist()
+            text, starts, ends = whole.text, whole.starts, whole.ends
+            for k, i in enumerate(group):
+                lo, a, b = bounds[2 * k], cuts[2 * k], cuts[2 * k + 1]
+                out[i] = NormalisedText(texts[i], text[a:b], starts[a:b] - lo, ends[a:b] - lo)
         group.clear()
 
     for i, text in enumerate(texts):
