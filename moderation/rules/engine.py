@@ -18,11 +18,12 @@ import dataclasses
 import re
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -210,6 +211,8 @@ class RulesEngine:
         self._scan_keys = list(self._keys)
         self._scan_keys += [p for p in dict.fromkeys(global_exempt) if p not in self._keys]
         self._scanner: _CategoryScanner | None = None
+        #: A key with a line break could straddle two texts scanned as one (see ``_scan_many``).
+        self._keys_span_lines = any("\n" in k for k in self._scan_keys)
         self._payloads: dict[str, list[_Payload | None]] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
         #: Per rule: the literal tests of all its patterns together, then each pattern with its own
@@ -271,20 +274,25 @@ class RulesEngine:
             self._payloads[category] = payloads
             return payloads
 
-    def _hits(self, norm: NormalisedText, category: str) -> _Hits:
-        """One scan: term candidates, pattern-anchor hits per rule, global exemption spans."""
+    def _hits(self, norm: NormalisedText, category: str, scanned: _Scanned | None = None) -> _Hits:
+        """One scan: term candidates, pattern-anchor hits per rule, global exemption spans.
+        ``scanned``: the scanner's hits in this text, found by a scan of many texts (``_scan_many``)."""
         text = norm.text
         hits = _Hits(TextWindows(text), [], {}, [], False)
         if not text or not self._scan_keys:
             return hits
         payloads = self._payloads_for(category)
-        scanner = cast(_CategoryScanner, self._scanner)
+        found: Iterable[tuple[int, int, int]]
+        if scanned is None:
+            found, base = cast(_CategoryScanner, self._scanner).scan(text), 0
+        else:
+            found, base = scanned
         terms, anchors, exempt_spans = hits.terms, hits.anchors, hits.exempt_spans
         # A rule's term (or grammar anchor) occurs at most once per span, so no de-duplication is needed.
         # One automaton holds the keys of every category (one in memory and in the CPU's caches, not
         # one per category); a key that means nothing here is skipped, and does not count as a hit.
         n = 0
-        for key_idx, start, end in scanner.scan(text):
+        for key_idx, start, end in found:
             payload = payloads[key_idx]
             if payload is None:
                 continue
@@ -292,6 +300,9 @@ class RulesEngine:
                 hits = hits._replace(truncated=True)
                 break
             n += 1
+            if base:
+                start -= base
+                end -= base
             key_terms, variants, key_anchors, exempt = payload
             if exempt:
                 exempt_spans.append((start, end))
@@ -388,8 +399,51 @@ class RulesEngine:
         state.exempted.extend((norm, e) for e in dropped)
         return resolve_overlaps(kept, self._action_of)
 
-    def _scan(self, norm: NormalisedText, category: str) -> _Scan:
-        return self._candidates(norm, self._hits(norm, category))
+    def _scan(self, norm: NormalisedText, category: str, scanned: _Scanned | None = None) -> _Scan:
+        return self._candidates(norm, self._hits(norm, category, scanned))
+
+    def _scan_many(self, texts: list[str]) -> list[_Scanned | None]:
+        """The scanner's hits in each of ``texts`` (folded), from one scan of them joined by line breaks
+        (None for a text left to ``_hits``: empty, or in a group of one).
+
+        The automaton then stays in the CPU's caches for a whole batch instead of being evicted by the
+        other stages between two listings. No key holds a line break, so no hit straddles two texts,
+        and each text gets its own hits in the scanner's order (by end): the hits up to its end. A
+        group is at most one scanner chunk long, so a list of a group's hits is never longer than
+        what ``scan`` returns for one text of that length."""
+        out: list[_Scanned | None] = [None] * len(texts)
+        if self._keys_span_lines:
+            return out
+        if self._scanner is None:
+            self._payloads_for("general")  # builds the automaton
+        scanner = cast(_CategoryScanner, self._scanner)
+        group: list[int] = []
+        size = 0
+
+        def flush() -> None:
+            if len(group) > 1:
+                joined = "\n".join(texts[i] for i in group)
+                found = scanner.scan(joined)
+                assert isinstance(found, list)
+                pos = lo = 0
+                for i in group:
+                    end = pos + len(texts[i])
+                    hi = bisect_right(found, end, lo, key=_hit_end)
+                    out[i] = (found[lo:hi], pos)
+                    pos, lo = end + 1, hi
+            group.clear()
+
+        for i, text in enumerate(texts):
+            if not text:
+                continue
+            if size + len(text) > _CategoryScanner.CHUNK:
+                flush()
+                size = 0
+            if len(text) <= _CategoryScanner.CHUNK:
+                group.append(i)
+                size += len(text) + 1
+        flush()
+        return out
 
     def _action_of(self, claim: Claim) -> str:
         """The action a claim's finding will carry: the grammar's, else the policy's for its rule."""
@@ -554,6 +608,11 @@ class RulesEngine:
         texts = [_field_texts(listing) for listing in listings]
         norms = iter(normalise_many([t for group in texts for t in group]))
         out = [self._fold(listing, norms) for listing in listings]
+        # The texts detect scans (title and description as one, attributes), scanned together.
+        judged = [(f, norm) for f in out for norm in f.judged()]
+        for (f, norm), scanned in zip(judged, self._scan_many([n.text for _, n in judged]), strict=True):
+            if scanned is not None:
+                f.scanned[id(norm)] = scanned
         if self.categories is not None:
             general = [i for i, listing in enumerate(listings) if listing.category == "general"]
             guesses = self.categories.infer_many([_inference_text(out[i].fields) for i in general])
@@ -606,7 +665,8 @@ class RulesEngine:
         inferred = folded_as.inferred
         if inferred is not None:
             ctx.category = inferred.category
-        scans = [self._scan(norm, ctx.category) for _, norm in texts]
+        scanned = folded_as.scanned
+        scans = [self._scan(norm, ctx.category, scanned.get(id(norm))) for _, norm in texts]
         findings: list[Finding] = []
         for (field, norm), scan in zip(texts, scans, strict=True):
             claims = self._judge(norm, ctx, state, scan)
@@ -647,6 +707,11 @@ def _payload(entries: list[tuple[Rule, int, int]], exempt: bool) -> _Payload:
     variants = tuple(r for r, kind, _ in entries if kind == _VARIANT)
     anchors = tuple(i for r, kind, i in entries if kind == _ANCHOR and r.grammar is None)
     return _Payload(terms, variants, anchors, exempt)
+
+
+#: A text's hits from a scan of several texts joined (``_scan_many``), and where the text starts in it.
+_Scanned = tuple[list[tuple[int, int, int]], int]
+_hit_end = itemgetter(2)
 
 
 class _Hits(NamedTuple):
@@ -700,6 +765,16 @@ class Folded:
     #: Title and description folded as one text (None unless the listing has both).
     joined: NormalisedText | None
     inferred: CategoryGuess | None = None
+    #: The scanner's hits in the texts of ``judged`` (by the id of their folded text, which this
+    #: object keeps alive), when they were scanned with other listings' texts.
+    scanned: dict[int, _Scanned] = dataclasses.field(default_factory=dict)
+
+    def judged(self) -> list[NormalisedText]:
+        """The texts detect scans: title and description as one, then the attributes."""
+        joined = self.joined
+        texts = [joined] if joined is not None else []
+        texts += [n for f, n in self.fields.items() if joined is None or f not in ("title", "description")]
+        return texts
 
 
 @dataclass
