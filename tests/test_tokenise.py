@@ -43,3 +43,25 @@ def test_block_boundaries_equal_full_text_boundaries(engine: RulesEngine) -> Non
 def test_rule_terms_do_not_break_everyday_words(engine: RulesEngine) -> None:
     tokens = engine.tokeniser.cut("第一次使用")
     assert "第一次" in tokens
+
+
+def test_block_cut_equals_jieba_dag_segmenter(engine: RulesEngine) -> None:
+    """The block segmenter (one backward pass over the dictionary) cuts as jieba's own ``__cut_DAG``
+    does: the same route, ties and HMM runs, on rule examples, their fragments and shuffled glue."""
+    from moderation.text.tokenise import BLOCK_RE
+
+    tok = engine.tokeniser
+    tok.cut("预热")
+    reference = tok._jieba._Tokenizer__cut_DAG
+    texts = [normalise(ex.text).text for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
+    rng = random.Random(29)
+    chars = "".join(texts)
+    texts += ["".join(rng.choice(chars) for _ in range(rng.randint(1, 30))) for _ in range(500)]
+    blocks = {m.group() for t in texts for m in BLOCK_RE.finditer(t)}
+    assert len(blocks) > 1000
+    for block in blocks:
+        ends, pos = [], 0
+        for token in reference(block):
+            pos += len(token)
+            ends.append(pos)
+        assert tok._cut_block_uncached(block) == tuple(ends), block

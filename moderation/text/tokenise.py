@@ -12,6 +12,7 @@ that property.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from bisect import bisect_right
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import jieba
+from jieba import finalseg
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -38,11 +40,13 @@ class Tokeniser:
 
     def __init__(self, user_words: Iterable[str] = ()) -> None:
         self._jieba = jieba.Tokenizer()
-        self._cut_dag = self._jieba._Tokenizer__cut_DAG  # what cut(HMM=True) runs on each block
         self._words = sorted({w for w in user_words if w and BLOCK_RE.fullmatch(w)})
         self._ready = False
         self._lock = threading.Lock()
         self._cut_block = lru_cache(maxsize=65536)(self._cut_block_uncached)
+        #: Per word of the dictionary: log(frequency) - log(total), as jieba's ``calc`` computes it.
+        self._weights: dict[str, float] = {}
+        self._logtotal = 0.0
 
     def _ensure_ready(self) -> None:
         if self._ready:
@@ -56,20 +60,81 @@ class Tokeniser:
                 # change how everyday phrases such as 第一次 are cut.
                 if self._jieba.FREQ.get(word, 0) == 0:
                     self._jieba.add_word(word)
+            self._logtotal = math.log(self._jieba.total)
             self._ready = True
 
     def _cut_block_uncached(self, block: str) -> tuple[int, ...]:
         """Token end offsets within one block.
 
         ``Tokenizer.cut(text, HMM=True)`` splits its text into blocks by ``re_han_default`` and cuts
-        each with its DAG-and-HMM segmenter; a block (or a window of one) is a single such block, so
-        that segmenter is called directly, as ``cut`` would."""
+        each with its DAG-and-HMM segmenter (``__cut_DAG``); a block (or a window of one) is a single
+        such block, so that segmenter's cut is made here, as ``cut`` would (``_route``, then the same
+        grouping of single characters and the same HMM for unknown runs)."""
+        freq = self._jieba.FREQ
+        route = self._route(block)
         ends: list[int] = []
-        pos = 0
-        for token in self._cut_dag(block):
+        n = len(block)
+        x = 0
+        run = 0  # start of the current run of one-character words (x when there is none)
+        while x < n:
+            y = route[x] + 1
+            if y - x == 1:
+                x = y
+                continue
+            if run < x:
+                self._cut_run(block, run, x, freq, ends)
+            ends.append(y)
+            x = run = y
+        if run < n:
+            self._cut_run(block, run, n, freq, ends)
+        return tuple(ends)
+
+    @staticmethod
+    def _cut_run(block: str, lo: int, hi: int, freq: dict[str, int], ends: list[int]) -> None:
+        """The tokens of a run of one-character words, as ``__cut_DAG`` yields them: one character
+        alone, a known word character by character, anything else cut by the HMM (``finalseg``)."""
+        buf = block[lo:hi]
+        if hi - lo == 1 or freq.get(buf):
+            ends.extend(range(lo + 1, hi + 1))
+            return
+        pos = lo
+        for token in finalseg.cut(buf):
             pos += len(token)
             ends.append(pos)
-        return tuple(ends)
+
+    def _route(self, sentence: str) -> list[int]:
+        """For each position, where the best word starting there ends (inclusive): jieba's ``get_DAG``
+        and ``calc`` in one backward pass, with each word's log frequency looked up once per process.
+
+        The same arithmetic as ``calc``: ``(log(freq or 1) - logtotal) + best[x + 1]`` for each word
+        end ``x`` in increasing order, the largest sum winning and a tie going to the later end (what
+        ``max`` over ``(sum, x)`` pairs picks)."""
+        freq = self._jieba.FREQ
+        weights = self._weights
+        logtotal = self._logtotal
+        n = len(sentence)
+        best = [0.0] * (n + 1)
+        route = [0] * n
+        for k in range(n - 1, -1, -1):
+            top = -math.inf
+            end = -1
+            i = k
+            frag = sentence[k]
+            while i < n and frag in freq:
+                if freq[frag]:
+                    w = weights.get(frag)
+                    if w is None:
+                        w = weights[frag] = math.log(freq[frag]) - logtotal
+                    v = w + best[i + 1]
+                    if v >= top:
+                        top, end = v, i
+                i += 1
+                frag = sentence[k : i + 1]
+            if end < 0:  # no word starts here: the character alone, at frequency 1 (log 0)
+                top, end = (math.log(freq.get(sentence[k]) or 1) - logtotal) + best[k + 1], k
+            best[k] = top
+            route[k] = end
+        return route
 
     def clear_cache(self) -> None:
         """Forget cached block segmentations (benchmarks use it to measure cold work)."""
