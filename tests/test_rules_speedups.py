@@ -217,3 +217,14 @@ def test_check_many_folds_the_batch_as_check_does(rules_checker: Checker) -> Non
     many = rules_checker.check_many(listings, batch_size=37)
     single = [rules_checker.finish(x, engine.detect(x), None) for x in map(Listing.model_validate, listings)]
     assert [r.model_dump() for r in many] == [r.model_dump() for r in single]
+
+
+def test_marks_of_many_equal_each_text_windows(engine: RulesEngine) -> None:
+    from moderation.rules.context import TextWindows, marks_of_many
+
+    texts = [*_texts(engine)[:500], "", "\n", "。", "a。b\n"]
+    for text, (clause, sentence) in zip(texts, marks_of_many(texts), strict=True):
+        windows = TextWindows(text)
+        assert clause == windows.clause_bounds()
+        windows.sentence(0, 0)
+        assert sentence == windows._sentence

@@ -40,11 +40,13 @@ assert set(CLAUSE_PUNCT) >= set(SENTENCE_PUNCT)
 class TextWindows:
     """Clause and sentence boundaries of one folded text, computed on first use."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, clause: list[int] | None = None, sentence: list[int] | None = None) -> None:
+        """``clause`` and ``sentence``: the positions of the text's clause and sentence marks when they
+        are known already (``marks_of_many``)."""
         self.text = text
         self._marks: np.ndarray | None = None
-        self._clause: list[int] | None = None
-        self._sentence: list[int] | None = None
+        self._clause = clause
+        self._sentence = sentence
         self._clauses: dict[tuple[int, int], tuple[int, int]] = {}
 
     def _marks_of_text(self) -> np.ndarray:
@@ -83,6 +85,34 @@ class TextWindows:
             self._sentence = (self._marks_of_text() & 2).nonzero()[0].tolist()
         lo, hi = self._window(self._sentence, start, end, len(self.text))
         return max(lo, start - SENTENCE_REACH), min(hi, end + SENTENCE_REACH)
+
+
+def marks_of_many(texts: list[str]) -> list[tuple[list[int], list[int]]]:
+    """For each text, the positions of its clause marks and of its sentence marks (what
+    ``TextWindows.clause_bounds`` and ``sentence`` find), from one look-up over the texts joined."""
+    if not texts:
+        return []
+    joined = "\n".join(texts)
+    marks = _MARKS[np.frombuffer(joined.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)]
+    clause = marks.nonzero()[0]
+    sentence = (marks & 2).nonzero()[0]
+    bounds: list[int] = []
+    pos = 0
+    for text in texts:
+        bounds += (pos, pos + len(text))
+        pos += len(text) + 1
+    c_cuts = clause.searchsorted(bounds).tolist()
+    s_cuts = sentence.searchsorted(bounds).tolist()
+    out = []
+    for k in range(len(texts)):
+        base = bounds[2 * k]
+        out.append(
+            (
+                (clause[c_cuts[2 * k] : c_cuts[2 * k + 1]] - base).tolist(),
+                (sentence[s_cuts[2 * k] : s_cuts[2 * k + 1]] - base).tolist(),
+            )
+        )
+    return out
 
 
 def covered_by_phrase(text: str, start: int, end: int, phrases: tuple[str, ...]) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 
 from moderation.paths import lexicon_path, models_dir, rules_dir
 from moderation.rules.category import CategoryGuess, CategoryInferrer
-from moderation.rules.context import ListingContext, TextWindows, context_matches
+from moderation.rules.context import ListingContext, TextWindows, context_matches, marks_of_many
 from moderation.rules.grammar import SuperlativeGrammar
 from moderation.rules.judge import (
     Candidate,
@@ -278,7 +278,10 @@ class RulesEngine:
         """One scan: term candidates, pattern-anchor hits per rule, global exemption spans.
         ``scanned``: the scanner's hits in this text, found by a scan of many texts (``_scan_many``)."""
         text = norm.text
-        hits = _Hits(TextWindows(text), [], {}, [], False)
+        windows = (
+            TextWindows(text) if scanned is None else TextWindows(text, scanned.clause, scanned.sentence)
+        )
+        hits = _Hits(windows, [], {}, [], False)
         if not text or not self._scan_keys:
             return hits
         payloads = self._payloads_for(category)
@@ -286,7 +289,7 @@ class RulesEngine:
         if scanned is None:
             found, base = cast(_CategoryScanner, self._scanner).scan(text), 0
         else:
-            found, base = scanned
+            found, base = scanned.hits, scanned.base
         terms, anchors, exempt_spans = hits.terms, hits.anchors, hits.exempt_spans
         # A rule's term (or grammar anchor) occurs at most once per span, so no de-duplication is needed.
         # One automaton holds the keys of every category (one in memory and in the CPU's caches, not
@@ -403,8 +406,9 @@ class RulesEngine:
         return self._candidates(norm, self._hits(norm, category, scanned))
 
     def _scan_many(self, texts: list[str]) -> list[_Scanned | None]:
-        """The scanner's hits in each of ``texts`` (folded), from one scan of them joined by line breaks
-        (None for a text left to ``_hits``: empty, or in a group of one).
+        """The scanner's hits in each of ``texts`` (folded), from one scan of them joined by line breaks,
+        and their clause and sentence marks from one look-up (None for a text left to ``_hits``: empty,
+        or in a group of one).
 
         The automaton then stays in the CPU's caches for a whole batch instead of being evicted by the
         other stages between two listings. No key holds a line break, so no hit straddles two texts,
@@ -425,11 +429,12 @@ class RulesEngine:
                 joined = "\n".join(texts[i] for i in group)
                 found = scanner.scan(joined)
                 assert isinstance(found, list)
+                marks = marks_of_many([texts[i] for i in group])
                 pos = lo = 0
-                for i in group:
+                for i, (clause, sentence) in zip(group, marks, strict=True):
                     end = pos + len(texts[i])
                     hi = bisect_right(found, end, lo, key=_hit_end)
-                    out[i] = (found[lo:hi], pos)
+                    out[i] = _Scanned(found[lo:hi], pos, clause, sentence)
                     pos, lo = end + 1, hi
             group.clear()
 
@@ -576,8 +581,7 @@ class RulesEngine:
     def _fold(self, listing: Listing, normalised: Iterator[NormalisedText] | None) -> Folded:
         """The listing's fields folded (title and description as one text joined by a line break), from
         ``normalised`` (the folded ``_field_texts``, in order) or by folding them here."""
-        texts = _field_texts(listing)
-        norms = normalised if normalised is not None else map(normalise, texts)
+        norms = normalised if normalised is not None else map(normalise, _field_texts(listing))
         fields: dict[str, NormalisedText] = {}
         joined: NormalisedText | None = None
         title, description = listing.title, listing.description
@@ -709,8 +713,15 @@ def _payload(entries: list[tuple[Rule, int, int]], exempt: bool) -> _Payload:
     return _Payload(terms, variants, anchors, exempt)
 
 
-#: A text's hits from a scan of several texts joined (``_scan_many``), and where the text starts in it.
-_Scanned = tuple[list[tuple[int, int, int]], int]
+class _Scanned(NamedTuple):
+    """One text's part of a scan of several texts joined (``_scan_many``)."""
+
+    hits: list[tuple[int, int, int]]  # the scanner's hits in the text, at offsets in the joined text
+    base: int  # where the text starts in the joined text
+    clause: list[int]  # its clause marks (``TextWindows.clause_bounds``)
+    sentence: list[int]  # and its sentence marks
+
+
 _hit_end = itemgetter(2)
 
 
