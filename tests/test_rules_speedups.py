@@ -101,11 +101,15 @@ def test_guarded_trie_matches_like_a_longest_first_alternation() -> None:
     for _ in range(200):
         words = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) for _ in range(30)}
         trie = re.compile(trie_regex(words))
+        bare = re.compile(trie_regex(words, guard_root=False))
         flat = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
         for _ in range(20):
             text = "".join(rng.choice(alphabet + "xyz") for _ in range(rng.randint(0, 40)))
-            assert [m.span() for m in trie.finditer(text)] == [m.span() for m in flat.finditer(text)]
+            want = [m.span() for m in flat.finditer(text)]
+            assert [m.span() for m in trie.finditer(text)] == want
+            assert [m.span() for m in bare.finditer(text)] == want
     assert "(?=[" in trie_regex([f"{c}x" for c in "abcdefghij"])  # many branches: guarded
+    assert "(?=[" not in trie_regex([f"{c}x" for c in "abcdefghij"], guard_root=False)
 
 
 def test_block_at_equals_listing_every_block(engine: RulesEngine) -> None:

@@ -195,7 +195,7 @@ def _required(source: str, flags: int) -> tuple[tuple[str, ...], ...] | None:
 def _literal_regex(words: tuple[str, ...]) -> re.Pattern[str]:
     from moderation.rules.pack import trie_regex
 
-    return re.compile(trie_regex(words))
+    return re.compile(trie_regex(words, guard_root=False))
 
 
 class Prefilter:

@@ -237,7 +237,7 @@ _NO_LEXICONS = Lexicons(None)
 _GUARD_BRANCHES = 8
 
 
-def trie_regex(words: Iterable[str]) -> str:
+def trie_regex(words: Iterable[str], *, guard_root: bool = True) -> str:
     """One regular expression for a word list, as a trie: 北京|北京市|北海 → 北(?:京(?:市)?|海).
 
     Python's re tries the alternatives of a flat alternation one by one at every position, so a
@@ -245,7 +245,10 @@ def trie_regex(words: Iterable[str]) -> str:
     Longer words win, as with a longest-first alternation. A node with many branches still tries
     them one by one, so it is guarded by a lookahead for the class of their first characters: at most
     positions one test fails it at once (the lookahead consumes nothing and captures nothing, so the
-    matches are exactly those of the unguarded trie)."""
+    matches are exactly those of the unguarded trie). ``guard_root=False`` leaves the first node
+    unguarded: an expression that is the trie alone then starts with a branch of literals, from which
+    ``re`` takes the set of first characters and skips to them in C (``search`` is several times faster
+    than through the guard, which ``re`` has to evaluate at every position)."""
     trie: dict[str, Any] = {}
     for word in words:
         node = trie
@@ -253,7 +256,7 @@ def trie_regex(words: Iterable[str]) -> str:
             node = node.setdefault(ch, {})
         node[""] = {}
 
-    def build(node: dict[str, Any]) -> str:
+    def build(node: dict[str, Any], guard: bool = True) -> str:
         ends = "" in node
         branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
         if not branches:
@@ -262,12 +265,12 @@ def trie_regex(words: Iterable[str]) -> str:
             body = branches[0]
             return body
         joined = "|".join(branches)
-        if len(branches) >= _GUARD_BRANCHES:
+        if guard and len(branches) >= _GUARD_BRANCHES:
             first = "".join(re.escape(ch) for ch in sorted(node) if ch)
             joined = f"(?=[{first}])(?:{joined})"
         return f"(?:{joined})?" if ends else f"(?:{joined})"
 
-    return "(?:" + build(trie) + ")"
+    return "(?:" + build(trie, guard_root) + ")"
 
 
 def _as_list(value: Any, where: str, what: str) -> list[Any]:

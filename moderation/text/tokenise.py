@@ -70,6 +70,7 @@ class Tokeniser:
         each with its DAG-and-HMM segmenter (``__cut_DAG``); a block (or a window of one) is a single
         such block, so that segmenter's cut is made here, as ``cut`` would (``_route``, then the same
         grouping of single characters and the same HMM for unknown runs)."""
+        self._ensure_ready()  # the dictionary and log(total) the route reads
         freq = self._jieba.FREQ
         route = self._route(block)
         ends: list[int] = []
