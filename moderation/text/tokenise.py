@@ -44,7 +44,8 @@ class Tokeniser:
         self._ready = False
         self._lock = threading.Lock()
         self._cut_block = lru_cache(maxsize=65536)(self._cut_block_uncached)
-        #: Per word of the dictionary: log(frequency) - log(total), as jieba's ``calc`` computes it.
+        #: Per entry of the prefix dictionary: log(frequency) - log(total), as jieba's ``calc`` computes
+        #: it, or +inf for a prefix that is no word (bounded by the dictionary: nothing else is kept).
         self._weights: dict[str, float] = {}
         self._logtotal = 0.0
 
@@ -105,32 +106,41 @@ class Tokeniser:
 
     def _route(self, sentence: str) -> list[int]:
         """For each position, where the best word starting there ends (inclusive): jieba's ``get_DAG``
-        and ``calc`` in one backward pass, with each word's log frequency looked up once per process.
+        and ``calc`` in one backward pass, with each dictionary entry's log frequency looked up once per
+        process.
 
         The same arithmetic as ``calc``: ``(log(freq or 1) - logtotal) + best[x + 1]`` for each word
         end ``x`` in increasing order, the largest sum winning and a tie going to the later end (what
-        ``max`` over ``(sum, x)`` pairs picks)."""
+        ``max`` over ``(sum, x)`` pairs picks). As in ``get_DAG``, a fragment extends while it is an
+        entry of the prefix dictionary, and counts as a word when its frequency is not 0."""
         freq = self._jieba.FREQ
         weights = self._weights
         logtotal = self._logtotal
+        inf = math.inf
         n = len(sentence)
         best = [0.0] * (n + 1)
         route = [0] * n
         for k in range(n - 1, -1, -1):
-            top = -math.inf
+            top = -inf
             end = -1
-            i = k
+            i = k + 1  # the fragment is sentence[k:i]
             frag = sentence[k]
-            while i < n and frag in freq:
-                if freq[frag]:
-                    w = weights.get(frag)
-                    if w is None:
-                        w = weights[frag] = math.log(freq[frag]) - logtotal
-                    v = w + best[i + 1]
+            while True:
+                w = weights.get(frag)
+                if w is None:
+                    f = freq.get(frag)
+                    if f is None:
+                        break
+                    # A prefix only (frequency 0) is kept as +inf: no word has that weight.
+                    w = weights[frag] = math.log(f) - logtotal if f else inf
+                if w != inf:
+                    v = w + best[i]
                     if v >= top:
-                        top, end = v, i
+                        top, end = v, i - 1
+                if i >= n:
+                    break
                 i += 1
-                frag = sentence[k : i + 1]
+                frag = sentence[k:i]
             if end < 0:  # no word starts here: the character alone, at frequency 1 (log 0)
                 top, end = (math.log(freq.get(sentence[k]) or 1) - logtotal) + best[k + 1], k
             best[k] = top
