@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -94,6 +95,17 @@ def paired_auc_difference(
     }
 
 
+def _print_with_rules(per_kind: dict[str, dict[str, Any]], tag: str) -> None:
+    """One line per kind of real item: what the rules find alone and what the score adds to them."""
+    for kind, d in per_kind.items():
+        print(
+            f"{kind}{tag}: rules alone recall {d['rules_recall']:.1%} ({d['rules_tp']}/{d['violations']}), false "
+            f"alarms {d['rules_fpr']:.1%} ({d['rules_fp']}/{d['lawful']}); rules + classifier recall "
+            f"{d['both_recall']:.1%} ({d['both_tp']}), false alarms {d['both_fpr']:.1%} ({d['both_fp']}): "
+            f"+{d['added_recall']:.1%} recall, +{d['added_fpr']:.2%} false alarms"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "models" / "risk-classifier")
@@ -143,13 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_real_report(rep, args.part))
     if args.with_rules:
         rep["with_rules"] = with_rules(items, scores, thr)
-        for kind, d in rep["with_rules"].items():
-            print(
-                f"{kind}: rules alone recall {d['rules_recall']:.1%} ({d['rules_tp']}/{d['violations']}), false alarms "
-                f"{d['rules_fpr']:.1%} ({d['rules_fp']}/{d['lawful']}); rules + classifier recall {d['both_recall']:.1%} "
-                f"({d['both_tp']}), false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
-                f"+{d['added_fpr']:.2%} false alarms"
-            )
+        _print_with_rules(rep["with_rules"], "")
     if args.plots is not None:
         from moderation.classifier.evaluate import save_plots
 
@@ -169,12 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_real_report(old_rep, args.part))
         if args.with_rules:
             old_rep["with_rules"] = with_rules(items, old_scores, old_thr)
-            for kind, d in old_rep["with_rules"].items():
-                print(
-                    f"{kind} (baseline): rules + classifier recall {d['both_recall']:.1%} ({d['both_tp']}), "
-                    f"false alarms {d['both_fpr']:.1%} ({d['both_fp']}): +{d['added_recall']:.1%} recall, "
-                    f"+{d['added_fpr']:.2%} false alarms"
-                )
+            _print_with_rules(old_rep["with_rules"], " (baseline)")
         ok, reasons = compare(old_rep, rep)
         diffs = {k: paired_auc_difference(scores, old_scores, items, k) for k in ("cases", "lines")}
         for k, d in diffs.items():
