@@ -26,6 +26,7 @@ from moderation.classifier.evaluate import roc_auc, threshold_at_fpr
 from moderation.classifier.pipeline import QueueExportPending, load_decisions
 from moderation.classifier.train import TrainConfig, fine_tune, new_model, save_and_calibrate
 from moderation.classifier.vocab import build_vocab, make_tokenizer
+from moderation.evaluation.realsets import corpora_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LEXICONS = REPO / "scripts" / "data"
@@ -351,6 +352,10 @@ def test_shipped_model_scores_with_its_onnx_graph_exactly_like_torch():
     )
 
 
+@pytest.mark.skipif(
+    not (corpora_dir() / "taobao_titles.txt").exists(),
+    reason="a soup reports its real calib figures, which read the shared corpora",
+)
 def test_a_soup_of_identical_members_is_the_member(tiny, tmp_path):
     """pipeline.soup_models averages weights of checkpoints from one start: two copies of one model give
     that model back (same margins), calibrated on the data's calib_real.jsonl; other vocabularies are refused."""
