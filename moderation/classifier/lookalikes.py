@@ -182,16 +182,15 @@ def frame_pairs(n_pairs: int, seed: int) -> list[Example]:
         for label, template in ((0, lawful), (1, unlawful)):
             rng.setstate(state)  # the same number and shape on both sides
             text = _shapes(_fill(template, product, rng), category, rng)
-            out.append(
-                Example(
-                    text=text,
-                    label=label,
-                    family="lookalike" if label else "lawful",
-                    group=f"lookalike:{k}",
-                    source="lookalike:frames",
-                )
-            )
+            out.append(_lookalike(text, label, f"lookalike:{k}", "lookalike:frames"))
     return out
+
+
+def _lookalike(text: str, label: int, group: str, source: str) -> Example:
+    """One side of a look-alike pair: the claim is family ``lookalike``, its lawful twin ``lawful``."""
+    return Example(
+        text=text, label=label, family="lookalike" if label else "lawful", group=group, source=source
+    )
 
 
 def lawful_wording_examples(path: Path) -> list[Example]:
@@ -205,15 +204,7 @@ def lawful_wording_examples(path: Path) -> list[Example]:
                 text, cat = (
                     (e, "general") if isinstance(e, str) else (e["text"], e.get("category", "general"))
                 )
-                out.append(
-                    Example(
-                        text=_tag(text, cat),
-                        label=label,
-                        family="lookalike" if label else "lawful",
-                        group=f"wording:{s['id']}",
-                        source="lookalike:wording",
-                    )
-                )
+                out.append(_lookalike(_tag(text, cat), label, f"wording:{s['id']}", "lookalike:wording"))
     return out
 
 
@@ -223,15 +214,7 @@ def rule_pass_examples(packs_dir: Path) -> list[Example]:
     for text, label, _fam, rid, cat in rule_pack_examples(packs_dir):
         if label or stable_hash(rid) < HELD_OUT_FRACTION:
             continue
-        out.append(
-            Example(
-                text=_tag(text, cat or ""),
-                label=0,
-                family="lawful",
-                group=f"rule:{rid}",
-                source="lookalike:rule_pass",
-            )
-        )
+        out.append(_lookalike(_tag(text, cat or ""), 0, f"rule:{rid}", "lookalike:rule_pass"))
     return out
 
 
