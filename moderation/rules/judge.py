@@ -175,7 +175,7 @@ class Judge:
 def split_in_original(norm: NormalisedText, start: int, end: int) -> bool:
     """True when folding removed symbols from inside the match: the seller broke the word up on purpose.
 
-    Why: a brand written 法/拉*利 or 古-驰 folds back to the brand, so the ordinary brand rules see it;
+    Why: a brand written 古*驰 or 古-驰 folds back to the brand, so the ordinary brand rules see it;
     that it was broken up is itself the counterfeit signal (genuine sellers write their brand whole).
     A symbol (anything but a letter, digit or space) between two kept characters counts; spaces count
     only when every gap of a word of four or more characters has one (N I K E), since two words that

@@ -124,7 +124,7 @@ class Rule:
     source: str  # "file:line", for error messages and the rules listing
     #: How a finding's span can be rewritten: ("drop", ""), ("keep_modified", "") or ("replace", phrase).
     rewrite: tuple[str, str] | None = None
-    #: Fire only where the original text hides the match with symbols inside it (法/拉*利, N I K E).
+    #: Fire only where the original text hides the match with symbols inside it (古*驰, N I K E).
     obfuscated: bool = False
 
     def applies_to(self, category: str) -> bool:
