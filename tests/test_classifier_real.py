@@ -87,6 +87,19 @@ def test_threshold_for_lawful_rate_flags_at_most_the_budget():
     assert (lawful >= t - 1e-3).mean() > 0.005
 
 
+def test_threshold_with_margin_is_above_the_point_rule_and_bounds_the_share():
+    from moderation.classifier.realdata import threshold_for_lawful_rate, threshold_with_margin
+
+    rng = np.random.default_rng(0)
+    lawful = rng.random(1200)
+    groups = [f"g{i // 2}" for i in range(1200)]  # near-duplicate pairs resample together
+    t, upper = threshold_with_margin(lawful, groups, 0.01)
+    assert upper <= 0.01
+    assert t >= threshold_for_lawful_rate(lawful, 0.01)
+    assert 0.003 < (lawful >= t).mean() < 0.01  # a margin, not the top few scores
+    assert threshold_with_margin(lawful, groups, 0.01) == (t, upper)  # seeded
+
+
 def test_real_report_on_a_perfect_and_a_random_scorer():
     from moderation.classifier.realdata import real_report, real_split
 

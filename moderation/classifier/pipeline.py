@@ -57,19 +57,21 @@ def real_figures(
     model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01, with_test: bool = True
 ) -> dict[str, Any]:
     """Real calib and test reports for a checkpoint, and the review threshold chosen on real calib:
-    the lowest score that flags at most ``max_lawful_rate`` of the lawful labelled listings there.
+    the lowest score whose flagged share of the lawful labelled listings there has a one-sided 90%
+    bootstrap upper bound of at most ``max_lawful_rate`` (``threshold_with_margin``; the plain
+    point-share threshold is recorded as ``review_threshold_point_rule``).
     ``with_test=False``: calib only (experiments; the real test set is read once per final candidate)."""
-    from .realdata import real_report, real_split, threshold_for_lawful_rate
+    from .realdata import real_report, real_split, threshold_for_lawful_rate, threshold_with_margin
 
     rm = load_model(model_dir)
     out: dict[str, Any] = {}
     calib = real_split("calib", binary=False)
     cs = rm.score_texts([r.example.text for r in calib], threads=threads)
-    thr = threshold_for_lawful_rate(
-        [s for s, r in zip(cs, calib, strict=True) if r.kind == "lines" and r.label == "lawful"],
-        max_lawful_rate,
-    )
+    lawful = [(s, r.key) for s, r in zip(cs, calib, strict=True) if r.kind == "lines" and r.label == "lawful"]
+    thr, upper = threshold_with_margin([s for s, _ in lawful], [k for _, k in lawful], max_lawful_rate)
     out["review_threshold"] = thr
+    out["review_threshold_upper_share"] = upper
+    out["review_threshold_point_rule"] = threshold_for_lawful_rate([s for s, _ in lawful], max_lawful_rate)
     out["calib"] = real_report(cs, calib, threshold=thr)
     if not with_test:
         return out

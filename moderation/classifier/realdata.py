@@ -190,6 +190,39 @@ def threshold_for_lawful_rate(lawful_scores: Iterable[float], max_rate: float = 
     return threshold_at_fpr(np.asarray(list(lawful_scores), dtype=np.float64), max_rate)
 
 
+def threshold_with_margin(
+    lawful_scores: Sequence[float],
+    groups: Sequence[str],
+    max_rate: float = 0.01,
+    quantile: float = 0.9,
+    n: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The review threshold with a margin for the dev -> test shift (sixth session): the lowest threshold
+    ``t`` (score >= t flags) whose share of flagged lawful texts has its ``quantile`` over ``n`` bootstrap
+    resamples of whole ``groups`` (near-duplicate keys) at most ``max_rate``: a one-sided upper bound of the
+    flagged share, not its point estimate (the plain 1% rule picked on 1,152 calib lines flagged 1.17% of
+    lawful test lines for a fifth-session candidate). Returns (threshold, that upper bound)."""
+    s = np.asarray(lawful_scores, dtype=np.float64)
+    keys = sorted(set(groups))
+    gid = {k: j for j, k in enumerate(keys)}
+    g_of = np.array([gid[g] for g in groups])
+    sizes = np.bincount(g_of, minlength=len(keys)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    w = np.stack(
+        [np.bincount(rng.integers(0, len(keys), len(keys)), minlength=len(keys)) for _ in range(n)]
+    ).astype(np.float64)
+    best = (float(np.nextafter(s.max(), np.inf)), 0.0)
+    for v in np.unique(s)[::-1]:  # thresholds just above each lawful score, highest first
+        t = float(np.nextafter(v, np.inf))
+        flagged = np.bincount(g_of, weights=(s >= t).astype(np.float64), minlength=len(keys))
+        upper = float(np.percentile((w @ flagged) / (w @ sizes), quantile * 100))
+        if upper > max_rate:
+            break
+        best = (t, upper)
+    return best
+
+
 def real_report(
     scores: Sequence[float], items: Sequence[RealExample], threshold: float | None = None, ci: bool = True
 ) -> dict[str, Any]:
