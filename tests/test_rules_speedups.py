@@ -200,6 +200,25 @@ def test_infer_many_equals_infer_one_by_one(engine: RulesEngine) -> None:
     assert sum(g is not None for g in many) > 20
 
 
+def test_indices_many_equal_each_text_features(engine: RulesEngine) -> None:
+    """The batch look-up of the model's features (bigram codes in one numpy pass) gives each text the
+    known indices of ``features``, sorted, as the model's ``indices`` does one text at a time."""
+    from moderation.rules.category import features
+
+    assert engine.categories is not None and engine.categories.model is not None
+    model = engine.categories.model
+    texts = [normalise(ex.text).text for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
+    texts += ["", "\n", "a", "abc", "iphone手机壳\n面霜abcd面霜", "最好最好", "\ud800面霜", "面\n霜"]
+    flat, lengths = model.indices_many(texts)
+    assert sum(lengths) == len(flat)
+    pos = 0
+    for text, n in zip(texts, lengths, strict=True):
+        assert flat[pos : pos + n].tolist() == model.indices(features(text)), text
+        pos += n
+    none, none_lengths = model.indices_many([])
+    assert len(none) == 0 and none_lengths == []
+
+
 def test_check_many_folds_the_batch_as_check_does(rules_checker: Checker) -> None:
     """check_many (one folding and inference pass per batch) answers as the engine does for each
     listing folded on its own."""

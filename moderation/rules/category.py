@@ -34,6 +34,8 @@ MIN_CONFIDENCE = 0.7
 STRICT_CONFIDENCE = 0.9
 STRICT = frozenset({"drug", "medical_device", "medical_service", "health_food", "finance", "education"})
 _SEGMENTS = re.compile(r"[\u4e00-\u9fff]+|[a-z]{3,}")
+#: The Latin words of ``features``: maximal runs of three or more letters (no Chinese character is one).
+_LATIN_WORDS = re.compile(r"[a-z]{3,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,10 @@ class CategoryGuess:
             "confidence": round(self.confidence, 3),
             "evidence": list(self.evidence),
         }
+
+
+def _is_han_pair(word: str) -> bool:
+    return len(word) == 2 and all("\u4e00" <= ch <= "\u9fff" for ch in word)
 
 
 def features(folded: str) -> list[str]:
@@ -75,6 +81,12 @@ class CategoryModel:
         self.vocab = vocab
         self.words = words  # index → feature, for explanations
         self.weights = weights
+        #: The Chinese bigrams of the vocabulary as integer codes (first code point << 21 | second),
+        #: sorted, and their indices: ``indices_many`` looks a batch's bigrams up in one search.
+        bigrams = [(ord(w[0]) << 21 | ord(w[1]), i) for w, i in vocab.items() if _is_han_pair(w)]
+        bigrams.sort()
+        self._bigram_codes = np.array([c for c, _ in bigrams], dtype=np.int64)
+        self._bigram_ids = np.array([i for _, i in bigrams], dtype=np.int64)
 
     @classmethod
     def load(cls, directory: Path) -> CategoryModel:
@@ -105,6 +117,43 @@ class CategoryModel:
         known.discard(None)
         return sorted(cast("set[int]", known))
 
+    def indices_many(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """``indices(features(t))`` for each of ``texts``, as one array of all of them in turn and each
+        one's length: the Chinese bigrams of all texts are coded and looked up in one numpy pass (a
+        bigram of two Chinese characters never spans a line break, which joins the texts), the rare
+        Latin words in the vocabulary, and each text's known indices sorted and made unique together."""
+        n_vocab = len(self.words)
+        joined = "\n".join(texts)
+        cps = np.frombuffer(joined.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32).astype(
+            np.int64
+        )
+        han = (cps >= 0x4E00) & (cps <= 0x9FFF)
+        at = (han[:-1] & han[1:]).nonzero()[0]
+        codes = (cps[at] << 21) | cps[at + 1]
+        table = self._bigram_codes
+        keys = np.empty(0, dtype=np.int64)
+        if len(table) and len(codes):
+            pos = table.searchsorted(codes)
+            pos[pos >= len(table)] = 0
+            known = (table[pos] == codes).nonzero()[0]
+            # Which text each known bigram is in (by where each text starts in the joined one).
+            starts = np.fromiter(accumulate((len(t) + 1 for t in texts[:-1]), initial=0), dtype=np.int64)
+            owner = starts.searchsorted(at[known], "right") - 1
+            keys = owner * n_vocab + self._bigram_ids[pos[known]]
+        extra: list[int] = []
+        vocab = self.vocab
+        for k, text in enumerate(texts):
+            for word in _LATIN_WORDS.findall(text):
+                i = vocab.get(word)
+                if i is not None:
+                    extra.append(k * n_vocab + i)
+        if extra:
+            keys = np.concatenate([keys, np.array(extra, dtype=np.int64)])
+        keys = np.unique(keys)
+        owners = keys // n_vocab
+        lengths = np.bincount(owners, minlength=len(texts)).tolist() if len(keys) else [0] * len(texts)
+        return keys - owners * n_vocab, lengths
+
 
 class CategoryInferrer:
     def __init__(self, model: CategoryModel | None, nouns: dict[str, str]) -> None:
@@ -119,6 +168,7 @@ class CategoryInferrer:
             if nouns
             else None
         )
+        self._nouns_span_lines = any("\n" in n for n in nouns)
         self._indexed: tuple[CategoryModel, dict[str, int]] | None = None
 
     @classmethod
@@ -138,6 +188,24 @@ class CategoryInferrer:
             self._indexed = (model, index)
         return self._indexed[1]
 
+    def _nouns_many(self, texts: list[str]) -> list[list[str]]:
+        """The product nouns found in each text, from one scan of them joined by line breaks: no noun
+        holds a line break, so the leftmost-longest matches of the joined text are each text's own."""
+        out: list[list[str]] = [[] for _ in texts]
+        noun_ac = self._noun_ac
+        if noun_ac is None or not texts:
+            return out
+        keys = self._noun_keys
+        if self._nouns_span_lines:
+            return [[keys[k] for k, _, _ in noun_ac.find_matches_as_indexes(t)] for t in texts]
+        ends = list(accumulate(len(t) + 1 for t in texts))
+        k = 0
+        for key, start, _ in noun_ac.find_matches_as_indexes("\n".join(texts)):
+            while start >= ends[k]:
+                k += 1
+            out[k].append(keys[key])
+        return out
+
     def infer(self, folded: str) -> CategoryGuess | None:
         """The category of a ``general`` listing's folded text, when the evidence is strong enough."""
         return self.infer_many([folded])[0]
@@ -148,12 +216,7 @@ class CategoryInferrer:
         The same floating-point operations in the same order as one text at a time: each text's feature
         rows summed in index order (``np.add.reduceat`` sums a segment row by row, as ``np.add.reduce``
         over axis 0 does), the noun bonuses added one by one, and the softmax taken row by row."""
-        keys = self._noun_keys
-        noun_ac = self._noun_ac
-        found_all = [
-            [keys[k] for k, _, _ in noun_ac.find_matches_as_indexes(folded)] if noun_ac is not None else []
-            for folded in texts
-        ]
+        found_all = self._nouns_many(texts)
         if self.model is None:
             out: list[CategoryGuess | None] = []
             for found in found_all:
@@ -164,15 +227,14 @@ class CategoryInferrer:
                 out.append(guess)
             return out
         model = self.model
-        idxs = [model.indices(features(folded)) for folded in texts]
+        flat, lengths = model.indices_many(texts)
         total = np.empty((len(texts), len(model.prior)), dtype=np.float64)
         total[:] = model.prior
-        lengths = [len(idx) for idx in idxs]
         used = [i for i, n in enumerate(lengths) if n]
         if used:
-            flat = [x for idx in idxs for x in idx]
             offsets = list(accumulate((lengths[i] for i in used[:-1]), initial=0))
             total[used] = model.prior + np.add.reduceat(model.weights[flat], offsets, axis=0)
+        ends = list(accumulate(lengths))
         index = self._category_index(model)
         for row, found in zip(total, found_all, strict=True):
             for noun in found:
@@ -189,7 +251,7 @@ class CategoryInferrer:
             if category == "general" or confidence < need:
                 out.append(None)
                 continue
-            idx = idxs[k]
+            idx = flat[ends[k] - lengths[k] : ends[k]].tolist()
             evidence = [n for n in dict.fromkeys(found_all[k]) if self.nouns[n] == category]
             if not evidence and idx:
                 gen = model.categories.index("general")
