@@ -373,14 +373,18 @@ class Checker:
             if model is not None:
                 # The model was trained on the category tag plus the text (see models/MODEL_CARD.md).
                 scores = list(model.score_listings([listing for _, listing in batch]))
-            # Without OCR, the rules fold the batch's texts and infer its categories in one pass each.
-            folds = self._fold_batch([listing for _, listing in batch]) if use is False else None
+            # Without OCR, the rules fold the batch's texts and infer its categories in one pass each,
+            # and detect stage by stage over the batch.
+            listings = [listing for _, listing in batch]
+            folds = self._fold_batch(listings) if use is False else None
+            detections = self.engine.detect_many(listings, folds) if folds is not None else None
             for k, ((i, listing), score) in enumerate(zip(batch, scores, strict=True)):
                 try:
-                    if folds is not None:
-                        results[i] = self.finish(
-                            listing, self.engine.detect(listing, folded_as=folds[k]), score
-                        )
+                    if detections is not None:
+                        detection = detections[k]
+                        if isinstance(detection, Exception):
+                            raise detection
+                        results[i] = self.finish(listing, detection, score)
                     else:
                         results[i] = check_one(listing, score)
                 except Exception as exc:  # one listing must never stop a run
