@@ -245,7 +245,7 @@ def test_check_many_folds_the_batch_as_check_does(rules_checker: Checker) -> Non
 def test_marks_of_many_equal_each_text_windows(engine: RulesEngine) -> None:
     from moderation.rules.context import TextWindows, marks_of_many
 
-    texts = [*_texts(engine)[:500], "", "\n", "。", "a。b\n"]
+    texts = [*_texts(engine)[:500], "", "\n", "。", "a。b\n", "a😀。b\U0010ffff，\uffff；", "\ud800，"]
     for text, (clause, sentence) in zip(texts, marks_of_many(texts), strict=True):
         windows = TextWindows(text)
         assert clause == windows.clause_bounds()

@@ -35,6 +35,16 @@ def _marks() -> np.ndarray:
 
 _MARKS = _marks()
 assert set(CLAUSE_PUNCT) >= set(SENTENCE_PUNCT)
+#: The same for the Basic Multilingual Plane only (64 KB, which stays in the CPU's caches where the whole
+#: table does not): every mark is in it and U+FFFF is none, so a code point clipped to U+FFFF reads right.
+_BMP_MARKS = _MARKS[:0x10000].copy()
+assert not _BMP_MARKS[0xFFFF] and all(ord(c) < 0xFFFF for c in CLAUSE_PUNCT)
+
+
+def _marks_of(text: str) -> np.ndarray:
+    """The mark of each character of ``text`` (as ``_MARKS`` has it)."""
+    cps = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    return _BMP_MARKS[np.minimum(cps, 0xFFFF)]
 
 
 class TextWindows:
@@ -51,8 +61,7 @@ class TextWindows:
 
     def _marks_of_text(self) -> np.ndarray:
         if self._marks is None:
-            cps = np.frombuffer(self.text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
-            self._marks = _MARKS[cps]
+            self._marks = _marks_of(self.text)
         return self._marks
 
     @staticmethod
@@ -92,27 +101,25 @@ def marks_of_many(texts: list[str]) -> list[tuple[list[int], list[int]]]:
     ``TextWindows.clause_bounds`` and ``sentence`` find), from one look-up over the texts joined."""
     if not texts:
         return []
-    joined = "\n".join(texts)
-    marks = _MARKS[np.frombuffer(joined.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)]
+    marks = _marks_of("\n".join(texts))
     clause = marks.nonzero()[0]
-    sentence = (marks & 2).nonzero()[0]
+    sentence = clause[(marks[clause] & 2).nonzero()[0]]
     bounds: list[int] = []
     pos = 0
     for text in texts:
         bounds += (pos, pos + len(text))
         pos += len(text) + 1
+    # Each mark's position in its own text (minus where that text starts in the joined one), for all
+    # marks at once; each text then takes a slice of the lists.
+    starts = np.array(bounds[::2], dtype=np.int64)
+    c_rel = (clause - starts[starts.searchsorted(clause, "right") - 1]).tolist()
+    s_rel = (sentence - starts[starts.searchsorted(sentence, "right") - 1]).tolist()
     c_cuts = clause.searchsorted(bounds).tolist()
     s_cuts = sentence.searchsorted(bounds).tolist()
-    out = []
-    for k in range(len(texts)):
-        base = bounds[2 * k]
-        out.append(
-            (
-                (clause[c_cuts[2 * k] : c_cuts[2 * k + 1]] - base).tolist(),
-                (sentence[s_cuts[2 * k] : s_cuts[2 * k + 1]] - base).tolist(),
-            )
-        )
-    return out
+    return [
+        (c_rel[c_cuts[k] : c_cuts[k + 1]], s_rel[s_cuts[k] : s_cuts[k + 1]])
+        for k in range(0, 2 * len(texts), 2)
+    ]
 
 
 def covered_by_phrase(text: str, start: int, end: int, phrases: tuple[str, ...]) -> bool:
