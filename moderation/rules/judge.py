@@ -16,6 +16,7 @@ import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -183,6 +184,12 @@ def split_in_original(norm: NormalisedText, start: int, end: int) -> bool:
     """
     lo, hi = norm.original_span(start, end)
     inner = norm.original[lo:hi]
+    # A brand is written the same way again and again: short spans are answered from a cache.
+    return _split_inner_cached(inner) if len(inner) <= 64 else _split_inner(inner)
+
+
+def _split_inner(inner: str) -> bool:
+    """``split_in_original`` for the original text of a match."""
     # Latin marks are written with their own symbols (h&m, levi's, dr.martens, coca-cola); Chinese never are.
     native = "" if any("\u4e00" <= ch <= "\u9fff" for ch in inner) else _LATIN_NAME_SYMBOLS
     if any(not (ch.isalnum() or ch.isspace() or ch in native) for ch in inner):
@@ -191,6 +198,7 @@ def split_in_original(norm: NormalisedText, start: int, end: int) -> bool:
     return len(kept) >= 4 and len(inner) >= 2 * len(kept) - 1
 
 
+_split_inner_cached = lru_cache(maxsize=4096)(_split_inner)
 _LATIN_NAME_SYMBOLS = "&'’＇.-+!·"
 
 
