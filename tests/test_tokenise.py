@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 from moderation.rules.engine import RulesEngine
 from moderation.text.normalise import normalise
@@ -65,3 +66,27 @@ def test_block_cut_equals_jieba_dag_segmenter(engine: RulesEngine) -> None:
             pos += len(token)
             ends.append(pos)
         assert tok._cut_block_uncached(block) == tuple(ends), block
+
+
+def test_tokens_at_positions_equal_full_text_tokens(engine: RulesEngine) -> None:
+    """``token_at`` and ``is_boundary`` asked in any order (runs of single characters are cut by the
+    HMM only when a position falls in them) give jieba's full-text tokens."""
+    tok = engine.tokeniser
+    rng = random.Random(31)
+    texts = [normalise(ex.text).text for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
+    texts += [normalise(t).text for t in _SAMPLES]
+    for text in texts[:1500]:
+        full = sorted(_full_boundaries(tok, text))
+        spans = dict(pairwise(full))
+        positions = list(range(len(text) + 1))
+        rng.shuffle(positions)
+        view = tok.boundaries(text)
+        for pos in positions[: rng.randint(1, len(positions))]:
+            if rng.random() < 0.5:
+                assert view.is_boundary(pos) == (pos in spans or pos == len(text)), (text, pos)
+                continue
+            got = view.token_at(pos)
+            if got is None:
+                continue  # outside any block (punctuation, spaces): no token of a block holds it
+            start = max(b for b in full if b <= pos)
+            assert got == (start, spans[start]), (text, pos)

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 import threading
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -44,6 +44,8 @@ class Tokeniser:
         self._ready = False
         self._lock = threading.Lock()
         self._cut_block = lru_cache(maxsize=65536)(self._cut_block_uncached)
+        self._cut_partial = lru_cache(maxsize=65536)(self._cut_partial_uncached)
+        self._run_ends = lru_cache(maxsize=65536)(self._run_ends_uncached)
         #: Per entry of the prefix dictionary: log(frequency) - log(total), as jieba's ``calc`` computes
         #: it, or +inf for a prefix that is no word (bounded by the dictionary: nothing else is kept).
         self._weights: dict[str, float] = {}
@@ -71,10 +73,22 @@ class Tokeniser:
         each with its DAG-and-HMM segmenter (``__cut_DAG``); a block (or a window of one) is a single
         such block, so that segmenter's cut is made here, as ``cut`` would (``_route``, then the same
         grouping of single characters and the same HMM for unknown runs)."""
+        ends, runs = self._cut_partial_uncached(block)
+        if not runs:
+            return ends
+        inner = [lo + e for lo, hi in runs for e in self._run_ends(block[lo:hi])]
+        return tuple(sorted({*ends, *inner}))
+
+    def _cut_partial_uncached(self, block: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+        """``_cut_block_uncached`` without the HMM: the token ends, where each run of single characters
+        that the HMM would cut (``_run_ends``) counts as one token, and those runs (start, end).
+
+        Word boundaries are asked at a few positions of a block; a run is cut only when one falls in it."""
         self._ensure_ready()  # the dictionary and log(total) the route reads
         freq = self._jieba.FREQ
         route = self._route(block)
         ends: list[int] = []
+        runs: list[tuple[int, int]] = []
         n = len(block)
         x = 0
         run = 0  # start of the current run of one-character words (x when there is none)
@@ -84,25 +98,35 @@ class Tokeniser:
                 x = y
                 continue
             if run < x:
-                self._cut_run(block, run, x, freq, ends)
+                self._cut_run(block, run, x, freq, ends, runs)
             ends.append(y)
             x = run = y
         if run < n:
-            self._cut_run(block, run, n, freq, ends)
-        return tuple(ends)
+            self._cut_run(block, run, n, freq, ends, runs)
+        return tuple(ends), tuple(runs)
 
     @staticmethod
-    def _cut_run(block: str, lo: int, hi: int, freq: dict[str, int], ends: list[int]) -> None:
+    def _cut_run(
+        block: str, lo: int, hi: int, freq: dict[str, int], ends: list[int], runs: list[tuple[int, int]]
+    ) -> None:
         """The tokens of a run of one-character words, as ``__cut_DAG`` yields them: one character
-        alone, a known word character by character, anything else cut by the HMM (``finalseg``)."""
-        buf = block[lo:hi]
-        if hi - lo == 1 or freq.get(buf):
+        alone, a known word character by character; anything else is cut by the HMM (``finalseg``),
+        left to ``_run_ends``: the run is noted and only its end is a token end here."""
+        if hi - lo == 1 or freq.get(block[lo:hi]):
             ends.extend(range(lo + 1, hi + 1))
             return
-        pos = lo
+        runs.append((lo, hi))
+        ends.append(hi)
+
+    @staticmethod
+    def _run_ends_uncached(buf: str) -> tuple[int, ...]:
+        """Token end offsets of a run of single characters cut by jieba's HMM (``finalseg.cut``)."""
+        ends: list[int] = []
+        pos = 0
         for token in finalseg.cut(buf):
             pos += len(token)
             ends.append(pos)
+        return tuple(ends)
 
     def _route(self, sentence: str) -> list[int]:
         """For each position, where the best word starting there ends (inclusive): jieba's ``get_DAG``
@@ -150,6 +174,8 @@ class Tokeniser:
     def clear_cache(self) -> None:
         """Forget cached block segmentations (benchmarks use it to measure cold work)."""
         self._cut_block.cache_clear()
+        self._cut_partial.cache_clear()
+        self._run_ends.cache_clear()
 
     def cut(self, text: str) -> list[str]:
         """Full-text segmentation (the reference that block segmentation must equal)."""
@@ -173,8 +199,9 @@ class TextBoundaries:
         #: positions in it are asked about.
         self._blocks: list[tuple[int, int]] = []
         self._block_starts: list[int] = []
-        #: Per block (or window of a long one): its boundaries as a set and in order (for ``token_at``).
-        self._bounds: dict[int, tuple[frozenset[int], list[int]]] = {}
+        #: Per block (or window of a long one): its boundaries as a set and in order (for ``token_at``),
+        #: and the runs of single characters whose HMM cut is not in them yet (``_cut_partial``).
+        self._bounds: dict[int, tuple[set[int], list[int], list[tuple[int, int]]]] = {}
 
     def _block_at(self, pos: int) -> tuple[int, int] | None:
         """The block (maximal run of ``BLOCK_RE`` characters, as ``BLOCK_RE.finditer`` finds them)
@@ -197,7 +224,10 @@ class TextBoundaries:
         self._block_starts.insert(i + 1, start)
         return block
 
-    def _block_bounds(self, block: tuple[int, int], pos: int) -> tuple[frozenset[int], list[int]]:
+    def _block_bounds(self, block: tuple[int, int], pos: int) -> tuple[set[int], list[int]]:
+        """The token boundaries of ``block`` (or of the window of a long one) as a set and in order,
+        complete around ``pos``: a run of single characters that the HMM cuts is cut when ``pos`` is
+        in it (elsewhere only its edges are boundaries, which they are in any case)."""
         start, end = block
         if end - start > LONG_BLOCK:
             # Segment only the window around pos (plus a margin that lets jieba settle), keep the
@@ -211,14 +241,28 @@ class TextBoundaries:
                 ends = self._tok._cut_block(self._text[start:end])
                 inner = {b for b in (start, *(start + e for e in ends)) if w_lo <= b <= w_hi}
                 inner |= {w_lo, w_hi}
-                cached = self._bounds[key] = (frozenset(inner), sorted(inner))
-            return cached
+                cached = self._bounds[key] = (inner, sorted(inner), [])
+            return cached[0], cached[1]
         cached = self._bounds.get(start)
         if cached is None:
-            ends = self._tok._cut_block(self._text[start:end])
+            ends, runs = self._tok._cut_partial(self._text[start:end])
             ordered = [start, *(start + e for e in ends)]
-            cached = self._bounds[start] = (frozenset(ordered), ordered)
-        return cached
+            cached = self._bounds[start] = (
+                set(ordered),
+                ordered,
+                [(start + lo, start + hi) for lo, hi in runs],
+            )
+        bounds, ordered, pending = cached
+        if pending:
+            for k, (lo, hi) in enumerate(pending):
+                if lo <= pos < hi:
+                    for e in self._tok._run_ends(self._text[lo:hi]):
+                        if lo + e not in bounds:
+                            bounds.add(lo + e)
+                            insort(ordered, lo + e)
+                    del pending[k]
+                    break
+        return bounds, ordered
 
     def is_boundary(self, pos: int) -> bool:
         """True when a token starts or ends at ``pos`` (text edges and non-block characters count)."""
