@@ -209,12 +209,13 @@ def test_indices_many_equal_each_text_features(engine: RulesEngine) -> None:
     model = engine.categories.model
     texts = [normalise(ex.text).text for rule in engine.rules for ex in (*rule.fire, *rule.pass_)]
     texts += ["", "\n", "a", "abc", "iphone手机壳\n面霜abcd面霜", "最好最好", "\ud800面霜", "面\n霜"]
-    flat, lengths = model.indices_many(texts)
-    assert sum(lengths) == len(flat)
-    pos = 0
-    for text, n in zip(texts, lengths, strict=True):
-        assert flat[pos : pos + n].tolist() == model.indices(features(text)), text
-        pos += n
+    for group in (texts, *(texts[-k:] for k in range(1, 10))):  # one numpy pass, and a few one by one
+        flat, lengths = model.indices_many(group)
+        assert sum(lengths) == len(flat)
+        pos = 0
+        for text, n in zip(group, lengths, strict=True):
+            assert flat[pos : pos + n].tolist() == model.indices(features(text)), text
+            pos += n
     none, none_lengths = model.indices_many([])
     assert len(none) == 0 and none_lengths == []
 

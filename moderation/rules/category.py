@@ -36,6 +36,8 @@ STRICT = frozenset({"drug", "medical_device", "medical_service", "health_food", 
 _SEGMENTS = re.compile(r"[\u4e00-\u9fff]+|[a-z]{3,}")
 #: The Latin words of ``features``: maximal runs of three or more letters (no Chinese character is one).
 _LATIN_WORDS = re.compile(r"[a-z]{3,}")
+#: Fewer texts than this are looked up one by one (``CategoryModel.indices_many``).
+_FEW_TEXTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,10 @@ class CategoryModel:
         one's length: the Chinese bigrams of all texts are coded and looked up in one numpy pass (a
         bigram of two Chinese characters never spans a line break, which joins the texts), the rare
         Latin words in the vocabulary, and each text's known indices sorted and made unique together."""
+        if len(texts) < _FEW_TEXTS:
+            # For a text or two the numpy calls cost more than the loop they replace.
+            idxs = [self.indices(features(t)) for t in texts]
+            return np.array([x for idx in idxs for x in idx], dtype=np.int64), [len(idx) for idx in idxs]
         n_vocab = len(self.words)
         joined = "\n".join(texts)
         cps = np.frombuffer(joined.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32).astype(
@@ -196,7 +202,7 @@ class CategoryInferrer:
         if noun_ac is None or not texts:
             return out
         keys = self._noun_keys
-        if self._nouns_span_lines:
+        if self._nouns_span_lines or len(texts) == 1:
             return [[keys[k] for k, _, _ in noun_ac.find_matches_as_indexes(t)] for t in texts]
         ends = list(accumulate(len(t) + 1 for t in texts))
         k = 0
