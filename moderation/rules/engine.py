@@ -214,6 +214,8 @@ class RulesEngine:
         #: A key with a line break could straddle two texts scanned as one (see ``_scan_many``).
         self._keys_span_lines = any("\n" in k for k in self._scan_keys)
         self._payloads: dict[str, list[_Payload | None]] = {}
+        #: Every distinct payload once, by the (rule index, kind) entries that made it and its exemption.
+        self._shared_payloads: dict[tuple[tuple[tuple[int, int], ...], bool], _Payload] = {}
         self._absent_rules = tuple(r for r in self.rules if r.absent)
         #: Per rule: the literal tests of all its patterns together, then each pattern with its own
         #: (moderation/rules/literals.py; no test: always run). Built when the rule first has an
@@ -261,16 +263,24 @@ class RulesEngine:
             if self._scanner is None:
                 self._scanner = _CategoryScanner(self._scan_keys)
             exempt_phrases = set(self.global_exempt)
+            applies = [rule.applies_to(category) for rule in self.rules]
+            shared = self._shared_payloads
             payloads = []
             for key in self._scan_keys:
-                mine = [
-                    (self.rules[idx], kind, idx)
-                    for idx, kind in self._keys.get(key, ())
-                    if self.rules[idx].applies_to(category)
-                ]
+                mine = tuple(entry for entry in self._keys.get(key, ()) if applies[entry[0]])
                 # Global exemptions are found in the same pass (a phrase may also be a term's key).
                 exempt = key in exempt_phrases
-                payloads.append(_payload(mine, exempt) if mine or exempt else None)
+                if not mine and not exempt:
+                    payloads.append(None)
+                    continue
+                # A key means the same in most categories: one payload object for all of them, so
+                # that each category's table adds a list, not tens of thousands of objects for the
+                # garbage collector to walk.
+                payload = shared.get((mine, exempt))
+                if payload is None:
+                    entries = [(self.rules[idx], kind, idx) for idx, kind in mine]
+                    payload = shared[(mine, exempt)] = _payload(entries, exempt)
+                payloads.append(payload)
             self._payloads[category] = payloads
             return payloads
 
