@@ -129,6 +129,16 @@ def test_pinyin_for_one_character_of_a_term(engine: RulesEngine) -> None:
     assert _find(engine, "Zuider Zee 明信片") == []
 
 
+def test_a_two_character_term_has_no_initial_only_spelling(engine: RulesEngine) -> None:
+    from moderation.rules.engine import _pinyin_variants
+
+    assert "wei一" in _pinyin_variants("唯一") and "w一" not in _pinyin_variants("唯一")
+    assert "x血糖" in _pinyin_variants("降血糖") or "降x糖" in _pinyin_variants("降血糖")
+    # one letter beside one character is a model number or slang, not a spelled claim
+    assert _find(engine, "W-71喷枪密封圈配件") == []
+    assert _find(engine, "A3素描本 8开") == []
+
+
 def test_brand_and_model_names_are_not_absolute_claims(engine: RulesEngine) -> None:
     plain = Listing(id="t", title="第一坊 酿造酱油 500ml")
     named = Listing(id="t", title="第一坊 酿造酱油 500ml", brand="第一坊")

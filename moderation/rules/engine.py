@@ -86,11 +86,14 @@ def _pinyin_table() -> dict[str, tuple[str, ...]]:
 
 
 def _pinyin_variants(term: str) -> set[str]:
-    """The term with one character spelled in pinyin or its initial (降血糖 → jiang血糖, 包过 → b过).
+    """The term with one character spelled in pinyin or its initial (降血糖 → jiang血糖, 降xue糖, 降x糖).
 
     Sellers spell one character of a trigger word in Latin letters; officials treat that as the word.
     Only terms of two or more characters that all have a reading in the pinyin lexicon get variants, so
     a variant always keeps at least one Chinese character and still has to pass the word-boundary check.
+    A two-character term gets no initial-only variant: one letter beside one character is mostly a
+    model number, a size or slang (A3 素描本 read as a三, W-71 as w一, C位), so the spellings sellers use
+    for those (装b, 牛b) are listed as terms of their own.
     """
     table = _pinyin_table()
     if len(term) < 2 or not all(ch in table for ch in term):
@@ -99,7 +102,8 @@ def _pinyin_variants(term: str) -> set[str]:
     for i, ch in enumerate(term):
         for reading in table.get(ch, ()):
             variants.add(term[:i] + reading + term[i + 1 :])
-            variants.add(term[:i] + reading[0] + term[i + 1 :])
+            if len(term) > 2:
+                variants.add(term[:i] + reading[0] + term[i + 1 :])
     return variants
 
 
