@@ -129,6 +129,14 @@ def test_pinyin_for_one_character_of_a_term(engine: RulesEngine) -> None:
     assert _find(engine, "Zuider Zee 明信片") == []
 
 
+def test_a_latin_edged_term_is_a_word_of_its_own(engine: RulesEngine) -> None:
+    # 装b inside 改装blox, 0元游 inside 1000元游 are not the terms; with the original spaces they are
+    assert _find(engine, "老款宝马5系改装blox 垫片法兰") == []
+    assert all(t != "0元游" for _, t in _find(engine, "1000元游三亚 跟团"))
+    assert [t for _, t in _find(engine, "这波操作太装b了 T恤")] == ["装b"]
+    assert _find(engine, "TOP 1 best seller 蓝牙音箱")
+
+
 def test_a_two_character_term_has_no_initial_only_spelling(engine: RulesEngine) -> None:
     from moderation.rules.engine import _pinyin_variants
 

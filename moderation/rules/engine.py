@@ -217,6 +217,9 @@ class RulesEngine:
         self._scanner: _CategoryScanner | None = None
         #: A key with a line break could straddle two texts scanned as one (see ``_scan_many``).
         self._keys_span_lines = any("\n" in k for k in self._scan_keys)
+        #: Keys that begin or end with a Latin letter or digit: as terms they are words of their own, so
+        #: they do not match inside a longer Latin word (装b in 改装blox, top1 in top10).
+        self._latin_edged = [_latin_edge(k) for k in self._scan_keys]
         self._payloads: dict[str, list[_Payload | None]] = {}
         #: Every distinct payload once, by the (rule index, kind) entries that made it and its exemption.
         self._shared_payloads: dict[tuple[tuple[tuple[int, int], ...], bool], _Payload] = {}
@@ -305,6 +308,7 @@ class RulesEngine:
         else:
             found, base = scanned.hits, scanned.base
         terms, anchors, exempt_spans = hits.terms, hits.anchors, hits.exempt_spans
+        latin_edged = self._latin_edged
         # A rule's term (or grammar anchor) occurs at most once per span, so no de-duplication is needed.
         # One automaton holds the keys of every category (one in memory and in the CPU's caches, not
         # one per category); a key that means nothing here is skipped, and does not count as a hit.
@@ -323,8 +327,9 @@ class RulesEngine:
             key_terms, variants, key_anchors, exempt = payload
             if exempt:
                 exempt_spans.append((start, end))
-            for rule in key_terms:
-                terms.append(Candidate(rule, start, end))
+            if key_terms and (not latin_edged[key_idx] or _latin_word_free(norm, start, end)):
+                for rule in key_terms:
+                    terms.append(Candidate(rule, start, end))
             if variants and _latin_edges_free(text, start, end):
                 for rule in variants:
                     terms.append(Candidate(rule, start, end))
@@ -896,6 +901,32 @@ class _State:
     explain: bool = False
     truncated: bool = False
     exempted: list[tuple[NormalisedText, Exemption]] = dataclasses.field(default_factory=list)
+
+
+def _latin_edge(key: str) -> bool:
+    """Whether a key begins or ends with a Latin letter or digit (so ``_latin_edges_free`` applies)."""
+    return bool(key) and (
+        (key[0].isascii() and key[0].isalnum()) or (key[-1].isascii() and key[-1].isalnum())
+    )
+
+
+def _latin_word_free(norm: NormalisedText, start: int, end: int) -> bool:
+    """A Latin-edged term is not part of a longer Latin word or number in the original text (folding
+    removed the spaces, so ``top 1 best`` must be read where the spaces still are)."""
+    lo, hi = norm.original_span(start, end)
+    orig = norm.original
+    if (
+        lo > 0
+        and orig[lo].isascii()
+        and orig[lo].isalnum()
+        and orig[lo - 1].isascii()
+        and orig[lo - 1].isalnum()
+    ):
+        return False
+    last = orig[hi - 1] if hi > lo else ""
+    return not (
+        hi < len(orig) and last.isascii() and last.isalnum() and orig[hi].isascii() and orig[hi].isalnum()
+    )
 
 
 def _latin_edges_free(text: str, start: int, end: int) -> bool:
