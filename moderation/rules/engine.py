@@ -904,37 +904,29 @@ class _State:
 
 
 def _latin_edge(key: str) -> bool:
-    """Whether a key begins or ends with a Latin letter or digit (so ``_latin_edges_free`` applies)."""
+    """Whether a key begins or ends with a Latin letter or digit (so ``_latin_word_free`` applies)."""
     return bool(key) and (
         (key[0].isascii() and key[0].isalnum()) or (key[-1].isascii() and key[-1].isalnum())
     )
 
 
+def _glued(text: str, lo: int, hi: int) -> bool:
+    """Whether ``text[lo:hi]`` continues a Latin word or number past either end."""
+    if lo > 0 and text[lo].isascii() and text[lo - 1].isascii() and text[lo - 1].isalnum():
+        return True
+    last = text[hi - 1]
+    return last.isascii() and hi < len(text) and text[hi].isascii() and text[hi].isalnum()
+
+
 def _latin_word_free(norm: NormalisedText, start: int, end: int) -> bool:
     """A Latin-edged term is not part of a longer Latin word or number in the original text (folding
     removed the spaces, so ``top 1 best`` must be read where the spaces still are)."""
-    lo, hi = norm.original_span(start, end)
-    orig = norm.original
-    if (
-        lo > 0
-        and orig[lo].isascii()
-        and orig[lo].isalnum()
-        and orig[lo - 1].isascii()
-        and orig[lo - 1].isalnum()
-    ):
-        return False
-    last = orig[hi - 1] if hi > lo else ""
-    return not (
-        hi < len(orig) and last.isascii() and last.isalnum() and orig[hi].isascii() and orig[hi].isalnum()
-    )
+    return not _glued(norm.original, *norm.original_span(start, end))
 
 
 def _latin_edges_free(text: str, start: int, end: int) -> bool:
     """A pinyin spelling at either end of ``text[start:end]`` is not glued to more Latin letters or digits."""
-    if text[start].isascii() and start > 0 and text[start - 1].isascii() and text[start - 1].isalnum():
-        return False
-    last = text[end - 1]
-    return not (last.isascii() and end < len(text) and text[end].isascii() and text[end].isalnum())
+    return not _glued(text, start, end)
 
 
 _Tests = tuple[Callable[[str, int, int], object], ...]
