@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from functools import cached_property
 
 import numpy as np
 
 from moderation.rules.pack import Context
-from moderation.text.normalise import CLAUSE_PUNCT, SENTENCE_PUNCT
+from moderation.text.normalise import CLAUSE_PUNCT, SENTENCE_PUNCT, fold_term
 
 #: How far before/after a match the ``before``/``after`` expressions look (folded characters).
 NEIGHBOUR_CHARS = 16
@@ -145,12 +144,16 @@ class ListingContext:
         attributes: dict[str, str] | None = None,
         listing_text: str = "",
         names: tuple[str, ...] = (),
+        folded_listing: str | None = None,
     ) -> None:
         self.category = category
         self._attributes = attributes or {}
         self._listing_text = listing_text
         self.names = names  # brand and name-like attribute values, folded
         self._searched: dict[tuple[int, re.Pattern[str]], bool] = {}
+        #: The folded texts, made on first use (``folded_listing``: the caller folded it already).
+        self._attributes_folded: str | None = None
+        self._listing_folded = folded_listing
 
     def holds(self, pattern: re.Pattern[str], scope: str) -> bool:
         """Whether ``pattern`` occurs in the listing's attributes or whole text, asked once per listing:
@@ -162,20 +165,22 @@ class ListingContext:
             hit = self._searched[key] = pattern.search(text) is not None
         return hit
 
-    @cached_property
+    @property
     def attributes(self) -> str:
         """The attributes as folded ``key:value`` lines."""
-        from moderation.text.normalise import fold_term
+        folded = self._attributes_folded
+        if folded is None:
+            raw = "\n".join(f"{k}:{v}" for k, v in self._attributes.items())
+            folded = self._attributes_folded = fold_term(raw) if raw else ""
+        return folded
 
-        raw = "\n".join(f"{k}:{v}" for k, v in self._attributes.items())
-        return fold_term(raw) if raw else ""
-
-    @cached_property
+    @property
     def listing(self) -> str:
         """Every field of the listing, folded, one per line."""
-        from moderation.text.normalise import fold_term
-
-        return fold_term(self._listing_text)
+        folded = self._listing_folded
+        if folded is None:
+            folded = self._listing_folded = fold_term(self._listing_text)
+        return folded
 
 
 class Surroundings:

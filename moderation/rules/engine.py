@@ -25,18 +25,18 @@ from functools import lru_cache
 from itertools import accumulate
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 import ahocorasick_rs
 import numpy as np
 
 from moderation.paths import lexicon_path, models_dir, rules_dir
+from moderation.rules.budget import CheckBudgetExceeded
 from moderation.rules.category import CategoryGuess, CategoryInferrer
 from moderation.rules.context import ListingContext, TextWindows, context_matches, marks_of_many
 from moderation.rules.grammar import SuperlativeGrammar
 from moderation.rules.judge import (
     Candidate,
-    CheckBudgetExceeded,
     Claim,
     Exemption,
     Judge,
@@ -127,7 +127,7 @@ class _CategoryScanner:
     longest key) and yielded lazily, so a caller that stops early never materialises millions of hits.
     """
 
-    CHUNK = 65536
+    CHUNK: Final = 65536
 
     def __init__(self, keys: list[str]) -> None:
         self._longest = max(len(k) for k in keys)
@@ -198,6 +198,7 @@ class RulesEngine:
         self.packs = packs
         self.policy = policy
         self.rules: tuple[Rule, ...] = tuple(r for p in packs for r in p.rules)
+        self.rules_by_id: dict[str, Rule] = {r.id: r for r in self.rules}
         self.global_exempt = global_exempt
         keys: dict[str, list[tuple[int, int]]] = {}
         for idx, rule in enumerate(self.rules):
@@ -442,31 +443,16 @@ class RulesEngine:
         scanner = cast(_CategoryScanner, self._scanner)
         group: list[int] = []
         size = 0
-
-        def flush() -> None:
-            if len(group) > 1:
-                joined = "\n".join(texts[i] for i in group)
-                found = scanner.scan(joined)
-                assert isinstance(found, list)
-                marks = marks_of_many([texts[i] for i in group])
-                pos = lo = 0
-                for i, (clause, sentence) in zip(group, marks, strict=True):
-                    end = pos + len(texts[i])
-                    hi = bisect_right(found, end, lo, key=_hit_end)
-                    out[i] = _Scanned(found[lo:hi], pos, clause, sentence)
-                    pos, lo = end + 1, hi
-            group.clear()
-
         for i, text in enumerate(texts):
             if not text:
                 continue
             if size + len(text) > _CategoryScanner.CHUNK:
-                flush()
-                size = 0
+                _scan_group(scanner, texts, group, out)
+                group, size = [], 0
             if len(text) <= _CategoryScanner.CHUNK:
                 group.append(i)
                 size += len(text) + 1
-        flush()
+        _scan_group(scanner, texts, group, out)
         return out
 
     def _action_of(self, claim: Claim) -> str:
@@ -586,10 +572,12 @@ class RulesEngine:
         raw_names += [v for k, v in listing.attributes.items() if k in self.policy.name_attributes]
         names = [n for n in (fold_term(r) for r in raw_names if r) if len(n) >= 2]
         ctx = ListingContext(
-            listing.category, listing.attributes, listing.text() if folded is None else "", ()
+            listing.category,
+            listing.attributes,
+            listing.text() if folded is None else "",
+            (),
+            None if folded is None else "\n".join(n.text for n in folded.values()),
         )
-        if folded is not None:
-            ctx.__dict__["listing"] = "\n".join(n.text for n in folded.values())  # fills the cached property
         # Titles of works named anywhere in the listing (《最美乡村》) are names too, wherever else the
         # same words appear (a title line without the brackets).
         if "《" in ctx.listing:
@@ -828,6 +816,25 @@ class _Scanned(NamedTuple):
 
 
 _hit_end = itemgetter(2)
+
+
+def _scan_group(
+    scanner: _CategoryScanner, texts: list[str], group: list[int], out: list[_Scanned | None]
+) -> None:
+    """Scan ``texts[i]`` for each ``i`` of a group of two or more as one text joined by line breaks, and
+    put each one's hits and marks in ``out[i]`` (``RulesEngine._scan_many``)."""
+    if len(group) < 2:
+        return
+    joined = "\n".join(texts[i] for i in group)
+    found = scanner.scan(joined)
+    assert isinstance(found, list)
+    marks = marks_of_many([texts[i] for i in group])
+    pos = lo = 0
+    for i, (clause, sentence) in zip(group, marks, strict=True):
+        end = pos + len(texts[i])
+        hi = bisect_right(found, end, lo, key=_hit_end)
+        out[i] = _Scanned(found[lo:hi], pos, clause, sentence)
+        pos, lo = end + 1, hi
 
 
 class _Hits(NamedTuple):

@@ -20,6 +20,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
+from moderation.rules.budget import CheckBudgetExceeded
 from moderation.rules.context import (
     AnyFrame,
     ListingContext,
@@ -48,10 +49,6 @@ _REASONS_ZH = {
     "delegated": "由专门规则判断。",
     "context": "上下文表明不是对商品的宣称。",
 }
-
-
-class CheckBudgetExceeded(RuntimeError):
-    """A listing used up its CPU budget; the caller answers with an error instead of waiting."""
 
 
 class Claim(NamedTuple):

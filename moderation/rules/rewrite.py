@@ -135,14 +135,6 @@ def _engine_of(checker_or_engine: Any) -> RulesEngine:
     return checker_or_engine if isinstance(checker_or_engine, RulesEngine) else checker_or_engine.engine
 
 
-def _rules_by_id(engine: RulesEngine) -> dict[str, Rule]:
-    cached = getattr(engine, "_rewrite_rules", None)
-    if cached is None:
-        cached = {r.id: r for r in engine.rules}
-        engine._rewrite_rules = cached  # type: ignore[attr-defined]
-    return cached
-
-
 def _fill(template: str, text: str, modifies: str) -> str:
     return template.replace("{text}", text).replace("{modifies}", modifies or text)
 
@@ -286,7 +278,7 @@ def _with_fields(base: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]
 
 
 def _edits(engine: RulesEngine, findings: list[Finding], texts: dict[str, str]) -> list[Edit]:
-    rules = _rules_by_id(engine)
+    rules = engine.rules_by_id
     edits = []
     for f in findings:
         rule = rules.get(f.rule)

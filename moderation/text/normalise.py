@@ -400,36 +400,36 @@ def normalise_many(texts: list[str]) -> list[NormalisedText]:
     out: list[NormalisedText | None] = [None] * len(texts)
     group: list[int] = []
     size = 0
-
-    def flush() -> None:
-        if len(group) == 1:
-            out[group[0]] = normalise(texts[group[0]])
-        elif group:
-            whole = normalise("\n".join(texts[i] for i in group))
-            # Each text's folded range (what ``part`` finds), for all of them in one search.
-            bounds: list[int] = []
-            pos = 0
-            for i in group:
-                bounds += (pos, pos + len(texts[i]))
-                pos += len(texts[i]) + 1
-            cuts = whole.starts.searchsorted(bounds, "left").tolist()
-            text, starts, ends = whole.text, whole.starts, whole.ends
-            for k, i in enumerate(group):
-                lo, a, b = bounds[2 * k], cuts[2 * k], cuts[2 * k + 1]
-                out[i] = NormalisedText(texts[i], text[a:b], starts[a:b] - lo, ends[a:b] - lo)
-        group.clear()
-
     for i, text in enumerate(texts):
         if not text or len(text) > BATCH_CHARS:
             out[i] = normalise(text)
             continue
         if size + len(text) > BATCH_CHARS:
-            flush()
-            size = 0
+            _fold_group(texts, group, out)
+            group, size = [], 0
         group.append(i)
         size += len(text) + 1
-    flush()
+    _fold_group(texts, group, out)
     return cast("list[NormalisedText]", out)
+
+
+def _fold_group(texts: list[str], group: list[int], out: list[NormalisedText | None]) -> None:
+    """Fold ``texts[i]`` for each ``i`` of ``group`` as one text and put each one's part in ``out[i]``."""
+    if len(group) == 1:
+        out[group[0]] = normalise(texts[group[0]])
+    elif group:
+        whole = normalise("\n".join(texts[i] for i in group))
+        # Each text's folded range (what ``part`` finds), for all of them in one search.
+        bounds: list[int] = []
+        pos = 0
+        for i in group:
+            bounds += (pos, pos + len(texts[i]))
+            pos += len(texts[i]) + 1
+        cuts = whole.starts.searchsorted(bounds, "left").tolist()
+        text, starts, ends = whole.text, whole.starts, whole.ends
+        for k, i in enumerate(group):
+            lo, a, b = bounds[2 * k], cuts[2 * k], cuts[2 * k + 1]
+            out[i] = NormalisedText(texts[i], text[a:b], starts[a:b] - lo, ends[a:b] - lo)
 
 
 def fold_term(term: str) -> str:
