@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser onnx run test lint bench clean
+.PHONY: setup native clean-native browser onnx run test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/.installed
+# The rules' hot modules compiled with mypyc (moderation/native.py), rebuilt when one of their sources
+# has changed; without a C compiler the package runs from source, slower, with the same answers.
+native: $(BIN)/.installed
+	$(BIN)/python scripts/build_native.py
+
+clean-native:
+	$(BIN)/python scripts/build_native.py --clean
+
+setup: $(BIN)/.installed native
 
 # Browser tests drive Debian's Chromium (never a downloaded browser); install it if it is missing.
 browser:
@@ -42,4 +50,5 @@ bench: setup
 	$(BIN)/python scripts/bench_rules.py
 
 clean:
+	-test -x $(BIN)/python && $(BIN)/python scripts/build_native.py --clean
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

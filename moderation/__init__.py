@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from moderation import native
+
+# Before any compiled module is imported: a build older than its source is removed, never run.
+native.guard()
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "check", "check_many"]
 

@@ -255,6 +255,12 @@ def main() -> None:
     cpu_p99 = cpu_samples[int(len(cpu_samples) * 0.99) - 1]
 
     print(f"rule packs: {len(engine.packs)} packs, {len(engine.rules)} rules")
+    from moderation.native import is_compiled
+
+    compiled = is_compiled("moderation.rules.engine")
+    print(
+        f"rules modules: {'compiled (mypyc)' if compiled else 'from source'} (MODERATION_NATIVE=0: from source)"
+    )
     print(
         f"load all rule packs: {load_s * 1000:.0f} ms (+ jieba dictionary on first use: {jieba_init_s * 1000:.0f} ms)"
     )
