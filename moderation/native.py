@@ -35,8 +35,10 @@ MODULES: tuple[str, ...] = (
     "moderation.rules.category",
     "moderation.rules.engine",
 )
-#: The group name mypyc gives the shared library all of them live in (``<GROUP>__mypyc.*.so``).
-GROUP = "moderation_native"
+#: The group name mypyc gives the shared library all of them live in: a module of the package
+#: (``moderation/native_lib__mypyc.*.so``), so that it is found wherever the package is, also by the
+#: console scripts of an editable install, which do not put the repository on ``sys.path``.
+GROUP = "moderation.native_lib"
 PACKAGE_DIR = Path(__file__).resolve().parent
 STAMP_NAME = "native.stamp.json"
 
@@ -53,7 +55,8 @@ def compiled_files(root: Path) -> list[Path]:
         for module in MODULES
         for p in source_of(module, root).parent.glob(module.rsplit(".", 1)[1] + ".*.so")
     ]
-    files += root.glob(f"{GROUP}__mypyc.*.so")
+    package, _, name = GROUP.rpartition(".")
+    files += root.joinpath(*package.split(".")).glob(f"{name}__mypyc.*.so")
     return sorted(files)
 
 

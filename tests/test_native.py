@@ -27,7 +27,8 @@ def _fake_build(root: Path) -> list[Path]:
         so = src.with_name(src.stem + ".cpython-311-x86_64-linux-gnu.so")
         so.write_bytes(b"")
         built.append(so)
-    lib = root / f"{GROUP}__mypyc.cpython-311-x86_64-linux-gnu.so"
+    package, _, name = GROUP.rpartition(".")
+    lib = root.joinpath(*package.split("."), f"{name}__mypyc.cpython-311-x86_64-linux-gnu.so")
     lib.write_bytes(b"")
     write_stamp(root)
     return [*built, lib]
@@ -104,3 +105,16 @@ def test_the_compiled_modules_answer_as_their_source() -> None:
     assert compiled[0] is True and source[0] is False
     assert len(compiled) > 3000
     assert compiled[1:] == source[1:]
+
+
+def test_a_build_is_found_without_the_repository_on_the_path(tmp_path: Path) -> None:
+    """Console scripts of an editable install import the package through its finder, with neither the
+    repository nor the working folder on ``sys.path``: the build must be found from the package."""
+    probe = "import moderation.rules.engine as e, moderation.native as n; print(e.__file__)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0 or not out.stdout.strip().startswith(str(ROOT / "moderation")):
+        pytest.skip("the installed package is not this checkout")
+    assert out.stdout.strip().endswith(".so") == bool(compiled_files(ROOT))
