@@ -3,10 +3,10 @@
 The same typed source is the one path: ``scripts/build_native.py`` (run by ``make setup``) compiles the
 modules of ``MODULES`` into C extensions next to their sources, and Python imports an extension in
 preference to its ``.py``. Without a compiler, or after ``make clean-native``, the package runs from
-source with the same answers, only slower (docs/performance.md).
+source with the same answers, only slower (docs/platform-rules.md, the speed section).
 
 An extension built from an older source would silently run old code after an edit, so the build
-writes the SHA-256 of each compiled source to ``STAMP`` and ``guard()`` (called when the package is
+writes the SHA-256 of each compiled source to ``STAMP_NAME`` in the package and ``guard()`` (called when the package is
 imported, before any of these modules is) compares them: on any difference it removes the whole build,
 since compiled modules call each other directly and cannot be mixed with newer sources, and warns.
 ``MODERATION_NATIVE=0`` runs from source with a build in place (benchmarks and the equivalence test
@@ -58,6 +58,13 @@ def compiled_files(root: Path) -> list[Path]:
     package, _, name = GROUP.rpartition(".")
     files += root.joinpath(*package.split(".")).glob(f"{name}__mypyc.*.so")
     return sorted(files)
+
+
+def remove_build(root: Path) -> None:
+    """Delete every file of a build under ``root`` and its stamp (OSError when one cannot be)."""
+    for path in compiled_files(root):
+        path.unlink()
+    (root / "moderation" / STAMP_NAME).unlink(missing_ok=True)
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -120,9 +127,7 @@ def guard(root: Path | None = None) -> list[str]:
     if own and any(m in sys.modules for m in MODULES):
         raise ImportError(f"compiled modules are older than their source ({', '.join(stale)}): restart")
     try:
-        for path in compiled_files(root):
-            path.unlink()
-        (root / "moderation" / STAMP_NAME).unlink(missing_ok=True)
+        remove_build(root)
     except OSError as exc:
         raise ImportError(
             f"compiled modules are older than their source ({', '.join(stale)}) and cannot be removed "

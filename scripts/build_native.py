@@ -25,6 +25,7 @@ from moderation.native import (  # noqa: E402
     GROUP,
     MODULES,
     compiled_files,
+    remove_build,
     source_of,
     stale_modules,
     write_stamp,
@@ -42,17 +43,11 @@ setup(name={group!r}, ext_modules=mypycify(paths, opt_level="3", group_name={gro
 """
 
 
-def clean() -> None:
-    for path in compiled_files(ROOT):
-        path.unlink()
-    (ROOT / "moderation" / "native.stamp.json").unlink(missing_ok=True)
-
-
 def build(strict: bool, force: bool) -> int:
     if not force and compiled_files(ROOT) and not stale_modules(ROOT):
         print("compiled modules are up to date")
         return 0
-    clean()
+    remove_build(ROOT)
     try:
         import mypyc  # noqa: F401
     except ImportError:
@@ -71,7 +66,7 @@ def build(strict: bool, force: bool) -> int:
         )
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        clean()
+        remove_build(ROOT)
         return _skip("mypyc failed (output above)", strict)
     write_stamp(ROOT)
     print(f"compiled {len(MODULES)} modules: {', '.join(m.rsplit('.', 1)[1] for m in MODULES)}")
@@ -90,7 +85,7 @@ def main() -> None:
     parser.add_argument("--strict", action="store_true", help="fail when the build cannot be made")
     args = parser.parse_args()
     if args.clean:
-        clean()
+        remove_build(ROOT)
         return
     sys.exit(build(args.strict, args.force))
 
