@@ -12,7 +12,7 @@ from moderation.rules.engine import RulesEngine
 from moderation.rules.literals import Prefilter, required_literals
 from moderation.rules.pack import trie_regex
 from moderation.schema import Listing
-from moderation.text.normalise import normalise
+from moderation.text.normalise import batch_groups, normalise
 from moderation.text.tokenise import BLOCK_RE, TextBoundaries
 
 
@@ -252,3 +252,12 @@ def test_marks_of_many_equal_each_text_windows(engine: RulesEngine) -> None:
         assert clause == windows.clause_bounds()
         windows.sentence(0, 0)
         assert sentence == windows._sentence
+
+
+def test_batch_groups_join_consecutive_texts_within_the_limit() -> None:
+    texts = ["abc", "", "defg", "x" * 11, "hi", "jk", "lmnop"]
+    groups = batch_groups(texts, 10)
+    # Empty texts and texts longer than the limit are in no group; each group with its line breaks fits.
+    assert groups == [[0, 2], [4, 5], [6]]
+    for group in groups:
+        assert sum(len(texts[i]) + 1 for i in group) - 1 <= 10

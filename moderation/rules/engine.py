@@ -46,7 +46,7 @@ from moderation.rules.literals import Prefilter
 from moderation.rules.pack import Lexicons, Pack, Rule, load_packs
 from moderation.rules.policy import Policy, load_policy
 from moderation.schema import Finding, Listing, Severity
-from moderation.text.normalise import NormalisedText, fold_term, normalise, normalise_many
+from moderation.text.normalise import NormalisedText, batch_groups, fold_term, normalise, normalise_many
 from moderation.text.tokenise import Tokeniser
 
 __all__ = ["CheckBudgetExceeded", "Detection", "Folded", "RulesEngine"]
@@ -441,18 +441,8 @@ class RulesEngine:
         if self._scanner is None:
             self._payloads_for("general")  # builds the automaton
         scanner = cast(_CategoryScanner, self._scanner)
-        group: list[int] = []
-        size = 0
-        for i, text in enumerate(texts):
-            if not text:
-                continue
-            if size + len(text) > _CategoryScanner.CHUNK:
-                _scan_group(scanner, texts, group, out)
-                group, size = [], 0
-            if len(text) <= _CategoryScanner.CHUNK:
-                group.append(i)
-                size += len(text) + 1
-        _scan_group(scanner, texts, group, out)
+        for group in batch_groups(texts, _CategoryScanner.CHUNK):
+            _scan_group(scanner, texts, group, out)
         return out
 
     def _action_of(self, claim: Claim) -> str:

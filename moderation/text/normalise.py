@@ -18,7 +18,6 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import cast
 
 import ahocorasick_rs
 import numpy as np
@@ -398,19 +397,31 @@ def normalise_many(texts: list[str]) -> list[NormalisedText]:
     a seam. Each listing otherwise pays for a dozen small numpy calls of its own.
     """
     out: list[NormalisedText | None] = [None] * len(texts)
+    for group in batch_groups(texts, BATCH_CHARS):
+        _fold_group(texts, group, out)
+    # Empty texts and texts longer than a batch, on their own.
+    return [n if n is not None else normalise(t) for n, t in zip(out, texts, strict=True)]
+
+
+def batch_groups(texts: list[str], limit: int) -> list[list[int]]:
+    """The indices of the non-empty texts no longer than ``limit``, in runs of consecutive ones whose
+    lengths, each with the line break that joins it to the next, add up to at most ``limit``: the texts
+    that one batched pass (folding here, the rules' scan in ``RulesEngine._scan_many``) joins."""
+    groups: list[list[int]] = []
     group: list[int] = []
     size = 0
     for i, text in enumerate(texts):
-        if not text or len(text) > BATCH_CHARS:
-            out[i] = normalise(text)
+        n = len(text)
+        if not n or n > limit:
             continue
-        if size + len(text) > BATCH_CHARS:
-            _fold_group(texts, group, out)
+        if size + n > limit:
+            groups.append(group)
             group, size = [], 0
         group.append(i)
-        size += len(text) + 1
-    _fold_group(texts, group, out)
-    return cast("list[NormalisedText]", out)
+        size += n + 1
+    if group:
+        groups.append(group)
+    return groups
 
 
 def _fold_group(texts: list[str], group: list[int], out: list[NormalisedText | None]) -> None:
