@@ -261,3 +261,44 @@ def test_batch_groups_join_consecutive_texts_within_the_limit() -> None:
     assert groups == [[0, 2], [4, 5], [6]]
     for group in groups:
         assert sum(len(texts[i]) + 1 for i in group) - 1 <= 10
+
+
+def test_collector_paused_for_a_batch_and_never_left_off(rules_checker: Checker) -> None:
+    """``check_many`` turns the cyclic collector off for each batch only: it is on again after the
+    batch (also when a listing fails), and a collector the caller turned off stays off."""
+    import gc
+
+    from moderation.checker import collector_paused
+
+    seen: list[bool] = []
+    real_finish = rules_checker.finish
+
+    def spy(listing, detection, score):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        if listing.id == "bad":
+            raise RuntimeError("boom")
+        return real_finish(listing, detection, score)
+
+    assert gc.isenabled()
+    rules_checker.finish = spy  # type: ignore[method-assign]
+    try:
+        results = rules_checker.check_many(
+            [{"id": "ok", "title": "全网最低价 纯棉T恤"}, {"id": "bad", "title": "纯棉T恤"}]
+        )
+    finally:
+        del rules_checker.finish
+    assert seen == [False, False]
+    assert gc.isenabled()
+    assert [r.error.code if r.error else None for r in results] == [None, "internal_error"]
+    assert results[0].verdict != "pass"
+
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError), collector_paused():
+        raise ValueError
+    assert gc.isenabled()
