@@ -35,6 +35,12 @@ DEFAULT_LEXICONS = repo_root() / "scripts" / "data"
 DEFAULT_OUT_DIR = repo_root() / "models" / "risk-classifier"
 #: Text files from scripts/build_pretrain_text.py (package-shipped reviews, news, fortunes).
 DEFAULT_PRETRAIN_DIR = repo_root() / "var" / "pretrain" / "text"
+#: The share of lawful real listings (upper bound, on the real calib part) that the score alone may send
+#: to review. Not the 1% the classifier issue allows: on real listings the score-alone flags are mostly
+#: wrong (the real calib part: 2 violations among 9 listings over 0.6.0's first threshold), and every one
+#: of them lowers the precision of flagged listings that the real-text issue holds at 0.85 (figures and
+#: the choice: models/MODEL_CARD.md, "A stricter review threshold").
+SCORE_ONLY_LAWFUL_BUDGET = 0.001
 
 
 def pretraining_texts(
@@ -54,7 +60,10 @@ def pretraining_texts(
 
 
 def real_figures(
-    model_dir: str | Path, threads: int = 1, max_lawful_rate: float = 0.01, with_test: bool = True
+    model_dir: str | Path,
+    threads: int = 1,
+    max_lawful_rate: float = SCORE_ONLY_LAWFUL_BUDGET,
+    with_test: bool = True,
 ) -> dict[str, Any]:
     """Real calib and test reports for a checkpoint, and the review threshold chosen on real calib:
     the lowest score whose flagged share of the lawful labelled listings there has a one-sided 90%
