@@ -36,10 +36,9 @@ DEFAULT_OUT_DIR = repo_root() / "models" / "risk-classifier"
 #: Text files from scripts/build_pretrain_text.py (package-shipped reviews, news, fortunes).
 DEFAULT_PRETRAIN_DIR = repo_root() / "var" / "pretrain" / "text"
 #: The share of lawful real listings (upper bound, on the real calib part) that the score alone may send
-#: to review. Not the 1% the classifier issue allows: on real listings the score-alone flags are mostly
-#: wrong (the real calib part: 2 violations among 9 listings over 0.6.0's first threshold), and every one
-#: of them lowers the precision of flagged listings that the real-text issue holds at 0.85 (figures and
-#: the choice: models/MODEL_CARD.md, "A stricter review threshold").
+#: to review. Smaller than the classifier issue allows: on real listings the score-alone flags are mostly
+#: wrong, and every one of them lowers the precision of flagged listings that the real-text issue bounds
+#: (figures and the choice: models/MODEL_CARD.md, "A stricter review threshold").
 SCORE_ONLY_LAWFUL_BUDGET = 0.001
 
 
