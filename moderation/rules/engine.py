@@ -381,6 +381,10 @@ class RulesEngine:
                             if test(text, lo, hi) is None:
                                 break
                         else:
+                            # Most windows hold no match: one search says so for less than the
+                            # iterator costs to build; where it finds one, finditer runs as before.
+                            if pattern.search(text, lo, hi) is None:
+                                continue
                             for m in pattern.finditer(text, lo, hi):
                                 m_start, m_end = m.span()
                                 if m_end <= m_start:
