@@ -7,6 +7,13 @@ distribution of single 1,000-character listings (bar: p99 ≤ 5 ms).
 
     .venv/bin/python scripts/bench_rules.py [--corpora ../shared/corpora] [--listings 2000]
 
+``--baseline-rules DIR`` also checks the same listings with the rule packs of another rules folder (an
+older commit's ``rules/``, exported with ``git archive``) on the same build, in the same process, the two
+alternating round by round, and prints the ratio of their CPU times: what a rule change costs, to within
+a few percent where two separate runs of this script differ by ten.
+
+    .venv/bin/python scripts/bench_rules.py --rounds 20 --baseline-rules /tmp/rules-before
+
 ``--dump OUT`` instead writes every answer of the rules (the check result with its findings, verdict and
 inferred category; the explained exemptions; the rewrite of each flagged listing) for the bench listings,
 the same listings under every category, a few thousand lines of each corpus, the labelled evaluation
@@ -30,6 +37,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -177,12 +185,23 @@ def dump(corpora: Path, n: int, out_path: Path) -> None:
     print(f"sha256 {digest}  {out_path}")
 
 
+def _timed_round(checker: Any, listings: list[dict[str, str]]) -> float:
+    """CPU seconds of one check_many over ``listings``, with the segmentation cache emptied first."""
+    checker.engine.tokeniser.clear_cache()
+    t0 = time.process_time()
+    checker.check_many(listings)
+    return time.process_time() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
     parser.add_argument("--listings", type=int, default=2000)
     parser.add_argument("--single", type=int, default=1000, help="single-listing latency samples")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
+    parser.add_argument(
+        "--baseline-rules", type=Path, help="also time the rule packs of this rules folder, alternating"
+    )
     parser.add_argument("--dump", type=Path, help="write every answer to this file (identity check) and stop")
     args = parser.parse_args()
     if args.dump is not None:
@@ -211,6 +230,10 @@ def main() -> None:
     chars = sum(map(len, texts))
     checker.check_many(listings[:50])  # warm caches the way a running service has them
     rss1 = _rss_mb()  # before the baseline's own jieba dictionary is loaded
+    base_checker = None  # loaded after the memory reading: it is not part of the engine's footprint
+    if args.baseline_rules is not None:
+        base_checker = Checker(RulesEngine.load(args.baseline_rules), classifier=False)
+        base_checker.check_many(listings[:50])
     jieba.setLogLevel(60)
     jieba.initialize()
     # As the long-running entry points do (moderation check --input, serve, audit workers): move the
@@ -222,14 +245,19 @@ def main() -> None:
     # machine only ever slow a round down, so best-of-N is the least noisy estimate of either.
     engine_rounds: list[float] = []
     jieba_rounds: list[float] = []
+    base_rounds: list[float] = []
     results = []
     # CPU time of this process (one thread, pinned to one core): time spent descheduled while other
     # jobs run on the machine is not counted against either side.
-    for _ in range(args.rounds):
+    for i in range(args.rounds):
+        if base_checker is not None and i % 2 == 0:
+            base_rounds.append(_timed_round(base_checker, listings))
         engine.tokeniser.clear_cache()  # no help from segmentations cached in an earlier round
         t0 = time.process_time()
         results = checker.check_many(listings)
         engine_rounds.append(time.process_time() - t0)
+        if base_checker is not None and i % 2 == 1:
+            base_rounds.append(_timed_round(base_checker, listings))
         t0 = time.process_time()
         for text in texts:
             jieba.lcut(text)
@@ -279,6 +307,14 @@ def main() -> None:
         "  per-round ratios: "
         + ", ".join(f"{j / e:.1f}x" for e, j in zip(engine_rounds, jieba_rounds, strict=True))
     )
+    if base_checker is not None:
+        base_s = min(base_rounds)
+        paired = sorted(e / b for e, b in zip(engine_rounds, base_rounds, strict=True))
+        print(
+            f"baseline rules ({args.baseline_rules}, {len(base_checker.engine.rules)} rules): "
+            f"{len(listings) / base_s:,.0f} listings per CPU-second; CPU time these rules / baseline: "
+            f"{engine_s / base_s:.3f} (best of {args.rounds}), {statistics.median(paired):.3f} (median of rounds)"
+        )
     print(f"single listing >= 900 chars: p50 {p50:.2f} ms, p99 {p99:.2f} ms wall (bar: p99 <= 5 ms)")
     print(f"  same, CPU time of the checking thread: p50 {cpu_p50:.2f} ms, p99 {cpu_p99:.2f} ms")
 
