@@ -7,7 +7,8 @@
 
 Sets (moderation/evaluation/realsets.py): enforcement cases (../shared/cases/dev_cases.jsonl and
 tests/real/cases*.jsonl; tier A = visible from the text, B = evidence-dependent) and the blind labels
-of tests/real/labels/ (every Taobao title, 800 app descriptions). "Flagged" means a verdict other than
+of tests/real/labels/ (every Taobao title, 800 app descriptions, and, where the extra corpus is present,
+1,070 AdvertiseGen clothing ad copies sent as descriptions). "Flagged" means a verdict other than
 ``pass``. A conditional item (lawful with a registration the text cannot show) counts neither way but
 must never be blocked. Tune on ``dev``; ``test`` is the held-out half.
 
@@ -30,7 +31,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from moderation.checker import Checker  # noqa: E402
-from moderation.evaluation.realsets import RealItem, load_cases, load_corpus_labels  # noqa: E402
+from moderation.evaluation.realsets import COPIES, RealItem, load_cases, load_corpus_labels  # noqa: E402
 
 
 @dataclass
@@ -175,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels = load_corpus_labels()
         sets["titles"] = [i for i in labels if i.source.startswith("taobao")]
         sets["apps"] = [i for i in labels if i.source.startswith("app_")]
+        copies = [i for i in labels if i.source == COPIES]
+        if copies:  # only where the extra corpus is present (tests/real/README.md)
+            sets["copies"] = copies
     splits = ("dev", "test") if args.split == "all" else (args.split,)
     out: dict[str, Any] = {}
     for name, items in sets.items():

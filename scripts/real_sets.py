@@ -1,6 +1,7 @@
 """Build and check the blind-labelled real-text sets (docs/labelling.md, tests/real/README.md).
 
     python scripts/real_sets.py batches            # write tests/real/batches/*.jsonl (refs + hashes only)
+    python scripts/real_sets.py copies             # add the ad-copy batches c01… and d02 (extra corpus)
     python scripts/real_sets.py show t01           # what a labeller reads: ref, hash, text
     python scripts/real_sets.py check              # every batch labelled once, labels well-formed
     python scripts/real_sets.py agreement          # primary vs second labels on the double-labelled sample
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from moderation.evaluation.realsets import LABELS, REAL_DIR, corpus_lines, text_hash  # noqa: E402
+from moderation.evaluation.realsets import COPIES, LABELS, REAL_DIR, corpus_lines, text_hash  # noqa: E402
 from moderation.schema import CATEGORIES  # noqa: E402
 
 BATCHES = REAL_DIR / "batches"
@@ -44,7 +45,7 @@ RISKY = re.compile(
     r"最|第一|首[家个款创选]|唯一|独家|顶级|极致|极品|领先|冠军|之王|王者|国家|权威|专家|医生|治|疗|防|抗|"
     r"降|瘦|美白|祛|保本|收益|回报|稳赚|包过|通过率|提分|保证|100%|\d+%|万人|销量|好评|专利|官方|特供|军"
 )
-BATCH_SIZE = {TITLES: 500, APPS: 200}
+BATCH_SIZE = {TITLES: 500, APPS: 200, COPIES: 270}
 
 
 def _write(path: Path, rows: list[dict[str, object]]) -> None:
@@ -90,8 +91,33 @@ def cmd_batches(args: argparse.Namespace) -> int:
     double = _refs(TITLES, rng.sample(titles, 400)) + _refs(APPS, rng.sample(random_part + risky_part, 100))
     _write(BATCHES / "d01.jsonl", double)
     manifest["d01"] = {"corpus": "both", "stratum": "second labels", "lines": len(double)}
+    old_path = BATCHES / "manifest.json"
+    if old_path.is_file():  # the ad-copy batches (``copies``) are not rebuilt here: keep them listed
+        for name, info in json.loads(old_path.read_text(encoding="utf-8")).items():
+            if info.get("corpus") == COPIES:
+                manifest.setdefault(name, info)
     (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     print(f"{len(manifest)} batches in {BATCHES}")
+    return 0
+
+
+def cmd_copies(args: argparse.Namespace) -> int:
+    """Every AdvertiseGen ad copy, shuffled, in batches c01…, plus 150 of them for a second labeller
+    (d02). Added beside the title and app batches without rebuilding those, with a seed of its own."""
+    rng = random.Random(args.seed)
+    manifest = json.loads((BATCHES / "manifest.json").read_text(encoding="utf-8"))
+    numbers = list(range(1, len(corpus_lines(COPIES)) + 1))
+    rng.shuffle(numbers)
+    size = BATCH_SIZE[COPIES]
+    for i in range(0, len(numbers), size):
+        name = f"c{i // size + 1:02d}"
+        _write(BATCHES / f"{name}.jsonl", _refs(COPIES, numbers[i : i + size]))
+        manifest[name] = {"corpus": COPIES, "stratum": "all", "lines": len(numbers[i : i + size])}
+    double = _refs(COPIES, rng.sample(numbers, 150))
+    _write(BATCHES / "d02.jsonl", double)
+    manifest["d02"] = {"corpus": COPIES, "stratum": "second labels", "lines": len(double)}
+    (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    print(f"{-(-len(numbers) // size)} ad-copy batches and d02 in {BATCHES}")
     return 0
 
 
@@ -182,10 +208,22 @@ def kappa(pairs: list[tuple[str, str]]) -> float:
 
 def cmd_agreement(args: argparse.Namespace) -> int:
     first, second = _labels("labels"), _labels("labels-second")
-    common = sorted(set(first) & set(second))
-    if not common:
+    everything = sorted(set(first) & set(second))
+    if not everything:
         print("no ref has two labels yet")
         return 1
+    groups = {"titles and app descriptions": [r for r in everything if not r.startswith(COPIES)]}
+    groups["ad copies"] = [r for r in everything if r.startswith(COPIES)]
+    for title, common in groups.items():
+        if common:
+            print(f"## {title}")
+            _agreement(first, second, common)
+    return 0
+
+
+def _agreement(
+    first: dict[str, dict[str, object]], second: dict[str, dict[str, object]], common: list[str]
+) -> None:
     three = [(str(first[r]["label"]), str(second[r]["label"])) for r in common]
     binary = [tuple("flag" if x != "lawful" else "lawful" for x in p) for p in three]
     cat = [(str(first[r]["category"]), str(second[r]["category"])) for r in common]
@@ -202,7 +240,6 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     if both_flag:
         print(f"family overlap where both flag: {fam}/{len(both_flag)} = {fam / len(both_flag):.3f}")
     print("confusion (primary → second):", dict(Counter(three)))
-    return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -231,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("batches")
     b.add_argument("--seed", type=int, default=20261206)
+    c = sub.add_parser("copies")
+    c.add_argument("--seed", type=int, default=20261207)
     s = sub.add_parser("show")
     s.add_argument("batch")
     sub.add_parser("check")
@@ -238,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stats")
     args = ap.parse_args(argv)
     return {
-        "batches": cmd_batches, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
+        "batches": cmd_batches, "copies": cmd_copies, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
         "stats": cmd_stats,
     }[args.cmd](args)  # fmt: skip
 

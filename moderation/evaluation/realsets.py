@@ -2,8 +2,11 @@
 
 Corpus text never enters the repository: a label names its corpus file and 1-based line (``ref``) and a
 short hash of the text, and the text is read here from the corpora folder (``MODERATION_CORPORA``, else
-``../shared/corpora`` next to the repository). A hash mismatch means the corpus changed under the label,
-which would silently corrupt every figure, so it is an error.
+``../shared/corpora`` next to the repository), or, for public corpora that the shared folder does not
+hold, from the extra corpora folder (``MODERATION_EXTRA_CORPORA``, else ``var/corpora`` in the
+repository, never committed; tests/real/README.md says where each file comes from). A hash mismatch
+means the corpus changed under the label, which would silently corrupt every figure, so it is an error;
+a missing extra corpus only leaves its labels out, since a fresh clone cannot have it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ from moderation.paths import REPO_ROOT
 
 REAL_DIR = REPO_ROOT / "tests" / "real"
 LABELS = ("violation", "conditional", "lawful")
+#: The corpus files of ../shared/corpora that labels name; every other corpus is an extra one.
+SHARED_CORPORA = frozenset(
+    {
+        "taobao_titles.txt",
+        "app_descriptions_iflytek.jsonl",
+        "online_shopping_10_cats.csv",
+        "product_reviews_eprstmt.jsonl",
+        "ecommerce_search_queries.tsv",
+    }
+)
+#: AdvertiseGen's 1,070 clothing ad copies (dev split), kept in the extra corpora folder.
+COPIES = "advertisegen_dev.json"
 
 #: LEGAL.md's family names as used by ../shared/cases → the rule packs' family keys.
 FAMILY_ALIASES = {
@@ -36,6 +51,16 @@ def corpora_dir() -> Path:
     return Path(os.environ.get("MODERATION_CORPORA", REPO_ROOT.parent / "shared" / "corpora"))
 
 
+def extra_corpora_dir() -> Path:
+    return Path(os.environ.get("MODERATION_EXTRA_CORPORA", REPO_ROOT / "var" / "corpora"))
+
+
+def corpus_path(name: str) -> Path:
+    """Where corpus file ``name`` is: the shared corpora first, then the extra corpora folder."""
+    shared = corpora_dir() / name
+    return shared if shared.is_file() else extra_corpora_dir() / name
+
+
 def shared_cases_path() -> Path:
     return corpora_dir().parent / "cases" / "dev_cases.jsonl"
 
@@ -47,8 +72,9 @@ def text_hash(text: str) -> str:
 def _line_text(name: str, raw: str) -> str:
     """The listing text of one physical corpus line, by the corpus file's format."""
     raw = raw.rstrip("\r\n")
-    if name.endswith(".jsonl"):
-        return str(json.loads(raw).get("sentence", "")).strip()
+    if name.endswith((".jsonl", ".json")):
+        row = json.loads(raw)  # app descriptions carry "sentence"; AdvertiseGen ad copies "summary"
+        return str(row.get("sentence", row.get("summary", ""))).strip()
     if name.endswith(".tsv"):
         return raw.split("\t", 1)[-1].strip()
     if name.endswith(".csv"):
@@ -60,9 +86,12 @@ def _line_text(name: str, raw: str) -> str:
 @cache
 def corpus_lines(name: str) -> tuple[str, ...]:
     """Every line of one corpus file as listing text; index ``i`` is line ``i + 1``."""
-    path = corpora_dir() / name
+    path = corpus_path(name)
     if not path.is_file():
-        raise FileNotFoundError(f"corpus {name!r} not found under {corpora_dir()} (set MODERATION_CORPORA)")
+        raise FileNotFoundError(
+            f"corpus {name!r} not found under {corpora_dir()} or {extra_corpora_dir()} "
+            "(set MODERATION_CORPORA or MODERATION_EXTRA_CORPORA)"
+        )
     with path.open(encoding="utf-8") as fh:
         return tuple(_line_text(name, raw) for raw in fh)
 
@@ -93,7 +122,9 @@ class RealItem:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def listing(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.text, "category": self.category or "general"}
+        # An ad copy is a listing's description; titles, app blurbs and case wording go in as the title.
+        field_name = "description" if self.source == COPIES else "title"
+        return {"id": self.id, field_name: self.text, "category": self.category or "general"}
 
 
 def _family(name: str) -> str:
@@ -174,6 +205,13 @@ def label_item(row: dict[str, Any], check_hash: bool = True) -> RealItem:
     )
 
 
+def _corpus_present(ref: str) -> bool:
+    """Whether a label's corpus can be read here. The shared corpora must be (a missing one is an
+    error below); an extra corpus may be absent on a fresh clone, and then its labels are left out."""
+    name = ref.rpartition(":")[0]
+    return name in SHARED_CORPORA or corpus_path(name).is_file()
+
+
 def _adjudication() -> dict[str, dict[str, Any]]:
     """Decisions on texts that occur on several corpus lines and got conflicting labels (by text hash)."""
     path = REAL_DIR / "adjudication.jsonl"
@@ -190,6 +228,8 @@ def load_corpus_labels(pattern: str = "labels/*.jsonl") -> list[RealItem]:
     items: dict[str, RealItem] = {}
     for path in sorted(REAL_DIR.glob(pattern)):
         for row in _read_jsonl(path):
+            if not _corpus_present(str(row["ref"])):
+                continue
             verdict = decided.get(row.get("sha", ""))
             if verdict is not None:
                 row = {**row, "label": verdict["label"], "families": verdict["families"]}

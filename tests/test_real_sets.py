@@ -1,0 +1,80 @@
+"""The real-text label files and their loader: well-formed labels, and extra corpora that a fresh clone
+may not have (their labels are left out, never an error; present, they load like the shared ones)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from moderation.evaluation import realsets
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _real_sets_script():
+    spec = importlib.util.spec_from_file_location("real_sets", REPO / "scripts" / "real_sets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_label_file_is_well_formed_and_complete(capsys):
+    """Each batch labelled once per ref, with the batch's hash, a known label, category and families
+    (needs no corpus text: the batches carry refs and hashes)."""
+    assert _real_sets_script().cmd_check(None) == 0, capsys.readouterr().out
+
+
+def test_ad_copy_lines_are_read_from_the_summary_field():
+    row = {"content": "类型#裙*颜色#白色", "summary": "白色连衣裙，清新百搭。"}
+    assert realsets._line_text("advertisegen_dev.json", json.dumps(row, ensure_ascii=False)) == (
+        "白色连衣裙，清新百搭。"
+    )
+    app = {"label": "1", "sentence": "一款记账应用。"}
+    assert realsets._line_text("app_descriptions_iflytek.jsonl", json.dumps(app, ensure_ascii=False)) == (
+        "一款记账应用。"
+    )
+
+
+@pytest.fixture
+def extra_corpora(tmp_path, monkeypatch):
+    """An extra corpora folder holding a two-line ad-copy file written here (made-up text)."""
+    rows = [
+        {"content": "类型#上衣", "summary": "这件卫衣宽松舒适，百搭减龄。"},
+        {"content": "类型#裙", "summary": "这条连衣裙没有之一，是你的最佳选择。"},
+    ]
+    folder = tmp_path / "corpora"
+    folder.mkdir()
+    path = folder / realsets.COPIES
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setenv("MODERATION_EXTRA_CORPORA", str(folder))
+    realsets.corpus_lines.cache_clear()
+    yield folder
+    realsets.corpus_lines.cache_clear()
+
+
+def test_a_label_on_an_extra_corpus_resolves_and_is_sent_as_a_description(extra_corpora):
+    text = "这条连衣裙没有之一，是你的最佳选择。"
+    row = {
+        "ref": f"{realsets.COPIES}:2",
+        "sha": realsets.text_hash(text),
+        "label": "violation",
+        "category": "apparel",
+        "families": ["absolute_claims"],
+    }
+    item = realsets.label_item(row)
+    assert item.text == text and item.source == realsets.COPIES
+    assert item.listing() == {"id": row["ref"], "description": text, "category": "apparel"}
+    assert realsets._corpus_present(row["ref"])
+
+
+def test_a_missing_extra_corpus_leaves_its_labels_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERATION_EXTRA_CORPORA", str(tmp_path / "nowhere"))
+    assert not realsets._corpus_present(f"{realsets.COPIES}:1")
+    # a shared corpus is always expected: its absence must fail loudly, not shrink a figure
+    assert realsets._corpus_present("taobao_titles.txt:1")
+    with pytest.raises(FileNotFoundError, match="MODERATION_EXTRA_CORPORA"):
+        realsets.corpus_lines.__wrapped__("not_a_corpus.json")
