@@ -101,7 +101,15 @@ _EVIDENCE_HEAD = re.compile(
 )
 #: Time words that can rank the goods against others' once a scope names the others (世界最新, 全球最早).
 _RANKABLE_TIME = frozenset({"新", "早", "先"})
-_ADVICE_OBJECT = re.compile(r"(的)?(你|您|自己|个人|不同|各种|每个|每位)")
+_ADVICE_OBJECT = re.compile(r"(的)?(你|您|自己|个人|不同|各种|每个|每位|那些|这些|各类)")
+#: 最吸引人的地方就是…, 最抢眼的亮点, 整件衬衫最美的焦点: the superlative ranks one part of the item against
+#: its other parts, not the item against other goods. 地方/之处 are also places (最专业的地方), so they
+#: count only when a copula names the part next, or the clause speaks of the whole item.
+_OWN_PART = re.compile(
+    r"[\u4e00-\u9fa5]{0,2}?的(亮点|看点|焦点|细节|部分|部位|特点|特色|卖点|点睛之笔|"
+    r"(地方|之处)(就是|便是|是|在于|莫过于|当属|要数|还是|则是|当然是|应该是)?)"
+)
+_WHOLE_ITEM = re.compile(r"整[件条款个套双身体]|衣身|裙身|裤身|鞋身|包身|全身")
 _LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
 
 
@@ -222,6 +230,10 @@ class SuperlativeGrammar:
         # 最适合你的尺码 is advice and 最适合春秋徒步 a usage scene; 最适合宝宝体质的奶粉 ranks the product.
         if cls == "suitable" and (_ADVICE_OBJECT.match(after) or "的" not in after):
             return GrammarResult(pos, end, word, cls, reason="advice")
+        if not scoped:
+            part = _OWN_PART.match(after)
+            if part is not None and (not part.group(2) or part.group(3) or _WHOLE_ITEM.search(before)):
+                return GrammarResult(pos, end, word, cls, reason="own_feature")
         action = "block" if cls in ("strong", "price") or scoped else None
         if action == "block" and _EVIDENCE_HEAD.match(after):
             # 最先进的检测设备, 行业最高品质标准: it ranks the seller's equipment, technology or standard,
