@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--line-repeat", type=int, default=3, help="copies of each real labelled training line")
     ap.add_argument(
+        "--copy-repeat",
+        type=int,
+        default=None,
+        help="copies of each clothing ad copy (default: --line-repeat)",
+    )
+    ap.add_argument(
         "--real-dir",
         type=Path,
         default=None,
@@ -118,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         import random
 
-        real_train = training_examples(args.case_repeat, args.line_repeat, args.lawful_case_repeat)
+        real_train = training_examples(
+            args.case_repeat, args.line_repeat, args.lawful_case_repeat, args.copy_repeat
+        )
         data["train"].extend(real_train)
         random.Random(f"{args.seed}:train-order-real").shuffle(data["train"])
         data["calib_real"] = [r.example for r in real_split("calib")]

@@ -42,6 +42,20 @@ def test_training_examples_are_tagged_repeated_and_from_train_only():
     assert all(e.text.startswith("【") and e.split == "train" for e in ex)
 
 
+def test_ad_copies_have_a_weight_of_their_own():
+    """``copy_repeat`` repeats only the clothing ad copies (present when their extra corpus is)."""
+    from moderation.classifier.realdata import real_split, training_examples
+
+    train = real_split("train")
+    n_copies = sum(r.example.source == "real:copies" for r in train)
+    if not n_copies:
+        pytest.skip("the ad copies' extra corpus is not here (tests/real/README.md)")
+    plain = training_examples(case_repeat=1, line_repeat=1)
+    heavier = training_examples(case_repeat=1, line_repeat=1, copy_repeat=4)
+    assert len(heavier) - len(plain) == 3 * n_copies
+    assert sum(e.source == "real:copies" for e in heavier) == 4 * n_copies
+
+
 @pytest.mark.slow
 def test_builder_excludes_real_test_lines_everywhere(tmp_path):
     """No line of the real test set reaches the generated carriers or the weak lawful lines."""
