@@ -60,17 +60,25 @@ def _refs(name: str, numbers: list[int]) -> list[dict[str, object]]:
     return [{"ref": f"{name}:{n}", "sha": text_hash(lines[n - 1])} for n in numbers if lines[n - 1]]
 
 
+def _batch_every_line(
+    prefix: str, corpus: str, numbers: list[int], manifest: dict[str, dict[str, object]]
+) -> None:
+    """Batches ``prefix``01… of the corpus lines ``numbers`` (every line, already shuffled), listed in
+    ``manifest``."""
+    size = BATCH_SIZE[corpus]
+    for i in range(0, len(numbers), size):
+        name = f"{prefix}{i // size + 1:02d}"
+        _write(BATCHES / f"{name}.jsonl", _refs(corpus, numbers[i : i + size]))
+        manifest[name] = {"corpus": corpus, "stratum": "all", "lines": len(numbers[i : i + size])}
+
+
 def cmd_batches(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     manifest: dict[str, dict[str, object]] = {}
     # Titles: every line, shuffled, in batches of 500 (t01…).
     titles = list(range(1, len(corpus_lines(TITLES)) + 1))
     rng.shuffle(titles)
-    size = BATCH_SIZE[TITLES]
-    for i in range(0, len(titles), size):
-        name = f"t{i // size + 1:02d}"
-        _write(BATCHES / f"{name}.jsonl", _refs(TITLES, titles[i : i + size]))
-        manifest[name] = {"corpus": TITLES, "stratum": "all", "lines": len(titles[i : i + size])}
+    _batch_every_line("t", TITLES, titles, manifest)
     # App descriptions: 400 at random plus 400 from the lines the broad net catches (a01…a04).
     apps = corpus_lines(APPS)
     numbers = list(range(1, len(apps) + 1))
@@ -108,16 +116,12 @@ def cmd_copies(args: argparse.Namespace) -> int:
     manifest = json.loads((BATCHES / "manifest.json").read_text(encoding="utf-8"))
     numbers = list(range(1, len(corpus_lines(COPIES)) + 1))
     rng.shuffle(numbers)
-    size = BATCH_SIZE[COPIES]
-    for i in range(0, len(numbers), size):
-        name = f"c{i // size + 1:02d}"
-        _write(BATCHES / f"{name}.jsonl", _refs(COPIES, numbers[i : i + size]))
-        manifest[name] = {"corpus": COPIES, "stratum": "all", "lines": len(numbers[i : i + size])}
+    _batch_every_line("c", COPIES, numbers, manifest)
     double = _refs(COPIES, rng.sample(numbers, 150))
     _write(BATCHES / "d02.jsonl", double)
     manifest["d02"] = {"corpus": COPIES, "stratum": "second labels", "lines": len(double)}
     (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    print(f"{-(-len(numbers) // size)} ad-copy batches and d02 in {BATCHES}")
+    print(f"{-(-len(numbers) // BATCH_SIZE[COPIES])} ad-copy batches and d02 in {BATCHES}")
     return 0
 
 
