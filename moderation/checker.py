@@ -121,17 +121,18 @@ class Checker:
             with self._lock:
                 if self._images is None:
                     from moderation.images.matcher import ImageChecker
-                    from moderation.images.sources import ImageSources
 
-                    sources = (
-                        ImageSources(any_path=True)
-                        if self._local_image_paths
-                        else ImageSources(self._image_root)
-                        if self._image_root
-                        else ImageSources.from_env()
-                    )
-                    self._images = ImageChecker.open(self._image_db, sources=sources)
+                    self._images = ImageChecker.open(self._image_db, sources=self._image_sources())
         return self._images
+
+    def _image_sources(self) -> Any:
+        """Where listing images may be read from: any local path (the command line), the configured image
+        root, or what the environment allows (the server). The copy index and OCR read alike."""
+        from moderation.images.sources import ImageSources
+
+        if self._local_image_paths:
+            return ImageSources(any_path=True)
+        return ImageSources(self._image_root) if self._image_root else ImageSources.from_env()
 
     @property
     def ocr_stage(self) -> Any:
@@ -139,17 +140,9 @@ class Checker:
         if self._ocr_stage is None:
             with self._lock:
                 if self._ocr_stage is None:
-                    from moderation.images.sources import ImageSources
                     from moderation.ocr.stage import OcrStage
 
-                    sources = (
-                        ImageSources(any_path=True)
-                        if self._local_image_paths
-                        else ImageSources(self._image_root)
-                        if self._image_root
-                        else ImageSources.from_env()
-                    )
-                    self._ocr_stage = OcrStage(sources=sources)
+                    self._ocr_stage = OcrStage(sources=self._image_sources())
         return self._ocr_stage
 
     # -- checking -------------------------------------------------------------------------------
