@@ -179,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         copies = [i for i in labels if i.source == COPIES]
         if copies:  # only where the extra corpus is present (tests/real/README.md)
             sets["copies"] = copies
+            # Marketplace listings as the outside checks sample them: titles and ad copies together.
+            sets["titles+copies"] = sets["titles"] + copies
     splits = ("dev", "test") if args.split == "all" else (args.split,)
     out: dict[str, Any] = {}
     for name, items in sets.items():
