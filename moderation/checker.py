@@ -212,6 +212,12 @@ class Checker:
         text = "，".join(t for t in (listing.title, listing.description) if t)
         return lawful_wording().recognise(text, detection.category)
 
+    def for_model(self, listing: Listing) -> Listing:
+        """The listing as the classifier scores and explains it: a ``general`` listing carries the
+        category the rules infer for it (``RulesEngine.scoring_category``)."""
+        category = self.engine.scoring_category(listing)
+        return listing if category == listing.category else listing.model_copy(update={"category": category})
+
     def explain(self, listing: Listing) -> list[ExplanationSpan] | None:
         """The words that drove the classifier's score (``classifier.explanation``), or None without a
         model or when explaining fails. ``finish`` asks for it when the score alone sends a listing
@@ -222,7 +228,7 @@ class Checker:
         try:
             from moderation.classifier.explain import explain_listing
 
-            return [ExplanationSpan(**sp.as_dict()) for sp in explain_listing(model, listing)]
+            return [ExplanationSpan(**sp.as_dict()) for sp in explain_listing(model, self.for_model(listing))]
         except Exception:  # an explanation is a courtesy; the check result must not fail for it
             log.exception("explaining the classifier score of %s failed", listing.id)
             return None
@@ -237,7 +243,7 @@ class Checker:
         listing = Listing(id="warm-up", title="全网最低价 保温杯", description="保温12小时")
         self.check(listing)
         if self.scorer is not None:
-            self.scorer.submit(listing).result()
+            self.scorer.submit(self.for_model(listing)).result()
             # Explanations load jieba's dictionary (seconds, holding the GIL) on first use: not mid-load.
             self.explain(listing)
 
@@ -298,7 +304,11 @@ class Checker:
         calling (worker) thread, the forward pass batched on the scorer's thread meanwhile."""
         scorer = self.scorer
         return self.check_scored(
-            listing, scorer.submit(listing) if scorer is not None else None, budget_s, find, ocr=ocr
+            listing,
+            scorer.submit(self.for_model(listing)) if scorer is not None else None,
+            budget_s,
+            find,
+            ocr=ocr,
         )
 
     async def check_async(
@@ -326,13 +336,15 @@ class Checker:
 
         if submit is None:
             scorer = self.scorer
-            return await asyncio.to_thread(job, scorer.submit(listing) if scorer is not None else None)
+            return await asyncio.to_thread(
+                job, scorer.submit(self.for_model(listing)) if scorer is not None else None
+            )
         # Admission first: a refused request must not leave work for the scorer.
         gate: Future[Future[float] | None] = Future()
         future = submit(_after, gate, job, heavy=heavy)
         try:
             scorer = self.scorer
-            gate.set_result(scorer.submit(listing) if scorer is not None else None)
+            gate.set_result(scorer.submit(self.for_model(listing)) if scorer is not None else None)
         except Exception as exc:  # the job must not wait for a score that will never come
             gate.set_exception(exc)
         return await asyncio.wrap_future(future)
@@ -378,7 +390,7 @@ class Checker:
         scores: list[float | None] = [None] * len(batch)
         if model is not None:
             # The model was trained on the category tag plus the text (see models/MODEL_CARD.md).
-            scores = list(model.score_listings([listing for _, listing in batch]))
+            scores = list(model.score_listings([self.for_model(listing) for _, listing in batch]))
         # Without OCR, the rules fold the batch's texts and infer its categories in one pass each,
         # and detect stage by stage over the batch.
         listings = [listing for _, listing in batch]

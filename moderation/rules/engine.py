@@ -625,6 +625,21 @@ class RulesEngine:
                 out[i].inferred = guess
         return out
 
+    def scoring_category(self, listing: Listing) -> str:
+        """The category the risk classifier tags a listing with: its own, or, for a ``general`` one, the
+        category ``detect`` infers from its title (or the start of its description). The model was
+        trained with the category tag on every text, and titles mostly arrive untagged: scored as
+        ``general`` they rank worse than with the tag they were trained with (models/MODEL_CARD.md)."""
+        if listing.category != "general" or self.categories is None:
+            return listing.category
+        fields: dict[str, NormalisedText] = {}
+        if listing.title:
+            fields["title"] = normalise(listing.title[:_SCORING_TITLE])
+        if listing.description and len(fields["title"].text if "title" in fields else "") < 6:
+            fields["description"] = normalise(listing.description[: 4 * _INFER_DESCRIPTION])
+        guess = self.categories.infer(_inference_text(fields))
+        return guess.category if guess is not None else "general"
+
     def find(self, listing: Listing) -> list[Finding]:
         """The findings of ``detect`` (tests and examples want only these)."""
         return self.detect(listing).findings
@@ -852,6 +867,9 @@ class _Scan(NamedTuple):
 
 #: Characters of the description that category inference reads when the title is missing or very short.
 _INFER_DESCRIPTION = 64
+#: ``scoring_category`` folds at most this much of a title (a title is rarely a tenth of it; the bound
+#: keeps a hostile one cheap where the server calls it, on its event loop).
+_SCORING_TITLE = 1000
 
 
 def _inference_text(folded: dict[str, NormalisedText]) -> str:
