@@ -212,10 +212,16 @@ class Checker:
         text = "，".join(t for t in (listing.title, listing.description) if t)
         return lawful_wording().recognise(text, detection.category)
 
-    def for_model(self, listing: Listing) -> Listing:
+    def for_model(self, listing: Listing, folded: Folded | None = None) -> Listing:
         """The listing as the classifier scores and explains it: a ``general`` listing carries the
-        category the rules infer for it (``RulesEngine.scoring_category``)."""
-        category = self.engine.scoring_category(listing)
+        category the rules infer for it. ``folded``: the listing as the rules folded it for ``detect``
+        (``fold_many``), whose inference is reused; without it, ``RulesEngine.scoring_category``."""
+        if listing.category != "general":
+            return listing
+        if folded is not None:
+            category = folded.inferred.category if folded.inferred is not None else "general"
+        else:
+            category = self.engine.scoring_category(listing)
         return listing if category == listing.category else listing.model_copy(update={"category": category})
 
     def explain(self, listing: Listing) -> list[ExplanationSpan] | None:
@@ -386,15 +392,21 @@ class Checker:
         check_one: Callable[[Listing, float | None], CheckResult],
     ) -> None:
         """One batch of ``check_many``: each listing's result into ``results`` at its index."""
-        model = self.model
-        scores: list[float | None] = [None] * len(batch)
-        if model is not None:
-            # The model was trained on the category tag plus the text (see models/MODEL_CARD.md).
-            scores = list(model.score_listings([self.for_model(listing) for _, listing in batch]))
         # Without OCR, the rules fold the batch's texts and infer its categories in one pass each,
         # and detect stage by stage over the batch.
         listings = [listing for _, listing in batch]
         folds = self._fold_batch(listings) if use is False else None
+        model = self.model
+        scores: list[float | None] = [None] * len(batch)
+        if model is not None:
+            # The model was trained on the category tag plus the text (see models/MODEL_CARD.md); a
+            # general listing is tagged with the category its fold inferred (no second inference).
+            scoring = (
+                [self.for_model(x, f) for x, f in zip(listings, folds, strict=True)]
+                if folds is not None
+                else [self.for_model(x) for x in listings]
+            )
+            scores = list(model.score_listings(scoring))
         detections = self.engine.detect_many(listings, folds) if folds is not None else None
         for k, ((i, listing), score) in enumerate(zip(batch, scores, strict=True)):
             try:

@@ -62,11 +62,13 @@ def _dev_part(group: str) -> str:
 
 
 def _source_name(item: Any, kind: str) -> str:
+    from moderation.evaluation.realsets import COPIES
+
     if kind == "cases":
         return "real:cases"
     if "taobao" in item.source:
         return "real:titles"
-    return "real:copies" if item.source.startswith("advertisegen") else "real:apps"
+    return "real:copies" if item.source == COPIES else "real:apps"
 
 
 def use_real_dir(path: str | Path) -> None:

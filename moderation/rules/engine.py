@@ -635,7 +635,7 @@ class RulesEngine:
         fields: dict[str, NormalisedText] = {}
         if listing.title:
             fields["title"] = normalise(listing.title[:_SCORING_TITLE])
-        if listing.description and len(fields["title"].text if "title" in fields else "") < 6:
+        if listing.description and ("title" not in fields or len(fields["title"].text) < _INFER_TITLE):
             fields["description"] = normalise(listing.description[: 4 * _INFER_DESCRIPTION])
         guess = self.categories.infer(_inference_text(fields))
         return guess.category if guess is not None else "general"
@@ -865,7 +865,9 @@ class _Scan(NamedTuple):
     truncated: bool
 
 
-#: Characters of the description that category inference reads when the title is missing or very short.
+#: Category inference reads the title alone when it has this many folded characters, and otherwise also
+#: this many characters of the description.
+_INFER_TITLE = 6
 _INFER_DESCRIPTION = 64
 #: ``scoring_category`` folds at most this much of a title (a title is rarely a tenth of it; the bound
 #: keeps a hostile one cheap where the server calls it, on its event loop).
@@ -876,7 +878,7 @@ def _inference_text(folded: dict[str, NormalisedText]) -> str:
     """What category inference reads: the title (sellers name the product there), or the start of the
     description when there is no title. Reading more costs more than it tells."""
     title = folded.get("title")
-    if title is not None and len(title.text) >= 6:
+    if title is not None and len(title.text) >= _INFER_TITLE:
         return title.text
     description = folded.get("description")
     parts = [title.text if title else "", description.text[:_INFER_DESCRIPTION] if description else ""]
