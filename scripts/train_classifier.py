@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from moderation.classifier.config import ModelSpec  # noqa: E402
+from moderation.classifier.entities import DEFAULT_KINDS, ENTITY_FILE  # noqa: E402
 from moderation.classifier.pipeline import DEFAULT_DATA_DIR, DEFAULT_PRETRAIN_DIR, train_from_data_dir  # noqa: E402
 from moderation.classifier.train import TrainConfig  # noqa: E402
 
@@ -104,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         help="read the real sets from this frozen copy of tests/real (experiments)",
     )
     ap.add_argument(
+        "--entities",
+        action="store_true",
+        help="tag the names of well-known people and other marketplaces (rules lexicons) before the model "
+        "reads a text (moderation/classifier/entities.py); a soup takes its members' setting",
+    )
+    ap.add_argument(
+        "--entity-kinds",
+        default=",".join(DEFAULT_KINDS),
+        help="with --entities: the kinds of names tagged, comma-separated (person, marketplace, brand)",
+    )
+    ap.add_argument(
         "--soup",
         type=Path,
         action="append",
@@ -130,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         fold="" if args.no_fold else "t2s",
+        entities=ENTITY_FILE if args.entities else "",
+        entity_kinds=tuple(k for k in args.entity_kinds.split(",") if k),
         mlm_lr=args.mlm_lr,
     )
     if args.soup:

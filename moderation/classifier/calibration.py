@@ -39,6 +39,8 @@ class Calibration:
     ys: list[float] = field(default_factory=list)
     #: Character folding the model was trained with ("t2s": see textfold.py; "" none).
     fold: str = ""
+    #: The entity list the model was trained with, a file in its directory ("" none: see entities.py).
+    entities: str = ""
 
     def apply(self, margins: np.ndarray) -> np.ndarray:
         """Probabilities from logit margins (logit[positive] - logit[other])."""
@@ -67,7 +69,19 @@ class Calibration:
             raise ValueError(f"{path}: unsupported calibration method {d.get('method')!r}")
         if d["method"] == "isotonic" and (len(d.get("xs", [])) < 2 or len(d["xs"]) != len(d.get("ys", []))):
             raise ValueError(f"{path}: isotonic calibration needs matching xs/ys knots")
-        keys = ("method", "a", "b", "model", "positive_index", "max_chars", "info", "xs", "ys", "fold")
+        keys = (
+            "method",
+            "a",
+            "b",
+            "model",
+            "positive_index",
+            "max_chars",
+            "info",
+            "xs",
+            "ys",
+            "fold",
+            "entities",
+        )
         return cls(**{k: d[k] for k in keys if k in d})
 
 

@@ -174,7 +174,12 @@ def retrain_from_queue(
 
     base_cal = Calibration.load(model_dir)
     cfg = TrainConfig(
-        epochs=epochs, threads=threads, mlm_steps=0, lr=3e-4, fold=base_cal.fold if base_cal else ""
+        epochs=epochs,
+        threads=threads,
+        mlm_steps=0,
+        lr=3e-4,
+        fold=base_cal.fold if base_cal else "",
+        entities=base_cal.entities if base_cal else "",
     )
     record: dict[str, Any] = {
         "decisions": len(got.examples),

@@ -14,13 +14,17 @@ from typing import Any
 
 import torch
 
+from moderation.paths import rules_dir
+
 from .config import MODEL_NAME, MODEL_VERSION, ModelSpec, repo_root
 from .data import Example, read_jsonl
+from .entities import EntityTagger, lexicon_entities, read_entities
 from .evaluate import compute_metrics
 from .predict import load_model
 from .synth import HELD_OUT_FRACTION, claim_files, lexicon_texts, load_corpora, stable_hash
 from .train import (
     TrainConfig,
+    add_tag_tokens,
     fine_tune,
     new_model,
     pretrain_mlm,
@@ -149,6 +153,19 @@ def load_decisions(source: str) -> list[Example]:
     ]
 
 
+def _tagged(
+    tagger: EntityTagger, train: Sequence[Example], calib: Sequence[Example], mlm_texts: Sequence[str]
+) -> tuple[list[Example], list[Example], list[str]]:
+    """The training texts with their entity tags (entities.py), as RiskModel.prepare reads texts."""
+    from dataclasses import replace as _replace
+
+    return (
+        [_replace(e, text=tagger.tag(e.text)) for e in train],
+        [_replace(e, text=tagger.tag(e.text)) for e in calib],
+        tagger.tag_all(mlm_texts),
+    )
+
+
 def train_model(
     train: Sequence[Example],
     calib: Sequence[Example],
@@ -176,6 +193,11 @@ def train_model(
         train = [_replace(e, text=t) for e, t in zip(train, fold_all([e.text for e in train]), strict=True)]
         calib = [_replace(e, text=t) for e, t in zip(calib, fold_all([e.text for e in calib]), strict=True)]
         mlm_texts = fold_all(list(mlm_texts))
+    entities: list[tuple[str, str]] = []
+    if cfg.entities:
+        # Tagged once up front, after folding, as RiskModel.prepare does (calibration.json records it).
+        entities = lexicon_entities(rules_dir() / "lexicons", cfg.entity_kinds)
+        train, calib, mlm_texts = _tagged(EntityTagger(entities), train, calib, mlm_texts)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     if init is not None:
@@ -197,6 +219,9 @@ def train_model(
         tokens = build_vocab(corpus_texts=[e.text for e in train] + list(mlm_texts), extra_texts=vocab_texts)
         tokenizer = make_tokenizer(tokens, spec.max_chars)
         model = new_model(tokenizer, spec, cfg.seed)
+    added = add_tag_tokens(tokenizer, model, cfg.entity_kinds) if cfg.entities else 0
+    if added:
+        tokens = list(tokenizer.get_vocab())
     pre = _pretrain_record(init)
     if pre is not None and pre.get("fold", "") != cfg.fold:
         raise ValueError(
@@ -217,6 +242,14 @@ def train_model(
         "threads": cfg.threads,
         "init": str(init) if init is not None else None,
         "fold": cfg.fold,
+        "entities": {
+            "file": cfg.entities,
+            "kinds": list(cfg.entity_kinds),
+            "names": len(entities),
+            "tokens_added": added,
+        }
+        if cfg.entities
+        else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
@@ -232,7 +265,7 @@ def train_model(
     if cfg.mlm_steps and mlm_texts:
         record.update(pretrain_mlm(model, tokenizer, mlm_texts, cfg, progress))
     record.update(fine_tune(model, tokenizer, train, cfg, spec.max_chars, progress))
-    cal = save_and_calibrate(model, tokenizer, out_dir, calib, cfg, spec.max_chars)
+    cal = save_and_calibrate(model, tokenizer, out_dir, calib, cfg, spec.max_chars, entities=entities)
     record["calibration"] = {"method": cal.method, "a": cal.a, "b": cal.b, **cal.info}
     record["history"] = cfg.history
     record["total_seconds"] = time.perf_counter() - t0
@@ -380,6 +413,15 @@ def soup_models(
         raise ValueError("soup members must share folding and vocabulary (fine-tuned from one encoder)")
     if cfg.fold not in folds:
         raise ValueError(f"members were trained with fold {folds}, not {cfg.fold!r}")
+    tagged = {
+        json.loads(Path(p, "calibration.json").read_text(encoding="utf-8")).get("entities", "") for p in paths
+    }
+    if len(tagged) != 1:
+        raise ValueError("soup members must share their entity tags")
+    cfg.entities = tagged.pop()
+    entities = read_entities(paths[0] / cfg.entities) if cfg.entities else []
+    if cfg.entities and any(read_entities(p / cfg.entities) != entities for p in paths[1:]):
+        raise ValueError("soup members must share their entity lists")
     torch.set_num_threads(cfg.threads)
     models = [
         BertForSequenceClassification.from_pretrained(str(p), local_files_only=True).float() for p in paths
@@ -401,8 +443,12 @@ def soup_models(
         from .textfold import fold_all
 
         calib = [_replace(e, text=t) for e, t in zip(calib, fold_all([e.text for e in calib]), strict=True)]
+    if entities:
+        _, calib, _ = _tagged(EntityTagger(entities), [], calib, [])
     c = model.config
-    cal = save_and_calibrate(model, tokenizer, out_dir, calib, cfg, c.max_position_embeddings - 2)
+    cal = save_and_calibrate(
+        model, tokenizer, out_dir, calib, cfg, c.max_position_embeddings - 2, entities=entities
+    )
     first = json.loads(Path(paths[0], "training.json").read_text(encoding="utf-8"))
     record: dict[str, Any] = {
         "model": f"{MODEL_NAME}@{MODEL_VERSION}",

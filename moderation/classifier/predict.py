@@ -30,6 +30,7 @@ import numpy as np
 from .calibration import Calibration
 from .config import MAX_CHARS, default_model_dir, listing_text
 from .data import length_bucketed_batches
+from .entities import EntityTagger, load_tagger
 from .errors import ModelLoadError
 from .ort_backend import (
     CHECK_TEXTS,
@@ -156,6 +157,7 @@ class RiskModel:
         name: str,
         path: Path,
         max_chars: int = MAX_CHARS,
+        tagger: EntityTagger | None = None,
     ) -> None:
         #: PyTorch weights, or None until ``model`` first loads them (never, on the ONNX path).
         self._model = model.eval() if model is not None else None
@@ -168,6 +170,8 @@ class RiskModel:
         self.load_seconds = 0.0
         #: ONNX Runtime encoder when that backend is in use (see load_model), else None (PyTorch).
         self.encoder: OrtEncoder | None = None
+        #: The entity tagger of a checkpoint trained with tags (entities.py; load_model reads it).
+        self.tagger = tagger
 
     @property
     def model(self) -> PreTrainedModel:
@@ -200,12 +204,15 @@ class RiskModel:
         self.encoder = None
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
-        """The texts as the model reads them: cut to ``max_chars``, folded when calibration.json says so."""
+        """The texts as the model reads them: cut to ``max_chars``, folded and entity-tagged when
+        calibration.json says so (same length: offsets into them are offsets into the texts)."""
         clipped = [(t or "")[: self.max_chars] for t in texts]
         if self.calibration.fold:
             from .textfold import fold_all
 
             clipped = fold_all(clipped)
+        if self.tagger is not None:
+            clipped = self.tagger.tag_all(clipped)
         return clipped
 
     def logits(self, texts: Sequence[str], batch_size: int = 64, threads: int | None = None) -> np.ndarray:
@@ -453,7 +460,15 @@ def load_model(path: str | Path | None = None, backend: str | None = None) -> Ri
     limit = int(config.get("max_position_embeddings") or MAX_CHARS + 2) - 2
     max_chars = min(calibration.max_chars or MAX_CHARS, limit)
     tokenizer = _load_tokenizer(model_dir, max_chars + 2)
-    rm = RiskModel(None, tokenizer, calibration, name=name, path=model_dir, max_chars=max_chars)
+    tagger = None
+    if calibration.entities:
+        try:
+            tagger = load_tagger(model_dir, calibration.entities)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"classifier directory {model_dir}: entity list: {exc}") from exc
+    rm = RiskModel(
+        None, tokenizer, calibration, name=name, path=model_dir, max_chars=max_chars, tagger=tagger
+    )
     _attach_onnx(rm, backend)
     if rm.encoder is None:
         _ = rm.model  # PyTorch: load the weights now (and fail now, naming the directory)

@@ -23,6 +23,7 @@ from transformers import BertForMaskedLM, BertForSequenceClassification, PreTrai
 from .calibration import Calibration, choose_calibration, expected_calibration_error
 from .config import MODEL_NAME, MODEL_VERSION, ModelSpec
 from .data import Example, length_bucketed_batches
+from .entities import DEFAULT_KINDS, TAGS, write_entities
 from .predict import load_model
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class TrainConfig:
     fp16_weights: bool = True
     #: Character folding applied to every text in training and, through calibration.json, at prediction.
     fold: str = ""
+    #: Entity tags (entities.py): the file name the names are saved under in the model directory, "" none.
+    entities: str = ""
+    #: The kinds of names tagged (entities.LEXICONS).
+    entity_kinds: tuple[str, ...] = DEFAULT_KINDS
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -274,11 +279,15 @@ def save_and_calibrate(
     cfg: TrainConfig,
     max_chars: int,
     extra_info: dict[str, object] | None = None,
+    entities: Sequence[tuple[str, str]] = (),
 ) -> Calibration:
     """Save weights (fp16 on disk to halve the artifact) and tokenizer, then fit Platt scaling on the
-    reloaded model, so the calibration describes exactly the weights that ship."""
+    reloaded model, so the calibration describes exactly the weights that ship. ``entities``: the names
+    the texts were tagged with (``cfg.entities`` names their file); ``calib`` is already tagged."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.entities:
+        write_entities(out / cfg.entities, entities)
     to_save = model
     if cfg.fp16_weights:
         to_save = BertForSequenceClassification(model.config)
@@ -295,6 +304,7 @@ def save_and_calibrate(
     raw = 1 / (1 + np.exp(-margins))
     cal.model, cal.positive_index, cal.max_chars = f"{MODEL_NAME}@{MODEL_VERSION}", 1, max_chars
     cal.fold = cfg.fold
+    cal.entities = cfg.entities
     real = any(e.source.startswith("real:") for e in calib)
     cal.info = {
         "fitted_on": "real dev hold-out (cases by source, labelled lines by near-duplicate key)"
@@ -329,3 +339,26 @@ def write_training_record(out_dir: str | Path, record: dict[str, object]) -> Non
     Path(out_dir, "training.json").write_text(
         json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
+
+
+def add_tag_tokens(
+    tokenizer: PreTrainedTokenizerBase,
+    model: BertForSequenceClassification,
+    kinds: Sequence[str] = DEFAULT_KINDS,
+) -> int:
+    """Give the tag characters of ``kinds`` (entities.py) tokens of their own, each starting from the mean of
+    the existing embeddings (deterministic, so members of one recipe stay soup-compatible); returns how
+    many were added. Added tokens are matched before BERT's normaliser, which would drop them."""
+    from tokenizers import AddedToken
+
+    missing = [TAGS[k] for k in kinds if TAGS[k] not in tokenizer.get_vocab()]
+    if not missing:
+        return 0
+    tokenizer.add_tokens([AddedToken(t, normalized=False, single_word=False) for t in missing])
+    old = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(len(tokenizer))
+    with torch.no_grad():
+        weight = model.get_input_embeddings().weight
+        weight[: old.shape[0]] = old
+        weight[old.shape[0] :] = old.mean(0)
+    return len(missing)
