@@ -120,3 +120,18 @@ def test_the_shipped_model_reads_texts_as_it_was_trained() -> None:
     rm = load_model(REPO / "models" / "risk-classifier")
     cal = json.loads((REPO / "models" / "risk-classifier" / "calibration.json").read_text(encoding="utf-8"))
     assert (rm.tagger is not None) == bool(cal.get("entities"))
+
+
+def test_a_tagged_checkpoint_runs_on_onnx_like_on_pytorch(tagged_model: Path, tmp_path: Path) -> None:
+    """The tag tokens survive the export: the graph scores tagged text as PyTorch does, without torch."""
+    from moderation.classifier.ort_backend import export_and_check
+
+    for f in tagged_model.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    texts = ["刘仁娜同款连衣裙", "唯品会 女装 秋冬", "纯棉连衣裙", "angelababy同款 帆布鞋"]
+    record = export_and_check(tmp_path, texts=texts, threads=1)
+    assert record["passed"]
+    onnx = load_model(tmp_path)
+    assert onnx.backend == "onnx" and onnx.tagger is not None
+    torch_scores = load_model(tmp_path, backend="torch").score_texts(texts)
+    assert max(abs(a - b) for a, b in zip(onnx.score_texts(texts), torch_scores, strict=True)) < 1e-4
