@@ -72,6 +72,11 @@ def _batch_every_line(
         manifest[name] = {"corpus": corpus, "stratum": "all", "lines": len(numbers[i : i + size])}
 
 
+def _write_manifest(manifest: dict[str, dict[str, object]]) -> None:
+    """``batches/manifest.json``: how each batch was sampled (read by ``agreement`` and the README)."""
+    (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+
+
 def cmd_batches(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     manifest: dict[str, dict[str, object]] = {}
@@ -104,7 +109,7 @@ def cmd_batches(args: argparse.Namespace) -> int:
         for name, info in json.loads(old_path.read_text(encoding="utf-8")).items():
             if info.get("corpus") == COPIES:
                 manifest.setdefault(name, info)
-    (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    _write_manifest(manifest)
     print(f"{len(manifest)} batches in {BATCHES}")
     return 0
 
@@ -120,7 +125,7 @@ def cmd_copies(args: argparse.Namespace) -> int:
     double = _refs(COPIES, rng.sample(numbers, 150))
     _write(BATCHES / "d02.jsonl", double)
     manifest["d02"] = {"corpus": COPIES, "stratum": "second labels", "lines": len(double)}
-    (BATCHES / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    _write_manifest(manifest)
     print(f"{-(-len(numbers) // BATCH_SIZE[COPIES])} ad-copy batches and d02 in {BATCHES}")
     return 0
 
