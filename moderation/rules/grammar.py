@@ -109,6 +109,14 @@ _OWN_PART = re.compile(
     r"[\u4e00-\u9fa5]{0,2}?的(亮点|看点|焦点|细节|部分|部位|特点|特色|卖点|点睛之笔|"
     r"(地方|之处)(就是|便是|是|在于|莫过于|当属|要数|还是|则是|当然是|应该是)?)"
 )
+#: 最喜欢的是它的领口设计, 最满意于经典的圆领设计, 最出彩的还是袖口: the same ranking of the item's own parts,
+#: named after a copula (or 于): a part of the goods, not other goods (顾客最喜欢的是这款面霜 stays a claim).
+_OWN_PART_NAMED = re.compile(
+    r"(的(地方|之处)?(就是|便是|是|在于|莫过于|当属|要数|还是|则是|当然是|应该是)|于)"
+    r"(它|其|这款|此款|本款|这件|这条|衣服|裙子|裤子)?的?[\u4e00-\u9fa5]{0,6}?"
+    r"(设计|领口|领型|领子|衣领|袖口|袖型|袖子|肩部|腰部|腰身|腰线|下摆|裙摆|裤脚|面料|材质|用料|做工|走线|"
+    r"版型|剪裁|裁剪|廓形|颜色|配色|色彩|图案|印花|刺绣|纽扣|拉链|口袋|细节|质感|手感|垂感)"
+)
 _WHOLE_ITEM = re.compile(r"整[件条款个套双身体]|衣身|裙身|裤身|鞋身|包身|全身")
 _LIGHT_VERBS = frozenset({"具", "具有", "富", "富有", "受", "有", "是", "为", "能", "会", "让", "令", "值得"})
 
@@ -233,6 +241,8 @@ class SuperlativeGrammar:
         if not scoped:
             part = _OWN_PART.match(after)
             if part is not None and (not part.group(2) or part.group(3) or _WHOLE_ITEM.search(before)):
+                return GrammarResult(pos, end, word, cls, reason="own_feature")
+            if _OWN_PART_NAMED.match(after):
                 return GrammarResult(pos, end, word, cls, reason="own_feature")
         action = "block" if cls in ("strong", "price") or scoped else None
         if action == "block" and _EVIDENCE_HEAD.match(after):
