@@ -14,9 +14,11 @@ from moderation.classifier import ModelLoadError, load_model
 from moderation.classifier.config import ModelSpec
 from moderation.classifier.data import Example
 from moderation.classifier.entities import (
+    DEFAULT_KINDS,
     ENTITY_FILE,
     TAGS,
     EntityTagger,
+    kinds_of,
     lexicon_entities,
     read_entities,
     write_entities,
@@ -105,6 +107,11 @@ def test_a_tagged_checkpoint_tags_what_it_reads(tagged_model: Path) -> None:
     score = rm.score_text("刘仁娜同款连衣裙")
     rm.tagger = None
     assert rm.score_text(f"{P * 3}同款连衣裙") == score
+
+
+def test_a_retrain_keeps_the_kinds_a_checkpoint_was_tagged_with(tagged_model: Path) -> None:
+    assert kinds_of(tagged_model, ENTITY_FILE) == ("person", "marketplace")
+    assert kinds_of(tagged_model, "") == DEFAULT_KINDS
 
 
 def test_a_missing_entity_list_is_a_clear_load_error(tagged_model: Path, tmp_path: Path) -> None:

@@ -65,6 +65,13 @@ def read_entities(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def kinds_of(model_dir: Path, file_name: str) -> tuple[str, ...]:
+    """The kinds of names a checkpoint was tagged with (``DEFAULT_KINDS`` for an untagged one)."""
+    if not file_name:
+        return DEFAULT_KINDS
+    return tuple(dict.fromkeys(kind for _, kind in read_entities(Path(model_dir) / file_name)))
+
+
 class EntityTagger:
     """Replaces every name of ``entries`` in a text (leftmost, longest first; Latin names only as whole
     words) by its kind's tag character, one for one."""

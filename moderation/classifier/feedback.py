@@ -171,15 +171,21 @@ def retrain_from_queue(
     if new_dir.exists():
         shutil.rmtree(new_dir)
     from .calibration import Calibration
+    from .entities import kinds_of
 
     base_cal = Calibration.load(model_dir)
+    entities = base_cal.entities if base_cal else ""
+    # A tagged model is retrained with the kinds of names it was trained with (the names themselves are
+    # read afresh from the rules' lexicons, which may have grown).
+    kinds = kinds_of(Path(model_dir), entities)
     cfg = TrainConfig(
         epochs=epochs,
         threads=threads,
         mlm_steps=0,
         lr=3e-4,
         fold=base_cal.fold if base_cal else "",
-        entities=base_cal.entities if base_cal else "",
+        entities=entities,
+        entity_kinds=kinds,
     )
     record: dict[str, Any] = {
         "decisions": len(got.examples),
