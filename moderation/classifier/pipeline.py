@@ -153,17 +153,11 @@ def load_decisions(source: str) -> list[Example]:
     ]
 
 
-def _tagged(
-    tagger: EntityTagger, train: Sequence[Example], calib: Sequence[Example], mlm_texts: Sequence[str]
-) -> tuple[list[Example], list[Example], list[str]]:
-    """The training texts with their entity tags (entities.py), as RiskModel.prepare reads texts."""
+def _tagged(tagger: EntityTagger, examples: Sequence[Example]) -> list[Example]:
+    """The examples with their entity tags (entities.py), as RiskModel.prepare reads texts."""
     from dataclasses import replace as _replace
 
-    return (
-        [_replace(e, text=tagger.tag(e.text)) for e in train],
-        [_replace(e, text=tagger.tag(e.text)) for e in calib],
-        tagger.tag_all(mlm_texts),
-    )
+    return [_replace(e, text=tagger.tag(e.text)) for e in examples]
 
 
 def train_model(
@@ -197,7 +191,8 @@ def train_model(
     if cfg.entities:
         # Tagged once up front, after folding, as RiskModel.prepare does (calibration.json records it).
         entities = lexicon_entities(rules_dir() / "lexicons", cfg.entity_kinds)
-        train, calib, mlm_texts = _tagged(EntityTagger(entities), train, calib, mlm_texts)
+        tagger = EntityTagger(entities)
+        train, calib, mlm_texts = _tagged(tagger, train), _tagged(tagger, calib), tagger.tag_all(mlm_texts)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     if init is not None:
@@ -444,7 +439,7 @@ def soup_models(
 
         calib = [_replace(e, text=t) for e, t in zip(calib, fold_all([e.text for e in calib]), strict=True)]
     if entities:
-        _, calib, _ = _tagged(EntityTagger(entities), [], calib, [])
+        calib = _tagged(EntityTagger(entities), calib)
     c = model.config
     cal = save_and_calibrate(
         model, tokenizer, out_dir, calib, cfg, c.max_position_embeddings - 2, entities=entities
