@@ -169,6 +169,8 @@ class Lexicons:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._rows: dict[str, tuple[tuple[str, ...], ...]] = {}
+        # One lexicon is spelled into many rules' expressions: build its trie once.
+        self._alternations: dict[tuple[str, str | None], str] = {}
 
     def rows(self, name: str, where: str) -> tuple[tuple[str, ...], ...]:
         """The lexicon's lines as tab-separated columns, the first (the word) folded."""
@@ -213,7 +215,10 @@ class Lexicons:
         """Replace ``{@name}`` by an alternation of the lexicon's words, longest first."""
 
         def alternation(m: re.Match[str]) -> str:
-            return trie_regex(self.words(m.group(1), where, m.group(2)))
+            key = (m.group(1), m.group(2))
+            if key not in self._alternations:
+                self._alternations[key] = trie_regex(self.words(key[0], where, key[1]))
+            return self._alternations[key]
 
         return _LEXICON_REF.sub(alternation, pattern)
 
