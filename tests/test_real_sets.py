@@ -28,6 +28,28 @@ def test_every_label_file_is_well_formed_and_complete(capsys):
     assert _real_sets_script().cmd_check(None) == 0, capsys.readouterr().out
 
 
+def test_every_collected_case_has_a_category_the_checker_knows():
+    """A case filed under a category the checker lacks (electronics, say) is refused on loading; every
+    collected set loads (no corpus text needed: cases carry their wording)."""
+    items = [
+        realsets.case_item(json.loads(line))
+        for p in sorted((REPO / "tests" / "real").glob("cases*.jsonl"))
+        for line in p.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    assert len(items) > 500
+    row = {
+        "id": "x-1",
+        "text": "24小时睡眠监测",
+        "label": "violation",
+        "category": "electronics",
+        "source": "s",
+    }
+    with pytest.raises(ValueError, match="unknown category 'electronics'"):
+        realsets.case_item(row)
+    assert realsets.case_item({**row, "category": ""}).category == "general"
+
+
 def test_ad_copy_lines_are_read_from_the_summary_field():
     row = {"content": "类型#裙*颜色#白色", "summary": "白色连衣裙，清新百搭。"}
     assert realsets._line_text("advertisegen_dev.json", json.dumps(row, ensure_ascii=False)) == (

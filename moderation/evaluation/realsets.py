@@ -154,6 +154,17 @@ def near_duplicate_key(text: str) -> str:
     return han[:6] or text[:12]
 
 
+def _category(row: dict[str, Any], where: str) -> str:
+    """The row's category, refused when the checker has no such category: an unknown one would be
+    scored as an ``unknown_category`` error instead of a verdict and would drop the classifier's tag."""
+    from moderation.schema import CATEGORY_LABELS
+
+    category = row.get("category") or "general"
+    if category not in CATEGORY_LABELS:
+        raise ValueError(f"{where}: unknown category {category!r}")
+    return str(category)
+
+
 def case_item(row: dict[str, Any]) -> RealItem:
     label = "lawful" if row["label"] == "compliant" else row["label"]
     text = row.get("text") or resolve(row["ref"])
@@ -164,7 +175,7 @@ def case_item(row: dict[str, Any]) -> RealItem:
         id=str(row["id"]),
         text=text,
         label=label,
-        category=row.get("category") or "general",
+        category=_category(row, str(row["id"])),
         families=families,
         tier=row.get("tier", ""),
         split=row.get("split") or _split_of(source),
@@ -196,7 +207,7 @@ def label_item(row: dict[str, Any], check_hash: bool = True) -> RealItem:
         id=ref,
         text=text,
         label=label,
-        category=row.get("category") or "general",
+        category=_category(row, ref),
         families=tuple(_family(f) for f in row.get("families") or ()),
         spans=tuple(row.get("spans") or ()),
         split=_split_of(near_duplicate_key(text), 0.5),
