@@ -79,6 +79,12 @@ class TextWindows:
             self._clause = self._marks_of_text().nonzero()[0].tolist()
         return self._clause
 
+    def sentence_bounds(self) -> list[int]:
+        """Positions of the sentence punctuation, in order."""
+        if self._sentence is None:
+            self._sentence = (self._marks_of_text() & 2).nonzero()[0].tolist()
+        return self._sentence
+
     def clause(self, start: int, end: int) -> tuple[int, int]:
         key = (start, end)
         cached = self._clauses.get(key)
@@ -89,9 +95,7 @@ class TextWindows:
         return cached
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
-        if self._sentence is None:
-            self._sentence = (self._marks_of_text() & 2).nonzero()[0].tolist()
-        lo, hi = self._window(self._sentence, start, end, len(self.text))
+        lo, hi = self._window(self.sentence_bounds(), start, end, len(self.text))
         return max(lo, start - SENTENCE_REACH), min(hi, end + SENTENCE_REACH)
 
 

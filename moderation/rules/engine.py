@@ -31,6 +31,7 @@ import ahocorasick_rs
 import numpy as np
 
 from moderation.paths import lexicon_path, models_dir, rules_dir
+from moderation.rules.anchor_cover import names_any
 from moderation.rules.budget import CheckBudgetExceeded
 from moderation.rules.category import CategoryGuess, CategoryInferrer
 from moderation.rules.context import ListingContext, TextWindows, context_matches, marks_of_many
@@ -46,7 +47,15 @@ from moderation.rules.literals import Prefilter
 from moderation.rules.pack import Lexicons, Pack, Rule, load_packs
 from moderation.rules.policy import Policy, load_policy
 from moderation.schema import Finding, Listing, Severity
-from moderation.text.normalise import NormalisedText, batch_groups, fold_term, normalise, normalise_many
+from moderation.text.normalise import (
+    CLAUSE_PUNCT,
+    SENTENCE_PUNCT,
+    NormalisedText,
+    batch_groups,
+    fold_term,
+    normalise,
+    normalise_many,
+)
 from moderation.text.tokenise import Tokeniser
 
 __all__ = ["CheckBudgetExceeded", "Detection", "Folded", "RulesEngine"]
@@ -357,51 +366,52 @@ class RulesEngine:
         seen: set[tuple[int, int, int]] | None = None
         rules, prefilters = self.rules, self._pattern_prefilters
         # Rules that share anchors (the brand rules all anchor on brand names) share their windows.
-        prepared: dict[tuple[tuple[int, int], ...], list[tuple[int, int]]] = {}
+        prepared: dict[tuple[tuple[tuple[int, int], ...], bool], list[tuple[int, int]]] = {}
         for rule_idx, spans in hits.anchors.items():
             rule = rules[rule_idx]
             key = tuple(sorted(spans)) if len(spans) > 1 else tuple(spans)
-            merged = prepared.get(key)
-            if merged is None:
-                merged = prepared[key] = _merged_windows(key, windows)
             rule_tests = prefilters[rule_idx]
             if rule_tests is None:
                 rule_tests = prefilters[rule_idx] = _rule_tests(rule)
-            any_tests, pattern_tests = rule_tests
+            any_tests, groups = rule_tests
             ends_max: list[int] | None = None
             starts: list[int] = []
-            for lo, hi in merged:
-                # The literal tests (Prefilter.may_match, inlined: this loop runs for every window).
-                for test in any_tests:
-                    if test(text, lo, hi) is None:
-                        break
-                else:
-                    for pattern, tests in pattern_tests:
-                        for test in tests:
-                            if test(text, lo, hi) is None:
-                                break
-                        else:
-                            # Most windows hold no match: one search says so for less than the
-                            # iterator costs to build; where it finds one, finditer runs as before.
-                            if pattern.search(text, lo, hi) is None:
-                                continue
-                            for m in pattern.finditer(text, lo, hi):
-                                m_start, m_end = m.span()
-                                if m_end <= m_start:
+            for sentence, pattern_tests in groups:
+                merged = prepared.get((key, sentence))
+                if merged is None:
+                    merged = prepared[(key, sentence)] = _merged_windows(key, windows, sentence)
+                for lo, hi in merged:
+                    # The literal tests (Prefilter.may_match, inlined: this loop runs for every window).
+                    for test in any_tests:
+                        if test(text, lo, hi) is None:
+                            break
+                    else:
+                        for pattern, tests in pattern_tests:
+                            for test in tests:
+                                if test(text, lo, hi) is None:
+                                    break
+                            else:
+                                # Most windows hold no match: one search says so for less than the
+                                # iterator costs to build; where it finds one, finditer runs as before.
+                                if pattern.search(text, lo, hi) is None:
                                     continue
-                                # Overlaps an anchor: some anchor starts before m_end, ends after m_start.
-                                if ends_max is None:
-                                    starts = [s for s, _ in key]
-                                    ends_max = list(accumulate((e for _, e in key), max))
-                                i = bisect_left(starts, m_end) - 1
-                                if i < 0 or ends_max[i] <= m_start:
-                                    continue
-                                if seen is None:
-                                    seen = {(id(c.rule), c.start, c.end) for c in matches}
-                                token = (id(rule), m_start, m_end)
-                                if token not in seen:
-                                    seen.add(token)
-                                    matches.append(Candidate(rule, m_start, m_end))
+                                for m in pattern.finditer(text, lo, hi):
+                                    m_start, m_end = m.span()
+                                    if m_end <= m_start:
+                                        continue
+                                    # Overlaps an anchor: some anchor starts before m_end, ends after m_start.
+                                    if ends_max is None:
+                                        starts = [s for s, _ in key]
+                                        ends_max = list(accumulate((e for _, e in key), max))
+                                    i = bisect_left(starts, m_end) - 1
+                                    if i < 0 or ends_max[i] <= m_start:
+                                        continue
+                                    if seen is None:
+                                        seen = {(id(c.rule), c.start, c.end) for c in matches}
+                                    token = (id(rule), m_start, m_end)
+                                    if token not in seen:
+                                        seen.add(token)
+                                        matches.append(Candidate(rule, m_start, m_end))
         truncated = hits.truncated
         if len(matches) > MAX_CANDIDATES:
             matches.sort(key=lambda c: c.start)
@@ -951,7 +961,9 @@ def _latin_edges_free(text: str, start: int, end: int) -> bool:
 
 
 _Tests = tuple[Callable[[str, int, int], object], ...]
-_RuleTests = tuple[_Tests, tuple[tuple[re.Pattern[str], _Tests], ...]]
+_PatternTests = tuple[tuple[re.Pattern[str], _Tests], ...]
+#: (literal tests of all patterns together, (sentence windows?, patterns with their own tests)…)
+_RuleTests = tuple[_Tests, tuple[tuple[bool, _PatternTests], ...]]
 
 
 def _tests(prefilter: Prefilter | None) -> _Tests:
@@ -959,18 +971,28 @@ def _tests(prefilter: Prefilter | None) -> _Tests:
     return prefilter.tests if prefilter is not None else ()
 
 
+#: Clause marks that do not end a sentence: a pattern that names one runs in sentence windows.
+_INNER_PUNCT: Final = "".join(c for c in CLAUSE_PUNCT if c not in SENTENCE_PUNCT)
+
+
 def _rule_tests(rule: Rule) -> _RuleTests:
-    """The literal tests of a rule's patterns: all together, then each pattern with its own."""
-    return (
-        _tests(Prefilter.any_of(rule.patterns) if len(rule.patterns) > 1 else None),
-        tuple((p, _tests(Prefilter.of(p))) for p in rule.patterns),
-    )
+    """The literal tests of a rule's patterns: all together, then each pattern with its own, grouped by
+    their windows: a pattern that names a comma or an enumeration mark runs in windows that reach the
+    sentence's ends (in a clause window it could never match); the others in clause windows."""
+    clause: list[tuple[re.Pattern[str], _Tests]] = []
+    sentence: list[tuple[re.Pattern[str], _Tests]] = []
+    for p in rule.patterns:
+        (sentence if names_any(p, _INNER_PUNCT) else clause).append((p, _tests(Prefilter.of(p))))
+    groups = tuple((s, tuple(g)) for s, g in ((False, clause), (True, sentence)) if g)
+    return (_tests(Prefilter.any_of(rule.patterns) if len(rule.patterns) > 1 else None), groups)
 
 
-def _merged_windows(hits: tuple[tuple[int, int], ...], windows: TextWindows) -> list[tuple[int, int]]:
-    """The pattern windows of sorted anchor hits (each hit's clause, at most _PATTERN_REACH characters
-    each side of it), merged where they touch."""
-    bounds = windows.clause_bounds()
+def _merged_windows(
+    hits: tuple[tuple[int, int], ...], windows: TextWindows, sentence: bool = False
+) -> list[tuple[int, int]]:
+    """The pattern windows of sorted anchor hits (each hit's clause, or its sentence with ``sentence``,
+    at most _PATTERN_REACH characters each side of it), merged where they touch."""
+    bounds = windows.sentence_bounds() if sentence else windows.clause_bounds()
     n, length = len(bounds), len(windows.text)
     out: list[tuple[int, int]] = []
     cur_lo, cur_hi = -1, -1
