@@ -641,19 +641,22 @@ def rules_list(family: str | None, database_url: str | None) -> None:
 @rules.command("check")
 @click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False), help="A rules folder.")
 def rules_check(directory: str | None) -> None:
-    """Load every pack (failing on the first bad one) and run every rule's examples."""
+    """Load every pack (failing on the first bad one), run every rule's examples, and look for patterns
+    that can match without any of their rule's anchors (such matches are never reported)."""
     from moderation.rules.engine import RulesEngine
-    from moderation.rules.selftest import run_examples
+    from moderation.rules.selftest import anchor_gaps, run_examples
 
     engine = RulesEngine.load(directory)
     failures = run_examples(engine)
-    for failure in failures:
+    gaps = anchor_gaps(engine)
+    for failure in [*failures, *gaps]:
         click.echo(failure, err=True)
     total = sum(len(r.fire) + len(r.pass_) for r in engine.rules)
     click.echo(
-        f"{len(engine.packs)} packs, {len(engine.rules)} rules, {total} examples, {len(failures)} failing"
+        f"{len(engine.packs)} packs, {len(engine.rules)} rules, {total} examples, {len(failures)} failing; "
+        f"{len(gaps)} patterns with anchor gaps"
     )
-    if failures:
+    if failures or gaps:
         sys.exit(1)
 
 
