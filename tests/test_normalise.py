@@ -67,6 +67,10 @@ def test_evasions_fold_to_the_canonical_term() -> None:
         "３．５": "3.5",
         "120㎡ 35-95平方": "120㎡35-95平方",
         "最-佳 10~20℃": "最佳10~20℃",
+        # a dash or wave between digits is a range, whichever one the seller typed; elsewhere noise
+        "月瘦5—10斤": "月瘦5-10斤",
+        "3–5天 2〜3次": "3-5天2~3次",
+        "最—佳 好——的": "最佳好的",
     }
     for raw, folded in cases.items():
         assert normalise(raw).text == folded, raw
