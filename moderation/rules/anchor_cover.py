@@ -15,18 +15,26 @@ a repeat with a minimum of one when its body is. Zero-width pieces (lookarounds,
 text: what a lookaround reads is outside the match. Anything else (open classes, back-references) is
 unknown, so an expression whose coverage rests on one is reported too: the proof is sound, never
 complete, and a report means "no proof", to be fixed by an anchor or a simpler expression.
+``missed_texts`` samples texts such an expression matches without an anchor: what ``moderation rules
+check`` shows, and what makes a report a real gap.
+
+The windows have the same blind spot at their ends: they stop at clause punctuation, so
+``names_any`` tells the engine which expressions spell a comma and need sentence windows, and
+``unreachable_texts`` finds expressions that could match only across a sentence mark.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser as _p  # type: ignore[attr-defined]
 from typing import Any
 
 import ahocorasick_rs
+
+from moderation.rules.literals import charset
 
 #: An exact set larger than this is not tracked (lexicon tries are spelled out: thousands of words).
 _MAX_EXACT = 100_000
@@ -89,7 +97,7 @@ class _Prover:
         if op is _c.LITERAL:
             return _Cover(frozenset([chr(av)]), False)
         if op is _c.IN:
-            return _Cover(_charset(av), False)
+            return _Cover(charset(av, 256), False)
         if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
             return _Cover(_EMPTY, False)  # zero width: nothing of the match
         if op is _c.SUBPATTERN:
@@ -110,21 +118,6 @@ class _Prover:
             covered = lo >= 1 and (body.covered or (body.exact is not None and self.all_hold(body.exact)))
             return _Cover(_repeat(body.exact, lo, hi), covered)
         return _UNKNOWN
-
-
-def _charset(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
-    chars: list[str] = []
-    for op, av in items:
-        if op is _c.LITERAL:
-            chars.append(chr(av))
-        elif op is _c.RANGE:
-            lo, hi = av
-            if hi - lo + 1 > 256:
-                return None
-            chars.extend(chr(c) for c in range(lo, hi + 1))
-        else:  # NEGATE, CATEGORY (\d, \w…): open
-            return None
-    return frozenset(chars)
 
 
 def _product(a: frozenset[str], b: frozenset[str]) -> frozenset[str] | None:
@@ -166,19 +159,9 @@ def covered(pattern: re.Pattern[str] | str, anchors: Iterable[str]) -> bool:
         return False
 
 
-def uncovered_patterns(
-    rules: Iterable[Any], covers: Callable[[re.Pattern[str] | str, Iterable[str]], bool] = covered
-) -> list[tuple[str, str]]:
+def uncovered_patterns(rules: Iterable[Any]) -> list[tuple[str, str]]:
     """(rule id, expression) of every pattern whose matches are not all proven to hold an anchor."""
-    out: list[tuple[str, str]] = []
-    for rule in rules:
-        if not rule.patterns:
-            continue
-        prover_anchors = rule.anchors
-        for pattern in rule.patterns:
-            if not covers(pattern, prover_anchors):
-                out.append((rule.id, pattern.pattern))
-    return out
+    return [(rule.id, p.pattern) for rule in rules for p in rule.patterns if not covered(p, rule.anchors)]
 
 
 def names_any(pattern: re.Pattern[str], chars: str) -> bool:
@@ -243,7 +226,7 @@ class _Sampler:
         if op is _c.LITERAL:
             return chr(av)
         if op is _c.IN:
-            chars = _charset(av)
+            chars = charset(av, 256)
             return rng.choice(sorted(chars)) if chars else rng.choice(_FILLERS)
         if op in (_c.ANY, _c.NOT_LITERAL, _c.CATEGORY):
             return rng.choice(_FILLERS)

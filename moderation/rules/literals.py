@@ -46,19 +46,21 @@ def _useful(s: frozenset[str] | None) -> bool:
     return s is not None and bool(s) and "" not in s
 
 
-def _charset(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
+def charset(items: list[tuple[Any, Any]], limit: int = _MAX_EXACT) -> frozenset[str] | None:
+    """The characters a class (the items of an ``IN`` node) can match; None for an open class
+    (negated, ``\\d``, ``\\w``…) or one of more than ``limit`` characters."""
     chars: list[str] = []
     for op, av in items:
         if op is _c.LITERAL:
             chars.append(chr(av))
         elif op is _c.RANGE:
             lo, hi = av
-            if hi - lo + 1 > _MAX_EXACT:
+            if hi - lo + 1 > limit:
                 return None
             chars.extend(chr(c) for c in range(lo, hi + 1))
         else:  # NEGATE, CATEGORY (\d, \w…)
             return None
-        if len(chars) > _MAX_EXACT:
+        if len(chars) > limit:
             return None
     return frozenset(chars)
 
@@ -114,7 +116,7 @@ def _node(op: Any, av: Any) -> tuple[frozenset[str] | None, list[frozenset[str]]
     if op is _c.LITERAL:
         return frozenset([chr(av)]), []
     if op is _c.IN:
-        return _charset(av), []
+        return charset(av), []
     if op is _c.ASSERT and av[0] == 1:
         # A lookahead reads past the match, but never past the end of the searched window (``endpos``):
         # what it requires lies in the window too. (Zero width: no exact set.)
