@@ -57,3 +57,21 @@ def test_every_shipped_pattern_holds_an_anchor_in_each_match() -> None:
     engine = RulesEngine.load()
     assert anchor_gaps(engine) == []
     assert len(uncovered_patterns(engine.rules)) < 0.1 * sum(len(r.patterns) for r in engine.rules)
+
+
+def test_no_shipped_expression_spells_what_folded_text_never_holds() -> None:
+    """Patterns and context expressions run on folded text (lower case, simplified, no spaces): a literal
+    T/CBJ or 乾隆 in them can never match (both were found in shipped packs)."""
+    from moderation.rules.anchor_cover import unfoldable_literals
+
+    assert unfoldable_literals(re.compile("执行T/CBJ|乾隆|[~～]")) == {"T", "C", "B", "J", "乾", "～"}
+    engine = RulesEngine.load()
+    dead = {}
+    for rule in engine.rules:
+        expressions = list(rule.patterns)
+        for ctx in (rule.requires, *rule.exempt):
+            expressions += [x for x in (ctx.before, ctx.after, ctx.clause, ctx.sentence, ctx.listing) if x]
+        for rx in expressions:
+            if found := unfoldable_literals(rx):
+                dead[f"{rule.id}: {rx.pattern[:40]}"] = "".join(sorted(found))
+    assert dead == {}

@@ -203,6 +203,51 @@ def names_any(pattern: re.Pattern[str], chars: str) -> bool:
         return False
 
 
+def unfoldable_literals(pattern: re.Pattern[str]) -> set[str]:
+    """Characters ``pattern`` spells (as literals or in a class that is not negated, lookarounds
+    included) that folded text never holds: an upper-case Latin letter, a space, a symbol folding drops,
+    or a character it turns into another one (乾 reads 干, ～ reads ~, 鋼 reads 钢). Such a literal is dead: the
+    expression runs on folded text, and only terms and anchors are folded when a pack loads."""
+    from moderation.text.normalise import normalise
+
+    if pattern.flags & re.IGNORECASE:
+        return set()
+    chars: set[str] = set()
+
+    def seq(items: Iterable[tuple[Any, Any]]) -> None:
+        for op, av in items:
+            if op is _c.LITERAL:
+                chars.add(chr(av))
+            elif op is _c.IN:
+                if not any(o is _c.NEGATE for o, _ in av):
+                    chars.update(chr(a) for o, a in av if o is _c.LITERAL)
+            elif op is _c.SUBPATTERN:
+                seq(av[3].data)
+            elif op is _c.ATOMIC_GROUP:
+                seq(av.data)
+            elif op is _c.BRANCH:
+                for alt in av[1]:
+                    seq(alt.data)
+            elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+                seq(av[2].data)
+            elif op in (_c.ASSERT, _c.ASSERT_NOT):
+                seq(av[1].data)
+
+    seq(_p.parse(pattern.pattern, pattern.flags).data)
+
+    def kept(ch: str) -> bool:
+        # between two Chinese characters or two digits (. - ~ survive only there)
+        return ch in normalise(f"一{ch}一").text or ch in normalise(f"1{ch}1").text
+
+    return {
+        ch
+        for ch in chars
+        if "A" <= ch <= "Z"
+        or (ch.isspace() and ch != "\n")
+        or (not (ch.isascii() and ch.isalnum()) and not kept(ch))
+    }
+
+
 # -- counterexamples ---------------------------------------------------------------------------------
 
 #: Stand-ins for open classes (``[^，。]``, ``\w``, ``\d``…), tried in this order.
