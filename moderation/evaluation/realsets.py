@@ -157,10 +157,10 @@ def near_duplicate_key(text: str) -> str:
 def _category(row: dict[str, Any], where: str) -> str:
     """The row's category, refused when the checker has no such category: an unknown one would be
     scored as an ``unknown_category`` error instead of a verdict and would drop the classifier's tag."""
-    from moderation.schema import CATEGORY_LABELS
+    from moderation.schema import CATEGORIES
 
     category = row.get("category") or "general"
-    if category not in CATEGORY_LABELS:
+    if category not in CATEGORIES:
         raise ValueError(f"{where}: unknown category {category!r}")
     return str(category)
 

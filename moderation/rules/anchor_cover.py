@@ -26,7 +26,7 @@ The windows have the same blind spot at their ends: they stop at clause punctuat
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser as _p  # type: ignore[attr-defined]
@@ -164,6 +164,37 @@ def uncovered_patterns(rules: Iterable[Any]) -> list[tuple[str, str]]:
     return [(rule.id, p.pattern) for rule in rules for p in rule.patterns if not covered(p, rule.anchors)]
 
 
+def _spelled(pattern: re.Pattern[str], lookarounds: bool) -> tuple[set[str], list[tuple[int, int]]]:
+    """The characters ``pattern`` spells as literals or in a class that is not negated (and the ranges
+    such classes hold), inside what it can match; with ``lookarounds``, inside its lookarounds too."""
+    chars: set[str] = set()
+    ranges: list[tuple[int, int]] = []
+
+    def seq(items: Iterable[tuple[Any, Any]]) -> None:
+        for op, av in items:
+            if op is _c.LITERAL:
+                chars.add(chr(av))
+            elif op is _c.IN:
+                if not any(o is _c.NEGATE for o, _ in av):
+                    chars.update(chr(a) for o, a in av if o is _c.LITERAL)
+                    ranges.extend(a for o, a in av if o is _c.RANGE)
+            elif op is _c.SUBPATTERN:
+                seq(av[3].data)
+            elif op is _c.ATOMIC_GROUP:
+                seq(av.data)
+            elif op is _c.BRANCH:
+                for alt in av[1]:
+                    seq(alt.data)
+            elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+                if av[1] > 0:
+                    seq(av[2].data)
+            elif op in (_c.ASSERT, _c.ASSERT_NOT) and lookarounds:
+                seq(av[1].data)
+
+    seq(_p.parse(pattern.pattern, pattern.flags).data)
+    return chars, ranges
+
+
 def names_any(pattern: re.Pattern[str], chars: str) -> bool:
     """True when ``pattern`` spells one of ``chars`` as a literal or in a class that is not negated,
     inside what it matches. The engine cuts pattern windows at clause punctuation, so an expression that
@@ -171,36 +202,11 @@ def names_any(pattern: re.Pattern[str], chars: str) -> bool:
     ``.``) does not count: it allows a comma without asking for one; nor does a lookaround: one that
     names punctuation (``(?=[，。]|$)``) tests where a clause ends, which the clause window already
     gives (``$`` at its end)."""
-    wanted = set(chars)
-
-    def seq(items: Iterable[tuple[Any, Any]]) -> bool:
-        return any(node(op, av) for op, av in items)
-
-    def node(op: Any, av: Any) -> bool:
-        if op is _c.LITERAL:
-            return chr(av) in wanted
-        if op is _c.IN:
-            if any(o is _c.NEGATE for o, _ in av):
-                return False
-            return any(
-                (o is _c.LITERAL and chr(a) in wanted)
-                or (o is _c.RANGE and any(a[0] <= ord(c) <= a[1] for c in wanted))
-                for o, a in av
-            )
-        if op is _c.SUBPATTERN:
-            return seq(av[3].data)
-        if op is _c.ATOMIC_GROUP:
-            return seq(av.data)
-        if op is _c.BRANCH:
-            return any(seq(alt.data) for alt in av[1])
-        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
-            return av[1] > 0 and seq(av[2].data)
-        return False
-
     try:
-        return seq(_p.parse(pattern.pattern, pattern.flags).data)
+        spelled, ranges = _spelled(pattern, lookarounds=False)
     except (RecursionError, re.error):
         return False
+    return any(c in spelled or any(lo <= ord(c) <= hi for lo, hi in ranges) for c in chars)
 
 
 def unfoldable_literals(pattern: re.Pattern[str]) -> set[str]:
@@ -212,28 +218,6 @@ def unfoldable_literals(pattern: re.Pattern[str]) -> set[str]:
 
     if pattern.flags & re.IGNORECASE:
         return set()
-    chars: set[str] = set()
-
-    def seq(items: Iterable[tuple[Any, Any]]) -> None:
-        for op, av in items:
-            if op is _c.LITERAL:
-                chars.add(chr(av))
-            elif op is _c.IN:
-                if not any(o is _c.NEGATE for o, _ in av):
-                    chars.update(chr(a) for o, a in av if o is _c.LITERAL)
-            elif op is _c.SUBPATTERN:
-                seq(av[3].data)
-            elif op is _c.ATOMIC_GROUP:
-                seq(av.data)
-            elif op is _c.BRANCH:
-                for alt in av[1]:
-                    seq(alt.data)
-            elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
-                seq(av[2].data)
-            elif op in (_c.ASSERT, _c.ASSERT_NOT):
-                seq(av[1].data)
-
-    seq(_p.parse(pattern.pattern, pattern.flags).data)
 
     def kept(ch: str) -> bool:
         # between two Chinese characters or two digits (. - ~ survive only there)
@@ -241,7 +225,7 @@ def unfoldable_literals(pattern: re.Pattern[str]) -> set[str]:
 
     return {
         ch
-        for ch in chars
+        for ch in _spelled(pattern, lookarounds=True)[0]
         if "A" <= ch <= "Z"
         or (ch.isspace() and ch != "\n")
         or (not (ch.isascii() and ch.isalnum()) and not kept(ch))
@@ -289,42 +273,48 @@ class _Sampler:
         return ""  # zero width, back-references: the match check below sorts these out
 
 
+def _sampled_matches(pattern: re.Pattern[str], tries: int, seed: int) -> Iterator[tuple[str, re.Match[str]]]:
+    """Random texts of ``pattern`` (``_Sampler``) with the non-empty match ``pattern`` finds in each."""
+    sampler = _Sampler(seed)
+    try:
+        tree = _p.parse(pattern.pattern, pattern.flags).data
+    except (RecursionError, re.error):
+        return
+    for _ in range(tries):
+        text = sampler.seq(tree)
+        m = pattern.search(text)
+        if m is not None and m.end() > m.start():
+            yield text, m
+
+
+def _shortest(found: set[str]) -> list[str]:
+    return sorted(found, key=lambda t: (len(t), t))[:5]
+
+
 def missed_texts(
     pattern: re.Pattern[str], anchors: Iterable[str], tries: int = 4000, seed: int = 0
 ) -> list[str]:
     """Texts that ``pattern`` matches with no anchor inside the match (at most five, shortest first):
     what the rule would never report. Empty when sampling finds none (no proof that none exist)."""
     prover = _Prover(anchors)
-    sampler = _Sampler(seed)
-    try:
-        tree = _p.parse(pattern.pattern, pattern.flags).data
-    except (RecursionError, re.error):
-        return []
-    found: set[str] = set()
-    for _ in range(tries):
-        text = sampler.seq(tree)
-        m = pattern.search(text)
-        if m is not None and m.end() > m.start() and not prover.holds(m.group()):
-            found.add(m.group())
-    return sorted(found, key=lambda t: (len(t), t))[:5]
+    return _shortest(
+        {m.group() for _, m in _sampled_matches(pattern, tries, seed) if not prover.holds(m.group())}
+    )
 
 
 def unreachable_texts(pattern: re.Pattern[str], marks: str, tries: int = 4000, seed: int = 0) -> list[str]:
     """Texts ``pattern`` matches only across one of ``marks`` (the sentence punctuation that ends every
     pattern window): no piece between the marks holds a match, so the engine would never find one
     (at most five, shortest first)."""
-    sampler = _Sampler(seed)
-    try:
-        tree = _p.parse(pattern.pattern, pattern.flags).data
-    except (RecursionError, re.error):
+    if not names_any(pattern, marks):
+        # The sampler fills open classes with characters that are no marks, so a sampled match holds a
+        # mark only where the expression spells one: the same answer, without sampling.
         return []
     cut = re.compile("[" + re.escape(marks) + "]")
-    found: set[str] = set()
-    for _ in range(tries):
-        text = sampler.seq(tree)
-        m = pattern.search(text)
-        if m is None or m.end() <= m.start() or not cut.search(m.group()):
-            continue
-        if not any(pattern.search(piece) for piece in cut.split(text)):
-            found.add(m.group())
-    return sorted(found, key=lambda t: (len(t), t))[:5]
+    return _shortest(
+        {
+            m.group()
+            for text, m in _sampled_matches(pattern, tries, seed)
+            if cut.search(m.group()) and not any(pattern.search(piece) for piece in cut.split(text))
+        }
+    )

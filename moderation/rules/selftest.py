@@ -50,26 +50,20 @@ def anchor_gaps(engine: RulesEngine) -> list[str]:
     """Every pattern that can match a text holding none of its rule's anchors, or only across a sentence
     mark, with such texts: the engine searches patterns only around anchor hits and within sentences, so
     those matches would never be reported."""
-    from moderation.rules.anchor_cover import missed_texts, uncovered_patterns, unreachable_texts
+    from moderation.rules.anchor_cover import covered, missed_texts, unreachable_texts
     from moderation.text.normalise import SENTENCE_PUNCT
 
-    by_id = {rule.id: rule for rule in engine.rules}
     gaps: list[str] = []
     for rule in engine.rules:
         for pattern in rule.patterns:
-            across = unreachable_texts(pattern, SENTENCE_PUNCT)
-            if across:
+            shown = f"pattern {pattern.pattern[:60]!r}…"
+            if across := unreachable_texts(pattern, SENTENCE_PUNCT):
                 gaps.append(
                     f"{rule.source}: {rule.id} matches {' / '.join(across)} only across a sentence mark, "
-                    f"where no pattern window reaches (pattern {pattern.pattern[:60]!r}…)"
+                    f"where no pattern window reaches ({shown})"
                 )
-    for rule_id, source in uncovered_patterns(engine.rules):
-        rule = by_id[rule_id]
-        pattern = next(p for p in rule.patterns if p.pattern == source)
-        missed = missed_texts(pattern, rule.anchors)
-        if missed:
-            gaps.append(
-                f"{rule.source}: {rule_id} never reports {' / '.join(missed)} (no anchor in the match; "
-                f"pattern {source[:60]!r}…)"
-            )
+            if not covered(pattern, rule.anchors) and (missed := missed_texts(pattern, rule.anchors)):
+                gaps.append(
+                    f"{rule.source}: {rule.id} never reports {' / '.join(missed)} (no anchor in the match; {shown})"
+                )
     return gaps
