@@ -55,6 +55,8 @@ GRAMMARS = ("superlative",)
 #: ``{@name}`` in a regular expression stands for the words of lexicon ``rules/lexicons/name.txt``;
 #: ``{@name[tag]}`` (and ``@name[tag]`` in a term list) for the words whose other columns include ``tag``.
 _LEXICON_REF = re.compile(r"\{@([a-z0-9_]+)(?:\[([a-z0-9_-]+)\])?\}")
+#: ``{=name}`` stands for the shared expression piece ``name`` of ``rules/lexicons/fragments.yaml``.
+_FRAGMENT_REF = re.compile(r"\{=([a-z0-9_]+)\}")
 _TERM_REF = re.compile(r"@([a-z0-9_]+)(?:\[([a-z0-9_-]+)\])?")
 
 
@@ -171,6 +173,14 @@ class Lexicons:
         self._rows: dict[str, tuple[tuple[str, ...], ...]] = {}
         # One lexicon is spelled into many rules' expressions: build its trie once.
         self._alternations: dict[tuple[str, str | None], str] = {}
+        self._fragments: dict[str, Fragment] | None = None
+
+    def fragments(self, where: str = "fragments") -> dict[str, Fragment]:
+        """The shared expression pieces of ``fragments.yaml`` beside the word lists, checked on load."""
+        if self._fragments is None:
+            path = self.directory / "fragments.yaml" if self.directory is not None else None
+            self._fragments = load_fragments(path) if path is not None and path.is_file() else {}
+        return self._fragments
 
     def rows(self, name: str, where: str) -> tuple[tuple[str, ...], ...]:
         """The lexicon's lines as tab-separated columns, the first (the word) folded."""
@@ -220,6 +230,17 @@ class Lexicons:
                 self._alternations[key] = trie_regex(self.words(key[0], where, key[1]))
             return self._alternations[key]
 
+        def fragment(m: re.Match[str]) -> str:
+            known = self.fragments(where)
+            if m.group(1) not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise _fail(
+                    where, f"fragment {{={m.group(1)}}} is not defined in fragments.yaml; known: {names}"
+                )
+            return known[m.group(1)].regex
+
+        if "{=" in pattern:
+            pattern = _FRAGMENT_REF.sub(fragment, pattern)
         return _LEXICON_REF.sub(alternation, pattern)
 
     def terms(self, items: list[Any], where: str) -> list[str]:
@@ -236,6 +257,73 @@ class Lexicons:
 
 
 _NO_LEXICONS = Lexicons(None)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """A piece of regular expression that many rules share (the negator 不 that is not 不仅/不但), so a
+    fix to what it means is made once; ``matches``/``rejects`` are the strings it must and must not match
+    at their start, run by the suite like a rule's examples."""
+
+    name: str
+    regex: str
+    explain: str
+    matches: tuple[str, ...]
+    rejects: tuple[str, ...]
+
+    def check(self) -> list[str]:
+        """The examples this fragment gets wrong, as messages (empty when all hold)."""
+        compiled = re.compile(self.regex)
+        wrong = [
+            f"{self.name}: should match the start of {t!r}" for t in self.matches if not compiled.match(t)
+        ]
+        wrong += [
+            f"{self.name}: should not match the start of {t!r}" for t in self.rejects if compiled.match(t)
+        ]
+        return wrong
+
+
+def load_fragments(path: Path) -> dict[str, Fragment]:
+    """``fragments.yaml``: ``fragments: {name: {explain, regex, matches, rejects}}``; every fragment must
+    compile and carry examples both ways, because a shared piece that is wrong is wrong in every rule."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        raise RulePackError(f"{path}: not valid YAML: {exc}") from None
+    raw_all = (data or {}).get("fragments")
+    if not isinstance(raw_all, dict):
+        raise RulePackError(f"{path}: expected a mapping 'fragments: {{name: {{regex, explain, ...}}}}'")
+    out: dict[str, Fragment] = {}
+    for name, raw in raw_all.items():
+        if name == "__line__":
+            continue
+        where = f"{path}:{raw.get('__line__', '?') if isinstance(raw, dict) else '?'}: fragment {name}"
+        if not isinstance(raw, dict) or not re.fullmatch(r"[a-z0-9_]+", str(name)):
+            raise RulePackError(f"{where}: a fragment is a mapping under a lower-case name")
+        unknown = set(raw) - {"regex", "explain", "matches", "rejects", "__line__"}
+        if unknown:
+            raise RulePackError(f"{where}: unknown keys {sorted(unknown)}")
+        regex = raw.get("regex")
+        if not isinstance(regex, str) or not regex or "{@" in regex or "{=" in regex:
+            raise RulePackError(
+                f"{where}: regex must be a non-empty expression without {{@…}}/{{=…}} references"
+            )
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise RulePackError(f"{where}: regex {regex!r} is not valid: {exc}") from None
+        matches = tuple(str(t) for t in _as_list(raw.get("matches"), where, "matches"))
+        rejects = tuple(str(t) for t in _as_list(raw.get("rejects"), where, "rejects"))
+        explain = str(raw.get("explain", "")).strip()
+        if not explain or not matches or not rejects:
+            raise RulePackError(f"{where}: a fragment needs explain, matches and rejects")
+        fragment = Fragment(str(name), f"(?:{regex})", explain, matches, rejects)
+        wrong = fragment.check()
+        if wrong:
+            raise RulePackError(f"{where}: {'; '.join(wrong)}")
+        out[str(name)] = fragment
+    return out
 
 
 #: A trie node with this many branches or more is guarded by the class of their first characters.
@@ -291,7 +379,7 @@ def _as_list(value: Any, where: str, what: str) -> list[Any]:
 def _compile(pattern: Any, where: str, what: str, lexicons: Lexicons = _NO_LEXICONS) -> re.Pattern[str]:
     if not isinstance(pattern, str) or not pattern:
         raise _fail(where, f"{what} must be a non-empty regular expression string")
-    if "{@" in pattern:
+    if "{@" in pattern or "{=" in pattern:
         pattern = lexicons.expand(pattern, where)
     try:
         return re.compile(pattern)
