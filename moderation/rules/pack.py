@@ -8,7 +8,7 @@ offending rule (``RulePackError``). The format is documented in ``docs/rule-pack
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,23 +283,30 @@ class Fragment:
         return wrong
 
 
-def load_fragments(path: Path) -> dict[str, Fragment]:
-    """``fragments.yaml``: ``fragments: {name: {explain, regex, matches, rejects}}``; every fragment must
-    compile and carry examples both ways, because a shared piece that is wrong is wrong in every rule."""
+def _named_entries(path: Path, key: str, what: str) -> Iterator[tuple[str, Any, str]]:
+    """The ``name: mapping`` entries under ``key`` of a shared YAML file (frames, fragments), each with
+    the ``file:line: what name`` prefix its errors carry."""
     try:
         with path.open(encoding="utf-8") as fh:
             data = yaml.load(fh, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         raise RulePackError(f"{path}: not valid YAML: {exc}") from None
-    raw_all = (data or {}).get("fragments")
-    if not isinstance(raw_all, dict):
-        raise RulePackError(f"{path}: expected a mapping 'fragments: {{name: {{regex, explain, ...}}}}'")
-    out: dict[str, Fragment] = {}
-    for name, raw in raw_all.items():
+    entries = (data or {}).get(key)
+    if not isinstance(entries, dict):
+        raise RulePackError(f"{path}: expected a mapping '{key}: {{name: {what}}}'")
+    for name, raw in entries.items():
         if name == "__line__":
             continue
-        where = f"{path}:{raw.get('__line__', '?') if isinstance(raw, dict) else '?'}: fragment {name}"
-        if not isinstance(raw, dict) or not re.fullmatch(r"[a-z0-9_]+", str(name)):
+        line = raw.get("__line__", "?") if isinstance(raw, dict) else "?"
+        yield str(name), raw, f"{path}:{line}: {what} {name}"
+
+
+def load_fragments(path: Path) -> dict[str, Fragment]:
+    """``fragments.yaml``: ``fragments: {name: {explain, regex, matches, rejects}}``; every fragment must
+    compile and carry examples both ways, because a shared piece that is wrong is wrong in every rule."""
+    out: dict[str, Fragment] = {}
+    for name, raw, where in _named_entries(path, "fragments", "fragment"):
+        if not isinstance(raw, dict) or not re.fullmatch(r"[a-z0-9_]+", name):
             raise RulePackError(f"{where}: a fragment is a mapping under a lower-case name")
         unknown = set(raw) - {"regex", "explain", "matches", "rejects", "__line__"}
         if unknown:
@@ -318,11 +325,11 @@ def load_fragments(path: Path) -> dict[str, Fragment]:
         explain = str(raw.get("explain", "")).strip()
         if not explain or not matches or not rejects:
             raise RulePackError(f"{where}: a fragment needs explain, matches and rejects")
-        fragment = Fragment(str(name), f"(?:{regex})", explain, matches, rejects)
+        fragment = Fragment(name, f"(?:{regex})", explain, matches, rejects)
         wrong = fragment.check()
         if wrong:
             raise RulePackError(f"{where}: {'; '.join(wrong)}")
-        out[str(name)] = fragment
+        out[name] = fragment
     return out
 
 
@@ -449,19 +456,8 @@ def load_frames(path: Path, lexicons: Lexicons = _NO_LEXICONS) -> dict[str, Cont
     """Shared exemption frames (``rules/frames.yaml``): SAMR's exemptions written once, named, explained."""
     if not path.is_file():
         return {}
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        raise RulePackError(f"{path}: not valid YAML: {exc}") from None
-    frames_raw = (data or {}).get("frames")
-    if not isinstance(frames_raw, dict):
-        raise RulePackError(f"{path}: expected a mapping 'frames: {{name: context}}'")
     frames: dict[str, Context] = {}
-    for name, raw in frames_raw.items():
-        if name == "__line__":
-            continue
-        where = f"{path}:{raw.get('__line__', '?') if isinstance(raw, dict) else '?'}: frame {name}"
+    for name, raw, where in _named_entries(path, "frames", "frame"):
         if not isinstance(raw, dict) or not str(raw.get("explain", "")).strip():
             raise RulePackError(f"{where}: a frame needs explain (the Chinese sentence a reviewer reads)")
         ctx = _context({"reason": name, **raw}, where, name, lexicons, named=True)
