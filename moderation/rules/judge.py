@@ -235,10 +235,22 @@ def _boundary_ok(rule: Rule, start: int, end: int, norm: NormalisedText, bounds:
             "end": not clash_after,
         }.get(rule.boundary, not clash_before and not clash_after)
     if rule.boundary == "start":
-        return bounds.is_boundary(start)
+        return bounds.is_boundary(start) or _spaced(norm, start, end, before=True)
     if rule.boundary == "end":
-        return bounds.is_boundary(end)
-    return bounds.is_boundary(start) and bounds.is_boundary(end)
+        return bounds.is_boundary(end) or _spaced(norm, start, end, before=False)
+    return (bounds.is_boundary(start) or _spaced(norm, start, end, before=True)) and (
+        bounds.is_boundary(end) or _spaced(norm, start, end, before=False)
+    )
+
+
+def _spaced(norm: NormalisedText, start: int, end: int, *, before: bool) -> bool:
+    """Whether the seller typed a space right before (or after) the span: a word boundary that folding
+    removed and jieba never sees (数学班 保提分 folds to 数学班保提分, which jieba cuts 班保|提分)."""
+    o_start, o_end = norm.original_span(start, end)
+    original = norm.original
+    if before:
+        return o_start > 0 and original[o_start - 1].isspace()
+    return o_end < len(original) and original[o_end].isspace()
 
 
 def resolve_overlaps(claims: list[Claim], action_of: Callable[[Claim], str]) -> list[Claim]:
