@@ -175,7 +175,7 @@ class Lexicons:
         self._alternations: dict[tuple[str, str | None], str] = {}
         self._fragments: dict[str, Fragment] | None = None
 
-    def fragments(self, where: str = "fragments") -> dict[str, Fragment]:
+    def fragments(self) -> dict[str, Fragment]:
         """The shared expression pieces of ``fragments.yaml`` beside the word lists, checked on load."""
         if self._fragments is None:
             path = self.directory / "fragments.yaml" if self.directory is not None else None
@@ -231,7 +231,7 @@ class Lexicons:
             return self._alternations[key]
 
         def fragment(m: re.Match[str]) -> str:
-            known = self.fragments(where)
+            known = self.fragments()
             if m.group(1) not in known:
                 names = ", ".join(sorted(known)) or "none"
                 raise _fail(
