@@ -84,6 +84,15 @@ def test_category_is_inferred_for_general_listings(engine: RulesEngine) -> None:
     assert stated.inferred is None and stated.category == "apparel"
 
 
+def test_health_food_raw_materials_name_health_food(engine: RulesEngine) -> None:
+    """保健食品原料目录 names (辅酶Q10, 破壁灵芝孢子粉) say what a general listing sells, so the
+    health-food rules read its claims."""
+    for title in ("辅酶Q10软胶囊 保护心脏", "破壁灵芝孢子粉 抗癌"):
+        detection = engine.detect(Listing(id="t", title=title))
+        assert detection.category == "health_food" and detection.inferred is not None, title
+        assert any(f.family == "health_food" for f in detection.findings), title
+
+
 def test_category_inference_does_not_depend_on_string_hashing() -> None:
     """Two processes with different hash seeds infer the same category with the same evidence, in the
     same order (the model's features were summed in a set's order, which changes with the seed)."""
