@@ -2,6 +2,7 @@
 
     python scripts/real_sets.py batches            # write tests/real/batches/*.jsonl (refs + hashes only)
     python scripts/real_sets.py copies             # add the ad-copy batches c01… and d02 (extra corpus)
+    python scripts/real_sets.py ner-titles test.txt  # the NER set's test titles → var/corpora, batches n01…
     python scripts/real_sets.py show t01           # what a labeller reads: ref, hash, text
     python scripts/real_sets.py check              # every batch labelled once, labels well-formed
     python scripts/real_sets.py agreement          # primary vs second labels on the double-labelled sample
@@ -14,10 +15,12 @@ so the batches can be rebuilt byte for byte.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import re
 import sys
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +28,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from moderation.evaluation.realsets import COPIES, LABELS, REAL_DIR, corpus_lines, text_hash  # noqa: E402
+from moderation.evaluation.realsets import (  # noqa: E402
+    COPIES,
+    LABELS,
+    NER_TITLES,
+    REAL_DIR,
+    corpus_lines,
+    extra_corpora_dir,
+    text_hash,
+)
 from moderation.schema import CATEGORIES  # noqa: E402
 
 BATCHES = REAL_DIR / "batches"
@@ -45,7 +56,7 @@ RISKY = re.compile(
     r"最|第一|首[家个款创选]|唯一|独家|顶级|极致|极品|领先|冠军|之王|王者|国家|权威|专家|医生|治|疗|防|抗|"
     r"降|瘦|美白|祛|保本|收益|回报|稳赚|包过|通过率|提分|保证|100%|\d+%|万人|销量|好评|专利|官方|特供|军"
 )
-BATCH_SIZE = {TITLES: 500, APPS: 200, COPIES: 270}
+BATCH_SIZE = {TITLES: 500, APPS: 200, COPIES: 270, NER_TITLES: 220}
 
 
 def _write(path: Path, rows: list[dict[str, object]]) -> None:
@@ -127,6 +138,61 @@ def cmd_copies(args: argparse.Namespace) -> int:
     manifest["d02"] = {"corpus": COPIES, "stratum": "second labels", "lines": len(double)}
     _write_manifest(manifest)
     print(f"{-(-len(numbers) // BATCH_SIZE[COPIES])} ad-copy batches and d02 in {BATCHES}")
+    return 0
+
+
+def conll_titles(conll: str) -> list[str]:
+    """The titles of a character-per-line NER file (``字 TAG``, a blank line after each title), joined
+    back into text. A line holding only a tag had a blank or invisible character in its first column;
+    that, and any other space, control, format or replacement character, is written as a plain space, so
+    the file comes out the same whichever invisible character a copy of the source kept. The tags
+    themselves (brand, product, model…) are not used."""
+    titles: list[str] = []
+    chars: list[str] = []
+    for raw in conll.split("\n"):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            if chars:
+                titles.append("".join(chars).strip())
+                chars = []
+            continue
+        head, sep, _tag = line.rpartition(" ")
+        ch = head if sep and head else " "
+        invisible = ch == "\ufffd" or unicodedata.category(ch[0])[0] in "ZC"
+        chars.append(" " if invisible else ch)
+    if chars:
+        titles.append("".join(chars).strip())
+    return titles
+
+
+def cmd_ner_titles(args: argparse.Namespace) -> int:
+    """The e-commerce NER set's test split (tests/real/README.md) as one title per line in the extra
+    corpora folder, and batches n01… of the titles that are not already lines of taobao_titles.txt (that
+    file is the set's train and dev splits; the test split repeats some of their titles). Titles repeated
+    inside the test split are batched once, at their first line."""
+    titles = conll_titles(Path(args.source).read_text(encoding="utf-8"))
+    out = extra_corpora_dir() / NER_TITLES
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(t + "\n" for t in titles), encoding="utf-8")
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    print(f"{len(titles)} titles → {out} (sha256 {digest})")
+    if args.expect and digest != args.expect:
+        raise SystemExit(f"sha256 differs from the expected {args.expect}: not the file the labels name")
+    known = set(corpus_lines(TITLES))
+    seen: set[str] = set()
+    numbers = []
+    for n, title in enumerate(corpus_lines(NER_TITLES), 1):
+        if title and title not in known and title not in seen:
+            numbers.append(n)
+        seen.add(title)
+    if args.batches:
+        random.Random(args.seed).shuffle(numbers)
+        manifest = json.loads((BATCHES / "manifest.json").read_text(encoding="utf-8"))
+        _batch_every_line("n", NER_TITLES, numbers, manifest)
+        _write_manifest(manifest)
+        print(
+            f"{len(numbers)} new titles in {-(-len(numbers) // BATCH_SIZE[NER_TITLES])} batches n01… in {BATCHES}"
+        )
     return 0
 
 
@@ -221,8 +287,13 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     if not everything:
         print("no ref has two labels yet")
         return 1
-    groups = {"titles and app descriptions": [r for r in everything if not r.startswith(COPIES)]}
+    groups = {
+        "titles and app descriptions": [r for r in everything if not r.startswith((COPIES, NER_TITLES))]
+    }
     groups["ad copies"] = [r for r in everything if r.startswith(COPIES)]
+    groups["fresh titles (NER test split, every line twice)"] = [
+        r for r in everything if r.startswith(NER_TITLES)
+    ]
     for title, common in groups.items():
         if common:
             print(f"## {title}")
@@ -279,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=20261206)
     c = sub.add_parser("copies")
     c.add_argument("--seed", type=int, default=20261207)
+    n = sub.add_parser("ner-titles")
+    n.add_argument("source", help="data/ecommerce/test.txt of the NER set (tests/real/README.md)")
+    n.add_argument("--expect", help="the sha256 the written titles file must have")
+    n.add_argument("--batches", action="store_true", help="also write the batches n01… (once)")
+    n.add_argument("--seed", type=int, default=20261208)
     s = sub.add_parser("show")
     s.add_argument("batch")
     sub.add_parser("check")
@@ -286,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stats")
     args = ap.parse_args(argv)
     return {
-        "batches": cmd_batches, "copies": cmd_copies, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
+        "batches": cmd_batches, "copies": cmd_copies, "ner-titles": cmd_ner_titles, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
         "stats": cmd_stats,
     }[args.cmd](args)  # fmt: skip
 

@@ -100,3 +100,20 @@ def test_a_missing_extra_corpus_leaves_its_labels_out(tmp_path, monkeypatch):
     assert realsets._corpus_present("taobao_titles.txt:1")
     with pytest.raises(FileNotFoundError, match="MODERATION_EXTRA_CORPORA"):
         realsets.corpus_lines.__wrapped__("not_a_corpus.json")
+
+
+def test_ner_titles_are_rebuilt_from_the_character_per_line_file():
+    """The NER set's test split is one character and its tag per line (CRLF in the published file), a
+    blank line after each title; a line whose character is blank or invisible becomes a space whichever
+    invisible character a copy kept, so every copy gives the same titles file (made-up titles here)."""
+    conll = "鱼 B-HCCX\r\n油 I-HCCX\r\n O\r\n2 B-MISC\r\n粒 I-MISC\r\n\r\n新 O\r\n款 O\r\n\r O\r\n\ufffd O\r\n裙 B-HCCX\r\n\r\n"
+    assert _real_sets_script().conll_titles(conll) == ["鱼油 2粒", "新款  裙"]
+    assert _real_sets_script().conll_titles("a O\nb O") == ["ab"]
+
+
+def test_a_label_row_may_carry_its_split(extra_corpora):
+    """A fresh set read blind once and then tuned on marks its rows dev, like cases-n."""
+    (extra_corpora / realsets.NER_TITLES).write_text("鱼油软胶囊 降血脂\n", encoding="utf-8")
+    row = {"ref": f"{realsets.NER_TITLES}:1", "label": "violation", "category": "food", "split": "dev"}
+    assert realsets.label_item(row).split == "dev"
+    assert realsets.label_item({**row, "split": "test"}).split == "test"
