@@ -69,3 +69,9 @@ def test_fragment_that_breaks_its_examples_fails_to_load(tmp_path: Path) -> None
     broken = _NEGATOR.replace("rejects: [不仅]", "rejects: [不对]")
     with pytest.raises(RulePackError, match=r"should not match the start of '不对'"):
         RulesEngine.load(_rules(tmp_path, "{=negator}$", broken))
+
+
+def test_fragment_that_does_not_compile_fails_to_load(tmp_path: Path) -> None:
+    broken = _NEGATOR.replace("regex: '不(?![仅但])'", "regex: '不(?![仅但]'")
+    with pytest.raises(RulePackError, match=r"negator: regex .* is not valid"):
+        RulesEngine.load(_rules(tmp_path, "{=negator}$", broken))

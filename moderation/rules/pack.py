@@ -272,8 +272,12 @@ class Fragment:
     rejects: tuple[str, ...]
 
     def check(self) -> list[str]:
-        """The examples this fragment gets wrong, as messages (empty when all hold)."""
-        compiled = re.compile(self.regex)
+        """What is wrong with this fragment, as messages (empty when nothing is): an expression that does
+        not compile, or examples it gets wrong."""
+        try:
+            compiled = re.compile(self.regex)
+        except re.error as exc:
+            return [f"{self.name}: regex {self.regex!r} is not valid: {exc}"]
         wrong = [
             f"{self.name}: should match the start of {t!r}" for t in self.matches if not compiled.match(t)
         ]
@@ -316,10 +320,6 @@ def load_fragments(path: Path) -> dict[str, Fragment]:
             raise RulePackError(
                 f"{where}: regex must be a non-empty expression without {{@…}}/{{=…}} references"
             )
-        try:
-            re.compile(regex)
-        except re.error as exc:
-            raise RulePackError(f"{where}: regex {regex!r} is not valid: {exc}") from None
         matches = tuple(str(t) for t in _as_list(raw.get("matches"), where, "matches"))
         rejects = tuple(str(t) for t in _as_list(raw.get("rejects"), where, "rejects"))
         explain = str(raw.get("explain", "")).strip()
