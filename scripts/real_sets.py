@@ -173,8 +173,9 @@ def cmd_ner_titles(args: argparse.Namespace) -> int:
     titles = conll_titles(Path(args.source).read_text(encoding="utf-8"))
     out = extra_corpora_dir() / NER_TITLES
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(t + "\n" for t in titles), encoding="utf-8")
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    data = "".join(t + "\n" for t in titles).encode("utf-8")
+    out.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
     print(f"{len(titles)} titles → {out} (sha256 {digest})")
     if args.expect and digest != args.expect:
         raise SystemExit(f"sha256 differs from the expected {args.expect}: not the file the labels name")
@@ -224,6 +225,8 @@ def _check_row(row: dict[str, object], where: str) -> list[str]:
     bad = [f for f in families if f not in FAMILIES] if isinstance(families, list) else ["<not a list>"]
     if bad:
         problems.append(f"{where}: unknown families {bad}")
+    if row.get("split") not in (None, "dev", "test"):
+        problems.append(f"{where}: unknown split {row.get('split')!r} (dev or test)")
     return problems
 
 

@@ -117,3 +117,5 @@ def test_a_label_row_may_carry_its_split(extra_corpora):
     row = {"ref": f"{realsets.NER_TITLES}:1", "label": "violation", "category": "food", "split": "dev"}
     assert realsets.label_item(row).split == "dev"
     assert realsets.label_item({**row, "split": "test"}).split == "test"
+    with pytest.raises(ValueError, match="unknown split 'tset'"):
+        realsets.label_item({**row, "split": "tset"})

@@ -157,6 +157,15 @@ def near_duplicate_key(text: str) -> str:
     return han[:6] or text[:12]
 
 
+def _split(row: dict[str, Any], where: str, default: str) -> str:
+    """The row's own split (a set read blind once and then tuned on marks its rows ``dev``), else the
+    fixed one by hashing; a misspelt split is refused, since it would drop the item from both halves."""
+    split = row.get("split") or default
+    if split not in ("dev", "test"):
+        raise ValueError(f"{where}: unknown split {split!r} (dev or test)")
+    return str(split)
+
+
 def _category(row: dict[str, Any], where: str) -> str:
     """The row's category, refused when the checker has no such category: an unknown one would be
     scored as an ``unknown_category`` error instead of a verdict and would drop the classifier's tag."""
@@ -181,7 +190,7 @@ def case_item(row: dict[str, Any]) -> RealItem:
         category=_category(row, str(row["id"])),
         families=families,
         tier=row.get("tier", ""),
-        split=row.get("split") or _split_of(source),
+        split=_split(row, str(row["id"]), _split_of(source)),
         source=source,
         extra={k: row[k] for k in ("article", "note") if k in row},
     )
@@ -213,8 +222,7 @@ def label_item(row: dict[str, Any], check_hash: bool = True) -> RealItem:
         category=_category(row, ref),
         families=tuple(_family(f) for f in row.get("families") or ()),
         spans=tuple(row.get("spans") or ()),
-        # A fresh set read blind once and then tuned on carries its split (dev) in the row, as cases do.
-        split=row.get("split") or _split_of(near_duplicate_key(text), 0.5),
+        split=_split(row, ref, _split_of(near_duplicate_key(text), 0.5)),
         source=corpus,
         extra={k: row[k] for k in ("note", "labeller") if k in row},
     )
