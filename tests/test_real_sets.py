@@ -119,3 +119,18 @@ def test_a_label_row_may_carry_its_split(extra_corpora):
     assert realsets.label_item({**row, "split": "test"}).split == "test"
     with pytest.raises(ValueError, match="unknown split 'tset'"):
         realsets.label_item({**row, "split": "tset"})
+
+
+def test_ner_titles_command_writes_the_titles_file_and_refuses_another_hash(extra_corpora, tmp_path):
+    """``real_sets.py ner-titles`` writes one title per line into the extra corpora folder and stops with a
+    clear message when the result is not the file the labels were made against (made-up titles here)."""
+    import argparse
+
+    source = tmp_path / "test.txt"
+    source.write_text("鱼 O\r\n油 O\r\n\r\n新 O\r\n款 O\r\n\r\n", encoding="utf-8")
+    script = _real_sets_script()
+    args = argparse.Namespace(source=str(source), expect=None, batches=False, seed=1)
+    assert script.cmd_ner_titles(args) == 0
+    assert (extra_corpora / realsets.NER_TITLES).read_text(encoding="utf-8") == "鱼油\n新款\n"
+    with pytest.raises(SystemExit, match="sha256 differs"):
+        script.cmd_ner_titles(argparse.Namespace(**{**vars(args), "expect": "0" * 64}))
