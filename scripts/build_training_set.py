@@ -85,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lookalike-wording-repeat", type=int, default=3)
     ap.add_argument("--lookalike-pass-repeat", type=int, default=2)
     ap.add_argument("--lawful-wording", type=Path, default=REPO / "rules" / "lawful_wording.yaml")
+    ap.add_argument(
+        "--rule-lawful",
+        type=int,
+        default=0,
+        help="add this many unlabelled corpus lines (queries, reviews, apps) that the rules pass, as "
+        "lawful, together with the lines the rules flag, as violations (moderation/classifier/distil.py)",
+    )
+    ap.add_argument("--rule-flagged-max", type=int, default=5000, help="at most this many rule-flagged lines")
+    ap.add_argument("--rule-flagged-repeat", type=int, default=1, help="copies of each rule-flagged line")
+    ap.add_argument(
+        "--rule-sources", default="queries,reviews,apps", help="corpora the rule-labelled lines come from"
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -176,6 +188,28 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"look-alikes: {len(la)} training examples ({sum(e.label for e in la)} violations), "
             f"{dropped} dropped as near duplicates of real test items"
+        )
+    if args.rule_lawful:
+        import random
+
+        from moderation.classifier.distil import rule_labelled_examples
+        from moderation.classifier.realdata import is_held_out, load_real
+
+        labelled = {r.raw.strip()[:300] for r in load_real()}
+        rl, stats = rule_labelled_examples(
+            args.corpora,
+            n_lawful=args.rule_lawful,
+            max_flagged=args.rule_flagged_max,
+            flagged_repeat=args.rule_flagged_repeat,
+            seed=args.seed,
+            exclude=lambda t: t in labelled or is_held_out(t),
+            sources=args.rule_sources.split(","),
+        )
+        data["train"].extend(rl)
+        random.Random(f"{args.seed}:train-order-rules").shuffle(data["train"])
+        read = ", ".join(f"{k} {v['flagged']}/{v['lines']}" for k, v in stats.items())
+        print(
+            f"rule-labelled lines: {len(rl)} training examples ({sum(e.label for e in rl)} flagged); read {read}"
         )
     for name, exs in data.items():
         write_jsonl(args.out / f"{name}.jsonl", exs)
