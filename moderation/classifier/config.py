@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from transformers import BertConfig
 
 MODEL_NAME = "risk-zh-tiny"
-MODEL_VERSION = "0.7.0"
+MODEL_VERSION = "0.8.0"
 #: Characters of listing text the model reads; longer text is truncated (the title and the start of the
 #: description carry most claims, and the rules engine reads everything).
 MAX_CHARS = 256
