@@ -33,6 +33,7 @@ if str(REPO) not in sys.path:
 from moderation.checker import Checker  # noqa: E402
 from moderation.evaluation.realsets import (  # noqa: E402
     COPIES,
+    CPR_TITLES,
     NER_TITLES,
     RealItem,
     load_cases,
@@ -190,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fresh = [i for i in labels if i.source == NER_TITLES]
         if fresh:  # the NER set's test titles, labelled blind in the fifteenth session (extra corpus)
             sets["fresh-titles"] = fresh
+        fresh_cpr = [i for i in labels if i.source == CPR_TITLES]
+        if fresh_cpr:  # Multi-CPR product titles, labelled blind in the sixteenth session (extra corpus)
+            sets["fresh-titles-cpr"] = fresh_cpr
     splits = ("dev", "test") if args.split == "all" else (args.split,)
     out: dict[str, Any] = {}
     for name, items in sets.items():

@@ -3,6 +3,7 @@
     python scripts/real_sets.py batches            # write tests/real/batches/*.jsonl (refs + hashes only)
     python scripts/real_sets.py copies             # add the ad-copy batches c01… and d02 (extra corpus)
     python scripts/real_sets.py ner-titles test.txt  # the NER set's test titles → var/corpora, batches n01…
+    python scripts/real_sets.py cpr-titles test.json # Multi-CPR product titles → var/corpora, batches m01…
     python scripts/real_sets.py show t01           # what a labeller reads: ref, hash, text
     python scripts/real_sets.py check              # every batch labelled once, labels well-formed
     python scripts/real_sets.py agreement          # primary vs second labels on the double-labelled sample
@@ -30,6 +31,7 @@ if str(REPO) not in sys.path:
 
 from moderation.evaluation.realsets import (  # noqa: E402
     COPIES,
+    CPR_TITLES,
     LABELS,
     NER_TITLES,
     REAL_DIR,
@@ -56,7 +58,7 @@ RISKY = re.compile(
     r"最|第一|首[家个款创选]|唯一|独家|顶级|极致|极品|领先|冠军|之王|王者|国家|权威|专家|医生|治|疗|防|抗|"
     r"降|瘦|美白|祛|保本|收益|回报|稳赚|包过|通过率|提分|保证|100%|\d+%|万人|销量|好评|专利|官方|特供|军"
 )
-BATCH_SIZE = {TITLES: 500, APPS: 200, COPIES: 270, NER_TITLES: 220}
+BATCH_SIZE = {TITLES: 500, APPS: 200, COPIES: 270, NER_TITLES: 220, CPR_TITLES: 250}
 
 
 def _write(path: Path, rows: list[dict[str, object]]) -> None:
@@ -168,10 +170,46 @@ def conll_titles(conll: str) -> list[str]:
 def cmd_ner_titles(args: argparse.Namespace) -> int:
     """The e-commerce NER set's test split (tests/real/README.md) as one title per line in the extra
     corpora folder, and batches n01… of the titles that are not already lines of taobao_titles.txt (that
-    file is the set's train and dev splits; the test split repeats some of their titles). Titles repeated
-    inside the test split are batched once, at their first line."""
+    file is the set's train and dev splits; the test split repeats some of their titles)."""
     titles = conll_titles(Path(args.source).read_text(encoding="utf-8"))
-    out = extra_corpora_dir() / NER_TITLES
+    return _fresh_titles(NER_TITLES, titles, "n", (TITLES,), args)
+
+
+def cpr_titles(jsonl: str) -> list[str]:
+    """The product titles of the Multi-CPR product-selection task as EcomGPT ships it: each line is a
+    search query and four candidate titles (``Query: …\\nCandidate Document: t1, t2, t3, t4.``) with the
+    matching one in ``spans``. Every distinct title, in order of first appearance. A title is cut at
+    ``, ``; a line whose matching title is not one of its pieces (a title that holds ``, `` itself) is
+    refused rather than guessed."""
+    titles: dict[str, None] = {}
+    for n, raw in enumerate(jsonl.splitlines(), 1):
+        if not raw.strip():
+            continue
+        row = json.loads(raw)
+        _query, sep, docs = str(row["sentences"]).partition("Candidate Document: ")
+        if not sep:
+            raise SystemExit(f"line {n}: no candidate titles")
+        pieces = [t.strip() for t in docs.strip().removesuffix(".").split(", ")]
+        for span in row.get("spans") or []:
+            if span["term"].strip() not in pieces:
+                raise SystemExit(f"line {n}: the matching title is not one of the cut pieces")
+        titles.update((t, None) for t in pieces if t)
+    return list(titles)
+
+
+def cmd_cpr_titles(args: argparse.Namespace) -> int:
+    """The Multi-CPR product titles (tests/real/README.md) as one title per line in the extra corpora
+    folder, and batches m01… of those that no other labelled corpus holds."""
+    titles = cpr_titles(Path(args.source).read_text(encoding="utf-8"))
+    return _fresh_titles(CPR_TITLES, titles, "m", (TITLES, NER_TITLES), args)
+
+
+def _fresh_titles(
+    name: str, titles: list[str], prefix: str, known_corpora: tuple[str, ...], args: argparse.Namespace
+) -> int:
+    """Write ``titles`` as the extra corpus ``name`` (refusing another sha256 than ``--expect``) and, with
+    ``--batches``, batch every title that the ``known_corpora`` do not hold, once, at its first line."""
+    out = extra_corpora_dir() / name
     out.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(t + "\n" for t in titles).encode("utf-8")
     out.write_bytes(data)
@@ -179,20 +217,27 @@ def cmd_ner_titles(args: argparse.Namespace) -> int:
     print(f"{len(titles)} titles → {out} (sha256 {digest})")
     if args.expect and digest != args.expect:
         raise SystemExit(f"sha256 differs from the expected {args.expect}: not the file the labels name")
-    known = set(corpus_lines(TITLES))
+    known: set[str] = set()
+    for corpus in known_corpora:
+        try:
+            known.update(corpus_lines(corpus))
+        except FileNotFoundError:
+            if args.batches:  # which titles are new depends on it: refuse rather than batch others
+                raise
+            print(f"note: {corpus} is not here; titles it holds are not told apart")
     seen: set[str] = set()
     numbers = []
-    for n, title in enumerate(corpus_lines(NER_TITLES), 1):
+    for n, title in enumerate(corpus_lines(name), 1):
         if title and title not in known and title not in seen:
             numbers.append(n)
         seen.add(title)
     if args.batches:
         random.Random(args.seed).shuffle(numbers)
         manifest = json.loads((BATCHES / "manifest.json").read_text(encoding="utf-8"))
-        _batch_every_line("n", NER_TITLES, numbers, manifest)
+        _batch_every_line(prefix, name, numbers, manifest)
         _write_manifest(manifest)
         print(
-            f"{len(numbers)} new titles in {-(-len(numbers) // BATCH_SIZE[NER_TITLES])} batches n01… in {BATCHES}"
+            f"{len(numbers)} new titles in {-(-len(numbers) // BATCH_SIZE[name])} batches {prefix}01… in {BATCHES}"
         )
     return 0
 
@@ -291,12 +336,15 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         print("no ref has two labels yet")
         return 1
     groups = {
-        "titles and app descriptions": [r for r in everything if not r.startswith((COPIES, NER_TITLES))]
+        "titles and app descriptions": [
+            r for r in everything if not r.startswith((COPIES, NER_TITLES, CPR_TITLES))
+        ]
     }
     groups["ad copies"] = [r for r in everything if r.startswith(COPIES)]
     groups["fresh titles (NER test split, every line twice)"] = [
         r for r in everything if r.startswith(NER_TITLES)
     ]
+    groups["fresh titles (Multi-CPR, every line twice)"] = [r for r in everything if r.startswith(CPR_TITLES)]
     for title, common in groups.items():
         if common:
             print(f"## {title}")
@@ -358,6 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--expect", help="the sha256 the written titles file must have")
     n.add_argument("--batches", action="store_true", help="also write the batches n01… (once)")
     n.add_argument("--seed", type=int, default=20261208)
+    m = sub.add_parser("cpr-titles")
+    m.add_argument(
+        "source", help="the Multi-CPR product-selection test.json of EcomGPT (tests/real/README.md)"
+    )
+    m.add_argument("--expect", help="the sha256 the written titles file must have")
+    m.add_argument("--batches", action="store_true", help="also write the batches m01… (once)")
+    m.add_argument("--seed", type=int, default=20261209)
     s = sub.add_parser("show")
     s.add_argument("batch")
     sub.add_parser("check")
@@ -365,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stats")
     args = ap.parse_args(argv)
     return {
-        "batches": cmd_batches, "copies": cmd_copies, "ner-titles": cmd_ner_titles, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
+        "batches": cmd_batches, "copies": cmd_copies, "ner-titles": cmd_ner_titles, "cpr-titles": cmd_cpr_titles, "show": cmd_show, "check": cmd_check, "agreement": cmd_agreement,
         "stats": cmd_stats,
     }[args.cmd](args)  # fmt: skip
 

@@ -134,3 +134,35 @@ def test_ner_titles_command_writes_the_titles_file_and_refuses_another_hash(extr
     assert (extra_corpora / realsets.NER_TITLES).read_text(encoding="utf-8") == "鱼油\n新款\n"
     with pytest.raises(SystemExit, match="sha256 differs"):
         script.cmd_ner_titles(argparse.Namespace(**{**vars(args), "expect": "0" * 64}))
+
+
+def test_cpr_titles_are_every_distinct_candidate_title(extra_corpora, tmp_path):
+    """The Multi-CPR product-selection lines name a query and four candidate titles; the titles file holds
+    each distinct title once, in order of first appearance, and a line whose matching title is not one of
+    the cut pieces is refused (made-up titles here)."""
+    import argparse
+
+    def line(query: str, titles: list[str], match: str) -> str:
+        sentences = f"Query: {query}\nCandidate Document: {', '.join(titles)}."
+        return json.dumps(
+            {"label_set": [""], "sentences": sentences, "spans": [{"term": match}]}, ensure_ascii=False
+        )
+
+    rows = [
+        line("鱼油", ["深海鱼油软胶囊 90粒", "纯棉T恤 男", "儿童雨靴", "保温杯500ml"], "深海鱼油软胶囊 90粒"),
+        line("雨靴", ["儿童雨靴", "防滑雨鞋 女", "纯棉T恤 男", "雨衣"], "儿童雨靴"),
+    ]
+    source = tmp_path / "test.json"
+    source.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    script = _real_sets_script()
+    assert script.cpr_titles(source.read_text(encoding="utf-8")) == [
+        "深海鱼油软胶囊 90粒", "纯棉T恤 男", "儿童雨靴", "保温杯500ml", "防滑雨鞋 女", "雨衣",
+    ]  # fmt: skip
+    args = argparse.Namespace(source=str(source), expect=None, batches=False, seed=1)
+    assert script.cmd_cpr_titles(args) == 0
+    assert (extra_corpora / realsets.CPR_TITLES).read_text(encoding="utf-8").splitlines()[
+        0
+    ] == "深海鱼油软胶囊 90粒"
+    bad = line("杯", ["保温杯, 500ml", "雨衣", "T恤", "雨靴"], "保温杯, 500ml")
+    with pytest.raises(SystemExit, match="line 1: the matching title"):
+        script.cpr_titles(bad)

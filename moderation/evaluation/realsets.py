@@ -40,6 +40,9 @@ COPIES = "advertisegen_dev.json"
 #: The e-commerce NER set's test-split titles (the shared titles are its train and dev splits), kept in
 #: the extra corpora folder: a fresh set of real titles, labelled blind after the rules were written.
 NER_TITLES = "ecommerce_ner_test_titles.txt"
+#: Product titles of Alibaba's Multi-CPR retrieval set (as EcomGPT ships its product-selection task), kept
+#: in the extra corpora folder: a second fresh set of real titles, labelled blind (sixteenth session).
+CPR_TITLES = "multicpr_titles.txt"
 
 #: LEGAL.md's family names as used by ../shared/cases → the rule packs' family keys.
 FAMILY_ALIASES = {
