@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         "rule (feedback.compare) and paired-bootstrap intervals of the AUC differences",
     )
     ap.add_argument("--baseline-threshold", type=float, default=None, help="default: the policy's")
+    ap.add_argument(
+        "--corpus",
+        default=None,
+        help="score only the labelled lines of this corpus file, whatever their part (a fresh set that no "
+        "model has trained on, e.g. multicpr_titles.txt): --part is then ignored",
+    )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
@@ -145,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         use_real_dir(args.real_dir)
     t0 = time.perf_counter()
     rm = load_model(args.model)
-    items = real_split(args.part, binary=False)
+    if args.corpus:
+        from moderation.classifier.realdata import load_real
+
+        items = [r for r in load_real() if r.kind == "lines" and r.ref.startswith(f"{args.corpus}:")]
+        args.part = args.corpus
+    else:
+        items = real_split(args.part, binary=False)
     scores = rm.score_texts([r.example.text for r in items], threads=args.threads)
     thr = args.threshold if args.threshold is not None else policy_threshold()
     rep = real_report(scores, items, threshold=thr)

@@ -180,7 +180,7 @@ def cpr_titles(jsonl: str) -> list[str]:
     search query and four candidate titles (``Query: …\\nCandidate Document: t1, t2, t3, t4.``) with the
     matching one in ``spans``. Every distinct title, in order of first appearance. A title is cut at
     ``, ``; a line whose matching title is not one of its pieces (a title that holds ``, `` itself) is
-    refused rather than guessed."""
+    refused rather than guessed. Invisible characters become spaces (``_visible``)."""
     titles: dict[str, None] = {}
     for n, raw in enumerate(jsonl.splitlines(), 1):
         if not raw.strip():
@@ -193,8 +193,14 @@ def cpr_titles(jsonl: str) -> list[str]:
         for span in row.get("spans") or []:
             if span["term"].strip() not in pieces:
                 raise SystemExit(f"line {n}: the matching title is not one of the cut pieces")
-        titles.update((t, None) for t in pieces if t)
+        titles.update((_visible(t), None) for t in pieces if t)
     return list(titles)
+
+
+def _visible(text: str) -> str:
+    """Invisible characters (format, control, replacement) written as a space, as in ``conll_titles``:
+    a copy read through a viewer that hides them keeps a placeholder, and every copy gives one file."""
+    return "".join(" " if ch == "\ufffd" or unicodedata.category(ch)[0] in "ZC" else ch for ch in text)
 
 
 def cmd_cpr_titles(args: argparse.Namespace) -> int:

@@ -125,3 +125,18 @@ def test_real_report_on_a_perfect_and_a_random_scorer():
     assert rep["cases"]["violations"] > 150 and rep["lines"]["lawful"] > 3000
     noise = np.random.default_rng(1).random(len(items))
     assert 0.4 < real_report(noise, items, ci=False)["lines"]["auc"] < 0.6
+
+
+def test_fresh_title_corpora_count_as_titles() -> None:
+    """The extra title corpora (NER test split, Multi-CPR) are marketplace titles in every report and
+    mix, not app descriptions (the fallback for an unknown corpus)."""
+    from types import SimpleNamespace
+
+    from moderation.classifier.realdata import _source_name
+    from moderation.evaluation.realsets import COPIES, CPR_TITLES, NER_TITLES
+
+    assert _source_name(SimpleNamespace(source=NER_TITLES), "lines") == "real:titles"
+    assert _source_name(SimpleNamespace(source=CPR_TITLES), "lines") == "real:titles"
+    assert _source_name(SimpleNamespace(source="taobao_titles.txt"), "lines") == "real:titles"
+    assert _source_name(SimpleNamespace(source=COPIES), "lines") == "real:copies"
+    assert _source_name(SimpleNamespace(source="app_descriptions_iflytek.jsonl"), "lines") == "real:apps"

@@ -62,11 +62,11 @@ def _dev_part(group: str) -> str:
 
 
 def _source_name(item: Any, kind: str) -> str:
-    from moderation.evaluation.realsets import COPIES
+    from moderation.evaluation.realsets import COPIES, CPR_TITLES, NER_TITLES
 
     if kind == "cases":
         return "real:cases"
-    if "taobao" in item.source:
+    if "taobao" in item.source or item.source in (NER_TITLES, CPR_TITLES):
         return "real:titles"
     return "real:copies" if item.source == COPIES else "real:apps"
 
