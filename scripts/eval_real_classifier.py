@@ -189,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             old_rep["with_rules"] = with_rules(items, old_scores, old_thr)
             _print_with_rules(old_rep["with_rules"], " (baseline)")
         ok, reasons = compare(old_rep, rep)
-        diffs = {k: paired_auc_difference(scores, old_scores, items, k) for k in ("cases", "lines")}
+        kinds = [
+            k
+            for k in ("cases", "lines")
+            if {r.label for r in items if r.kind == k} >= {"violation", "lawful"}
+        ]
+        diffs = {k: paired_auc_difference(scores, old_scores, items, k) for k in kinds}
         for k, d in diffs.items():
             print(
                 f"{k}: AUC new − baseline {d['difference']:+.4f} (paired 90% CI {d['ci90'][0]:+.3f}–"

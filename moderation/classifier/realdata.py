@@ -286,13 +286,18 @@ def real_report(
         "conditional": float(s[lab == "conditional"].mean()) if (lab == "conditional").any() else None,
     }
     if threshold is not None:
-        lines = binary & (kinds == "lines")
+        lines, cases = binary & (kinds == "lines"), binary & (kinds == "cases")
+
+        def flagged(mask: np.ndarray) -> float:
+            # A part without such items (a fresh title set has no cases) reports nan, not a warning.
+            return float((s[mask] >= threshold).mean()) if mask.any() else float("nan")
+
         rep["at_threshold"] = {
             "threshold": threshold,
-            "lawful_lines_flagged": float((s[lines & (y == 0)] >= threshold).mean()),
-            "violation_lines_flagged": float((s[lines & (y == 1)] >= threshold).mean()),
-            "lawful_cases_flagged": float((s[binary & (kinds == "cases") & (y == 0)] >= threshold).mean()),
-            "violation_cases_flagged": float((s[binary & (kinds == "cases") & (y == 1)] >= threshold).mean()),
+            "lawful_lines_flagged": flagged(lines & (y == 0)),
+            "violation_lines_flagged": flagged(lines & (y == 1)),
+            "lawful_cases_flagged": flagged(cases & (y == 0)),
+            "violation_cases_flagged": flagged(cases & (y == 1)),
         }
     return rep
 
