@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -106,10 +107,24 @@ def _print_with_rules(per_kind: dict[str, dict[str, Any]], tag: str) -> None:
         )
 
 
+def _finite(value: Any) -> Any:
+    """The report with NaN (a share of no items, the AUC of a set without cases) written as null, which
+    strict JSON readers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "models" / "risk-classifier")
-    ap.add_argument("--part", default="test", choices=["train", "calib", "test"])
+    ap.add_argument(
+        "--part", default="test", choices=["train", "calib", "test", "all"], help="all: only with --corpus"
+    )
     ap.add_argument("--threshold", type=float, default=None, help="default: classifier.review_threshold")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
@@ -141,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--corpus",
         default=None,
-        help="score only the labelled lines of this corpus file, whatever their part (a fresh set that no "
-        "model has trained on, e.g. multicpr_titles.txt): --part is then ignored",
+        help="score only the labelled lines of this corpus file (e.g. multicpr_titles.txt) in --part; "
+        "--part all reads the whole set, which is unseen only until a model trains on its dev rows",
     )
     args = ap.parse_args(argv)
     if args.real_dir is not None:
@@ -154,8 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus:
         from moderation.classifier.realdata import load_real
 
-        items = [r for r in load_real() if r.kind == "lines" and r.ref.startswith(f"{args.corpus}:")]
-        args.part = args.corpus
+        items = [
+            r
+            for r in load_real()
+            if r.kind == "lines"
+            and r.ref.startswith(f"{args.corpus}:")
+            and (args.part == "all" or r.example.split == args.part)
+        ]
+        if not items:
+            raise SystemExit(
+                f"no labelled lines of {args.corpus!r} in part {args.part!r} (a corpus file name as labels "
+                "name it; an extra corpus must be in var/corpora: tests/real/README.md)"
+            )
+        args.part = f"{args.corpus} ({args.part})"
+    elif args.part == "all":
+        ap.error("--part all needs --corpus")
     else:
         items = real_split(args.part, binary=False)
     scores = rm.score_texts([r.example.text for r in items], threads=args.threads)
@@ -204,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         rep["baseline"] = {"model": old.name, "path": str(args.baseline), "report": old_rep}
         rep["comparison"] = {"accepted": ok, "reasons": reasons, "auc_difference": diffs}
     if args.json:
-        args.json.write_text(json.dumps(rep, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(_finite(rep), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

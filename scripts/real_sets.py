@@ -58,6 +58,8 @@ RISKY = re.compile(
     r"最|第一|首[家个款创选]|唯一|独家|顶级|极致|极品|领先|冠军|之王|王者|国家|权威|专家|医生|治|疗|防|抗|"
     r"降|瘦|美白|祛|保本|收益|回报|稳赚|包过|通过率|提分|保证|100%|\d+%|万人|销量|好评|专利|官方|特供|军"
 )
+#: Candidate titles per line of the Multi-CPR product-selection task.
+CPR_CANDIDATES = 4
 BATCH_SIZE = {TITLES: 500, APPS: 200, COPIES: 270, NER_TITLES: 220, CPR_TITLES: 250}
 
 
@@ -179,10 +181,11 @@ def cpr_titles(jsonl: str) -> list[str]:
     """The product titles of the Multi-CPR product-selection task as EcomGPT ships it: each line is a
     search query and four candidate titles (``Query: …\\nCandidate Document: t1, t2, t3, t4.``) with the
     matching one in ``spans``. Every distinct title, in order of first appearance. A title is cut at
-    ``, ``; a line whose matching title is not one of its pieces (a title that holds ``, `` itself) is
-    refused rather than guessed. Invisible characters become spaces (``_visible``)."""
+    ``, ``; a line that does not cut into four pieces, or whose matching title is not one of them (a title
+    that holds ``, `` itself), is refused rather than guessed. Invisible characters become spaces
+    (``_visible``). Lines end at ``\n`` only: a JSON string may hold U+2028, which is not a line end here."""
     titles: dict[str, None] = {}
-    for n, raw in enumerate(jsonl.splitlines(), 1):
+    for n, raw in enumerate(jsonl.split("\n"), 1):
         if not raw.strip():
             continue
         row = json.loads(raw)
@@ -190,17 +193,21 @@ def cpr_titles(jsonl: str) -> list[str]:
         if not sep:
             raise SystemExit(f"line {n}: no candidate titles")
         pieces = [t.strip() for t in docs.strip().removesuffix(".").split(", ")]
+        if len(pieces) != CPR_CANDIDATES:
+            raise SystemExit(f"line {n}: {len(pieces)} pieces, not {CPR_CANDIDATES} candidate titles")
         for span in row.get("spans") or []:
             if span["term"].strip() not in pieces:
                 raise SystemExit(f"line {n}: the matching title is not one of the cut pieces")
-        titles.update((_visible(t), None) for t in pieces if t)
+        titles.update((t, None) for t in map(_visible, pieces) if t)
     return list(titles)
 
 
 def _visible(text: str) -> str:
     """Invisible characters (format, control, replacement) written as a space, as in ``conll_titles``:
     a copy read through a viewer that hides them keeps a placeholder, and every copy gives one file."""
-    return "".join(" " if ch == "\ufffd" or unicodedata.category(ch)[0] in "ZC" else ch for ch in text)
+    return "".join(
+        " " if ch == "\ufffd" or unicodedata.category(ch)[0] in "ZC" else ch for ch in text
+    ).strip()
 
 
 def cmd_cpr_titles(args: argparse.Namespace) -> int:
@@ -216,13 +223,16 @@ def _fresh_titles(
     """Write ``titles`` as the extra corpus ``name`` (refusing another sha256 than ``--expect``) and, with
     ``--batches``, batch every title that the ``known_corpora`` do not hold, once, at its first line."""
     out = extra_corpora_dir() / name
-    out.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(t + "\n" for t in titles).encode("utf-8")
-    out.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
+    if args.expect and digest != args.expect:  # refused before writing: a good copy is never overwritten
+        raise SystemExit(
+            f"sha256 {digest} differs from the expected {args.expect}: not the file the labels name; "
+            f"{out} left as it was"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
     print(f"{len(titles)} titles → {out} (sha256 {digest})")
-    if args.expect and digest != args.expect:
-        raise SystemExit(f"sha256 differs from the expected {args.expect}: not the file the labels name")
     known: set[str] = set()
     for corpus in known_corpora:
         try:

@@ -17,6 +17,10 @@ def checker() -> Checker:
     return Checker(classifier=False)
 
 
+def _nothing(_text: str) -> bool:
+    return False
+
+
 def _corpora(tmp: Path) -> Path:
     queries = [
         "全网销量第一的保温杯",  # absolute claim: the rules flag it
@@ -50,7 +54,7 @@ def test_examples_take_every_flagged_line_and_the_asked_lawful_share(
 ) -> None:
     corpora = _corpora(tmp_path)
     examples, stats = rule_labelled_examples(
-        corpora, n_lawful=2, max_flagged=10, flagged_repeat=2, checker=checker
+        corpora, n_lawful=2, max_flagged=10, flagged_repeat=2, checker=checker, exclude=_nothing
     )
     assert stats["queries"] == {"lines": 5, "flagged": 2}
     assert stats["apps"] == {"lines": 2, "flagged": 1}
@@ -62,7 +66,7 @@ def test_examples_take_every_flagged_line_and_the_asked_lawful_share(
     assert {e.family for e in flagged} <= {"absolute_claims", "food_labels", "medical_claims", "investment"}
     # The disease claim on tea is tagged with the inferred food category, as the model sees a general listing.
     tea = next(e for e in flagged if "糖尿病" in e.text)
-    assert tea.text.startswith("【")
+    assert tea.text.startswith("【食品】")
 
 
 def test_lines_a_real_set_holds_are_never_used(tmp_path: Path, checker: Checker) -> None:
@@ -78,6 +82,34 @@ def test_lines_a_real_set_holds_are_never_used(tmp_path: Path, checker: Checker)
 
 def test_the_draw_is_seeded(tmp_path: Path, checker: Checker) -> None:
     corpora = _corpora(tmp_path)
-    a, _ = rule_labelled_examples(corpora, n_lawful=2, max_flagged=1, seed=7, checker=checker)
-    b, _ = rule_labelled_examples(corpora, n_lawful=2, max_flagged=1, seed=7, checker=checker)
-    assert [e.text for e in a] == [e.text for e in b]
+
+    def draw(seed: int) -> list[str]:
+        got, _ = rule_labelled_examples(
+            corpora, n_lawful=2, max_flagged=1, seed=seed, checker=checker, exclude=_nothing
+        )
+        return [e.text for e in got]
+
+    assert draw(7) == draw(7)
+    # Another seed draws other lines (of 3 flagged and 4 lawful, some seed in ten differs from seed 7).
+    assert any(draw(s) != draw(7) for s in range(10))
+
+
+def test_an_unknown_corpus_is_refused(tmp_path: Path, checker: Checker) -> None:
+    with pytest.raises(ValueError, match="unknown corpus"):
+        rule_labelled_examples(
+            _corpora(tmp_path), n_lawful=1, max_flagged=1, checker=checker, sources=["query"]
+        )
+
+
+def test_by_default_no_line_of_a_real_set_is_used() -> None:
+    """Without an ``exclude``, a labelled line and a real test item are both refused (the shared titles
+    are labelled, every one)."""
+    from moderation.classifier.distil import real_set_line
+    from moderation.classifier.realdata import load_real
+
+    real = load_real()
+    test_item = next(r for r in real if r.example.split == "test")
+    dev_line = next(r for r in real if r.kind == "lines" and r.example.split != "test")
+    assert real_set_line(test_item.raw.strip())
+    assert real_set_line(dev_line.raw.strip())
+    assert not real_set_line("这一行不在任何真实数据集里 测试用")

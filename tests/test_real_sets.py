@@ -132,8 +132,10 @@ def test_ner_titles_command_writes_the_titles_file_and_refuses_another_hash(extr
     args = argparse.Namespace(source=str(source), expect=None, batches=False, seed=1)
     assert script.cmd_ner_titles(args) == 0
     assert (extra_corpora / realsets.NER_TITLES).read_text(encoding="utf-8") == "鱼油\n新款\n"
-    with pytest.raises(SystemExit, match="sha256 differs"):
+    with pytest.raises(SystemExit, match="differs from the expected"):
         script.cmd_ner_titles(argparse.Namespace(**{**vars(args), "expect": "0" * 64}))
+    # Refused before writing: the good copy is still there.
+    assert (extra_corpora / realsets.NER_TITLES).read_text(encoding="utf-8") == "鱼油\n新款\n"
 
 
 def test_cpr_titles_are_every_distinct_candidate_title(extra_corpora, tmp_path):
@@ -163,6 +165,12 @@ def test_cpr_titles_are_every_distinct_candidate_title(extra_corpora, tmp_path):
     assert (extra_corpora / realsets.CPR_TITLES).read_text(encoding="utf-8").splitlines()[
         0
     ] == "深海鱼油软胶囊 90粒"
-    bad = line("杯", ["保温杯, 500ml", "雨衣", "T恤", "雨靴"], "保温杯, 500ml")
+    bad = line("杯", ["保温杯, 500ml", "雨衣", "T恤", "雨靴"], "雨衣")
+    with pytest.raises(SystemExit, match="line 1: 5 pieces, not 4"):
+        script.cpr_titles(bad)  # a title holding ", " would be cut in two: refused, whichever title matches
+    missing = line("杯", ["保温杯", "雨衣", "T恤", "雨靴"], "水杯")
     with pytest.raises(SystemExit, match="line 1: the matching title"):
-        script.cpr_titles(bad)
+        script.cpr_titles(missing)
+    # Lines end at \n only: U+2028 inside a JSON string is part of the title, written as a space.
+    sep = line("杯", ["保温\u2028杯", "雨衣", "T恤", "雨靴"], "雨衣")
+    assert script.cpr_titles(sep)[0] == "保温 杯"

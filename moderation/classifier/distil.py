@@ -96,7 +96,16 @@ def rule_labelled_examples(
     """Training examples from the corpora as the rules label them: every flagged line (at most
     ``max_flagged``, drawn with ``seed``; each ``flagged_repeat`` times) and ``n_lawful`` unflagged
     lines drawn with the same seed; each tagged with the category the rules infer, as the model sees a
-    ``general`` listing. Returns the examples and, per source, how many lines were read and flagged."""
+    ``general`` listing. Returns the examples and, per source, how many lines were read and flagged.
+
+    ``exclude``: lines never to use; by default every line a real set holds (``real_set_line``)."""
+    unknown = sorted(set(sources) - set(RULE_SOURCES))
+    if unknown:
+        raise ValueError(
+            f"unknown corpus {unknown}: the rule-labelled lines come from {', '.join(RULE_SOURCES)}"
+        )
+    if exclude is None:
+        exclude = real_set_line
     if checker is None:
         from moderation.checker import Checker
 
@@ -107,7 +116,7 @@ def rule_labelled_examples(
     for source in sources:
         for text, _cat in corpora.get(source, []):
             t = text.strip()[:MAX_CHARS]
-            if not t or t in seen or (exclude is not None and exclude(t)):
+            if not t or t in seen or exclude(t):
                 continue
             seen.add(t)
             lines.append((t, source))
@@ -128,6 +137,14 @@ def rule_labelled_examples(
         out.extend([ex] * flagged_repeat)
     out.extend(_example(lab, 0) for lab in lawful[:n_lawful])
     return out, stats
+
+
+def real_set_line(text: str) -> bool:
+    """True for a line that a real set holds: a real test item or its near duplicate (never trained on),
+    or a line a person labelled (it trains with the person's label, not the rules')."""
+    from .realdata import is_held_out, labelled_texts
+
+    return text[:MAX_CHARS] in labelled_texts(MAX_CHARS) or is_held_out(text)
 
 
 def _example(lab: RuleLabel, label: int) -> Example:

@@ -79,6 +79,7 @@ def use_real_dir(path: str | Path) -> None:
     realsets.REAL_DIR = Path(path)
     load_real.cache_clear()
     held_out_keys.cache_clear()
+    labelled_texts.cache_clear()
 
 
 @cache
@@ -131,6 +132,13 @@ def held_out_keys() -> tuple[frozenset[str], frozenset[str]]:
             keys.add(_near_key(r.raw))
             texts.add(r.raw.strip())
     return frozenset(keys), frozenset(texts)
+
+
+@cache
+def labelled_texts(max_chars: int) -> frozenset[str]:
+    """The stripped text, cut at ``max_chars``, of every real item (any part): lines a person has labelled,
+    which must not be relabelled by anything else."""
+    return frozenset(r.raw.strip()[:max_chars] for r in load_real())
 
 
 def is_held_out(text: str) -> bool:
