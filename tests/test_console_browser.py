@@ -112,6 +112,21 @@ def test_reviewer_judges_by_keyboard(live: Live, viewport: str) -> None:
         expect(dialog).to_contain_text("此条含严重问题")
         page.keyboard.press("Escape")
         expect(dialog).to_be_hidden()
+        # Closing leaves no focus on the hidden dialog's button, or the next Enter would be that button's
+        # click (a busy browser runs its own focus fix-up late): opened and closed in one task, so no
+        # fix-up can run in between.
+        opened, left_on = page.evaluate(
+            """() => {
+              const key = (k) => document.dispatchEvent(new KeyboardEvent("keydown", {key: k, bubbles: true}));
+              const dlg = document.getElementById("dialog");
+              key("Enter");
+              const opened = !dlg.hidden;
+              key("Escape");
+              const a = document.activeElement;
+              return [opened, a && dlg.contains(a) ? (a.id || a.tagName) : null];
+            }"""
+        )
+        assert opened and left_on is None
         assert _detail(live, first)["status"] == "claimed"
 
         # the machine's suggestion is copied only on request, then still submitted by hand

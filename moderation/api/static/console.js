@@ -109,6 +109,9 @@
       ok.classList.toggle("danger", !!opts.danger);
       el.hidden = false;
       function close(value) {
+        // Leave no focus on the hidden dialog's button: until the browser's focus fix-up runs (late on a
+        // busy machine), the next Enter would target that button and be taken as the button's own click.
+        if (el.contains(document.activeElement)) document.activeElement.blur();
         el.hidden = true;
         ok.onclick = cancel.onclick = null;
         dialogOpen = null;
