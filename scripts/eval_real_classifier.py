@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "--part all reads the whole set, which is unseen only until a model trains on its dev rows",
     )
     args = ap.parse_args(argv)
+    if args.part == "all" and not args.corpus:
+        ap.error("--part all needs --corpus")
     if args.real_dir is not None:
         from moderation.classifier.realdata import use_real_dir
 
@@ -181,18 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"no labelled lines of {args.corpus!r} in part {args.part!r} (a corpus file name as labels "
                 "name it; an extra corpus must be in var/corpora: tests/real/README.md)"
             )
-        args.part = f"{args.corpus} ({args.part})"
-    elif args.part == "all":
-        ap.error("--part all needs --corpus")
+        part = f"{args.corpus} ({args.part})"
     else:
         items = real_split(args.part, binary=False)
+        part = args.part
     scores = rm.score_texts([r.example.text for r in items], threads=args.threads)
     thr = args.threshold if args.threshold is not None else policy_threshold()
     rep = real_report(scores, items, threshold=thr)
-    print(
-        f"model {rm.name} ({args.model}), {len(items)} real {args.part} items, {time.perf_counter() - t0:.1f}s"
-    )
-    print(format_real_report(rep, args.part))
+    print(f"model {rm.name} ({args.model}), {len(items)} real {part} items, {time.perf_counter() - t0:.1f}s")
+    print(format_real_report(rep, part))
     if args.with_rules:
         rep["with_rules"] = with_rules(items, scores, thr)
         _print_with_rules(rep["with_rules"], "")
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
         binary = [(s, r.example) for s, r in zip(scores, items, strict=True) if r.label != "conditional"]
         for p in save_plots(
-            [s for s, _ in binary], [e for _, e in binary], args.plots, title=f"{rm.name}, real {args.part}"
+            [s for s, _ in binary], [e for _, e in binary], args.plots, title=f"{rm.name}, real {part}"
         ):
             print(f"wrote {p}")
     if args.baseline is not None:
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         old_thr = args.baseline_threshold if args.baseline_threshold is not None else policy_threshold()
         old_rep = real_report(old_scores, items, threshold=old_thr)
         print(f"baseline {old.name} ({args.baseline})")
-        print(format_real_report(old_rep, args.part))
+        print(format_real_report(old_rep, part))
         if args.with_rules:
             old_rep["with_rules"] = with_rules(items, old_scores, old_thr)
             _print_with_rules(old_rep["with_rules"], " (baseline)")

@@ -162,8 +162,7 @@ def conll_titles(conll: str) -> list[str]:
             continue
         head, sep, _tag = line.rpartition(" ")
         ch = head if sep and head else " "
-        invisible = ch == "\ufffd" or unicodedata.category(ch[0])[0] in "ZC"
-        chars.append(" " if invisible else ch)
+        chars.append(" " if _invisible(ch) else ch)
     if chars:
         titles.append("".join(chars).strip())
     return titles
@@ -205,9 +204,13 @@ def cpr_titles(jsonl: str) -> list[str]:
 def _visible(text: str) -> str:
     """Invisible characters (format, control, replacement) written as a space, as in ``conll_titles``:
     a copy read through a viewer that hides them keeps a placeholder, and every copy gives one file."""
-    return "".join(
-        " " if ch == "\ufffd" or unicodedata.category(ch)[0] in "ZC" else ch for ch in text
-    ).strip()
+    return "".join(" " if _invisible(ch) else ch for ch in text).strip()
+
+
+def _invisible(ch: str) -> bool:
+    """A space, control or format character, or the replacement character a copy may have put in its
+    place (judged by the first character of ``ch``)."""
+    return ch == "\ufffd" or unicodedata.category(ch[0])[0] in "ZC"
 
 
 def cmd_cpr_titles(args: argparse.Namespace) -> int:

@@ -49,7 +49,8 @@ def label_lines(
     lines: Iterable[tuple[str, str]], checker: Checker, progress: Callable[[int], None] | None = None
 ) -> list[RuleLabel]:
     """The rules' verdict on each (text, source) line, sent as a ``general`` title as the audit sends
-    a bare line; ``flagged`` means review or block, as in the real-set reports."""
+    a bare line; ``flagged`` means review or block, as in the real-set reports; ``category`` is the one
+    the check inferred, which is the tag the checker gives the model for such a listing."""
     from moderation.schema import Listing
 
     out: list[RuleLabel] = []
@@ -58,15 +59,16 @@ def label_lines(
     def flush() -> None:
         listings = [Listing(id=str(i), title=t, category="general") for i, (t, _) in enumerate(batch)]
         results = checker.check_many(listings)
-        for (text, source), listing, res in zip(batch, listings, results, strict=True):
+        for (text, source), res in zip(batch, results, strict=True):
             found = [f for f in res.findings if f.action != "pass"]
+            inferred = res.category_inferred
             out.append(
                 RuleLabel(
                     text=text,
                     source=source,
                     flagged=res.verdict in ("review", "block"),
                     family=found[0].family if found else "",
-                    category=checker.engine.scoring_category(listing),
+                    category=inferred.category if inferred is not None else "general",
                 )
             )
         batch.clear()
